@@ -1,0 +1,118 @@
+"""Reconstruction metrics: composites, MSE and PSNR (masked region and whole image), batched SSIM.
+
+Every predictor returns a full image; :func:`composite` keeps the visible pixels of the original
+and takes the masked pixels from the prediction, so every predictor is scored on the same thing.
+Values are per image; :func:`summarize` gives their mean and standard deviation.
+
+SSIM follows ``skimage.metrics.structural_similarity`` with ``data_range=1`` and a channel axis
+(7x7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03, mean over the valid region and the
+channels), computed for the whole batch at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ._checks import check_images, check_mask
+from .patches import grid_shape, patch_mask_to_pixels
+
+MAX_PSNR = 100.0  # dB, reported when the error is exactly zero
+
+
+def _pair(original, predicted):
+    check_images(original, "original")
+    check_images(predicted, "predicted", value_range=False)
+    if original.shape != predicted.shape:
+        raise ValueError(f"predicted must have the shape of original {original.shape}, got {predicted.shape}")
+
+
+def _pixel_mask(mask, patch_size, images):
+    gh, gw = grid_shape(images.shape[1:3], patch_size)
+    check_mask(mask, n_images=images.shape[0], n_patches=gh * gw)
+    return patch_mask_to_pixels(mask, patch_size, images.shape[1:3])
+
+
+def composite(original: np.ndarray, predicted: np.ndarray, mask: np.ndarray, patch_size: int) -> np.ndarray:
+    """Visible pixels from ``original``, masked pixels from ``predicted`` (clipped to [0, 1])."""
+    _pair(original, predicted)
+    pixels = _pixel_mask(mask, patch_size, original)
+    return np.where(pixels, np.clip(predicted, 0.0, 1.0), original).astype(original.dtype, copy=False)
+
+
+def mse_masked(original, predicted, mask, patch_size) -> np.ndarray:
+    """Per-image mean squared error over the masked pixels only."""
+    _pair(original, predicted)
+    pixels = _pixel_mask(mask, patch_size, original)
+    err = (original.astype(np.float64) - np.clip(predicted, 0.0, 1.0)) ** 2 * pixels
+    count = pixels.sum(axis=(1, 2, 3)) * original.shape[-1]
+    return err.sum(axis=(1, 2, 3)) / np.maximum(count, 1)
+
+
+def mse(original, predicted) -> np.ndarray:
+    """Per-image mean squared error over all pixels."""
+    _pair(original, predicted)
+    return ((original.astype(np.float64) - predicted) ** 2).mean(axis=(1, 2, 3))
+
+
+def psnr_from_mse(mse_values, data_range: float = 1.0) -> np.ndarray:
+    """PSNR in dB; a zero error gives :data:`MAX_PSNR`."""
+    mse_values = np.asarray(mse_values, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        values = 10.0 * np.log10(data_range**2 / mse_values)
+    return np.minimum(values, MAX_PSNR)
+
+
+def ssim(original: np.ndarray, predicted: np.ndarray, win_size: int = 7) -> np.ndarray:
+    """Per-image SSIM, equal to ``skimage.metrics.structural_similarity(a, b, data_range=1,
+    channel_axis=-1)`` for every image, computed for the whole batch at once."""
+    _pair(original, predicted)
+    if min(original.shape[1:3]) < win_size or win_size % 2 == 0:
+        raise ValueError(f"win_size must be odd and at most the image side {min(original.shape[1:3])}, got {win_size}")
+    x = original.astype(np.float64)
+    y = predicted.astype(np.float64)
+    size = (1, win_size, win_size, 1)  # filter over height and width only
+
+    def filt(a):
+        return ndimage.uniform_filter(a, size=size, mode="reflect")
+
+    np_ = win_size * win_size
+    cov_norm = np_ / (np_ - 1)  # sample covariance, as skimage's default
+    ux, uy = filt(x), filt(y)
+    vx = cov_norm * (filt(x * x) - ux * ux)
+    vy = cov_norm * (filt(y * y) - uy * uy)
+    vxy = cov_norm * (filt(x * y) - ux * uy)
+    c1, c2 = (0.01 * 1.0) ** 2, (0.03 * 1.0) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    pad = (win_size - 1) // 2
+    return s[:, pad:-pad, pad:-pad, :].mean(axis=(1, 2, 3))
+
+
+def evaluate(original, predicted, mask, patch_size, batch_size: int = 2048) -> dict[str, np.ndarray]:
+    """Per-image metrics of a prediction, scored on its composite.
+
+    Returns ``mse_masked``, ``psnr_masked`` (masked pixels), ``mse``, ``psnr`` and ``ssim``
+    (whole composite image), each an array of one value per image.
+    """
+    _pair(original, predicted)
+    _pixel_mask(mask, patch_size, original)
+    parts = []
+    for start in range(0, original.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        o, m = original[sl], mask[sl]
+        comp = composite(o, predicted[sl], m, patch_size)
+        mm = mse_masked(o, comp, m, patch_size)
+        mw = mse(o, comp)
+        parts.append(
+            {"mse_masked": mm, "psnr_masked": psnr_from_mse(mm), "mse": mw, "psnr": psnr_from_mse(mw), "ssim": ssim(o, comp)}
+        )
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def summarize(values: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean and standard deviation of each per-image metric: ``{name}_mean``, ``{name}_std``."""
+    out = {}
+    for key, v in values.items():
+        out[f"{key}_mean"] = float(np.mean(v))
+        out[f"{key}_std"] = float(np.std(v))
+    return out

@@ -1,0 +1,98 @@
+"""Cut images into non-overlapping square patches and put them back.
+
+Layout (as in MAE's ``patchify``): images ``(N, H, W, C)`` become ``(N, L, p*p*C)`` with
+``L = (H/p) * (W/p)`` patches in row-major order over the patch grid; each patch is flattened
+in ``(row, column, channel)`` order. CIFAR-10 with ``p = 4``: 64 patches of 48 values.
+
+``patchify``/``unpatchify`` work on NumPy arrays; ``patchify_ops``/``unpatchify_ops`` do the
+same with ``keras.ops`` so they run inside models on any Keras backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import check_patch_size, check_positive_int
+
+
+def grid_shape(image_shape, patch_size: int) -> tuple[int, int]:
+    """Patch grid (rows, columns) for images of ``image_shape`` = (H, W[, C])."""
+    p = check_patch_size(patch_size, image_shape)
+    return int(image_shape[0]) // p, int(image_shape[1]) // p
+
+
+def _check_batch(images, name="images"):
+    if getattr(images, "ndim", None) != 4:
+        shape = getattr(images, "shape", None)
+        raise ValueError(f"{name} must have rank 4 (N, H, W, C), channels last; got shape {shape}")
+
+
+def patchify(images: np.ndarray, patch_size: int) -> np.ndarray:
+    """(N, H, W, C) -> (N, L, p*p*C)."""
+    images = np.asarray(images)
+    _check_batch(images)
+    n, h, w, c = images.shape
+    gh, gw = grid_shape((h, w), patch_size)
+    p = patch_size
+    x = images.reshape(n, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, gh * gw, p * p * c)
+
+
+def unpatchify(patches: np.ndarray, patch_size: int, image_shape) -> np.ndarray:
+    """(N, L, p*p*C) -> (N, H, W, C) for ``image_shape`` = (H, W, C)."""
+    patches = np.asarray(patches)
+    h, w, c = _check_patch_layout(patches, patch_size, image_shape)
+    gh, gw, p = h // patch_size, w // patch_size, patch_size
+    x = patches.reshape(patches.shape[0], gh, gw, p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(patches.shape[0], h, w, c)
+
+
+def _check_patch_layout(patches, patch_size, image_shape):
+    if len(image_shape) != 3:
+        raise ValueError(f"image_shape must be (H, W, C), got {tuple(image_shape)}")
+    h, w, c = (int(v) for v in image_shape)
+    check_positive_int(c, "image_shape channels")
+    gh, gw = grid_shape((h, w), patch_size)
+    expected = (gh * gw, patch_size * patch_size * c)
+    if len(patches.shape) != 3 or tuple(patches.shape[1:]) != expected:
+        raise ValueError(
+            f"patches must have shape (N, {expected[0]}, {expected[1]}) for image_shape {tuple(image_shape)} "
+            f"and patch_size {patch_size}; got {tuple(patches.shape)}"
+        )
+    return h, w, c
+
+
+def patchify_ops(images, patch_size: int):
+    """``keras.ops`` version of :func:`patchify` (static image size)."""
+    from keras import ops
+
+    _check_batch(images)
+    _, h, w, c = images.shape
+    gh, gw = grid_shape((h, w), patch_size)
+    p = patch_size
+    x = ops.reshape(images, (-1, gh, p, gw, p, c))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, gh * gw, p * p * c))
+
+
+def unpatchify_ops(patches, patch_size: int, image_shape):
+    """``keras.ops`` version of :func:`unpatchify`."""
+    from keras import ops
+
+    h, w, c = _check_patch_layout(patches, patch_size, image_shape)
+    gh, gw, p = h // patch_size, w // patch_size, patch_size
+    x = ops.reshape(patches, (-1, gh, gw, p, p, c))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, h, w, c))
+
+
+def patch_mask_to_pixels(mask: np.ndarray, patch_size: int, image_shape) -> np.ndarray:
+    """Expand a patch mask (N, L) to a pixel mask (N, H, W, 1); True = masked pixel."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    gh, gw = grid_shape((h, w), patch_size)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2 or mask.shape[1] != gh * gw:
+        raise ValueError(f"mask must have shape (N, {gh * gw}) for a {gh}x{gw} patch grid, got {mask.shape}")
+    grid = mask.reshape(-1, gh, gw)
+    pixels = np.repeat(np.repeat(grid, patch_size, axis=1), patch_size, axis=2)
+    return pixels[..., None]

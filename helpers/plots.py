@@ -1,0 +1,209 @@
+"""Pictures: reconstruction grids, mask patterns, training curves, and one ``save_fig``.
+
+Figures are written as PNG into ``figures/`` at the top of the project (found from this
+package's location, not the working directory). ``HELPERS_FIGURES_DIR`` overrides the folder,
+which ``python -m helpers run`` uses to keep figures of other profiles apart.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ._checks import check_images, check_mask
+from .masking import apply_mask
+from .patches import grid_shape
+
+FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
+DPI = 120
+MASK_GREY = 0.5
+
+
+def figures_dir() -> Path:
+    """The folder :func:`save_fig` writes to."""
+    return Path(os.environ.get("HELPERS_FIGURES_DIR") or FIGURES_DIR)
+
+
+def save_fig(fig, name: str, dpi: int = DPI) -> Path:
+    """Write ``fig`` to ``figures/<name>.png`` (atomically) and close it. Returns the path."""
+    if not name or "/" in name or "\\" in name:
+        raise ValueError(f"name must be a plain file name without folders, got {name!r}")
+    folder = figures_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (name if name.endswith(".png") else f"{name}.png")
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        plt.close(fig)
+    return path
+
+
+def _show(ax, img, title=None):
+    ax.imshow(np.clip(img, 0, 1).squeeze(), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def plot_images(images, labels=None, class_names=None, n: int = 16, cols: int = 8, title=None):
+    """A grid of images with their class names."""
+    check_images(images)
+    n = min(n, len(images))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            label = None
+            if labels is not None:
+                label = class_names[int(labels[i])] if class_names else str(labels[i])
+            _show(ax, images[i], label)
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_patch_grid(image, patch_size: int, title=None):
+    """One image with the patch grid drawn over it and each patch numbered."""
+    check_images(image[None])
+    gh, gw = grid_shape(image.shape[:2], patch_size)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    _show(ax, image, title)
+    for i in range(1, gh):
+        ax.axhline(i * patch_size - 0.5, color="white", lw=0.8)
+    for j in range(1, gw):
+        ax.axvline(j * patch_size - 0.5, color="white", lw=0.8)
+    if gh * gw <= 100:
+        for r in range(gh):
+            for c in range(gw):
+                ax.text(c * patch_size + patch_size / 2 - 0.5, r * patch_size + patch_size / 2 - 0.5, str(r * gw + c),
+                        ha="center", va="center", fontsize=6, color="yellow")
+    return fig
+
+
+def plot_patches(patches, patch_size: int, channels: int = 3, title=None):
+    """The patches of one image laid out as a sequence of tokens (L small tiles in a row-major grid)."""
+    patches = np.asarray(patches)
+    n = patches.shape[0]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(0.55 * cols, 0.55 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            _show(ax, patches[i].reshape(patch_size, patch_size, channels))
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(wspace=0.15, hspace=0.15)
+    return fig
+
+
+def plot_masks(images, masks: dict, patch_size: int, n: int = 1, title=None):
+    """Masked versions of ``n`` images, one column per entry of ``masks`` (label -> mask (N, L))."""
+    check_images(images)
+    labels = list(masks)
+    n = min(n, len(images))
+    fig, axes = plt.subplots(n, len(labels) + 1, figsize=(1.9 * (len(labels) + 1), 2.0 * n), squeeze=False)
+    for r in range(n):
+        _show(axes[r, 0], images[r], "original" if r == 0 else None)
+        for c, label in enumerate(labels):
+            masked = apply_mask(images[r : r + 1], masks[label][r : r + 1], patch_size, fill=MASK_GREY)[0]
+            frac = f"{label}\n{masks[label][r].mean():.0%} hidden"
+            _show(axes[r, c + 1], masked, frac if r == 0 else None)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mask_patterns(masks: dict, grid, title=None):
+    """The mask patterns themselves on the patch grid: rows of labels (e.g. strategies), columns of masks.
+
+    ``masks`` maps a row label to a dict of column label -> one mask (L,).
+    """
+    gh, gw = int(grid[0]), int(grid[1])
+    rows = list(masks)
+    cols = list(next(iter(masks.values())))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.8 * len(cols), 1.9 * len(rows)), squeeze=False)
+    for r, rl in enumerate(rows):
+        for c, cl in enumerate(cols):
+            m = np.asarray(masks[rl][cl], dtype=bool).reshape(gh, gw)
+            ax = axes[r, c]
+            ax.imshow(~m, cmap="gray", vmin=0, vmax=1.6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(str(cl), fontsize=9)
+            if c == 0:
+                ax.set_ylabel(str(rl), fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reconstructions(
+    original, mask, reconstructions, patch_size: int, n: int = 6, error_map: bool = True, title=None
+):
+    """Rows of original | masked | reconstruction(s) | error map for ``n`` images.
+
+    ``reconstructions`` is one array (N, H, W, C) or a dict label -> array, to compare predictors
+    side by side. Masked patches are drawn grey. The error map is |original - reconstruction| of the
+    last reconstruction, averaged over channels.
+    """
+    check_images(original, "original")
+    check_mask(mask, n_images=original.shape[0])
+    if not isinstance(reconstructions, dict):
+        reconstructions = {"reconstructed": reconstructions}
+    n = min(n, len(original))
+    labels = list(reconstructions)
+    ncols = 2 + len(labels) + int(error_map)
+    fig, axes = plt.subplots(n, ncols, figsize=(1.7 * ncols, 1.8 * n), squeeze=False)
+    masked = apply_mask(original[:n], mask[:n], patch_size, fill=MASK_GREY)
+    for r in range(n):
+        _show(axes[r, 0], original[r], "original" if r == 0 else None)
+        _show(axes[r, 1], masked[r], f"masked ({mask[r].mean():.0%})" if r == 0 else None)
+        for c, label in enumerate(labels):
+            _show(axes[r, 2 + c], np.asarray(reconstructions[label][r]), label if r == 0 else None)
+        if error_map:
+            err = np.abs(original[r] - np.clip(reconstructions[labels[-1]][r], 0, 1)).mean(axis=-1)
+            ax = axes[r, -1]
+            ax.imshow(err, cmap="magma", vmin=0, vmax=0.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("|error|", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: dict, metrics=("loss",), title=None):
+    """Training curves from a Keras ``History.history`` dict (or a CSV log read into a dict)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for key in (metric, f"val_{metric}"):
+            if key in history:
+                ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
