@@ -63,6 +63,7 @@ class Dataset:
 # CIFAR-10
 # --------------------------------------------------------------------------------------------
 _ALLOWED_GLOBALS = {
+    ("_codecs", "encode"),  # bytes in files written by Python 3 with pickle protocol 2
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
@@ -199,18 +200,34 @@ def _photo(name: str) -> np.ndarray:
     return (img.astype(np.float32) / 255.0) if img.dtype == np.uint8 else img.astype(np.float32)
 
 
-def _crops(img: np.ndarray, x_lo: int, x_hi: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random 32x32 crops whose columns lie within [x_lo, x_hi) of ``img``."""
+MIN_STD = 0.02  # crops flatter than this (saturated sky, black background) are drawn again
+
+
+def _crops(img: np.ndarray, x_lo: int, x_hi: int, n: int, rng: np.random.Generator):
+    """``n`` random 32x32 crops with columns in [x_lo, x_hi) of ``img`` and their first columns.
+
+    Flat crops (pixel standard deviation below ``MIN_STD``) are rejected and drawn again.
+    """
     h = img.shape[0]
-    ys = rng.integers(0, h - IMAGE_SIZE + 1, size=n)
-    xs = rng.integers(x_lo, x_hi - IMAGE_SIZE + 1, size=n)
-    idx_y = ys[:, None] + np.arange(IMAGE_SIZE)[None, :]
-    idx_x = xs[:, None] + np.arange(IMAGE_SIZE)[None, :]
-    return img[idx_y[:, :, None], idx_x[:, None, :]]
+    kept, cols = [], []
+    while sum(len(c) for c in cols) < n:
+        m = 2 * n + 8
+        ys = rng.integers(0, h - IMAGE_SIZE + 1, size=m)
+        xs = rng.integers(x_lo, x_hi - IMAGE_SIZE + 1, size=m)
+        idx_y = ys[:, None] + np.arange(IMAGE_SIZE)[None, :]
+        idx_x = xs[:, None] + np.arange(IMAGE_SIZE)[None, :]
+        crops = img[idx_y[:, :, None], idx_x[:, None, :]]
+        ok = crops.std(axis=(1, 2, 3)) >= MIN_STD
+        kept.append(crops[ok])
+        cols.append(xs[ok])
+    return np.concatenate(kept)[:n], np.concatenate(cols)[:n]
 
 
-def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0):
+def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0, return_meta: bool = False):
     """Build the embedded dataset: ((x_train, y_train), (x_test, y_test), names), float32 in [0, 1].
+
+    With ``return_meta`` a fourth item gives, for the train and test crops, their place in the
+    photograph's own pixels: arrays (N, 4) of photo index, first column, last column + 1, scale.
 
     Each photograph is split at ``x_split = (1 - TEST_STRIP) * width``: training crops lie left of
     ``x_split - GAP``, test crops right of ``x_split``, at every scale (the anti-aliasing blur of a
@@ -225,7 +242,7 @@ def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0):
     cells = [(p, s) for p in range(len(SAMPLE_PHOTOS)) for s in SAMPLE_SCALES]
     train_counts = np.bincount(rng.permutation(np.arange(n_train) % len(cells)), minlength=len(cells))
     test_counts = np.bincount(rng.permutation(np.arange(n_test) % len(cells)), minlength=len(cells))
-    xs_train, ys_train, xs_test, ys_test = [], [], [], []
+    xs_train, ys_train, xs_test, ys_test, meta_train, meta_test = [], [], [], [], [], []
     for photo_id, name in enumerate(SAMPLE_PHOTOS):
         photo = _photo(name)
         split = int(round(photo.shape[1] * (1 - TEST_STRIP)))
@@ -235,8 +252,14 @@ def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0):
             img = np.clip(img, 0.0, 1.0).astype(np.float32)
             train_hi = int(np.floor((split - GAP) * scale))
             test_lo = int(np.ceil(split * scale))
-            xs_train.append(_crops(img, 0, train_hi, train_counts[cell], rng))
-            xs_test.append(_crops(img, test_lo, img.shape[1], test_counts[cell], rng))
+            for xs, metas, lo, hi, count in (
+                (xs_train, meta_train, 0, train_hi, train_counts[cell]),
+                (xs_test, meta_test, test_lo, img.shape[1], test_counts[cell]),
+            ):
+                crops, cols = _crops(img, lo, hi, count, rng)
+                xs.append(crops)
+                metas.append(np.stack([np.full(count, photo_id), cols / scale, (cols + IMAGE_SIZE) / scale,
+                                       np.full(count, scale)], axis=1))
             ys_train.append(np.full(train_counts[cell], photo_id, dtype=np.int64))
             ys_test.append(np.full(test_counts[cell], photo_id, dtype=np.int64))
     order_train = rng.permutation(n_train)
@@ -245,7 +268,10 @@ def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0):
     y_train = np.concatenate(ys_train)[order_train]
     x_test = np.concatenate(xs_test)[order_test]
     y_test = np.concatenate(ys_test)[order_test]
-    return (x_train, y_train), (x_test, y_test), list(SAMPLE_PHOTOS)
+    out = ((x_train, y_train), (x_test, y_test), list(SAMPLE_PHOTOS))
+    if return_meta:
+        return out + ((np.concatenate(meta_train)[order_train], np.concatenate(meta_test)[order_test]),)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
