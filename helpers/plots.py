@@ -207,3 +207,63 @@ def plot_history(history: dict, metrics=("loss",), title=None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+PREDICTOR_STYLE = {
+    "vit": dict(color="tab:blue", marker="o", label="ViT (mask token)"),
+    "mae": dict(color="tab:green", marker="s", label="ViT (MAE-style)"),
+    "cnn": dict(color="tab:orange", marker="^", label="CNN autoencoder"),
+    "biharmonic": dict(color="tab:gray", marker="x", label="biharmonic inpainting"),
+}
+
+
+def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, title=None):
+    """One panel per strategy: ``metric`` (mean with std bars) against the mask ratio, a line per predictor.
+
+    ``rows`` are sweep rows (``helpers.experiments``) with ``{metric}_mean`` and ``{metric}_std``.
+    """
+    strategies = strategies or list(dict.fromkeys(r["strategy"] for r in rows))
+    predictors = list(dict.fromkeys(r["predictor"] for r in rows))
+    fig, axes = plt.subplots(1, len(strategies), figsize=(3.6 * len(strategies), 3.3), squeeze=False, sharey=True)
+    for ax, strategy in zip(axes.flat, strategies):
+        for p in predictors:
+            pts = sorted((float(r["ratio"]), float(r[f"{metric}_mean"]), float(r[f"{metric}_std"]))
+                         for r in rows if r["strategy"] == strategy and r["predictor"] == p)
+            if not pts:
+                continue
+            x, y, e = map(np.array, zip(*pts))
+            style = PREDICTOR_STYLE.get(p, dict(label=p))
+            ax.errorbar(x * 100, y, yerr=e, capsize=3, **style)
+        ax.set_title(strategy)
+        ax.set_xlabel("mask ratio (%)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(metric.replace("_", " ").replace("psnr", "PSNR (dB)").replace("ssim", "SSIM"))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.08), frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_matrix(table, strategies, title=None, label: str = "masked-region PSNR (dB)"):
+    """Heat map of a (train strategy x eval strategy) table with the values written in."""
+    table = np.asarray(table, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 * len(strategies) + 2.2, 1.0 * len(strategies) + 1.2))
+    im = ax.imshow(table, cmap="viridis")
+    ax.set_xticks(range(len(strategies)), labels=strategies)
+    ax.set_yticks(range(len(strategies)), labels=strategies)
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("trained on")
+    finite = table[np.isfinite(table)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0
+    for i in range(table.shape[0]):
+        for j in range(table.shape[1]):
+            if np.isfinite(table[i, j]):
+                ax.text(j, i, f"{table[i, j]:.1f}", ha="center", va="center",
+                        color="black" if table[i, j] > mid else "white", fontsize=9)
+    fig.colorbar(im, ax=ax, label=label, shrink=0.8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,143 @@
+"""Tables and findings computed from sweep results, for the report notebook.
+
+Nothing here trains or evaluates: it reads rows of ``metrics.csv``/``matrix.csv`` (see
+:mod:`helpers.experiments`) and turns them into tables and sentences, so every number in the
+report comes from the results files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NAMES = {"vit": "ViT (mask token)", "mae": "ViT (MAE-style)", "cnn": "CNN autoencoder", "biharmonic": "biharmonic"}
+HIGHER_IS_BETTER = {"psnr_masked_mean": True, "psnr_mean": True, "ssim_mean": True, "mse_masked_mean": False}
+
+
+def _strategies(rows):
+    return list(dict.fromkeys(r["strategy"] for r in rows))
+
+
+def _ratios(rows):
+    return sorted({float(r["ratio"]) for r in rows})
+
+
+def _predictors(rows):
+    return list(dict.fromkeys(r["predictor"] for r in rows))
+
+
+def _value(rows, strategy, ratio, predictor, metric):
+    for r in rows:
+        if r["strategy"] == strategy and float(r["ratio"]) == ratio and r["predictor"] == predictor:
+            return float(r[metric])
+    return float("nan")
+
+
+def best_predictor(rows, strategy: str, ratio: float, metric: str = "psnr_masked_mean") -> str:
+    """The predictor with the best ``metric`` in a cell."""
+    values = {p: _value(rows, strategy, ratio, p, metric) for p in _predictors(rows)}
+    values = {p: v for p, v in values.items() if np.isfinite(v)}
+    if not values:
+        raise ValueError(f"no results for strategy {strategy!r} at ratio {ratio}")
+    pick = max if HIGHER_IS_BETTER.get(metric, True) else min
+    return pick(values, key=values.get)
+
+
+def results_table(rows, metric: str = "psnr_masked_mean", digits: int = 2) -> str:
+    """A Markdown table: one row per (strategy, ratio), one column per predictor, best in bold."""
+    predictors = _predictors(rows)
+    head = "| strategy | ratio | " + " | ".join(NAMES.get(p, p) for p in predictors) + " |"
+    lines = [head, "|" + "---|" * (len(predictors) + 2)]
+    for s in _strategies(rows):
+        for ratio in _ratios(rows):
+            best = best_predictor(rows, s, ratio, metric)
+            cells = []
+            for p in predictors:
+                v = _value(rows, s, ratio, p, metric)
+                text = "–" if not np.isfinite(v) else f"{v:.{digits}f}"
+                cells.append(f"**{text}**" if p == best else text)
+            lines.append(f"| {s} | {ratio:.0%} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def win_counts(rows, metric: str = "psnr_masked_mean") -> dict[str, int]:
+    """How many (strategy, ratio) cells each predictor wins."""
+    counts = {p: 0 for p in _predictors(rows)}
+    for s in _strategies(rows):
+        for ratio in _ratios(rows):
+            counts[best_predictor(rows, s, ratio, metric)] += 1
+    return counts
+
+
+def findings(rows, matrix=None, matrix_strategies=None, metric: str = "psnr_masked_mean") -> list[str]:
+    """Sentences stating what the numbers say; each number is computed from ``rows``/``matrix``."""
+    out = []
+    strategies, ratios, predictors = _strategies(rows), _ratios(rows), _predictors(rows)
+    n_cells = len(strategies) * len(ratios)
+    wins = win_counts(rows, metric)
+    leader = max(wins, key=wins.get)
+    out.append(
+        f"{NAMES.get(leader, leader)} has the best masked-region PSNR in {wins[leader]} of {n_cells} "
+        f"(strategy, ratio) cells; " + ", ".join(f"{NAMES.get(p, p)} {n}" for p, n in wins.items() if p != leader) + "."
+    )
+    if len(ratios) > 1:
+        lo, hi = ratios[0], ratios[-1]
+        drops = {p: np.nanmean([_value(rows, s, lo, p, metric) - _value(rows, s, hi, p, metric) for s in strategies])
+                 for p in predictors}
+        most = max(drops, key=drops.get)
+        least = min(drops, key=drops.get)
+        out.append(
+            f"Hiding {hi:.0%} instead of {lo:.0%} of the patches costs {drops[most]:.2f} dB for "
+            f"{NAMES.get(most, most)} and {drops[least]:.2f} dB for {NAMES.get(least, least)} "
+            f"(masked-region PSNR, mean over strategies)."
+        )
+    for ratio in ratios:
+        per_strategy = {s: np.nanmean([_value(rows, s, ratio, p, metric) for p in predictors]) for s in strategies}
+        hardest = min(per_strategy, key=per_strategy.get)
+        easiest = max(per_strategy, key=per_strategy.get)
+        if hardest != easiest:
+            out.append(
+                f"At {ratio:.0%}, {hardest} masking is the hardest ({per_strategy[hardest]:.2f} dB averaged over "
+                f"predictors) and {easiest} the easiest ({per_strategy[easiest]:.2f} dB)."
+            )
+    if "vit" in predictors and "biharmonic" in predictors:
+        margins = [_value(rows, s, r, "vit", metric) - _value(rows, s, r, "biharmonic", metric) for s in strategies for r in ratios]
+        beats = int(np.sum(np.array(margins) > 0))
+        out.append(
+            f"The mask-token ViT beats biharmonic inpainting in {beats} of {n_cells} cells "
+            f"(mean margin {np.nanmean(margins):+.2f} dB)."
+        )
+    if "vit" in predictors and "cnn" in predictors:
+        margins = [_value(rows, s, r, "vit", metric) - _value(rows, s, r, "cnn", metric) for s in strategies for r in ratios]
+        beats = int(np.sum(np.array(margins) > 0))
+        out.append(
+            f"Against the CNN autoencoder the mask-token ViT wins {beats} of {n_cells} cells "
+            f"(mean margin {np.nanmean(margins):+.2f} dB)."
+        )
+    if matrix is not None and matrix_strategies:
+        m = np.asarray(matrix, dtype=float)
+        if np.isfinite(m).all():
+            diag = float(np.mean(np.diag(m)))
+            off = float(np.mean(m[~np.eye(len(m), dtype=bool)]))
+            loss = np.diag(m)[None, :] - m  # how much worse than the model trained on the evaluated strategy
+            np.fill_diagonal(loss, -np.inf)
+            i, j = np.unravel_index(np.argmax(loss), loss.shape)
+            out.append(
+                f"Across strategies, a ViT evaluated on the masks it was trained on scores {diag:.2f} dB on average, "
+                f"against {off:.2f} dB on other masks; the worst transfer is trained on {matrix_strategies[i]}, "
+                f"evaluated on {matrix_strategies[j]}: {m[i, j]:.2f} dB, {loss[i, j]:.2f} dB below the model trained "
+                f"on {matrix_strategies[j]}."
+            )
+    return out
+
+
+def limits(provenance: dict) -> str:
+    """One sentence on what the run was: dataset, sizes, epochs, plan, backend and device."""
+    ds = provenance.get("dataset", {})
+    cfg = provenance.get("config", {})
+    env = provenance.get("environment", {})
+    return (
+        f"Dataset {ds.get('name')} ({ds.get('source')}): {ds.get('train')} training, {ds.get('val')} validation and "
+        f"{ds.get('test')} test images; {cfg.get('epochs')} epochs per model, plan {cfg.get('plan')}, "
+        f"batch size {cfg.get('batch_size')}, seed {cfg.get('seed')}; Keras {env.get('keras')} on "
+        f"{env.get('backend')} ({env.get('device')}). Profile: {provenance.get('profile', 'not recorded')}."
+    )

@@ -1,0 +1,77 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from helpers import plots, report
+
+
+def _rows():
+    # psnr = base(predictor) - 10 * ratio - penalty(strategy)
+    base = {"vit": 24.0, "cnn": 23.0, "biharmonic": 20.0}
+    penalty = {"random": 0.0, "rows": 3.0}
+    rows = []
+    for s in penalty:
+        for r in (0.3, 0.7):
+            for p in base:
+                v = base[p] - 10 * r - penalty[s]
+                if p == "cnn" and s == "rows" and r == 0.7:
+                    v = 30.0  # the CNN wins one cell
+                rows.append({"strategy": s, "ratio": r, "predictor": p, "psnr_masked_mean": v, "psnr_masked_std": 1.0,
+                             "ssim_mean": 0.5, "ssim_std": 0.1})
+    return rows
+
+
+def test_best_predictor_and_table_highlight():
+    rows = _rows()
+    assert report.best_predictor(rows, "random", 0.3) == "vit"
+    assert report.best_predictor(rows, "rows", 0.7) == "cnn"
+    table = report.results_table(rows)
+    lines = table.splitlines()
+    assert lines[0] == "| strategy | ratio | ViT (mask token) | CNN autoencoder | biharmonic |"
+    assert lines[2] == "| random | 30% | **21.00** | 20.00 | 17.00 |"
+    assert lines[5] == "| rows | 70% | 14.00 | **30.00** | 10.00 |"
+
+
+def test_findings_are_computed_from_the_numbers():
+    rows = _rows()
+    text = " ".join(report.findings(rows))
+    assert "ViT (mask token) has the best masked-region PSNR in 3 of 4" in text
+    assert "CNN autoencoder 1" in text
+    assert "At 30%, rows masking is the hardest" in text
+    assert "The mask-token ViT beats biharmonic inpainting in 4 of 4 cells (mean margin +4.00 dB)" in text
+    assert "Against the CNN autoencoder the mask-token ViT wins 3 of 4 cells" in text
+
+
+def test_matrix_findings():
+    m = np.array([[20.0, 12.0], [15.0, 18.0]])
+    text = " ".join(report.findings(_rows(), m, ["random", "rows"]))
+    assert "scores 19.00 dB on average, against 13.50 dB on other masks" in text
+    assert "trained on random, evaluated on rows: 12.00 dB, 6.00 dB below" in text
+
+
+def test_best_predictor_needs_results():
+    with pytest.raises(ValueError, match="no results for strategy 'columns'"):
+        report.best_predictor(_rows(), "columns", 0.5)
+
+
+def test_limits_sentence():
+    prov = {"dataset": {"name": "sample", "source": "embedded", "train": 10, "val": 2, "test": 5},
+            "config": {"epochs": 3, "plan": "per_strategy", "batch_size": 8, "seed": 0},
+            "environment": {"keras": "3", "backend": "tensorflow", "device": "CPU"}, "profile": "smoke"}
+    s = report.limits(prov)
+    assert "10 training, 2 validation and 5 test images; 3 epochs" in s and "Profile: smoke" in s
+
+
+def test_result_plots():
+    rows = _rows()
+    fig = plots.plot_metric_vs_ratio(rows, "psnr_masked")
+    assert len(fig.axes) == 2 and len(fig.axes[0].containers) == 3  # one error-bar line per predictor
+    plt.close(fig)
+    fig = plots.plot_matrix(np.array([[20.0, 12.0], [15.0, np.nan]]), ["random", "rows"])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["20.0", "12.0", "15.0"]
+    plt.close(fig)
