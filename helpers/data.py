@@ -209,7 +209,8 @@ def _crops(img: np.ndarray, x_lo: int, x_hi: int, n: int, rng: np.random.Generat
     Flat crops (pixel standard deviation below ``MIN_STD``) are rejected and drawn again.
     """
     h = img.shape[0]
-    kept, cols = [], []
+    kept = [np.empty((0, IMAGE_SIZE, IMAGE_SIZE, img.shape[2]), dtype=img.dtype)]
+    cols = [np.empty(0, dtype=np.int64)]
     while sum(len(c) for c in cols) < n:
         m = 2 * n + 8
         ys = rng.integers(0, h - IMAGE_SIZE + 1, size=m)

@@ -25,7 +25,7 @@ MASK_GREY = 0.5
 
 def figures_dir() -> Path:
     """The folder :func:`save_fig` writes to."""
-    return Path(os.environ.get("HELPERS_FIGURES_DIR") or FIGURES_DIR)
+    return Path(os.environ.get("HELPERS_FIGURES_DIR") or FIGURES_DIR).resolve()
 
 
 def save_fig(fig, name: str, dpi: int = DPI) -> Path:
@@ -39,12 +39,26 @@ def save_fig(fig, name: str, dpi: int = DPI) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
         plt.close(fig)
     return path
+
+
+def show_and_save(fig, name: str, dpi: int = DPI) -> Path:
+    """Show ``fig`` in the notebook (once), then :func:`save_fig` it. Returns the path."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display(fig)
+    except ImportError:
+        pass
+    return save_fig(fig, name, dpi=dpi)
 
 
 def _show(ax, img, title=None):

@@ -1,0 +1,386 @@
+"""Headless runs of the numbered notebooks with papermill, parameters from a YAML profile.
+
+A profile ``params/<name>.yaml`` has three optional keys::
+
+    description: one line shown by ``python -m helpers run``
+    common:                      # applied to every notebook that declares the parameter
+      dataset: cifar10
+    notebooks:                   # per-notebook values (key: file stem or its number, "02")
+      02_masking_strategies:
+        ratios: [0.5, 0.75]
+
+Every name is checked against the parameters the notebooks declare in their cell tagged
+``parameters`` (read with ``papermill.inspect_notebook``), and values against the declared type
+hint, before anything runs. Notebooks run in order in a ``python3`` kernel with the notebooks
+folder as working directory (as nbval does); executed copies go to ``<output>/notebooks/`` and
+figures to ``<output>/figures/`` (through ``HELPERS_FIGURES_DIR``), so runs never overwrite the
+committed ``figures/``. Parameters named ``*_dir`` are paths: relative ones are taken from the
+directory the run was started in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = ROOT / "notebooks"
+PARAMS_DIR = ROOT / "params"
+KERNEL_NAME = "python3"
+NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+$")
+PROFILE_KEYS = ("description", "common", "notebooks")
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+# The kernel logs only errors: ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+_TYPES = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "list": (list, tuple),
+    "dict": (dict,),
+}
+
+
+class RunnerError(Exception):
+    """A profile, a notebook selection or a parameter is wrong; nothing was run."""
+
+
+class NotebookFailed(Exception):
+    """A notebook raised an error while it ran."""
+
+    def __init__(self, notebook: str, output: Path, cell_index=None, source: str = "", ename: str = "",
+                 evalue: str = ""):
+        self.notebook = notebook
+        self.output = output
+        self.cell_index = cell_index
+        self.source = source
+        self.ename = ename
+        self.evalue = evalue
+        super().__init__(f"notebook {notebook} failed: {ename}: {evalue}")
+
+    def report(self, max_lines: int = 4) -> str:
+        """Which notebook, which cell (index and start of its source), the error and where the copy is."""
+        lines = [f"FAILED: notebook {self.notebook}"]
+        if self.cell_index is not None:
+            lines[0] += f", cell {self.cell_index}"
+            original = self._source_index()
+            if original is not None and original != self.cell_index:
+                lines[0] += f" of the executed copy (cell {original} of {self.notebook}.ipynb)"
+        code = [ln for ln in self.source.splitlines() if ln.strip() and not ln.strip().startswith("# NBVAL_")]
+        if code:
+            lines += ["    " + ln for ln in code[:max_lines]]
+            if len(code) > max_lines:
+                lines.append("    ...")
+        lines.append(f"{self.ename}: {self.evalue}")
+        lines.append(f"executed copy: {self.output}")
+        return "\n".join(lines)
+
+    def _source_index(self):
+        """The failing cell's index in the source notebook: papermill inserts one cell of parameters."""
+        try:
+            import nbformat
+
+            cells = nbformat.read(str(self.output), as_version=4).cells
+        except Exception:
+            return None
+        injected = [i for i, c in enumerate(cells) if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+        if injected and self.cell_index > injected[0]:
+            return self.cell_index - 1
+        return self.cell_index
+
+
+@dataclass
+class Step:
+    """One notebook to run and the parameters it gets."""
+
+    name: str
+    path: Path
+    parameters: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Profiles and notebooks
+# --------------------------------------------------------------------------------------------
+def available_profiles(params_dir=PARAMS_DIR) -> list[str]:
+    """Names of the profiles in ``params_dir`` (``<name>.yaml``)."""
+    return sorted(p.stem for p in Path(params_dir).glob("*.yaml"))
+
+
+def load_profile(name: str, params_dir=PARAMS_DIR) -> dict:
+    """Read ``params/<name>.yaml`` and check its structure; returns dict with the three keys."""
+    import yaml
+
+    names = available_profiles(params_dir)
+    if name not in names:
+        raise RunnerError(f"unknown profile {name!r}; available profiles: {', '.join(names) or '(none)'}")
+    path = Path(params_dir) / f"{name}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RunnerError(f"profile {name!r} ({path.name}) is not valid YAML: {exc}") from exc
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise RunnerError(f"profile {name!r} must be a mapping with keys {', '.join(PROFILE_KEYS)}")
+    extra = sorted(set(raw) - set(PROFILE_KEYS))
+    if extra:
+        raise RunnerError(f"profile {name!r} has unknown keys {extra}; allowed: {', '.join(PROFILE_KEYS)}")
+    common = raw.get("common") or {}
+    per_notebook = raw.get("notebooks") or {}
+    if not isinstance(common, dict):
+        raise RunnerError(f"profile {name!r}: 'common' must map parameter names to values")
+    if not isinstance(per_notebook, dict) or not all(isinstance(v, dict) or v is None for v in per_notebook.values()):
+        raise RunnerError(f"profile {name!r}: 'notebooks' must map notebook names to mappings of parameters")
+    return {
+        "description": str(raw.get("description") or ""),
+        "common": dict(common),
+        "notebooks": {str(k): dict(v or {}) for k, v in per_notebook.items()},
+    }
+
+
+def find_notebooks(notebooks_dir=NOTEBOOKS_DIR) -> dict[str, Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in run order: stem -> path."""
+    found = [p for p in Path(notebooks_dir).glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.stem)]
+    return {p.stem: p for p in sorted(found)}
+
+
+def resolve_notebook(key, available) -> str | None:
+    """The stem that ``key`` names: a stem, a file name or the two-digit number; None if absent."""
+    key = str(key).strip()
+    if key.endswith(".ipynb"):
+        key = key[: -len(".ipynb")]
+    key = Path(key).name
+    if key in available:
+        return key
+    if key.isdigit():
+        matches = [s for s in available if s.split("_", 1)[0] == f"{int(key):02d}"]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+def declared_parameters(path) -> dict[str, dict]:
+    """Parameters of the notebook's ``parameters`` cell: name -> {inferred_type_name, default, help}."""
+    import logging
+
+    import papermill
+
+    logger = logging.getLogger("papermill")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # papermill warns about lines it cannot parse; tests check there are none
+    try:
+        return dict(papermill.inspect_notebook(str(path)))
+    finally:
+        logger.setLevel(level)
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------
+def parse_value(text: str):
+    """A ``-p`` value: YAML scalars and lists (``5``, ``0.5``, ``true``, ``[0.3, 0.5]``); else the text."""
+    import yaml
+
+    if text == "":
+        return ""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return text if value is None and text not in ("null", "~", "None") else value
+
+
+def parse_override(item: str) -> tuple[str, str]:
+    """``"name=value"`` -> (name, value text); raises ValueError with the expected form.
+
+    The text is converted when the notebooks are known: kept as is for a ``str`` parameter
+    (so ``-p dataset=no`` stays a string), read with :func:`parse_value` otherwise.
+    """
+    if "=" not in item:
+        raise ValueError(f"expected name=value, got {item!r}")
+    name, text = item.split("=", 1)
+    name = name.strip()
+    if not name.isidentifier():
+        raise ValueError(f"expected name=value with a Python identifier as name, got {item!r}")
+    return name, text
+
+
+def parse_overrides(items) -> dict:
+    """Several ``name=value`` strings to a dict of texts (the last value of a repeated name wins)."""
+    return dict(parse_override(item) for item in items or [])
+
+
+def _coerce(value, declared: dict):
+    """A ``-p`` text as the declared type wants it; other values unchanged."""
+    if isinstance(value, str) and declared.get("inferred_type_name") != "str":
+        return parse_value(value)
+    return value
+
+
+def _check_type(notebook: str, name: str, value, declared: dict):
+    expected = _TYPES.get(declared.get("inferred_type_name", ""))
+    if expected is None:
+        return
+    ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
+    if not ok:
+        raise RunnerError(
+            f"parameter {name!r} of notebook {notebook} must be {declared['inferred_type_name']} "
+            f"(default {declared.get('default')}), got {value!r} ({type(value).__name__})"
+        )
+
+
+def _absolute_dirs(params: dict, base: Path) -> dict:
+    """Parameters named ``*_dir`` are paths: make relative ones absolute against ``base``."""
+    out = dict(params)
+    for name, value in params.items():
+        if name.endswith("_dir") and isinstance(value, str) and value:
+            path = Path(value).expanduser()
+            out[name] = str(path if path.is_absolute() else (base / path).resolve())
+    return out
+
+
+def plan_run(profile: str, notebooks=None, overrides=None, *, notebooks_dir=NOTEBOOKS_DIR,
+             params_dir=PARAMS_DIR, base_dir=None) -> list[Step]:
+    """Check everything and return the notebooks to run with their parameters; runs nothing.
+
+    ``notebooks``: names or numbers to run (default: all numbered notebooks). Profile entries for
+    notebooks that do not exist yet are an error only when they name them; ``common`` values go
+    to every notebook that declares them and must be declared by at least one notebook;
+    ``overrides`` (from ``-p``) likewise, among the notebooks selected.
+    """
+    spec = load_profile(profile, params_dir)
+    available = find_notebooks(notebooks_dir)
+    if not available:
+        raise RunnerError(f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}")
+    names = ", ".join(available)
+
+    if notebooks:
+        selected = []
+        for key in notebooks:
+            stem = resolve_notebook(key, available)
+            if stem is None:
+                raise RunnerError(f"no notebook {key!r} in {Path(notebooks_dir).name}/; available: {names}")
+            if stem not in selected:
+                selected.append(stem)
+        selected.sort(key=list(available).index)
+    else:
+        selected = list(available)
+
+    declared = {stem: declared_parameters(available[stem]) for stem in available}
+
+    def allowed(stems):
+        return ", ".join(sorted({p for s in stems for p in declared[s]})) or "(none)"
+
+    per_notebook = {}
+    for key, values in spec["notebooks"].items():
+        stem = resolve_notebook(key, available)
+        if stem is None:
+            raise RunnerError(f"profile {profile!r} names notebook {key!r}, which does not exist; available: {names}")
+        unknown = sorted(set(values) - set(declared[stem]))
+        if unknown:
+            raise RunnerError(
+                f"profile {profile!r}: notebook {stem} declares no parameter {', '.join(map(repr, unknown))}; "
+                f"it declares: {allowed([stem])}"
+            )
+        per_notebook.setdefault(stem, {}).update(values)
+
+    unknown = sorted(n for n in spec["common"] if not any(n in declared[s] for s in available))
+    if unknown:
+        raise RunnerError(
+            f"profile {profile!r}: unknown parameter {', '.join(map(repr, unknown))} in 'common', "
+            f"declared by no notebook; allowed: {allowed(available)}"
+        )
+    overrides = dict(overrides or {})
+    unknown = sorted(n for n in overrides if not any(n in declared[s] for s in selected))
+    if unknown:
+        raise RunnerError(
+            f"unknown parameter {', '.join(map(repr, unknown))} (-p): declared by none of the notebooks to run "
+            f"({', '.join(selected)}); allowed: {allowed(selected)}"
+        )
+
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    steps = []
+    for stem in selected:
+        params = {k: v for k, v in spec["common"].items() if k in declared[stem]}
+        params.update(per_notebook.get(stem, {}))
+        params.update({k: _coerce(v, declared[stem][k]) for k, v in overrides.items() if k in declared[stem]})
+        for name, value in params.items():
+            _check_type(stem, name, value, declared[stem][name])
+        steps.append(Step(stem, available[stem], _absolute_dirs(params, base)))
+    return steps
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _environ(**values):
+    """Set environment variables for the kernels started inside the block, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_steps(steps: list[Step], output_dir, *, progress_bar: bool | None = None, log=None,
+              notebooks_dir=NOTEBOOKS_DIR) -> list[dict]:
+    """Execute ``steps`` in order; stops at the first failure by raising :class:`NotebookFailed`.
+
+    Returns one dict per notebook: name, output path, seconds.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    log = log or (lambda msg, end="\n": print(msg, end=end, flush=True))
+    if progress_bar is None:
+        progress_bar = sys.stderr.isatty()
+    output_dir = Path(output_dir).resolve()
+    out_notebooks = output_dir / "notebooks"
+    figures = output_dir / "figures"
+    out_notebooks.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    results = []
+    with _environ(HELPERS_FIGURES_DIR=str(figures), MPLBACKEND=INLINE_BACKEND):
+        for i, step in enumerate(steps, 1):
+            out = out_notebooks / step.path.name
+            head = f"[{i}/{len(steps)}] {step.name}"
+            log(f"{head} ...", end="\n" if progress_bar else "")
+            start = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(step.path), str(out), parameters=step.parameters, kernel_name=KERNEL_NAME,
+                    cwd=str(Path(notebooks_dir).resolve()), progress_bar=progress_bar, log_output=False,
+                    extra_arguments=list(KERNEL_ARGS),
+                )
+            except PapermillExecutionError as exc:
+                log(f"{head} failed after {time.perf_counter() - start:.1f} s" if progress_bar else
+                    f" failed after {time.perf_counter() - start:.1f} s")
+                raise NotebookFailed(step.name, out, exc.cell_index, exc.source, exc.ename, exc.evalue) from exc
+            except Exception as exc:  # the kernel died, could not start, timed out...
+                log(f"{head} failed" if progress_bar else " failed")
+                raise NotebookFailed(step.name, out, None, "", type(exc).__name__, str(exc)) from exc
+            seconds = time.perf_counter() - start
+            log(f"{head} ok ({seconds:.1f} s)" if progress_bar else f" ok ({seconds:.1f} s)")
+            results.append({"notebook": step.name, "output": out, "seconds": seconds})
+    return results
+
+
+def format_plan(steps: list[Step]) -> str:
+    """One line per notebook with the parameters it gets (those it does not get keep their defaults)."""
+    lines = []
+    for step in steps:
+        params = ", ".join(f"{k}={v!r}" for k, v in step.parameters.items()) or "(defaults)"
+        lines.append(f"  {step.name}: {params}")
+    return "\n".join(lines)
