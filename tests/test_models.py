@@ -1,0 +1,255 @@
+"""Models: shapes, no leak of masked content, save/load, configs, reconstruct, bad inputs, JAX."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import layers as mim
+from helpers import masking, metrics, models
+from helpers.patches import patch_mask_to_pixels, patchify
+
+SHAPE = (16, 16, 3)
+P = 4
+L, D = 16, 48
+TINY = dict(image_shape=SHAPE, patch_size=P, embed_dim=16, depth=1, num_heads=2, mlp_dim=16, dropout=0.1)
+TINY_MAE = dict(TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=8)
+TINY_CNN = dict(image_shape=SHAPE, filters=(4, 8), dropout=0.1)
+
+
+def build(kind, **kw):
+    return {
+        "vit": lambda: models.build_vit(**{**TINY, **kw}),
+        "mae": lambda: models.build_mae(**{**TINY_MAE, **kw}),
+        "cnn": lambda: models.build_cnn_autoencoder(**{**TINY_CNN, **kw}),
+    }[kind]()
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    return {kind: build(kind) for kind in models.MODEL_KINDS}
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).random((5, *SHAPE), dtype=np.float32)
+
+
+def mask_for(images, ratio=0.5, seed=0, strategy="random"):
+    return masking.make_mask(strategy, ratio, images=images, patch_size=P, seed=seed)
+
+
+@pytest.mark.parametrize("kind", models.MODEL_KINDS)
+def test_output_shapes_and_kind(tiny_models, images, kind):
+    model = tiny_models[kind]
+    assert models.model_kind(model) == kind
+    inputs = models.model_inputs(kind, images, mask_for(images), P)
+    out = keras.ops.convert_to_numpy(model(inputs, training=False))
+    assert out.shape == ((5, *SHAPE) if kind == "cnn" else (5, L, D))
+    assert out.dtype == np.float32
+    assert np.all((out >= 0) & (out <= 1))
+
+
+@pytest.mark.parametrize("kind", models.MODEL_KINDS)
+@pytest.mark.parametrize("ratio", [0.5, 0.75])
+def test_masked_content_cannot_influence_output(tiny_models, images, kind, ratio):
+    """Changing (even to NaN) the pixels of masked patches leaves the prediction unchanged."""
+    model = tiny_models[kind]
+    mask = mask_for(images, ratio, seed=3)
+    pixels = patch_mask_to_pixels(mask, P, SHAPE)
+    other = np.where(pixels, np.random.default_rng(9).random(images.shape, dtype=np.float32), images)
+    a = models.reconstruct(model, images, mask, P)
+    b = models.reconstruct(model, other, mask, P)
+    np.testing.assert_array_equal(a, b)
+    if kind != "cnn":  # straight into the model: NaN content of masked patches does not leak either
+        inputs = models.model_inputs(kind, images, mask, P)
+        inputs["patches"] = np.where(mask[..., None], np.nan, inputs["patches"]).astype(np.float32)
+        out = keras.ops.convert_to_numpy(model(inputs, training=False))
+        assert np.all(np.isfinite(out))
+        np.testing.assert_allclose(out, patchify(a, P), atol=1e-6)
+
+
+def test_visible_content_does_influence_output(tiny_models, images):
+    mask = mask_for(images)
+    pixels = patch_mask_to_pixels(mask, P, SHAPE)
+    other = np.where(pixels, images, 1.0 - images).astype(np.float32)
+    for kind in models.MODEL_KINDS:
+        a = models.reconstruct(tiny_models[kind], images, mask, P)
+        b = models.reconstruct(tiny_models[kind], other, mask, P)
+        assert not np.allclose(a, b), kind
+
+
+def test_mae_encoder_keeps_fixed_token_count(tiny_models):
+    sel = tiny_models["mae"].get_layer(models.SELECTOR_NAME)
+    assert sel.n_keep == L - masking.n_masked(0.5, L)
+    assert models.mae_min_masked(tiny_models["mae"]) == masking.n_masked(0.5, L)
+    mask = np.zeros((2, L), dtype="float32")
+    mask[0, [1, 3, 5, 7, 9, 11, 13, 15]] = 1  # 8 visible of 16
+    mask[1, :12] = 1  # 4 visible: 4 masked fillers among the 8 kept
+    ids, visible = (keras.ops.convert_to_numpy(t) for t in sel(mask))
+    np.testing.assert_array_equal(ids[0], [0, 2, 4, 6, 8, 10, 12, 14])
+    np.testing.assert_array_equal(ids[1], [12, 13, 14, 15, 0, 1, 2, 3])
+    np.testing.assert_array_equal(visible[1], [1, 1, 1, 1, 0, 0, 0, 0])
+
+
+def test_gather_scatter_tokens_roundtrip():
+    rng = np.random.default_rng(0)
+    tokens = rng.random((2, 6, 3)).astype("float32")
+    ids = np.array([[4, 0, 2], [1, 5, 3]], dtype="int32")
+    kept = keras.ops.convert_to_numpy(mim.GatherTokens()(tokens, ids))
+    np.testing.assert_allclose(kept, np.take_along_axis(tokens, ids[..., None], axis=1))
+    back = keras.ops.convert_to_numpy(mim.ScatterTokens(6)(kept, ids))
+    expect = np.zeros_like(tokens)
+    np.put_along_axis(expect, ids[..., None], kept, axis=1)
+    np.testing.assert_allclose(back, expect)
+
+
+@pytest.mark.parametrize("kind", models.MODEL_KINDS)
+def test_save_load_roundtrip(tiny_models, images, kind, tmp_path):
+    model = tiny_models[kind]
+    mask = mask_for(images, 0.6, seed=1)
+    before = models.reconstruct(model, images, mask, P)
+    path = tmp_path / f"{kind}.keras"
+    model.save(path)
+    loaded = models.load_predictor(path)
+    assert models.model_kind(loaded) == kind
+    np.testing.assert_array_equal(models.reconstruct(loaded, images, mask, P), before)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        mim.PatchEmbedding(8),
+        mim.MaskToken(),
+        mim.PositionEmbedding(),
+        mim.TransformerBlock(2, 16, 0.2),
+        mim.TokenSelector(5),
+        mim.GatherTokens(),
+        mim.ScatterTokens(16),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_layer_config_roundtrip(layer):
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is type(layer) and restored.get_config() == config
+
+
+def test_model_config_roundtrip(tiny_models):
+    for kind, model in tiny_models.items():
+        clone = keras.Model.from_config(model.get_config())
+        assert clone.name == kind and clone.count_params() == model.count_params()
+
+
+@pytest.mark.parametrize("name", models.PREDICTORS)
+def test_reconstruct_gives_full_images(tiny_models, images, name):
+    predictor = models.BiharmonicInpainter() if name == "biharmonic" else tiny_models[name]
+    mask = mask_for(images, 0.5, strategy="rows")
+    out = models.reconstruct(predictor, images, mask, P, batch_size=2)
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert np.all(np.isfinite(out))
+    scores = metrics.evaluate(images, out, mask, P)
+    assert scores["psnr_masked"].shape == (5,)
+
+
+def test_biharmonic_reproduces_smooth_images():
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0
+    smooth = np.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.5 + 0.3 * np.sin(2 * xx + yy)], axis=-1)
+    images = np.stack([smooth, smooth[::-1]]).astype(np.float32)
+    mask = masking.make_mask("random", 0.5, images=images, patch_size=4, seed=0)
+    out = models.reconstruct(models.load_predictor("biharmonic"), images, mask, 4)
+    assert metrics.evaluate(images, out, mask, 4)["psnr_masked"].min() > 40
+    np.testing.assert_array_equal(out[~patch_mask_to_pixels(mask, 4, (32, 32))[..., 0]],
+                                  images[~patch_mask_to_pixels(mask, 4, (32, 32))[..., 0]])
+
+
+def test_mae_rejects_masks_hiding_too_few(tiny_models, images):
+    with pytest.raises(ValueError, match=r"at least 8 of 16 patches.*hides only 4"):
+        models.reconstruct(tiny_models["mae"], images, mask_for(images, 0.25), P)
+    models.reconstruct(build("mae", min_mask_ratio=0.25), images, mask_for(images, 0.25), P)
+
+
+def test_mixed_precision_keeps_float32_output(images):
+    before = keras.mixed_precision.global_policy().name
+    model = build("vit", mixed_precision=True)
+    assert keras.mixed_precision.global_policy().name == before
+    assert model.get_layer("block_0").dtype_policy.name == "mixed_float16"
+    out = model(models.model_inputs("vit", images, mask_for(images), P), training=False)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: models.build_vit(**{**TINY, "embed_dim": 30, "num_heads": 4}), r"embed_dim=30 must be divisible by num_heads=4"),
+        (lambda: models.build_mae(**{**TINY_MAE, "decoder_dim": 10, "decoder_num_heads": 4}), r"decoder_dim=10 .*decoder_num_heads=4"),
+        (lambda: models.build_vit(**{**TINY, "patch_size": 5}), r"patch_size must divide the image size 16x16; got 5"),
+        (lambda: models.build_vit(**{**TINY, "dropout": 1.5}), r"dropout must be a number in \[0, 1\), got 1.5"),
+        (lambda: models.build_vit(**{**TINY, "depth": 0}), r"depth must be an integer >= 1, got 0"),
+        (lambda: models.build_vit(**{**TINY, "image_shape": (16, 16)}), r"image_shape must be \(H, W, C\)"),
+        (lambda: models.build_mae(**{**TINY_MAE, "min_mask_ratio": 1.0}), r"ratio must be strictly between 0 and 1"),
+        (lambda: models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 4, 4, 4, 4)), r"divisible by 2\*\*len\(filters\) = 32"),
+        (lambda: models.build_model("resnet"), r"model name must be one of \['cnn', 'mae', 'vit'\], got 'resnet'"),
+        (lambda: models.load_predictor("nearest"), r"'biharmonic' or a path to a .keras file, got 'nearest'"),
+        (lambda: models.load_predictor("/nonexistent/model.keras"), r"no saved model"),
+    ],
+)
+def test_bad_inputs_raise(call, match):
+    with pytest.raises((ValueError, TypeError, FileNotFoundError), match=match):
+        call()
+
+
+def test_reconstruct_checks_inputs(tiny_models, images):
+    mask = mask_for(images)
+    with pytest.raises(ValueError, match=r"takes \(L, D\) = \(16, 48\) patches.*patch_size=2"):
+        models.reconstruct(tiny_models["vit"], images, masking.make_mask("random", 0.5, images=images, patch_size=2), 2)
+    with pytest.raises(TypeError, match="dtype bool"):
+        models.reconstruct(tiny_models["vit"], images, mask.astype(int), P)
+    with pytest.raises(ValueError, match="values must lie in"):
+        models.reconstruct(tiny_models["vit"], images * 2, mask, P)
+    with pytest.raises(ValueError, match="cannot tell the kind"):
+        models.reconstruct(object(), images, mask, P)
+
+
+def test_build_model_dispatch():
+    assert models.build_model("cnn", patch_size=4, **TINY_CNN).name == "cnn"
+    assert models.build_model("vit", **TINY).name == "vit"
+
+
+JAX_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, keras
+    assert keras.backend.backend() == "jax"
+    from helpers import importance, masking, models
+    from helpers.patches import patch_mask_to_pixels
+    tiny = dict(image_shape=(16, 16, 3), patch_size=4, embed_dim=16, depth=1, num_heads=2, mlp_dim=16)
+    x = np.random.default_rng(0).random((3, 16, 16, 3), dtype=np.float32)
+    m = masking.make_mask("random", 0.75, images=x, patch_size=4, seed=0)
+    other = np.where(patch_mask_to_pixels(m, 4, (16, 16)), 0.0, x).astype(np.float32)
+    for model in (models.build_vit(**tiny),
+                  models.build_mae(decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=8, **tiny)):
+        out = models.reconstruct(model, x, m, 4)
+        assert out.shape == x.shape and np.isfinite(out).all()
+        assert np.array_equal(out, models.reconstruct(model, other, m, 4)), model.name
+    s = importance.gradient_scores(model, x, 4, mask=m)  # jax.grad through the MAE
+    assert s.shape == (3, 16) and (s[~m] > 0).all() and (s[m] == 0).all()
+    print("jax models ok")
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'jax[cpu]')")
+def test_vit_and_mae_under_jax():
+    # cheap XLA compiles: most of the time here goes into compiling tiny graphs, not running them
+    fast_compile = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", XLA_FLAGS=fast_compile)
+    out = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "jax models ok" in out.stdout
