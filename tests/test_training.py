@@ -1,0 +1,232 @@
+"""Training: fresh masks per epoch, masked-patch loss, files written, resume after an interruption."""
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import masking, models, training
+from helpers.patches import patch_mask_to_pixels, patchify
+
+SHAPE = (16, 16, 3)
+P = 4
+TINY = dict(image_shape=SHAPE, patch_size=P, embed_dim=16, depth=1, num_heads=2, mlp_dim=32, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Smooth random images (learnable in a few epochs)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:16, 0:16] / 15.0
+    a = rng.random((96, 1, 1, 3))
+    b = rng.random((96, 1, 1, 3))
+    img = 0.15 + 0.7 * (a * xx[None, :, :, None] + (1 - a) * yy[None, :, :, None]) * (0.5 + 0.5 * b)
+    return img.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# MaskingDataset
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", models.MODEL_KINDS)
+def test_dataset_batches(images, kind):
+    ds = training.MaskingDataset(images, kind, P, ratio=0.5, batch_size=40)
+    assert len(ds) == 3
+    inputs, target, weight = ds[2]
+    n = 96 - 80
+    if kind == "cnn":
+        assert inputs["image"].shape == (n, 16, 16, 4) and target.shape == (n, *SHAPE)
+        assert weight.shape == (n, 16, 16)
+        np.testing.assert_array_equal(inputs["image"][..., 3], weight)
+        assert np.all(inputs["image"][..., :3][weight > 0] == models.CNN_FILL)
+    else:
+        assert inputs["patches"].shape == (n, 16, 48) and inputs["mask"].shape == (n, 16)
+        np.testing.assert_array_equal(weight, inputs["mask"])
+        assert target.shape == (n, 16, 48)
+        assert np.all(weight.sum(axis=1) == 8)
+    assert weight.dtype == np.float32
+
+
+def test_fresh_masks_every_epoch_and_reproducible(images):
+    ds = training.MaskingDataset(images, "vit", P, ratio=0.5, batch_size=32, seed=3)
+    first = ds.batch(0)[1]
+    np.testing.assert_array_equal(first, ds.batch(0)[1])  # same epoch, same batch: same masks
+    ds.on_epoch_end()
+    second = ds.batch(0)[1]
+    assert not np.array_equal(first, second)
+    ds.set_epoch(0)
+    np.testing.assert_array_equal(first, ds.batch(0)[1])
+    same_seed = training.MaskingDataset(images, "vit", P, ratio=0.5, batch_size=32, seed=3)
+    np.testing.assert_array_equal(first, same_seed.batch(0)[1])
+    other_seed = training.MaskingDataset(images, "vit", P, ratio=0.5, batch_size=32, seed=4)
+    assert not np.array_equal(first, other_seed.batch(0)[1])
+
+
+def test_fixed_masks_for_validation(images):
+    ds = training.MaskingDataset(images, "vit", P, ratio=0.5, batch_size=32, fresh_masks=False)
+    imgs, mask = ds.batch(1)
+    ds.on_epoch_end()
+    imgs2, mask2 = ds.batch(1)
+    np.testing.assert_array_equal(mask, mask2)
+    np.testing.assert_array_equal(imgs, imgs2)
+    np.testing.assert_array_equal(imgs, images[32:64])  # no shuffling
+
+
+def test_ratio_range_flips_and_strategies(images):
+    ds = training.MaskingDataset(images, "vit", P, ratio=(0.2, 0.8), batch_size=8, augment=True)
+    counts = {int(ds.batch(i)[1].sum(axis=1)[0]) for i in range(len(ds))}
+    assert len(counts) > 3 and min(counts) >= 3 and max(counts) <= 13
+    flipped = kept = 0
+    for i in range(len(ds)):
+        imgs, _ = ds.batch(i)
+        idx = ds._order()[i * 8 : (i + 1) * 8]
+        flipped += int(np.sum([np.array_equal(a, images[j][:, ::-1]) for a, j in zip(imgs, idx)]))
+        kept += int(np.sum([np.array_equal(a, images[j]) for a, j in zip(imgs, idx)]))
+    assert flipped + kept == 96 and 20 < flipped < 76
+    rows = training.MaskingDataset(images, "vit", P, strategy="rows", ratio=0.5, batch_size=8)
+    m = rows.batch(0)[1].reshape(-1, 4, 4)
+    assert np.all(m.all(axis=2).sum(axis=1) == 2)
+    imp = training.MaskingDataset(images, "vit", P, strategy="importance", ratio=0.25, batch_size=8,
+                                  score_fn=lambda x, p: np.arange(16.0)[None].repeat(len(x), 0))
+    assert np.all(imp.batch(0)[1][:, 12:])
+
+
+def test_loss_is_mse_over_masked_values(images):
+    model = models.build_vit(**TINY)
+    model.compile(loss=training.masked_mse())
+    inputs, target, weight = training.MaskingDataset(images[:16], "vit", P, ratio=0.5, batch_size=16)[0]
+    loss = model.evaluate(inputs, target, sample_weight=weight, batch_size=16, verbose=0)
+    pred = keras.ops.convert_to_numpy(model(inputs, training=False))
+    hidden = weight.astype(bool)
+    np.testing.assert_allclose(loss, np.mean((pred - target)[hidden] ** 2), rtol=1e-5)
+    all_w = training.MaskingDataset(images[:16], "vit", P, ratio=0.5, batch_size=16, loss_on="all")[0][2]
+    loss_all = model.evaluate(inputs, target, sample_weight=all_w, batch_size=16, verbose=0)
+    np.testing.assert_allclose(loss_all, np.mean((pred - target) ** 2), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(kind="resnet"), r"kind must be one of \['cnn', 'mae', 'vit'\], got 'resnet'"),
+        (dict(strategy="spiral"), r"strategy must be one of"),
+        (dict(ratio=1.2), r"ratio must be strictly between 0 and 1, got 1.2"),
+        (dict(ratio=(0.7, 0.3)), r"low <= high"),
+        (dict(loss_on="visible"), r"loss_on must be one of \['all', 'masked'\]"),
+        (dict(batch_size=0), r"batch_size must be an integer >= 1, got 0"),
+        (dict(patch_size=3), r"patch_size must divide the image size 16x16; got 3"),
+        (dict(min_masked=8, ratio=0.25), r"hides 4 of 16 patches, but the model needs at least 8"),
+    ],
+)
+def test_dataset_bad_inputs(images, kwargs, match):
+    args = {"kind": "vit", "patch_size": P, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=match):
+        training.MaskingDataset(images, **args)
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_lowers_loss_and_writes_files(images, tmp_path):
+    model = models.build_vit(**TINY)
+    out = training.train(model, (images[:64], images[64:]), patch_size=P, epochs=4, batch_size=16,
+                         run_dir=tmp_path / "run", verbose=0, lr=3e-3)
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == {"best.keras", "final.keras", "history.csv"}  # backup removed
+    rows = read_csv(run / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert {"loss", "val_loss", "learning_rate", "seconds"} <= set(rows[0])
+    loss = out["history"]["loss"]
+    assert loss[-1] < 0.7 * loss[0]
+    assert out["history"]["val_loss"][-1] < out["history"]["val_loss"][0]
+    assert out["epochs"] == 4 and out["images_per_s"] > 0
+    # final.keras is the model after the last epoch; best.keras the lowest val_loss
+    x, m = images[64:], masking.make_mask("random", 0.5, images=images[64:], patch_size=P, seed=0)
+    final = models.load_predictor(out["final"])
+    np.testing.assert_allclose(models.reconstruct(final, x, m, P), models.reconstruct(model, x, m, P), atol=1e-6)
+    assert models.model_kind(models.load_predictor(out["best"])) == "vit"
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raise at the end of epoch ``at`` (after the built-in callbacks have saved it)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt(f"interrupted after epoch {epoch}")
+
+
+class Record(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_resume_after_interruption(images, tmp_path):
+    run = tmp_path / "resume"
+    kwargs = dict(patch_size=P, epochs=3, batch_size=32, run_dir=run, verbose=0, seed=1)
+    first = Record()
+    with pytest.raises(KeyboardInterrupt):
+        training.train(models.build_vit(**TINY), (images[:64], images[64:]), callbacks=[first, Interrupt(1)], **kwargs)
+    assert first.epochs == [0, 1]
+    assert (run / "backup").is_dir() and (run / "best.keras").exists() and not (run / "final.keras").exists()
+    assert [r["epoch"] for r in read_csv(run / "history.csv")] == ["0", "1"]
+    second = Record()
+    out = training.train(models.build_vit(**TINY), (images[:64], images[64:]), callbacks=[second], **kwargs)
+    assert second.epochs == [2]  # continues where it stopped, in a fresh model object
+    assert [r["epoch"] for r in read_csv(run / "history.csv")] == ["0", "1", "2"]
+    assert out["epochs"] == 3 and (run / "final.keras").exists() and not (run / "backup").exists()
+    assert not list(run.glob(".*partial*"))
+    # a completed run started again trains from epoch 0 and rewrites its history
+    third = Record()
+    training.train(models.build_vit(**TINY), (images[:64], images[64:]), callbacks=[third], **{**kwargs, "epochs": 1})
+    assert third.epochs == [0] and len(read_csv(run / "history.csv")) == 1
+
+
+@pytest.mark.parametrize("kind", ["mae", "cnn"])
+def test_train_other_models_with_cosine_schedule(images, tmp_path, kind):
+    if kind == "mae":
+        model = models.build_mae(**TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16)
+    else:
+        model = models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 8))
+    out = training.train(model, images[:32], patch_size=P, ratio=(0.5, 0.7), epochs=2, batch_size=16,
+                         run_name=kind, save_root=tmp_path, lr_schedule="cosine", warmup_epochs=1,
+                         augment=True, verbose=0)
+    assert out["run_dir"] == tmp_path / kind
+    assert len(out["history"]["loss"]) == 2 and "val_loss" not in out["history"]
+    lr = out["history"]["learning_rate"]
+    assert lr[0] > 0 and lr[1] < lr[0]  # after warm-up: decaying
+
+
+def test_train_bad_inputs(images, tmp_path):
+    vit = models.build_vit(**TINY)
+    with pytest.raises(ValueError, match="run_name must be a plain folder name"):
+        training.train(vit, images, run_name="a/b", save_root=tmp_path)
+    with pytest.raises(ValueError, match="run_name must be a plain folder name"):
+        training.train(vit, images, save_root=tmp_path)
+    with pytest.raises(ValueError, match=r"loss_on must be one of"):
+        training.train(vit, images, run_dir=tmp_path, loss_on="nothing")
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of \['cosine', 'plateau'\]"):
+        training.train(vit, images, run_dir=tmp_path, lr_schedule="step")
+    with pytest.raises(ValueError, match="train needs a Keras model"):
+        training.train(models.BiharmonicInpainter(), images, run_dir=tmp_path)
+    mae = models.build_mae(**TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16)
+    with pytest.raises(ValueError, match="needs at least 8 hidden"):
+        training.train(mae, images, run_dir=tmp_path, ratio=0.3)
+
+
+def test_save_atomic_leaves_no_partial_file(tmp_path):
+    model = models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,))
+    path = training.save_atomic(model, tmp_path / "m.keras")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]
+    assert models.model_kind(models.load_predictor(path)) == "cnn"
