@@ -1,15 +1,19 @@
 """Command line: ``python -m helpers <command> ...``.
 
 Commands are argparse subcommands; each module-level ``_add_<command>(subparsers)`` adds its
-parser and sets ``func`` to a handler ``(args) -> exit code``. Only ``run`` exists so far;
-``train``, ``evaluate`` and ``bench`` go next to it in :data:`COMMANDS`.
+parser and sets ``func`` to a handler ``(args) -> exit code``; :data:`COMMANDS` lists them:
+``run`` (the notebooks), ``train`` (one model), ``evaluate`` (one predictor on a test set),
+``bench`` (``speed`` and ``quality`` benchmarks).
 
-Exit codes: 0 success, 1 a notebook failed, 2 a usage or configuration error (nothing ran).
+Exit codes: 0 success, 1 a notebook failed, 2 a usage or configuration error (nothing ran; the
+message names the option, the value and what is allowed), 130 interrupted (``train`` resumes when
+run again).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,14 +91,361 @@ def _cmd_run(args) -> int:
     return 0
 
 
+class _UsageError(Exception):
+    """A bad command-line value found by a handler: printed as ``error: ...``, exit code 2."""
+
+
+def _quiet_tensorflow():
+    """Hide TensorFlow's C++ info and warning lines (set TF_CPP_MIN_LOG_LEVEL yourself to see them)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _check_ratio_arg(value, option: str) -> float:
+    if not 0.0 < value < 1.0:
+        raise _UsageError(f"{option} {value!r}: must be a number strictly between 0 and 1 (the fraction of patches hidden)")
+    return value
+
+
 # --------------------------------------------------------------------------------------------
-COMMANDS = (_add_run,)
+# train
+# --------------------------------------------------------------------------------------------
+def _add_train(subparsers):
+    from .data import DATASETS
+    from .masking import SCORES, STRATEGIES
+
+    p = subparsers.add_parser(
+        "train",
+        help="train one model (vit, mae or cnn) to reconstruct masked patches",
+        description=(
+            "Build a model with helpers.models.build_model and train it with helpers.training.train.\n"
+            "Files go to OUTPUT/RUN_NAME: best.keras (lowest validation loss), final.keras, history.csv.\n"
+            "Running the same command again after an interruption resumes where it stopped;\n"
+            "after a completed run it trains again from epoch 0."
+        ),
+        epilog=(
+            "examples:\n"
+            "  python -m helpers train --model vit --strategy random --ratio 0.5 --dataset sample "
+            "--epochs 5 --output saved_models\n"
+            "  python -m helpers train --model mae --ratio-range 0.3 0.7 --dataset cifar10 "
+            "--data-dir data/cifar-10-batches-py --n-train 20000 --epochs 30 --lr-schedule cosine "
+            "--augment --output saved_models"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, choices=("vit", "mae", "cnn"),
+                   help="mask-token ViT, MAE-style ViT or convolutional autoencoder")
+    p.add_argument("--strategy", default="random", choices=STRATEGIES, help="masking strategy (default: random)")
+    ratio = p.add_mutually_exclusive_group()
+    ratio.add_argument("--ratio", type=float, default=None, metavar="R", help="masking ratio in (0, 1) (default: 0.5)")
+    ratio.add_argument("--ratio-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                       help="draw a ratio uniformly in [LOW, HIGH] for every batch instead of --ratio")
+    p.add_argument("--score", default="variance", choices=tuple(SCORES),
+                   help="patch score of the importance strategy (default: variance)")
+    p.add_argument("--dataset", default="sample", choices=DATASETS, help="dataset (default: sample, embedded)")
+    p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 python-batch folder (--dataset cifar10)")
+    p.add_argument("--n-train", type=int, default=0, metavar="N", help="seeded random subset of N training images (default: all)")
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+                   help="fraction of the training images kept for validation (default: 0.1)")
+    p.add_argument("--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)")
+    p.add_argument("--epochs", type=int, default=10, metavar="E", help="epochs (default: 10)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="B", help="batch size (default: 64)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the data subset, weights, masks (default: 0)")
+    p.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder that holds the run folders")
+    p.add_argument("--run-name", metavar="NAME",
+                   help="run folder name (default: MODEL-STRATEGY-RATIO-seedS, e.g. vit-random-0.50-seed0)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"),
+                   help="halve on plateau, or warm-up + cosine decay (default: plateau)")
+    p.add_argument("--augment", action="store_true", help="random horizontal flips")
+    p.add_argument("--loss-on", default="masked", choices=("masked", "all"),
+                   help="MSE over the masked patches or over all (default: masked)")
+    p.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stalls")
+    p.add_argument("--patience", type=int, default=10, metavar="E", help="epochs without improvement before stopping (default: 10)")
+    p.add_argument("--mixed-precision", action="store_true", help="build with the mixed_float16 policy (GPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the default when not on a terminal)")
+    size = p.add_argument_group("model size (default: the builder's defaults)")
+    size.add_argument("--embed-dim", type=int, metavar="D", help="vit/mae: token width")
+    size.add_argument("--depth", type=int, metavar="N", help="vit/mae: Transformer blocks (of the encoder)")
+    size.add_argument("--num-heads", type=int, metavar="H", help="vit/mae: attention heads")
+    size.add_argument("--mlp-dim", type=int, metavar="D", help="vit/mae: hidden width of the MLPs")
+    size.add_argument("--decoder-dim", type=int, metavar="D", help="mae: decoder token width")
+    size.add_argument("--decoder-depth", type=int, metavar="N", help="mae: decoder blocks")
+    size.add_argument("--decoder-num-heads", type=int, metavar="H", help="mae: decoder attention heads")
+    size.add_argument("--decoder-mlp-dim", type=int, metavar="D", help="mae: decoder MLP width")
+    size.add_argument("--min-mask-ratio", type=float, metavar="R",
+                      help="mae: fewest hidden patches it handles (default: the lowest training ratio)")
+    size.add_argument("--filters", type=int, nargs="+", metavar="F", help="cnn: filters per stage, e.g. 32 64 128")
+    size.add_argument("--dropout", type=float, metavar="P", help="dropout rate in [0, 1)")
+    p.set_defaults(func=_cmd_train)
+
+
+_TRANSFORMER_SIZE = ("embed_dim", "depth", "num_heads", "mlp_dim")
+_MAE_SIZE = ("decoder_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_dim", "min_mask_ratio")
+
+
+def _model_kwargs(args, low: float) -> dict:
+    """Builder keyword arguments from the size options; options of another model kind are errors."""
+    allowed = {"vit": _TRANSFORMER_SIZE, "mae": _TRANSFORMER_SIZE + _MAE_SIZE, "cnn": ("filters",)}[args.model]
+    kwargs = {"image_shape": (32, 32, 3), "seed": args.seed, "mixed_precision": args.mixed_precision}
+    if args.model != "cnn":
+        kwargs["patch_size"] = args.patch_size
+    for name in _TRANSFORMER_SIZE + _MAE_SIZE + ("filters", "dropout"):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name != "dropout" and name not in allowed:
+            owners = [k for k, names in (("vit", _TRANSFORMER_SIZE), ("mae", _TRANSFORMER_SIZE + _MAE_SIZE), ("cnn", ("filters",)))
+                      if name in names]
+            raise _UsageError(f"--{name.replace('_', '-')} is an option of --model {'/'.join(owners)}, not of --model {args.model}")
+        kwargs[name] = tuple(value) if name == "filters" else value
+    if args.model == "mae":
+        mmr = kwargs.setdefault("min_mask_ratio", low)
+        _check_ratio_arg(mmr, "--min-mask-ratio")
+        from .masking import n_masked
+
+        n_patches = (32 // args.patch_size) ** 2 if 32 % args.patch_size == 0 else None
+        if n_patches and n_masked(mmr, n_patches) > n_masked(low, n_patches):
+            raise _UsageError(
+                f"--min-mask-ratio {mmr!r}: the MAE would need at least {n_masked(mmr, n_patches)} hidden patches, "
+                f"but the lowest training ratio {low} hides {n_masked(low, n_patches)}; allowed: --min-mask-ratio <= {low}"
+            )
+    return kwargs
+
+
+def _default_run_name(args) -> str:
+    if args.ratio_range:
+        ratio = f"{args.ratio_range[0]:.2f}to{args.ratio_range[1]:.2f}"
+    else:
+        ratio = f"{args.ratio:.2f}"
+    return f"{args.model}-{args.strategy}-{ratio}-seed{args.seed}"
+
+
+def _cmd_train(args) -> int:
+    if args.ratio is None and not args.ratio_range:
+        args.ratio = 0.5
+    if args.ratio_range:
+        low, high = (_check_ratio_arg(v, "--ratio-range") for v in args.ratio_range)
+        if low > high:
+            raise _UsageError(f"--ratio-range {low} {high}: LOW must be <= HIGH")
+        ratio = (low, high)
+    else:
+        low = ratio = _check_ratio_arg(args.ratio, "--ratio")
+    for option, value, minimum in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
+                                   ("--seed", args.seed, 0), ("--n-train", args.n_train, 0),
+                                   ("--patience", args.patience, 1), ("--patch-size", args.patch_size, 1)):
+        if value < minimum:
+            raise _UsageError(f"{option} {value}: must be an integer >= {minimum}")
+    if 32 % args.patch_size:
+        raise _UsageError(f"--patch-size {args.patch_size}: must divide the image size 32; allowed: 1, 2, 4, 8, 16, 32")
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise _UsageError(f"--val-fraction {args.val_fraction}: must be in [0, 1)")
+    if not args.lr > 0:
+        raise _UsageError(f"--lr {args.lr}: must be a positive number")
+    if args.dataset == "cifar10" and args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
+        raise _UsageError(f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is expected)")
+    run_name = args.run_name or _default_run_name(args)
+    if os.sep in run_name or run_name in ("", ".", ".."):
+        raise _UsageError(f"--run-name {run_name!r}: must be a plain folder name")
+    kwargs = _model_kwargs(args, low)
+
+    _quiet_tensorflow()
+    from .data import DatasetError, load_dataset
+    from .models import build_model
+    from .training import BACKUP, BEST, FINAL, HISTORY, read_history, train
+
+    try:
+        data = load_dataset(args.dataset, data_dir=args.data_dir, n_train=args.n_train or None,
+                            val_fraction=args.val_fraction, seed=args.seed)
+    except (DatasetError, ValueError) as exc:
+        raise _UsageError(f"--dataset {args.dataset}: {exc}") from None
+    try:
+        model = build_model(args.model, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise _UsageError(f"--model {args.model}: {exc}") from None
+
+    folder = args.output / run_name
+    print(data.summary())
+    print(f"{args.model}: {model.count_params():,} parameters; {args.strategy} masks, ratio "
+          f"{'%.2f-%.2f' % ratio if isinstance(ratio, tuple) else '%.2f' % ratio}; run folder {folder}")
+    if (folder / BACKUP).exists() and (folder / HISTORY).exists():
+        done = len(read_history(folder / HISTORY))
+        print(f"resuming the interrupted run in {folder} ({done} of {args.epochs} epochs in history.csv)")
+    elif (folder / FINAL).exists():
+        print(f"note: {folder} holds a completed run; training again from epoch 0 replaces it")
+    verbose = 1 if (sys.stdout.isatty() and not args.quiet) else 0
+    try:
+        result = train(
+            model, data, patch_size=args.patch_size, strategy=args.strategy, ratio=ratio, epochs=args.epochs,
+            batch_size=args.batch_size, seed=args.seed, run_dir=folder, lr=args.lr, lr_schedule=args.lr_schedule,
+            early_stopping=args.early_stopping, patience=args.patience, augment=args.augment, loss_on=args.loss_on,
+            score_fn=args.score, verbose=verbose,
+        )
+    except ValueError as exc:  # settings that only the training data can check (e.g. an MAE's ratio)
+        raise _UsageError(str(exc)) from None
+    history = result["history"]
+    final = {k: history[k][-1] for k in ("loss", "val_loss") if history.get(k)}
+    losses = ", ".join(f"{k} {v:.5f}" for k, v in final.items())
+    if history.get("val_loss"):
+        losses += f", best val_loss {min(history['val_loss']):.5f}"
+    print(f"trained {result['epochs']} epoch(s) ({result['seconds']:.1f} s this call, compilation included): {losses}")
+    print(f"best model:  {folder / BEST}")
+    print(f"final model: {folder / FINAL}")
+    print(f"history:     {folder / HISTORY}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------------
+def _add_evaluate(subparsers):
+    from .data import DATASETS
+    from .evaluation import SCORE_CHOICES
+    from .masking import STRATEGIES
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score a saved model (or biharmonic inpainting) on a test set with fixed masks",
+        description=(
+            "Reconstruct the test images (test_batch of a CIFAR-10 python-batch folder, all or the first N;\n"
+            "or the test split of the embedded sample set) with masks drawn from a fixed seed, and write\n"
+            "OUTPUT/metrics.json and OUTPUT/metrics.csv: masked-region MSE and PSNR, whole-image PSNR and\n"
+            "SSIM (mean and std over the images) with the settings. Only test_batch is needed."
+        ),
+        epilog=(
+            "examples:\n"
+            "  python -m helpers evaluate --model saved_models/vit-random-0.50-seed0/best.keras --dataset cifar10 "
+            "--data-dir data/cifar-10-batches-py --strategy random --ratio 0.5 --output results/eval-vit\n"
+            "  python -m helpers evaluate --model biharmonic --dataset sample --strategy rows --ratio 0.3 "
+            "--n-test 200 --output results/eval-biharmonic"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, metavar="PATH|biharmonic", help="a saved .keras model, or biharmonic")
+    p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="dataset (default: cifar10)")
+    p.add_argument("--data-dir", metavar="DIR", help="folder holding test_batch (default: the Keras cache)")
+    p.add_argument("--strategy", required=True, choices=STRATEGIES, help="masking strategy")
+    p.add_argument("--ratio", required=True, type=float, metavar="R", help="masking ratio in (0, 1)")
+    p.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder for metrics.json and metrics.csv")
+    p.add_argument("--n-test", type=int, default=0, metavar="N", help="the first N test images (default: all)")
+    p.add_argument("--mask-seed", type=int, default=0, metavar="S", help="seed of the masks (default: 0)")
+    p.add_argument("--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)")
+    p.add_argument("--score", choices=SCORE_CHOICES, default=None,
+                   help="importance strategy: patch score (default: variance; gradient: the model's own gradients)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="B", help="images per prediction batch (default: 256)")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args) -> int:
+    _quiet_tensorflow()
+    from . import evaluation
+
+    if args.score is not None and args.strategy != "importance":
+        print(f"note: --score {args.score} is ignored: it applies to --strategy importance only", file=sys.stderr)
+    try:
+        results = evaluation.run_evaluation(
+            args.model, dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy, ratio=args.ratio,
+            n_test=args.n_test, mask_seed=args.mask_seed, patch_size=args.patch_size,
+            score=args.score if args.strategy == "importance" else None, batch_size=args.batch_size,
+        )
+    except evaluation.EvaluationError as exc:
+        raise _UsageError(exc.cli_message()) from None
+    json_path, csv_path = evaluation.write_results(args.output, results)
+    print(evaluation.format_table(results))
+    print(f"\nwritten: {json_path}, {csv_path} ({results['seconds']:.1f} s)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------------
+def _add_bench(subparsers):
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmarks: speed (masks, metrics, training throughput) and quality",
+        description="Benchmarks, measured in one run and reported as ratios where two things are compared.",
+        epilog=(
+            "examples:\n"
+            "  python -m helpers bench speed\n"
+            "  python -m helpers bench speed --quick\n"
+            "  python -m helpers bench quality --data-dir data/cifar-10-batches-py --minutes-per-model 10"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    speed = sub.add_parser(
+        "speed",
+        help="mask generation, metrics vs skimage, ViT vs MAE training throughput",
+        description=(
+            "Mask generation for 50,000 images; metrics on 10,000 images and batched SSIM against a\n"
+            "per-image skimage loop; training images/s of the mask-token ViT and the MAE-style ViT\n"
+            "(default sizes) at 50% and 70% masking on the same images, with the ratios MAE/ViT.\n"
+            "A few minutes on 2 CPU cores; --quick is much smaller (tiny models, for tests)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    speed.add_argument("--quick", action="store_true", help="much smaller sizes and tiny models (seconds, for tests)")
+    speed.set_defaults(func=_cmd_bench_speed)
+    quality = sub.add_parser(
+        "quality",
+        help="reconstruction quality of each predictor for a fixed training time (helpers.bench.bench_quality)",
+        description="Train each predictor for a fixed time on CIFAR-10 and compare the reconstruction quality.",
+    )
+    quality.add_argument("--data-dir", required=True, metavar="DIR", help="CIFAR-10 python-batch folder")
+    quality.add_argument("--minutes-per-model", type=float, metavar="M", help="training time per model in minutes")
+    quality.add_argument("--output", type=Path, metavar="DIR", help="folder for the results")
+    quality.set_defaults(func=_cmd_bench_quality)
+
+
+def _cmd_bench_speed(args) -> int:
+    _quiet_tensorflow()
+    import keras
+
+    from . import bench
+
+    print(f"bench speed{' --quick' if args.quick else ''}: keras {keras.__version__}, backend {keras.backend.backend()}, "
+          f"{os.cpu_count()} CPU(s)", flush=True)
+    start = time.perf_counter()
+
+    def report(title, rows):
+        print(f"\n{title}\n{bench.format_rows(rows)}", flush=True)
+
+    bench.bench_speed(quick=args.quick, report=report)
+    print(f"\ndone in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_bench_quality(args) -> int:
+    from . import bench
+
+    if not hasattr(bench, "bench_quality"):
+        raise _UsageError("bench quality is not available yet: helpers.bench.bench_quality has not been written")
+    if args.minutes_per_model is not None and not args.minutes_per_model > 0:
+        raise _UsageError(f"--minutes-per-model {args.minutes_per_model}: must be a positive number of minutes")
+    if not Path(args.data_dir).expanduser().is_dir():
+        raise _UsageError(f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is expected)")
+    _quiet_tensorflow()
+    kwargs = {"data_dir": args.data_dir}
+    if args.minutes_per_model is not None:
+        kwargs["minutes_per_model"] = args.minutes_per_model
+    if args.output is not None:
+        kwargs["output"] = args.output
+    result = bench.bench_quality(**kwargs)
+    if isinstance(result, list) and result and isinstance(result[0], dict) and "what" in result[0]:
+        print(bench.format_rows(result))
+    elif isinstance(result, str):
+        print(result)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+COMMANDS = (_add_run, _add_train, _add_evaluate, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m helpers",
-        description="Masked image modeling with Vision Transformers: run the course notebooks headless.",
+        description="Masked image modeling with Vision Transformers: run the course notebooks headless, train and\n"
+                    "evaluate one model, benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -107,6 +458,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,359 @@
+"""Evaluate one predictor on a test set with fixed masks: the logic behind ``python -m helpers evaluate``.
+
+- :func:`load_test_images`: the test images of a dataset, float32 in [0, 1]. For ``cifar10`` only
+  the ``test_batch`` file is needed (read with :func:`helpers.data.read_cifar_batch`), so any folder
+  in the CIFAR-10 python-batch format works, with or without ``data_batch_*``; ``sample`` gives the
+  test split of the embedded dataset (seed 0).
+- :func:`load_model`: a saved ``.keras`` model or ``"biharmonic"``.
+- :func:`evaluate_predictor`: masks drawn with a fixed seed, the reconstruction, and the summary
+  (mean and standard deviation over the images) of :func:`helpers.metrics.evaluate`.
+- :func:`run_evaluation`: all of the above with the settings recorded next to the numbers;
+  :func:`write_results` writes ``metrics.json`` and ``metrics.csv`` atomically;
+  :func:`format_table` prints them.
+
+Bad settings raise :class:`EvaluationError`, whose message names the parameter, the value and
+what is allowed; they are checked before the model is loaded whenever possible.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+
+from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
+from .masking import SCORES, STRATEGIES, make_mask, n_masked
+
+METRICS_JSON = "metrics.json"
+METRICS_CSV = "metrics.csv"
+SCORE_CHOICES = (*SCORES, "gradient")  # importance scores: model-free ones, or the model's gradients
+METRIC_LABELS = (  # (key, label) in table order
+    ("psnr_masked", "PSNR masked region (dB)"),
+    ("mse_masked", "MSE masked region"),
+    ("psnr", "PSNR whole image (dB)"),
+    ("ssim", "SSIM whole image"),
+    ("mse", "MSE whole image"),
+)
+
+
+class EvaluationError(ValueError):
+    """A setting that cannot be evaluated: ``param`` (its name), ``value`` and ``problem``
+    (what is wrong and what is allowed)."""
+
+    def __init__(self, param: str, value, problem: str):
+        self.param, self.value, self.problem = param, value, problem
+        super().__init__(f"{param}={value!r}: {problem}")
+
+    def cli_message(self) -> str:
+        """The message with the command-line spelling of the parameter (``--n-test``)."""
+        return f"--{self.param.replace('_', '-')} {self.value!r}: {self.problem}"
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------
+def check_strategy(strategy) -> str:
+    if strategy not in STRATEGIES:
+        raise EvaluationError("strategy", strategy, f"unknown strategy; allowed: {', '.join(STRATEGIES)}")
+    return strategy
+
+
+def check_eval_ratio(ratio) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, Real) or math.isnan(float(ratio)) or not 0.0 < float(ratio) < 1.0:
+        raise EvaluationError("ratio", ratio, "must be a number strictly between 0 and 1 (the fraction of patches hidden)")
+    return float(ratio)
+
+
+def check_score(score, strategy: str, model) -> str | None:
+    """The importance score name to use (None unless the strategy is ``importance``)."""
+    if score is not None and score not in SCORE_CHOICES and not callable(score):
+        raise EvaluationError("score", score, f"unknown importance score; allowed: {', '.join(SCORE_CHOICES)}")
+    if score == "gradient" and model == "biharmonic":
+        raise EvaluationError(
+            "score", score, "needs a trained Keras model (vit, mae or cnn); biharmonic inpainting has no gradients; "
+            f"allowed with biharmonic: {', '.join(SCORES)}"
+        )
+    if strategy != "importance":
+        return None
+    return "variance" if score is None else score
+
+
+def _check_n_test(n_test):
+    if n_test is None:
+        return None
+    if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or n_test < 0:
+        raise EvaluationError("n_test", n_test, "must be an integer >= 0 (0: all test images)")
+    return int(n_test) or None
+
+
+def _check_patch_size(patch_size, image_shape) -> int:
+    h, w = int(image_shape[0]), int(image_shape[1])
+    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)) or patch_size < 1 or h % patch_size or w % patch_size:
+        divisors = [d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0]
+        raise EvaluationError("patch_size", patch_size, f"must divide the image size {h}x{w}; allowed: {divisors}")
+    return int(patch_size)
+
+
+def check_predictor_fits(predictor, ratio: float, patch_size: int, image_shape) -> None:
+    """The patch grid must be the one a Transformer was built for, and an MAE needs at least as
+    many hidden patches as it was built for."""
+    from .models import mae_min_masked, model_kind
+
+    kind = model_kind(predictor)
+    if kind == "biharmonic":
+        return
+    gh, gw = image_shape[0] // patch_size, image_shape[1] // patch_size
+    n_patches = gh * gw
+    if kind == "cnn":
+        want = tuple(predictor.inputs[0].shape[1:])
+        got = (*image_shape[:2], image_shape[2] + 1)
+        if want != got:
+            raise EvaluationError("model", getattr(predictor, "name", kind),
+                                  f"this CNN takes images of shape {want[:2] + (want[2] - 1,)}, the test images are {tuple(image_shape)}")
+        return
+    shapes = {t.name.split(":")[0]: tuple(t.shape[1:]) for t in predictor.inputs}
+    want = shapes.get("patches")
+    got = (n_patches, patch_size * patch_size * image_shape[2])
+    if want is not None and tuple(want) != got:
+        side = int(round(math.sqrt(want[1] / image_shape[2])))
+        raise EvaluationError(
+            "patch_size", patch_size,
+            f"this {kind} model was built for {want[0]} patches of {want[1]} values "
+            f"(patch_size {side} on these images), patch_size {patch_size} gives {got}; allowed: {side}",
+        )
+    if kind == "mae":
+        need = mae_min_masked(predictor)
+        hidden = n_masked(ratio, n_patches)
+        if hidden < need:
+            raise EvaluationError(
+                "ratio", ratio,
+                f"hides {hidden} of {n_patches} patches, but this MAE was built for masks hiding at least {need} "
+                f"(min_mask_ratio ~ {need / n_patches:.2f}); allowed: ratio >= {need / n_patches:.2f}",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+def find_test_batch(data_dir) -> Path:
+    """``test_batch`` in ``data_dir`` or in its ``cifar-10-batches-py/`` subfolder."""
+    folder = Path(data_dir).expanduser()
+    for candidate in (folder, folder / CIFAR_DIRNAME):
+        if (candidate / "test_batch").is_file():
+            return candidate / "test_batch"
+    where = "the folder does not exist" if not folder.exists() else f"no test_batch in it or in its {CIFAR_DIRNAME}/ subfolder"
+    raise EvaluationError(
+        "data_dir", str(data_dir),
+        f"{where}; allowed: a folder in the CIFAR-10 python-batch format holding test_batch "
+        "(data_batch_* are not needed for evaluation)",
+    )
+
+
+def load_test_images(dataset: str = "cifar10", data_dir=None, n_test: int | None = None) -> np.ndarray:
+    """Test images (N, 32, 32, 3) float32 in [0, 1]: all, or the first ``n_test``.
+
+    ``cifar10``: ``test_batch`` of ``data_dir`` (default: the Keras cache folder). ``sample``: the
+    test split of the embedded dataset built with seed 0 (``data_dir`` is ignored).
+    """
+    if dataset not in DATASETS:
+        raise EvaluationError("dataset", dataset, f"unknown dataset; allowed: {', '.join(DATASETS)}")
+    n_test = _check_n_test(n_test)
+    if dataset == "sample":
+        from .data import load_dataset
+
+        images = load_dataset("sample", seed=0).x_test
+    else:
+        if data_dir is None:
+            cache = keras_cache_dir() / CIFAR_DIRNAME
+            if not (cache / "test_batch").is_file():
+                raise EvaluationError(
+                    "data_dir", None, f"not given, and the Keras cache folder {cache} has no test_batch; "
+                    "allowed: a folder in the CIFAR-10 python-batch format holding test_batch"
+                )
+            path = cache / "test_batch"
+        else:
+            path = find_test_batch(data_dir)
+        try:
+            raw, _ = read_cifar_batch(path)
+        except DatasetError as exc:
+            raise EvaluationError("data_dir", str(data_dir), f"{exc}") from None
+        images = raw.astype(np.float32) / np.float32(255.0)
+    if n_test is not None:
+        if n_test > len(images):
+            raise EvaluationError("n_test", n_test, f"is more than the {len(images)} test images; allowed: 1..{len(images)} or 0 for all")
+        images = images[:n_test]
+    return images
+
+
+def check_model_path(model) -> None:
+    """``model`` must be ``"biharmonic"`` or an existing ``.keras`` file (checked without loading)."""
+    if model == "biharmonic":
+        return
+    path = Path(os.fspath(model))
+    if not str(path).endswith(".keras"):
+        raise EvaluationError("model", str(model), "must be a .keras file saved by train (e.g. RUN/best.keras) or 'biharmonic'")
+    if not path.is_file():
+        raise EvaluationError("model", str(model), "no such file; give a saved .keras model (e.g. RUN/best.keras) or 'biharmonic'")
+
+
+def load_model(model):
+    """A :class:`~helpers.models.BiharmonicInpainter` for ``"biharmonic"``, else the saved model."""
+    from .models import load_predictor
+
+    check_model_path(model)
+    try:
+        return load_predictor(os.fspath(model) if model != "biharmonic" else model)
+    except Exception as exc:  # corrupt or foreign file
+        raise EvaluationError("model", str(model), f"could not be loaded as a Keras model ({type(exc).__name__}: {exc})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+def _score_fn(score, predictor):
+    if score is None or callable(score):
+        return score if score is not None else "variance"
+    if score == "gradient":
+        from .importance import gradient_score_fn
+
+        return gradient_score_fn(predictor)
+    return score
+
+
+def evaluate_predictor(predictor, images: np.ndarray, *, strategy: str, ratio: float, patch_size: int = 4,
+                       mask_seed: int = 0, score_fn=None, batch_size: int = 256) -> dict:
+    """Score ``predictor`` on ``images`` with masks drawn from ``mask_seed``.
+
+    ``score_fn`` (``importance`` only): a name of :data:`helpers.masking.SCORES`, ``"gradient"``
+    (:func:`helpers.importance.gradient_score_fn` of the predictor) or a function
+    ``(images, patch_size) -> (N, L)``; default ``variance``.
+
+    Returns a dict: ``strategy``, ``ratio``, ``patch_size``, ``mask_seed``, ``score`` (None unless
+    ``importance``), ``n_test``, ``n_masked`` (patches hidden per image), ``seconds``, then
+    ``{metric}_mean`` and ``{metric}_std`` for ``mse_masked``, ``psnr_masked``, ``mse``, ``psnr``
+    and ``ssim`` (:func:`helpers.metrics.summarize` of :func:`helpers.metrics.evaluate`).
+    """
+    from .metrics import evaluate, summarize
+    from .models import model_kind, reconstruct
+
+    strategy = check_strategy(strategy)
+    ratio = check_eval_ratio(ratio)
+    patch_size = _check_patch_size(patch_size, images.shape[1:3])
+    if isinstance(mask_seed, bool) or not isinstance(mask_seed, (int, np.integer)) or mask_seed < 0:
+        raise EvaluationError("mask_seed", mask_seed, "must be an integer >= 0")
+    kind = model_kind(predictor)
+    score = check_score(score_fn, strategy, kind)
+    check_predictor_fits(predictor, ratio, patch_size, images.shape[1:])
+    start = time.perf_counter()
+    mask = make_mask(strategy, ratio, images=images, patch_size=patch_size,
+                     score_fn=_score_fn(score, predictor), seed=mask_seed)
+    predicted = reconstruct(predictor, images, mask, patch_size, batch_size=batch_size)
+    summary = summarize(evaluate(images, predicted, mask, patch_size))
+    return {
+        "strategy": strategy,
+        "ratio": ratio,
+        "patch_size": patch_size,
+        "mask_seed": mask_seed,
+        "score": score if isinstance(score, str) or score is None else getattr(score, "__name__", "custom"),
+        "n_test": int(images.shape[0]),
+        "n_masked": int(mask.sum(axis=1).max()) if mask.size else 0,
+        "seconds": time.perf_counter() - start,
+        **summary,
+    }
+
+
+def run_evaluation(model, *, dataset: str = "cifar10", data_dir=None, strategy: str = "random", ratio: float = 0.5,
+                   n_test: int | None = None, mask_seed: int = 0, patch_size: int = 4, score=None,
+                   batch_size: int = 256) -> dict:
+    """Check the settings, load the test images and the model, evaluate; the result dict starts
+    with the settings (``model`` and ``data_dir`` as given, ``model_kind``, ``dataset``,
+    ``keras_backend``, ``keras_version``) followed by :func:`evaluate_predictor`'s keys."""
+    # cheap checks first: a typo should not wait for TensorFlow to start
+    check_model_path(model)
+    strategy = check_strategy(strategy)
+    ratio = check_eval_ratio(ratio)
+    score = check_score(score, strategy, model)
+    if isinstance(mask_seed, bool) or not isinstance(mask_seed, (int, np.integer)) or mask_seed < 0:
+        raise EvaluationError("mask_seed", mask_seed, "must be an integer >= 0")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise EvaluationError("batch_size", batch_size, "must be an integer >= 1")
+    images = load_test_images(dataset, data_dir, n_test)
+    patch_size = _check_patch_size(patch_size, images.shape[1:3])
+
+    import keras
+
+    from .models import model_kind
+
+    predictor = load_model(model)
+    result = evaluate_predictor(predictor, images, strategy=strategy, ratio=ratio, patch_size=patch_size,
+                                mask_seed=mask_seed, score_fn=score, batch_size=batch_size)
+    settings = {
+        "model": str(model),
+        "model_kind": model_kind(predictor),
+        "dataset": dataset,
+        "data_dir": None if data_dir is None else str(data_dir),
+        "keras_backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+    }
+    return {**settings, **result}
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_results(output_dir, results: dict) -> tuple[Path, Path]:
+    """Write ``results`` to ``output_dir/metrics.json`` and ``output_dir/metrics.csv`` (one header
+    row, one value row), each through a temporary file and ``os.replace``. Returns both paths."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path = out / METRICS_JSON, out / METRICS_CSV
+    _write_atomic(json_path, json.dumps(results, indent=2, default=str) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(results), lineterminator="\n")
+    writer.writeheader()
+    writer.writerow({k: ("" if v is None else v) for k, v in results.items()})
+    _write_atomic(csv_path, buf.getvalue())
+    return json_path, csv_path
+
+
+def format_table(results: dict) -> str:
+    """The settings on a few lines, then one row per metric: mean and standard deviation."""
+    lines = []
+    if "model" in results:
+        lines.append(f"model    {results['model']} ({results.get('model_kind', '?')}, keras backend {results.get('keras_backend', '?')})")
+    if "dataset" in results:
+        where = f" from {results['data_dir']}" if results.get("data_dir") and results["dataset"] == "cifar10" else ""
+        lines.append(f"data     {results['dataset']} test images{where}: {results['n_test']}")
+    score = f", score {results['score']}" if results.get("score") else ""
+    lines.append(
+        f"masks    {results['strategy']} {results['ratio']:.2f} ({results['n_masked']} patches hidden per image, "
+        f"patch {results['patch_size']}, mask seed {results['mask_seed']}{score})"
+    )
+    width = max(len(label) for _, label in METRIC_LABELS)
+    lines.append("")
+    lines.append(f"{'metric':<{width}}  {'mean':>10}  {'std':>10}")
+    for key, label in METRIC_LABELS:
+        if f"{key}_mean" in results:
+            lines.append(f"{label:<{width}}  {results[f'{key}_mean']:10.5f}  {results[f'{key}_std']:10.5f}")
+    return "\n".join(lines)

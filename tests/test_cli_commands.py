@@ -1,0 +1,298 @@
+"""python -m helpers train / evaluate / bench: files written, resume, fixed masks, errors (exit 2)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from helpers import cli
+from test_evaluation import expected_images, write_cifar_folder
+
+TINY = ["--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--mlp-dim", "32"]
+TINY_MAE = TINY + ["--decoder-dim", "16", "--decoder-depth", "1", "--decoder-num-heads", "2", "--decoder-mlp-dim", "32"]
+FAST = ["--dataset", "sample", "--n-train", "48", "--batch-size", "16", "--quiet"]
+
+
+def _main(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _history(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    return write_cifar_folder(tmp_path_factory.mktemp("cifar") / "only-test", n=16)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny ViT and a tiny MAE (min_mask_ratio 0.5) trained for one epoch through the CLI."""
+    root = tmp_path_factory.mktemp("runs")
+    paths = {}
+    for kind, size in (("vit", TINY), ("mae", TINY_MAE)):
+        code = cli.main(["train", "--model", kind, "--ratio", "0.5", "--epochs", "1", "--output", str(root), *FAST, *size])
+        assert code == 0
+        paths[kind] = root / f"{kind}-random-0.50-seed0"
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+def test_train_writes_the_model_files_and_the_history(trained, capsys):
+    folder = trained["vit"]
+    for name in ("best.keras", "final.keras", "history.csv"):
+        assert (folder / name).is_file(), name
+    assert not (folder / "backup").exists()  # a completed run leaves no backup
+    rows = _history(folder / "history.csv")
+    assert [r["epoch"] for r in rows] == ["0"] and float(rows[0]["loss"]) > 0 and "val_loss" in rows[0]
+
+
+def test_train_prints_where_the_files_went(tmp_path, capsys):
+    code, out, err = _main(capsys, "train", "--model", "cnn", "--filters", "4", "8", "--strategy", "rows",
+                           "--ratio-range", "0.3", "0.6", "--epochs", "1", "--output", tmp_path, *FAST)
+    assert code == 0, err
+    folder = tmp_path / "cnn-rows-0.30to0.60-seed0"
+    assert f"best model:  {folder / 'best.keras'}" in out and f"history:     {folder / 'history.csv'}" in out
+    assert "val_loss" in out and (folder / "final.keras").is_file()
+
+
+class _InterruptAfter:
+    """A callback that presses Ctrl-C at the end of epoch ``epoch``."""
+
+    def __new__(cls, epoch):
+        import keras
+
+        class Interrupt(keras.callbacks.Callback):
+            def on_epoch_end(self, e, logs=None):
+                if e == epoch:
+                    raise KeyboardInterrupt
+
+        return Interrupt()
+
+
+def test_running_the_same_command_again_resumes(tmp_path, capsys, monkeypatch):
+    import helpers.training as training
+
+    argv = ["train", "--model", "vit", "--epochs", "3", "--output", tmp_path, "--run-name", "r", *FAST, *TINY]
+    real_train = training.train
+
+    def interrupted_train(*args, callbacks=(), **kwargs):
+        return real_train(*args, callbacks=(*callbacks, _InterruptAfter(1)), **kwargs)
+
+    monkeypatch.setattr(training, "train", interrupted_train)
+    code, _, err = _main(capsys, *argv)
+    assert code == 130 and "interrupted" in err
+    folder = tmp_path / "r"
+    before = _history(folder / "history.csv")
+    assert [r["epoch"] for r in before] == ["0", "1"]
+    assert (folder / "backup").exists() and not (folder / "final.keras").exists()
+
+    monkeypatch.setattr(training, "train", real_train)
+    code, out, err = _main(capsys, *argv)
+    assert code == 0, err
+    assert "resuming the interrupted run" in out and "2 of 3 epochs" in out
+    after = _history(folder / "history.csv")
+    assert [r["epoch"] for r in after] == ["0", "1", "2"]
+    assert after[:2] == before  # epochs 0 and 1 were not run again (their timings are the old ones)
+    assert (folder / "final.keras").is_file() and not (folder / "backup").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--ratio", "1.5"], ["--ratio 1.5", "strictly between 0 and 1"]),
+        (["--ratio-range", "0.7", "0.3"], ["--ratio-range", "LOW must be <= HIGH"]),
+        (["--filters", "8", "16"], ["--filters", "--model cnn", "not of --model vit"]),
+        (["--epochs", "0"], ["--epochs 0", ">= 1"]),
+        (["--patch-size", "5"], ["--patch-size 5", "allowed"]),
+        (["--embed-dim", "15"], ["embed_dim=15", "num_heads"]),
+        (["--dataset", "cifar10", "--data-dir", "/no/such/folder"], ["--data-dir", "/no/such/folder"]),
+    ],
+)
+def test_train_bad_values_exit_2(tmp_path, capsys, argv, words):
+    base = ["train", "--model", "vit", "--epochs", "1", "--output", tmp_path, *FAST, *TINY]
+    code, out, err = _main(capsys, *base, *argv)
+    assert code == 2 and out == ""
+    for w in words:
+        assert w in err
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_train_mae_minimum_above_the_training_ratio(tmp_path, capsys):
+    code, _, err = _main(capsys, "train", "--model", "mae", "--ratio", "0.3", "--min-mask-ratio", "0.5",
+                         "--epochs", "1", "--output", tmp_path, *FAST)
+    assert code == 2 and "--min-mask-ratio 0.5" in err and "<= 0.3" in err
+
+
+def test_train_ratio_and_ratio_range_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--model", "vit", "--ratio", "0.5", "--ratio-range", "0.3", "0.7", "--output", str(tmp_path)])
+    assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------------
+def _evaluate(capsys, model, out, *extra, data_dir=None, strategy="random", ratio="0.5"):
+    data = ["--dataset", "cifar10", "--data-dir", data_dir] if data_dir is not None else []
+    return _main(capsys, "evaluate", "--model", model, *data, "--strategy", strategy, "--ratio", ratio, "--output", out, *extra)
+
+
+def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_path, capsys):
+    from helpers.masking import make_mask
+    from helpers.metrics import evaluate, summarize
+    from helpers.models import load_predictor, reconstruct
+
+    model_path = trained["vit"] / "best.keras"
+    code, out, err = _evaluate(capsys, model_path, tmp_path / "e", "--mask-seed", "7", data_dir=cifar, strategy="columns")
+    assert code == 0, err
+    got = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    for key in ("model", "model_kind", "dataset", "data_dir", "n_test", "strategy", "ratio", "mask_seed", "keras_backend"):
+        assert key in got
+    assert got["model"] == str(model_path) and got["data_dir"] == str(cifar) and got["n_test"] == 16
+    assert (got["model_kind"], got["strategy"], got["ratio"], got["mask_seed"]) == ("vit", "columns", 0.5, 7)
+
+    images = expected_images(cifar)
+    model = load_predictor(model_path)
+    mask = make_mask("columns", 0.5, images=images, patch_size=4, seed=7)
+    want = summarize(evaluate(images, reconstruct(model, images, mask, 4), mask, 4))
+    for key in ("mse_masked", "psnr_masked", "psnr", "ssim"):
+        for stat in ("mean", "std"):
+            assert got[f"{key}_{stat}"] == pytest.approx(want[f"{key}_{stat}"], rel=1e-9), (key, stat)
+    with open(tmp_path / "e" / "metrics.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["ssim_mean"]) == got["ssim_mean"]
+    assert "PSNR masked region (dB)" in out and f"{got['psnr_masked_mean']:.5f}" in out
+
+
+def test_evaluate_twice_gives_the_same_numbers(trained, cifar, tmp_path, capsys):
+    results = []
+    for name in ("a", "b"):
+        code, _, err = _evaluate(capsys, trained["mae"] / "final.keras", tmp_path / name, "--n-test", "10",
+                                 data_dir=cifar, strategy="importance", ratio="0.6")
+        assert code == 0, err
+        data = json.loads((tmp_path / name / "metrics.json").read_text())
+        data.pop("seconds")
+        results.append(data)
+    assert results[0] == results[1] and results[0]["n_test"] == 10 and results[0]["score"] == "variance"
+
+
+def test_evaluate_with_gradient_scores(trained, cifar, tmp_path, capsys):
+    code, out, err = _evaluate(capsys, trained["vit"] / "best.keras", tmp_path, "--score", "gradient",
+                               "--n-test", "4", data_dir=cifar, strategy="importance")
+    assert code == 0, err
+    assert json.loads((tmp_path / "metrics.json").read_text())["score"] == "gradient" and "score gradient" in out
+
+
+def test_evaluate_biharmonic(cifar, tmp_path, capsys):
+    code, out, err = _evaluate(capsys, "biharmonic", tmp_path, "--n-test", "5", data_dir=cifar, strategy="rows", ratio="0.25")
+    assert code == 0, err
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    assert got["model_kind"] == "biharmonic" and got["n_test"] == 5 and np.isfinite(got["psnr_masked_mean"])
+
+
+def test_evaluate_on_the_sample_test_split(tmp_path, capsys):
+    code, out, err = _main(capsys, "evaluate", "--model", "biharmonic", "--dataset", "sample", "--strategy", "random",
+                           "--ratio", "0.5", "--n-test", "4", "--output", tmp_path)
+    assert code == 0, err
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    assert got["dataset"] == "sample" and got["data_dir"] is None and got["n_test"] == 4
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("missing model", ["--model", "nope.keras", "no such file"]),
+        ("ratio 0", ["--ratio 0.0", "strictly between 0 and 1"]),
+        ("ratio 1.5", ["--ratio 1.5", "strictly between 0 and 1"]),
+        ("no test_batch", ["--data-dir", "no test_batch"]),
+        ("mae ratio", ["--ratio 0.3", "at least 32", ">= 0.50"]),
+        ("gradient biharmonic", ["--score 'gradient'", "biharmonic", "variance"]),
+        ("n-test", ["--n-test 17", "16 test images"]),
+    ],
+)
+def test_evaluate_bad_values_exit_2(trained, cifar, tmp_path, capsys, case, words):
+    model, data_dir, strategy, ratio, extra = "biharmonic", cifar, "random", "0.5", []
+    if case == "missing model":
+        model = tmp_path / "nope.keras"
+    elif case == "ratio 0":
+        ratio = "0"
+    elif case == "ratio 1.5":
+        ratio = "1.5"
+    elif case == "no test_batch":
+        data_dir = tmp_path
+    elif case == "mae ratio":
+        model, ratio = trained["mae"] / "best.keras", "0.3"
+    elif case == "gradient biharmonic":
+        strategy, extra = "importance", ["--score", "gradient"]
+    elif case == "n-test":
+        extra = ["--n-test", "17"]
+    code, out, err = _evaluate(capsys, model, tmp_path / "out", *extra, data_dir=data_dir, strategy=strategy, ratio=ratio)
+    assert code == 2 and out == ""
+    for w in words:
+        assert w in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_unknown_strategy_is_a_usage_error(cifar, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["evaluate", "--model", "biharmonic", "--data-dir", str(cifar), "--strategy", "diagonal",
+                  "--ratio", "0.5", "--output", str(tmp_path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --strategy" in err and "'diagonal'" in err and "'random'" in err
+
+
+# --------------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------------
+def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
+    code, out, err = _main(capsys, "bench", "speed", "--quick")
+    assert code == 0, err
+    for words in ("random masks, 5000 images", "ratio: skimage loop / batched SSIM",
+                  "mask-token ViT training, 50% masked", "MAE-style ViT training, 70% masked",
+                  "ratio: MAE / ViT training speed, 50% masked", "ratio: MAE / ViT training speed, 70% masked"):
+        assert words in out, words
+    ratio_lines = [ln for ln in out.splitlines() if ln.startswith("ratio: MAE / ViT")]
+    assert len(ratio_lines) == 2 and all(float(ln.rsplit("x", 1)[1]) > 0 for ln in ratio_lines)
+    ips = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("images/s")]
+    assert len(ips) == 4 and all(v > 0 for v in ips)
+
+
+def test_bench_quality_without_bench_quality_is_reported(monkeypatch, tmp_path, capsys):
+    from helpers import bench
+
+    monkeypatch.delattr(bench, "bench_quality", raising=False)
+    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path)
+    assert code == 2 and "not available yet" in err
+
+
+def test_bench_quality_calls_bench_quality(monkeypatch, tmp_path, capsys):
+    from helpers import bench
+
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        return [{"what": "vit psnr", "seconds": 1.0}]
+
+    monkeypatch.setattr(bench, "bench_quality", fake, raising=False)
+    code, out, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--minutes-per-model", "0.5",
+                         "--output", tmp_path / "q")
+    assert code == 0 and "vit psnr" in out
+    assert calls == [{"data_dir": str(tmp_path), "minutes_per_model": 0.5, "output": tmp_path / "q"}]
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("run", "train", "evaluate", "bench"):
+        assert command in out
