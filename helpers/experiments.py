@@ -1,0 +1,449 @@
+"""The experiments: a strategy x ratio x predictor sweep and a cross-strategy matrix.
+
+Every cell of the sweep trains (or reuses) a model, reconstructs the same test images with the
+same masks as every other predictor of that (strategy, ratio), and appends one row of summary
+metrics to ``results/<run name>/metrics.csv``. A sidecar ``provenance.json`` records the dataset,
+sizes, settings, seeds, backend, versions, device and the wall time of every cell. Both files are
+rewritten atomically (temporary file + rename), so a crash never leaves a broken file, and a sweep
+started again skips the cells already in ``metrics.csv``: trained models are kept in
+``models/<predictor>-<strategy>-<ratio>/`` and reused.
+
+Training plans:
+- ``per_cell``: one model per (predictor, strategy, ratio);
+- ``per_strategy``: one model per (predictor, strategy), trained on ratios drawn uniformly in
+  ``ratio_range`` for every batch and evaluated at each ratio.
+
+The ``importance`` strategy ranks patches by the gradients of a trained scorer: the mask-token ViT
+trained on ``random`` masks of the same plan (trained first, whatever the cell order).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import check_choice, check_positive_int, check_ratio
+from .masking import STRATEGIES, make_mask
+
+PREDICTORS = ("vit", "mae", "cnn", "biharmonic")
+PLANS = ("per_cell", "per_strategy")
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+METRICS_FILE = "metrics.csv"
+MATRIX_FILE = "matrix.csv"
+PROVENANCE_FILE = "provenance.json"
+SUMMARY_KEYS = ("psnr_masked", "psnr", "ssim", "mse_masked")
+
+
+def results_dir() -> Path:
+    """Where runs are kept: ``results/`` at the top of the project, or ``$HELPERS_RESULTS_DIR``."""
+    return Path(os.environ.get("HELPERS_RESULTS_DIR") or RESULTS_DIR)
+
+
+@dataclass
+class SweepConfig:
+    """What a sweep runs. Defaults are the quick CPU settings; a GPU run uses more epochs and images."""
+
+    strategies: tuple = STRATEGIES
+    ratios: tuple = (0.3, 0.5, 0.7)
+    predictors: tuple = PREDICTORS
+    plan: str = "per_strategy"
+    ratio_range: tuple = (0.3, 0.7)
+    epochs: int = 5
+    batch_size: int = 64
+    patch_size: int = 4
+    seed: int = 0
+    mask_seed: int = 1234
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    augment: bool = True
+    model_kwargs: dict = field(default_factory=dict)  # kind -> builder keyword arguments
+
+    def __post_init__(self):
+        self.strategies = tuple(self.strategies)
+        self.ratios = tuple(float(r) for r in self.ratios)
+        self.predictors = tuple(self.predictors)
+        self.ratio_range = tuple(float(r) for r in self.ratio_range)
+        if not self.strategies:
+            raise ValueError("strategies must name at least one of " + str(list(STRATEGIES)))
+        for s in self.strategies:
+            check_choice(s, "strategies", STRATEGIES)
+        if not self.ratios:
+            raise ValueError("ratios must hold at least one ratio strictly between 0 and 1")
+        for r in self.ratios:
+            check_ratio(r, "ratios")
+        if not self.predictors:
+            raise ValueError("predictors must name at least one of " + str(list(PREDICTORS)))
+        for p in self.predictors:
+            check_choice(p, "predictors", PREDICTORS)
+        check_choice(self.plan, "plan", PLANS)
+        if len(self.ratio_range) != 2 or not self.ratio_range[0] < self.ratio_range[1]:
+            raise ValueError(f"ratio_range must be (low, high) with low < high, got {self.ratio_range!r}")
+        for r in self.ratio_range:
+            check_ratio(r, "ratio_range")
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.seed, "seed", minimum=0)
+        check_positive_int(self.mask_seed, "mask_seed", minimum=0)
+
+    def training_ratio(self, ratio: float):
+        """The ratio (or range) a model evaluated at ``ratio`` is trained on."""
+        return float(ratio) if self.plan == "per_cell" else self.ratio_range
+
+    def cells(self) -> list[tuple[str, float, str]]:
+        """(strategy, ratio, predictor) in run order."""
+        return [(s, r, p) for s in self.strategies for r in self.ratios for p in self.predictors]
+
+
+def cell_id(strategy: str, ratio: float, predictor: str) -> str:
+    return f"{predictor}/{strategy}/{ratio:.2f}"
+
+
+def model_id(predictor: str, strategy: str, train_ratio) -> str:
+    """Folder name of a trained model: ``vit-random-0.50`` or ``vit-random-0.30to0.70``."""
+    if isinstance(train_ratio, tuple):
+        return f"{predictor}-{strategy}-{train_ratio[0]:.2f}to{train_ratio[1]:.2f}"
+    return f"{predictor}-{strategy}-{train_ratio:.2f}"
+
+
+# --------------------------------------------------------------------------------------------
+# Files written safely
+# --------------------------------------------------------------------------------------------
+def write_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_csv(path) -> list[dict]:
+    """Rows of a results CSV with numbers converted back to floats."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: _number(v) for k, v in row.items()})
+    return rows
+
+
+def _number(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def append_row(path, row: dict) -> None:
+    """Append ``row`` to the CSV at ``path`` by rewriting it atomically (new columns allowed)."""
+    rows = read_csv(path) + [row]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k, "") for k in columns})
+    write_atomic(path, buf.getvalue())
+
+
+def environment() -> dict:
+    """Backend, versions and device of this process."""
+    import keras
+    import skimage
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "numpy": np.__version__,
+        "scikit-image": skimage.__version__,
+    }
+    backend = info["backend"]
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            info["tensorflow"] = tf.__version__
+            gpus = tf.config.list_physical_devices("GPU")
+            info["device"] = f"GPU x{len(gpus)}" if gpus else "CPU"
+        elif backend == "jax":
+            import jax
+
+            info["jax"] = jax.__version__
+            info["device"] = ", ".join(sorted({d.platform for d in jax.devices()}))
+        elif backend == "torch":
+            import torch
+
+            info["torch"] = torch.__version__
+            info["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception as exc:  # a broken backend install should not stop the record
+        info["device"] = f"unknown ({type(exc).__name__})"
+    info["cpu_count"] = os.cpu_count()
+    return info
+
+
+class Run:
+    """A results folder: ``metrics.csv``, ``matrix.csv``, ``provenance.json`` and ``models/``."""
+
+    def __init__(self, name_or_path):
+        path = Path(name_or_path)
+        self.path = path if (path.is_absolute() or len(path.parts) > 1) else results_dir() / path
+        self.models = self.path / "models"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def matrix_path(self) -> Path:
+        return self.path / MATRIX_FILE
+
+    def rows(self) -> list[dict]:
+        return read_csv(self.metrics_path)
+
+    def matrix_rows(self) -> list[dict]:
+        return read_csv(self.matrix_path)
+
+    def provenance(self) -> dict:
+        p = self.path / PROVENANCE_FILE
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def update_provenance(self, **items) -> dict:
+        prov = self.provenance()
+        for key, value in items.items():
+            if isinstance(value, dict) and isinstance(prov.get(key), dict):
+                prov[key].update(value)
+            else:
+                prov[key] = value
+        write_atomic(self.path / PROVENANCE_FILE, json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n")
+        return prov
+
+
+# --------------------------------------------------------------------------------------------
+# Models, masks and scores
+# --------------------------------------------------------------------------------------------
+def _image_key(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
+
+
+class CachedScores:
+    """A score function that remembers the scores of every image it has seen.
+
+    Gradient scores of a fixed scorer do not change between epochs, so training on ``importance``
+    masks computes them once per distinct image (flipped copies count as distinct).
+    """
+
+    def __init__(self, score_fn):
+        self.score_fn = score_fn
+        self.cache: dict[bytes, np.ndarray] = {}
+
+    def __call__(self, images, patch_size):
+        keys = [_image_key(im) for im in images]
+        missing = [i for i, k in enumerate(keys) if k not in self.cache]
+        if missing:
+            fresh = np.asarray(self.score_fn(images[missing], patch_size))
+            for i, s in zip(missing, fresh):
+                self.cache[keys[i]] = s
+        return np.stack([self.cache[k] for k in keys])
+
+
+class Sweep:
+    """Runs a :class:`SweepConfig` on a :class:`~helpers.data.Dataset` into a :class:`Run`."""
+
+    def __init__(self, dataset, config: SweepConfig, run, *, verbose: int = 0, extra_provenance: dict | None = None):
+        self.dataset = dataset
+        self.config = config
+        self.run = run if isinstance(run, Run) else Run(run)
+        self.verbose = verbose
+        self.extra_provenance = extra_provenance or {}
+        self._models: dict[str, object] = {}
+        self._scores: dict[str, CachedScores] = {}
+        self._masks: dict[tuple, np.ndarray] = {}
+
+    # -- provenance -------------------------------------------------------------------------
+    def _record_start(self) -> None:
+        ds = self.dataset
+        self.run.update_provenance(
+            dataset={
+                "name": ds.name,
+                "source": ds.source,
+                "train": len(ds.x_train),
+                "val": len(ds.x_val),
+                "test": len(ds.x_test),
+                "image_shape": list(ds.image_shape),
+            },
+            config=asdict(self.config),
+            environment=environment(),
+            **self.extra_provenance,
+        )
+
+    # -- models -----------------------------------------------------------------------------
+    def _builder_kwargs(self, predictor: str, train_ratio) -> dict:
+        kwargs = dict(self.config.model_kwargs.get(predictor, {}))
+        kwargs.setdefault("image_shape", self.dataset.image_shape)
+        if predictor != "cnn":
+            kwargs.setdefault("patch_size", self.config.patch_size)
+        if predictor == "mae":
+            low = train_ratio[0] if isinstance(train_ratio, tuple) else train_ratio
+            kwargs.setdefault("min_mask_ratio", min(low, *self.config.ratios))
+        kwargs.setdefault("seed", self.config.seed)
+        return kwargs
+
+    def model(self, predictor: str, strategy: str, ratio: float):
+        """The predictor for a cell: biharmonic, a saved model, or a model trained now."""
+        from .models import BiharmonicInpainter, build_model, load_predictor
+        from .training import train
+
+        if predictor == "biharmonic":
+            return BiharmonicInpainter()
+        train_ratio = self.config.training_ratio(ratio)
+        key = model_id(predictor, strategy, train_ratio)
+        if key in self._models:
+            return self._models[key]
+        folder = self.run.models / key
+        final = folder / "final.keras"
+        if final.exists():
+            model = load_predictor(final)
+        else:
+            score_fn = self.score_fn() if strategy == "importance" else "variance"
+            model = build_model(predictor, **self._builder_kwargs(predictor, train_ratio))
+            result = train(
+                model,
+                self.dataset,
+                patch_size=self.config.patch_size,
+                strategy=strategy,
+                ratio=train_ratio,
+                epochs=self.config.epochs,
+                batch_size=self.config.batch_size,
+                seed=self.config.seed,
+                run_dir=folder,
+                lr=self.config.lr,
+                lr_schedule=self.config.lr_schedule,
+                augment=self.config.augment,
+                score_fn=score_fn,
+                verbose=self.verbose,
+            )
+            self.run.update_provenance(training={key: {"seconds": round(result["seconds"], 2), "epochs": result["epochs"]}})
+        self._models[key] = model
+        return model
+
+    def score_fn(self) -> CachedScores:
+        """Gradient scores of the scorer (the ViT trained on random masks of this plan), cached."""
+        from .importance import gradient_score_fn
+
+        if "scorer" not in self._scores:
+            ratios = sorted(self.config.ratios)
+            scorer = self.model("vit", "random", 0.5 if 0.5 in ratios else ratios[len(ratios) // 2])
+            self._scores["scorer"] = CachedScores(gradient_score_fn(scorer))
+        return self._scores["scorer"]
+
+    def masks(self, strategy: str, ratio: float, images=None) -> np.ndarray:
+        """Evaluation masks of the test images: the same for every predictor of a cell."""
+        images = self.dataset.x_test if images is None else images
+        key = (strategy, round(ratio, 6), len(images))
+        if key not in self._masks:
+            score_fn = self.score_fn() if strategy == "importance" else "variance"
+            seed = self.config.mask_seed + STRATEGIES.index(strategy) * 1000 + int(round(ratio * 100))
+            self._masks[key] = make_mask(
+                strategy, ratio, images=images, patch_size=self.config.patch_size, score_fn=score_fn, seed=seed
+            )
+        return self._masks[key]
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate_cell(self, strategy: str, ratio: float, predictor: str, eval_strategy: str | None = None) -> dict:
+        """Train or load the model of a cell and score it on the test set (with ``eval_strategy``
+        masks when given, for the cross-strategy matrix)."""
+        from .metrics import evaluate, summarize
+        from .models import reconstruct
+
+        eval_strategy = eval_strategy or strategy
+        t0 = time.perf_counter()
+        model = self.model(predictor, strategy, ratio)
+        t1 = time.perf_counter()
+        x = self.dataset.x_test
+        mask = self.masks(eval_strategy, ratio)
+        pred = reconstruct(model, x, mask, self.config.patch_size)
+        summary = summarize(evaluate(x, pred, mask, self.config.patch_size))
+        t2 = time.perf_counter()
+        row = {"predictor": predictor, "strategy": eval_strategy, "ratio": ratio}
+        if eval_strategy != strategy:
+            row = {"predictor": predictor, "train_strategy": strategy, "eval_strategy": eval_strategy, "ratio": ratio}
+        row.update({"plan": self.config.plan, "n_test": len(x)})
+        row.update({k: round(v, 6) for k, v in summary.items()})
+        row.update({"train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)})
+        return row
+
+    def run_sweep(self, progress: bool = True) -> list[dict]:
+        """Every cell not yet in ``metrics.csv``; returns all rows of the run."""
+        from tqdm.auto import tqdm
+
+        self._record_start()
+        done = {cell_id(r["strategy"], float(r["ratio"]), r["predictor"]) for r in self.run.rows()}
+        cells = self.config.cells()
+        todo = [c for c in cells if cell_id(*c) not in done]
+        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="sweep", unit="cell", disable=not progress)
+        for strategy, ratio, predictor in todo:
+            cid = cell_id(strategy, ratio, predictor)
+            bar.set_postfix_str(cid)
+            start = time.perf_counter()
+            row = self.evaluate_cell(strategy, ratio, predictor)
+            append_row(self.run.metrics_path, row)
+            stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            self.run.update_provenance(cells={cid: {"seconds": round(time.perf_counter() - start, 2), "finished": stamp}})
+            bar.update(1)
+        bar.close()
+        return self.run.rows()
+
+    def run_matrix(self, ratio: float = 0.5, predictor: str = "vit", progress: bool = True) -> np.ndarray:
+        """Train on strategy A, evaluate on strategy B, for all pairs: (A, B) masked-region PSNR."""
+        from tqdm.auto import tqdm
+
+        check_ratio(ratio)
+        self._record_start()
+        strategies = self.config.strategies
+        done = {(r["train_strategy"], r["eval_strategy"]): r for r in self.run.matrix_rows()
+                if float(r["ratio"]) == ratio and r["predictor"] == predictor}
+        pairs = [(a, b) for a in strategies for b in strategies]
+        bar = tqdm(total=len(pairs), initial=sum(p in done for p in pairs), desc="matrix", unit="cell", disable=not progress)
+        for a, b in pairs:
+            if (a, b) in done:
+                continue
+            bar.set_postfix_str(f"train {a} -> eval {b}")
+            row = self.evaluate_cell(a, ratio, predictor, eval_strategy=b)
+            row["train_strategy"], row["eval_strategy"] = a, b
+            row.pop("strategy", None)
+            append_row(self.run.matrix_path, row)
+            done[(a, b)] = row
+            bar.update(1)
+        bar.close()
+        return matrix_table(self.run.matrix_rows(), strategies, ratio=ratio, predictor=predictor)
+
+
+def matrix_table(rows, strategies, *, ratio: float = 0.5, predictor: str = "vit", key: str = "psnr_masked_mean") -> np.ndarray:
+    """(train strategy, eval strategy) array of ``key`` from matrix rows (NaN where missing)."""
+    table = np.full((len(strategies), len(strategies)), np.nan)
+    for r in rows:
+        if r["predictor"] == predictor and float(r["ratio"]) == ratio and r["train_strategy"] in strategies and r["eval_strategy"] in strategies:
+            table[strategies.index(r["train_strategy"]), strategies.index(r["eval_strategy"])] = float(r[key])
+    return table

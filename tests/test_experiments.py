@@ -1,0 +1,144 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from helpers import experiments
+from helpers.data import load_dataset
+
+TINY = {
+    "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
+    "mae": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32, "decoder_dim": 16, "decoder_depth": 1,
+            "decoder_num_heads": 2, "decoder_mlp_dim": 16},
+    "cnn": {"filters": (8, 16)},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return load_dataset("sample", n_train=48, n_test=8, val_fraction=0.25, seed=0)
+
+
+def _config(**kw):
+    base = dict(strategies=("random", "importance"), ratios=(0.5,), predictors=("vit", "biharmonic"), epochs=1,
+                batch_size=16, model_kwargs=TINY)
+    base.update(kw)
+    return experiments.SweepConfig(**base)
+
+
+def test_sweep_writes_rows_provenance_and_models(tiny_data, tmp_path):
+    run = experiments.Run(tmp_path / "run")
+    rows = experiments.Sweep(tiny_data, _config(), run, extra_provenance={"profile": "test"}).run_sweep(progress=False)
+    assert [(r["strategy"], r["predictor"]) for r in rows] == [
+        ("random", "vit"), ("random", "biharmonic"), ("importance", "vit"), ("importance", "biharmonic")]
+    for r in rows:
+        assert r["n_test"] == 8 and r["ratio"] == 0.5 and r["plan"] == "per_strategy"
+        assert 0 < r["psnr_masked_mean"] < 100 and -1 <= r["ssim_mean"] <= 1
+    prov = json.loads((run.path / "provenance.json").read_text())
+    assert prov["dataset"]["name"] == "sample" and prov["dataset"]["test"] == 8
+    assert prov["profile"] == "test" and prov["config"]["epochs"] == 1
+    assert prov["environment"]["backend"] and prov["environment"]["device"]
+    assert set(prov["cells"]) == {"vit/random/0.50", "biharmonic/random/0.50", "vit/importance/0.50", "biharmonic/importance/0.50"}
+    assert all(c["seconds"] >= 0 for c in prov["cells"].values())
+    assert (run.models / "vit-random-0.30to0.70" / "final.keras").exists()
+    assert (run.models / "vit-importance-0.30to0.70" / "final.keras").exists()
+    assert not list(run.path.glob(".*"))  # no temporary files left behind
+
+
+def test_every_predictor_sees_the_same_masks(tiny_data, tmp_path):
+    sweep = experiments.Sweep(tiny_data, _config(strategies=("rows",)), tmp_path / "r")
+    a = sweep.masks("rows", 0.5)
+    b = experiments.Sweep(tiny_data, _config(strategies=("rows",)), tmp_path / "r2").masks("rows", 0.5)
+    assert np.array_equal(a, b) and (a.sum(1) == 32).all()
+    assert not np.array_equal(a, sweep.masks("rows", 0.7)[:, :])
+
+
+def test_interrupted_sweep_resumes_and_skips_done_cells(tiny_data, tmp_path, monkeypatch):
+    run = experiments.Run(tmp_path / "run")
+    config = _config(strategies=("random", "columns"), predictors=("biharmonic",))
+    calls = []
+    real = experiments.Sweep.evaluate_cell
+
+    def crash_on_second(self, strategy, ratio, predictor, eval_strategy=None):
+        calls.append(strategy)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, strategy, ratio, predictor, eval_strategy)
+
+    monkeypatch.setattr(experiments.Sweep, "evaluate_cell", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    assert [r["strategy"] for r in run.rows()] == ["random"]
+    # the CSV is complete and parseable after the crash
+    with open(run.metrics_path) as f:
+        assert len(list(csv.DictReader(f))) == 1
+    monkeypatch.setattr(experiments.Sweep, "evaluate_cell", real)
+    calls.clear()
+    rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    assert [r["strategy"] for r in rows] == ["random", "columns"]
+
+
+def test_trained_models_are_reused_on_resume(tiny_data, tmp_path, monkeypatch):
+    run = experiments.Run(tmp_path / "run")
+    config = _config(strategies=("random",), ratios=(0.3, 0.5), predictors=("vit",))
+    experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    import helpers.training
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished model was trained again")
+
+    monkeypatch.setattr(helpers.training, "train", no_training)
+    (run.path / "metrics.csv").unlink()
+    rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    assert len(rows) == 2
+
+
+def test_per_cell_plan_trains_one_model_per_ratio(tiny_data, tmp_path):
+    run = experiments.Run(tmp_path / "run")
+    config = _config(strategies=("random",), ratios=(0.3, 0.7), predictors=("mae",), plan="per_cell")
+    rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    assert len(rows) == 2 and all(r["plan"] == "per_cell" for r in rows)
+    assert sorted(p.name for p in run.models.iterdir()) == ["mae-random-0.30", "mae-random-0.70"]
+
+
+def test_cross_strategy_matrix(tiny_data, tmp_path):
+    run = experiments.Run(tmp_path / "run")
+    config = _config(strategies=("random", "rows"), predictors=("vit",))
+    table = experiments.Sweep(tiny_data, config, run).run_matrix(ratio=0.5, progress=False)
+    assert table.shape == (2, 2) and np.isfinite(table).all()
+    rows = run.matrix_rows()
+    assert {(r["train_strategy"], r["eval_strategy"]) for r in rows} == {
+        ("random", "random"), ("random", "rows"), ("rows", "random"), ("rows", "rows")}
+    # the diagonal equals the sweep's own cell for the same model and masks
+    sweep_rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    same = [r for r in sweep_rows if r["strategy"] == "rows"][0]
+    assert table[1, 1] == pytest.approx(same["psnr_masked_mean"])
+
+
+def test_run_folder_defaults_to_results(monkeypatch, tmp_path):
+    monkeypatch.setenv("HELPERS_RESULTS_DIR", str(tmp_path))
+    assert experiments.Run("quick").path == tmp_path / "quick"
+
+
+def test_append_row_adds_columns_and_keeps_rows(tmp_path):
+    path = tmp_path / "m.csv"
+    experiments.append_row(path, {"a": 1, "b": "x"})
+    experiments.append_row(path, {"a": 2, "c": 3.5})
+    assert experiments.read_csv(path) == [{"a": 1.0, "b": "x", "c": ""}, {"a": 2.0, "b": "", "c": 3.5}]
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"strategies": ("diagonal",)}, "strategies must be one of"),
+        ({"ratios": (0.5, 1.0)}, "ratios must be strictly between 0 and 1, got 1.0"),
+        ({"predictors": ("resnet",)}, "predictors must be one of"),
+        ({"plan": "each"}, r"plan must be one of \['per_cell', 'per_strategy'\], got 'each'"),
+        ({"ratio_range": (0.7, 0.3)}, "ratio_range must be"),
+        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_config_is_rejected(kw, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        _config(**kw)
