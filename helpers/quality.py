@@ -1,0 +1,136 @@
+"""Quality benchmark on a CIFAR-format folder (a benchmark, not a test).
+
+``python -m helpers bench quality --data-dir DIR`` trains the mask-token ViT, the MAE-style ViT
+and the CNN autoencoder on the folder's training batches, once per strategy (random, rows,
+columns at 50%), each within a wall-clock budget, and scores them and biharmonic inpainting on
+the folder's ``test_batch`` with the same fixed masks. It prints one table (masked-region PSNR,
+whole-image PSNR, SSIM, training time) and writes ``quality.json``/``quality.csv``.
+
+Training recipe (the same for every model): Adam, a linear warm-up then a cosine decay of the
+learning rate over the number of epochs that fits the budget (measured on a short timing run
+first), horizontal flips, loss on the masked patches only; a time limit stops a run that
+would overshoot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import check_positive_int, check_ratio
+
+QUALITY_STRATEGIES = ("random", "rows", "columns")
+QUALITY_PREDICTORS = ("biharmonic", "vit", "mae", "cnn")
+
+
+def _time_limit(seconds: float):
+    import keras
+
+    class TimeLimit(keras.callbacks.Callback):
+        """Stop training at the end of the epoch that passes ``seconds`` of wall time."""
+
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.perf_counter() - self.start > seconds:
+                self.model.stop_training = True
+
+    return TimeLimit()
+
+
+def epochs_for_budget(images_per_s: float, n_images: int, seconds: float, overhead: float = 0.85) -> int:
+    """Epochs that fit in ``seconds`` at ``images_per_s`` (with ``overhead`` for validation)."""
+    return max(1, int(math.floor(seconds * overhead * images_per_s / n_images)))
+
+
+def train_within_budget(kind: str, dataset, strategy: str, ratio: float, seconds: float, run_dir, *,
+                        batch_size: int = 64, seed: int = 0, lr: float = 1e-3, model_kwargs=None, verbose=0) -> tuple:
+    """Build and train one model within ``seconds`` of wall time; returns (model, train result)."""
+    from .models import build_model, load_predictor
+    from .training import train, training_throughput
+
+    kwargs = dict(model_kwargs or {})
+    kwargs.setdefault("image_shape", dataset.image_shape)
+    kwargs.setdefault("seed", seed)
+    if kind == "mae":
+        kwargs.setdefault("min_mask_ratio", ratio)
+    probe = build_model(kind, **kwargs)
+    n_probe = min(len(dataset.x_train), 8 * batch_size)
+    ips = training_throughput(probe, dataset.x_train[:n_probe], strategy=strategy, ratio=ratio, batch_size=batch_size)
+    epochs = epochs_for_budget(ips, len(dataset.x_train), seconds)
+    model = build_model(kind, **kwargs)
+    result = train(model, dataset, strategy=strategy, ratio=ratio, epochs=epochs, batch_size=batch_size, seed=seed,
+                   run_dir=run_dir, lr=lr, lr_schedule="cosine", warmup_epochs=max(1, epochs // 20), augment=True,
+                   verbose=verbose, callbacks=[_time_limit(seconds)])
+    result["planned_epochs"] = epochs
+    best = Path(result["best"])
+    return (load_predictor(best) if best.exists() else model), result
+
+
+def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0.5, strategies=QUALITY_STRATEGIES,
+                  predictors=QUALITY_PREDICTORS, output="runs/bench_quality", batch_size: int = 64, seed: int = 0,
+                  mask_seed: int = 0, val_fraction: float = 0.05, model_kwargs=None, progress: bool = True) -> list[dict]:
+    """Train and score every predictor on every strategy; returns the rows of the table.
+
+    ``minutes_per_model`` is the wall-clock training budget of one predictor, split evenly over the
+    strategies (one model per strategy).
+    """
+    from tqdm.auto import tqdm
+
+    from .data import load_dataset
+    from .experiments import append_row, write_atomic
+    from .masking import make_mask
+    from .metrics import evaluate, summarize
+    from .models import BiharmonicInpainter, reconstruct
+
+    ratio = check_ratio(ratio)
+    if not minutes_per_model > 0:
+        raise ValueError(f"minutes_per_model must be > 0, got {minutes_per_model!r}")
+    check_positive_int(batch_size, "batch_size")
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_dataset("cifar10", data_dir=data_dir, val_fraction=val_fraction, seed=seed, download=False)
+    seconds = 60.0 * minutes_per_model / len(strategies)
+    rows = []
+    csv_path = out / "quality.csv"
+    if csv_path.exists():
+        csv_path.unlink()
+    jobs = [(p, s) for p in predictors for s in strategies]
+    bar = tqdm(jobs, desc="bench quality", unit="model", disable=not progress)
+    for predictor, strategy in bar:
+        bar.set_postfix_str(f"{predictor}/{strategy}")
+        start = time.perf_counter()
+        if predictor == "biharmonic":
+            model, info = BiharmonicInpainter(), {"epochs": 0, "seconds": 0.0}
+        else:
+            model, info = train_within_budget(predictor, ds, strategy, ratio, seconds, out / "models" / f"{predictor}-{strategy}",
+                                              batch_size=batch_size, seed=seed, model_kwargs=(model_kwargs or {}).get(predictor))
+        mask = make_mask(strategy, ratio, n_images=len(ds.x_test), grid=(8, 8), seed=mask_seed)
+        pred = reconstruct(model, ds.x_test, mask, 4)
+        summary = summarize(evaluate(ds.x_test, pred, mask, 4))
+        row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "n_train": len(ds.x_train),
+               "n_test": len(ds.x_test), "epochs": info["epochs"], "train_minutes": round(info["seconds"] / 60, 2),
+               "total_minutes": round((time.perf_counter() - start) / 60, 2)}
+        row.update({k: round(v, 4) for k, v in summary.items()})
+        rows.append(row)
+        append_row(csv_path, row)
+    bar.close()
+    write_atomic(out / "quality.json", json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def format_quality(rows) -> str:
+    """The quality table as Markdown."""
+    lines = ["| predictor | strategy | masked PSNR (dB) | image PSNR (dB) | SSIM | epochs | training (min) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['predictor']} | {r['strategy']} | {r['psnr_masked_mean']:.2f} ± {r['psnr_masked_std']:.2f} | "
+            f"{r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | {int(r['epochs'])} | {r['train_minutes']:.1f} |"
+        )
+    return "\n".join(lines)
