@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from . import quality as _quality
 
 
 def _param(text: str):
@@ -392,7 +393,11 @@ def _add_bench(subparsers):
     )
     quality.add_argument("--data-dir", required=True, metavar="DIR", help="CIFAR-10 python-batch folder")
     quality.add_argument("--minutes-per-model", type=float, metavar="M", help="training time per model in minutes")
-    quality.add_argument("--output", type=Path, metavar="DIR", help="folder for the results")
+    quality.add_argument("--output", type=Path, metavar="DIR", help="folder for the results (default: runs/bench_quality)")
+    quality.add_argument("--plan", choices=_quality.QUALITY_PLANS, default="mixed",
+                         help="mixed: one model per predictor on all strategies (default); per_strategy: one per strategy")
+    quality.add_argument("--predictors", nargs="+", metavar="P",
+                         help="predictors to train and score (default: biharmonic vit mae cnn)")
     quality.set_defaults(func=_cmd_bench_quality)
 
 
@@ -415,25 +420,28 @@ def _cmd_bench_speed(args) -> int:
 
 
 def _cmd_bench_quality(args) -> int:
-    from . import bench
-
-    if not hasattr(bench, "bench_quality"):
-        raise _UsageError("bench quality is not available yet: helpers.bench.bench_quality has not been written")
     if args.minutes_per_model is not None and not args.minutes_per_model > 0:
         raise _UsageError(f"--minutes-per-model {args.minutes_per_model}: must be a positive number of minutes")
     if not Path(args.data_dir).expanduser().is_dir():
         raise _UsageError(f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is expected)")
+    for name in args.predictors or ():
+        if name not in _quality.QUALITY_PREDICTORS:
+            raise _UsageError(f"--predictors {name!r}: unknown predictor; allowed: {', '.join(_quality.QUALITY_PREDICTORS)}")
     _quiet_tensorflow()
-    kwargs = {"data_dir": args.data_dir}
+    kwargs = {"data_dir": args.data_dir, "plan": args.plan}
     if args.minutes_per_model is not None:
         kwargs["minutes_per_model"] = args.minutes_per_model
     if args.output is not None:
         kwargs["output"] = args.output
-    result = bench.bench_quality(**kwargs)
-    if isinstance(result, list) and result and isinstance(result[0], dict) and "what" in result[0]:
-        print(bench.format_rows(result))
-    elif isinstance(result, str):
-        print(result)
+    if args.predictors:
+        kwargs["predictors"] = tuple(args.predictors)
+    import keras
+
+    print(f"bench quality: keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU(s)", flush=True)
+    start = time.perf_counter()
+    rows = _quality.bench_quality(**kwargs)
+    print(_quality.format_quality(rows))
+    print(f"\ndone in {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 
 

@@ -1,9 +1,11 @@
 """Quality benchmark on a CIFAR-format folder (a benchmark, not a test).
 
 ``python -m helpers bench quality --data-dir DIR`` trains the mask-token ViT, the MAE-style ViT
-and the CNN autoencoder on the folder's training batches, once per strategy (random, rows,
-columns at 50%), each within a wall-clock budget, and scores them and biharmonic inpainting on
-the folder's ``test_batch`` with the same fixed masks. It prints one table (masked-region PSNR,
+and the CNN autoencoder on the folder's training batches within a wall-clock budget per model,
+and scores them and biharmonic inpainting on the folder's ``test_batch`` with the same fixed
+masks (random, rows, columns at 50%). Plans: ``mixed`` (default) trains one model per predictor
+on masks of all the strategies (one strategy drawn per batch) for the whole budget;
+``per_strategy`` trains one model per strategy, each for an equal share of the budget. It prints one table (masked-region PSNR,
 whole-image PSNR, SSIM, training time) and writes ``quality.json``/``quality.csv``.
 
 Training recipe (the same for every model): Adam, a linear warm-up then a cosine decay of the
@@ -72,13 +74,17 @@ def train_within_budget(kind: str, dataset, strategy: str, ratio: float, seconds
     return (load_predictor(best) if best.exists() else model), result
 
 
+QUALITY_PLANS = ("mixed", "per_strategy")
+
+
 def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0.5, strategies=QUALITY_STRATEGIES,
+                  plan: str = "mixed",
                   predictors=QUALITY_PREDICTORS, output="runs/bench_quality", batch_size: int = 64, seed: int = 0,
                   mask_seed: int = 0, val_fraction: float = 0.05, model_kwargs=None, progress: bool = True) -> list[dict]:
     """Train and score every predictor on every strategy; returns the rows of the table.
 
-    ``minutes_per_model`` is the wall-clock training budget of one predictor, split evenly over the
-    strategies (one model per strategy).
+    ``minutes_per_model`` is the wall-clock training budget of one predictor: one model on all the
+    strategies (``plan="mixed"``), or split evenly over one model per strategy (``per_strategy``).
     """
     from tqdm.auto import tqdm
 
@@ -89,31 +95,41 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     from .models import BiharmonicInpainter, reconstruct
 
     ratio = check_ratio(ratio)
+    if plan not in QUALITY_PLANS:
+        raise ValueError(f"plan must be one of {list(QUALITY_PLANS)}, got {plan!r}")
     if not minutes_per_model > 0:
         raise ValueError(f"minutes_per_model must be > 0, got {minutes_per_model!r}")
     check_positive_int(batch_size, "batch_size")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset("cifar10", data_dir=data_dir, val_fraction=val_fraction, seed=seed, download=False)
-    seconds = 60.0 * minutes_per_model / len(strategies)
+    strategies = tuple(strategies)
+    seconds = 60.0 * minutes_per_model / (1 if plan == "mixed" else len(strategies))
     rows = []
     csv_path = out / "quality.csv"
     if csv_path.exists():
         csv_path.unlink()
+    masks = {s: make_mask(s, ratio, n_images=len(ds.x_test), grid=(8, 8), seed=mask_seed) for s in strategies}
     jobs = [(p, s) for p in predictors for s in strategies]
-    bar = tqdm(jobs, desc="bench quality", unit="model", disable=not progress)
+    bar = tqdm(jobs, desc="bench quality", unit="cell", disable=not progress)
+    trained: dict[str, tuple] = {}
     for predictor, strategy in bar:
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
+        key = predictor if plan == "mixed" else f"{predictor}-{strategy}"
         if predictor == "biharmonic":
             model, info = BiharmonicInpainter(), {"epochs": 0, "seconds": 0.0}
+        elif key in trained:
+            model, info = trained[key]
         else:
-            model, info = train_within_budget(predictor, ds, strategy, ratio, seconds, out / "models" / f"{predictor}-{strategy}",
+            train_strategy = list(strategies) if plan == "mixed" else strategy
+            model, info = train_within_budget(predictor, ds, train_strategy, ratio, seconds, out / "models" / key,
                                               batch_size=batch_size, seed=seed, model_kwargs=(model_kwargs or {}).get(predictor))
-        mask = make_mask(strategy, ratio, n_images=len(ds.x_test), grid=(8, 8), seed=mask_seed)
+            trained[key] = (model, info)
+        mask = masks[strategy]
         pred = reconstruct(model, ds.x_test, mask, 4)
         summary = summarize(evaluate(ds.x_test, pred, mask, 4))
-        row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "n_train": len(ds.x_train),
+        row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan, "n_train": len(ds.x_train),
                "n_test": len(ds.x_test), "epochs": info["epochs"], "train_minutes": round(info["seconds"] / 60, 2),
                "total_minutes": round((time.perf_counter() - start) / 60, 2)}
         row.update({k: round(v, 4) for k, v in summary.items()})

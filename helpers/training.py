@@ -53,6 +53,15 @@ def _check_ratio_spec(ratio):
     return value, value
 
 
+def _check_strategy_spec(strategy) -> tuple[str, ...]:
+    """A strategy name, or a non-empty list of them (one drawn per batch)."""
+    if isinstance(strategy, str):
+        return (check_choice(strategy, "strategy", STRATEGIES),)
+    if not isinstance(strategy, (tuple, list)) or not strategy:
+        raise ValueError(f"strategy must be one of {list(STRATEGIES)} or a non-empty list of them, got {strategy!r}")
+    return tuple(check_choice(s, "strategy", STRATEGIES) for s in strategy)
+
+
 class MaskingDataset(keras.utils.PyDataset):
     """Batches of ``(inputs, targets, sample_weight)`` with masks drawn fresh every epoch.
 
@@ -60,7 +69,8 @@ class MaskingDataset(keras.utils.PyDataset):
         images: float32 (N, H, W, C) in [0, 1].
         kind: ``vit``, ``mae`` or ``cnn`` (the inputs it takes, see :func:`helpers.models.model_inputs`).
         patch_size: side of the square patches.
-        strategy: a strategy of :mod:`helpers.masking`.
+        strategy: a strategy of :mod:`helpers.masking`, or a list of strategies: one drawn
+            uniformly for every batch (one model trained on several kinds of masks).
         ratio: masking ratio, or ``(low, high)``: one ratio drawn uniformly per batch.
         batch_size, seed: batch size; seed of the shuffling, masks and flips.
         fresh_masks: new masks and order each epoch (training); ``False`` keeps the epoch-0
@@ -97,7 +107,8 @@ class MaskingDataset(keras.utils.PyDataset):
         self.kind = check_choice(kind, "kind", MODEL_KINDS)
         self.patch_size = patch_size
         self.grid = grid_shape(images.shape[1:3], patch_size)
-        self.strategy = check_choice(strategy, "strategy", STRATEGIES)
+        self.strategies = _check_strategy_spec(strategy)
+        self.strategy = strategy if isinstance(strategy, str) else list(self.strategies)
         self.ratio = _check_ratio_spec(ratio)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.seed = check_positive_int(seed, "seed", minimum=0)
@@ -144,7 +155,8 @@ class MaskingDataset(keras.utils.PyDataset):
             flip = rng.random(len(images)) < 0.5
             images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
         ratio = self.ratio[0] if self.ratio[0] == self.ratio[1] else float(rng.uniform(*self.ratio))
-        mask = make_mask(self.strategy, ratio, images=images, patch_size=self.patch_size, score_fn=self.score_fn, seed=rng)
+        strategy = self.strategies[0] if len(self.strategies) == 1 else self.strategies[rng.integers(len(self.strategies))]
+        mask = make_mask(strategy, ratio, images=images, patch_size=self.patch_size, score_fn=self.score_fn, seed=rng)
         return images, mask
 
     def __getitem__(self, index: int):

@@ -266,28 +266,33 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
     assert len(ips) == 4 and all(v > 0 for v in ips)
 
 
-def test_bench_quality_without_bench_quality_is_reported(monkeypatch, tmp_path, capsys):
-    from helpers import bench
+def test_bench_quality_rejects_bad_options(tmp_path, capsys):
+    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path / "nope")
+    assert code == 2 and "--data-dir" in err and "no such folder" in err
+    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--minutes-per-model", "0")
+    assert code == 2 and "--minutes-per-model" in err
+    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--predictors", "vit", "resnet")
+    assert code == 2 and "'resnet'" in err and "biharmonic" in err
 
-    monkeypatch.delattr(bench, "bench_quality", raising=False)
-    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path)
-    assert code == 2 and "not available yet" in err
 
-
-def test_bench_quality_calls_bench_quality(monkeypatch, tmp_path, capsys):
-    from helpers import bench
+def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp_path, capsys):
+    from helpers import quality
 
     calls = []
+    row = {"predictor": "vit", "strategy": "rows", "psnr_masked_mean": 20.5, "psnr_masked_std": 1.25,
+           "psnr_mean": 23.0, "ssim_mean": 0.8, "epochs": 7, "train_minutes": 9.5}
 
     def fake(**kwargs):
         calls.append(kwargs)
-        return [{"what": "vit psnr", "seconds": 1.0}]
+        return [row]
 
-    monkeypatch.setattr(bench, "bench_quality", fake, raising=False)
+    monkeypatch.setattr(quality, "bench_quality", fake)
     code, out, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--minutes-per-model", "0.5",
-                         "--output", tmp_path / "q")
-    assert code == 0 and "vit psnr" in out
-    assert calls == [{"data_dir": str(tmp_path), "minutes_per_model": 0.5, "output": tmp_path / "q"}]
+                         "--output", tmp_path / "q", "--predictors", "vit", "biharmonic")
+    assert code == 0
+    assert "| vit | rows | 20.50 ± 1.25 | 23.00 | 0.800 | 7 | 9.5 |" in out
+    assert calls == [{"data_dir": str(tmp_path), "plan": "mixed", "minutes_per_model": 0.5, "output": tmp_path / "q",
+                      "predictors": ("vit", "biharmonic")}]
 
 
 def test_help_lists_the_commands(capsys):

@@ -91,6 +91,22 @@ def test_ratio_range_flips_and_strategies(images):
     assert np.all(imp.batch(0)[1][:, 12:])
 
 
+def test_list_of_strategies_draws_one_per_batch(images):
+    ds = training.MaskingDataset(images, "vit", P, strategy=["rows", "columns"], ratio=0.5, batch_size=8)
+    seen = set()
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            m = ds.batch(i)[1].reshape(-1, 4, 4)
+            full_rows, full_cols = m.all(axis=2).sum(axis=1), m.all(axis=1).sum(axis=1)
+            assert np.all(full_rows == 2) or np.all(full_cols == 2)
+            seen.add("rows" if np.all(full_rows == 2) else "columns")
+    assert seen == {"rows", "columns"}
+    for bad in ([], ["rows", "spiral"], 3):
+        with pytest.raises(ValueError, match="strategy must be one of"):
+            training.MaskingDataset(images, "vit", P, strategy=bad)
+
+
 def test_loss_is_mse_over_masked_values(images):
     model = models.build_vit(**TINY)
     model.compile(loss=training.masked_mse())
