@@ -77,14 +77,14 @@ def _cmd_run(args) -> int:
     output = args.output or Path("runs") / args.profile
     spec = runner.load_profile(args.profile)
     print(f"profile {args.profile}: {spec['description']}".rstrip(": "))
-    print(f"{len(steps)} notebook(s) -> {output}/notebooks, figures -> {output}/figures")
+    print(f"{len(steps)} notebook(s) -> {output}/notebooks, figures -> {output}/figures, results -> {output}/results")
     print(runner.format_plan(steps))
     if args.dry_run:
         return 0
     start = time.perf_counter()
     progress = False if args.no_progress else None
     try:
-        runner.run_steps(steps, output, progress_bar=progress)
+        runner.run_steps(steps, output, progress_bar=progress, profile=args.profile)
     except runner.NotebookFailed as exc:
         print(exc.report(), file=sys.stderr)
         return 1

@@ -357,3 +357,45 @@ def format_table(results: dict) -> str:
         if f"{key}_mean" in results:
             lines.append(f"{label:<{width}}  {results[f'{key}_mean']:10.5f}  {results[f'{key}_std']:10.5f}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Several predictors on the same masks (the notebooks' comparisons)
+# --------------------------------------------------------------------------------------------
+def compare_predictors(predictors: dict, images: np.ndarray, *, strategy: str, ratio: float, patch_size: int = 4,
+                       mask_seed: int = 0, score_fn="variance") -> tuple[list[dict], dict, np.ndarray]:
+    """Reconstruct ``images`` with every predictor of ``predictors`` (label -> model or
+    :class:`~helpers.models.BiharmonicInpainter`) under one mask drawn from ``mask_seed``.
+
+    Returns ``(rows, reconstructions, mask)``: one row per predictor (``predictor`` and the
+    mean/std of every metric of :func:`helpers.metrics.evaluate`), label -> reconstructed images,
+    and the boolean mask (N, L) they all had to fill in.
+    """
+    from .metrics import evaluate, summarize
+    from .models import reconstruct
+
+    if not isinstance(predictors, dict) or not predictors:
+        raise EvaluationError("predictors", predictors, "must be a non-empty dict label -> predictor")
+    strategy = check_strategy(strategy)
+    ratio = check_eval_ratio(ratio)
+    patch_size = _check_patch_size(patch_size, images.shape[1:3])
+    mask = make_mask(strategy, ratio, images=images, patch_size=patch_size, score_fn=score_fn, seed=mask_seed)
+    rows, recon = [], {}
+    for label, predictor in predictors.items():
+        start = time.perf_counter()
+        recon[label] = reconstruct(predictor, images, mask, patch_size)
+        summary = summarize(evaluate(images, recon[label], mask, patch_size))
+        rows.append({"predictor": label, **summary, "seconds": time.perf_counter() - start})
+    return rows, recon, mask
+
+
+def format_comparison(rows: list[dict]) -> str:
+    """A plain-text table of :func:`compare_predictors` rows: mean ± std of each metric."""
+    keys = [(k, label) for k, label in METRIC_LABELS if f"{k}_mean" in rows[0] and not k.startswith("mse")]
+    width = max(len(r["predictor"]) for r in rows)
+    head = f"{'predictor':<{width}}" + "".join(f"  {label:>24}" for _, label in keys)
+    lines = [head]
+    for r in rows:
+        cells = "".join(f"  {r[f'{k}_mean']:>15.3f} ± {r[f'{k}_std']:<6.3f}" for k, _ in keys)
+        lines.append(f"{r['predictor']:<{width}}{cells}")
+    return "\n".join(lines)

@@ -45,6 +45,25 @@ PROVENANCE_FILE = "provenance.json"
 SUMMARY_KEYS = ("psnr_masked", "psnr", "ssim", "mse_masked")
 
 
+#: Builder sizes of the sweep's models: ``small`` for CPU runs, ``reference`` = the builders' defaults
+#: (the reference design of notebook 03: tokens of 128, 4 blocks of 4 heads, MLP 256).
+MODEL_SIZES = {
+    "small": {
+        "vit": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128},
+        "mae": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128, "decoder_dim": 32, "decoder_depth": 1,
+                "decoder_num_heads": 2, "decoder_mlp_dim": 64},
+        "cnn": {"filters": (16, 32, 64)},
+    },
+    "reference": {"vit": {}, "mae": {}, "cnn": {}},
+}
+
+
+def model_sizes(name: str) -> dict:
+    """Builder keyword arguments per model kind for ``small`` or ``reference`` (see :data:`MODEL_SIZES`)."""
+    check_choice(name, "model_size", MODEL_SIZES)
+    return {kind: dict(kwargs) for kind, kwargs in MODEL_SIZES[name].items()}
+
+
 def results_dir() -> Path:
     """Where runs are kept: ``results/`` at the top of the project, or ``$HELPERS_RESULTS_DIR``."""
     return Path(os.environ.get("HELPERS_RESULTS_DIR") or RESULTS_DIR)
@@ -284,6 +303,7 @@ class Sweep:
     # -- provenance -------------------------------------------------------------------------
     def _record_start(self) -> None:
         ds = self.dataset
+        self._check_same_settings()
         self.run.update_provenance(
             dataset={
                 "name": ds.name,
@@ -297,6 +317,22 @@ class Sweep:
             environment=environment(),
             **self.extra_provenance,
         )
+
+    def _check_same_settings(self) -> None:
+        """A run folder holds one experiment: refuse to mix results of other settings into it."""
+        before = self.run.provenance()
+        if not before:
+            return
+        now = json.loads(json.dumps({"config": asdict(self.config), "dataset": {
+            "name": self.dataset.name, "train": len(self.dataset.x_train), "test": len(self.dataset.x_test)}}, default=str))
+        old = {"config": before.get("config"), "dataset": {k: before.get("dataset", {}).get(k) for k in ("name", "train", "test")}}
+        diff = sorted(f"{part}.{k}" for part in ("config", "dataset") for k in now[part]
+                      if (old[part] or {}).get(k) != now[part][k])
+        if diff:
+            raise ValueError(
+                f"run folder {self.run.path} holds results of other settings (differs in {', '.join(diff)}); "
+                "use another run name, or delete the folder to start again"
+            )
 
     # -- models -----------------------------------------------------------------------------
     def _builder_kwargs(self, predictor: str, train_ratio) -> dict:
@@ -340,6 +376,7 @@ class Sweep:
                 run_dir=folder,
                 lr=self.config.lr,
                 lr_schedule=self.config.lr_schedule,
+                warmup_epochs=self.config.epochs // 10,  # 5 epochs: none; 50: 5 of warm-up
                 augment=self.config.augment,
                 score_fn=score_fn,
                 verbose=self.verbose,
@@ -396,7 +433,7 @@ class Sweep:
 
     def run_sweep(self, progress: bool = True) -> list[dict]:
         """Every cell not yet in ``metrics.csv``; returns all rows of the run."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self._record_start()
         done = {cell_id(r["strategy"], float(r["ratio"]), r["predictor"]) for r in self.run.rows()}
@@ -417,7 +454,7 @@ class Sweep:
 
     def run_matrix(self, ratio: float = 0.5, predictor: str = "vit", progress: bool = True) -> np.ndarray:
         """Train on strategy A, evaluate on strategy B, for all pairs: (A, B) masked-region PSNR."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         check_ratio(ratio)
         self._record_start()

@@ -170,13 +170,16 @@ def plot_mask_patterns(masks: dict, grid, title=None):
 
 
 def plot_reconstructions(
-    original, mask, reconstructions, patch_size: int, n: int = 6, error_map: bool = True, title=None
+    original, mask, reconstructions, patch_size: int, n: int = 6, error_map: bool = True, title=None,
+    composite: bool = True,
 ):
     """Rows of original | masked | reconstruction(s) | error map for ``n`` images.
 
     ``reconstructions`` is one array (N, H, W, C) or a dict label -> array, to compare predictors
-    side by side. Masked patches are drawn grey. The error map is |original - reconstruction| of the
-    last reconstruction, averaged over channels.
+    side by side. Masked patches are drawn grey. With ``composite`` (the default) each
+    reconstruction is shown as it is scored: visible pixels from the original, hidden pixels from
+    the prediction. The error map is |original - reconstruction| of the *first* reconstruction,
+    averaged over channels (zero on the visible patches of a composite).
     """
     check_images(original, "original")
     check_mask(mask, n_images=original.shape[0])
@@ -184,6 +187,11 @@ def plot_reconstructions(
         reconstructions = {"reconstructed": reconstructions}
     n = min(n, len(original))
     labels = list(reconstructions)
+    if composite:
+        from .metrics import composite as _composite
+
+        reconstructions = {k: _composite(original[:n], np.asarray(v[:n], dtype=original.dtype), mask[:n], patch_size)
+                           for k, v in reconstructions.items()}
     ncols = 2 + len(labels) + int(error_map)
     fig, axes = plt.subplots(n, ncols, figsize=(1.7 * ncols, 1.8 * n), squeeze=False)
     masked = apply_mask(original[:n], mask[:n], patch_size, fill=MASK_GREY)
@@ -193,13 +201,13 @@ def plot_reconstructions(
         for c, label in enumerate(labels):
             _show(axes[r, 2 + c], np.asarray(reconstructions[label][r]), label if r == 0 else None)
         if error_map:
-            err = np.abs(original[r] - np.clip(reconstructions[labels[-1]][r], 0, 1)).mean(axis=-1)
+            err = np.abs(original[r] - np.clip(reconstructions[labels[0]][r], 0, 1)).mean(axis=-1)
             ax = axes[r, -1]
             ax.imshow(err, cmap="magma", vmin=0, vmax=0.5)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title("|error|", fontsize=9)
+                ax.set_title(f"|error| {labels[0]}" if len(labels) > 1 else "|error|", fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -279,5 +287,52 @@ def plot_matrix(table, strategies, title=None, label: str = "masked-region PSNR 
     fig.colorbar(im, ax=ax, label=label, shrink=0.8)
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale: bool = True):
+    """Training curves of several runs on one axis: ``histories`` maps a label to a history dict
+    (Keras ``History.history`` or :func:`helpers.training.read_history` columns); the training
+    ``metric`` is drawn solid and ``val_{metric}`` dashed, in the same colour per run."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for i, (label, history) in enumerate(histories.items()):
+        color = f"C{i}"
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            values = history.get(key)
+            if values is not None and len(values):
+                ax.plot(np.arange(1, len(values) + 1), values, style, color=color, marker="o", ms=3,
+                        label=f"{label} ({'validation' if key.startswith('val_') else 'training'})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_patch_scores(images, scores, patch_size: int, n: int = 4, title=None):
+    """Each image next to a heat map of one score per patch (e.g. gradient importance)."""
+    check_images(images)
+    scores = np.asarray(scores, dtype=float)
+    gh, gw = images.shape[1] // patch_size, images.shape[2] // patch_size
+    if scores.shape != (images.shape[0], gh * gw):
+        raise ValueError(f"scores must have shape (N, L) = {(images.shape[0], gh * gw)}, got {scores.shape}")
+    n = min(n, len(images))
+    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 3.8), squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], images[i], f"image {i}")
+        ax = axes[1, i]
+        ax.imshow(scores[i].reshape(gh, gw), cmap="inferno")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i == 0:
+            ax.set_ylabel("score per patch", fontsize=9)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

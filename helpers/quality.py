@@ -86,7 +86,7 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     ``minutes_per_model`` is the wall-clock training budget of one predictor: one model on all the
     strategies (``plan="mixed"``), or split evenly over one model per strategy (``per_strategy``).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .data import load_dataset
     from .experiments import append_row, write_atomic

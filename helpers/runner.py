@@ -335,8 +335,12 @@ def _environ(**values):
 
 
 def run_steps(steps: list[Step], output_dir, *, progress_bar: bool | None = None, log=None,
-              notebooks_dir=NOTEBOOKS_DIR) -> list[dict]:
+              notebooks_dir=NOTEBOOKS_DIR, profile: str | None = None) -> list[dict]:
     """Execute ``steps`` in order; stops at the first failure by raising :class:`NotebookFailed`.
+
+    The kernels get ``HELPERS_FIGURES_DIR=<output>/figures``, ``HELPERS_RESULTS_DIR=<output>/results``
+    (so a run leaves its figures and results next to its notebooks) and ``HELPERS_PROFILE``
+    (recorded in the results' provenance).
 
     Returns one dict per notebook: name, output path, seconds.
     """
@@ -349,10 +353,12 @@ def run_steps(steps: list[Step], output_dir, *, progress_bar: bool | None = None
     output_dir = Path(output_dir).resolve()
     out_notebooks = output_dir / "notebooks"
     figures = output_dir / "figures"
+    results_root = output_dir / "results"
     out_notebooks.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     results = []
-    with _environ(HELPERS_FIGURES_DIR=str(figures), MPLBACKEND=INLINE_BACKEND):
+    with _environ(HELPERS_FIGURES_DIR=str(figures), HELPERS_RESULTS_DIR=str(results_root),
+                  HELPERS_PROFILE=profile or "", MPLBACKEND=INLINE_BACKEND):
         for i, step in enumerate(steps, 1):
             out = out_notebooks / step.path.name
             head = f"[{i}/{len(steps)}] {step.name}"
@@ -384,3 +390,24 @@ def format_plan(steps: list[Step]) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in step.parameters.items()) or "(defaults)"
         lines.append(f"  {step.name}: {params}")
     return "\n".join(lines)
+
+
+def strip_stderr(path) -> int:
+    """Remove the stderr outputs (library logs, warnings with this machine's paths) from an
+    executed notebook, in place and atomically; nbval does not compare them anyway. Returns how
+    many outputs were removed. Used before committing executed notebooks."""
+    import nbformat
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    removed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        keep = [o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")]
+        removed += len(cell.outputs) - len(keep)
+        cell.outputs = keep
+    tmp = path.with_name(f".{path.name}.partial")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, path)
+    return removed

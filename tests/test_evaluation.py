@@ -252,3 +252,27 @@ def test_write_results_replaces_the_old_files(tmp_path):
     evaluation.write_results(tmp_path, {**first, "psnr_mean": 2.0})
     assert json.loads((tmp_path / "metrics.json").read_text())["psnr_mean"] == 2.0
     assert (tmp_path / "metrics.csv").read_text().splitlines()[1] == "random,2.0"
+
+
+def test_compare_predictors_uses_one_mask_for_all(tmp_path):
+    from helpers import evaluation, models
+
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 16, 16, 3)).astype(np.float32)
+
+    zero = models.BiharmonicInpainter()
+    zero.predict = lambda imgs, mask, p: np.zeros_like(imgs)
+    rows, recon, mask = evaluation.compare_predictors({"biharmonic": models.BiharmonicInpainter(), "zeros": zero},
+                                                      images, strategy="rows", ratio=0.5, mask_seed=3)
+    assert mask.shape == (6, 16) and np.all(mask.sum(axis=1) == 8)
+    assert [r["predictor"] for r in rows] == ["biharmonic", "zeros"] and set(recon) == {"biharmonic", "zeros"}
+    hidden = np.repeat(np.repeat(mask.reshape(6, 4, 4), 4, axis=1), 4, axis=2)
+    expected = np.mean([np.mean(images[i][hidden[i]] ** 2) for i in range(6)])
+    assert rows[1]["mse_masked_mean"] == pytest.approx(expected, rel=1e-5)
+    assert rows[0]["psnr_masked_mean"] > rows[1]["psnr_masked_mean"]
+    table = evaluation.format_comparison(rows)
+    assert "PSNR masked region (dB)" in table and table.splitlines()[2].startswith("zeros")
+    with pytest.raises(evaluation.EvaluationError, match="strategy='spiral'"):
+        evaluation.compare_predictors({"z": zero}, images, strategy="spiral", ratio=0.5)
+    with pytest.raises(evaluation.EvaluationError, match="predictors"):
+        evaluation.compare_predictors({}, images, strategy="rows", ratio=0.5)

@@ -142,3 +142,25 @@ def test_append_row_adds_columns_and_keeps_rows(tmp_path):
 def test_bad_config_is_rejected(kw, message):
     with pytest.raises((ValueError, TypeError), match=message):
         _config(**kw)
+
+
+def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
+    run = experiments.Run(tmp_path / "run")
+    config = _config(strategies=("rows",), predictors=("biharmonic",))
+    experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)  # same settings: fine
+    with pytest.raises(ValueError, match=r"holds results of other settings \(differs in config.epochs\)"):
+        experiments.Sweep(tiny_data, _config(strategies=("rows",), predictors=("biharmonic",), epochs=2), run).run_sweep(progress=False)
+    other = load_dataset("sample", n_train=48, n_test=4, val_fraction=0.25, seed=0)
+    with pytest.raises(ValueError, match=r"dataset.test"):
+        experiments.Sweep(other, config, run).run_sweep(progress=False)
+
+
+def test_model_sizes():
+    small = experiments.model_sizes("small")
+    assert set(small) == {"vit", "mae", "cnn"} and small["vit"]["embed_dim"] == 64
+    assert experiments.model_sizes("reference") == {"vit": {}, "mae": {}, "cnn": {}}
+    small["vit"]["embed_dim"] = 1
+    assert experiments.model_sizes("small")["vit"]["embed_dim"] == 64  # a copy
+    with pytest.raises(ValueError, match=r"model_size must be one of \['reference', 'small'\], got 'huge'"):
+        experiments.model_sizes("huge")

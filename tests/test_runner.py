@@ -1,6 +1,8 @@
 """helpers.runner: profiles, parameter checks, and notebook runs (tiny notebooks and the real ones)."""
 
 import ast
+import csv
+import json
 import os
 import re
 import subprocess
@@ -270,6 +272,13 @@ def test_smoke_profile_end_to_end(tmp_path):
         assert re.search(rf"\[\d+/\d+\] {stem} \.\.\. ok \(\d+\.\d s\)", res.stdout), res.stdout
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert "01_patch_grid.png" in figures and "02_mask_patterns.png" in figures
+    assert {"05_cross_strategy_matrix.png", "06_metric_vs_ratio.png"} <= set(figures)
+    # the sweep's results land in the output folder, with the profile in the provenance
+    results = out / "results" / "smoke"
+    rows = list(csv.DictReader(open(results / "metrics.csv")))
+    assert len(rows) == 2 * 2 * 4 and {r["strategy"] for r in rows} == {"random", "importance"}
+    assert json.loads((results / "provenance.json").read_text())["profile"] == "smoke"
+    assert len(list(csv.DictReader(open(results / "matrix.csv")))) == 4
     assert all((out / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in figures)
 
 
@@ -285,3 +294,18 @@ def test_failing_notebook_exits_1_and_names_notebook_cell_and_error(tmp_path):
     assert any("patch_size" in ln for ln in snippet), snippet
     assert "01_data_and_patches ... failed" in res.stdout
     assert not (tmp_path / "out" / "notebooks" / "02_masking_strategies.ipynb").exists()
+
+
+def test_strip_stderr_keeps_everything_else(tmp_path):
+    from nbformat.v4 import new_output
+
+    nb = new_notebook(cells=[new_code_cell("print(1)"), new_markdown_cell("text")])
+    nb.cells[0].outputs = [new_output("stream", name="stderr", text="W /work/x.py: warning\n"),
+                           new_output("stream", name="stdout", text="1\n"),
+                           new_output("display_data", data={"text/plain": "fig"})]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    assert runner.strip_stderr(path) == 1
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert [o.output_type for o in outputs] == ["stream", "display_data"] and outputs[0].text == "1\n"
+    assert not list(tmp_path.glob(".*"))

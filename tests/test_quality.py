@@ -1,0 +1,52 @@
+"""helpers.quality: the quality benchmark end to end on a tiny CIFAR-format folder and tiny models."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from helpers import quality
+from test_evaluation import write_cifar_folder
+
+TINY = {
+    "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
+    "mae": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32, "decoder_dim": 16, "decoder_depth": 1,
+            "decoder_num_heads": 2, "decoder_mlp_dim": 16},
+    "cnn": {"filters": (8, 16)},
+}
+
+
+def test_epochs_for_budget():
+    assert quality.epochs_for_budget(100.0, 1000, 60.0) == 5  # 60 s * 0.85 * 100 img/s / 1000 images
+    assert quality.epochs_for_budget(1.0, 1000, 1.0) == 1  # at least one
+
+
+@pytest.mark.parametrize("plan, predictors, n_models", [("mixed", ("biharmonic", "vit", "cnn"), 2),
+                                                        ("per_strategy", ("vit",), 2)])
+def test_bench_quality_trains_scores_and_writes_the_table(tmp_path, plan, predictors, n_models):
+    data = write_cifar_folder(tmp_path / "cifar", n=20, train_batches=2)
+    out = tmp_path / "out"
+    rows = quality.bench_quality(data, minutes_per_model=0.05, strategies=("random", "rows"),
+                                 predictors=predictors, output=out, batch_size=16, plan=plan,
+                                 model_kwargs=TINY, progress=False)
+    assert [(r["predictor"], r["strategy"]) for r in rows] == [
+        (p, s) for p in predictors for s in ("random", "rows")]
+    for r in rows:
+        assert r["n_test"] == 20 and r["plan"] == plan and 0 < r["psnr_masked_mean"] < 100
+        assert (r["epochs"] == 0) == (r["predictor"] == "biharmonic")
+    assert len(list(csv.DictReader(open(out / "quality.csv")))) == 2 * len(predictors)
+    assert json.loads((out / "quality.json").read_text()) == rows
+    assert len([p for p in (out / "models").iterdir() if (p / "final.keras").exists()]) == n_models
+    table = quality.format_quality(rows)
+    assert table.count("\n") == 1 + 2 * len(predictors) and "| vit | rows |" in table
+
+
+def test_bench_quality_bad_settings(tmp_path):
+    data = write_cifar_folder(tmp_path / "cifar", n=8, train_batches=1)
+    with pytest.raises(ValueError, match="plan must be one of"):
+        quality.bench_quality(data, plan="sometimes", output=tmp_path / "o")
+    with pytest.raises(ValueError, match="minutes_per_model must be > 0"):
+        quality.bench_quality(data, minutes_per_model=0, output=tmp_path / "o")
+    with pytest.raises(ValueError, match="ratio must be strictly between 0 and 1"):
+        quality.bench_quality(data, ratio=1.0, output=tmp_path / "o")
