@@ -2,7 +2,10 @@
 
 Modules: ``data`` (CIFAR-10 and the embedded sample dataset), ``patches`` (patchify/unpatchify),
 ``masking`` (random, rows, columns, importance), ``metrics`` (MSE, PSNR, SSIM on composites),
-``plots`` (pictures and ``save_fig``), ``runner`` (headless notebook runs).
+``layers`` and ``models`` (mask-token ViT, MAE-style ViT, CNN autoencoder, biharmonic inpainting),
+``training``, ``importance`` (gradient patch scores), ``evaluation``, ``experiments`` (sweep and
+cross-strategy matrix), ``report``, ``plots`` (pictures and ``save_fig``), ``runner`` and ``cli``
+(``python -m helpers``), ``bench`` and ``quality`` (benchmarks).
 """
 
 __version__ = "0.1.0"

@@ -240,12 +240,13 @@ def build_cnn_autoencoder(
         x = inp
         for i, f in enumerate(filters):
             x = layers.Conv2D(f, 3, strides=2, padding="same", use_bias=False, name=f"enc_conv_{i}")(x)
-            x = layers.BatchNormalization(name=f"enc_bn_{i}")(x)
+            # momentum 0.9 (Keras: 0.99): the moving statistics settle within a few hundred steps
+            x = layers.BatchNormalization(momentum=0.9, name=f"enc_bn_{i}")(x)
             x = layers.Activation("relu", name=f"enc_relu_{i}")(x)
             x = layers.Dropout(dropout, name=f"enc_drop_{i}")(x)
         for i, f in enumerate(reversed(filters)):
             x = layers.Conv2DTranspose(f, 3, strides=2, padding="same", use_bias=False, name=f"dec_conv_{i}")(x)
-            x = layers.BatchNormalization(name=f"dec_bn_{i}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"dec_bn_{i}")(x)
             x = layers.Activation("relu", name=f"dec_relu_{i}")(x)
             x = layers.Dropout(dropout, name=f"dec_drop_{i}")(x)
         out = layers.Conv2D(c, 3, padding="same", activation="sigmoid", dtype="float32", name="head")(x)

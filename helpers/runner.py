@@ -394,8 +394,9 @@ def format_plan(steps: list[Step]) -> str:
 
 def strip_stderr(path) -> int:
     """Remove the stderr outputs (library logs, warnings with this machine's paths) from an
-    executed notebook, in place and atomically; nbval does not compare them anyway. Returns how
-    many outputs were removed. Used before committing executed notebooks."""
+    executed notebook, in place and atomically; nbval does not compare them anyway. papermill's
+    ``input_path``/``output_path`` metadata are cut to the file names. Returns how many outputs
+    were removed. Used before committing executed notebooks."""
     import nbformat
 
     path = Path(path)
@@ -407,6 +408,10 @@ def strip_stderr(path) -> int:
         keep = [o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")]
         removed += len(cell.outputs) - len(keep)
         cell.outputs = keep
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            meta[key] = Path(meta[key]).name
     tmp = path.with_name(f".{path.name}.partial")
     nbformat.write(nb, tmp)
     os.replace(tmp, path)

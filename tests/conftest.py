@@ -4,6 +4,9 @@
   (``python -m helpers run`` gives its kernels the inline backend explicitly).
 - figures that the notebooks save while nbval runs them go to a temporary folder
   (``HELPERS_FIGURES_DIR``), never over the committed ``figures/``.
+- the sweep results that notebooks 05 and 06 read and write go to a temporary copy of the
+  project's ``results/`` (``HELPERS_RESULTS_DIR``, trained models left out), so tests never change
+  the committed results; notebook 05 then reuses the committed sweep instead of training it again.
 - nbval compares the outputs of cells marked ``# NBVAL_CHECK_OUTPUT`` (``--nbval-lax``) but not
   their stderr streams: warnings and logs differ between machines and library versions.
 
@@ -23,6 +26,13 @@ _FIGURES_TMP = None
 if not os.environ.get("HELPERS_FIGURES_DIR"):
     _FIGURES_TMP = tempfile.mkdtemp(prefix="helpers-test-figures-")
     os.environ["HELPERS_FIGURES_DIR"] = _FIGURES_TMP
+_RESULTS_TMP = None
+if not os.environ.get("HELPERS_RESULTS_DIR"):
+    _RESULTS_TMP = tempfile.mkdtemp(prefix="helpers-test-results-")
+    _committed = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+    if os.path.isdir(_committed):
+        shutil.copytree(_committed, _RESULTS_TMP, dirs_exist_ok=True, ignore=shutil.ignore_patterns("models"))
+    os.environ["HELPERS_RESULTS_DIR"] = _RESULTS_TMP
 
 #: Output fields nbval skips in comparisons, on top of its own list ('stderr' is the stream name).
 NBVAL_SKIP_COMPARE = ("stderr",)
@@ -44,5 +54,6 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    if _FIGURES_TMP:
-        shutil.rmtree(_FIGURES_TMP, ignore_errors=True)
+    for folder in (_FIGURES_TMP, _RESULTS_TMP):
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -303,9 +303,12 @@ def test_strip_stderr_keeps_everything_else(tmp_path):
     nb.cells[0].outputs = [new_output("stream", name="stderr", text="W /work/x.py: warning\n"),
                            new_output("stream", name="stdout", text="1\n"),
                            new_output("display_data", data={"text/plain": "fig"})]
+    nb.metadata["papermill"] = {"input_path": "/home/me/p/notebooks/n.ipynb", "output_path": "/tmp/out/n.ipynb"}
     path = tmp_path / "n.ipynb"
     nbformat.write(nb, path)
     assert runner.strip_stderr(path) == 1
+    meta = nbformat.read(path, as_version=4).metadata["papermill"]
+    assert meta["input_path"] == meta["output_path"] == "n.ipynb"
     outputs = nbformat.read(path, as_version=4).cells[0].outputs
     assert [o.output_type for o in outputs] == ["stream", "display_data"] and outputs[0].text == "1\n"
     assert not list(tmp_path.glob(".*"))
