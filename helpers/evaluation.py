@@ -22,7 +22,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from numbers import Real
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
+from .experiments import write_atomic
 from .masking import SCORES, STRATEGIES, make_mask, n_masked
 
 METRICS_JSON = "metrics.json"
@@ -309,31 +309,18 @@ def run_evaluation(model, *, dataset: str = "cifar10", data_dir=None, strategy: 
 # --------------------------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------------------------
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_results(output_dir, results: dict) -> tuple[Path, Path]:
     """Write ``results`` to ``output_dir/metrics.json`` and ``output_dir/metrics.csv`` (one header
     row, one value row), each through a temporary file and ``os.replace``. Returns both paths."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out / METRICS_JSON, out / METRICS_CSV
-    _write_atomic(json_path, json.dumps(results, indent=2, default=str) + "\n")
+    write_atomic(json_path, json.dumps(results, indent=2, default=str) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(results), lineterminator="\n")
     writer.writeheader()
     writer.writerow({k: ("" if v is None else v) for k, v in results.items()})
-    _write_atomic(csv_path, buf.getvalue())
+    write_atomic(csv_path, buf.getvalue())
     return json_path, csv_path
 
 
