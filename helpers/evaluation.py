@@ -86,6 +86,12 @@ def check_score(score, strategy: str, model) -> str | None:
     return "variance" if score is None else score
 
 
+def _check_int(param: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise EvaluationError(param, value, f"must be an integer >= {minimum}")
+    return int(value)
+
+
 def _check_n_test(n_test):
     if n_test is None:
         return None
@@ -247,8 +253,7 @@ def evaluate_predictor(predictor, images: np.ndarray, *, strategy: str, ratio: f
     strategy = check_strategy(strategy)
     ratio = check_eval_ratio(ratio)
     patch_size = _check_patch_size(patch_size, images.shape[1:3])
-    if isinstance(mask_seed, bool) or not isinstance(mask_seed, (int, np.integer)) or mask_seed < 0:
-        raise EvaluationError("mask_seed", mask_seed, "must be an integer >= 0")
+    _check_int("mask_seed", mask_seed, 0)
     kind = model_kind(predictor)
     score = check_score(score_fn, strategy, kind)
     check_predictor_fits(predictor, ratio, patch_size, images.shape[1:])
@@ -281,10 +286,8 @@ def run_evaluation(model, *, dataset: str = "cifar10", data_dir=None, strategy: 
     strategy = check_strategy(strategy)
     ratio = check_eval_ratio(ratio)
     score = check_score(score, strategy, model)
-    if isinstance(mask_seed, bool) or not isinstance(mask_seed, (int, np.integer)) or mask_seed < 0:
-        raise EvaluationError("mask_seed", mask_seed, "must be an integer >= 0")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise EvaluationError("batch_size", batch_size, "must be an integer >= 1")
+    _check_int("mask_seed", mask_seed, 0)
+    _check_int("batch_size", batch_size, 1)
     images = load_test_images(dataset, data_dir, n_test)
     patch_size = _check_patch_size(patch_size, images.shape[1:3])
 

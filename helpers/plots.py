@@ -16,6 +16,7 @@ import numpy as np
 
 from ._checks import check_images, check_mask
 from .masking import apply_mask
+from .metrics import composite as composite_images
 from .patches import grid_shape
 
 FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
@@ -188,9 +189,7 @@ def plot_reconstructions(
     n = min(n, len(original))
     labels = list(reconstructions)
     if composite:
-        from .metrics import composite as _composite
-
-        reconstructions = {k: _composite(original[:n], np.asarray(v[:n], dtype=original.dtype), mask[:n], patch_size)
+        reconstructions = {k: composite_images(original[:n], np.asarray(v[:n], dtype=original.dtype), mask[:n], patch_size)
                            for k, v in reconstructions.items()}
     ncols = 2 + len(labels) + int(error_map)
     fig, axes = plt.subplots(n, ncols, figsize=(1.7 * ncols, 1.8 * n), squeeze=False)
