@@ -169,6 +169,8 @@ def _add_train(subparsers):
     size.add_argument("--depth", type=int, metavar="N", help="vit/mae: Transformer blocks (of the encoder)")
     size.add_argument("--num-heads", type=int, metavar="H", help="vit/mae: attention heads")
     size.add_argument("--mlp-dim", type=int, metavar="D", help="vit/mae: hidden width of the MLPs")
+    size.add_argument("--pos-init", choices=("random", "sincos"),
+                      help="vit/mae: start of the learnable position embeddings (default: random)")
     size.add_argument("--decoder-dim", type=int, metavar="D", help="mae: decoder token width")
     size.add_argument("--decoder-depth", type=int, metavar="N", help="mae: decoder blocks")
     size.add_argument("--decoder-num-heads", type=int, metavar="H", help="mae: decoder attention heads")
@@ -180,7 +182,7 @@ def _add_train(subparsers):
     p.set_defaults(func=_cmd_train)
 
 
-_TRANSFORMER_SIZE = ("embed_dim", "depth", "num_heads", "mlp_dim")
+_TRANSFORMER_SIZE = ("embed_dim", "depth", "num_heads", "mlp_dim", "pos_init")
 _MAE_SIZE = ("decoder_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_dim", "min_mask_ratio")
 
 
@@ -398,6 +400,9 @@ def _add_bench(subparsers):
                          help="mixed: one model per predictor on all strategies (default); per_strategy: one per strategy")
     quality.add_argument("--predictors", nargs="+", metavar="P",
                          help="predictors to train and score (default: biharmonic vit mae cnn)")
+    quality.add_argument("--recipe", choices=tuple(_quality.RECIPES), default="tuned",
+                         help="model settings: tuned (default: no dropout, sine-cosine start of the position "
+                              "embeddings) or reference (the builders' defaults)")
     quality.set_defaults(func=_cmd_bench_quality)
 
 
@@ -428,7 +433,7 @@ def _cmd_bench_quality(args) -> int:
         if name not in _quality.QUALITY_PREDICTORS:
             raise _UsageError(f"--predictors {name!r}: unknown predictor; allowed: {', '.join(_quality.QUALITY_PREDICTORS)}")
     _quiet_tensorflow()
-    kwargs = {"data_dir": args.data_dir, "plan": args.plan}
+    kwargs = {"data_dir": args.data_dir, "plan": args.plan, "recipe": args.recipe}
     if args.minutes_per_model is not None:
         kwargs["minutes_per_model"] = args.minutes_per_model
     if args.output is not None:

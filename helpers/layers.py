@@ -10,7 +10,8 @@ A patch mask is a float tensor ``(N, L)`` with 1 for a hidden (masked) patch, 0 
   masked patches is replaced by zeros *before* the projection, so it can never reach the model
   (not even through a NaN).
 - :class:`MaskToken`: a learnable vector put in place of every masked token.
-- :class:`PositionEmbedding`: learnable position embeddings added to the tokens.
+- :class:`PositionEmbedding`: learnable position embeddings added to the tokens, started from
+  random values or from a 2-D sine-cosine table.
 - :class:`TransformerBlock`: pre-LayerNorm block, multi-head self-attention and a GELU MLP with
   dropout and residual connections; optional ``key_mask`` (N, S) to exclude tokens as keys.
 - :class:`TokenSelector`, :class:`GatherTokens`, :class:`ScatterTokens`: the MAE bookkeeping
@@ -71,22 +72,68 @@ class MaskToken(layers.Layer):
         return input_shape
 
 
+def sincos_position_embedding(grid, width: int):
+    """2-D sine-cosine position embedding (as in MAE), shape (gh * gw, width), row-major.
+
+    Half the channels encode the row, half the column, each with ``width / 4`` frequencies
+    ``1 / 10000 ** (k / (width / 4))``; nearby patches get similar vectors, so attention can find
+    a patch's neighbours from the first step instead of learning where they are.
+    """
+    import numpy as np
+
+    gh, gw = (int(v) for v in grid)
+    if width % 4:
+        raise ValueError(f"a sine-cosine position embedding needs a token width divisible by 4, got {width}")
+    omega = 1.0 / 10000 ** (np.arange(width // 4, dtype=np.float64) / (width / 4.0))
+
+    def encode(pos):  # (L,) -> (L, width / 2)
+        angles = np.outer(pos, omega)
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    rows, cols = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+    return np.concatenate([encode(rows.ravel()), encode(cols.ravel())], axis=1).astype("float32")
+
+
+POSITION_INITS = ("random", "sincos")
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PositionEmbedding(layers.Layer):
-    """Add a learnable position embedding (1, L, E) to tokens (N, L, E)."""
+    """Add a learnable position embedding (1, L, E) to tokens (N, L, E).
+
+    ``init="random"`` starts it from a truncated normal (std 0.02, as in ViT); ``init="sincos"``
+    starts it from :func:`sincos_position_embedding` of the patch ``grid`` (gh, gw), gh * gw = L.
+    Either way it is trained.
+    """
+
+    def __init__(self, init: str = "random", grid=None, **kwargs):
+        super().__init__(**kwargs)
+        if init not in POSITION_INITS:
+            raise ValueError(f"init must be one of {list(POSITION_INITS)}, got {init!r}")
+        if init == "sincos" and grid is None:
+            raise ValueError("init='sincos' needs the patch grid (rows, columns)")
+        self.init = init
+        self.grid = None if grid is None else tuple(int(v) for v in grid)
 
     def build(self, input_shape):
-        self.embedding = self.add_weight(
-            shape=(1, input_shape[-2], input_shape[-1]),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-            name="embedding",
-        )
+        length, width = int(input_shape[-2]), int(input_shape[-1])
+        if self.init == "sincos":
+            if self.grid[0] * self.grid[1] != length:
+                raise ValueError(f"grid {self.grid} has {self.grid[0] * self.grid[1]} patches, the tokens {length}")
+            table = sincos_position_embedding(self.grid, width)[None]
+            initializer = keras.initializers.Constant(table)
+        else:
+            initializer = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.embedding = self.add_weight(shape=(1, length, width), initializer=initializer, name="embedding")
 
     def call(self, tokens):
         return tokens + ops.cast(self.embedding, tokens.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "init": self.init, "grid": self.grid}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

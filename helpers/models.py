@@ -72,12 +72,21 @@ def _check_heads(width: int, num_heads: int, width_name: str, heads_name: str) -
         )
 
 
-def _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout):
+def _check_sincos_width(width: int, name: str, pos_init: str) -> None:
+    if pos_init == "sincos" and width % 4:
+        raise ValueError(f"{name}={width} must be divisible by 4 for pos_init='sincos' (a sine and a cosine per axis)")
+
+
+def _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init="random"):
+    from .layers import POSITION_INITS
+
     image_shape = _check_image_shape(image_shape)
+    check_choice(pos_init, "pos_init", POSITION_INITS)
     check_patch_size(patch_size, image_shape)
     for value, name in ((embed_dim, "embed_dim"), (depth, "depth"), (num_heads, "num_heads"), (mlp_dim, "mlp_dim")):
         check_positive_int(value, name)
     _check_heads(embed_dim, num_heads, "embed_dim", "num_heads")
+    _check_sincos_width(embed_dim, "embed_dim", pos_init)
     _check_dropout(dropout)
     gh, gw = grid_shape(image_shape[:2], patch_size)
     return gh * gw, patch_size * patch_size * image_shape[2]
@@ -125,6 +134,7 @@ def build_vit(
     num_heads: int = 4,
     mlp_dim: int = 256,
     dropout: float = 0.1,
+    pos_init: str = "random",
     seed: int | None = 0,
     mixed_precision: bool = False,
 ):
@@ -134,14 +144,16 @@ def build_vit(
 
     from . import layers as mim
 
-    num_patches, patch_dim = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout)
+    num_patches, patch_dim = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout,
+                                                pos_init)
+    grid = grid_shape(image_shape[:2], patch_size)
     _seed(seed)
     with _policy(mixed_precision):
         patches = keras.Input((num_patches, patch_dim), name="patches")
         mask = keras.Input((num_patches,), name="mask")
         x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
         x = mim.MaskToken(name="mask_token")(x, mask)
-        x = mim.PositionEmbedding(name="pos_embed")(x)
+        x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
         for i in range(depth):
             x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(x)
         x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
@@ -162,6 +174,7 @@ def build_mae(
     decoder_num_heads: int = 4,
     decoder_mlp_dim: int = 128,
     dropout: float = 0.1,
+    pos_init: str = "random",
     min_mask_ratio: float = 0.5,
     seed: int | None = 0,
     mixed_precision: bool = False,
@@ -176,11 +189,14 @@ def build_mae(
 
     from . import layers as mim
 
-    num_patches, patch_dim = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout)
+    num_patches, patch_dim = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout,
+                                                pos_init)
+    grid = grid_shape(image_shape[:2], patch_size)
     for value, name in ((decoder_dim, "decoder_dim"), (decoder_depth, "decoder_depth"),
                         (decoder_num_heads, "decoder_num_heads"), (decoder_mlp_dim, "decoder_mlp_dim")):
         check_positive_int(value, name)
     _check_heads(decoder_dim, decoder_num_heads, "decoder_dim", "decoder_num_heads")
+    _check_sincos_width(decoder_dim, "decoder_dim", pos_init)
     n_keep = num_patches - n_masked(min_mask_ratio, num_patches)
     _seed(seed)
     with _policy(mixed_precision):
@@ -188,7 +204,7 @@ def build_mae(
         mask = keras.Input((num_patches,), name="mask")
         # encoder: visible tokens only (plus zeroed, key-masked fillers when more are hidden)
         x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
-        x = mim.PositionEmbedding(name="pos_embed")(x)
+        x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
         ids_keep, key_mask = mim.TokenSelector(n_keep, name=SELECTOR_NAME)(mask)
         x = mim.GatherTokens(name="keep_tokens")(x, ids_keep)
         for i in range(depth):
@@ -198,7 +214,7 @@ def build_mae(
         x = layers.Dense(decoder_dim, name="decoder_embed")(x)
         x = mim.ScatterTokens(num_patches, name="restore_tokens")(x, ids_keep)
         x = mim.MaskToken(name="decoder_mask_token")(x, mask)
-        x = mim.PositionEmbedding(name="decoder_pos_embed")(x)
+        x = mim.PositionEmbedding(pos_init, grid, name="decoder_pos_embed")(x)
         for i in range(decoder_depth):
             x = mim.TransformerBlock(decoder_num_heads, decoder_mlp_dim, dropout, name=f"decoder_block_{i}")(x)
         x = layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")(x)

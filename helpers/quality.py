@@ -12,6 +12,17 @@ Training recipe (the same for every model): Adam, a linear warm-up then a cosine
 learning rate over the number of epochs that fits the budget (measured on a short timing run
 first), horizontal flips, loss on the masked patches only; a time limit stops a run that
 would overshoot.
+
+Model settings (``recipe``): ``reference`` builds every model with its builder's defaults (the
+reference design: dropout 0.1, position embeddings started from small random values);
+``tuned`` (default) changes the Transformers only: position embeddings started from a 2-D
+sine-cosine table (still learned), no dropout, peak learning rate 2e-3 instead of 1e-3. Why: a
+random start leaves a Transformer to find out which patches are neighbours before it can
+interpolate from them, and in 30 minutes of CPU training the models underfit (the training
+loss stays above the validation loss). Measured on the shared CIFAR-10 subset with 6-minute
+runs of the mask-token ViT (mixed strategies, 50%), masked-region PSNR random/rows/columns:
+reference 15.66/14.90/15.50 dB; dropout off 15.69/14.95/15.50; plus the sine-cosine start
+17.14/15.84/16.62; the README gives the whole table.
 """
 
 from __future__ import annotations
@@ -75,16 +86,41 @@ def train_within_budget(kind: str, dataset, strategy: str, ratio: float, seconds
 
 
 QUALITY_PLANS = ("mixed", "per_strategy")
+_TUNED_TRANSFORMER = {"dropout": 0.0, "pos_init": "sincos"}
+# model settings and peak learning rate per predictor
+RECIPES = {
+    "reference": {"vit": ({}, 1e-3), "mae": ({}, 1e-3), "cnn": ({}, 1e-3)},
+    "tuned": {"vit": (_TUNED_TRANSFORMER, 2e-3), "mae": (_TUNED_TRANSFORMER, 2e-3), "cnn": ({}, 1e-3)},
+}
+
+
+def recipe_settings(recipe: str, predictor: str, model_kwargs=None) -> tuple[dict, float]:
+    """(builder keyword arguments, peak learning rate) of ``predictor`` under ``recipe``; the
+    arguments are updated by ``model_kwargs[predictor]``."""
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {list(RECIPES)}, got {recipe!r}")
+    kwargs, lr = RECIPES[recipe][predictor]
+    return {**kwargs, **(model_kwargs or {}).get(predictor, {})}, lr
+
+
+def _describe(settings: dict, lr) -> str:
+    """``'dropout=0.0, lr=0.002, pos_init=sincos'``; ``'-'`` for biharmonic inpainting."""
+    if lr is None:
+        return "-"
+    items = {**{k: v for k, v in settings.items() if k not in ("image_shape", "seed")}, "lr": lr}
+    return ", ".join(f"{k}={v}" for k, v in sorted(items.items()))
 
 
 def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0.5, strategies=QUALITY_STRATEGIES,
-                  plan: str = "mixed",
+                  plan: str = "mixed", recipe: str = "tuned",
                   predictors=QUALITY_PREDICTORS, output="runs/bench_quality", batch_size: int = 64, seed: int = 0,
                   mask_seed: int = 0, val_fraction: float = 0.05, model_kwargs=None, progress: bool = True) -> list[dict]:
     """Train and score every predictor on every strategy; returns the rows of the table.
 
     ``minutes_per_model`` is the wall-clock training budget of one predictor: one model on all the
     strategies (``plan="mixed"``), or split evenly over one model per strategy (``per_strategy``).
+    ``recipe`` picks the model settings (see the module docstring); ``model_kwargs`` maps a
+    predictor to builder arguments that override them (e.g. tiny sizes in tests).
     """
     from tqdm import tqdm
 
@@ -97,9 +133,12 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     ratio = check_ratio(ratio)
     if plan not in QUALITY_PLANS:
         raise ValueError(f"plan must be one of {list(QUALITY_PLANS)}, got {plan!r}")
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {list(RECIPES)}, got {recipe!r}")
     if not minutes_per_model > 0:
         raise ValueError(f"minutes_per_model must be > 0, got {minutes_per_model!r}")
     check_positive_int(batch_size, "batch_size")
+    settings = {p: recipe_settings(recipe, p, model_kwargs) for p in predictors if p != "biharmonic"}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset("cifar10", data_dir=data_dir, val_fraction=val_fraction, seed=seed, download=False)
@@ -124,12 +163,14 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
         else:
             train_strategy = list(strategies) if plan == "mixed" else strategy
             model, info = train_within_budget(predictor, ds, train_strategy, ratio, seconds, out / "models" / key,
-                                              batch_size=batch_size, seed=seed, model_kwargs=(model_kwargs or {}).get(predictor))
+                                              batch_size=batch_size, seed=seed, lr=settings[predictor][1],
+                                              model_kwargs=settings[predictor][0])
             trained[key] = (model, info)
         mask = masks[strategy]
         pred = reconstruct(model, ds.x_test, mask, 4)
         summary = summarize(evaluate(ds.x_test, pred, mask, 4))
-        row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan, "n_train": len(ds.x_train),
+        row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan, "recipe": recipe,
+               "settings": _describe(*settings.get(predictor, ({}, None))), "n_train": len(ds.x_train),
                "n_test": len(ds.x_test), "epochs": info["epochs"], "train_minutes": round(info["seconds"] / 60, 2),
                "total_minutes": round((time.perf_counter() - start) / 60, 2)}
         row.update({k: round(v, 4) for k, v in summary.items()})

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     """A tiny ViT and a tiny MAE (min_mask_ratio 0.5) trained for one epoch through the CLI."""
     root = tmp_path_factory.mktemp("runs")
     paths = {}
-    for kind, size in (("vit", TINY), ("mae", TINY_MAE)):
+    for kind, size in (("vit", TINY), ("mae", TINY_MAE + ["--pos-init", "sincos"])):
         code = cli.main(["train", "--model", kind, "--ratio", "0.5", "--epochs", "1", "--output", str(root), *FAST, *size])
         assert code == 0
         paths[kind] = root / f"{kind}-random-0.50-seed0"
@@ -52,6 +52,15 @@ def test_train_writes_the_model_files_and_the_history(trained, capsys):
     assert not (folder / "backup").exists()  # a completed run leaves no backup
     rows = _history(folder / "history.csv")
     assert [r["epoch"] for r in rows] == ["0"] and float(rows[0]["loss"]) > 0 and "val_loss" in rows[0]
+
+
+def test_train_size_options_reach_the_saved_model(trained):
+    from helpers.models import load_predictor
+
+    vit, mae = (load_predictor(trained[k] / "final.keras") for k in ("vit", "mae"))
+    assert vit.get_layer("pos_embed").init == "random"
+    assert mae.get_layer("pos_embed").init == mae.get_layer("decoder_pos_embed").init == "sincos"
+    assert vit.get_layer("patch_embed").embed_dim == 16 and len([l for l in vit.layers if l.name.startswith("block_")]) == 1
 
 
 def test_train_prints_where_the_files_went(tmp_path, capsys):
@@ -113,6 +122,7 @@ def test_running_the_same_command_again_resumes(tmp_path, capsys, monkeypatch):
         (["--epochs", "0"], ["--epochs 0", ">= 1"]),
         (["--patch-size", "5"], ["--patch-size 5", "allowed"]),
         (["--embed-dim", "15"], ["embed_dim=15", "num_heads"]),
+        (["--pos-init", "sincos", "--embed-dim", "18"], ["embed_dim=18", "divisible by 4", "sincos"]),
         (["--dataset", "cifar10", "--data-dir", "/no/such/folder"], ["--data-dir", "/no/such/folder"]),
     ],
 )
@@ -291,8 +301,10 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
                          "--output", tmp_path / "q", "--predictors", "vit", "biharmonic")
     assert code == 0
     assert "| vit | rows | 20.50 ± 1.25 | 23.00 | 0.800 | 7 | 9.5 |" in out
-    assert calls == [{"data_dir": str(tmp_path), "plan": "mixed", "minutes_per_model": 0.5, "output": tmp_path / "q",
-                      "predictors": ("vit", "biharmonic")}]
+    assert calls == [{"data_dir": str(tmp_path), "plan": "mixed", "recipe": "tuned", "minutes_per_model": 0.5,
+                      "output": tmp_path / "q", "predictors": ("vit", "biharmonic")}]
+    code, _, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--recipe", "reference")
+    assert code == 0 and calls[-1] == {"data_dir": str(tmp_path), "plan": "mixed", "recipe": "reference"}
 
 
 def test_help_lists_the_commands(capsys):

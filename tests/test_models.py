@@ -127,6 +127,7 @@ def test_save_load_roundtrip(tiny_models, images, kind, tmp_path):
         mim.PatchEmbedding(8),
         mim.MaskToken(),
         mim.PositionEmbedding(),
+        mim.PositionEmbedding("sincos", (4, 4)),
         mim.TransformerBlock(2, 16, 0.2),
         mim.TokenSelector(5),
         mim.GatherTokens(),
@@ -140,6 +141,33 @@ def test_layer_config_roundtrip(layer):
     assert clone.get_config() == config
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer) and restored.get_config() == config
+
+
+def test_sincos_position_embedding_is_local_and_starts_the_layer():
+    table = mim.sincos_position_embedding((4, 6), 16)
+    assert table.shape == (24, 16) and table.dtype == np.float32
+    assert np.abs(table).max() <= 1.0
+    # rows and columns are encoded separately: same row -> same first half, same column -> same second half
+    np.testing.assert_allclose(table[0, :8], table[5, :8])
+    np.testing.assert_allclose(table[0, 8:], table[6, 8:])
+    # nearer patches are more alike (dot product) than farther ones along a row and down a column
+    sim = table @ table.T
+    assert sim[0, 0] > sim[0, 1] > sim[0, 3] and sim[0, 6] > sim[0, 18]
+    layer = mim.PositionEmbedding("sincos", (4, 6))
+    out = keras.ops.convert_to_numpy(layer(np.zeros((2, 24, 16), "float32")))
+    np.testing.assert_allclose(out[1], table, atol=1e-6)
+    assert layer.trainable_weights, "the sine-cosine start stays learnable"
+    with pytest.raises(ValueError, match=r"grid \(4, 6\) has 24 patches, the tokens 20"):
+        mim.PositionEmbedding("sincos", (4, 6))(np.zeros((1, 20, 16), "float32"))
+
+
+@pytest.mark.parametrize("kind", ["vit", "mae"])
+def test_sincos_models_save_and_load(images, kind, tmp_path):
+    model = build(kind, pos_init="sincos")
+    mask = mask_for(images, 0.6, seed=2)
+    before = models.reconstruct(model, images, mask, P)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_array_equal(models.reconstruct(models.load_predictor(tmp_path / "m.keras"), images, mask, P), before)
 
 
 def test_model_config_roundtrip(tiny_models):
@@ -190,6 +218,9 @@ def test_mixed_precision_keeps_float32_output(images):
     [
         (lambda: models.build_vit(**{**TINY, "embed_dim": 30, "num_heads": 4}), r"embed_dim=30 must be divisible by num_heads=4"),
         (lambda: models.build_mae(**{**TINY_MAE, "decoder_dim": 10, "decoder_num_heads": 4}), r"decoder_dim=10 .*decoder_num_heads=4"),
+        (lambda: models.build_vit(**{**TINY, "pos_init": "sine"}), r"pos_init must be one of \['random', 'sincos'\], got 'sine'"),
+        (lambda: models.build_vit(**{**TINY, "pos_init": "sincos", "embed_dim": 18}), r"embed_dim=18 must be divisible by 4 for pos_init='sincos'"),
+        (lambda: models.build_mae(**{**TINY_MAE, "pos_init": "sincos", "decoder_dim": 6}), r"decoder_dim=6 must be divisible by 4"),
         (lambda: models.build_vit(**{**TINY, "patch_size": 5}), r"patch_size must divide the image size 16x16; got 5"),
         (lambda: models.build_vit(**{**TINY, "dropout": 1.5}), r"dropout must be a number in \[0, 1\), got 1.5"),
         (lambda: models.build_vit(**{**TINY, "depth": 0}), r"depth must be an integer >= 1, got 0"),

@@ -42,6 +42,22 @@ def test_bench_quality_trains_scores_and_writes_the_table(tmp_path, plan, predic
     assert table.count("\n") == 1 + 2 * len(predictors) and "| vit | rows |" in table
 
 
+def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path):
+    assert quality.recipe_settings("reference", "vit") == ({}, 1e-3)
+    assert quality.recipe_settings("tuned", "mae") == ({"dropout": 0.0, "pos_init": "sincos"}, 2e-3)
+    assert quality.recipe_settings("tuned", "cnn") == ({}, 1e-3)
+    assert quality.recipe_settings("tuned", "vit", {"vit": {"dropout": 0.2, "depth": 1}}) == (
+        {"dropout": 0.2, "pos_init": "sincos", "depth": 1}, 2e-3)
+    data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
+    rows = quality.bench_quality(data, minutes_per_model=0.02, strategies=("columns",), predictors=("vit",),
+                                 output=tmp_path / "out", batch_size=8, model_kwargs=TINY, progress=False)
+    assert rows[0]["recipe"] == "tuned" and "pos_init=sincos" in rows[0]["settings"] and "lr=0.002" in rows[0]["settings"]
+    from helpers.models import load_predictor
+
+    model = load_predictor(tmp_path / "out" / "models" / "vit" / "final.keras")
+    assert model.get_layer("pos_embed").init == "sincos" and model.get_layer("block_0").dropout == 0.0
+
+
 def test_bench_quality_bad_settings(tmp_path):
     data = write_cifar_folder(tmp_path / "cifar", n=8, train_batches=1)
     with pytest.raises(ValueError, match="plan must be one of"):
@@ -50,3 +66,5 @@ def test_bench_quality_bad_settings(tmp_path):
         quality.bench_quality(data, minutes_per_model=0, output=tmp_path / "o")
     with pytest.raises(ValueError, match="ratio must be strictly between 0 and 1"):
         quality.bench_quality(data, ratio=1.0, output=tmp_path / "o")
+    with pytest.raises(ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'best'"):
+        quality.bench_quality(data, recipe="best", output=tmp_path / "o")
