@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
-from .experiments import write_atomic
+from ._io import write_atomic
 from .masking import SCORES, STRATEGIES, make_mask, n_masked
 
 METRICS_JSON = "metrics.json"
@@ -234,6 +234,17 @@ def _score_fn(score, predictor):
     return score
 
 
+def score_predictor(predictor, images: np.ndarray, mask: np.ndarray, patch_size: int, *,
+                    batch_size: int = 256) -> tuple[dict, np.ndarray]:
+    """Reconstruct ``images`` with ``mask`` hidden and score the composite: returns
+    (mean and std of every metric of :func:`helpers.metrics.evaluate`, the reconstructed images)."""
+    from .metrics import evaluate, summarize
+    from .models import reconstruct
+
+    predicted = reconstruct(predictor, images, mask, patch_size, batch_size=batch_size)
+    return summarize(evaluate(images, predicted, mask, patch_size)), predicted
+
+
 def evaluate_predictor(predictor, images: np.ndarray, *, strategy: str, ratio: float, patch_size: int = 4,
                        mask_seed: int = 0, score_fn=None, batch_size: int = 256) -> dict:
     """Score ``predictor`` on ``images`` with masks drawn from ``mask_seed``.
@@ -247,8 +258,7 @@ def evaluate_predictor(predictor, images: np.ndarray, *, strategy: str, ratio: f
     ``{metric}_mean`` and ``{metric}_std`` for ``mse_masked``, ``psnr_masked``, ``mse``, ``psnr``
     and ``ssim`` (:func:`helpers.metrics.summarize` of :func:`helpers.metrics.evaluate`).
     """
-    from .metrics import evaluate, summarize
-    from .models import model_kind, reconstruct
+    from .models import model_kind
 
     strategy = check_strategy(strategy)
     ratio = check_eval_ratio(ratio)
@@ -260,8 +270,7 @@ def evaluate_predictor(predictor, images: np.ndarray, *, strategy: str, ratio: f
     start = time.perf_counter()
     mask = make_mask(strategy, ratio, images=images, patch_size=patch_size,
                      score_fn=_score_fn(score, predictor), seed=mask_seed)
-    predicted = reconstruct(predictor, images, mask, patch_size, batch_size=batch_size)
-    summary = summarize(evaluate(images, predicted, mask, patch_size))
+    summary, _ = score_predictor(predictor, images, mask, patch_size, batch_size=batch_size)
     return {
         "strategy": strategy,
         "ratio": ratio,
@@ -361,9 +370,6 @@ def compare_predictors(predictors: dict, images: np.ndarray, *, strategy: str, r
     mean/std of every metric of :func:`helpers.metrics.evaluate`), label -> reconstructed images,
     and the boolean mask (N, L) they all had to fill in.
     """
-    from .metrics import evaluate, summarize
-    from .models import reconstruct
-
     if not isinstance(predictors, dict) or not predictors:
         raise EvaluationError("predictors", predictors, "must be a non-empty dict label -> predictor")
     strategy = check_strategy(strategy)
@@ -373,8 +379,7 @@ def compare_predictors(predictors: dict, images: np.ndarray, *, strategy: str, r
     rows, recon = [], {}
     for label, predictor in predictors.items():
         start = time.perf_counter()
-        recon[label] = reconstruct(predictor, images, mask, patch_size)
-        summary = summarize(evaluate(images, recon[label], mask, patch_size))
+        summary, recon[label] = score_predictor(predictor, images, mask, patch_size)
         rows.append({"predictor": label, **summary, "seconds": time.perf_counter() - start})
     return rows, recon, mask
 

@@ -26,7 +26,6 @@ import io
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import check_choice, check_positive_int, check_ratio
+from ._io import write_atomic
 from .masking import STRATEGIES, make_mask
 
 PREDICTORS = ("vit", "mae", "cnn", "biharmonic")
@@ -138,22 +138,6 @@ def model_id(predictor: str, strategy: str, train_ratio) -> str:
 # --------------------------------------------------------------------------------------------
 # Files written safely
 # --------------------------------------------------------------------------------------------
-def write_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def read_csv(path) -> list[dict]:
     """Rows of a results CSV with numbers converted back to floats."""
     path = Path(path)
@@ -411,8 +395,7 @@ class Sweep:
     def evaluate_cell(self, strategy: str, ratio: float, predictor: str, eval_strategy: str | None = None) -> dict:
         """Train or load the model of a cell and score it on the test set (with ``eval_strategy``
         masks when given, for the cross-strategy matrix)."""
-        from .metrics import evaluate, summarize
-        from .models import reconstruct
+        from .evaluation import score_predictor
 
         eval_strategy = eval_strategy or strategy
         t0 = time.perf_counter()
@@ -420,8 +403,7 @@ class Sweep:
         t1 = time.perf_counter()
         x = self.dataset.x_test
         mask = self.masks(eval_strategy, ratio)
-        pred = reconstruct(model, x, mask, self.config.patch_size)
-        summary = summarize(evaluate(x, pred, mask, self.config.patch_size))
+        summary, _ = score_predictor(model, x, mask, self.config.patch_size)
         t2 = time.perf_counter()
         row = {"predictor": predictor, "strategy": eval_strategy, "ratio": ratio}
         if eval_strategy != strategy:

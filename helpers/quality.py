@@ -32,9 +32,8 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 
-from ._checks import check_positive_int, check_ratio
+from ._checks import check_choice, check_positive_int, check_ratio
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
 QUALITY_PREDICTORS = ("biharmonic", "vit", "mae", "cnn")
@@ -62,7 +61,7 @@ def epochs_for_budget(images_per_s: float, n_images: int, seconds: float, overhe
 
 
 def train_within_budget(kind: str, dataset, strategy: str, ratio: float, seconds: float, run_dir, *,
-                        batch_size: int = 64, seed: int = 0, lr: float = 1e-3, model_kwargs=None, verbose=0) -> tuple:
+                        patch_size: int = 4, batch_size: int = 64, seed: int = 0, lr: float = 1e-3, model_kwargs=None, verbose=0) -> tuple:
     """Build and train one model within ``seconds`` of wall time; returns (model, train result)."""
     from .models import build_model, load_predictor
     from .training import train, training_throughput
@@ -70,14 +69,16 @@ def train_within_budget(kind: str, dataset, strategy: str, ratio: float, seconds
     kwargs = dict(model_kwargs or {})
     kwargs.setdefault("image_shape", dataset.image_shape)
     kwargs.setdefault("seed", seed)
+    kwargs.setdefault("patch_size", patch_size)
     if kind == "mae":
         kwargs.setdefault("min_mask_ratio", ratio)
     probe = build_model(kind, **kwargs)
     n_probe = min(len(dataset.x_train), 8 * batch_size)
-    ips = training_throughput(probe, dataset.x_train[:n_probe], strategy=strategy, ratio=ratio, batch_size=batch_size)
+    ips = training_throughput(probe, dataset.x_train[:n_probe], patch_size=patch_size, strategy=strategy, ratio=ratio,
+                              batch_size=batch_size)
     epochs = epochs_for_budget(ips, len(dataset.x_train), seconds)
     model = build_model(kind, **kwargs)
-    result = train(model, dataset, strategy=strategy, ratio=ratio, epochs=epochs, batch_size=batch_size, seed=seed,
+    result = train(model, dataset, patch_size=patch_size, strategy=strategy, ratio=ratio, epochs=epochs, batch_size=batch_size, seed=seed,
                    run_dir=run_dir, lr=lr, lr_schedule="cosine", warmup_epochs=max(1, epochs // 20), augment=True,
                    verbose=verbose, callbacks=[_time_limit(seconds)])
     result["planned_epochs"] = epochs
@@ -113,7 +114,7 @@ def _describe(settings: dict, lr) -> str:
 
 def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0.5, strategies=QUALITY_STRATEGIES,
                   plan: str = "mixed", recipe: str = "tuned",
-                  predictors=QUALITY_PREDICTORS, output="runs/bench_quality", batch_size: int = 64, seed: int = 0,
+                  predictors=QUALITY_PREDICTORS, output="runs/bench_quality", patch_size: int = 4, batch_size: int = 64, seed: int = 0,
                   mask_seed: int = 0, val_fraction: float = 0.05, model_kwargs=None, progress: bool = True) -> list[dict]:
     """Train and score every predictor on every strategy; returns the rows of the table.
 
@@ -124,11 +125,13 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     """
     from tqdm import tqdm
 
+    from ._io import write_atomic
     from .data import load_dataset
-    from .experiments import append_row, write_atomic
+    from .evaluation import score_predictor
+    from .experiments import append_row
     from .masking import make_mask
-    from .metrics import evaluate, summarize
-    from .models import BiharmonicInpainter, reconstruct
+    from .models import BiharmonicInpainter
+    from .patches import grid_shape
 
     ratio = check_ratio(ratio)
     if plan not in QUALITY_PLANS:
@@ -138,6 +141,9 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     if not minutes_per_model > 0:
         raise ValueError(f"minutes_per_model must be > 0, got {minutes_per_model!r}")
     check_positive_int(batch_size, "batch_size")
+    check_positive_int(patch_size, "patch_size")
+    for p in predictors:
+        check_choice(p, "predictor", QUALITY_PREDICTORS)
     settings = {p: recipe_settings(recipe, p, model_kwargs) for p in predictors if p != "biharmonic"}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,7 +154,8 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     csv_path = out / "quality.csv"
     if csv_path.exists():
         csv_path.unlink()
-    masks = {s: make_mask(s, ratio, n_images=len(ds.x_test), grid=(8, 8), seed=mask_seed) for s in strategies}
+    grid = grid_shape(ds.image_shape[:2], patch_size)
+    masks = {s: make_mask(s, ratio, n_images=len(ds.x_test), grid=grid, seed=mask_seed) for s in strategies}
     jobs = [(p, s) for p in predictors for s in strategies]
     bar = tqdm(jobs, desc="bench quality", unit="cell", disable=not progress)
     trained: dict[str, tuple] = {}
@@ -163,12 +170,12 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
         else:
             train_strategy = list(strategies) if plan == "mixed" else strategy
             model, info = train_within_budget(predictor, ds, train_strategy, ratio, seconds, out / "models" / key,
-                                              batch_size=batch_size, seed=seed, lr=settings[predictor][1],
+                                              patch_size=patch_size, batch_size=batch_size, seed=seed,
+                                              lr=settings[predictor][1],
                                               model_kwargs=settings[predictor][0])
             trained[key] = (model, info)
         mask = masks[strategy]
-        pred = reconstruct(model, ds.x_test, mask, 4)
-        summary = summarize(evaluate(ds.x_test, pred, mask, 4))
+        summary, _ = score_predictor(model, ds.x_test, mask, patch_size)
         row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan, "recipe": recipe,
                "settings": _describe(*settings.get(predictor, ({}, None))), "n_train": len(ds.x_train),
                "n_test": len(ds.x_test), "epochs": info["epochs"], "train_minutes": round(info["seconds"] / 60, 2),

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import time
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 
 from ._checks import check_choice, check_images, check_positive_int, check_ratio
+from ._io import write_atomic
 from .masking import STRATEGIES, make_mask, n_masked
 from .models import MODEL_KINDS, mae_min_masked, model_inputs, model_kind
 from .patches import grid_shape, patch_mask_to_pixels, patchify
@@ -252,12 +254,11 @@ class HistoryCSV(keras.callbacks.Callback):
 
     def _write(self):
         keys = ["epoch"] + sorted({k for r in self.rows for k in r} - {"epoch", "seconds"}) + ["seconds"]
-        tmp = self.path.with_name(f".{self.path.name}.partial")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, self.path)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_atomic(self.path, buf.getvalue())
 
 
 class _EpochSync(keras.callbacks.Callback):

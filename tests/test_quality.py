@@ -68,3 +68,7 @@ def test_bench_quality_bad_settings(tmp_path):
         quality.bench_quality(data, ratio=1.0, output=tmp_path / "o")
     with pytest.raises(ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'best'"):
         quality.bench_quality(data, recipe="best", output=tmp_path / "o")
+    with pytest.raises(ValueError, match=r"predictor must be one of .*got 'knn'"):
+        quality.bench_quality(data, predictors=("vit", "knn"), output=tmp_path / "o")
+    with pytest.raises(ValueError, match=r"patch_size must divide the image size 32x32; got 5"):
+        quality.bench_quality(data, patch_size=5, predictors=("biharmonic",), output=tmp_path / "o")
