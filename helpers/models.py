@@ -88,8 +88,8 @@ def _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp
     _check_heads(embed_dim, num_heads, "embed_dim", "num_heads")
     _check_sincos_width(embed_dim, "embed_dim", pos_init)
     _check_dropout(dropout)
-    gh, gw = grid_shape(image_shape[:2], patch_size)
-    return gh * gw, patch_size * patch_size * image_shape[2]
+    grid = grid_shape(image_shape[:2], patch_size)
+    return grid, grid[0] * grid[1], patch_size * patch_size * image_shape[2]
 
 
 @contextmanager
@@ -144,9 +144,8 @@ def build_vit(
 
     from . import layers as mim
 
-    num_patches, patch_dim = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout,
-                                                pos_init)
-    grid = grid_shape(image_shape[:2], patch_size)
+    grid, num_patches, patch_dim = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
+                                                      dropout, pos_init)
     _seed(seed)
     with _policy(mixed_precision):
         patches = keras.Input((num_patches, patch_dim), name="patches")
@@ -189,9 +188,8 @@ def build_mae(
 
     from . import layers as mim
 
-    num_patches, patch_dim = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout,
-                                                pos_init)
-    grid = grid_shape(image_shape[:2], patch_size)
+    grid, num_patches, patch_dim = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
+                                                      dropout, pos_init)
     for value, name in ((decoder_dim, "decoder_dim"), (decoder_depth, "decoder_depth"),
                         (decoder_num_heads, "decoder_num_heads"), (decoder_mlp_dim, "decoder_mlp_dim")):
         check_positive_int(value, name)

@@ -100,9 +100,7 @@ RECIPES = {
 def recipe_settings(recipe: str, predictor: str, model_kwargs=None) -> tuple[dict, float]:
     """(builder keyword arguments, peak learning rate) of ``predictor`` under ``recipe``; the
     arguments are updated by ``model_kwargs[predictor]``."""
-    if recipe not in RECIPES:
-        raise ValueError(f"recipe must be one of {list(RECIPES)}, got {recipe!r}")
-    kwargs, lr = RECIPES[recipe][predictor]
+    kwargs, lr = RECIPES[check_choice(recipe, "recipe", RECIPES)][predictor]
     return {**kwargs, **(model_kwargs or {}).get(predictor, {})}, lr
 
 
@@ -136,10 +134,8 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     from .patches import grid_shape
 
     ratio = check_ratio(ratio)
-    if plan not in QUALITY_PLANS:
-        raise ValueError(f"plan must be one of {list(QUALITY_PLANS)}, got {plan!r}")
-    if recipe not in RECIPES:
-        raise ValueError(f"recipe must be one of {list(RECIPES)}, got {recipe!r}")
+    check_choice(plan, "plan", QUALITY_PLANS)
+    check_choice(recipe, "recipe", RECIPES)
     if not minutes_per_model > 0:
         raise ValueError(f"minutes_per_model must be > 0, got {minutes_per_model!r}")
     check_positive_int(batch_size, "batch_size")
