@@ -288,6 +288,14 @@ def _subset(x, y, n, rng, name):
     return x[idx], y[idx]
 
 
+SPLIT_STREAMS = {"train": 0, "test": 1, "val": 2}  # one random stream per split, derived from the seed
+
+
+def _split_rng(seed: int, split: str) -> np.random.Generator:
+    """The generator for one split: subsets and the validation draw never shift one another."""
+    return np.random.default_rng([seed, SPLIT_STREAMS[split]])
+
+
 def load_dataset(
     name: str = "sample",
     *,
@@ -301,12 +309,14 @@ def load_dataset(
     """Load ``name`` (``sample`` or ``cifar10``) as float32 splits in [0, 1].
 
     ``n_train``/``n_test`` take seeded random subsets (None or 0: all); ``val_fraction`` of the
-    training images (after subsetting) become the validation set.
+    training images (after subsetting) become the validation set. Each split draws from its own
+    generator, so the test images depend only on (name, n_test, seed) and the training and
+    validation images only on (name, n_train, val_fraction, seed).
     """
+    seed = check_positive_int(seed, "seed", minimum=0)
     check_choice(name, "dataset", DATASETS)
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
-    rng = np.random.default_rng(seed)
     if name == "sample":
         (x_tr, y_tr), (x_te, y_te), names = make_sample_dataset(seed=seed)
         source = "embedded: crops of scikit-image photographs"
@@ -315,10 +325,10 @@ def load_dataset(
         (x_tr, y_tr), (x_te, y_te), names = load_cifar10(data_dir, download=download)
         source = "CIFAR-10 python batches"
         scale = 1.0 / 255.0
-    x_tr, y_tr = _subset(x_tr, y_tr, n_train, rng, "n_train")
-    x_te, y_te = _subset(x_te, y_te, n_test, rng, "n_test")
+    x_tr, y_tr = _subset(x_tr, y_tr, n_train, _split_rng(seed, "train"), "n_train")
+    x_te, y_te = _subset(x_te, y_te, n_test, _split_rng(seed, "test"), "n_test")
     n_val = int(round(len(x_tr) * val_fraction))
-    perm = rng.permutation(len(x_tr))
+    perm = _split_rng(seed, "val").permutation(len(x_tr))
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
     def as_float(x):

@@ -187,8 +187,31 @@ def test_load_dataset_sample_subsets():
         ({"n_train": -3}, ValueError, "n_train must be an integer >= 1, got -3"),
         ({"n_train": 10**6}, ValueError, "n_train=1000000 is more than the 5000 images available"),
         ({"n_test": 2.5}, TypeError, "n_test must be an integer"),
+        ({"seed": -1}, ValueError, "seed must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, exc, message):
     with pytest.raises(exc, match=message):
         data.load_dataset(**kwargs)
+
+
+def test_test_images_do_not_depend_on_n_train():
+    small = data.load_dataset("sample", n_train=200, n_test=50, seed=0)
+    large = data.load_dataset("sample", n_train=400, n_test=50, seed=0)
+    np.testing.assert_array_equal(small.x_test, large.x_test)
+    np.testing.assert_array_equal(small.y_test, large.y_test)
+    assert len(small.x_train) != len(large.x_train)
+
+
+def test_training_and_validation_images_do_not_depend_on_n_test():
+    a = data.load_dataset("sample", n_train=200, n_test=50, seed=0)
+    b = data.load_dataset("sample", n_train=200, n_test=80, seed=0)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    assert len(a.x_test) != len(b.x_test)
+
+
+def test_the_seed_changes_the_test_subset():
+    a = data.load_dataset("sample", n_train=100, n_test=50, seed=0)
+    b = data.load_dataset("sample", n_train=100, n_test=50, seed=1)
+    assert not np.array_equal(a.x_test, b.x_test)
