@@ -307,7 +307,7 @@ def _add_evaluate(subparsers):
 
     p = subparsers.add_parser(
         "evaluate",
-        help="score a saved model (or biharmonic inpainting) on a test set with fixed masks",
+        help="score a saved model (or biharmonic inpainting, or the mean-colour guess) on a test set with fixed masks",
         description=(
             "Reconstruct the test images (test_batch of a CIFAR-10 python-batch folder, all or the first N;\n"
             "or the test split of the embedded sample set) with masks drawn from a fixed seed, and write\n"
@@ -319,11 +319,14 @@ def _add_evaluate(subparsers):
             "  python -m helpers evaluate --model saved_models/vit-random-0.50-seed0/best.keras --dataset cifar10 "
             "--data-dir data/cifar-10-batches-py --strategy random --ratio 0.5 --output results/eval-vit\n"
             "  python -m helpers evaluate --model biharmonic --dataset sample --strategy rows --ratio 0.3 "
-            "--n-test 200 --output results/eval-biharmonic"
+            "--n-test 200 --output results/eval-biharmonic\n"
+            "  python -m helpers evaluate --model mean_colour --dataset sample --strategy rows --ratio 0.3 "
+            "--n-test 200 --output results/eval-mean-colour"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, metavar="PATH|biharmonic", help="a saved .keras model, or biharmonic")
+    p.add_argument("--model", required=True, metavar="PATH|biharmonic|mean_colour",
+                   help="a saved .keras model, or biharmonic (inpainting) or mean_colour (the visible mean colour), not learned")
     p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="dataset (default: cifar10)")
     p.add_argument("--data-dir", metavar="DIR", help="folder holding test_batch (default: the Keras cache)")
     p.add_argument("--strategy", required=True, choices=STRATEGIES, help="masking strategy")
@@ -399,7 +402,7 @@ def _add_bench(subparsers):
     quality.add_argument("--plan", choices=_quality.QUALITY_PLANS, default="mixed",
                          help="mixed: one model per predictor on all strategies (default); per_strategy: one per strategy")
     quality.add_argument("--predictors", nargs="+", metavar="P",
-                         help="predictors to train and score (default: biharmonic vit mae cnn)")
+                         help=f"predictors to train and score (default: {' '.join(_quality.QUALITY_PREDICTORS)})")
     quality.add_argument("--recipe", choices=tuple(_quality.RECIPES), default="tuned",
                          help="model settings: tuned (default: no dropout, sine-cosine start of the position "
                               "embeddings) or reference (the builders' defaults)")

@@ -4,7 +4,7 @@
   the ``test_batch`` file is needed (read with :func:`helpers.data.read_cifar_batch`), so any folder
   in the CIFAR-10 python-batch format works, with or without ``data_batch_*``; ``sample`` gives the
   test split of the embedded dataset (seed 0).
-- :func:`load_model`: a saved ``.keras`` model or ``"biharmonic"``.
+- :func:`load_model`: a saved ``.keras`` model, ``"biharmonic"`` or ``"mean_colour"`` (not learned).
 - :func:`evaluate_predictor`: masks drawn with a fixed seed, the reconstruction, and the summary
   (mean and standard deviation over the images) of :func:`helpers.metrics.evaluate`.
 - :func:`run_evaluation`: all of the above with the settings recorded next to the numbers;
@@ -31,6 +31,7 @@ import numpy as np
 from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
 from ._io import write_atomic
 from .masking import SCORES, STRATEGIES, make_mask, n_masked
+from .models import NON_LEARNED
 
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
@@ -76,10 +77,10 @@ def check_score(score, strategy: str, model) -> str | None:
     """The importance score name to use (None unless the strategy is ``importance``)."""
     if score is not None and score not in SCORE_CHOICES and not callable(score):
         raise EvaluationError("score", score, f"unknown importance score; allowed: {', '.join(SCORE_CHOICES)}")
-    if score == "gradient" and model == "biharmonic":
+    if score == "gradient" and isinstance(model, str) and model in NON_LEARNED:
         raise EvaluationError(
-            "score", score, "needs a trained Keras model (vit, mae or cnn); biharmonic inpainting has no gradients; "
-            f"allowed with biharmonic: {', '.join(SCORES)}"
+            "score", score, f"needs a trained Keras model (vit, mae or cnn); {model} has no gradients; "
+            f"allowed with {model}: {', '.join(SCORES)}"
         )
     if strategy != "importance":
         return None
@@ -114,7 +115,7 @@ def check_predictor_fits(predictor, ratio: float, patch_size: int, image_shape) 
     from .models import mae_min_masked, model_kind
 
     kind = model_kind(predictor)
-    if kind == "biharmonic":
+    if kind in NON_LEARNED:
         return
     gh, gw = image_shape[0] // patch_size, image_shape[1] // patch_size
     n_patches = gh * gw
@@ -200,23 +201,23 @@ def load_test_images(dataset: str = "cifar10", data_dir=None, n_test: int | None
 
 
 def check_model_path(model) -> None:
-    """``model`` must be ``"biharmonic"`` or an existing ``.keras`` file (checked without loading)."""
-    if model == "biharmonic":
+    """``model`` must be a name of :data:`NON_LEARNED` or an existing ``.keras`` file (checked without loading)."""
+    if isinstance(model, str) and model in NON_LEARNED:
         return
     path = Path(os.fspath(model))
     if not str(path).endswith(".keras"):
-        raise EvaluationError("model", str(model), "must be a .keras file saved by train (e.g. RUN/best.keras) or 'biharmonic'")
+        raise EvaluationError("model", str(model), f"must be a .keras file saved by train (e.g. RUN/best.keras) or one of {', '.join(NON_LEARNED)}")
     if not path.is_file():
-        raise EvaluationError("model", str(model), "no such file; give a saved .keras model (e.g. RUN/best.keras) or 'biharmonic'")
+        raise EvaluationError("model", str(model), f"no such file; give a saved .keras model (e.g. RUN/best.keras) or one of {', '.join(NON_LEARNED)}")
 
 
 def load_model(model):
-    """A :class:`~helpers.models.BiharmonicInpainter` for ``"biharmonic"``, else the saved model."""
+    """The non-learned predictor for a name of :data:`NON_LEARNED`, else the saved model."""
     from .models import load_predictor
 
     check_model_path(model)
     try:
-        return load_predictor(os.fspath(model) if model != "biharmonic" else model)
+        return load_predictor(model if isinstance(model, str) and model in NON_LEARNED else os.fspath(model))
     except Exception as exc:  # corrupt or foreign file
         raise EvaluationError("model", str(model), f"could not be loaded as a Keras model ({type(exc).__name__}: {exc})") from None
 

@@ -35,8 +35,7 @@ import numpy as np
 from ._checks import check_choice, check_positive_int, check_ratio
 from ._io import write_atomic
 from .masking import STRATEGIES, make_mask
-
-PREDICTORS = ("vit", "mae", "cnn", "biharmonic")
+from .models import PREDICTORS
 PLANS = ("per_cell", "per_strategy")
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 METRICS_FILE = "metrics.csv"
@@ -331,12 +330,12 @@ class Sweep:
         return kwargs
 
     def model(self, predictor: str, strategy: str, ratio: float):
-        """The predictor for a cell: biharmonic, a saved model, or a model trained now."""
-        from .models import BiharmonicInpainter, build_model, load_predictor
+        """The predictor for a cell: a non-learned one (never trained), a saved model, or a model trained now."""
+        from .models import NON_LEARNED, build_model, load_predictor
         from .training import train
 
-        if predictor == "biharmonic":
-            return BiharmonicInpainter()
+        if predictor in NON_LEARNED:
+            return load_predictor(predictor)
         train_ratio = self.config.training_ratio(ratio)
         key = model_id(predictor, strategy, train_ratio)
         if key in self._models:

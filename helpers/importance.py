@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from ._checks import check_images, check_mask, check_patch_size, check_positive_int
-from .models import CNN_FILL, check_mask_for_model, mae_min_masked, model_kind
+from .models import CNN_FILL, NON_LEARNED, check_mask_for_model, mae_min_masked, model_kind
 from .patches import grid_shape, patch_mask_to_pixels, patchify, patchify_ops
 
 
@@ -120,8 +120,8 @@ def gradient_scores(
     check_patch_size(patch_size, images.shape[1:3])
     batch_size = check_positive_int(batch_size, "batch_size")
     kind = model_kind(model)
-    if kind == "biharmonic":
-        raise ValueError("gradient_scores needs a Keras model (vit, mae or cnn); the biharmonic inpainter has no gradients")
+    if kind in NON_LEARNED:
+        raise ValueError(f"gradient_scores needs a Keras model (vit, mae or cnn); the {kind} inpainter has no gradients")
     gh, gw = grid_shape(images.shape[1:3], patch_size)
     n_patches = gh * gw
     images = images.astype(np.float32, copy=False)

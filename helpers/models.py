@@ -1,4 +1,5 @@
-"""Predictors of hidden patches: two Transformers, a convolutional autoencoder, biharmonic inpainting.
+"""Predictors of hidden patches: two Transformers, a convolutional autoencoder, biharmonic inpainting,
+the mean-colour guess.
 
 Every predictor answers :func:`reconstruct` ``(predictor, images, mask, patch_size) -> images``
 with a full image; :mod:`helpers.metrics` makes the composite and scores it.
@@ -23,6 +24,8 @@ with a full image; :mod:`helpers.metrics` makes the composite and scores it.
   :data:`CNN_FILL`) plus the pixel mask as an extra channel, output the whole image.
 - ``biharmonic`` (:class:`BiharmonicInpainter`): ``skimage.restoration.inpaint_biharmonic``,
   not learned.
+- ``mean_colour`` (:class:`MeanColourInpainter`): every hidden pixel gets the mean colour of the
+  image's visible pixels; what a model that learned nothing scores.
 
 Models take named inputs: ``{"patches": (N, L, D), "mask": (N, L)}`` for the Transformers,
 ``{"image": (N, H, W, C + 1)}`` for the CNN (see :func:`model_inputs`); masks as inputs are
@@ -42,7 +45,8 @@ from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels, patchify, unpatchify
 
 MODEL_KINDS = ("vit", "mae", "cnn")
-PREDICTORS = (*MODEL_KINDS, "biharmonic")
+NON_LEARNED = ("biharmonic", "mean_colour")
+PREDICTORS = (*MODEL_KINDS, *NON_LEARNED)
 CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
 SELECTOR_NAME = "mae_select"  # the TokenSelector layer of an MAE, which knows n_keep
 
@@ -305,13 +309,34 @@ class BiharmonicInpainter:
         return "BiharmonicInpainter()"
 
 
+class MeanColourInpainter:
+    """Non-learned floor: every hidden pixel gets the mean colour (per channel) of the image's
+    visible pixels (of the whole image if nothing is visible); visible pixels are kept."""
+
+    name = "mean_colour"
+
+    def predict(self, images: np.ndarray, mask: np.ndarray, patch_size: int) -> np.ndarray:
+        """Full images (N, H, W, C) float32 with the masked patches set to the visible mean colour."""
+        hidden = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])  # (N, H, W, 1)
+        images = images.astype(np.float32, copy=False)
+        weights = np.where(hidden.all(axis=(1, 2, 3), keepdims=True), True, ~hidden).astype(np.float32)
+        mean = (images * weights).sum(axis=(1, 2), keepdims=True) / weights.sum(axis=(1, 2), keepdims=True)
+        return np.where(hidden, mean, images).astype(np.float32)
+
+    def __repr__(self):
+        return "MeanColourInpainter()"
+
+
+_NON_LEARNED_CLASSES = {"biharmonic": BiharmonicInpainter, "mean_colour": MeanColourInpainter}
+
+
 # --------------------------------------------------------------------------------------------
 # One interface for every predictor
 # --------------------------------------------------------------------------------------------
 def model_kind(predictor) -> str:
-    """``vit``, ``mae``, ``cnn`` or ``biharmonic``."""
-    if isinstance(predictor, BiharmonicInpainter):
-        return "biharmonic"
+    """``vit``, ``mae``, ``cnn``, ``biharmonic`` or ``mean_colour``."""
+    if isinstance(predictor, tuple(_NON_LEARNED_CLASSES.values())):
+        return predictor.name
     name = getattr(predictor, "name", None)
     if name in MODEL_KINDS:
         return name
@@ -323,7 +348,7 @@ def model_kind(predictor) -> str:
         return "mae" if SELECTOR_NAME in layer_names else "vit"
     raise ValueError(
         f"cannot tell the kind of predictor {predictor!r}: expected a model from build_vit/build_mae/"
-        f"build_cnn_autoencoder (name one of {list(MODEL_KINDS)}) or a BiharmonicInpainter"
+        f"build_cnn_autoencoder (name one of {list(MODEL_KINDS)}), a BiharmonicInpainter or a MeanColourInpainter"
     )
 
 
@@ -395,7 +420,7 @@ def reconstruct(predictor, images: np.ndarray, mask: np.ndarray, patch_size: int
     check_mask(mask, n_images=images.shape[0], n_patches=gh * gw)
     batch_size = check_positive_int(batch_size, "batch_size")
     kind = model_kind(predictor)
-    if kind == "biharmonic":
+    if kind in NON_LEARNED:
         return predictor.predict(images, mask, patch_size)
     _check_model_geometry(predictor, kind, images, patch_size)
     check_mask_for_model(predictor, mask)
@@ -408,16 +433,17 @@ def reconstruct(predictor, images: np.ndarray, mask: np.ndarray, patch_size: int
 
 
 def load_predictor(path_or_name):
-    """``"biharmonic"`` gives a :class:`BiharmonicInpainter`; a path loads a saved ``.keras`` model."""
+    """``"biharmonic"`` or ``"mean_colour"`` gives that non-learned predictor; a path loads a saved
+    ``.keras`` model."""
     import keras
 
     from . import layers  # noqa: F401  (registers the custom layers)
 
-    if isinstance(path_or_name, str) and path_or_name == "biharmonic":
-        return BiharmonicInpainter()
+    if isinstance(path_or_name, str) and path_or_name in NON_LEARNED:
+        return _NON_LEARNED_CLASSES[path_or_name]()
     path = os.fspath(path_or_name)
     if not path.endswith(".keras"):
-        raise ValueError(f"path_or_name must be 'biharmonic' or a path to a .keras file, got {path_or_name!r}")
+        raise ValueError(f"path_or_name must be one of {list(NON_LEARNED)} or a path to a .keras file, got {path_or_name!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no saved model at {path!r}")
     return keras.saving.load_model(path, compile=False)

@@ -36,7 +36,7 @@ from pathlib import Path
 from ._checks import check_choice, check_positive_int, check_ratio
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
-QUALITY_PREDICTORS = ("biharmonic", "vit", "mae", "cnn")
+QUALITY_PREDICTORS = ("biharmonic", "mean_colour", "vit", "mae", "cnn")
 
 
 def _time_limit(seconds: float):
@@ -130,7 +130,7 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     from .evaluation import score_predictor
     from .experiments import append_row
     from .masking import make_mask
-    from .models import BiharmonicInpainter
+    from .models import NON_LEARNED, load_predictor
     from .patches import grid_shape
 
     ratio = check_ratio(ratio)
@@ -142,7 +142,7 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     check_positive_int(patch_size, "patch_size")
     for p in predictors:
         check_choice(p, "predictor", QUALITY_PREDICTORS)
-    settings = {p: recipe_settings(recipe, p, model_kwargs) for p in predictors if p != "biharmonic"}
+    settings = {p: recipe_settings(recipe, p, model_kwargs) for p in predictors if p not in NON_LEARNED}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset("cifar10", data_dir=data_dir, val_fraction=val_fraction, seed=seed, download=False)
@@ -161,8 +161,8 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
         key = predictor if plan == "mixed" else f"{predictor}-{strategy}"
-        if predictor == "biharmonic":
-            model, info = BiharmonicInpainter(), {"epochs": 0, "seconds": 0.0}
+        if predictor in NON_LEARNED:
+            model, info = load_predictor(predictor), {"epochs": 0, "seconds": 0.0}
         elif key in trained:
             model, info = trained[key]
         else:

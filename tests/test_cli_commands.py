@@ -208,6 +208,13 @@ def test_evaluate_biharmonic(cifar, tmp_path, capsys):
     assert got["model_kind"] == "biharmonic" and got["n_test"] == 5 and np.isfinite(got["psnr_masked_mean"])
 
 
+def test_evaluate_mean_colour(cifar, tmp_path, capsys):
+    code, out, err = _evaluate(capsys, "mean_colour", tmp_path, "--n-test", "5", data_dir=cifar, strategy="rows", ratio="0.25")
+    assert code == 0, err
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    assert got["model_kind"] == "mean_colour" and got["n_test"] == 5 and np.isfinite(got["psnr_masked_mean"])
+
+
 def test_evaluate_on_the_sample_test_split(tmp_path, capsys):
     code, out, err = _main(capsys, "evaluate", "--model", "biharmonic", "--dataset", "sample", "--strategy", "random",
                            "--ratio", "0.5", "--n-test", "4", "--output", tmp_path)

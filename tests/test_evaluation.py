@@ -158,13 +158,24 @@ def test_gradient_scores_use_the_model(cifar, saved):
     assert got["score"] == "gradient"
 
 
-def test_gradient_scores_need_a_model(cifar):
-    from helpers.models import BiharmonicInpainter
+@pytest.mark.parametrize("name", ["biharmonic", "mean_colour"])
+def test_gradient_scores_need_a_model(cifar, name):
+    from helpers.models import load_predictor
 
     with pytest.raises(EvaluationError) as info:
-        evaluation.evaluate_predictor(BiharmonicInpainter(), expected_images(cifar, 4), strategy="importance",
+        evaluation.evaluate_predictor(load_predictor(name), expected_images(cifar, 4), strategy="importance",
                                       ratio=0.5, mask_seed=0, score_fn="gradient")
-    assert info.value.param == "score" and "variance" in str(info.value)
+    assert info.value.param == "score" and name in str(info.value) and "variance" in str(info.value)
+
+
+def test_the_mean_colour_guess_is_evaluated_like_any_predictor(cifar):
+    results = evaluation.run_evaluation("mean_colour", dataset="cifar10", data_dir=str(cifar), strategy="columns",
+                                        ratio=0.5, n_test=6, mask_seed=2)
+    assert results["model_kind"] == "mean_colour" and results["n_test"] == 6
+    biharmonic = evaluation.run_evaluation("biharmonic", dataset="cifar10", data_dir=str(cifar), strategy="columns",
+                                           ratio=0.5, n_test=6, mask_seed=2)
+    assert results["n_masked"] == biharmonic["n_masked"]
+    assert results["psnr_masked_mean"] != biharmonic["psnr_masked_mean"]
 
 
 def test_an_mae_refuses_a_ratio_below_its_minimum(cifar, saved):
@@ -212,7 +223,7 @@ def test_a_missing_model_file_is_reported_before_anything_loads(tmp_path):
     with pytest.raises(EvaluationError) as info:
         evaluation.run_evaluation(tmp_path / "nope.keras", data_dir=tmp_path / "no-data")
     assert info.value.param == "model" and "no such file" in str(info.value)
-    with pytest.raises(EvaluationError, match="must be a .keras file"):
+    with pytest.raises(EvaluationError, match="must be a .keras file.*or one of biharmonic, mean_colour"):
         evaluation.run_evaluation(tmp_path / "model.h5")
 
 

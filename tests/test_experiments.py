@@ -46,6 +46,24 @@ def test_sweep_writes_rows_provenance_and_models(tiny_data, tmp_path):
     assert not list(run.path.glob(".*"))  # no temporary files left behind
 
 
+def test_non_learned_predictors_are_never_trained(tiny_data, tmp_path, monkeypatch):
+    from helpers import models, training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a non-learned predictor must not be trained")
+
+    monkeypatch.setattr(training, "train", no_training)
+    monkeypatch.setattr(models, "build_model", no_training)
+    run = experiments.Run(tmp_path / "run")
+    config = _config(strategies=("rows",), predictors=("biharmonic", "mean_colour"))
+    sweep = experiments.Sweep(tiny_data, config, run)
+    assert isinstance(sweep.model("mean_colour", "rows", 0.5), models.MeanColourInpainter)
+    rows = sweep.run_sweep(progress=False)
+    assert [r["predictor"] for r in rows] == ["biharmonic", "mean_colour"]
+    assert all(0 < r["psnr_masked_mean"] < 100 for r in rows)
+    assert not run.models.exists() or not any(run.models.iterdir())
+
+
 def test_every_predictor_sees_the_same_masks(tiny_data, tmp_path):
     sweep = experiments.Sweep(tiny_data, _config(strategies=("rows",)), tmp_path / "r")
     a = sweep.masks("rows", 0.5)
@@ -133,7 +151,7 @@ def test_append_row_adds_columns_and_keeps_rows(tmp_path):
     [
         ({"strategies": ("diagonal",)}, "strategies must be one of"),
         ({"ratios": (0.5, 1.0)}, "ratios must be strictly between 0 and 1, got 1.0"),
-        ({"predictors": ("resnet",)}, "predictors must be one of"),
+        ({"predictors": ("resnet",)}, r"predictors must be one of \[.*'mean_colour'.*\], got 'resnet'"),
         ({"plan": "each"}, r"plan must be one of \['per_cell', 'per_strategy'\], got 'each'"),
         ({"ratio_range": (0.7, 0.3)}, "ratio_range must be"),
         ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),

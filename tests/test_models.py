@@ -178,7 +178,7 @@ def test_model_config_roundtrip(tiny_models):
 
 @pytest.mark.parametrize("name", models.PREDICTORS)
 def test_reconstruct_gives_full_images(tiny_models, images, name):
-    predictor = models.BiharmonicInpainter() if name == "biharmonic" else tiny_models[name]
+    predictor = models.load_predictor(name) if name in models.NON_LEARNED else tiny_models[name]
     mask = mask_for(images, 0.5, strategy="rows")
     out = models.reconstruct(predictor, images, mask, P, batch_size=2)
     assert out.shape == images.shape and out.dtype == np.float32
@@ -196,6 +196,30 @@ def test_biharmonic_reproduces_smooth_images():
     assert metrics.evaluate(images, out, mask, 4)["psnr_masked"].min() > 40
     np.testing.assert_array_equal(out[~patch_mask_to_pixels(mask, 4, (32, 32))[..., 0]],
                                   images[~patch_mask_to_pixels(mask, 4, (32, 32))[..., 0]])
+
+
+def test_mean_colour_fills_hidden_pixels_with_the_visible_mean(images):
+    mask = masking.make_mask("random", 0.5, images=images, patch_size=P, seed=3)
+    predictor = models.load_predictor("mean_colour")
+    assert models.model_kind(predictor) == "mean_colour" and predictor.name == "mean_colour"
+    out = metrics.composite(images, models.reconstruct(predictor, images, mask, P), mask, P)
+    hidden = patch_mask_to_pixels(mask, P, SHAPE[:2])[..., 0]
+    for img, got, h in zip(images, out, hidden):
+        np.testing.assert_allclose(got[h], np.broadcast_to(img[~h].mean(axis=0), got[h].shape), rtol=1e-6)
+        np.testing.assert_array_equal(got[~h], img[~h])
+
+
+def test_mean_colour_is_a_flat_colour_per_image_and_channel():
+    images = np.zeros((2, *SHAPE), np.float32)
+    images[0, ..., 0], images[1, ..., 2] = 0.25, 0.75
+    images[0, :4, :4] = 1.0  # the top-left patch, hidden below: its colour must not leak into the guess
+    mask = np.zeros((2, L), bool)
+    mask[:, 0] = True
+    out = models.MeanColourInpainter().predict(images, mask, P)
+    np.testing.assert_allclose(out[0, :4, :4], np.broadcast_to([0.25, 0, 0], (4, 4, 3)))
+    np.testing.assert_allclose(out[1, :4, :4], np.broadcast_to([0, 0, 0.75], (4, 4, 3)))
+    everything = models.MeanColourInpainter().predict(images, np.ones((2, L), bool), P)  # nothing visible
+    np.testing.assert_allclose(everything[0], np.broadcast_to(images[0].mean(axis=(0, 1)), SHAPE), rtol=1e-6)
 
 
 def test_mae_rejects_masks_hiding_too_few(tiny_models, images):
@@ -228,7 +252,8 @@ def test_mixed_precision_keeps_float32_output(images):
         (lambda: models.build_mae(**{**TINY_MAE, "min_mask_ratio": 1.0}), r"ratio must be strictly between 0 and 1"),
         (lambda: models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 4, 4, 4, 4)), r"divisible by 2\*\*len\(filters\) = 32"),
         (lambda: models.build_model("resnet"), r"model name must be one of \['cnn', 'mae', 'vit'\], got 'resnet'"),
-        (lambda: models.load_predictor("nearest"), r"'biharmonic' or a path to a .keras file, got 'nearest'"),
+        (lambda: models.load_predictor("nearest"),
+         r"must be one of \['biharmonic', 'mean_colour'\] or a path to a .keras file, got 'nearest'"),
         (lambda: models.load_predictor("/nonexistent/model.keras"), r"no saved model"),
     ],
 )
