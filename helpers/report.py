@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-NAMES = {"vit": "ViT (mask token)", "mae": "ViT (MAE-style)", "cnn": "CNN autoencoder", "biharmonic": "biharmonic"}
+NAMES = {"vit": "ViT (mask token)", "mae": "ViT (MAE-style)", "cnn": "CNN autoencoder", "biharmonic": "biharmonic",
+         "mean_colour": "mean colour"}
 HIGHER_IS_BETTER = {"psnr_masked_mean": True, "psnr_mean": True, "ssim_mean": True, "mse_masked_mean": False}
+LEARNED = ("vit", "mae", "cnn")
+FLOOR = "mean_colour"  # what a model that learned nothing scores
+FLOOR_MARGIN_DB = 1.0  # a learned model must beat the floor by this much masked-region PSNR in every cell
 
 
 def _strategies(rows):
@@ -68,28 +72,62 @@ def win_counts(rows, metric: str = "psnr_masked_mean") -> dict[str, int]:
     return counts
 
 
+def learned_nothing(rows, margin: float = FLOOR_MARGIN_DB) -> dict[str, tuple[int, int]]:
+    """Learned predictors that do not beat the mean-colour guess by ``margin`` dB of masked-region
+    PSNR in some cells: predictor -> (such cells, cells with both results). Empty without ``FLOOR`` rows."""
+    if FLOOR not in _predictors(rows):
+        return {}
+    cells = [(s, r) for s in _strategies(rows) for r in _ratios(rows)]
+    flagged = {}
+    for p in (p for p in _predictors(rows) if p in LEARNED):
+        gains = np.array([_value(rows, s, r, p, "psnr_masked_mean") - _value(rows, s, r, FLOOR, "psnr_masked_mean")
+                          for s, r in cells])
+        gains = gains[np.isfinite(gains)]
+        if np.any(gains < margin):
+            flagged[p] = (int(np.sum(gains < margin)), len(gains))
+    return flagged
+
+
+def _floor_warnings(flagged) -> list[str]:
+    return [
+        f"Warning: the {NAMES.get(p, p)} is within {FLOOR_MARGIN_DB:g} dB of the mean-colour guess (or below it) "
+        f"in {bad} of {n} cells: it has not learned to use the visible patches; conclusions about it are not meaningful."
+        for p, (bad, n) in flagged.items()
+    ]
+
+
+def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str) -> str:
+    """How much hiding ``hi`` instead of ``lo`` costs the predictor losing most and the one losing least."""
+    drops = {p: np.nanmean([_value(rows, s, lo, p, metric) - _value(rows, s, hi, p, metric) for s in strategies])
+             for p in predictors}
+    most, least = max(drops, key=drops.get), min(drops, key=drops.get)
+    costs = f"{drops[most]:.2f} dB for {NAMES.get(most, most)}"
+    if least != most:
+        costs += f" and {drops[least]:.2f} dB for {NAMES.get(least, least)}"
+    return f"Hiding {hi:.0%} instead of {lo:.0%} of the patches costs {costs} (masked-region PSNR, mean over strategies)."
+
+
 def findings(rows, matrix=None, matrix_strategies=None, metric: str = "psnr_masked_mean") -> list[str]:
-    """Sentences stating what the numbers say; each number is computed from ``rows``/``matrix``."""
-    out = []
-    strategies, ratios, predictors = _strategies(rows), _ratios(rows), _predictors(rows)
+    """Sentences stating what the numbers say; each number is computed from ``rows``/``matrix``.
+
+    With mean-colour rows, a warning comes first for every learned predictor of
+    :func:`learned_nothing`, and that predictor is left out of the ratio-robustness comparison;
+    the mean-colour guess itself is no contender in the win counts and strategy averages.
+    """
+    flagged = learned_nothing(rows)
+    out = _floor_warnings(flagged)
+    contenders = [r for r in rows if r["predictor"] != FLOOR] or rows
+    strategies, ratios, predictors = _strategies(contenders), _ratios(contenders), _predictors(contenders)
     n_cells = len(strategies) * len(ratios)
-    wins = win_counts(rows, metric)
+    wins = win_counts(contenders, metric)
     leader = max(wins, key=wins.get)
     out.append(
         f"{NAMES.get(leader, leader)} has the best masked-region PSNR in {wins[leader]} of {n_cells} "
         f"(strategy, ratio) cells; " + ", ".join(f"{NAMES.get(p, p)} {n}" for p, n in wins.items() if p != leader) + "."
     )
-    if len(ratios) > 1:
-        lo, hi = ratios[0], ratios[-1]
-        drops = {p: np.nanmean([_value(rows, s, lo, p, metric) - _value(rows, s, hi, p, metric) for s in strategies])
-                 for p in predictors}
-        most = max(drops, key=drops.get)
-        least = min(drops, key=drops.get)
-        out.append(
-            f"Hiding {hi:.0%} instead of {lo:.0%} of the patches costs {drops[most]:.2f} dB for "
-            f"{NAMES.get(most, most)} and {drops[least]:.2f} dB for {NAMES.get(least, least)} "
-            f"(masked-region PSNR, mean over strategies)."
-        )
+    robust_candidates = [p for p in predictors if p not in flagged]
+    if len(ratios) > 1 and robust_candidates:
+        out.append(_ratio_cost(rows, robust_candidates, strategies, ratios[0], ratios[-1], metric))
     for ratio in ratios:
         per_strategy = {s: np.nanmean([_value(rows, s, ratio, p, metric) for p in predictors]) for s in strategies}
         hardest = min(per_strategy, key=per_strategy.get)

@@ -46,6 +46,48 @@ def test_findings_are_computed_from_the_numbers():
     assert "Against the CNN autoencoder the mask-token ViT wins 3 of 4 cells" in text
 
 
+def _rows_with_a_flat_cnn():
+    """The CNN sits 0.5 dB above the mean-colour guess in 3 of 4 cells (2 dB in random at 30%) and barely drops."""
+    penalty = {"random": 0.0, "rows": 3.0}
+    rows = []
+    for s in penalty:
+        for r in (0.3, 0.7):
+            floor = 14.0 - 2 * r - penalty[s]
+            values = {"vit": 24.0 - 10 * r - penalty[s], "cnn": floor + (2.0 if (s, r) == ("random", 0.3) else 0.5),
+                      "biharmonic": 20.0 - 7.5 * r - penalty[s], "mean_colour": floor}
+            rows += [{"strategy": s, "ratio": r, "predictor": p, "psnr_masked_mean": v} for p, v in values.items()]
+    return rows
+
+
+def test_a_learned_model_near_the_mean_colour_guess_is_flagged_first():
+    rows = _rows_with_a_flat_cnn()
+    assert report.learned_nothing(rows) == {"cnn": (3, 4)}
+    lines = report.findings(rows)
+    assert lines[0] == ("Warning: the CNN autoencoder is within 1 dB of the mean-colour guess (or below it) in 3 of 4 "
+                        "cells: it has not learned to use the visible patches; conclusions about it are not meaningful.")
+    assert sum(line.startswith("Warning") for line in lines) == 1
+
+
+def test_a_flagged_model_is_not_called_robust_to_the_ratio():
+    # the flat CNN drops least (1.55 dB) but is flagged; the mean-colour guess (1.60 dB) is no contender
+    (cost,) = [line for line in report.findings(_rows_with_a_flat_cnn()) if line.startswith("Hiding")]
+    assert cost == ("Hiding 70% instead of 30% of the patches costs 4.00 dB for ViT (mask token) and 3.00 dB for "
+                    "biharmonic (masked-region PSNR, mean over strategies).")
+
+
+def test_the_mean_colour_guess_is_no_contender_in_wins_and_averages():
+    text = " ".join(report.findings(_rows_with_a_flat_cnn()))
+    assert "ViT (mask token) has the best masked-region PSNR in 4 of 4 (strategy, ratio) cells; CNN autoencoder 0, biharmonic 0." in text
+    # at 30%: random (21 + 15.4 + 17.75) / 3 = 18.05, rows (18 + 10.9 + 14.75) / 3 = 14.55, without the guess
+    assert "At 30%, rows masking is the hardest (14.55 dB averaged over predictors) and random the easiest (18.05 dB)." in text
+    assert "mean colour" not in text
+
+
+def test_no_warning_without_mean_colour_results():
+    assert report.learned_nothing(_rows()) == {}
+    assert not any(line.startswith("Warning") for line in report.findings(_rows()))
+
+
 def test_matrix_findings():
     m = np.array([[20.0, 12.0], [15.0, 18.0]])
     text = " ".join(report.findings(_rows(), m, ["random", "rows"]))
