@@ -10,8 +10,9 @@ A profile ``params/<name>.yaml`` has three optional keys::
         ratios: [0.5, 0.75]
 
 Every name is checked against the parameters the notebooks declare in their cell tagged
-``parameters`` (read with ``papermill.inspect_notebook``), and values against the declared type
-hint, before anything runs. Notebooks run in order in a ``python3`` kernel with the notebooks
+``parameters`` (read with ``papermill.inspect_notebook``), values against the declared type
+hint and, for the well-known names of :func:`value_checks`, with the package's own checks
+(a ratio in (0, 1), a known strategy...), before anything runs. Notebooks run in order in a ``python3`` kernel with the notebooks
 folder as working directory (as nbval does); executed copies go to ``<output>/notebooks/`` and
 figures to ``<output>/figures/`` (through ``HELPERS_FIGURES_DIR``), so runs never overwrite the
 committed ``figures/``. Parameters named ``*_dir`` are paths: relative ones are taken from the
@@ -235,6 +236,50 @@ def _check_type(notebook: str, name: str, value, declared: dict):
         )
 
 
+def value_checks() -> dict:
+    """Parameter name -> ``check(value, name)`` of the package, run after the type check; raises
+    ValueError or TypeError naming the parameter, the value and what is allowed."""
+    from ._checks import check_choice, check_patch_size, check_positive_int, check_ratio
+    from .data import DATASETS, IMAGE_SIZE
+    from .experiments import MODEL_SIZES, PLANS
+    from .masking import SCORES, STRATEGIES
+    from .models import PREDICTORS
+    from .report import HIGHER_IS_BETTER
+
+    def choice(allowed):
+        return lambda value, name: check_choice(value, name, allowed)
+
+    def count(minimum):
+        return lambda value, name: check_positive_int(value, name, minimum)
+
+    def each(check):
+        return lambda values, name: [check(v, name) for v in values]
+
+    return {
+        "dataset": choice(DATASETS),
+        "n_train": count(0), "n_test": count(0), "seed": count(0),  # 0 images: all of them
+        "epochs": count(1), "batch_size": count(1),
+        "patch_size": lambda value, name: check_patch_size(value, (IMAGE_SIZE, IMAGE_SIZE)),
+        "ratio": check_ratio, "matrix_ratio": check_ratio, "ratios": each(check_ratio),
+        "strategy": choice(STRATEGIES), "strategies": each(choice(STRATEGIES)),
+        "scores": each(choice(SCORES)),
+        "predictors": each(choice(PREDICTORS)),
+        "plan": choice(PLANS), "model_size": choice(MODEL_SIZES), "metric": choice(HIGHER_IS_BETTER),
+        "recipe": choice(("tuned", "reference")), "pos_init": choice(("random", "sincos")),
+        "lr_schedule": choice(("plateau", "cosine")),
+    }
+
+
+def _check_value(notebook: str, name: str, value, checks: dict):
+    check = checks.get(name)
+    if check is None:
+        return
+    try:
+        check(value, name)
+    except (ValueError, TypeError) as exc:
+        raise RunnerError(f"parameter {name!r} of notebook {notebook} is {value!r}: {exc}") from None
+
+
 def _absolute_dirs(params: dict, base: Path) -> dict:
     """Parameters named ``*_dir`` are paths: make relative ones absolute against ``base``."""
     out = dict(params)
@@ -305,6 +350,7 @@ def plan_run(profile: str, notebooks=None, overrides=None, *, notebooks_dir=NOTE
         )
 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
+    checks = value_checks()
     steps = []
     for stem in selected:
         params = {k: v for k, v in spec["common"].items() if k in declared[stem]}
@@ -312,6 +358,7 @@ def plan_run(profile: str, notebooks=None, overrides=None, *, notebooks_dir=NOTE
         params.update({k: _coerce(v, declared[stem][k]) for k, v in overrides.items() if k in declared[stem]})
         for name, value in params.items():
             _check_type(stem, name, value, declared[stem][name])
+            _check_value(stem, name, value, checks)
         steps.append(Step(stem, available[stem], _absolute_dirs(params, base)))
     return steps
 

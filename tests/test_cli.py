@@ -53,6 +53,13 @@ def test_unknown_parameter_names_it_and_the_allowed_ones(capsys):
     assert "patch_size" in allowed and "dataset" in allowed
 
 
+def test_a_bad_value_is_refused_before_anything_runs(capsys, tmp_path):
+    code, out, err = _main(capsys, "run", "--profile", "smoke", "-p", "ratio=1.5", "--output", str(tmp_path / "run"))
+    assert code == 2 and out == ""
+    assert "parameter 'ratio' of notebook 03_vit_masked_reconstruction is 1.5" in err and "strictly between 0 and 1" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_parameter_of_a_notebook_not_selected_is_an_error(capsys):
     code, _, err = _main(capsys, "run", "--profile", "quick", "--notebooks", "01", "-p", "ratios=[0.5]", "--dry-run")
     assert code == 2 and "'ratios'" in err and "01_data_and_patches" in err

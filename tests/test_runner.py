@@ -116,6 +116,42 @@ def test_values_are_checked_against_the_declared_types(project):
     assert _plan(project, overrides={"rate": "1"})[1].parameters["rate"] == 1  # an int is a fine float
 
 
+@pytest.mark.parametrize(
+    "name, text, notebook, allowed",
+    [
+        ("ratio", "1.5", "03_vit_masked_reconstruction", "strictly between 0 and 1, got 1.5"),
+        ("ratios", "[0.3, 1.2]", "02_masking_strategies", "strictly between 0 and 1, got 1.2"),
+        ("strategy", "randm", "03_vit_masked_reconstruction", "must be one of ['columns', 'importance', 'random', 'rows']"),
+        ("strategies", "[random, randm]", "02_masking_strategies", "got 'randm'"),
+        ("predictors", "[vit, foo]", "05_mask_ratio_experiments", "'mean_colour', 'vit'], got 'foo'"),
+        ("dataset", "cifar100", "01_data_and_patches", "must be one of ['cifar10', 'sample']"),
+        ("patch_size", "5", "01_data_and_patches", "must divide the image size 32x32; got 5, allowed: [1, 2, 4, 8, 16, 32]"),
+        ("epochs", "0", "03_vit_masked_reconstruction", "must be an integer >= 1, got 0"),
+        ("n_train", "-1", "01_data_and_patches", "must be an integer >= 0, got -1"),
+    ],
+)
+def test_values_are_checked_with_the_package_checks_before_anything_runs(name, text, notebook, allowed):
+    with pytest.raises(runner.RunnerError) as info:
+        runner.plan_run("smoke", overrides={name: text})
+    message = str(info.value)
+    assert message.startswith(f"parameter {name!r} of notebook {notebook} is ")
+    assert allowed in message
+
+
+def test_values_of_parameters_other_sessions_add_are_checked(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "params").mkdir()
+    _write_notebook(tmp_path / "notebooks" / "01_x.ipynb",
+                    'recipe: str = "tuned"\npos_init: str = "random"\nlr_schedule: str = "cosine"\nsize: int = 3')
+    (tmp_path / "params" / "p.yaml").write_text("common: {}\n")
+    for name, good, bad in [("recipe", "reference", "fancy"), ("pos_init", "sincos", "sine"),
+                            ("lr_schedule", "plateau", "step")]:
+        assert _plan(tmp_path, overrides={name: good})[0].parameters == {name: good}
+        with pytest.raises(runner.RunnerError, match=rf"parameter '{name}' of notebook 01_x is '{bad}': {name} must be one of"):
+            _plan(tmp_path, overrides={name: bad})
+    assert _plan(tmp_path, overrides={"size": "-4"})[0].parameters == {"size": -4}  # no check for other names
+
+
 def test_profile_structure_is_checked(project):
     (project / "params" / "p.yaml").write_text("comon:\n  size: 1\n")
     with pytest.raises(runner.RunnerError, match=r"unknown keys \['comon'\]"):
