@@ -1,5 +1,8 @@
 """Pictures: reconstruction grids, mask patterns, training curves, and one ``save_fig``.
 
+Hidden patches are drawn in one colour, :data:`HIDDEN_COLOUR`, in every figure; metric keys
+reach labels and titles in words through :func:`metric_label` (:data:`METRIC_LABELS`).
+
 Figures are written as PNG into ``figures/`` at the top of the project (found from this
 package's location, not the working directory). ``HELPERS_FIGURES_DIR`` overrides the folder,
 which ``python -m helpers run`` uses to keep figures of other profiles apart.
@@ -13,15 +16,80 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ._checks import check_images, check_mask
-from .masking import apply_mask
 from .metrics import composite as composite_images
-from .patches import grid_shape
+from .patches import grid_shape, patch_mask_to_pixels
 
 FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
 DPI = 120
-MASK_GREY = 0.5
+
+# The one colour of a hidden (masked) patch in every figure, RGB in [0, 1].
+HIDDEN_COLOUR = (1.0, 0.0, 1.0)
+
+# Metric keys (as in results, histories and sweep rows) in words, for axis labels, legends and titles.
+METRIC_LABELS = {
+    "psnr_masked": "masked-region PSNR (dB)",
+    "psnr": "whole-image PSNR (dB)",
+    "ssim": "SSIM (whole image)",
+    "mse_masked": "masked-region MSE",
+    "mse": "whole-image MSE",
+    "loss": "training loss",
+    "val_loss": "validation loss",
+    "learning_rate": "learning rate",
+}
+
+# Smallest colour range of plot_matrix per metric, in the metric's units: differences well inside
+# it (noise between runs) stay one colour instead of spanning the whole colour map.
+MATRIX_MIN_SPAN = {"psnr_masked": 3.0, "psnr": 3.0, "ssim": 0.05}
+
+
+def metric_label(key: str) -> str:
+    """``key`` in words (``psnr_masked`` -> ``masked-region PSNR (dB)``); ``val_`` prefixes become
+    "validation", a ``_mean`` suffix is dropped, and unknown keys come back unchanged."""
+    key = str(key)
+    if key in METRIC_LABELS:
+        return METRIC_LABELS[key]
+    if key.endswith("_mean") and key.removesuffix("_mean") in METRIC_LABELS:
+        return metric_label(key.removesuffix("_mean"))
+    if key.startswith("val_") and key.removeprefix("val_") in METRIC_LABELS:
+        return f"validation {METRIC_LABELS[key.removeprefix('val_')]}"
+    return key
+
+
+def _curve_label(metric: str) -> str:
+    """The y-axis label of a training curve that shows training and validation values together."""
+    return "loss (MSE)" if metric == "loss" else metric_label(metric)
+
+
+def hide_patches(images, mask, patch_size: int) -> np.ndarray:
+    """``images`` (N, H, W, C) as RGB with the hidden patches of ``mask`` (N, L) painted :data:`HIDDEN_COLOUR`."""
+    check_images(images)
+    images = np.asarray(images)
+    pixels = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])
+    if pixels.shape[0] != images.shape[0]:
+        raise ValueError(f"mask has {pixels.shape[0]} rows but there are {images.shape[0]} images")
+    rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+    return np.where(pixels, np.asarray(HIDDEN_COLOUR, dtype=rgb.dtype), rgb)
+
+
+def _hidden_legend(fig, label: str = "hidden patch"):
+    """A swatch of :data:`HIDDEN_COLOUR` under the figure."""
+    fig.legend(handles=[Patch(facecolor=HIDDEN_COLOUR, edgecolor="0.3", label=label)], loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=9)
+
+
+def _column_colorbar(fig, im, axes, label: str, **kwargs):
+    """A colour bar right of a column of axes (after ``tight_layout``), as tall as the column."""
+    top, bottom = axes[0].get_position(), axes[-1].get_position()
+    width = 0.12 / fig.get_figwidth()  # about 0.12 inch
+    cax = fig.add_axes((top.x1 + 0.08 / fig.get_figwidth(), bottom.y0, width, top.y1 - bottom.y0))
+    cbar = fig.colorbar(im, cax=cax, **kwargs)
+    cbar.set_label(label, fontsize=8)
+    cbar.ax.tick_params(labelsize=7)
+    return cbar
 
 
 def figures_dir() -> Path:
@@ -135,12 +203,13 @@ def plot_masks(images, masks: dict, patch_size: int, n: int = 1, title=None):
     for r in range(n):
         _show(axes[r, 0], images[r], "original" if r == 0 else None)
         for c, label in enumerate(labels):
-            masked = apply_mask(images[r : r + 1], masks[label][r : r + 1], patch_size, fill=MASK_GREY)[0]
+            masked = hide_patches(images[r : r + 1], masks[label][r : r + 1], patch_size)[0]
             frac = f"{label}\n{masks[label][r].mean():.0%} hidden"
             _show(axes[r, c + 1], masked, frac if r == 0 else None)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    _hidden_legend(fig)
     return fig
 
 
@@ -157,7 +226,11 @@ def plot_mask_patterns(masks: dict, grid, title=None):
         for c, cl in enumerate(cols):
             m = np.asarray(masks[rl][cl], dtype=bool).reshape(gh, gw)
             ax = axes[r, c]
-            ax.imshow(~m, cmap="gray", vmin=0, vmax=1.6)
+            ax.imshow(np.where(m[..., None], np.asarray(HIDDEN_COLOUR), 1.0))  # visible patches white
+            ax.set_xticks(np.arange(-0.5, gw), minor=True)
+            ax.set_yticks(np.arange(-0.5, gh), minor=True)
+            ax.grid(which="minor", color="0.8", lw=0.4)
+            ax.tick_params(which="minor", length=0)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -167,6 +240,9 @@ def plot_mask_patterns(masks: dict, grid, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    fig.legend(handles=[Patch(facecolor=HIDDEN_COLOUR, edgecolor="0.3", label="hidden patch"),
+                        Patch(facecolor="white", edgecolor="0.3", label="visible patch")],
+               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=9)
     return fig
 
 
@@ -177,10 +253,11 @@ def plot_reconstructions(
     """Rows of original | masked | reconstruction(s) | error map for ``n`` images.
 
     ``reconstructions`` is one array (N, H, W, C) or a dict label -> array, to compare predictors
-    side by side. Masked patches are drawn grey. With ``composite`` (the default) each
-    reconstruction is shown as it is scored: visible pixels from the original, hidden pixels from
-    the prediction. The error map is |original - reconstruction| of the *first* reconstruction,
-    averaged over channels (zero on the visible patches of a composite).
+    side by side. Hidden patches are drawn in :data:`HIDDEN_COLOUR`. With ``composite`` (the
+    default) each reconstruction is shown as it is scored: visible pixels from the original, hidden
+    pixels from the prediction. The error map is |original - reconstruction| of the *first*
+    reconstruction, averaged over channels (zero on the visible patches of a composite), on a fixed
+    colour scale 0 to 0.5 (pixel values are in [0, 1]) with a colour bar.
     """
     check_images(original, "original")
     check_mask(mask, n_images=original.shape[0])
@@ -193,7 +270,7 @@ def plot_reconstructions(
                            for k, v in reconstructions.items()}
     ncols = 2 + len(labels) + int(error_map)
     fig, axes = plt.subplots(n, ncols, figsize=(1.7 * ncols, 1.8 * n), squeeze=False)
-    masked = apply_mask(original[:n], mask[:n], patch_size, fill=MASK_GREY)
+    masked = hide_patches(original[:n], mask[:n], patch_size)
     for r in range(n):
         _show(axes[r, 0], original[r], "original" if r == 0 else None)
         _show(axes[r, 1], masked[r], f"masked ({mask[r].mean():.0%})" if r == 0 else None)
@@ -202,7 +279,7 @@ def plot_reconstructions(
         if error_map:
             err = np.abs(original[r] - np.clip(reconstructions[labels[0]][r], 0, 1)).mean(axis=-1)
             ax = axes[r, -1]
-            ax.imshow(err, cmap="magma", vmin=0, vmax=0.5)
+            err_im = ax.imshow(err, cmap="magma", vmin=0, vmax=0.5)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -210,6 +287,9 @@ def plot_reconstructions(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if error_map:
+        _column_colorbar(fig, err_im, axes[:, -1], "absolute error", extend="max")
+    _hidden_legend(fig)
     return fig
 
 
@@ -219,9 +299,13 @@ def plot_history(history: dict, metrics=("loss",), title=None):
     for ax, metric in zip(axes.flat, metrics):
         for key in (metric, f"val_{metric}"):
             if key in history:
-                ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
+                label = metric_label(key)
+                if key == metric and not label.startswith("training"):
+                    label = f"training {label}"
+                ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=label)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(_curve_label(metric))
         ax.legend()
         ax.grid(alpha=0.3)
     if title:
@@ -258,7 +342,7 @@ def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, tit
         ax.set_title(strategy)
         ax.set_xlabel("mask ratio (%)")
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel(metric.replace("_", " ").replace("psnr", "PSNR (dB)").replace("ssim", "SSIM"))
+    axes[0, 0].set_ylabel(metric_label(metric))
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.08), frameon=False)
     if title:
@@ -267,25 +351,45 @@ def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, tit
     return fig
 
 
-def plot_matrix(table, strategies, title=None, label: str = "masked-region PSNR (dB)"):
-    """Heat map of a (train strategy x eval strategy) table with the values written in."""
+def plot_matrix(table, strategies, title=None, label=None, metric: str = "psnr_masked", min_span=None,
+                fmt: str | None = None):
+    """Heat map of a (train strategy x eval strategy) table with the values written in.
+
+    Rows are the strategy a model was trained on, columns the one it was evaluated on. ``metric``
+    names what the table holds (colour bar label ``label``, default :func:`metric_label`). The colour
+    scale spans at least ``min_span`` (default :data:`MATRIX_MIN_SPAN` of the metric, 3 dB for
+    PSNR), centred on the mean of the table when the values lie closer together than that, so that
+    differences of a few tenths of a dB do not look like a pattern; wider tables use their own
+    range. Missing (NaN) cells are grey and left blank.
+    """
     table = np.asarray(table, dtype=float)
-    fig, ax = plt.subplots(figsize=(1.2 * len(strategies) + 2.2, 1.0 * len(strategies) + 1.2))
-    im = ax.imshow(table, cmap="viridis")
+    label = metric_label(metric) if label is None else label
+    min_span = MATRIX_MIN_SPAN.get(metric, 0.0) if min_span is None else float(min_span)
+    fmt = fmt or ("{:.1f}" if metric.startswith("psnr") else "{:.3f}")
+    finite = table[np.isfinite(table)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if high - low >= min_span and high > low:
+        vmin, vmax = low, high
+    else:  # a window of min_span centred on the mean, moved as little as needed to hold every value
+        span = min_span if min_span > 0 else 1.0
+        vmin = min(max(float(finite.mean()) - span / 2, high - span), low)
+        vmax = vmin + span
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
+    fig, ax = plt.subplots(figsize=(1.2 * len(strategies) + 2.4, 1.0 * len(strategies) + 1.5))
+    im = ax.imshow(np.ma.masked_invalid(table), cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(strategies)), labels=strategies)
     ax.set_yticks(range(len(strategies)), labels=strategies)
     ax.set_xlabel("evaluated on")
     ax.set_ylabel("trained on")
-    finite = table[np.isfinite(table)]
-    mid = (finite.min() + finite.max()) / 2 if finite.size else 0
     for i in range(table.shape[0]):
         for j in range(table.shape[1]):
             if np.isfinite(table[i, j]):
-                ax.text(j, i, f"{table[i, j]:.1f}", ha="center", va="center",
-                        color="black" if table[i, j] > mid else "white", fontsize=9)
-    fig.colorbar(im, ax=ax, label=label, shrink=0.8)
-    if title:
-        ax.set_title(title)
+                r, g, b, _ = cmap(im.norm(table[i, j]))  # dark text on light cells, by the cell's luminance
+                ax.text(j, i, fmt.format(table[i, j]), ha="center", va="center",
+                        color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white", fontsize=9)
+    cbar = fig.colorbar(im, ax=ax, shrink=0.8)
+    cbar.set_label(label)
+    ax.set_title("\n".join([*([title] if title else []), "rows: trained on · columns: evaluated on"]), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -303,7 +407,8 @@ def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale:
                 ax.plot(np.arange(1, len(values) + 1), values, style, color=color, marker="o", ms=3,
                         label=f"{label} ({'validation' if key.startswith('val_') else 'training'})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(_curve_label(metric) + (" (log scale)" if log_scale else ""))
     if log_scale:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
@@ -314,8 +419,14 @@ def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale:
     return fig
 
 
-def plot_patch_scores(images, scores, patch_size: int, n: int = 4, title=None):
-    """Each image next to a heat map of one score per patch (e.g. gradient importance)."""
+def plot_patch_scores(images, scores, patch_size: int, n: int = 4, title=None,
+                      label: str = "gradient importance (relative)"):
+    """Each image over a heat map of one score per patch (e.g. gradient importance).
+
+    Scores are shown relative to each image's largest score (non-negative scores are divided by it;
+    others are scaled to [0, 1] between the image's smallest and largest), on one colour bar
+    labelled ``label``: brighter = a larger score.
+    """
     check_images(images)
     scores = np.asarray(scores, dtype=float)
     gh, gw = images.shape[1] // patch_size, images.shape[2] // patch_size
@@ -326,7 +437,7 @@ def plot_patch_scores(images, scores, patch_size: int, n: int = 4, title=None):
     for i in range(n):
         _show(axes[0, i], images[i], f"image {i}")
         ax = axes[1, i]
-        ax.imshow(scores[i].reshape(gh, gw), cmap="inferno")
+        im = ax.imshow(relative_scores(scores[i]).reshape(gh, gw), cmap="inferno", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
         if i == 0:
@@ -334,4 +445,15 @@ def plot_patch_scores(images, scores, patch_size: int, n: int = 4, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    _column_colorbar(fig, im, [axes[1, -1]], label)
     return fig
+
+
+def relative_scores(scores) -> np.ndarray:
+    """Scores of one image scaled to [0, 1]: divided by the largest when none is negative (0 stays
+    "no importance"), otherwise min-max scaled; all zero when they are all equal to 0 or each other."""
+    scores = np.asarray(scores, dtype=float)
+    low, high = float(scores.min()), float(scores.max())
+    if low >= 0:
+        return scores / high if high > 0 else np.zeros_like(scores)
+    return (scores - low) / (high - low) if high > low else np.zeros_like(scores)

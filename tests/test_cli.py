@@ -94,3 +94,42 @@ def test_dry_run_prints_the_plan_with_typed_values(capsys, tmp_path, monkeypatch
     assert "ratios=[0.5]" in line02 and "patch_size=8" in line02 and "dataset='cifar10'" in line02
     assert f"data_dir={str((tmp_path / 'd').resolve())!r}" in line02
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+
+_STARTUP_NOISE = ("oneDNN", "cpu_feature_guard", "TF_ENABLE_ONEDNN_OPTS", "cudart_stub", "cuInit",
+                  "absl::InitializeLog", "This TensorFlow binary is optimized")
+
+
+def test_module_start_up_hides_tensorflow_notices(tmp_path):
+    # evaluate imports keras (TensorFlow backend) and writes the backend into its table
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    env["KERAS_BACKEND"] = "tensorflow"
+    res = subprocess.run(
+        [sys.executable, "-m", "helpers", "evaluate", "--model", "biharmonic", "--dataset", "sample",
+         "--strategy", "random", "--ratio", "0.5", "--n-test", "2", "--output", str(tmp_path / "eval")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "keras backend tensorflow" in res.stdout
+    noisy = [line for line in res.stderr.splitlines() if any(word in line for word in _STARTUP_NOISE)]
+    assert noisy == []
+
+
+def test_start_up_filter_keeps_other_lines():
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1795477927.274343    3286 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",
+        "E0000 00:00:1795477931.603994    3286 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+        "I0000 00:00:1795477934.668584    3339 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use ...",
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.",
+        "I tensorflow/core/util/port.cc:153] oneDNN custom operations are on. You may see slightly different numerical results "
+        "due to floating-point round-off errors from different computation orders. To turn them off, set the environment "
+        "variable `TF_ENABLE_ONEDNN_OPTS=0`.",
+    ]
+    kept = [
+        "E0000 00:00:1795477931.603994    3286 bfc_allocator.cc:485] Allocator ran out of memory trying to allocate 2.0GiB",
+        "Traceback (most recent call last):",
+        "ImportError: libcudnn.so.9: cannot open shared object file",
+    ]
+    assert all(cli._TF_STARTUP_NOISE.search(line) for line in noise)
+    assert not any(cli._TF_STARTUP_NOISE.search(line) for line in kept)

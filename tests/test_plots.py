@@ -46,14 +46,59 @@ def test_save_fig_rejects_paths(monkeypatch, tmp_path):
 def test_reconstruction_grid_layout(images):
     m = masking.make_mask("random", 0.5, n_images=5, grid=(8, 8), seed=0)
     fig = plots.plot_reconstructions(images, m, {"vit": images, "cnn": images}, 4, n=3)
-    axes = np.array(fig.axes).reshape(3, -1)
+    *panels, cbar_ax = fig.axes  # the last axes is the colour bar of the error maps
+    axes = np.array(panels).reshape(3, -1)
     assert axes.shape == (3, 5)  # original | masked | vit | cnn | error
     assert [a.get_title() for a in axes[0]] == ["original", "masked (50%)", "vit", "cnn", "|error| vit"]
-    # the masked panel shows hidden patches in grey
-    shown = axes[0, 1].images[0].get_array()
+    # the masked panel shows hidden patches in HIDDEN_COLOUR, visible ones unchanged
+    shown = np.asarray(axes[0, 1].images[0].get_array())
     pix = np.repeat(np.repeat(m[0].reshape(8, 8), 4, 0), 4, 1)
-    assert np.all(np.asarray(shown)[pix] == plots.MASK_GREY)
+    np.testing.assert_array_equal(shown[pix], np.broadcast_to(np.float32(plots.HIDDEN_COLOUR), shown[pix].shape))
+    np.testing.assert_array_equal(shown[~pix], images[0][~pix])
+    # and the legend names the colour
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["hidden patch"]
+    assert tuple(legend.get_patches()[0].get_facecolor()[:3]) == plots.HIDDEN_COLOUR
     plt.close(fig)
+
+
+def test_error_maps_have_a_labelled_colour_bar(images):
+    m = masking.make_mask("random", 0.5, n_images=5, grid=(8, 8), seed=0)
+    fig = plots.plot_reconstructions(images, m, np.zeros_like(images), 4, n=2)
+    cbar_ax = fig.axes[-1]
+    assert cbar_ax.get_ylabel() == "absolute error"
+    error_images = [fig.axes[3].images[0], fig.axes[7].images[0]]  # last column of rows 0 and 1
+    assert error_images[-1].colorbar is not None and error_images[-1].colorbar.ax is cbar_ax
+    assert all(im.get_clim() == (0, 0.5) for im in error_images)  # one scale for the whole column
+    # it stands right of the error column, as tall as the rows
+    err0, err1, cb = fig.axes[3].get_position(), fig.axes[7].get_position(), cbar_ax.get_position()
+    assert cb.x0 > err0.x1 and np.isclose(cb.y1, err0.y1) and np.isclose(cb.y0, err1.y0)
+    plt.close(fig)
+    no_map = plots.plot_reconstructions(images, m, images, 4, n=2, error_map=False)
+    assert len(no_map.axes) == 2 * 3 and all(a.images[0].colorbar is None for a in no_map.axes)
+    plt.close(no_map)
+
+
+def test_hidden_patches_have_one_colour_in_every_picture(images):
+    m = masking.make_mask("rows", 0.5, n_images=5, grid=(8, 8), seed=0)
+    pix = np.repeat(np.repeat(m[:2].reshape(2, 8, 8), 4, 1), 4, 2)
+    colour = np.float32(plots.HIDDEN_COLOUR)
+    fig = plots.plot_masks(images, {"rows": m}, 4, n=2)
+    for r in range(2):
+        shown = np.asarray(fig.axes[2 * r + 1].images[0].get_array())
+        assert np.all(shown[pix[r]] == colour) and np.all(shown[~pix[r]] == images[r][~pix[r]])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["hidden patch"]
+    plt.close(fig)
+    fig = plots.plot_mask_patterns({"rows": {"50%": m[0]}}, (8, 8))
+    shown = np.asarray(fig.axes[0].images[0].get_array())
+    assert np.all(shown[m[0].reshape(8, 8)] == colour) and np.all(shown[~m[0].reshape(8, 8)] == 1.0)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["hidden patch", "visible patch"]
+    plt.close(fig)
+    # grey-scale images become RGB so that the colour shows
+    grey = images[:2, ..., :1]
+    out = plots.hide_patches(grey, m[:2], 4)
+    assert out.shape == (2, 32, 32, 3) and np.all(out[pix] == colour)
+    np.testing.assert_array_equal(out[~pix], np.repeat(grey, 3, -1)[~pix])
 
 
 def test_reconstructions_are_shown_as_composites(images):
@@ -88,7 +133,6 @@ def test_other_pictures(images):
         plots.plot_images(images, labels=[0, 1, 0, 1, 0], class_names=["a", "b"], n=5, cols=3),
         plots.plot_patch_grid(images[0], 4),
         plots.plot_patches(np.zeros((64, 48), np.float32), 4),
-        plots.plot_history({"loss": [3, 2, 1], "val_loss": [3, 2.5, 2]}),
     ):
         assert fig.axes
         plt.close(fig)
@@ -109,14 +153,116 @@ def test_histories_draw_training_and_validation_per_run():
     assert labels == ["vit (training)", "vit (validation)", "mae (training)"]
     assert list(ax.get_lines()[1].get_ydata()) == [0.35, 0.25, 0.2]
     assert ax.get_lines()[0].get_color() == ax.get_lines()[1].get_color() != ax.get_lines()[2].get_color()
+    assert ax.get_ylabel() == "loss (MSE) (log scale)"
+    plt.close(fig)
+
+
+def _epoch_ticks(ax):
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_xlim()
+    return [t for t in ax.get_xticks() if lo <= t <= hi]
+
+
+@pytest.mark.parametrize("epochs", [2, 3, 7, 40])
+def test_training_curves_count_whole_epochs_from_one(epochs):
+    history = {"loss": list(np.linspace(1, 0.1, epochs)), "val_loss": list(np.linspace(1.2, 0.3, epochs))}
+    for fig in (plots.plot_history(history), plots.plot_histories({"vit": history})):
+        ax = fig.axes[0]
+        assert ax.get_xlabel() == "epoch"
+        assert list(ax.get_lines()[0].get_xdata()) == list(range(1, epochs + 1))
+        ticks = _epoch_ticks(ax)
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+        assert all(lab.get_text().lstrip("−-").isdigit() for lab in ax.get_xticklabels() if lab.get_text())
+        plt.close(fig)
+
+
+def test_history_labels_in_words():
+    fig = plots.plot_history({"loss": [3, 2, 1], "val_loss": [3, 2.5, 2], "psnr": [10, 11, 12], "val_psnr": [9, 10, 11]},
+                             metrics=("loss", "psnr"))
+    loss_ax, psnr_ax = fig.axes
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["training loss", "validation loss"]
+    assert loss_ax.get_ylabel() == "loss (MSE)"
+    assert [t.get_text() for t in psnr_ax.get_legend().get_texts()] == [
+        "training whole-image PSNR (dB)", "validation whole-image PSNR (dB)"]
+    assert psnr_ax.get_ylabel() == "whole-image PSNR (dB)"
+    plt.close(fig)
+
+
+def test_metric_label_maps_keys_and_passes_unknown_ones_through():
+    assert plots.metric_label("psnr_masked") == "masked-region PSNR (dB)"
+    assert plots.metric_label("psnr") == "whole-image PSNR (dB)"
+    assert plots.metric_label("ssim") == "SSIM (whole image)"
+    assert plots.metric_label("mse_masked") == "masked-region MSE"
+    assert plots.metric_label("loss") == "training loss"
+    assert plots.metric_label("val_loss") == "validation loss"
+    assert plots.metric_label("psnr_masked_mean") == "masked-region PSNR (dB)"
+    assert plots.metric_label("val_ssim") == "validation SSIM (whole image)"
+    for unknown in ("accuracy", "val_accuracy", "psnr_masked_std", ""):
+        assert plots.metric_label(unknown) == unknown
+    assert all(plots.metric_label(k) == v for k, v in plots.METRIC_LABELS.items())
+
+
+def test_metric_vs_ratio_names_the_metric_in_words():
+    rows = [dict(strategy="random", predictor="vit", ratio=r, ssim_mean=0.9 - r / 2, ssim_std=0.01) for r in (0.3, 0.7)]
+    fig = plots.plot_metric_vs_ratio(rows, "ssim")
+    assert fig.axes[0].get_ylabel() == "SSIM (whole image)"
+    plt.close(fig)
+
+
+def test_matrix_axes_and_title_say_which_way_round():
+    fig = plots.plot_matrix(np.array([[20.0, 12.0], [15.0, 18.0]]), ["random", "rows"], title="ViT at 50%")
+    ax, cbar_ax = fig.axes
+    assert ax.get_ylabel() == "trained on" and ax.get_xlabel() == "evaluated on"
+    assert ax.get_title() == "ViT at 50%\nrows: trained on · columns: evaluated on"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["random", "rows"]
+    assert cbar_ax.get_ylabel() == "masked-region PSNR (dB)"
+    # every cell carries its value, at its place
+    assert [(t.get_text(), t.get_position()) for t in ax.texts] == [
+        ("20.0", (0, 0)), ("12.0", (1, 0)), ("15.0", (0, 1)), ("18.0", (1, 1))]
+    # a wide table keeps its own range
+    assert ax.images[0].get_clim() == (12.0, 20.0)
+    plt.close(fig)
+
+
+def test_matrix_colours_do_not_blow_up_noise():
+    table = 22.0 + np.array([[0.05, -0.05, 0.0], [0.02, 0.08, -0.1], [0.0, 0.01, -0.01]])
+    fig = plots.plot_matrix(table, ["random", "rows", "columns"])
+    vmin, vmax = fig.axes[0].images[0].get_clim()
+    assert np.isclose(vmax - vmin, 3.0) and np.isclose((vmin + vmax) / 2, table.mean())
+    # so the cells are nearly one colour and their text one colour
+    rgba = fig.axes[0].images[0].to_rgba(table)
+    assert np.ptp(rgba[..., :3].reshape(-1, 3), axis=0).max() < 0.1
+    assert len({t.get_color() for t in fig.axes[0].texts}) == 1
+    plt.close(fig)
+    # SSIM has its own minimum span and format; a custom span is honoured
+    fig = plots.plot_matrix(np.full((2, 2), 0.8), ["a", "b"], metric="ssim")
+    assert np.isclose(np.subtract(*fig.axes[0].images[0].get_clim()[::-1]), 0.05)
+    assert fig.axes[0].texts[0].get_text() == "0.800" and fig.axes[1].get_ylabel() == "SSIM (whole image)"
+    plt.close(fig)
+    fig = plots.plot_matrix(table, ["random", "rows", "columns"], min_span=1.0)
+    assert np.isclose(np.subtract(*fig.axes[0].images[0].get_clim()[::-1]), 1.0)
+    plt.close(fig)
+    # one value far from the mean: the window moves to hold every value, and stays 3 dB wide
+    lopsided = np.array([[20.0, 20.0], [20.0, 22.9]])
+    fig = plots.plot_matrix(lopsided, ["a", "b"])
+    vmin, vmax = fig.axes[0].images[0].get_clim()
+    assert np.isclose(vmax - vmin, 3.0) and vmin <= 20.0 and vmax >= 22.9
     plt.close(fig)
 
 
 def test_patch_scores_picture(images):
     scores = np.arange(len(images) * 64, dtype=float).reshape(len(images), 64)
+    scores[1] *= 1000.0  # another image, another scale: each is shown relative to its largest score
     fig = plots.plot_patch_scores(images, scores, 4, n=3)
-    assert len(fig.axes) == 6
-    np.testing.assert_array_equal(fig.axes[3].images[0].get_array(), scores[0].reshape(8, 8))
+    *panels, cbar_ax = fig.axes
+    assert len(panels) == 6
+    np.testing.assert_allclose(panels[3].images[0].get_array(), scores[0].reshape(8, 8) / scores[0].max())
+    np.testing.assert_allclose(panels[4].images[0].get_array(), scores[1].reshape(8, 8) / scores[1].max())
+    assert all(p.images[0].get_clim() == (0, 1) for p in panels[3:])
+    assert cbar_ax.get_ylabel() == "gradient importance (relative)"
+    assert panels[5].images[0].colorbar.ax is cbar_ax
     plt.close(fig)
+    np.testing.assert_allclose(plots.relative_scores([-1.0, 0.0, 3.0]), [0.0, 0.25, 1.0])
+    np.testing.assert_array_equal(plots.relative_scores(np.zeros(4)), np.zeros(4))
     with pytest.raises(ValueError, match=r"scores must have shape \(N, L\)"):
         plots.plot_patch_scores(images, scores[:, :10], 4)
