@@ -3,7 +3,9 @@
 ``python -m helpers bench speed`` prints:
 - mask generation for 50,000 images per strategy (the random/rows/columns draws are vectorised);
 - the metrics on 10,000 images, and batched SSIM against a per-image ``skimage`` loop;
-- training images per second of the MAE-style ViT against the mask-token ViT at 50% and 70%.
+- training images per second of the mask-token ViT and the MAE-style ViT at 50% and 75%, against a
+  plain-Keras ViT of the same configuration, with and without drawing masks per batch, and (on
+  TensorFlow) with and without XLA.
 
 :func:`bench_speed` runs the three parts (``quick=True``: much smaller sizes, for tests) and hands
 each part's rows to a callback as soon as they are measured; :func:`format_rows` prints them.
@@ -62,40 +64,114 @@ def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0)
     ]
 
 
+def plain_keras_vit(num_patches: int = 64, patch_dim: int = 48, *, embed_dim: int = 128, depth: int = 4,
+                    num_heads: int = 4, mlp_dim: int = 256):
+    """A mask-token ViT made of stock Keras layers only (no code of this project), the speed reference.
+
+    Same configuration and inputs as :func:`helpers.models.build_vit` (``patches`` (N, L, D),
+    ``mask`` (N, L)): hidden patches zeroed and projected, plus a learned vector times the mask
+    (the mask token); learned position embeddings; pre-LayerNorm blocks of
+    ``keras.layers.MultiHeadAttention`` and a GELU MLP; a sigmoid head. No dropout.
+    """
+    import keras
+    from keras import layers
+
+    class AddPositions(layers.Layer):
+        def build(self, shape):
+            self.table = self.add_weight(shape=(1, shape[1], shape[2]), initializer="random_normal")
+
+        def call(self, x):
+            return x + self.table
+
+    patches = keras.Input((num_patches, patch_dim), name="patches")
+    mask = keras.Input((num_patches,), name="mask")
+    m = layers.Reshape((num_patches, 1))(mask)
+    visible = layers.Multiply()([patches, layers.Rescaling(-1.0, offset=1.0)(m)])
+    x = layers.Add()([layers.Dense(embed_dim)(visible), layers.Dense(embed_dim, use_bias=False)(m)])
+    x = AddPositions()(x)
+    for _ in range(depth):
+        h = layers.LayerNormalization(epsilon=1e-6)(x)
+        x = layers.Add()([x, layers.MultiHeadAttention(num_heads, embed_dim // num_heads)(h, h)])
+        h = layers.Dense(mlp_dim, activation="gelu")(layers.LayerNormalization(epsilon=1e-6)(x))
+        x = layers.Add()([x, layers.Dense(embed_dim)(h)])
+    x = layers.LayerNormalization(epsilon=1e-6)(x)
+    return keras.Model({"patches": patches, "mask": mask}, layers.Dense(patch_dim, activation="sigmoid")(x))
+
+
+def _fit_speed(model, batch, *, batch_size: int, epochs: int, jit_compile="auto") -> float:
+    """Training images per second of ``model`` on one in-memory ``(inputs, target, weight)`` set:
+    Adam, the masked MSE, one untimed warm-up epoch, then ``epochs`` timed ones (no mask drawing)."""
+    import keras
+
+    from .training import _jit_compile, masked_mse
+
+    inputs, target, weight = batch
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=masked_mse(), jit_compile=_jit_compile(jit_compile, model))
+    model.fit(inputs, target, sample_weight=weight, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    start = time.perf_counter()
+    model.fit(inputs, target, sample_weight=weight, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=False)
+    return epochs * len(target) / (time.perf_counter() - start)
+
+
 def bench_training(
     n_images: int = 1024,
-    ratios=(0.5, 0.7),
+    ratios=(0.5, 0.75),
     *,
     epochs: int = 2,
-    batch_size: int = 128,
+    batch_size: int = 64,
     seed: int = 0,
     vit_kwargs: dict | None = None,
     mae_kwargs: dict | None = None,
 ) -> list[dict]:
-    """Training images per second of the mask-token ViT and the MAE-style ViT, and their ratio.
+    """Training images per second, in one run, and the ratios that matter:
 
-    Both train on the same ``n_images`` random images with ``random`` masks at each ratio, in this
-    run (one model of each per ratio; the MAE is built with ``min_mask_ratio`` = the ratio, so its
-    encoder sees only the visible patches). :func:`helpers.training.training_throughput` runs one
-    untimed warm-up epoch (tracing, compilation), then times ``epochs`` epochs, mask drawing
-    included. ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their default sizes).
+    - a plain-Keras mask-token ViT of the same configuration (:func:`plain_keras_vit`), the
+      project's mask-token ViT and its MAE-style ViT (built with ``min_mask_ratio`` = the ratio, so
+      its encoder sees only the visible patches), on the same in-memory images and masks;
+    - the project's ViT again through the training data pipeline (:class:`helpers.training.MaskingDataset`:
+      masks drawn for every batch), to show what drawing the masks costs;
+    - on TensorFlow, the project's ViT with XLA off (the default before it was turned on for
+      dropout-free models on a CPU).
+
+    ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their default sizes, the tuned recipe).
     """
-    from .models import build_model
+    import keras
+
+    from .masking import make_mask
+    from .models import build_model, model_inputs
+    from .patches import patchify
     from .training import training_throughput
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs, mae_kwargs = dict(vit_kwargs or {}), dict(mae_kwargs or {})
+    sizes = {k: v for k, v in vit_kwargs.items() if k in ("embed_dim", "depth", "num_heads", "mlp_dim")}
+    fit = dict(batch_size=batch_size, epochs=epochs)
     rows, ratio_rows = [], []
     for ratio in ratios:
-        speeds = {}
-        for kind, kwargs, label in (("vit", vit_kwargs, "mask-token ViT"), ("mae", {**mae_kwargs, "min_mask_ratio": ratio}, "MAE-style ViT")):
-            model = build_model(kind, seed=seed, **kwargs)
-            speeds[kind] = training_throughput(model, images, strategy="random", ratio=ratio, batch_size=batch_size,
-                                               epochs=epochs, seed=seed)
-            rows.append({"what": f"{label} training, {ratio:.0%} masked, {n_images} images x {epochs} epochs",
-                         "images_per_s": speeds[kind]})
-            del model
-        ratio_rows.append({"what": f"ratio: MAE / ViT training speed, {ratio:.0%} masked", "ratio": speeds["mae"] / speeds["vit"]})
+        mask = make_mask("random", ratio, n_images=n_images, grid=(8, 8), seed=seed)
+        batch = (model_inputs("vit", images, mask, 4), patchify(images, 4), mask.astype(np.float32))
+        label = f"{ratio:.0%} masked, {n_images} images x {epochs} epochs, batch {batch_size}"
+        keras.utils.set_random_seed(seed)
+        speed = {"plain": _fit_speed(plain_keras_vit(**sizes), batch, **fit),
+                 "vit": _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, **fit),
+                 "mae": _fit_speed(build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs), batch, **fit)}
+        speed["vit_pipeline"] = training_throughput(build_model("vit", seed=seed, **vit_kwargs), images, ratio=ratio,
+                                                    batch_size=batch_size, epochs=epochs, seed=seed)
+        names = {"plain": "plain-Keras ViT (reference)", "vit": "mask-token ViT", "mae": "MAE-style ViT",
+                 "vit_pipeline": "mask-token ViT + masks drawn per batch"}
+        rows += [{"what": f"{names[k]}, {label}", "images_per_s": v} for k, v in speed.items()]
+        ratio_rows += [
+            {"what": f"ratio: mask-token ViT / plain-Keras ViT, {ratio:.0%} masked", "ratio": speed["vit"] / speed["plain"]},
+            {"what": f"ratio: MAE / mask-token ViT, {ratio:.0%} masked", "ratio": speed["mae"] / speed["vit"]},
+            {"what": f"ratio: with / without mask drawing, {ratio:.0%} masked", "ratio": speed["vit_pipeline"] / speed["vit"]},
+        ]
+    if keras.backend.backend() == "tensorflow":
+        mask = make_mask("random", ratios[0], n_images=n_images, grid=(8, 8), seed=seed)
+        batch = (model_inputs("vit", images, mask, 4), patchify(images, 4), mask.astype(np.float32))
+        no_xla = _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, jit_compile=False, **fit)
+        rows.append({"what": f"mask-token ViT without XLA, {ratios[0]:.0%} masked", "images_per_s": no_xla})
+        with_xla = next(r["images_per_s"] for r in rows if r["what"].startswith(f"mask-token ViT, {ratios[0]:.0%}"))
+        ratio_rows.append({"what": "ratio: XLA on / off (TensorFlow, mask-token ViT)", "ratio": with_xla / no_xla})
     return rows + ratio_rows
 
 
@@ -104,7 +180,7 @@ SPEED_SETTINGS = {
     False: {
         "masks": {"n_images": 50_000},
         "metrics": {"n_images": 10_000, "loop_images": 500},
-        "training": {"n_images": 1024, "epochs": 2, "batch_size": 128},
+        "training": {"n_images": 1024, "epochs": 2, "batch_size": 64},
     },
     True: {
         "masks": {"n_images": 5_000},

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from . import quality as _quality
+from .recipes import RECIPES
 
 
 def _param(text: str):
@@ -171,8 +172,8 @@ def _add_train(subparsers):
             "  python -m helpers train --model vit --strategy random --ratio 0.5 --dataset sample "
             "--epochs 5 --output saved_models\n"
             "  python -m helpers train --model mae --ratio-range 0.3 0.7 --dataset cifar10 "
-            "--data-dir data/cifar-10-batches-py --n-train 20000 --epochs 30 --lr-schedule cosine "
-            "--augment --output saved_models"
+            "--data-dir data/cifar-10-batches-py --n-train 20000 --minutes 30 --output saved_models\n"
+            "  python -m helpers train --model vit --recipe reference --epochs 5 --output saved_models"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -191,29 +192,38 @@ def _add_train(subparsers):
     p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
                    help="fraction of the training images kept for validation (default: 0.1)")
     p.add_argument("--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)")
-    p.add_argument("--epochs", type=int, default=10, metavar="E", help="epochs (default: 10)")
+    budget = p.add_argument_group("budget (one of them; default: 10 epochs)")
+    budget.add_argument("--epochs", type=int, metavar="E", help="epochs (with --minutes: the most epochs)")
+    budget.add_argument("--images", type=int, metavar="N", help="training images to see (rounded up to whole epochs)")
+    budget.add_argument("--minutes", type=float, metavar="M",
+                        help="wall-clock minutes; the learning rate warms up and decays over them (not deterministic)")
     p.add_argument("--batch-size", type=int, default=64, metavar="B", help="batch size (default: 64)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the data subset, weights, masks (default: 0)")
     p.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder that holds the run folders")
     p.add_argument("--run-name", metavar="NAME",
                    help="run folder name (default: MODEL-STRATEGY-RATIO-seedS, e.g. vit-random-0.50-seed0)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"),
-                   help="halve on plateau, or warm-up + cosine decay (default: plateau)")
-    p.add_argument("--augment", action="store_true", help="random horizontal flips")
+    p.add_argument("--recipe", default="tuned", choices=RECIPES,
+                   help="tuned (default: sine-cosine position start, no dropout, peak lr 2e-3 for the Transformers, "
+                        "warm-up + cosine decay, flips) or reference (random position start, dropout 0.1, lr 1e-3 "
+                        "halved on plateaus, no flips); the options below override it")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's)")
+    p.add_argument("--lr-schedule", default=None, choices=("plateau", "cosine"),
+                   help="halve on plateau, or warm-up + cosine decay (default: the recipe's)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (default: the recipe's)")
     p.add_argument("--loss-on", default="masked", choices=("masked", "all"),
                    help="MSE over the masked patches or over all (default: masked)")
     p.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stalls")
     p.add_argument("--patience", type=int, default=10, metavar="E", help="epochs without improvement before stopping (default: 10)")
     p.add_argument("--mixed-precision", action="store_true", help="build with the mixed_float16 policy (GPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (the default when not on a terminal)")
-    size = p.add_argument_group("model size (default: the builder's defaults)")
+    size = p.add_argument_group("model size (default: the builder's defaults and the recipe's settings)")
     size.add_argument("--embed-dim", type=int, metavar="D", help="vit/mae: token width")
     size.add_argument("--depth", type=int, metavar="N", help="vit/mae: Transformer blocks (of the encoder)")
     size.add_argument("--num-heads", type=int, metavar="H", help="vit/mae: attention heads")
     size.add_argument("--mlp-dim", type=int, metavar="D", help="vit/mae: hidden width of the MLPs")
     size.add_argument("--pos-init", choices=("random", "sincos"),
-                      help="vit/mae: start of the learnable position embeddings (default: random)")
+                      help="vit/mae: start of the learnable position embeddings (default: the recipe's)")
     size.add_argument("--decoder-dim", type=int, metavar="D", help="mae: decoder token width")
     size.add_argument("--decoder-depth", type=int, metavar="N", help="mae: decoder blocks")
     size.add_argument("--decoder-num-heads", type=int, metavar="H", help="mae: decoder attention heads")
@@ -276,7 +286,16 @@ def _cmd_train(args) -> int:
         ratio = (low, high)
     else:
         low = ratio = _check_ratio_arg(args.ratio, "--ratio")
-    for option, value, minimum in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
+    budgets = [o for o, v in (("--epochs", args.epochs), ("--images", args.images), ("--minutes", args.minutes)) if v is not None]
+    if len(budgets) > 1 and budgets != ["--epochs", "--minutes"]:
+        raise _UsageError(f"{' and '.join(budgets)}: give one budget (--minutes may come with --epochs as a cap)")
+    if args.minutes is not None and not args.minutes > 0:
+        raise _UsageError(f"--minutes {args.minutes}: must be a positive number")
+    if not budgets:
+        args.epochs = 10
+    for option, value, minimum in (("--epochs", 1 if args.epochs is None else args.epochs, 1),
+                                   ("--images", 1 if args.images is None else args.images, 1),
+                                   ("--batch-size", args.batch_size, 1),
                                    ("--seed", args.seed, 0), ("--n-train", args.n_train, 0),
                                    ("--patience", args.patience, 1), ("--patch-size", args.patch_size, 1)):
         if value < minimum:
@@ -285,7 +304,7 @@ def _cmd_train(args) -> int:
         raise _UsageError(f"--patch-size {args.patch_size}: must divide the image size 32; allowed: 1, 2, 4, 8, 16, 32")
     if not 0.0 <= args.val_fraction < 1.0:
         raise _UsageError(f"--val-fraction {args.val_fraction}: must be in [0, 1)")
-    if not args.lr > 0:
+    if args.lr is not None and not args.lr > 0:
         raise _UsageError(f"--lr {args.lr}: must be a positive number")
     if args.dataset == "cifar10" and args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
         raise _UsageError(f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is expected)")
@@ -305,7 +324,7 @@ def _cmd_train(args) -> int:
     except (DatasetError, ValueError) as exc:
         raise _UsageError(f"--dataset {args.dataset}: {exc}") from None
     try:
-        model = build_model(args.model, **kwargs)
+        model = build_model(args.model, recipe=args.recipe, **kwargs)
     except (ValueError, TypeError) as exc:
         raise _UsageError(f"--model {args.model}: {exc}") from None
 
@@ -315,14 +334,16 @@ def _cmd_train(args) -> int:
           f"{'%.2f-%.2f' % ratio if isinstance(ratio, tuple) else '%.2f' % ratio}; run folder {folder}")
     if (folder / BACKUP).exists() and (folder / HISTORY).exists():
         done = len(read_history(folder / HISTORY))
-        print(f"resuming the interrupted run in {folder} ({done} of {args.epochs} epochs in history.csv)")
+        of = f" of {args.epochs}" if args.minutes is None else ""
+        print(f"resuming the interrupted run in {folder} ({done}{of} epochs in history.csv)")
     elif (folder / FINAL).exists():
         print(f"note: {folder} holds a completed run; training again from epoch 0 replaces it")
     verbose = 1 if (sys.stdout.isatty() and not args.quiet) else 0
     try:
         result = train(
             model, data, patch_size=args.patch_size, strategy=args.strategy, ratio=ratio, epochs=args.epochs,
-            batch_size=args.batch_size, seed=args.seed, run_dir=folder, lr=args.lr, lr_schedule=args.lr_schedule,
+            images=args.images, minutes=args.minutes, batch_size=args.batch_size, seed=args.seed, run_dir=folder,
+            recipe=args.recipe, lr=args.lr, lr_schedule=args.lr_schedule,
             early_stopping=args.early_stopping, patience=args.patience, augment=args.augment, loss_on=args.loss_on,
             score_fn=args.score, verbose=verbose,
         )
@@ -333,7 +354,8 @@ def _cmd_train(args) -> int:
     losses = ", ".join(f"{k} {v:.5f}" for k, v in final.items())
     if history.get("val_loss"):
         losses += f", best val_loss {min(history['val_loss']):.5f}"
-    print(f"trained {result['epochs']} epoch(s) ({result['seconds']:.1f} s this call, compilation included): {losses}")
+    print(f"trained {result['epochs']} epoch(s), {result['images_seen']:,} images seen "
+          f"({result['seconds']:.1f} s this call, compilation included): {losses}")
     print(f"best model:  {folder / BEST}")
     print(f"final model: {folder / FINAL}")
     print(f"history:     {folder / HISTORY}")
@@ -446,7 +468,7 @@ def _add_bench(subparsers):
                          help="mixed: one model per predictor on all strategies (default); per_strategy: one per strategy")
     quality.add_argument("--predictors", nargs="+", metavar="P",
                          help=f"predictors to train and score (default: {' '.join(_quality.QUALITY_PREDICTORS)})")
-    quality.add_argument("--recipe", choices=tuple(_quality.RECIPES), default="tuned",
+    quality.add_argument("--recipe", choices=RECIPES, default="tuned",
                          help="model settings: tuned (default: no dropout, sine-cosine start of the position "
                               "embeddings) or reference (the builders' defaults)")
     quality.set_defaults(func=_cmd_bench_quality)

@@ -9,6 +9,10 @@ started again skips the cells already in ``metrics.csv``: trained models are kep
 ``models/<predictor>-<strategy>-<ratio>/`` and reused.
 
 Training plans:
+- ``mixed`` (default): one model per predictor, trained on masks of every strategy of
+  :data:`MIXED_STRATEGIES` (one drawn per batch) at ratios drawn in ``ratio_range``, and
+  evaluated on every cell; ``pretrained`` models (e.g. those of notebooks 03 and 04) are used
+  instead of training when given;
 - ``per_cell``: one model per (predictor, strategy, ratio);
 - ``per_strategy``: one model per (predictor, strategy), trained on ratios drawn uniformly in
   ``ratio_range`` for every batch and evaluated at each ratio.
@@ -35,8 +39,10 @@ import numpy as np
 from ._checks import check_choice, check_positive_int, check_ratio
 from ._io import write_atomic
 from .masking import STRATEGIES, make_mask
-from .models import PREDICTORS
-PLANS = ("per_cell", "per_strategy")
+from .models import NON_LEARNED, PREDICTORS
+from .recipes import RECIPES
+PLANS = ("mixed", "per_strategy", "per_cell")
+MIXED_STRATEGIES = ("random", "rows", "columns")  # what a ``mixed`` model is trained on
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 METRICS_FILE = "metrics.csv"
 MATRIX_FILE = "matrix.csv"
@@ -75,16 +81,17 @@ class SweepConfig:
     strategies: tuple = STRATEGIES
     ratios: tuple = (0.3, 0.5, 0.7)
     predictors: tuple = PREDICTORS
-    plan: str = "per_strategy"
+    plan: str = "mixed"
     ratio_range: tuple = (0.3, 0.7)
     epochs: int = 5
     batch_size: int = 64
     patch_size: int = 4
     seed: int = 0
     mask_seed: int = 1234
-    lr: float = 1e-3
-    lr_schedule: str = "cosine"
-    augment: bool = True
+    recipe: str = "tuned"  # helpers.recipes: model settings and the defaults of the three below
+    lr: float | None = None
+    lr_schedule: str | None = None
+    augment: bool | None = None
     model_kwargs: dict = field(default_factory=dict)  # kind -> builder keyword arguments
 
     def __post_init__(self):
@@ -105,6 +112,7 @@ class SweepConfig:
         for p in self.predictors:
             check_choice(p, "predictors", PREDICTORS)
         check_choice(self.plan, "plan", PLANS)
+        check_choice(self.recipe, "recipe", RECIPES)
         if len(self.ratio_range) != 2 or not self.ratio_range[0] < self.ratio_range[1]:
             raise ValueError(f"ratio_range must be (low, high) with low < high, got {self.ratio_range!r}")
         for r in self.ratio_range:
@@ -113,6 +121,10 @@ class SweepConfig:
         check_positive_int(self.batch_size, "batch_size")
         check_positive_int(self.seed, "seed", minimum=0)
         check_positive_int(self.mask_seed, "mask_seed", minimum=0)
+
+    def training_strategy(self, strategy: str):
+        """The strategy (or list of them) a model evaluated on ``strategy`` masks is trained on."""
+        return list(MIXED_STRATEGIES) if self.plan == "mixed" else strategy
 
     def training_ratio(self, ratio: float):
         """The ratio (or range) a model evaluated at ``ratio`` is trained on."""
@@ -273,8 +285,18 @@ class CachedScores:
 class Sweep:
     """Runs a :class:`SweepConfig` on a :class:`~helpers.data.Dataset` into a :class:`Run`."""
 
-    def __init__(self, dataset, config: SweepConfig, run, *, verbose: int = 0, extra_provenance: dict | None = None):
+    def __init__(self, dataset, config: SweepConfig, run, *, verbose: int = 0, extra_provenance: dict | None = None,
+                 pretrained: dict | None = None):
+        """``pretrained``: predictor -> saved ``.keras`` model used instead of training one (plan
+        ``mixed`` only: such a model answers every cell)."""
         self.dataset = dataset
+        self.pretrained = {p: Path(path) for p, path in (pretrained or {}).items()}
+        if self.pretrained and config.plan != "mixed":
+            raise ValueError(f"pretrained models need plan 'mixed' (one model per predictor), got plan {config.plan!r}")
+        for p, path in self.pretrained.items():
+            check_choice(p, "pretrained predictor", [k for k in config.predictors if k not in NON_LEARNED])
+            if not path.is_file():
+                raise FileNotFoundError(f"pretrained[{p!r}]: no saved model at {str(path)!r}")
         self.config = config
         self.run = run if isinstance(run, Run) else Run(run)
         self.verbose = verbose
@@ -298,13 +320,14 @@ class Sweep:
             },
             config=asdict(self.config),
             environment=environment(),
+            pretrained={p: str(path) for p, path in self.pretrained.items()},
             **self.extra_provenance,
         )
 
     def _check_same_settings(self) -> None:
         """A run folder holds one experiment: refuse to mix results of other settings into it."""
         before = self.run.provenance()
-        if not before:
+        if not before.get("config"):  # nothing recorded yet (or only a model trained before the sweep)
             return
         now = json.loads(json.dumps({"config": asdict(self.config), "dataset": {
             "name": self.dataset.name, "train": len(self.dataset.x_train), "test": len(self.dataset.x_test)}}, default=str))
@@ -337,26 +360,30 @@ class Sweep:
         if predictor in NON_LEARNED:
             return load_predictor(predictor)
         train_ratio = self.config.training_ratio(ratio)
-        key = model_id(predictor, strategy, train_ratio)
+        train_strategy = self.config.training_strategy(strategy)
+        key = model_id(predictor, "mixed" if self.config.plan == "mixed" else strategy, train_ratio)
         if key in self._models:
             return self._models[key]
         folder = self.run.models / key
         final = folder / "final.keras"
-        if final.exists():
+        if predictor in self.pretrained:
+            model = load_predictor(self.pretrained[predictor])
+        elif final.exists():
             model = load_predictor(final)
         else:
-            score_fn = self.score_fn() if strategy == "importance" else "variance"
-            model = build_model(predictor, **self._builder_kwargs(predictor, train_ratio))
+            score_fn = self.score_fn() if strategy == "importance" and self.config.plan != "mixed" else "variance"
+            model = build_model(predictor, recipe=self.config.recipe, **self._builder_kwargs(predictor, train_ratio))
             result = train(
                 model,
                 self.dataset,
                 patch_size=self.config.patch_size,
-                strategy=strategy,
+                strategy=train_strategy,
                 ratio=train_ratio,
                 epochs=self.config.epochs,
                 batch_size=self.config.batch_size,
                 seed=self.config.seed,
                 run_dir=folder,
+                recipe=self.config.recipe,
                 lr=self.config.lr,
                 lr_schedule=self.config.lr_schedule,
                 warmup_epochs=self.config.epochs // 10,  # 5 epochs: none; 50: 5 of warm-up
@@ -364,7 +391,8 @@ class Sweep:
                 score_fn=score_fn,
                 verbose=self.verbose,
             )
-            self.run.update_provenance(training={key: {"seconds": round(result["seconds"], 2), "epochs": result["epochs"]}})
+            self.run.update_provenance(training={key: {"seconds": round(result["seconds"], 2), "epochs": result["epochs"],
+                                                       "images_seen": result["images_seen"], **result["settings"]}})
         self._models[key] = model
         return model
 
@@ -438,6 +466,9 @@ class Sweep:
         from tqdm import tqdm
 
         check_ratio(ratio)
+        if self.config.plan == "mixed":
+            raise ValueError("the cross-strategy matrix needs one model per training strategy: plan 'per_strategy' or "
+                             "'per_cell', not 'mixed'")
         self._record_start()
         strategies = self.config.strategies
         done = {(r["train_strategy"], r["eval_strategy"]): r for r in self.run.matrix_rows()

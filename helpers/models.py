@@ -27,6 +27,10 @@ with a full image; :mod:`helpers.metrics` makes the composite and scores it.
 - ``mean_colour`` (:class:`MeanColourInpainter`): every hidden pixel gets the mean colour of the
   image's visible pixels; what a model that learned nothing scores.
 
+The Transformers' defaults are the ``tuned`` recipe of :mod:`helpers.recipes` (learned position
+embeddings started from a 2-D sine-cosine table, no dropout); ``build_model(kind,
+recipe="reference")`` builds the seed design (random start, dropout 0.1).
+
 Models take named inputs: ``{"patches": (N, L, D), "mask": (N, L)}`` for the Transformers,
 ``{"image": (N, H, W, C + 1)}`` for the CNN (see :func:`model_inputs`); masks as inputs are
 float, 1 = hidden.
@@ -137,8 +141,8 @@ def build_vit(
     depth: int = 4,
     num_heads: int = 4,
     mlp_dim: int = 256,
-    dropout: float = 0.1,
-    pos_init: str = "random",
+    dropout: float = 0.0,
+    pos_init: str = "sincos",
     seed: int | None = 0,
     mixed_precision: bool = False,
 ):
@@ -176,8 +180,8 @@ def build_mae(
     decoder_depth: int = 2,
     decoder_num_heads: int = 4,
     decoder_mlp_dim: int = 128,
-    dropout: float = 0.1,
-    pos_init: str = "random",
+    dropout: float = 0.0,
+    pos_init: str = "sincos",
     min_mask_ratio: float = 0.5,
     seed: int | None = 0,
     mixed_precision: bool = False,
@@ -279,9 +283,14 @@ def _twos(n: int) -> int:
     return k
 
 
-def build_model(name: str, **kwargs):
-    """Build a model by name: ``vit``, ``mae`` or ``cnn``; ``kwargs`` go to its builder."""
+def build_model(name: str, recipe: str = "tuned", **kwargs):
+    """Build a model by name: ``vit``, ``mae`` or ``cnn``, with the model settings of ``recipe``
+    (:mod:`helpers.recipes`: ``tuned``, the builders' defaults, or ``reference``); ``kwargs`` go to
+    its builder and override the recipe."""
+    from .recipes import model_settings
+
     check_choice(name, "model name", MODEL_KINDS)
+    kwargs = {**model_settings(recipe, name), **kwargs}
     if name == "cnn":
         kwargs.pop("patch_size", None)
     return {"vit": build_vit, "mae": build_mae, "cnn": build_cnn_autoencoder}[name](**kwargs)

@@ -8,13 +8,12 @@ on masks of all the strategies (one strategy drawn per batch) for the whole budg
 ``per_strategy`` trains one model per strategy, each for an equal share of the budget. It prints one table (masked-region PSNR,
 whole-image PSNR, SSIM, training time) and writes ``quality.json``/``quality.csv``.
 
-Training recipe (the same for every model): Adam, a linear warm-up then a cosine decay of the
-learning rate over the number of epochs that fits the budget (measured on a short timing run
-first), horizontal flips, loss on the masked patches only; a time limit stops a run that
-would overshoot.
+Training (the same for every model and recipe): Adam, a linear warm-up then a cosine decay of the
+learning rate over the wall-time budget (:class:`helpers.training.TimeBudget`, so a faster or
+slower machine fills its minutes), horizontal flips, loss on the masked patches only.
 
-Model settings (``recipe``): ``reference`` builds every model with its builder's defaults (the
-reference design: dropout 0.1, position embeddings started from small random values);
+Model settings and peak learning rate (``recipe``, :mod:`helpers.recipes`): ``reference`` is the
+seed design (dropout 0.1, position embeddings started from small random values, lr 1e-3);
 ``tuned`` (default) changes the Transformers only: position embeddings started from a 2-D
 sine-cosine table (still learned), no dropout, peak learning rate 2e-3 instead of 1e-3. Why: a
 random start leaves a Transformer to find out which patches are neighbours before it can
@@ -29,79 +28,45 @@ reference 15.66/14.90/15.50 dB; dropout off 15.69/14.95/15.50; plus the sine-cos
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 from ._checks import check_choice, check_positive_int, check_ratio
+from .recipes import RECIPES, check_recipe
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
 QUALITY_PREDICTORS = ("biharmonic", "mean_colour", "vit", "mae", "cnn")
 
 
-def _time_limit(seconds: float):
-    import keras
-
-    class TimeLimit(keras.callbacks.Callback):
-        """Stop training at the end of the epoch that passes ``seconds`` of wall time."""
-
-        def on_train_begin(self, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if time.perf_counter() - self.start > seconds:
-                self.model.stop_training = True
-
-    return TimeLimit()
-
-
-def epochs_for_budget(images_per_s: float, n_images: int, seconds: float, overhead: float = 0.85) -> int:
-    """Epochs that fit in ``seconds`` at ``images_per_s`` (with ``overhead`` for validation)."""
-    return max(1, int(math.floor(seconds * overhead * images_per_s / n_images)))
-
-
-def train_within_budget(kind: str, dataset, strategy: str, ratio: float, seconds: float, run_dir, *,
-                        patch_size: int = 4, batch_size: int = 64, seed: int = 0, lr: float = 1e-3, model_kwargs=None, verbose=0) -> tuple:
-    """Build and train one model within ``seconds`` of wall time; returns (model, train result)."""
+def train_within_budget(kind: str, dataset, strategy, ratio, seconds: float, run_dir, *, recipe: str = "tuned",
+                        patch_size: int = 4, batch_size: int = 64, seed: int = 0, model_kwargs=None, verbose=0) -> tuple:
+    """Build ``kind`` with ``recipe`` (``model_kwargs`` override it) and train it for ``seconds`` of
+    wall time (:class:`helpers.training.TimeBudget`: the learning rate decays over the time);
+    returns (best model, train result)."""
     from .models import build_model, load_predictor
-    from .training import train, training_throughput
+    from .training import train
 
-    kwargs = dict(model_kwargs or {})
-    kwargs.setdefault("image_shape", dataset.image_shape)
-    kwargs.setdefault("seed", seed)
-    kwargs.setdefault("patch_size", patch_size)
+    kwargs = {"image_shape": dataset.image_shape, "seed": seed, "patch_size": patch_size, **(model_kwargs or {})}
     if kind == "mae":
-        kwargs.setdefault("min_mask_ratio", ratio)
-    probe = build_model(kind, **kwargs)
-    # 16 batches x 2 epochs: with 8 batches x 1 epoch the fixed cost of a `fit` call made the CNN
-    # (TensorFlow) look 40% slower than it trains, and it used 16 of its 30 minutes
-    n_probe = min(len(dataset.x_train), 16 * batch_size)
-    ips = training_throughput(probe, dataset.x_train[:n_probe], patch_size=patch_size, strategy=strategy, ratio=ratio,
-                              batch_size=batch_size, epochs=2)
-    epochs = epochs_for_budget(ips, len(dataset.x_train), seconds)
-    model = build_model(kind, **kwargs)
-    result = train(model, dataset, patch_size=patch_size, strategy=strategy, ratio=ratio, epochs=epochs, batch_size=batch_size, seed=seed,
-                   run_dir=run_dir, lr=lr, lr_schedule="cosine", warmup_epochs=max(1, epochs // 20), augment=True,
-                   verbose=verbose, callbacks=[_time_limit(seconds)])
-    result["planned_epochs"] = epochs
+        kwargs.setdefault("min_mask_ratio", ratio if not isinstance(ratio, (tuple, list)) else min(ratio))
+    model = build_model(kind, recipe=recipe, **kwargs)
+    result = train(model, dataset, patch_size=patch_size, strategy=strategy, ratio=ratio, minutes=seconds / 60,
+                   batch_size=batch_size, seed=seed, run_dir=run_dir, recipe=recipe, lr_schedule="cosine", augment=True,
+                   verbose=verbose)
     best = Path(result["best"])
     return (load_predictor(best) if best.exists() else model), result
 
 
 QUALITY_PLANS = ("mixed", "per_strategy")
-_TUNED_TRANSFORMER = {"dropout": 0.0, "pos_init": "sincos"}
-# model settings and peak learning rate per predictor
-RECIPES = {
-    "reference": {"vit": ({}, 1e-3), "mae": ({}, 1e-3), "cnn": ({}, 1e-3)},
-    "tuned": {"vit": (_TUNED_TRANSFORMER, 2e-3), "mae": (_TUNED_TRANSFORMER, 2e-3), "cnn": ({}, 1e-3)},
-}
 
 
 def recipe_settings(recipe: str, predictor: str, model_kwargs=None) -> tuple[dict, float]:
-    """(builder keyword arguments, peak learning rate) of ``predictor`` under ``recipe``; the
-    arguments are updated by ``model_kwargs[predictor]``."""
-    kwargs, lr = RECIPES[check_choice(recipe, "recipe", RECIPES)][predictor]
-    return {**kwargs, **(model_kwargs or {}).get(predictor, {})}, lr
+    """(builder keyword arguments, peak learning rate) of ``predictor`` under ``recipe``
+    (:mod:`helpers.recipes`); the arguments are updated by ``model_kwargs[predictor]``."""
+    from .recipes import model_settings, train_settings
+
+    kwargs = {**model_settings(recipe, predictor), **(model_kwargs or {}).get(predictor, {})}
+    return kwargs, train_settings(recipe, predictor)["lr"]
 
 
 def _describe(settings: dict, lr) -> str:
@@ -135,7 +100,7 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
 
     ratio = check_ratio(ratio)
     check_choice(plan, "plan", QUALITY_PLANS)
-    check_choice(recipe, "recipe", RECIPES)
+    check_recipe(recipe)
     if not minutes_per_model > 0:
         raise ValueError(f"minutes_per_model must be > 0, got {minutes_per_model!r}")
     check_positive_int(batch_size, "batch_size")
@@ -169,8 +134,7 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
             train_strategy = list(strategies) if plan == "mixed" else strategy
             model, info = train_within_budget(predictor, ds, train_strategy, ratio, seconds, out / "models" / key,
                                               patch_size=patch_size, batch_size=batch_size, seed=seed,
-                                              lr=settings[predictor][1],
-                                              model_kwargs=settings[predictor][0])
+                                              recipe=recipe, model_kwargs=settings[predictor][0])
             trained[key] = (model, info)
         mask = masks[strategy]
         summary, _ = score_predictor(model, ds.x_test, mask, patch_size)

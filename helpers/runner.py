@@ -25,6 +25,7 @@ import contextlib
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +245,7 @@ def value_checks() -> dict:
     from .experiments import MODEL_SIZES, PLANS
     from .masking import SCORES, STRATEGIES
     from .models import PREDICTORS
+    from .recipes import RECIPES
     from .report import HIGHER_IS_BETTER
 
     def choice(allowed):
@@ -255,6 +257,10 @@ def value_checks() -> dict:
     def each(check):
         return lambda values, name: [check(v, name) for v in values]
 
+    def ratio_range(values, name):
+        if len(values) != 2 or not check_ratio(values[0], name) <= check_ratio(values[1], name):
+            raise ValueError(f"{name} must be [low, high] with 0 < low <= high < 1, got {values!r}")
+
     return {
         "dataset": choice(DATASETS),
         "n_train": count(0), "n_test": count(0), "seed": count(0),  # 0 images: all of them
@@ -265,9 +271,18 @@ def value_checks() -> dict:
         "scores": each(choice(SCORES)),
         "predictors": each(choice(PREDICTORS)),
         "plan": choice(PLANS), "model_size": choice(MODEL_SIZES), "metric": choice(HIGHER_IS_BETTER),
-        "recipe": choice(("tuned", "reference")), "pos_init": choice(("random", "sincos")),
-        "lr_schedule": choice(("plateau", "cosine")),
+        # "" (and dropout < 0, lr <= 0) keep the recipe's setting: helpers.recipes.resolve
+        "recipe": choice(RECIPES), "pos_init": choice(("", "random", "sincos")),
+        "lr_schedule": choice(("", "plateau", "cosine")), "augment": choice(("", "yes", "no")),
+        "train_strategies": each(choice(STRATEGIES)), "ratio_range": ratio_range,
+        "minutes": lambda value, name: _non_negative(value, name), "compare_minutes": lambda value, name: _non_negative(value, name),
     }
+
+
+def _non_negative(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0 (0: not used), got {value!r}")
+    return value
 
 
 def _check_value(notebook: str, name: str, value, checks: dict):
@@ -381,6 +396,32 @@ def _environ(**values):
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def _kernel_stderr():
+    """A kernel manager class whose kernels write their process stderr to a temporary file; on exit
+    every line of it but TensorFlow's C++ start-up notices (``cli._TF_STARTUP_NOISE``) goes to
+    stderr, so a run's terminal shows what matters. Cell outputs are not affected."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    from .cli import _TF_STARTUP_NOISE
+
+    with tempfile.TemporaryFile() as log:
+        class QuietKernelManager(AsyncKernelManager):
+            async def _async_start_kernel(self, **kw):
+                kw.setdefault("stderr", log)
+                return await super()._async_start_kernel(**kw)
+
+            start_kernel = _async_start_kernel
+
+        try:
+            yield QuietKernelManager
+        finally:
+            log.seek(0)
+            lines = log.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(ln for ln in lines if not _TF_STARTUP_NOISE.search(ln)))
+            sys.stderr.flush()
+
+
 def run_steps(steps: list[Step], output_dir, *, progress_bar: bool | None = None, log=None,
               notebooks_dir=NOTEBOOKS_DIR, profile: str | None = None) -> list[dict]:
     """Execute ``steps`` in order; stops at the first failure by raising :class:`NotebookFailed`.
@@ -412,11 +453,12 @@ def run_steps(steps: list[Step], output_dir, *, progress_bar: bool | None = None
             log(f"{head} ...", end="\n" if progress_bar else "")
             start = time.perf_counter()
             try:
-                papermill.execute_notebook(
-                    str(step.path), str(out), parameters=step.parameters, kernel_name=KERNEL_NAME,
-                    cwd=str(Path(notebooks_dir).resolve()), progress_bar=progress_bar, log_output=False,
-                    extra_arguments=list(KERNEL_ARGS),
-                )
+                with _kernel_stderr() as manager:
+                    papermill.execute_notebook(
+                        str(step.path), str(out), parameters=step.parameters, kernel_name=KERNEL_NAME,
+                        cwd=str(Path(notebooks_dir).resolve()), progress_bar=progress_bar, log_output=False,
+                        extra_arguments=list(KERNEL_ARGS), kernel_manager_class=manager,
+                    )
             except PapermillExecutionError as exc:
                 log(f"{head} failed after {time.perf_counter() - start:.1f} s" if progress_bar else
                     f" failed after {time.perf_counter() - start:.1f} s")

@@ -8,9 +8,11 @@
 - The loss is ``MeanSquaredError(reduction="mean_with_sample_weight")`` with 0/1 weights per patch
   (per pixel for the CNN): with ``loss_on="masked"`` the reported loss is exactly the MSE over the
   masked patch values of each batch; ``loss_on="all"`` weighs every patch.
-- :func:`train`: Adam, ReduceLROnPlateau (or warmup + cosine decay), best and final models, a CSV
-  history, optional early stopping, ``BackupAndRestore`` so that calling :func:`train` again with
-  the same run folder resumes an interrupted run. Model files are written under a temporary name
+- :func:`train`: the settings of a recipe (:mod:`helpers.recipes`; ``tuned`` by default: Adam with
+  warm-up + cosine decay, flips), a budget in epochs, images seen or minutes (:class:`TimeBudget`),
+  best and final models, a CSV history (with the images seen), optional early stopping,
+  ``BackupAndRestore`` so that calling :func:`train` again with the same run folder resumes an
+  interrupted run. On a CPU, TensorFlow compiles dropout-free models with XLA (about 2x faster). Model files are written under a temporary name
   and moved into place with ``os.replace``, so ``best.keras``/``final.keras`` are never half written.
 """
 
@@ -322,17 +324,102 @@ def _learning_rate(lr, lr_schedule, warmup_epochs, epochs, steps):
     )
 
 
-def _jit_compile(value):
-    """``"auto"``: no XLA for the TensorFlow backend on a CPU-only machine (XLA's random numbers
-    made dropout ~15x slower there: 9 instead of 140 MAE training images/s), else Keras' choice."""
+def _dropout_rates(model) -> list[float]:
+    """Rates of every Dropout layer inside ``model`` (nested layers included)."""
+    import keras
+
+    return [float(layer.rate) for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.Dropout)]
+
+
+def _jit_compile(value, model=None):
+    """``"auto"``: XLA, except for the TensorFlow backend on a CPU-only machine when ``model`` has
+    dropout (XLA's random numbers made dropout ~15x slower there: 9 instead of 140 MAE training
+    images/s). Without dropout XLA is the faster choice on the CPU too (``bench speed``)."""
     if value != "auto":
         return bool(value)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         if not tf.config.list_physical_devices("GPU"):
-            return False
+            return model is not None and not any(rate > 0 for rate in _dropout_rates(model))
     return "auto"
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Train for ``seconds`` of wall time, whatever the machine's speed.
+
+    With ``schedule="cosine"`` the learning rate follows a linear warm-up (the first
+    ``warmup_fraction`` of the budget) then a cosine decay to ``alpha * peak`` over the elapsed
+    fraction of the budget, set before every batch; with ``plateau`` it is left alone. Training
+    stops after the batch that spends the budget (validation of that epoch still runs).
+    ``spent``: seconds already trained (a resumed run). Not deterministic: how many batches fit
+    depends on the machine and its load.
+    """
+
+    def __init__(self, seconds: float, peak_lr: float, *, schedule: str = "cosine", warmup_fraction: float = 0.05,
+                 alpha: float = 0.01, spent: float = 0.0):
+        super().__init__()
+        if isinstance(seconds, bool) or not isinstance(seconds, Real) or not seconds > 0:
+            raise ValueError(f"minutes must be a positive number, got {seconds / 60 if isinstance(seconds, Real) else seconds!r}")
+        self.seconds, self.peak_lr, self.schedule = float(seconds), float(peak_lr), schedule
+        self.warmup_fraction, self.alpha, self.spent = float(warmup_fraction), float(alpha), float(spent)
+        self.start = 0.0
+
+    def fraction(self) -> float:
+        """Share of the budget spent so far."""
+        return (time.perf_counter() - self.start) / self.seconds
+
+    def learning_rate(self, fraction: float) -> float:
+        f = min(max(fraction, 0.0), 1.0)
+        if f < self.warmup_fraction:
+            return self.peak_lr * max(f / self.warmup_fraction, 1e-3)
+        decay = (f - self.warmup_fraction) / max(1.0 - self.warmup_fraction, 1e-9)
+        return self.peak_lr * (self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * decay)))
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter() - self.spent
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.schedule == "cosine":
+            self.model.optimizer.learning_rate.assign(self.learning_rate(self.fraction()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.fraction() >= 1.0:
+            self.model.stop_training = True
+
+
+class _ImagesSeen(keras.callbacks.Callback):
+    """Count the training images of every batch; add the running total to each epoch's logs."""
+
+    def __init__(self, n_images: int, batch_size: int, seen: int = 0):
+        super().__init__()
+        self.n_images, self.batch_size, self.seen = n_images, batch_size, int(seen)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += min(self.batch_size, self.n_images - batch * self.batch_size)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["images_seen"] = self.seen
+
+
+def _budget(epochs, images, minutes, n_train: int) -> tuple[int, float | None]:
+    """(most epochs, seconds or None) from one budget: ``epochs``, ``images`` seen, or ``minutes``."""
+    given = [name for name, v in (("epochs", epochs), ("images", images), ("minutes", minutes)) if v is not None]
+    if len(given) > 1 and given != ["epochs", "minutes"]:
+        raise ValueError(f"give one training budget: epochs, images or minutes (minutes may come with epochs as a "
+                         f"cap); got {', '.join(given)}")
+    seconds = None
+    if minutes is not None:
+        if isinstance(minutes, bool) or not isinstance(minutes, Real) or not minutes > 0:
+            raise ValueError(f"minutes must be a positive number, got {minutes!r}")
+        seconds = 60.0 * float(minutes)
+    if images is not None:
+        return math.ceil(check_positive_int(images, "images") / n_train), None
+    if epochs is None:
+        return (10 if seconds is None else 100_000), seconds
+    return check_positive_int(epochs, "epochs"), seconds
 
 
 def train(
@@ -342,18 +429,21 @@ def train(
     patch_size: int = 4,
     strategy: str = "random",
     ratio=0.5,
-    epochs: int = 10,
+    epochs: int | None = None,
+    images: int | None = None,
+    minutes: float | None = None,
     batch_size: int = 64,
     seed: int = 0,
     run_dir=None,
     run_name: str | None = None,
     save_root=SAVE_ROOT,
-    lr: float = 1e-3,
-    lr_schedule: str = "plateau",
+    recipe: str = "tuned",
+    lr: float | None = None,
+    lr_schedule: str | None = None,
     warmup_epochs: int = 2,
     early_stopping: bool = False,
     patience: int = 10,
-    augment: bool = False,
+    augment: bool | None = None,
     loss_on: str = "masked",
     score_fn="variance",
     verbose="auto",
@@ -367,26 +457,36 @@ def train(
             or one array of training images (then ``loss`` is monitored instead of ``val_loss``).
         strategy, ratio, score_fn: masks, as in :class:`MaskingDataset`; validation masks are drawn
             once (seed + 1) and kept, so ``val_loss`` is comparable across epochs.
+        epochs, images, minutes: the budget, one of them. ``epochs`` (default 10) or ``images``
+            seen (rounded up to whole epochs) are deterministic; ``minutes`` of wall time
+            (:class:`TimeBudget`) fills the time whatever the machine's speed, the learning rate
+            decaying over the time (``epochs`` may then cap it).
         run_dir / run_name: the folder for ``best.keras``, ``final.keras``, ``history.csv`` and
             the ``backup/`` of ``BackupAndRestore``: ``run_dir``, else ``save_root/run_name``.
             Calling again with the same folder after an interruption continues where it stopped;
             after a completed run the backup is gone and training starts again from epoch 0.
+        recipe: ``tuned`` or ``reference`` (:mod:`helpers.recipes`): the defaults of ``lr``,
+            ``lr_schedule`` and ``augment`` for the model's kind; a value given here wins.
         lr, lr_schedule: Adam learning rate; ``plateau`` halves it when the monitored loss stalls
-            for 3 epochs, ``cosine`` warms up linearly for ``warmup_epochs`` then decays (cosine).
+            for 3 epochs, ``cosine`` warms up linearly for ``warmup_epochs`` (with ``minutes``: the
+            first 5 % of the time) then decays (cosine).
         early_stopping, patience: stop when the monitored loss has not improved for ``patience`` epochs.
         augment: random horizontal flips of the training images.
         loss_on: ``masked`` (MSE over masked patches) or ``all``.
         verbose: Keras verbosity: ``"auto"``/1 progress bar, 2 one line per epoch, 0 silent.
         callbacks: extra Keras callbacks (run after the built-in ones).
-        jit_compile: passed to ``compile``; ``"auto"`` avoids XLA for TensorFlow on a CPU.
+        jit_compile: passed to ``compile``; ``"auto"``: see :func:`_jit_compile`.
 
     Mixed precision is chosen when the model is built (``mixed_precision=True`` in the builders);
     ``compile`` then wraps Adam in a loss-scale optimizer.
 
     Returns a dict: ``history`` (column -> list over all epochs of the run folder, resumed ones
-    included), ``run_dir``, ``best``, ``final`` (paths), ``epochs`` (completed), ``seconds``
-    (wall time of this call) and ``images_per_s`` (training images per second of this call).
+    included), ``run_dir``, ``best``, ``final`` (paths), ``epochs`` (completed), ``images_seen``
+    (training images over all epochs), ``seconds`` (wall time of this call), ``images_per_s``
+    (training images per second of this call) and ``settings`` (recipe, lr, lr_schedule, augment).
     """
+    from .recipes import train_settings
+
     kind = model_kind(model)
     if kind not in MODEL_KINDS:
         raise ValueError(f"train needs a Keras model of kind {list(MODEL_KINDS)}, got {kind!r}")
@@ -396,7 +496,11 @@ def train(
         x_val = None
     if x_val is not None:
         check_images(x_val, "x_val")
-    epochs = check_positive_int(epochs, "epochs")
+    defaults = train_settings(recipe, kind)
+    lr = defaults["lr"] if lr is None else lr
+    lr_schedule = defaults["lr_schedule"] if lr_schedule is None else lr_schedule
+    augment = defaults["augment"] if augment is None else bool(augment)
+    epochs, seconds = _budget(epochs, images, minutes, len(x_train))
     check_choice(loss_on, "loss_on", LOSS_ON)
     folder = run_folder(run_dir, run_name, save_root)
     folder.mkdir(parents=True, exist_ok=True)
@@ -412,8 +516,13 @@ def train(
         val_ds = MaskingDataset(x_val, kind, ratio=val_ratio, seed=seed + 1, fresh_masks=False, **common)
     monitor = "val_loss" if val_ds is not None else "loss"
 
-    learning_rate = _learning_rate(lr, lr_schedule, warmup_epochs, epochs, len(train_ds))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=masked_mse(), jit_compile=_jit_compile(jit_compile))
+    if seconds is None:
+        learning_rate = _learning_rate(lr, lr_schedule, warmup_epochs, epochs, len(train_ds))
+    else:
+        learning_rate = _learning_rate(lr, lr_schedule, 0, 1, 1)
+        learning_rate = float(lr)  # TimeBudget sets it before every batch
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=masked_mse(),
+                  jit_compile=_jit_compile(jit_compile, model))
     model.optimizer.build(model.trainable_variables)  # else TensorFlow traces the train step twice
 
     backup = folder / BACKUP
@@ -424,10 +533,13 @@ def train(
 
     cbs = [
         _EpochSync(train_ds),
+        _ImagesSeen(len(x_train), train_ds.batch_size, seen=previous[-1].get("images_seen", 0) if previous else 0),
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
         HistoryCSV(history_path),
         AtomicCheckpoint(folder / BEST, monitor=monitor, initial_best=best_so_far),
     ]
+    if seconds is not None:
+        cbs.insert(0, TimeBudget(seconds, lr, schedule=lr_schedule, spent=sum(r.get("seconds", 0.0) for r in previous)))
     if lr_schedule == "plateau":
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=3, min_lr=1e-5))
     if early_stopping:
@@ -438,20 +550,23 @@ def train(
         model._initial_epoch = None  # Keras keeps the epoch of an earlier restore on the model
     start = time.perf_counter()
     fit = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=verbose, shuffle=False)
-    seconds = time.perf_counter() - start
+    seconds_here = time.perf_counter() - start
     save_atomic(model, folder / FINAL)
 
     rows = read_history(history_path) if history_path.exists() else []
     history = {k: [r.get(k, math.nan) for r in rows] for k in (rows[0] if rows else {})}
-    done_here = len(fit.epoch)
+    seen_before = previous[-1].get("images_seen", 0) if previous else 0
+    seen = int(rows[-1].get("images_seen", 0)) if rows else 0
     return {
         "history": history,
         "run_dir": folder,
         "best": folder / BEST,
         "final": folder / FINAL,
         "epochs": len(rows),
-        "seconds": seconds,
-        "images_per_s": done_here * len(x_train) / seconds if seconds > 0 and done_here else math.nan,
+        "images_seen": seen,
+        "seconds": seconds_here,
+        "images_per_s": (seen - seen_before) / seconds_here if seconds_here > 0 and fit.epoch else math.nan,
+        "settings": {"recipe": recipe, "lr": float(lr), "lr_schedule": lr_schedule, "augment": augment},
     }
 
 
@@ -466,7 +581,7 @@ def training_throughput(model, images, *, patch_size: int = 4, strategy: str = "
     min_masked = mae_min_masked(model) if kind == "mae" else None
     ds = MaskingDataset(images, kind, patch_size, strategy=strategy, ratio=ratio, batch_size=batch_size,
                         seed=seed, min_masked=min_masked)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=masked_mse(), jit_compile=_jit_compile("auto"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=masked_mse(), jit_compile=_jit_compile("auto", model))
     model.optimizer.build(model.trainable_variables)
     if hasattr(model, "_initial_epoch"):
         model._initial_epoch = None

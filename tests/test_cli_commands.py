@@ -32,10 +32,11 @@ def cifar(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny ViT and a tiny MAE (min_mask_ratio 0.5) trained for one epoch through the CLI."""
+    """A tiny ViT (reference recipe) and a tiny MAE (tuned recipe, min_mask_ratio 0.5) trained for
+    one epoch through the CLI."""
     root = tmp_path_factory.mktemp("runs")
     paths = {}
-    for kind, size in (("vit", TINY), ("mae", TINY_MAE + ["--pos-init", "sincos"])):
+    for kind, size in (("vit", TINY + ["--recipe", "reference"]), ("mae", TINY_MAE)):
         code = cli.main(["train", "--model", kind, "--ratio", "0.5", "--epochs", "1", "--output", str(root), *FAST, *size])
         assert code == 0
         paths[kind] = root / f"{kind}-random-0.50-seed0"
@@ -58,8 +59,9 @@ def test_train_size_options_reach_the_saved_model(trained):
     from helpers.models import load_predictor
 
     vit, mae = (load_predictor(trained[k] / "final.keras") for k in ("vit", "mae"))
-    assert vit.get_layer("pos_embed").init == "random"
-    assert mae.get_layer("pos_embed").init == mae.get_layer("decoder_pos_embed").init == "sincos"
+    assert vit.get_layer("pos_embed").init == "random" and vit.get_layer("block_0").dropout == 0.1  # reference
+    assert mae.get_layer("pos_embed").init == mae.get_layer("decoder_pos_embed").init == "sincos"  # tuned
+    assert mae.get_layer("block_0").dropout == 0.0
     assert vit.get_layer("patch_embed").embed_dim == 16 and len([l for l in vit.layers if l.name.startswith("block_")]) == 1
 
 
@@ -274,13 +276,23 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
     code, out, err = _main(capsys, "bench", "speed", "--quick")
     assert code == 0, err
     for words in ("random masks, 5000 images", "ratio: skimage loop / batched SSIM",
-                  "mask-token ViT training, 50% masked", "MAE-style ViT training, 70% masked",
-                  "ratio: MAE / ViT training speed, 50% masked", "ratio: MAE / ViT training speed, 70% masked"):
+                  "plain-Keras ViT (reference), 50% masked", "mask-token ViT, 75% masked", "MAE-style ViT, 75% masked",
+                  "mask-token ViT + masks drawn per batch, 50% masked",
+                  "ratio: MAE / mask-token ViT, 50% masked", "ratio: MAE / mask-token ViT, 75% masked",
+                  "ratio: mask-token ViT / plain-Keras ViT, 75% masked", "ratio: with / without mask drawing, 50% masked"):
         assert words in out, words
-    ratio_lines = [ln for ln in out.splitlines() if ln.startswith("ratio: MAE / ViT")]
-    assert len(ratio_lines) == 2 and all(float(ln.rsplit("x", 1)[1]) > 0 for ln in ratio_lines)
+    ratio_lines = [ln for ln in out.splitlines() if ln.startswith("ratio: ") and "masked" in ln]
+    assert len(ratio_lines) == 6 and all(float(ln.rsplit("x", 1)[1]) > 0 for ln in ratio_lines)
     ips = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("images/s")]
-    assert len(ips) == 4 and all(v > 0 for v in ips)
+    xla = "ratio: XLA on / off" in out
+    assert xla == (keras_backend() == "tensorflow")
+    assert len(ips) == 8 + xla and all(v > 0 for v in ips)
+
+
+def keras_backend():
+    import keras
+
+    return keras.backend.backend()
 
 
 def test_bench_quality_rejects_bad_options(tmp_path, capsys):

@@ -22,7 +22,7 @@ def tiny_data():
 
 def _config(**kw):
     base = dict(strategies=("random", "importance"), ratios=(0.5,), predictors=("vit", "biharmonic"), epochs=1,
-                batch_size=16, model_kwargs=TINY)
+                batch_size=16, model_kwargs=TINY, plan="per_strategy")
     base.update(kw)
     return experiments.SweepConfig(**base)
 
@@ -152,7 +152,7 @@ def test_append_row_adds_columns_and_keeps_rows(tmp_path):
         ({"strategies": ("diagonal",)}, "strategies must be one of"),
         ({"ratios": (0.5, 1.0)}, "ratios must be strictly between 0 and 1, got 1.0"),
         ({"predictors": ("resnet",)}, r"predictors must be one of \[.*'mean_colour'.*\], got 'resnet'"),
-        ({"plan": "each"}, r"plan must be one of \['per_cell', 'per_strategy'\], got 'each'"),
+        ({"plan": "each"}, r"plan must be one of \['mixed', 'per_cell', 'per_strategy'\], got 'each'"),
         ({"ratio_range": (0.7, 0.3)}, "ratio_range must be"),
         ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
     ],
@@ -182,3 +182,33 @@ def test_model_sizes():
     assert experiments.model_sizes("small")["vit"]["embed_dim"] == 64  # a copy
     with pytest.raises(ValueError, match=r"model_size must be one of \['reference', 'small'\], got 'huge'"):
         experiments.model_sizes("huge")
+
+
+def test_mixed_plan_trains_one_model_per_predictor_for_every_cell(tiny_data, tmp_path):
+    run = experiments.Run(tmp_path / "run")
+    sweep = experiments.Sweep(tiny_data, _config(plan="mixed", strategies=("rows", "importance")), run)
+    assert sweep.model("vit", "rows", 0.5) is sweep.model("vit", "importance", 0.5)
+    rows = sweep.run_sweep(progress=False)
+    assert {r["plan"] for r in rows} == {"mixed"} and len(rows) == 4
+    assert [p.name for p in run.models.iterdir()] == ["vit-mixed-0.30to0.70"]
+    prov = run.provenance()["training"]["vit-mixed-0.30to0.70"]
+    assert prov["epochs"] == 1 and prov["images_seen"] == len(tiny_data.x_train) and prov["recipe"] == "tuned"
+    with pytest.raises(ValueError, match="cross-strategy matrix needs one model per training strategy"):
+        sweep.run_matrix(0.5)
+
+
+def test_pretrained_models_are_used_instead_of_training(tiny_data, tmp_path, monkeypatch):
+    from helpers import models, training
+
+    model = models.build_model("vit", **TINY["vit"])
+    path = training.save_atomic(model, tmp_path / "saved" / "best.keras")
+    monkeypatch.setattr(training, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    sweep = experiments.Sweep(tiny_data, _config(plan="mixed", strategies=("rows",)), tmp_path / "run",
+                              pretrained={"vit": path})
+    rows = sweep.run_sweep(progress=False)
+    assert [r["predictor"] for r in rows] == ["vit", "biharmonic"]
+    assert experiments.Run(tmp_path / "run").provenance()["pretrained"] == {"vit": str(path)}
+    with pytest.raises(ValueError, match="pretrained models need plan 'mixed'"):
+        experiments.Sweep(tiny_data, _config(), tmp_path / "r2", pretrained={"vit": path})
+    with pytest.raises(FileNotFoundError, match=r"pretrained\['vit'\]: no saved model"):
+        experiments.Sweep(tiny_data, _config(plan="mixed"), tmp_path / "r3", pretrained={"vit": tmp_path / "nope.keras"})

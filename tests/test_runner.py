@@ -319,15 +319,16 @@ def test_smoke_profile_end_to_end(tmp_path):
 
 
 def test_failing_notebook_exits_1_and_names_notebook_cell_and_error(tmp_path):
-    res = _helpers(["run", "--profile", "smoke", "--output", "out", "--notebooks", "01", "-p", "patch_size=5"],
-                   cwd=tmp_path)
+    # a value every check lets through, which fails only when the notebook runs: no CIFAR-10 there
+    res = _helpers(["run", "--profile", "smoke", "--output", "out", "--notebooks", "01", "-p", "dataset=cifar10",
+                    "-p", "data_dir=no_such_folder"], cwd=tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "FAILED: notebook 01_data_and_patches, cell" in res.stderr
-    assert "ValueError: patch_size must divide the image size 32x32; got 5" in res.stderr
+    assert "DatasetError: data_dir=" in res.stderr and "holds no CIFAR-10 python batches" in res.stderr
     report = res.stderr[res.stderr.index("FAILED"):].splitlines()
-    snippet = report[1:report.index(next(ln for ln in report if ln.startswith("ValueError")))]
+    snippet = report[1:report.index(next(ln for ln in report if ln.startswith("DatasetError")))]
     assert snippet and all(ln.startswith("    ") for ln in snippet), report  # the failing cell's source
-    assert any("patch_size" in ln for ln in snippet), snippet
+    assert any("load_dataset" in ln for ln in snippet), snippet
     assert "01_data_and_patches ... failed" in res.stdout
     assert not (tmp_path / "out" / "notebooks" / "02_masking_strategies.ipynb").exists()
 

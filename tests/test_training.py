@@ -246,3 +246,57 @@ def test_save_atomic_leaves_no_partial_file(tmp_path):
     path = training.save_atomic(model, tmp_path / "m.keras")
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]
     assert models.model_kind(models.load_predictor(path)) == "cnn"
+
+
+# --------------------------------------------------------------------------------------------
+# Budgets, recipes, XLA
+# --------------------------------------------------------------------------------------------
+def test_budget_in_images_rounds_up_to_whole_epochs_and_counts_images(images, tmp_path):
+    out = training.train(models.build_vit(**TINY), images[:40], patch_size=P, images=100, batch_size=16,
+                         run_dir=tmp_path / "r", verbose=0)
+    assert out["epochs"] == 3 and out["images_seen"] == 120  # ceil(100 / 40) epochs of 40 images
+    assert out["history"]["images_seen"] == [40, 80, 120]
+
+
+def test_time_budget_stops_training_and_decays_the_learning_rate(images, tmp_path):
+    budget = training.TimeBudget(60.0, 2e-3, warmup_fraction=0.1, alpha=0.01)
+    lr = [budget.learning_rate(f) for f in (0.0, 0.05, 0.1, 0.55, 1.0, 2.0)]
+    assert lr[0] < lr[1] < lr[2] == pytest.approx(2e-3)  # linear warm-up to the peak
+    assert lr[3] == pytest.approx(2e-3 * (0.01 + 0.99 * 0.5))  # half-way through the decay
+    assert lr[4] == lr[5] == pytest.approx(2e-5)  # alpha * peak at the end and after
+    out = training.train(models.build_vit(**TINY), images[:64], patch_size=P, minutes=0.02, batch_size=16,
+                         run_dir=tmp_path / "t", verbose=0)
+    assert 1 <= out["epochs"] < 100_000 and out["images_seen"] >= 16
+    assert out["history"]["learning_rate"][-1] < 2e-3  # decayed from the tuned peak
+
+
+def test_budget_errors(images, tmp_path):
+    vit = models.build_vit(**TINY)
+    with pytest.raises(ValueError, match="give one training budget: epochs, images or minutes"):
+        training.train(vit, images, run_dir=tmp_path, epochs=2, images=100)
+    with pytest.raises(ValueError, match="minutes must be a positive number, got 0"):
+        training.train(vit, images, run_dir=tmp_path, minutes=0)
+    with pytest.raises(ValueError, match="images must be an integer >= 1, got -5"):
+        training.train(vit, images, run_dir=tmp_path, images=-5)
+
+
+def test_recipe_sets_the_training_defaults_and_arguments_win(images, tmp_path):
+    kw = dict(patch_size=P, epochs=1, batch_size=32, verbose=0)
+    tuned = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "a", **kw)
+    assert tuned["settings"] == {"recipe": "tuned", "lr": 2e-3, "lr_schedule": "cosine", "augment": True}
+    ref = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "b", recipe="reference", **kw)
+    assert ref["settings"] == {"recipe": "reference", "lr": 1e-3, "lr_schedule": "plateau", "augment": False}
+    mine = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "c", recipe="reference", lr=5e-4,
+                          augment=True, **kw)
+    assert mine["settings"]["lr"] == 5e-4 and mine["settings"]["augment"] is True
+    with pytest.raises(ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'best'"):
+        training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "d", recipe="best", **kw)
+
+
+def test_xla_on_the_cpu_only_without_dropout():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow backend's CPU rule")
+    assert training._jit_compile("auto", models.build_vit(**TINY)) is True  # dropout 0
+    assert training._jit_compile("auto", models.build_vit(**{**TINY, "dropout": 0.1})) is False
+    assert training._jit_compile("auto", models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,))) is False
+    assert training._jit_compile(False, models.build_vit(**TINY)) is False
