@@ -519,7 +519,7 @@ def train(
     if seconds is None:
         learning_rate = _learning_rate(lr, lr_schedule, warmup_epochs, epochs, len(train_ds))
     else:
-        learning_rate = _learning_rate(lr, lr_schedule, 0, 1, 1)
+        _learning_rate(lr, lr_schedule, 0, 1, 1)  # checks lr and lr_schedule
         learning_rate = float(lr)  # TimeBudget sets it before every batch
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=masked_mse(),
                   jit_compile=_jit_compile(jit_compile, model))
