@@ -312,7 +312,9 @@ def test_smoke_profile_end_to_end(tmp_path):
     # the sweep's results land in the output folder, with the profile in the provenance
     results = out / "results" / "smoke"
     rows = list(csv.DictReader(open(results / "metrics.csv")))
-    assert len(rows) == 2 * 2 * 4 and {r["strategy"] for r in rows} == {"random", "importance"}
+    predictors = {r["predictor"] for r in rows}
+    assert predictors == {"vit", "mae", "cnn", "biharmonic", "mean_colour"}, predictors
+    assert len(rows) == 2 * 2 * len(predictors) and {r["strategy"] for r in rows} == {"random", "importance"}
     assert json.loads((results / "provenance.json").read_text())["profile"] == "smoke"
     assert len(list(csv.DictReader(open(results / "matrix.csv")))) == 4
     assert all((out / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in figures)
