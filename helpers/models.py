@@ -232,7 +232,8 @@ def build_cnn_autoencoder(
     image_shape=(32, 32, 3),
     *,
     filters=(32, 64, 128),
-    dropout: float = 0.1,
+    dropout: float = 0.0,
+    skips: bool = True,
     seed: int | None = 0,
     mixed_precision: bool = False,
 ):
@@ -240,7 +241,9 @@ def build_cnn_autoencoder(
 
     Each encoder stage is a 3x3 convolution with stride 2, batch normalization, ReLU and dropout;
     the decoder mirrors it with stride-2 transposed convolutions; a 3x3 convolution with a sigmoid
-    gives the C output channels.
+    gives the C output channels. ``skips=True`` concatenates each encoder stage's input to the
+    decoder output of the same size (U-Net style), so the decoder sees the visible pixels at full
+    resolution instead of only through the bottleneck.
     """
     import keras
     from keras import layers
@@ -260,7 +263,9 @@ def build_cnn_autoencoder(
     with _policy(mixed_precision):
         inp = keras.Input((h, w, c + 1), name="image")
         x = inp
+        stage_inputs = []
         for i, f in enumerate(filters):
+            stage_inputs.append(x)
             x = layers.Conv2D(f, 3, strides=2, padding="same", use_bias=False, name=f"enc_conv_{i}")(x)
             # momentum 0.9 (Keras: 0.99): the moving statistics settle within a few hundred steps
             x = layers.BatchNormalization(momentum=0.9, name=f"enc_bn_{i}")(x)
@@ -271,6 +276,8 @@ def build_cnn_autoencoder(
             x = layers.BatchNormalization(momentum=0.9, name=f"dec_bn_{i}")(x)
             x = layers.Activation("relu", name=f"dec_relu_{i}")(x)
             x = layers.Dropout(dropout, name=f"dec_drop_{i}")(x)
+            if skips:
+                x = layers.Concatenate(name=f"skip_{i}")([x, stage_inputs[-1 - i]])
         out = layers.Conv2D(c, 3, padding="same", activation="sigmoid", dtype="float32", name="head")(x)
         return keras.Model({"image": inp}, out, name="cnn")
 

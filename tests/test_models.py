@@ -309,3 +309,17 @@ def test_vit_and_mae_under_jax():
     out = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "jax models ok" in out.stdout
+
+
+def test_cnn_skip_connections_carry_the_visible_pixels_past_the_bottleneck():
+    import numpy as np
+
+    # one skip per stage, the decoder output of each size joined by that stage's input
+    model = models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 8), skips=True, seed=0)
+    assert [layer.name for layer in model.layers if layer.name.startswith("skip_")] == ["skip_0", "skip_1"]
+    # the last skip joins the full-resolution input (image + mask channel) to the decoder output
+    assert model.get_layer("skip_1").output.shape[-1] == 4 + SHAPE[-1] + 1
+    plain = models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 8), skips=False, seed=0)
+    assert plain.count_params() < model.count_params()
+    x = np.random.default_rng(0).random((2, *SHAPE[:2], SHAPE[-1] + 1)).astype("float32")
+    assert model.predict_on_batch({"image": x}).shape == (2, *SHAPE)

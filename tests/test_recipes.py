@@ -8,9 +8,10 @@ from helpers import models, recipes
 def test_recipes_differ_where_the_benchmark_says():
     assert recipes.model_settings("tuned", "vit") == {"dropout": 0.0, "pos_init": "sincos"}
     assert recipes.model_settings("reference", "mae") == {"dropout": 0.1, "pos_init": "random"}
-    assert recipes.model_settings("tuned", "cnn") == recipes.model_settings("reference", "cnn") == {}
+    assert recipes.model_settings("tuned", "cnn") == {"dropout": 0.0, "skips": True}
+    assert recipes.model_settings("reference", "cnn") == {"dropout": 0.1, "skips": False}
     assert recipes.train_settings("tuned", "vit") == {"lr": 2e-3, "lr_schedule": "cosine", "augment": True}
-    assert recipes.train_settings("tuned", "cnn")["lr"] == 1e-3
+    assert recipes.train_settings("tuned", "cnn")["lr"] == 3e-3
     assert recipes.train_settings("reference", "vit") == {"lr": 1e-3, "lr_schedule": "plateau", "augment": False}
     with pytest.raises(ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'fast'"):
         recipes.model_settings("fast", "vit")
@@ -22,6 +23,10 @@ def test_builders_default_to_tuned_and_build_model_takes_a_recipe():
     assert tuned.get_layer("pos_embed").init == "sincos" and tuned.get_layer("block_0").dropout == 0.0
     ref = models.build_model("vit", recipe="reference", **sizes)
     assert ref.get_layer("pos_embed").init == "random" and ref.get_layer("block_0").dropout == 0.1
+    cnn = models.build_cnn_autoencoder(filters=(4, 8))
+    assert "skip_0" in [layer.name for layer in cnn.layers] and cnn.get_layer("enc_drop_0").rate == 0.0
+    plain = models.build_model("cnn", recipe="reference", filters=(4, 8))
+    assert not any(layer.name.startswith("skip_") for layer in plain.layers) and plain.get_layer("enc_drop_0").rate == 0.1
     mixed = models.build_model("vit", recipe="reference", pos_init="sincos", **sizes)  # an argument wins
     assert mixed.get_layer("pos_embed").init == "sincos" and mixed.get_layer("block_0").dropout == 0.1
 
@@ -33,7 +38,7 @@ def test_resolve_keeps_the_recipe_where_an_override_is_unset():
     assert model == {"dropout": 0.0, "pos_init": "sincos"}
     assert train == {"lr": 3e-3, "lr_schedule": "cosine", "augment": True}
     model, train = recipes.resolve("tuned", "cnn", pos_init="random", augment="no")
-    assert model == {} and train["augment"] is False  # no position embeddings in a CNN
+    assert model == {"dropout": 0.0, "skips": True} and train["augment"] is False  # no position embeddings in a CNN
     with pytest.raises(ValueError, match=r"augment must be one of \['no', 'yes'\], got 'maybe'"):
         recipes.resolve("tuned", "vit", augment="maybe")
     with pytest.raises(ValueError, match=r"lr_schedule must be one of \['cosine', 'plateau'\], got 'step'"):

@@ -298,5 +298,6 @@ def test_xla_on_the_cpu_only_without_dropout():
         pytest.skip("the TensorFlow backend's CPU rule")
     assert training._jit_compile("auto", models.build_vit(**TINY)) is True  # dropout 0
     assert training._jit_compile("auto", models.build_vit(**{**TINY, "dropout": 0.1})) is False
-    assert training._jit_compile("auto", models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,))) is False
+    assert training._jit_compile("auto", models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,))) is True
+    assert training._jit_compile("auto", models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,), dropout=0.1)) is False
     assert training._jit_compile(False, models.build_vit(**TINY)) is False
