@@ -173,9 +173,17 @@ def limits(provenance: dict) -> str:
     ds = provenance.get("dataset", {})
     cfg = provenance.get("config", {})
     env = provenance.get("environment", {})
+    budget = f"{cfg.get('epochs')} epochs per model"
+    trained = provenance.get("training") or {}
+    if provenance.get("pretrained") and trained:  # models trained elsewhere (notebooks 03 and 04): their own budgets
+        parts = []
+        for key, t in sorted(trained.items()):
+            seen = f", {t['images_seen']:,} images seen" if t.get("images_seen") else ""
+            parts.append(f"{key.split('-')[0]} {t.get('epochs')} epochs{seen}")
+        budget = "models trained " + "; ".join(parts)
     return (
         f"Dataset {ds.get('name')} ({ds.get('source')}): {ds.get('train')} training, {ds.get('val')} validation and "
-        f"{ds.get('test')} test images; {cfg.get('epochs')} epochs per model, plan {cfg.get('plan')}, "
+        f"{ds.get('test')} test images; {budget}, plan {cfg.get('plan')}, "
         f"batch size {cfg.get('batch_size')}, seed {cfg.get('seed')}; Keras {env.get('keras')} on "
         f"{env.get('backend')} ({env.get('device')}). Profile: {provenance.get('profile', 'not recorded')}."
     )
