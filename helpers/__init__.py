@@ -10,3 +10,9 @@ cross-strategy matrix), ``report``, ``plots`` (pictures and ``save_fig``), ``run
 """
 
 __version__ = "0.1.0"
+
+import logging as _logging
+
+# TensorFlow's Python-side warnings (tf.function retracing when several models predict in turn)
+# are advice for TensorFlow developers, not for students: keep them out of notebook outputs.
+_logging.getLogger("tensorflow").setLevel(_logging.ERROR)

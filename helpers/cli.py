@@ -211,8 +211,8 @@ def _add_train(subparsers):
                    help="halve on plateau, or warm-up + cosine decay (default: the recipe's)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random horizontal flips (default: the recipe's)")
-    p.add_argument("--loss-on", default="masked", choices=("masked", "all"),
-                   help="MSE over the masked patches or over all (default: masked)")
+    p.add_argument("--loss-on", default=None, choices=("masked", "all"),
+                   help="MSE over the masked patches or over all (default: the recipe's)")
     p.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stalls")
     p.add_argument("--patience", type=int, default=10, metavar="E", help="epochs without improvement before stopping (default: 10)")
     p.add_argument("--mixed-precision", action="store_true", help="build with the mixed_float16 policy (GPU)")

@@ -176,10 +176,10 @@ def build_mae(
     depth: int = 4,
     num_heads: int = 4,
     mlp_dim: int = 256,
-    decoder_dim: int = 64,
+    decoder_dim: int = 128,
     decoder_depth: int = 2,
     decoder_num_heads: int = 4,
-    decoder_mlp_dim: int = 128,
+    decoder_mlp_dim: int = 256,
     dropout: float = 0.0,
     pos_init: str = "sincos",
     min_mask_ratio: float = 0.5,
@@ -187,6 +187,11 @@ def build_mae(
     mixed_precision: bool = False,
 ):
     """MAE-style ViT, same inputs and output as :func:`build_vit`.
+
+    The decoder is as wide as the encoder by default: a 64-wide decoder (MLP 128) stayed at the
+    mean-colour guess after 4 epochs on the embedded sample (21.8 dB at 50 % random), the
+    128-wide one with the tuned recipe's loss on every patch reached 23.5 dB, as the mask-token
+    ViT (23.3 dB) in the same epochs.
 
     The encoder sees ``L - n_masked(min_mask_ratio, L)`` tokens; every mask given to the model must
     hide at least ``n_masked(min_mask_ratio, L)`` patches (see the module docstring).

@@ -444,7 +444,7 @@ def train(
     early_stopping: bool = False,
     patience: int = 10,
     augment: bool | None = None,
-    loss_on: str = "masked",
+    loss_on: str | None = None,
     score_fn="variance",
     verbose="auto",
     callbacks=(),
@@ -472,7 +472,7 @@ def train(
             first 5 % of the time) then decays (cosine).
         early_stopping, patience: stop when the monitored loss has not improved for ``patience`` epochs.
         augment: random horizontal flips of the training images.
-        loss_on: ``masked`` (MSE over masked patches) or ``all``.
+        loss_on: ``masked`` (MSE over masked patches) or ``all``; None for the recipe's.
         verbose: Keras verbosity: ``"auto"``/1 progress bar, 2 one line per epoch, 0 silent.
         callbacks: extra Keras callbacks (run after the built-in ones).
         jit_compile: passed to ``compile``; ``"auto"``: see :func:`_jit_compile`.
@@ -483,7 +483,8 @@ def train(
     Returns a dict: ``history`` (column -> list over all epochs of the run folder, resumed ones
     included), ``run_dir``, ``best``, ``final`` (paths), ``epochs`` (completed), ``images_seen``
     (training images over all epochs), ``seconds`` (wall time of this call), ``images_per_s``
-    (training images per second of this call) and ``settings`` (recipe, lr, lr_schedule, augment).
+    (training images per second of this call) and ``settings`` (recipe, lr, lr_schedule, augment,
+    loss_on).
     """
     from .recipes import train_settings
 
@@ -500,6 +501,7 @@ def train(
     lr = defaults["lr"] if lr is None else lr
     lr_schedule = defaults["lr_schedule"] if lr_schedule is None else lr_schedule
     augment = defaults["augment"] if augment is None else bool(augment)
+    loss_on = defaults["loss_on"] if loss_on is None else loss_on
     epochs, seconds = _budget(epochs, images, minutes, len(x_train))
     check_choice(loss_on, "loss_on", LOSS_ON)
     folder = run_folder(run_dir, run_name, save_root)
@@ -566,7 +568,8 @@ def train(
         "images_seen": seen,
         "seconds": seconds_here,
         "images_per_s": (seen - seen_before) / seconds_here if seconds_here > 0 and fit.epoch else math.nan,
-        "settings": {"recipe": recipe, "lr": float(lr), "lr_schedule": lr_schedule, "augment": augment},
+        "settings": {"recipe": recipe, "lr": float(lr), "lr_schedule": lr_schedule, "augment": augment,
+                     "loss_on": loss_on},
     }
 
 

@@ -10,9 +10,12 @@ def test_recipes_differ_where_the_benchmark_says():
     assert recipes.model_settings("reference", "mae") == {"dropout": 0.1, "pos_init": "random"}
     assert recipes.model_settings("tuned", "cnn") == {"dropout": 0.0, "skips": True}
     assert recipes.model_settings("reference", "cnn") == {"dropout": 0.1, "skips": False}
-    assert recipes.train_settings("tuned", "vit") == {"lr": 2e-3, "lr_schedule": "cosine", "augment": True}
+    assert recipes.train_settings("tuned", "vit") == {"lr": 2e-3, "lr_schedule": "cosine", "augment": True,
+                                                      "loss_on": "masked"}
+    assert recipes.train_settings("tuned", "mae")["loss_on"] == "all"  # the MAE's decoder learns positions sooner
     assert recipes.train_settings("tuned", "cnn")["lr"] == 3e-3
-    assert recipes.train_settings("reference", "vit") == {"lr": 1e-3, "lr_schedule": "plateau", "augment": False}
+    assert recipes.train_settings("reference", "vit") == {"lr": 1e-3, "lr_schedule": "plateau", "augment": False,
+                                                          "loss_on": "masked"}
     with pytest.raises(ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'fast'"):
         recipes.model_settings("fast", "vit")
 
@@ -36,7 +39,7 @@ def test_resolve_keeps_the_recipe_where_an_override_is_unset():
     model, train = recipes.resolve("reference", "vit", pos_init="sincos", dropout=0.0, lr=3e-3, lr_schedule="cosine",
                                    augment="yes")
     assert model == {"dropout": 0.0, "pos_init": "sincos"}
-    assert train == {"lr": 3e-3, "lr_schedule": "cosine", "augment": True}
+    assert train == {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"}
     model, train = recipes.resolve("tuned", "cnn", pos_init="random", augment="no")
     assert model == {"dropout": 0.0, "skips": True} and train["augment"] is False  # no position embeddings in a CNN
     with pytest.raises(ValueError, match=r"augment must be one of \['no', 'yes'\], got 'maybe'"):

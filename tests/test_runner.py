@@ -351,3 +351,12 @@ def test_strip_stderr_keeps_everything_else(tmp_path):
     outputs = nbformat.read(path, as_version=4).cells[0].outputs
     assert [o.output_type for o in outputs] == ["stream", "display_data"] and outputs[0].text == "1\n"
     assert not list(tmp_path.glob(".*"))
+
+
+def test_importing_helpers_silences_tensorflow_python_warnings():
+    # tf.function retracing warnings (several models predicting in turn) reached notebook outputs
+    import logging
+
+    import helpers  # noqa: F401
+
+    assert logging.getLogger("tensorflow").getEffectiveLevel() == logging.ERROR

@@ -283,9 +283,13 @@ def test_budget_errors(images, tmp_path):
 def test_recipe_sets_the_training_defaults_and_arguments_win(images, tmp_path):
     kw = dict(patch_size=P, epochs=1, batch_size=32, verbose=0)
     tuned = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "a", **kw)
-    assert tuned["settings"] == {"recipe": "tuned", "lr": 2e-3, "lr_schedule": "cosine", "augment": True}
+    assert tuned["settings"] == {"recipe": "tuned", "lr": 2e-3, "lr_schedule": "cosine", "augment": True,
+                                 "loss_on": "masked"}
     ref = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "b", recipe="reference", **kw)
-    assert ref["settings"] == {"recipe": "reference", "lr": 1e-3, "lr_schedule": "plateau", "augment": False}
+    assert ref["settings"] == {"recipe": "reference", "lr": 1e-3, "lr_schedule": "plateau", "augment": False,
+                               "loss_on": "masked"}
+    mae = models.build_mae(**TINY, decoder_dim=16, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=32)
+    assert training.train(mae, images[:32], run_dir=tmp_path / "m", **kw)["settings"]["loss_on"] == "all"
     mine = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "c", recipe="reference", lr=5e-4,
                           augment=True, **kw)
     assert mine["settings"]["lr"] == 5e-4 and mine["settings"]["augment"] is True
