@@ -13,6 +13,15 @@ __version__ = "0.1.0"
 
 import logging as _logging
 
-# TensorFlow's Python-side warnings (tf.function retracing when several models predict in turn)
-# are advice for TensorFlow developers, not for students: keep them out of notebook outputs.
-_logging.getLogger("tensorflow").setLevel(_logging.ERROR)
+
+class _NoRetracingAdvice(_logging.Filter):
+    """Drop TensorFlow's "triggered tf.function retracing" warnings (several models predicting in
+    turn trigger them): advice for TensorFlow developers, not for students, and noise in notebook
+    outputs. A filter, not a level: TensorFlow sets the level of its logger to INFO when it first
+    logs inside Jupyter."""
+
+    def filter(self, record):
+        return "tf.function retracing" not in record.getMessage()
+
+
+_logging.getLogger("tensorflow").addFilter(_NoRetracingAdvice())
