@@ -319,6 +319,7 @@ PREDICTOR_STYLE = {
     "mae": dict(color="tab:green", marker="s", label="ViT (MAE-style)"),
     "cnn": dict(color="tab:orange", marker="^", label="CNN autoencoder"),
     "biharmonic": dict(color="tab:gray", marker="x", label="biharmonic inpainting"),
+    "mean_colour": dict(color="black", marker="v", linestyle=":", label="mean colour (learned nothing)"),
 }
 
 

@@ -266,3 +266,11 @@ def test_patch_scores_picture(images):
     np.testing.assert_array_equal(plots.relative_scores(np.zeros(4)), np.zeros(4))
     with pytest.raises(ValueError, match=r"scores must have shape \(N, L\)"):
         plots.plot_patch_scores(images, scores[:, :10], 4)
+
+
+def test_every_predictor_of_the_sweep_has_its_own_colour_and_a_label_in_words():
+    from helpers.experiments import PREDICTORS
+
+    styles = [plots.PREDICTOR_STYLE[p] for p in PREDICTORS]
+    assert len({s["color"] for s in styles}) == len(PREDICTORS)
+    assert all("_" not in s["label"] for s in styles)
