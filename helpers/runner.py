@@ -275,7 +275,7 @@ def value_checks() -> dict:
         "recipe": choice(RECIPES), "pos_init": choice(("", "random", "sincos")),
         "lr_schedule": choice(("", "plateau", "cosine")), "augment": choice(("", "yes", "no")),
         "train_strategies": each(choice(STRATEGIES)), "ratio_range": ratio_range,
-        "minutes": lambda value, name: _non_negative(value, name), "compare_minutes": lambda value, name: _non_negative(value, name),
+        "minutes": lambda value, name: _non_negative(value, name), "compare_epochs": count(0),
     }
 
 

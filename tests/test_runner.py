@@ -128,6 +128,7 @@ def test_values_are_checked_against_the_declared_types(project):
         ("patch_size", "5", "01_data_and_patches", "must divide the image size 32x32; got 5, allowed: [1, 2, 4, 8, 16, 32]"),
         ("epochs", "0", "03_vit_masked_reconstruction", "must be an integer >= 1, got 0"),
         ("n_train", "-1", "01_data_and_patches", "must be an integer >= 0, got -1"),
+        ("compare_epochs", "-2", "03_vit_masked_reconstruction", "must be an integer >= 0, got -2"),
     ],
 )
 def test_values_are_checked_with_the_package_checks_before_anything_runs(name, text, notebook, allowed):
