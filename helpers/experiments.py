@@ -282,16 +282,16 @@ class CachedScores:
         return np.stack([self.cache[k] for k in keys])
 
 
-def pretrained_training(path) -> dict:
+def pretrained_training(path, predictor: str | None = None) -> dict:
     """What the history beside a saved model says of its training: ``epochs`` and ``images_seen``
-    (None where there is no ``history.csv``), and the model file it came from."""
+    (None where there is no ``history.csv``), the model file it came from and the ``predictor``."""
     from .training import HISTORY, read_history
 
     path = Path(path)
     history = path.parent / HISTORY
     rows = read_history(history) if history.exists() else []
     seen = rows[-1].get("images_seen") if rows else None
-    return {"pretrained": str(path), "epochs": len(rows) if rows else None,
+    return {"predictor": predictor, "pretrained": str(path), "epochs": len(rows) if rows else None,
             "images_seen": int(float(seen)) if seen not in (None, "") else None}
 
 
@@ -381,7 +381,7 @@ class Sweep:
         final = folder / "final.keras"
         if predictor in self.pretrained:
             model = load_predictor(self.pretrained[predictor])
-            self.run.update_provenance(training={key: pretrained_training(self.pretrained[predictor])})
+            self.run.update_provenance(training={key: pretrained_training(self.pretrained[predictor], predictor)})
         elif final.exists():
             model = load_predictor(final)
         else:

@@ -179,7 +179,7 @@ def limits(provenance: dict) -> str:
         parts = []
         for key, t in sorted(trained.items()):
             seen = f", {t['images_seen']:,} images seen" if t.get("images_seen") else ""
-            parts.append(f"{key.split('-')[0]} {t.get('epochs')} epochs{seen}")
+            parts.append(f"{t.get('predictor') or key} {t.get('epochs')} epochs{seen}")
         budget = "models trained " + "; ".join(parts)
     return (
         f"Dataset {ds.get('name')} ({ds.get('source')}): {ds.get('train')} training, {ds.get('val')} validation and "

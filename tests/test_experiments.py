@@ -209,9 +209,10 @@ def test_pretrained_models_are_used_instead_of_training(tiny_data, tmp_path, mon
     assert [r["predictor"] for r in rows] == ["vit", "biharmonic"]
     assert experiments.Run(tmp_path / "run").provenance()["pretrained"] == {"vit": str(path)}
     (record,) = experiments.Run(tmp_path / "run").provenance()["training"].values()
-    assert record == {"pretrained": str(path), "epochs": None, "images_seen": None}  # no history beside it
+    assert record == {"predictor": "vit", "pretrained": str(path), "epochs": None, "images_seen": None}  # no history
     (path.parent / training.HISTORY).write_text("epoch,images_seen,loss\n0,40.0,0.1\n1,80.0,0.05\n")
-    assert experiments.pretrained_training(path) == {"pretrained": str(path), "epochs": 2, "images_seen": 80}
+    assert experiments.pretrained_training(path, "vit") == {"predictor": "vit", "pretrained": str(path), "epochs": 2,
+                                                           "images_seen": 80}
     with pytest.raises(ValueError, match="pretrained models need plan 'mixed'"):
         experiments.Sweep(tiny_data, _config(), tmp_path / "r2", pretrained={"vit": path})
     with pytest.raises(FileNotFoundError, match=r"pretrained\['vit'\]: no saved model"):

@@ -108,8 +108,8 @@ def test_limits_sentence():
     assert "10 training, 2 validation and 5 test images; 3 epochs" in s and "Profile: smoke" in s
     # models reused from notebooks 03 and 04: their own budgets, not the sweep's epochs setting
     prov = {**prov, "pretrained": {"vit": "a/best.keras", "cnn": "b/best.keras"},
-            "training": {"vit-mixed-0.30to0.70": {"epochs": 8, "images_seen": 36000},
-                         "cnn-mixed-0.30to0.70": {"epochs": 6, "images_seen": 27000}}}
+            "training": {"vit-mixed-0.30to0.70": {"predictor": "vit", "epochs": 8, "images_seen": 36000},
+                         "cnn-mixed-0.30to0.70": {"predictor": "cnn", "epochs": 6, "images_seen": 27000}}}
     s = report.limits(prov)
     assert "models trained cnn 6 epochs, 27,000 images seen; vit 8 epochs, 36,000 images seen, plan" in s
     assert "3 epochs" not in s
