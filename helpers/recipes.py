@@ -70,11 +70,12 @@ def train_settings(recipe: str, kind: str) -> dict:
 
 
 def resolve(recipe: str, kind: str, *, pos_init: str = "", dropout: float = -1.0, lr: float = 0.0,
-            lr_schedule: str = "", augment: str = "") -> tuple[dict, dict]:
+            lr_schedule: str = "", augment: str = "", loss_on: str = "") -> tuple[dict, dict]:
     """``(builder kwargs, train kwargs)`` of ``recipe`` for ``kind``, with the notebooks' overrides.
 
     An override left at its "unset" value keeps the recipe's setting: ``pos_init=""``,
-    ``dropout < 0``, ``lr <= 0``, ``lr_schedule=""``, ``augment=""`` (else ``"yes"`` or ``"no"``).
+    ``dropout < 0``, ``lr <= 0``, ``lr_schedule=""``, ``augment=""`` (else ``"yes"`` or ``"no"``),
+    ``loss_on=""`` (else ``"masked"``: the hidden patches, or ``"all"``: every patch).
     ``pos_init`` and ``dropout`` apply to the Transformers only (``dropout`` also to the CNN).
     """
     model, train = model_settings(recipe, kind), train_settings(recipe, kind)
@@ -89,4 +90,6 @@ def resolve(recipe: str, kind: str, *, pos_init: str = "", dropout: float = -1.0
         train["lr_schedule"] = check_choice(lr_schedule, "lr_schedule", ("plateau", "cosine"))
     if augment:
         train["augment"] = check_choice(augment, "augment", ("yes", "no")) == "yes"
+    if loss_on:
+        train["loss_on"] = check_choice(loss_on, "loss_on", ("masked", "all"))
     return model, train

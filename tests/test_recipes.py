@@ -37,12 +37,16 @@ def test_builders_default_to_tuned_and_build_model_takes_a_recipe():
 def test_resolve_keeps_the_recipe_where_an_override_is_unset():
     assert recipes.resolve("tuned", "vit") == (recipes.model_settings("tuned", "vit"), recipes.train_settings("tuned", "vit"))
     model, train = recipes.resolve("reference", "vit", pos_init="sincos", dropout=0.0, lr=3e-3, lr_schedule="cosine",
-                                   augment="yes")
+                                   augment="yes", loss_on="all")
     assert model == {"dropout": 0.0, "pos_init": "sincos"}
-    assert train == {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"}
+    assert train == {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "all"}
+    assert recipes.resolve("tuned", "mae")[1]["loss_on"] == "all"
+    assert recipes.resolve("tuned", "mae", loss_on="masked")[1]["loss_on"] == "masked"
     model, train = recipes.resolve("tuned", "cnn", pos_init="random", augment="no")
     assert model == {"dropout": 0.0, "skips": True} and train["augment"] is False  # no position embeddings in a CNN
     with pytest.raises(ValueError, match=r"augment must be one of \['no', 'yes'\], got 'maybe'"):
         recipes.resolve("tuned", "vit", augment="maybe")
     with pytest.raises(ValueError, match=r"lr_schedule must be one of \['cosine', 'plateau'\], got 'step'"):
         recipes.resolve("tuned", "vit", lr_schedule="step")
+    with pytest.raises(ValueError, match=r"loss_on must be one of \['all', 'masked'\], got 'hidden'"):
+        recipes.resolve("tuned", "vit", loss_on="hidden")
