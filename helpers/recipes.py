@@ -91,5 +91,7 @@ def resolve(recipe: str, kind: str, *, pos_init: str = "", dropout: float = -1.0
     if augment:
         train["augment"] = check_choice(augment, "augment", ("yes", "no")) == "yes"
     if loss_on:
-        train["loss_on"] = check_choice(loss_on, "loss_on", ("masked", "all"))
+        from .training import LOSS_ON
+
+        train["loss_on"] = check_choice(loss_on, "loss_on", LOSS_ON)
     return model, train
