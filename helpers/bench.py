@@ -131,9 +131,11 @@ def bench_training(
     - the project's ViT again through the training data pipeline (:class:`helpers.training.MaskingDataset`:
       masks drawn for every batch), to show what drawing the masks costs;
     - on TensorFlow, the project's ViT with XLA off (the default before it was turned on for
-      dropout-free models on a CPU).
+      dropout-free models on a CPU);
+    - the mask-token ViT with the harmonic fill of the tuned recipe, against the same ViT without it.
 
-    ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their default sizes, the tuned recipe).
+    ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their default sizes, the tuned recipe;
+    the mask-token ViT with ``fill="token"``, the configuration of the plain-Keras reference).
     """
     import keras
 
@@ -143,7 +145,7 @@ def bench_training(
     from .training import training_throughput
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
-    vit_kwargs, mae_kwargs = dict(vit_kwargs or {}), dict(mae_kwargs or {})
+    vit_kwargs, mae_kwargs = {"fill": "token", **(vit_kwargs or {})}, dict(mae_kwargs or {})
     sizes = {k: v for k, v in vit_kwargs.items() if k in ("embed_dim", "depth", "num_heads", "mlp_dim")}
     fit = dict(batch_size=batch_size, epochs=epochs)
     rows, ratio_rows = [], []
@@ -154,16 +156,18 @@ def bench_training(
         keras.utils.set_random_seed(seed)
         speed = {"plain": _fit_speed(plain_keras_vit(**sizes), batch, **fit),
                  "vit": _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, **fit),
-                 "mae": _fit_speed(build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs), batch, **fit)}
+                 "mae": _fit_speed(build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs), batch, **fit),
+                 "fill": _fit_speed(build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"}), batch, **fit)}
         speed["vit_pipeline"] = training_throughput(build_model("vit", seed=seed, **vit_kwargs), images, ratio=ratio,
                                                     batch_size=batch_size, epochs=epochs, seed=seed)
         names = {"plain": "plain-Keras ViT (reference)", "vit": "mask-token ViT", "mae": "MAE-style ViT",
-                 "vit_pipeline": "mask-token ViT + masks drawn per batch"}
+                 "vit_pipeline": "mask-token ViT + masks drawn per batch", "fill": "mask-token ViT + harmonic fill"}
         rows += [{"what": f"{names[k]}, {label}", "images_per_s": v} for k, v in speed.items()]
         ratio_rows += [
             {"what": f"ratio: mask-token ViT / plain-Keras ViT, {ratio:.0%} masked", "ratio": speed["vit"] / speed["plain"]},
             {"what": f"ratio: MAE / mask-token ViT, {ratio:.0%} masked", "ratio": speed["mae"] / speed["vit"]},
             {"what": f"ratio: with / without mask drawing, {ratio:.0%} masked", "ratio": speed["vit_pipeline"] / speed["vit"]},
+            {"what": f"ratio: with / without harmonic fill, {ratio:.0%} masked", "ratio": speed["fill"] / speed["vit"]},
         ]
     if keras.backend.backend() == "tensorflow":
         mask = make_mask("random", ratios[0], n_images=n_images, grid=(8, 8), seed=seed)

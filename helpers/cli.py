@@ -224,6 +224,9 @@ def _add_train(subparsers):
     size.add_argument("--mlp-dim", type=int, metavar="D", help="vit/mae: hidden width of the MLPs")
     size.add_argument("--pos-init", choices=("random", "sincos"),
                       help="vit/mae: start of the learnable position embeddings (default: the recipe's)")
+    size.add_argument("--fill", choices=("harmonic", "token"),
+                      help="vit: a hidden patch enters as a harmonic fill of the visible pixels plus the mask token "
+                           "(the head predicts a correction) or as the mask token alone (default: the recipe's)")
     size.add_argument("--decoder-dim", type=int, metavar="D", help="mae: decoder token width")
     size.add_argument("--decoder-depth", type=int, metavar="N", help="mae: decoder blocks")
     size.add_argument("--decoder-num-heads", type=int, metavar="H", help="mae: decoder attention heads")
@@ -241,16 +244,16 @@ _MAE_SIZE = ("decoder_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_d
 
 def _model_kwargs(args, low: float) -> dict:
     """Builder keyword arguments from the size options; options of another model kind are errors."""
-    allowed = {"vit": _TRANSFORMER_SIZE, "mae": _TRANSFORMER_SIZE + _MAE_SIZE, "cnn": ("filters",)}[args.model]
+    allowed = {"vit": _TRANSFORMER_SIZE + ("fill",), "mae": _TRANSFORMER_SIZE + _MAE_SIZE, "cnn": ("filters",)}[args.model]
     kwargs = {"image_shape": (32, 32, 3), "seed": args.seed, "mixed_precision": args.mixed_precision}
     if args.model != "cnn":
         kwargs["patch_size"] = args.patch_size
-    for name in _TRANSFORMER_SIZE + _MAE_SIZE + ("filters", "dropout"):
+    for name in _TRANSFORMER_SIZE + _MAE_SIZE + ("fill", "filters", "dropout"):
         value = getattr(args, name)
         if value is None:
             continue
         if name != "dropout" and name not in allowed:
-            owners = [k for k, names in (("vit", _TRANSFORMER_SIZE), ("mae", _TRANSFORMER_SIZE + _MAE_SIZE), ("cnn", ("filters",)))
+            owners = [k for k, names in (("vit", _TRANSFORMER_SIZE + ("fill",)), ("mae", _TRANSFORMER_SIZE + _MAE_SIZE), ("cnn", ("filters",)))
                       if name in names]
             raise _UsageError(f"--{name.replace('_', '-')} is an option of --model {'/'.join(owners)}, not of --model {args.model}")
         kwargs[name] = tuple(value) if name == "filters" else value

@@ -9,7 +9,8 @@ A patch mask is a float tensor ``(N, L)`` with 1 for a hidden (masked) patch, 0 
 - :class:`PatchEmbedding`: linear projection of flattened patches to tokens; the content of
   masked patches is replaced by zeros *before* the projection, so it can never reach the model
   (not even through a NaN).
-- :class:`MaskToken`: a learnable vector put in place of every masked token.
+- :class:`MaskToken`: a learnable vector put in place of every masked token (or added to it).
+- :class:`HarmonicFill`: a smooth first guess of the hidden patches from the visible pixels.
 - :class:`PositionEmbedding`: learnable position embeddings added to the tokens, started from
   random values or from a 2-D sine-cosine table.
 - :class:`TransformerBlock`: pre-LayerNorm block, multi-head self-attention and a GELU MLP with
@@ -55,9 +56,23 @@ class PatchEmbedding(layers.Layer):
         return {**super().get_config(), "embed_dim": self.embed_dim}
 
 
+MASK_TOKEN_MODES = ("replace", "add")
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MaskToken(layers.Layer):
-    """Replace the tokens of masked patches by one learnable vector."""
+    """One learnable vector for the tokens of masked patches.
+
+    ``mode="replace"`` puts it in place of those tokens (their content is unknown);
+    ``mode="add"`` adds it to them, to mark a token whose content is a guess (see
+    :class:`HarmonicFill`) rather than the image.
+    """
+
+    def __init__(self, mode: str = "replace", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in MASK_TOKEN_MODES:
+            raise ValueError(f"mode must be one of {list(MASK_TOKEN_MODES)}, got {mode!r}")
+        self.mode = mode
 
     def build(self, input_shape):
         self.token = self.add_weight(
@@ -66,10 +81,73 @@ class MaskToken(layers.Layer):
 
     def call(self, tokens, patch_mask):
         token = ops.broadcast_to(ops.cast(self.token, tokens.dtype), ops.shape(tokens))
+        if self.mode == "add":
+            token = tokens + token
         return ops.where(_hidden(patch_mask), token, tokens)
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HarmonicFill(layers.Layer):
+    """Fill the hidden patches (N, L, D) with a smooth guess from the visible pixels.
+
+    The guess solves Laplace's equation on the hidden pixels with the visible ones as boundary
+    values (harmonic inpainting, a cousin of scikit-image's biharmonic one): the hidden pixels
+    start at the image's mean visible colour, then ``iterations`` Jacobi steps replace each hidden
+    pixel by the mean of its four neighbours. No weights. The content of hidden patches is zeroed
+    first, so it never reaches the output. On the embedded sample (500 test images, 50 % hidden,
+    2026-11-30) 128 steps score 27.85 / 26.41 / 26.17 dB of masked PSNR on random / rows / columns
+    masks (64 steps: 27.61 / 26.00 / 25.76), against 28.44 / 27.15 / 26.52 for biharmonic
+    inpainting and 22.37 / 22.18 / 22.17 for the mean colour.
+    """
+
+    def __init__(self, image_shape, patch_size: int, iterations: int = 128, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.patch_size = int(patch_size)
+        self.iterations = int(iterations)
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations!r}")
+
+    def _to_image(self, patches):
+        h, w, c = self.image_shape
+        p = self.patch_size
+        x = ops.reshape(patches, (-1, h // p, w // p, p, p, c))
+        return ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, h, w, c))
+
+    def _to_patches(self, images):
+        h, w, c = self.image_shape
+        p = self.patch_size
+        x = ops.reshape(images, (-1, h // p, p, w // p, p, c))
+        return ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, (h // p) * (w // p), p * p * c))
+
+    def call(self, patches, patch_mask):
+        hidden = _hidden(patch_mask)
+        known = ops.where(hidden, ops.zeros_like(patches), patches)
+        image = self._to_image(known)
+        gap = self._to_image(ops.cast(ops.broadcast_to(hidden, ops.shape(patches)), patches.dtype))
+        seen = 1.0 - gap
+        mean = ops.sum(image, axis=(1, 2), keepdims=True) / ops.maximum(ops.sum(seen, axis=(1, 2), keepdims=True), 1.0)
+
+        def step(_, y):
+            y = ops.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
+            neighbours = (y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:]) * 0.25
+            return image + gap * neighbours
+
+        filled = ops.fori_loop(0, self.iterations, step, image + gap * mean)
+        return self._to_patches(filled)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": self.image_shape, "patch_size": self.patch_size,
+                "iterations": self.iterations}
 
 
 def sincos_position_embedding(grid, width: int):

@@ -50,6 +50,7 @@ from .patches import grid_shape, patch_mask_to_pixels, patchify, unpatchify
 
 MODEL_KINDS = ("vit", "mae", "cnn")
 NON_LEARNED = ("biharmonic", "mean_colour")
+VIT_FILLS = ("harmonic", "token")  # how a hidden patch enters the mask-token ViT: build_vit
 PREDICTORS = (*MODEL_KINDS, *NON_LEARNED)
 CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
 SELECTOR_NAME = "mae_select"  # the TokenSelector layer of an MAE, which knows n_keep
@@ -143,10 +144,19 @@ def build_vit(
     mlp_dim: int = 256,
     dropout: float = 0.0,
     pos_init: str = "sincos",
+    fill: str = "harmonic",
+    fill_iterations: int = 128,
     seed: int | None = 0,
     mixed_precision: bool = False,
 ):
-    """Mask-token ViT: inputs ``patches`` (N, L, D) and ``mask`` (N, L), output patches (N, L, D)."""
+    """Mask-token ViT: inputs ``patches`` (N, L, D) and ``mask`` (N, L), output patches (N, L, D).
+
+    ``fill="token"``: a hidden patch enters as the learned mask token alone and the head (a
+    sigmoid) predicts its pixels. ``fill="harmonic"``: a hidden patch enters as a smooth guess from
+    the visible pixels (:class:`helpers.layers.HarmonicFill`, ``fill_iterations`` steps) plus the
+    mask token, and the head (started at zero) predicts the correction to that guess; the model
+    starts where harmonic inpainting is and learns what smoothness misses.
+    """
     import keras
     from keras import layers
 
@@ -154,17 +164,30 @@ def build_vit(
 
     grid, num_patches, patch_dim = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
                                                       dropout, pos_init)
+    check_choice(fill, "fill", VIT_FILLS)
+    check_positive_int(fill_iterations, "fill_iterations", minimum=0)
     _seed(seed)
     with _policy(mixed_precision):
         patches = keras.Input((num_patches, patch_dim), name="patches")
         mask = keras.Input((num_patches,), name="mask")
-        x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
-        x = mim.MaskToken(name="mask_token")(x, mask)
+        if fill == "harmonic":
+            guess = mim.HarmonicFill(image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill")(
+                patches, mask)
+            x = mim.PatchEmbedding(embed_dim, name="patch_embed")(guess)
+            x = mim.MaskToken("add", name="mask_token")(x, mask)
+        else:
+            x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
+            x = mim.MaskToken(name="mask_token")(x, mask)
         x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
         for i in range(depth):
             x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(x)
         x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
-        out = _head(x, patch_dim)
+        if fill == "harmonic":
+            correction = layers.Dense(patch_dim, kernel_initializer="zeros", dtype="float32", name="head")(x)
+            out = layers.ReLU(max_value=1.0, dtype="float32", name="clip")(layers.Add(dtype="float32", name="guess_plus")(
+                [guess, correction]))
+        else:
+            out = _head(x, patch_dim)
         return keras.Model({"patches": patches, "mask": mask}, out, name="vit")
 
 

@@ -6,6 +6,7 @@ design, one parameter away for comparison (notebook 03 trains both).
 
 | setting | ``tuned`` | ``reference`` |
 |---|---|---|
+| mask-token ViT: a hidden patch enters as | the harmonic fill of the visible pixels plus the mask token; the head predicts a correction | the mask token alone; the head predicts the pixels |
 | Transformer position embeddings start from | the 2-D sine-cosine table (still learned) | small random values |
 | dropout in the Transformer blocks and the CNN | 0 | 0.1 |
 | CNN autoencoder | U-Net skip connections (each encoder stage's input joins the decoder) | plain encoder-decoder |
@@ -36,8 +37,11 @@ _TRANSFORMER = {"tuned": {"dropout": 0.0, "pos_init": "sincos"}, "reference": {"
 # encoder-decoder with dropout 0.1
 _CNN = {"tuned": {"dropout": 0.0, "skips": True}, "reference": {"dropout": 0.1, "skips": False}}
 # builder keyword arguments per recipe and model kind
+# the mask-token ViT: tuned starts hidden patches from the harmonic fill, reference from the mask token alone
+_VIT_FILL = {"tuned": "harmonic", "reference": "token"}
 MODEL_SETTINGS = {
-    recipe: {"vit": dict(_TRANSFORMER[recipe]), "mae": dict(_TRANSFORMER[recipe]), "cnn": dict(_CNN[recipe])}
+    recipe: {"vit": {**_TRANSFORMER[recipe], "fill": _VIT_FILL[recipe]}, "mae": dict(_TRANSFORMER[recipe]),
+             "cnn": dict(_CNN[recipe])}
     for recipe in RECIPES
 }
 # train() keyword arguments per recipe and model kind
@@ -70,18 +74,25 @@ def train_settings(recipe: str, kind: str) -> dict:
 
 
 def resolve(recipe: str, kind: str, *, pos_init: str = "", dropout: float = -1.0, lr: float = 0.0,
-            lr_schedule: str = "", augment: str = "", loss_on: str = "") -> tuple[dict, dict]:
+            lr_schedule: str = "", augment: str = "", loss_on: str = "", fill: str = "") -> tuple[dict, dict]:
     """``(builder kwargs, train kwargs)`` of ``recipe`` for ``kind``, with the notebooks' overrides.
 
     An override left at its "unset" value keeps the recipe's setting: ``pos_init=""``,
     ``dropout < 0``, ``lr <= 0``, ``lr_schedule=""``, ``augment=""`` (else ``"yes"`` or ``"no"``),
     ``loss_on=""`` (else ``"masked"``: the hidden patches, or ``"all"``: every patch).
-    ``pos_init`` and ``dropout`` apply to the Transformers only (``dropout`` also to the CNN).
+    ``pos_init`` and ``dropout`` apply to the Transformers only (``dropout`` also to the CNN);
+    ``fill`` (``"harmonic"`` or ``"token"``, :func:`helpers.models.build_vit`) to the mask-token ViT only.
     """
     model, train = model_settings(recipe, kind), train_settings(recipe, kind)
     if pos_init:
         if kind != "cnn":
             model["pos_init"] = check_choice(pos_init, "pos_init", ("random", "sincos"))
+    if fill:
+        from .models import VIT_FILLS
+
+        check_choice(fill, "fill", VIT_FILLS)
+        if kind == "vit":
+            model["fill"] = fill
     if dropout is not None and dropout >= 0:
         model["dropout"] = float(dropout)
     if lr and lr > 0:

@@ -244,8 +244,9 @@ def value_checks() -> dict:
     from .data import DATASETS, IMAGE_SIZE
     from .experiments import MODEL_SIZES, PLANS
     from .masking import SCORES, STRATEGIES
-    from .models import PREDICTORS
+    from .models import PREDICTORS, VIT_FILLS
     from .recipes import RECIPES
+    from .training import LOSS_ON
     from .report import HIGHER_IS_BETTER
 
     def choice(allowed):
@@ -274,6 +275,7 @@ def value_checks() -> dict:
         # "" (and dropout < 0, lr <= 0) keep the recipe's setting: helpers.recipes.resolve
         "recipe": choice(RECIPES), "pos_init": choice(("", "random", "sincos")),
         "lr_schedule": choice(("", "plateau", "cosine")), "augment": choice(("", "yes", "no")),
+        "loss_on": choice(("", *LOSS_ON)), "fill": choice(("", *VIT_FILLS)),
         "train_strategies": each(choice(STRATEGIES)), "ratio_range": ratio_range,
         "minutes": lambda value, name: _non_negative(value, name), "compare_epochs": count(0),
     }

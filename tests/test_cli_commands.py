@@ -137,6 +137,12 @@ def test_train_bad_values_exit_2(tmp_path, capsys, argv, words):
     assert not any(tmp_path.iterdir())  # nothing was written
 
 
+def test_train_fill_is_an_option_of_the_vit_only(tmp_path, capsys):
+    code, out, err = _main(capsys, "train", "--model", "mae", "--fill", "token", "--epochs", "1", "--output", tmp_path, *FAST)
+    assert code == 2 and "--fill is an option of --model vit, not of --model mae" in err
+    assert not any(tmp_path.iterdir())
+
+
 def test_train_mae_minimum_above_the_training_ratio(tmp_path, capsys):
     code, _, err = _main(capsys, "train", "--model", "mae", "--ratio", "0.3", "--min-mask-ratio", "0.5",
                          "--epochs", "1", "--output", tmp_path, *FAST)
@@ -279,14 +285,15 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
                   "plain-Keras ViT (reference), 50% masked", "mask-token ViT, 75% masked", "MAE-style ViT, 75% masked",
                   "mask-token ViT + masks drawn per batch, 50% masked",
                   "ratio: MAE / mask-token ViT, 50% masked", "ratio: MAE / mask-token ViT, 75% masked",
-                  "ratio: mask-token ViT / plain-Keras ViT, 75% masked", "ratio: with / without mask drawing, 50% masked"):
+                  "ratio: mask-token ViT / plain-Keras ViT, 75% masked", "ratio: with / without mask drawing, 50% masked",
+                  "mask-token ViT + harmonic fill, 50% masked", "ratio: with / without harmonic fill, 75% masked"):
         assert words in out, words
     ratio_lines = [ln for ln in out.splitlines() if ln.startswith("ratio: ") and "masked" in ln]
-    assert len(ratio_lines) == 6 and all(float(ln.rsplit("x", 1)[1]) > 0 for ln in ratio_lines)
+    assert len(ratio_lines) == 8 and all(float(ln.rsplit("x", 1)[1]) > 0 for ln in ratio_lines)
     ips = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("images/s")]
     xla = "ratio: XLA on / off" in out
     assert xla == (keras_backend() == "tensorflow")
-    assert len(ips) == 8 + xla and all(v > 0 for v in ips)
+    assert len(ips) == 10 + xla and all(v > 0 for v in ips)
 
 
 def keras_backend():

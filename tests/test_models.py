@@ -74,6 +74,40 @@ def test_masked_content_cannot_influence_output(tiny_models, images, kind, ratio
         np.testing.assert_allclose(out, patchify(a, P), atol=1e-6)
 
 
+def test_token_vit_ignores_masked_content_too(images):
+    model = build("vit", fill="token")
+    assert model.get_layer("mask_token").mode == "replace"
+    mask = mask_for(images, 0.5, seed=3)
+    inputs = models.model_inputs("vit", images, mask, P)
+    nan = dict(inputs, patches=np.where(mask[..., None], np.nan, inputs["patches"]).astype(np.float32))
+    a = keras.ops.convert_to_numpy(model(inputs, training=False))
+    b = keras.ops.convert_to_numpy(model(nan, training=False))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_untrained_harmonic_vit_returns_the_fill(images):
+    """The correction head starts at zero: the output is the harmonic fill, which keeps the visible
+    patches, reproduces a flat image, stays within the visible values and continues a ramp."""
+    model = build("vit", fill="harmonic", fill_iterations=200)
+    mask = mask_for(images, 0.5, seed=1)
+    out = keras.ops.convert_to_numpy(model(models.model_inputs("vit", images, mask, P), training=False))
+    patches = patchify(images, P)
+    np.testing.assert_allclose(out[~mask], patches[~mask], atol=1e-6)
+    for i in range(len(images)):
+        visible = patches[i][~mask[i]].reshape(-1, P * P, 3)
+        low, high = visible.min(axis=(0, 1)), visible.max(axis=(0, 1))
+        hidden = out[i][mask[i]].reshape(-1, P * P, 3)
+        assert np.all(hidden >= low - 1e-5) and np.all(hidden <= high + 1e-5)
+    flat = np.full((2, *SHAPE), 0.3, dtype=np.float32)
+    out = keras.ops.convert_to_numpy(model(models.model_inputs("vit", flat, mask[:2], P), training=False))
+    np.testing.assert_allclose(out, 0.3, atol=1e-6)
+    ramp = np.broadcast_to(np.linspace(0.1, 0.9, SHAPE[1], dtype=np.float32)[None, None, :, None], (1, *SHAPE)).copy()
+    columns = np.zeros((1, L), dtype=bool)
+    columns[0, [1, 2, 5, 6, 9, 10, 13, 14]] = True  # the two inner columns of patches
+    out = keras.ops.convert_to_numpy(model(models.model_inputs("vit", ramp, columns, P), training=False))
+    np.testing.assert_allclose(out, patchify(ramp, P), atol=2e-3)
+
+
 def test_visible_content_does_influence_output(tiny_models, images):
     mask = mask_for(images)
     pixels = patch_mask_to_pixels(mask, P, SHAPE)
@@ -126,6 +160,8 @@ def test_save_load_roundtrip(tiny_models, images, kind, tmp_path):
     [
         mim.PatchEmbedding(8),
         mim.MaskToken(),
+        mim.MaskToken("add"),
+        mim.HarmonicFill((16, 16, 3), 4, 8),
         mim.PositionEmbedding(),
         mim.PositionEmbedding("sincos", (4, 4)),
         mim.TransformerBlock(2, 16, 0.2),
@@ -133,7 +169,7 @@ def test_save_load_roundtrip(tiny_models, images, kind, tmp_path):
         mim.GatherTokens(),
         mim.ScatterTokens(16),
     ],
-    ids=lambda layer: type(layer).__name__,
+    ids=lambda layer: f"{type(layer).__name__}-{getattr(layer, 'mode', '')}",
 )
 def test_layer_config_roundtrip(layer):
     config = layer.get_config()
@@ -246,6 +282,8 @@ def test_mixed_precision_keeps_float32_output(images):
         (lambda: models.build_vit(**{**TINY, "pos_init": "sincos", "embed_dim": 18}), r"embed_dim=18 must be divisible by 4 for pos_init='sincos'"),
         (lambda: models.build_mae(**{**TINY_MAE, "pos_init": "sincos", "decoder_dim": 6}), r"decoder_dim=6 must be divisible by 4"),
         (lambda: models.build_vit(**{**TINY, "patch_size": 5}), r"patch_size must divide the image size 16x16; got 5"),
+        (lambda: models.build_vit(**{**TINY, "fill": "zeros"}), r"fill must be one of \['harmonic', 'token'\], got 'zeros'"),
+        (lambda: models.build_vit(**{**TINY, "fill_iterations": -1}), r"fill_iterations must be an integer >= 0, got -1"),
         (lambda: models.build_vit(**{**TINY, "dropout": 1.5}), r"dropout must be a number in \[0, 1\), got 1.5"),
         (lambda: models.build_vit(**{**TINY, "depth": 0}), r"depth must be an integer >= 1, got 0"),
         (lambda: models.build_vit(**{**TINY, "image_shape": (16, 16)}), r"image_shape must be \(H, W, C\)"),

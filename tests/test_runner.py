@@ -129,6 +129,8 @@ def test_values_are_checked_against_the_declared_types(project):
         ("epochs", "0", "03_vit_masked_reconstruction", "must be an integer >= 1, got 0"),
         ("n_train", "-1", "01_data_and_patches", "must be an integer >= 0, got -1"),
         ("compare_epochs", "-2", "03_vit_masked_reconstruction", "must be an integer >= 0, got -2"),
+        ("loss_on", "hidden", "03_vit_masked_reconstruction", "must be one of ['', 'all', 'masked'], got 'hidden'"),
+        ("fill", "zeros", "03_vit_masked_reconstruction", "must be one of ['', 'harmonic', 'token'], got 'zeros'"),
     ],
 )
 def test_values_are_checked_with_the_package_checks_before_anything_runs(name, text, notebook, allowed):
