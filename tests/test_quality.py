@@ -38,12 +38,12 @@ def test_bench_quality_trains_scores_and_writes_the_table(tmp_path, plan, predic
 
 
 def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path):
-    assert quality.recipe_settings("reference", "vit") == ({"dropout": 0.1, "pos_init": "random"}, 1e-3)
+    assert quality.recipe_settings("reference", "vit") == ({"dropout": 0.1, "pos_init": "random", "fill": "token"}, 1e-3)
     assert quality.recipe_settings("tuned", "mae") == ({"dropout": 0.0, "pos_init": "sincos"}, 2e-3)
     assert quality.recipe_settings("tuned", "cnn") == ({"dropout": 0.0, "skips": True}, 3e-3)
     assert quality.recipe_settings("reference", "cnn") == ({"dropout": 0.1, "skips": False}, 1e-3)
     assert quality.recipe_settings("tuned", "vit", {"vit": {"dropout": 0.2, "depth": 1}}) == (
-        {"dropout": 0.2, "pos_init": "sincos", "depth": 1}, 2e-3)
+        {"dropout": 0.2, "pos_init": "sincos", "fill": "harmonic", "depth": 1}, 2e-3)
     data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
     rows = quality.bench_quality(data, minutes_per_model=0.02, strategies=("columns",), predictors=("vit",),
                                  output=tmp_path / "out", batch_size=8, model_kwargs=TINY, progress=False)
@@ -52,6 +52,7 @@ def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path)
 
     model = load_predictor(tmp_path / "out" / "models" / "vit" / "final.keras")
     assert model.get_layer("pos_embed").init == "sincos" and model.get_layer("block_0").dropout == 0.0
+    assert model.get_layer("mask_token").mode == "add"  # the tuned ViT starts from the harmonic fill
 
 
 def test_bench_quality_bad_settings(tmp_path):
