@@ -24,6 +24,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from .patches import patchify_ops, unpatchify_ops
+
 PACKAGE = "helpers"
 
 
@@ -114,23 +116,12 @@ class HarmonicFill(layers.Layer):
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {iterations!r}")
 
-    def _to_image(self, patches):
-        h, w, c = self.image_shape
-        p = self.patch_size
-        x = ops.reshape(patches, (-1, h // p, w // p, p, p, c))
-        return ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, h, w, c))
-
-    def _to_patches(self, images):
-        h, w, c = self.image_shape
-        p = self.patch_size
-        x = ops.reshape(images, (-1, h // p, p, w // p, p, c))
-        return ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, (h // p) * (w // p), p * p * c))
-
     def call(self, patches, patch_mask):
         hidden = _hidden(patch_mask)
         known = ops.where(hidden, ops.zeros_like(patches), patches)
-        image = self._to_image(known)
-        gap = self._to_image(ops.cast(ops.broadcast_to(hidden, ops.shape(patches)), patches.dtype))
+        image = unpatchify_ops(known, self.patch_size, self.image_shape)
+        gap = unpatchify_ops(ops.cast(ops.broadcast_to(hidden, ops.shape(patches)), patches.dtype), self.patch_size,
+                             self.image_shape)
         seen = 1.0 - gap
         mean = ops.sum(image, axis=(1, 2), keepdims=True) / ops.maximum(ops.sum(seen, axis=(1, 2), keepdims=True), 1.0)
 
@@ -140,7 +131,7 @@ class HarmonicFill(layers.Layer):
             return image + gap * neighbours
 
         filled = ops.fori_loop(0, self.iterations, step, image + gap * mean)
-        return self._to_patches(filled)
+        return patchify_ops(filled, self.patch_size)
 
     def compute_output_shape(self, input_shape):
         return input_shape
