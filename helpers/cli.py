@@ -70,6 +70,7 @@ def _add_run(subparsers):
 
 
 def _cmd_run(args) -> int:
+    _quiet_tensorflow()  # the parameter checks import the models (Keras), the kernels start later
     from . import runner
 
     try:

@@ -100,17 +100,20 @@ _STARTUP_NOISE = ("oneDNN", "cpu_feature_guard", "TF_ENABLE_ONEDNN_OPTS", "cudar
                   "absl::InitializeLog", "This TensorFlow binary is optimized")
 
 
-def test_module_start_up_hides_tensorflow_notices(tmp_path):
-    # evaluate imports keras (TensorFlow backend) and writes the backend into its table
+@pytest.mark.parametrize("command", ["evaluate", "run"])
+def test_module_start_up_hides_tensorflow_notices(tmp_path, command):
+    # evaluate imports keras (TensorFlow backend) and writes the backend into its table; run's
+    # parameter checks import the models before any kernel starts
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
     env["KERAS_BACKEND"] = "tensorflow"
-    res = subprocess.run(
-        [sys.executable, "-m", "helpers", "evaluate", "--model", "biharmonic", "--dataset", "sample",
-         "--strategy", "random", "--ratio", "0.5", "--n-test", "2", "--output", str(tmp_path / "eval")],
-        capture_output=True, text=True, timeout=300, env=env,
-    )
+    args = {
+        "evaluate": ["evaluate", "--model", "biharmonic", "--dataset", "sample", "--strategy", "random",
+                     "--ratio", "0.5", "--n-test", "2", "--output", str(tmp_path / "eval")],
+        "run": ["run", "--profile", "quick", "--output", str(tmp_path / "run"), "--dry-run"],
+    }[command]
+    res = subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
-    assert "keras backend tensorflow" in res.stdout
+    assert ("keras backend tensorflow" if command == "evaluate" else "03_vit_masked_reconstruction") in res.stdout
     noisy = [line for line in res.stderr.splitlines() if any(word in line for word in _STARTUP_NOISE)]
     assert noisy == []
 
