@@ -242,11 +242,12 @@ def _add_train(subparsers):
 _TRANSFORMER_SIZE = ("embed_dim", "depth", "num_heads", "mlp_dim", "pos_init")
 _VIT_SIZE = _TRANSFORMER_SIZE + ("fill",)
 _MAE_SIZE = ("decoder_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_dim", "min_mask_ratio")
+_SIZE_OPTIONS = {"vit": _VIT_SIZE, "mae": _TRANSFORMER_SIZE + _MAE_SIZE, "cnn": ("filters",)}  # per --model
 
 
 def _model_kwargs(args, low: float) -> dict:
     """Builder keyword arguments from the size options; options of another model kind are errors."""
-    allowed = {"vit": _VIT_SIZE, "mae": _TRANSFORMER_SIZE + _MAE_SIZE, "cnn": ("filters",)}[args.model]
+    allowed = _SIZE_OPTIONS[args.model]
     kwargs = {"image_shape": (32, 32, 3), "seed": args.seed, "mixed_precision": args.mixed_precision}
     if args.model != "cnn":
         kwargs["patch_size"] = args.patch_size
@@ -255,8 +256,7 @@ def _model_kwargs(args, low: float) -> dict:
         if value is None:
             continue
         if name != "dropout" and name not in allowed:
-            owners = [k for k, names in (("vit", _VIT_SIZE), ("mae", _TRANSFORMER_SIZE + _MAE_SIZE), ("cnn", ("filters",)))
-                      if name in names]
+            owners = [k for k, names in _SIZE_OPTIONS.items() if name in names]
             raise _UsageError(f"--{name.replace('_', '-')} is an option of --model {'/'.join(owners)}, not of --model {args.model}")
         kwargs[name] = tuple(value) if name == "filters" else value
     if args.model == "mae":
