@@ -70,7 +70,6 @@ def _add_run(subparsers):
 
 
 def _cmd_run(args) -> int:
-    _quiet_tensorflow()  # the parameter checks import the models (Keras), the kernels start later
     from . import runner
 
     try:
@@ -318,7 +317,6 @@ def _cmd_train(args) -> int:
         raise _UsageError(f"--run-name {run_name!r}: must be a plain folder name")
     kwargs = _model_kwargs(args, low)
 
-    _quiet_tensorflow()
     from .data import DatasetError, load_dataset
     from .models import build_model
     from .training import BACKUP, BEST, FINAL, HISTORY, read_history, train
@@ -412,7 +410,6 @@ def _add_evaluate(subparsers):
 
 
 def _cmd_evaluate(args) -> int:
-    _quiet_tensorflow()
     from . import evaluation
 
     if args.score is not None and args.strategy != "importance":
@@ -480,7 +477,6 @@ def _add_bench(subparsers):
 
 
 def _cmd_bench_speed(args) -> int:
-    _quiet_tensorflow()
     import keras
 
     from . import bench
@@ -505,7 +501,6 @@ def _cmd_bench_quality(args) -> int:
     for name in args.predictors or ():
         if name not in _quality.QUALITY_PREDICTORS:
             raise _UsageError(f"--predictors {name!r}: unknown predictor; allowed: {', '.join(_quality.QUALITY_PREDICTORS)}")
-    _quiet_tensorflow()
     kwargs = {"data_dir": args.data_dir, "plan": args.plan, "recipe": args.recipe}
     if args.minutes_per_model is not None:
         kwargs["minutes_per_model"] = args.minutes_per_model
@@ -542,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_tensorflow()  # every command imports Keras; --help and usage errors have exited before this
     try:
         return args.func(args)
     except _UsageError as exc:
