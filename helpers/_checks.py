@@ -8,6 +8,19 @@ from numbers import Real
 import numpy as np
 
 
+class SettingError(ValueError):
+    """A bad setting: ``param`` (its name), ``value`` and ``problem``
+    (what is wrong and what is allowed)."""
+
+    def __init__(self, param: str, value, problem: str):
+        self.param, self.value, self.problem = param, value, problem
+        super().__init__(f"{param}={value!r}: {problem}")
+
+    def cli_message(self) -> str:
+        """The message with the command-line spelling of the parameter (``--n-test``)."""
+        return f"--{self.param.replace('_', '-')} {self.value!r}: {self.problem}"
+
+
 def check_ratio(ratio, name: str = "ratio") -> float:
     """Return ``ratio`` as a float if it lies strictly between 0 and 1."""
     if isinstance(ratio, bool) or not isinstance(ratio, Real):

@@ -2,22 +2,83 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path in the folder of ``path`` (same suffix) for the caller to write;
+    when the block ends without an error it replaces ``path`` (``os.replace``), else it is
+    removed. Every file of the project is written through it, so none is ever half written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        f.write(text)
+
+
+def read_csv(path) -> list[dict]:
+    """Rows of a CSV file written by :func:`write_csv`, numbers as floats (other values as text);
+    ``[]`` when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _number(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def write_csv(path, rows: list[dict], columns=None) -> None:
+    """Write ``rows`` to the CSV at ``path`` atomically; the columns are ``columns`` or every key
+    in order of appearance (a row without one leaves it empty)."""
+    columns = list(columns or dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in columns} for r in rows)
+    write_atomic(path, buf.getvalue())
+
+
+def writable_dir(path, param: str = "output") -> Path:
+    """Check, before any work, that files can be written in the folder ``path`` (made and removed
+    again when missing, so nothing is left behind); raises :class:`helpers._checks.SettingError`
+    naming ``param`` otherwise."""
+    from ._checks import SettingError
+
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise SettingError(param, str(path), f"is not a folder this user can write ({exc.strerror or exc})") from None
+    finally:
+        for folder in missing:  # deepest first
+            if folder.is_dir():
+                folder.rmdir()
+    return path

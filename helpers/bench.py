@@ -64,12 +64,13 @@ def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0)
     ]
 
 
-def plain_keras_vit(num_patches: int = 64, patch_dim: int = 48, *, embed_dim: int = 128, depth: int = 4,
+def plain_keras_vit(image_shape=(32, 32, 3), patch_size: int = 4, *, embed_dim: int = 128, depth: int = 4,
                     num_heads: int = 4, mlp_dim: int = 256):
     """A mask-token ViT made of stock Keras layers only (no code of this project), the speed reference.
 
-    Same configuration and inputs as :func:`helpers.models.build_vit` (``patches`` (N, L, D),
-    ``mask`` (N, L)): hidden patches zeroed and projected, plus a learned vector times the mask
+    Same configuration, inputs and output as :func:`helpers.models.build_vit` with ``fill="token"``
+    (``images`` (N, H, W, C), ``mask`` (N, L) -> images): patches cut with reshapes, hidden patches
+    zeroed and projected, plus a learned vector times the mask
     (the mask token); learned position embeddings; pre-LayerNorm blocks of
     ``keras.layers.MultiHeadAttention`` and a GELU MLP; a sigmoid head. No dropout.
     """
@@ -83,8 +84,13 @@ def plain_keras_vit(num_patches: int = 64, patch_dim: int = 48, *, embed_dim: in
         def call(self, x):
             return x + self.table
 
-    patches = keras.Input((num_patches, patch_dim), name="patches")
+    (h, w, c), p = image_shape, patch_size
+    gh, gw = h // p, w // p
+    num_patches, patch_dim = gh * gw, p * p * c
+    images = keras.Input(tuple(image_shape), name="images")
     mask = keras.Input((num_patches,), name="mask")
+    patches = layers.Reshape((gh, p, gw, p, c))(images)
+    patches = layers.Reshape((num_patches, patch_dim))(layers.Permute((1, 3, 2, 4, 5))(patches))
     m = layers.Reshape((num_patches, 1))(mask)
     visible = layers.Multiply()([patches, layers.Rescaling(-1.0, offset=1.0)(m)])
     x = layers.Add()([layers.Dense(embed_dim)(visible), layers.Dense(embed_dim, use_bias=False)(m)])
@@ -94,8 +100,9 @@ def plain_keras_vit(num_patches: int = 64, patch_dim: int = 48, *, embed_dim: in
         x = layers.Add()([x, layers.MultiHeadAttention(num_heads, embed_dim // num_heads)(h, h)])
         h = layers.Dense(mlp_dim, activation="gelu")(layers.LayerNormalization(epsilon=1e-6)(x))
         x = layers.Add()([x, layers.Dense(embed_dim)(h)])
-    x = layers.LayerNormalization(epsilon=1e-6)(x)
-    return keras.Model({"patches": patches, "mask": mask}, layers.Dense(patch_dim, activation="sigmoid")(x))
+    x = layers.Dense(patch_dim, activation="sigmoid")(layers.LayerNormalization(epsilon=1e-6)(x))
+    x = layers.Permute((1, 3, 2, 4, 5))(layers.Reshape((gh, gw, p, p, c))(x))
+    return keras.Model({"images": images, "mask": mask}, layers.Reshape(tuple(image_shape))(x))
 
 
 def _fit_speed(model, batch, *, batch_size: int, epochs: int, jit_compile="auto") -> float:
@@ -140,9 +147,13 @@ def bench_training(
     import keras
 
     from .masking import make_mask
-    from .models import build_model, model_inputs
-    from .patches import patchify
+    from .models import build_model
+    from .patches import patch_mask_to_pixels
     from .training import training_throughput
+
+    def fit_set(mask):  # (inputs, target, weight): what the training data pipeline yields
+        weight = patch_mask_to_pixels(mask, 4, (32, 32))[..., 0].astype(np.float32)
+        return {"images": images, "mask": mask.astype(np.float32)}, images, weight
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs, mae_kwargs = {"fill": "token", **(vit_kwargs or {})}, dict(mae_kwargs or {})
@@ -151,7 +162,7 @@ def bench_training(
     rows, ratio_rows = [], []
     for ratio in ratios:
         mask = make_mask("random", ratio, n_images=n_images, grid=(8, 8), seed=seed)
-        batch = (model_inputs("vit", images, mask, 4), patchify(images, 4), mask.astype(np.float32))
+        batch = fit_set(mask)
         label = f"{ratio:.0%} masked, {n_images} images x {epochs} epochs, batch {batch_size}"
         keras.utils.set_random_seed(seed)
         speed = {"plain": _fit_speed(plain_keras_vit(**sizes), batch, **fit),
@@ -171,7 +182,7 @@ def bench_training(
         ]
     if keras.backend.backend() == "tensorflow":
         mask = make_mask("random", ratios[0], n_images=n_images, grid=(8, 8), seed=seed)
-        batch = (model_inputs("vit", images, mask, 4), patchify(images, 4), mask.astype(np.float32))
+        batch = fit_set(mask)
         no_xla = _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, jit_compile=False, **fit)
         rows.append({"what": f"mask-token ViT without XLA, {ratios[0]:.0%} masked", "images_per_s": no_xla})
         with_xla = next(r["images_per_s"] for r in rows if r["what"].startswith(f"mask-token ViT, {ratios[0]:.0%}"))

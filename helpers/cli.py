@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from . import quality as _quality
-from .recipes import RECIPES
+from .recipes import PREDICTORS, RECIPES
 
 
 def _param(text: str):
@@ -97,6 +97,17 @@ def _cmd_run(args) -> int:
 
 class _UsageError(Exception):
     """A bad command-line value found by a handler: printed as ``error: ...``, exit code 2."""
+
+
+def _output_dir(value: str) -> Path:
+    """argparse ``type`` of an output folder: created and checked writable before any work."""
+    from ._checks import SettingError
+    from ._io import writable_dir
+
+    try:
+        return writable_dir(value)
+    except SettingError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} {exc.problem}") from None
 
 
 # TensorFlow's start-up lines that TF_CPP_MIN_LOG_LEVEL does not hide (absl writes them before its
@@ -199,7 +210,7 @@ def _add_train(subparsers):
                         help="wall-clock minutes; the learning rate warms up and decays over them (not deterministic)")
     p.add_argument("--batch-size", type=int, default=64, metavar="B", help="batch size (default: 64)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the data subset, weights, masks (default: 0)")
-    p.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder that holds the run folders")
+    p.add_argument("--output", required=True, type=_output_dir, metavar="DIR", help="folder that holds the run folders")
     p.add_argument("--run-name", metavar="NAME",
                    help="run folder name (default: MODEL-STRATEGY-RATIO-seedS, e.g. vit-random-0.50-seed0)")
     p.add_argument("--recipe", default="tuned", choices=RECIPES,
@@ -247,9 +258,8 @@ _SIZE_OPTIONS = {"vit": _VIT_SIZE, "mae": _TRANSFORMER_SIZE + _MAE_SIZE, "cnn": 
 def _model_kwargs(args, low: float) -> dict:
     """Builder keyword arguments from the size options; options of another model kind are errors."""
     allowed = _SIZE_OPTIONS[args.model]
-    kwargs = {"image_shape": (32, 32, 3), "seed": args.seed, "mixed_precision": args.mixed_precision}
-    if args.model != "cnn":
-        kwargs["patch_size"] = args.patch_size
+    kwargs = {"image_shape": (32, 32, 3), "patch_size": args.patch_size, "seed": args.seed,
+              "mixed_precision": args.mixed_precision}
     for name in _VIT_SIZE + _MAE_SIZE + ("filters", "dropout"):
         value = getattr(args, name)
         if value is None:
@@ -344,7 +354,7 @@ def _cmd_train(args) -> int:
     verbose = 1 if (sys.stdout.isatty() and not args.quiet) else 0
     try:
         result = train(
-            model, data, patch_size=args.patch_size, strategy=args.strategy, ratio=ratio, epochs=args.epochs,
+            model, data, strategy=args.strategy, ratio=ratio, epochs=args.epochs,
             images=args.images, minutes=args.minutes, batch_size=args.batch_size, seed=args.seed, run_dir=folder,
             recipe=args.recipe, lr=args.lr, lr_schedule=args.lr_schedule,
             early_stopping=args.early_stopping, patience=args.patience, augment=args.augment, loss_on=args.loss_on,
@@ -399,7 +409,7 @@ def _add_evaluate(subparsers):
     p.add_argument("--data-dir", metavar="DIR", help="folder holding test_batch (default: the Keras cache)")
     p.add_argument("--strategy", required=True, choices=STRATEGIES, help="masking strategy")
     p.add_argument("--ratio", required=True, type=float, metavar="R", help="masking ratio in (0, 1)")
-    p.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder for metrics.json and metrics.csv")
+    p.add_argument("--output", required=True, type=_output_dir, metavar="DIR", help="folder for metrics.json and metrics.csv")
     p.add_argument("--n-test", type=int, default=0, metavar="N", help="the first N test images (default: all)")
     p.add_argument("--mask-seed", type=int, default=0, metavar="S", help="seed of the masks (default: 0)")
     p.add_argument("--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)")
@@ -420,7 +430,7 @@ def _cmd_evaluate(args) -> int:
             n_test=args.n_test, mask_seed=args.mask_seed, patch_size=args.patch_size,
             score=args.score if args.strategy == "importance" else None, batch_size=args.batch_size,
         )
-    except evaluation.EvaluationError as exc:
+    except evaluation.SettingError as exc:
         raise _UsageError(exc.cli_message()) from None
     json_path, csv_path = evaluation.write_results(args.output, results)
     print(evaluation.format_table(results))
@@ -465,11 +475,11 @@ def _add_bench(subparsers):
     )
     quality.add_argument("--data-dir", required=True, metavar="DIR", help="CIFAR-10 python-batch folder")
     quality.add_argument("--minutes-per-model", type=float, metavar="M", help="training time per model in minutes")
-    quality.add_argument("--output", type=Path, metavar="DIR", help="folder for the results (default: runs/bench_quality)")
+    quality.add_argument("--output", type=_output_dir, metavar="DIR", help="folder for the results (default: runs/bench_quality)")
     quality.add_argument("--plan", choices=_quality.QUALITY_PLANS, default="mixed",
                          help="mixed: one model per predictor on all strategies (default); per_strategy: one per strategy")
     quality.add_argument("--predictors", nargs="+", metavar="P",
-                         help=f"predictors to train and score (default: {' '.join(_quality.QUALITY_PREDICTORS)})")
+                         help=f"predictors to train and score (default: {' '.join(PREDICTORS)})")
     quality.add_argument("--recipe", choices=RECIPES, default="tuned",
                          help="model settings: tuned (default: no dropout, sine-cosine start of the position "
                               "embeddings) or reference (the builders' defaults)")
@@ -499,8 +509,8 @@ def _cmd_bench_quality(args) -> int:
     if not Path(args.data_dir).expanduser().is_dir():
         raise _UsageError(f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is expected)")
     for name in args.predictors or ():
-        if name not in _quality.QUALITY_PREDICTORS:
-            raise _UsageError(f"--predictors {name!r}: unknown predictor; allowed: {', '.join(_quality.QUALITY_PREDICTORS)}")
+        if name not in PREDICTORS:
+            raise _UsageError(f"--predictors {name!r}: unknown predictor; allowed: {', '.join(PREDICTORS)}")
     kwargs = {"data_dir": args.data_dir, "plan": args.plan, "recipe": args.recipe}
     if args.minutes_per_model is not None:
         kwargs["minutes_per_model"] = args.minutes_per_model

@@ -11,7 +11,7 @@
   :func:`write_results` writes ``metrics.json`` and ``metrics.csv`` atomically;
   :func:`format_table` prints them.
 
-Bad settings raise :class:`EvaluationError`, whose message names the parameter, the value and
+Bad settings raise :class:`SettingError`, whose message names the parameter, the value and
 what is allowed; they are checked before the model is loaded whenever possible.
 """
 
@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
+from ._checks import SettingError
 from ._io import write_atomic
-from .masking import SCORES, STRATEGIES, make_mask, n_masked
-from .models import NON_LEARNED
+from .masking import SCORES, STRATEGIES, make_mask
+from .recipes import NON_LEARNED
 
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
@@ -45,51 +46,47 @@ METRIC_LABELS = (  # (key, label) in table order
 )
 
 
-class EvaluationError(ValueError):
-    """A setting that cannot be evaluated: ``param`` (its name), ``value`` and ``problem``
-    (what is wrong and what is allowed)."""
-
-    def __init__(self, param: str, value, problem: str):
-        self.param, self.value, self.problem = param, value, problem
-        super().__init__(f"{param}={value!r}: {problem}")
-
-    def cli_message(self) -> str:
-        """The message with the command-line spelling of the parameter (``--n-test``)."""
-        return f"--{self.param.replace('_', '-')} {self.value!r}: {self.problem}"
-
-
 # --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
 def check_strategy(strategy) -> str:
     if strategy not in STRATEGIES:
-        raise EvaluationError("strategy", strategy, f"unknown strategy; allowed: {', '.join(STRATEGIES)}")
+        raise SettingError("strategy", strategy, f"unknown strategy; allowed: {', '.join(STRATEGIES)}")
     return strategy
 
 
 def check_eval_ratio(ratio) -> float:
     if isinstance(ratio, bool) or not isinstance(ratio, Real) or math.isnan(float(ratio)) or not 0.0 < float(ratio) < 1.0:
-        raise EvaluationError("ratio", ratio, "must be a number strictly between 0 and 1 (the fraction of patches hidden)")
+        raise SettingError("ratio", ratio, "must be a number strictly between 0 and 1 (the fraction of patches hidden)")
     return float(ratio)
 
 
 def check_score(score, strategy: str, model) -> str | None:
     """The importance score name to use (None unless the strategy is ``importance``)."""
     if score is not None and score not in SCORE_CHOICES and not callable(score):
-        raise EvaluationError("score", score, f"unknown importance score; allowed: {', '.join(SCORE_CHOICES)}")
-    if score == "gradient" and isinstance(model, str) and model in NON_LEARNED:
-        raise EvaluationError(
-            "score", score, f"needs a trained Keras model (vit, mae or cnn); {model} has no gradients; "
-            f"allowed with {model}: {', '.join(SCORES)}"
+        raise SettingError("score", score, f"unknown importance score; allowed: {', '.join(SCORE_CHOICES)}")
+    if score == "gradient" and _not_learned(model):
+        raise SettingError(
+            "score", score, f"needs a trained Keras model (vit, mae or cnn); {getattr(model, 'name', model)} has no "
+            f"gradients; allowed with it: {', '.join(SCORES)}"
         )
     if strategy != "importance":
         return None
     return "variance" if score is None else score
 
 
+def _not_learned(model) -> bool:
+    """A name of :data:`NON_LEARNED` or a non-learned predictor object."""
+    if isinstance(model, str):
+        return model in NON_LEARNED
+    from .models import Inpainter  # imports Keras: only once a predictor exists
+
+    return isinstance(model, Inpainter)
+
+
 def _check_int(param: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise EvaluationError(param, value, f"must be an integer >= {minimum}")
+        raise SettingError(param, value, f"must be an integer >= {minimum}")
     return int(value)
 
 
@@ -97,7 +94,7 @@ def _check_n_test(n_test):
     if n_test is None:
         return None
     if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or n_test < 0:
-        raise EvaluationError("n_test", n_test, "must be an integer >= 0 (0: all test images)")
+        raise SettingError("n_test", n_test, "must be an integer >= 0 (0: all test images)")
     return int(n_test) or None
 
 
@@ -105,46 +102,8 @@ def _check_patch_size(patch_size, image_shape) -> int:
     h, w = int(image_shape[0]), int(image_shape[1])
     if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)) or patch_size < 1 or h % patch_size or w % patch_size:
         divisors = [d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0]
-        raise EvaluationError("patch_size", patch_size, f"must divide the image size {h}x{w}; allowed: {divisors}")
+        raise SettingError("patch_size", patch_size, f"must divide the image size {h}x{w}; allowed: {divisors}")
     return int(patch_size)
-
-
-def check_predictor_fits(predictor, ratio: float, patch_size: int, image_shape) -> None:
-    """The patch grid must be the one a Transformer was built for, and an MAE needs at least as
-    many hidden patches as it was built for."""
-    from .models import mae_min_masked, model_kind
-
-    kind = model_kind(predictor)
-    if kind in NON_LEARNED:
-        return
-    gh, gw = image_shape[0] // patch_size, image_shape[1] // patch_size
-    n_patches = gh * gw
-    if kind == "cnn":
-        want = tuple(predictor.inputs[0].shape[1:])
-        got = (*image_shape[:2], image_shape[2] + 1)
-        if want != got:
-            raise EvaluationError("model", getattr(predictor, "name", kind),
-                                  f"this CNN takes images of shape {want[:2] + (want[2] - 1,)}, the test images are {tuple(image_shape)}")
-        return
-    shapes = {t.name.split(":")[0]: tuple(t.shape[1:]) for t in predictor.inputs}
-    want = shapes.get("patches")
-    got = (n_patches, patch_size * patch_size * image_shape[2])
-    if want is not None and tuple(want) != got:
-        side = int(round(math.sqrt(want[1] / image_shape[2])))
-        raise EvaluationError(
-            "patch_size", patch_size,
-            f"this {kind} model was built for {want[0]} patches of {want[1]} values "
-            f"(patch_size {side} on these images), patch_size {patch_size} gives {got}; allowed: {side}",
-        )
-    if kind == "mae":
-        need = mae_min_masked(predictor)
-        hidden = n_masked(ratio, n_patches)
-        if hidden < need:
-            raise EvaluationError(
-                "ratio", ratio,
-                f"hides {hidden} of {n_patches} patches, but this MAE was built for masks hiding at least {need} "
-                f"(min_mask_ratio ~ {need / n_patches:.2f}); allowed: ratio >= {need / n_patches:.2f}",
-            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +116,7 @@ def find_test_batch(data_dir) -> Path:
         if (candidate / "test_batch").is_file():
             return candidate / "test_batch"
     where = "the folder does not exist" if not folder.exists() else f"no test_batch in it or in its {CIFAR_DIRNAME}/ subfolder"
-    raise EvaluationError(
+    raise SettingError(
         "data_dir", str(data_dir),
         f"{where}; allowed: a folder in the CIFAR-10 python-batch format holding test_batch "
         "(data_batch_* are not needed for evaluation)",
@@ -171,7 +130,7 @@ def load_test_images(dataset: str = "cifar10", data_dir=None, n_test: int | None
     test split of the embedded dataset built with seed 0 (``data_dir`` is ignored).
     """
     if dataset not in DATASETS:
-        raise EvaluationError("dataset", dataset, f"unknown dataset; allowed: {', '.join(DATASETS)}")
+        raise SettingError("dataset", dataset, f"unknown dataset; allowed: {', '.join(DATASETS)}")
     n_test = _check_n_test(n_test)
     if dataset == "sample":
         from .data import load_dataset
@@ -181,7 +140,7 @@ def load_test_images(dataset: str = "cifar10", data_dir=None, n_test: int | None
         if data_dir is None:
             cache = keras_cache_dir() / CIFAR_DIRNAME
             if not (cache / "test_batch").is_file():
-                raise EvaluationError(
+                raise SettingError(
                     "data_dir", None, f"not given, and the Keras cache folder {cache} has no test_batch; "
                     "allowed: a folder in the CIFAR-10 python-batch format holding test_batch"
                 )
@@ -191,11 +150,11 @@ def load_test_images(dataset: str = "cifar10", data_dir=None, n_test: int | None
         try:
             raw, _ = read_cifar_batch(path)
         except DatasetError as exc:
-            raise EvaluationError("data_dir", str(data_dir), f"{exc}") from None
+            raise SettingError("data_dir", str(data_dir), f"{exc}") from None
         images = raw.astype(np.float32) / np.float32(255.0)
     if n_test is not None:
         if n_test > len(images):
-            raise EvaluationError("n_test", n_test, f"is more than the {len(images)} test images; allowed: 1..{len(images)} or 0 for all")
+            raise SettingError("n_test", n_test, f"is more than the {len(images)} test images; allowed: 1..{len(images)} or 0 for all")
         images = images[:n_test]
     return images
 
@@ -206,9 +165,9 @@ def check_model_path(model) -> None:
         return
     path = Path(os.fspath(model))
     if not str(path).endswith(".keras"):
-        raise EvaluationError("model", str(model), f"must be a .keras file saved by train (e.g. RUN/best.keras) or one of {', '.join(NON_LEARNED)}")
+        raise SettingError("model", str(model), f"must be a .keras file saved by train (e.g. RUN/best.keras) or one of {', '.join(NON_LEARNED)}")
     if not path.is_file():
-        raise EvaluationError("model", str(model), f"no such file; give a saved .keras model (e.g. RUN/best.keras) or one of {', '.join(NON_LEARNED)}")
+        raise SettingError("model", str(model), f"no such file; give a saved .keras model (e.g. RUN/best.keras) or one of {', '.join(NON_LEARNED)}")
 
 
 def load_model(model):
@@ -219,7 +178,7 @@ def load_model(model):
     try:
         return load_predictor(model if isinstance(model, str) and model in NON_LEARNED else os.fspath(model))
     except Exception as exc:  # corrupt or foreign file
-        raise EvaluationError("model", str(model), f"could not be loaded as a Keras model ({type(exc).__name__}: {exc})") from None
+        raise SettingError("model", str(model), f"could not be loaded as a Keras model ({type(exc).__name__}: {exc})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,7 +201,7 @@ def score_predictor(predictor, images: np.ndarray, mask: np.ndarray, patch_size:
     from .metrics import evaluate, summarize
     from .models import reconstruct
 
-    predicted = reconstruct(predictor, images, mask, patch_size, batch_size=batch_size)
+    predicted = reconstruct(predictor, images, mask, batch_size=batch_size)
     return summarize(evaluate(images, predicted, mask, patch_size)), predicted
 
 
@@ -259,15 +218,14 @@ def evaluate_predictor(predictor, images: np.ndarray, *, strategy: str, ratio: f
     ``{metric}_mean`` and ``{metric}_std`` for ``mse_masked``, ``psnr_masked``, ``mse``, ``psnr``
     and ``ssim`` (:func:`helpers.metrics.summarize` of :func:`helpers.metrics.evaluate`).
     """
-    from .models import model_kind
+    from .models import check_fits
 
     strategy = check_strategy(strategy)
     ratio = check_eval_ratio(ratio)
     patch_size = _check_patch_size(patch_size, images.shape[1:3])
     _check_int("mask_seed", mask_seed, 0)
-    kind = model_kind(predictor)
-    score = check_score(score_fn, strategy, kind)
-    check_predictor_fits(predictor, ratio, patch_size, images.shape[1:])
+    score = check_score(score_fn, strategy, predictor)
+    check_fits(predictor, images.shape[1:], patch_size, ratio=ratio)
     start = time.perf_counter()
     mask = make_mask(strategy, ratio, images=images, patch_size=patch_size,
                      score_fn=_score_fn(score, predictor), seed=mask_seed)
@@ -289,7 +247,7 @@ def run_evaluation(model, *, dataset: str = "cifar10", data_dir=None, strategy: 
                    n_test: int | None = None, mask_seed: int = 0, patch_size: int = 4, score=None,
                    batch_size: int = 256) -> dict:
     """Check the settings, load the test images and the model, evaluate; the result dict starts
-    with the settings (``model`` and ``data_dir`` as given, ``model_kind``, ``dataset``,
+    with the settings (``model`` and ``data_dir`` as given, ``model_name``, ``dataset``,
     ``keras_backend``, ``keras_version``) followed by :func:`evaluate_predictor`'s keys."""
     # cheap checks first: a typo should not wait for TensorFlow to start
     check_model_path(model)
@@ -303,14 +261,12 @@ def run_evaluation(model, *, dataset: str = "cifar10", data_dir=None, strategy: 
 
     import keras
 
-    from .models import model_kind
-
     predictor = load_model(model)
     result = evaluate_predictor(predictor, images, strategy=strategy, ratio=ratio, patch_size=patch_size,
                                 mask_seed=mask_seed, score_fn=score, batch_size=batch_size)
     settings = {
         "model": str(model),
-        "model_kind": model_kind(predictor),
+        "model_name": predictor.name,
         "dataset": dataset,
         "data_dir": None if data_dir is None else str(data_dir),
         "keras_backend": keras.backend.backend(),
@@ -341,7 +297,7 @@ def format_table(results: dict) -> str:
     """The settings on a few lines, then one row per metric: mean and standard deviation."""
     lines = []
     if "model" in results:
-        lines.append(f"model    {results['model']} ({results.get('model_kind', '?')}, keras backend {results.get('keras_backend', '?')})")
+        lines.append(f"model    {results['model']} ({results.get('model_name', '?')}, keras backend {results.get('keras_backend', '?')})")
     if "dataset" in results:
         where = f" from {results['data_dir']}" if results.get("data_dir") and results["dataset"] == "cifar10" else ""
         lines.append(f"data     {results['dataset']} test images{where}: {results['n_test']}")
@@ -372,7 +328,7 @@ def compare_predictors(predictors: dict, images: np.ndarray, *, strategy: str, r
     and the boolean mask (N, L) they all had to fill in.
     """
     if not isinstance(predictors, dict) or not predictors:
-        raise EvaluationError("predictors", predictors, "must be a non-empty dict label -> predictor")
+        raise SettingError("predictors", predictors, "must be a non-empty dict label -> predictor")
     strategy = check_strategy(strategy)
     ratio = check_eval_ratio(ratio)
     patch_size = _check_patch_size(patch_size, images.shape[1:3])

@@ -23,10 +23,8 @@ trained on ``random`` masks of the same plan (trained first, whatever the cell o
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import hashlib
-import io
 import json
 import os
 import platform
@@ -37,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import check_choice, check_positive_int, check_ratio
-from ._io import write_atomic
+from ._io import read_csv, write_atomic, write_csv
 from .masking import STRATEGIES, make_mask
-from .models import NON_LEARNED, PREDICTORS
+from .recipes import NON_LEARNED, PREDICTORS
 from .recipes import RECIPES
 PLANS = ("mixed", "per_strategy", "per_cell")
 MIXED_STRATEGIES = ("random", "rows", "columns")  # what a ``mixed`` model is trained on
@@ -149,35 +147,9 @@ def model_id(predictor: str, strategy: str, train_ratio) -> str:
 # --------------------------------------------------------------------------------------------
 # Files written safely
 # --------------------------------------------------------------------------------------------
-def read_csv(path) -> list[dict]:
-    """Rows of a results CSV with numbers converted back to floats."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append({k: _number(v) for k, v in row.items()})
-    return rows
-
-
-def _number(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return v
-
-
 def append_row(path, row: dict) -> None:
     """Append ``row`` to the CSV at ``path`` by rewriting it atomically (new columns allowed)."""
-    rows = read_csv(path) + [row]
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: r.get(k, "") for k in columns})
-    write_atomic(path, buf.getvalue())
+    write_csv(path, read_csv(path) + [row])
 
 
 def environment() -> dict:
@@ -357,17 +329,15 @@ class Sweep:
     def _builder_kwargs(self, predictor: str, train_ratio) -> dict:
         kwargs = dict(self.config.model_kwargs.get(predictor, {}))
         kwargs.setdefault("image_shape", self.dataset.image_shape)
-        if predictor != "cnn":
-            kwargs.setdefault("patch_size", self.config.patch_size)
-        if predictor == "mae":
-            low = train_ratio[0] if isinstance(train_ratio, tuple) else train_ratio
-            kwargs.setdefault("min_mask_ratio", min(low, *self.config.ratios))
+        kwargs.setdefault("patch_size", self.config.patch_size)
+        low = train_ratio[0] if isinstance(train_ratio, tuple) else train_ratio
+        kwargs.setdefault("lowest_ratio", min(low, *self.config.ratios))
         kwargs.setdefault("seed", self.config.seed)
         return kwargs
 
     def model(self, predictor: str, strategy: str, ratio: float):
         """The predictor for a cell: a non-learned one (never trained), a saved model, or a model trained now."""
-        from .models import NON_LEARNED, build_model, load_predictor
+        from .models import build_model, load_predictor
         from .training import train
 
         if predictor in NON_LEARNED:
@@ -390,7 +360,6 @@ class Sweep:
             result = train(
                 model,
                 self.dataset,
-                patch_size=self.config.patch_size,
                 strategy=train_strategy,
                 ratio=train_ratio,
                 epochs=self.config.epochs,

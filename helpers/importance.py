@@ -25,8 +25,8 @@ import math
 import numpy as np
 
 from ._checks import check_images, check_mask, check_patch_size, check_positive_int
-from .models import CNN_FILL, NON_LEARNED, check_mask_for_model, mae_min_masked, model_kind
-from .patches import grid_shape, patch_mask_to_pixels, patchify, patchify_ops
+from .models import MaskedImageModel, check_fits
+from .patches import grid_shape, patch_mask_to_pixels, patchify
 
 
 def _input_gradient(fn, x):
@@ -55,36 +55,25 @@ def _input_gradient(fn, x):
     raise NotImplementedError(f"gradient_scores supports the tensorflow, jax and torch backends, not {backend!r}")
 
 
-def _loss_fn(model, kind: str, mask: np.ndarray, patch_size: int, image_shape):
+def _loss_fn(model, mask: np.ndarray, patch_size: int, image_shape):
     """The loss as a function of the images: sum over images of the MSE over hidden values."""
     from keras import ops
 
-    hidden_patches = ops.convert_to_tensor(mask.astype("float32"))  # (n, L)
+    patch_mask = ops.convert_to_tensor(mask.astype("float32"))  # (n, L)
     pixels = ops.convert_to_tensor(patch_mask_to_pixels(mask, patch_size, image_shape).astype("float32"))  # (n,H,W,1)
-    values_per_patch = patch_size * patch_size * image_shape[2]
 
     def loss(x):
-        target = ops.stop_gradient(x)
-        if kind == "cnn":
-            masked = ops.where(pixels > 0.5, ops.full_like(x, CNN_FILL), x)
-            pred = model({"image": ops.concatenate([masked, pixels], axis=-1)}, training=False)
-            err = ops.sum(ops.square(ops.cast(pred, x.dtype) - target) * pixels, axis=(1, 2, 3))
-            count = ops.sum(pixels, axis=(1, 2, 3)) * image_shape[2]
-        else:
-            patches = patchify_ops(x, patch_size)
-            pred = model({"patches": patches, "mask": hidden_patches}, training=False)
-            sq = ops.sum(ops.square(ops.cast(pred, x.dtype) - patchify_ops(target, patch_size)), axis=-1)
-            err = ops.sum(sq * hidden_patches, axis=1)
-            count = ops.sum(hidden_patches, axis=1) * values_per_patch
-        return ops.sum(err / ops.maximum(count, 1.0))
+        pred = model({"images": x, "mask": patch_mask}, training=False)
+        err = ops.sum(ops.square(ops.cast(pred, x.dtype) - ops.stop_gradient(x)) * pixels, axis=(1, 2, 3))
+        return ops.sum(err / ops.maximum(ops.sum(pixels, axis=(1, 2, 3)) * image_shape[2], 1.0))
 
     return loss
 
 
-def _scores_one_mask(model, kind, images, mask, patch_size):
+def _scores_one_mask(model, images, mask, patch_size):
     from keras import ops
 
-    fn = _loss_fn(model, kind, mask, patch_size, images.shape[1:])
+    fn = _loss_fn(model, mask, patch_size, images.shape[1:])
     grad = ops.convert_to_numpy(_input_gradient(fn, ops.convert_to_tensor(images)))
     return np.sqrt(np.sum(np.square(patchify(grad, patch_size)), axis=-1))
 
@@ -99,11 +88,9 @@ def partition_masks(n_images: int, n_patches: int, groups: int, seed=0) -> list[
     return [group_of != g for g in range(groups)]
 
 
-def _default_groups(model, kind, n_patches):
-    if kind != "mae":
-        return 2
-    max_visible = n_patches - mae_min_masked(model)
-    return max(2, math.ceil(n_patches / max_visible))
+def _default_groups(model, n_patches):
+    """2 passes (half visible), or enough that each hides ``model.min_masked`` patches."""
+    return max(2, math.ceil(n_patches / (n_patches - model.min_masked)))
 
 
 def gradient_scores(
@@ -119,9 +106,9 @@ def gradient_scores(
     check_images(images)
     check_patch_size(patch_size, images.shape[1:3])
     batch_size = check_positive_int(batch_size, "batch_size")
-    kind = model_kind(model)
-    if kind in NON_LEARNED:
-        raise ValueError(f"gradient_scores needs a Keras model (vit, mae or cnn); the {kind} inpainter has no gradients")
+    if not isinstance(model, MaskedImageModel):
+        raise ValueError(f"gradient_scores needs a Keras model (vit, mae or cnn); {model!r} has no gradients")
+    check_fits(model, images.shape[1:], patch_size)
     gh, gw = grid_shape(images.shape[1:3], patch_size)
     n_patches = gh * gw
     images = images.astype(np.float32, copy=False)
@@ -129,18 +116,18 @@ def gradient_scores(
         check_mask(mask, n_images=images.shape[0], n_patches=n_patches)
         masks = [mask]
     else:
-        need = _default_groups(model, kind, n_patches)
+        need = _default_groups(model, n_patches)
         groups = need if groups is None else check_positive_int(groups, "groups", minimum=2)
         if groups < need or groups > n_patches:
-            raise ValueError(f"groups must be between {need} and {n_patches} for this {kind} model, got {groups}")
+            raise ValueError(f"groups must be between {need} and {n_patches} for this {model.name} model, got {groups}")
         masks = partition_masks(images.shape[0], n_patches, groups, seed=seed)
     for m in masks:
-        check_mask_for_model(model, m)
+        check_fits(model, images.shape[1:], patch_size, hidden=int(m.sum(axis=1).min()) if m.size else None)
     scores = np.zeros((images.shape[0], n_patches), dtype=np.float32)
     for start in range(0, images.shape[0], batch_size):
         sl = slice(start, start + batch_size)
         for m in masks:  # each patch is visible in at most one pass (exactly one by default)
-            scores[sl] += np.where(m[sl], 0.0, _scores_one_mask(model, kind, images[sl], m[sl], patch_size))
+            scores[sl] += np.where(m[sl], 0.0, _scores_one_mask(model, images[sl], m[sl], patch_size))
     return scores
 
 

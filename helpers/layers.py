@@ -6,6 +6,10 @@ as ``.keras`` load back with ``keras.saving.load_model`` once :mod:`helpers.laye
 
 A patch mask is a float tensor ``(N, L)`` with 1 for a hidden (masked) patch, 0 for a visible one.
 
+- :class:`Patchify`, :class:`Unpatchify`: images (N, H, W, C) to patches (N, L, p*p*C) and back,
+  inside the model, so that every predictor takes images and returns images.
+- :class:`MaskedImage`: the CNN's input, the image with its hidden pixels set to a grey plus the
+  pixel mask as an extra channel.
 - :class:`PatchEmbedding`: linear projection of flattened patches to tokens; the content of
   masked patches is replaced by zeros *before* the projection, so it can never reach the model
   (not even through a NaN).
@@ -32,6 +36,73 @@ PACKAGE = "helpers"
 def _hidden(patch_mask):
     """Boolean (N, L, 1) view of a float patch mask, for ``ops.where`` over tokens."""
     return ops.expand_dims(ops.greater(patch_mask, 0.5), -1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Patchify(layers.Layer):
+    """Images (N, H, W, C) -> patches (N, L, p*p*C), as :func:`helpers.patches.patchify`."""
+
+    def __init__(self, patch_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = int(patch_size)
+
+    def call(self, images):
+        return patchify_ops(images, self.patch_size)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, (h // self.patch_size) * (w // self.patch_size), self.patch_size**2 * c)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Unpatchify(layers.Layer):
+    """Patches (N, L, p*p*C) -> images (N, H, W, C) of ``image_shape`` (H, W, C)."""
+
+    def __init__(self, patch_size: int, image_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = int(patch_size)
+        self.image_shape = tuple(int(v) for v in image_shape)
+
+    def call(self, patches):
+        return unpatchify_ops(patches, self.patch_size, self.image_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.image_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size, "image_shape": self.image_shape}
+
+
+def pixel_mask(patch_mask, patch_size: int, image_shape):
+    """Float patch mask (N, L) -> float pixel mask (N, H, W, 1), 1 = hidden pixel."""
+    gh, gw = image_shape[0] // patch_size, image_shape[1] // patch_size
+    grid = ops.reshape(ops.cast(patch_mask, "float32"), (-1, gh, gw, 1))
+    return ops.repeat(ops.repeat(grid, patch_size, axis=1), patch_size, axis=2)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedImage(layers.Layer):
+    """The CNN's input from images (N, H, W, C) and a patch mask (N, L): hidden pixels set to
+    ``fill``, then the pixel mask as channel C + 1 -> (N, H, W, C + 1)."""
+
+    def __init__(self, patch_size: int, fill: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = int(patch_size)
+        self.fill = float(fill)
+
+    def call(self, images, patch_mask):
+        pixels = ops.cast(pixel_mask(patch_mask, self.patch_size, images.shape[1:]), images.dtype)
+        masked = ops.where(pixels > 0.5, ops.full_like(images, self.fill), images)
+        return ops.concatenate([masked, pixels], axis=-1)
+
+    def compute_output_shape(self, images_shape, patch_mask_shape):
+        return (*images_shape[:-1], images_shape[-1] + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size, "fill": self.fill}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

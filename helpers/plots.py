@@ -11,7 +11,6 @@ which ``python -m helpers run`` uses to keep figures of other profiles apart.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,6 +19,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from ._checks import check_images, check_mask
+from ._io import atomic_path
 from .metrics import composite as composite_images
 from .patches import grid_shape, patch_mask_to_pixels
 
@@ -101,18 +101,11 @@ def save_fig(fig, name: str, dpi: int = DPI) -> Path:
     """Write ``fig`` to ``figures/<name>.png`` (atomically) and close it. Returns the path."""
     if not name or "/" in name or "\\" in name:
         raise ValueError(f"name must be a plain file name without folders, got {name!r}")
-    folder = figures_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (name if name.endswith(".png") else f"{name}.png")
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
+    path = figures_dir() / (name if name.endswith(".png") else f"{name}.png")
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         plt.close(fig)
     return path
 

@@ -32,25 +32,23 @@ import time
 from pathlib import Path
 
 from ._checks import check_choice, check_positive_int, check_ratio
-from .recipes import RECIPES, check_recipe
+from .recipes import NON_LEARNED, PREDICTORS, check_recipe
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
-QUALITY_PREDICTORS = ("biharmonic", "mean_colour", "vit", "mae", "cnn")
 
 
-def train_within_budget(kind: str, dataset, strategy, ratio, seconds: float, run_dir, *, recipe: str = "tuned",
+def train_within_budget(name: str, dataset, strategy, ratio, seconds: float, run_dir, *, recipe: str = "tuned",
                         patch_size: int = 4, batch_size: int = 64, seed: int = 0, model_kwargs=None, verbose=0) -> tuple:
-    """Build ``kind`` with ``recipe`` (``model_kwargs`` override it) and train it for ``seconds`` of
+    """Build ``name`` with ``recipe`` (``model_kwargs`` override it) and train it for ``seconds`` of
     wall time (:class:`helpers.training.TimeBudget`: the learning rate decays over the time);
     returns (best model, train result)."""
     from .models import build_model, load_predictor
     from .training import train
 
     kwargs = {"image_shape": dataset.image_shape, "seed": seed, "patch_size": patch_size, **(model_kwargs or {})}
-    if kind == "mae":
-        kwargs.setdefault("min_mask_ratio", ratio if not isinstance(ratio, (tuple, list)) else min(ratio))
-    model = build_model(kind, recipe=recipe, **kwargs)
-    result = train(model, dataset, patch_size=patch_size, strategy=strategy, ratio=ratio, minutes=seconds / 60,
+    lowest = ratio if not isinstance(ratio, (tuple, list)) else min(ratio)
+    model = build_model(name, recipe=recipe, lowest_ratio=lowest, **kwargs)
+    result = train(model, dataset, strategy=strategy, ratio=ratio, minutes=seconds / 60,
                    batch_size=batch_size, seed=seed, run_dir=run_dir, recipe=recipe, lr_schedule="cosine", augment=True,
                    verbose=verbose)
     best = Path(result["best"])
@@ -79,7 +77,7 @@ def _describe(settings: dict, lr) -> str:
 
 def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0.5, strategies=QUALITY_STRATEGIES,
                   plan: str = "mixed", recipe: str = "tuned",
-                  predictors=QUALITY_PREDICTORS, output="runs/bench_quality", patch_size: int = 4, batch_size: int = 64, seed: int = 0,
+                  predictors=PREDICTORS, output="runs/bench_quality", patch_size: int = 4, batch_size: int = 64, seed: int = 0,
                   mask_seed: int = 0, val_fraction: float = 0.05, model_kwargs=None, progress: bool = True) -> list[dict]:
     """Train and score every predictor on every strategy; returns the rows of the table.
 
@@ -95,7 +93,7 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     from .evaluation import score_predictor
     from .experiments import append_row
     from .masking import make_mask
-    from .models import NON_LEARNED, load_predictor
+    from .models import load_predictor
     from .patches import grid_shape
 
     ratio = check_ratio(ratio)
@@ -106,7 +104,7 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     check_positive_int(batch_size, "batch_size")
     check_positive_int(patch_size, "patch_size")
     for p in predictors:
-        check_choice(p, "predictor", QUALITY_PREDICTORS)
+        check_choice(p, "predictor", PREDICTORS)
     settings = {p: recipe_settings(recipe, p, model_kwargs) for p in predictors if p not in NON_LEARNED}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

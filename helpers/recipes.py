@@ -29,6 +29,10 @@ from __future__ import annotations
 
 from ._checks import check_choice
 
+LEARNED = ("vit", "mae", "cnn")  # the Keras models of helpers.models, by their builder's name
+NON_LEARNED = ("biharmonic", "mean_colour")
+PREDICTORS = (*LEARNED, *NON_LEARNED)
+VIT_FILLS = ("harmonic", "token")  # how a hidden patch enters the mask-token ViT: build_vit
 RECIPES = ("tuned", "reference")
 DEFAULT_RECIPE = "tuned"
 
@@ -36,7 +40,7 @@ _TRANSFORMER = {"tuned": {"dropout": 0.0, "pos_init": "sincos"}, "reference": {"
 # the CNN: tuned has no dropout and U-Net skip connections; reference is the seed's plain
 # encoder-decoder with dropout 0.1
 _CNN = {"tuned": {"dropout": 0.0, "skips": True}, "reference": {"dropout": 0.1, "skips": False}}
-# builder keyword arguments per recipe and model kind
+# builder keyword arguments per recipe and model name
 # the mask-token ViT: tuned starts hidden patches from the harmonic fill, reference from the mask token alone
 _VIT_FILL = {"tuned": "harmonic", "reference": "token"}
 MODEL_SETTINGS = {
@@ -44,7 +48,7 @@ MODEL_SETTINGS = {
              "cnn": dict(_CNN[recipe])}
     for recipe in RECIPES
 }
-# train() keyword arguments per recipe and model kind
+# train() keyword arguments per recipe and model name
 TRAIN_SETTINGS = {
     "tuned": {
         "vit": {"lr": 2e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
@@ -54,8 +58,8 @@ TRAIN_SETTINGS = {
         "mae": {"lr": 2e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "all"},
         "cnn": {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
     },
-    "reference": {kind: {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}
-                  for kind in ("vit", "mae", "cnn")},
+    "reference": {name: {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}
+                  for name in LEARNED},
 }
 
 
@@ -63,19 +67,19 @@ def check_recipe(recipe) -> str:
     return check_choice(recipe, "recipe", RECIPES)
 
 
-def model_settings(recipe: str, kind: str) -> dict:
-    """Builder keyword arguments of ``recipe`` for a model of ``kind`` (``vit``, ``mae``, ``cnn``)."""
-    return dict(MODEL_SETTINGS[check_recipe(recipe)].get(kind, {}))
+def model_settings(recipe: str, name: str) -> dict:
+    """Builder keyword arguments of ``recipe`` for the model ``name`` (``vit``, ``mae``, ``cnn``)."""
+    return dict(MODEL_SETTINGS[check_recipe(recipe)].get(name, {}))
 
 
-def train_settings(recipe: str, kind: str) -> dict:
-    """``lr``, ``lr_schedule``, ``augment`` and ``loss_on`` of ``recipe`` for a model of ``kind``."""
-    return dict(TRAIN_SETTINGS[check_recipe(recipe)][kind])
+def train_settings(recipe: str, name: str) -> dict:
+    """``lr``, ``lr_schedule``, ``augment`` and ``loss_on`` of ``recipe`` for the model ``name``."""
+    return dict(TRAIN_SETTINGS[check_recipe(recipe)][name])
 
 
-def resolve(recipe: str, kind: str, *, pos_init: str = "", dropout: float = -1.0, lr: float = 0.0,
+def resolve(recipe: str, name: str, *, pos_init: str = "", dropout: float = -1.0, lr: float = 0.0,
             lr_schedule: str = "", augment: str = "", loss_on: str = "", fill: str = "") -> tuple[dict, dict]:
-    """``(builder kwargs, train kwargs)`` of ``recipe`` for ``kind``, with the notebooks' overrides.
+    """``(builder kwargs, train kwargs)`` of ``recipe`` for ``name``, with the notebooks' overrides.
 
     An override left at its "unset" value keeps the recipe's setting: ``pos_init=""``,
     ``dropout < 0``, ``lr <= 0``, ``lr_schedule=""``, ``augment=""`` (else ``"yes"`` or ``"no"``),
@@ -83,16 +87,12 @@ def resolve(recipe: str, kind: str, *, pos_init: str = "", dropout: float = -1.0
     ``pos_init`` and ``dropout`` apply to the Transformers only (``dropout`` also to the CNN);
     ``fill`` (``"harmonic"`` or ``"token"``, :func:`helpers.models.build_vit`) to the mask-token ViT only.
     """
-    model, train = model_settings(recipe, kind), train_settings(recipe, kind)
-    if pos_init:
-        if kind != "cnn":
-            model["pos_init"] = check_choice(pos_init, "pos_init", ("random", "sincos"))
-    if fill:
-        from .models import VIT_FILLS
-
-        check_choice(fill, "fill", VIT_FILLS)
-        if kind == "vit":
-            model["fill"] = fill
+    model, train = model_settings(recipe, name), train_settings(recipe, name)
+    # an override reaches the models whose recipe has that setting
+    if pos_init and "pos_init" in model:
+        model["pos_init"] = check_choice(pos_init, "pos_init", ("random", "sincos"))
+    if fill and "fill" in model:
+        model["fill"] = check_choice(fill, "fill", VIT_FILLS)
     if dropout is not None and dropout >= 0:
         model["dropout"] = float(dropout)
     if lr and lr > 0:

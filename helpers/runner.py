@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._io import atomic_path
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
 PARAMS_DIR = ROOT / "params"
@@ -244,7 +246,7 @@ def value_checks() -> dict:
     from .data import DATASETS, IMAGE_SIZE
     from .experiments import MODEL_SIZES, PLANS
     from .masking import SCORES, STRATEGIES
-    from .models import PREDICTORS, VIT_FILLS
+    from .recipes import PREDICTORS, VIT_FILLS
     from .recipes import RECIPES
     from .training import LOSS_ON
     from .report import HIGHER_IS_BETTER
@@ -503,7 +505,6 @@ def strip_stderr(path) -> int:
     for key in ("input_path", "output_path"):
         if meta.get(key):
             meta[key] = Path(meta[key]).name
-    tmp = path.with_name(f".{path.name}.partial")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nbformat.write(nb, tmp)
     return removed

@@ -2,11 +2,11 @@
 
 - :class:`MaskingDataset`: a ``keras.utils.PyDataset`` that draws new masks for every batch of
   every epoch (any strategy of :mod:`helpers.masking`, a fixed ratio or a ``(low, high)`` range
-  drawn per batch), optionally flips images horizontally, and yields ``(inputs, targets,
-  sample_weight)`` for the model kind. Everything is a pure function of ``(seed, epoch, batch)``,
+  drawn per batch), optionally flips images horizontally, and yields ``({"images", "mask"},
+  images, pixel weights)``, the one input every predictor takes. Everything is a pure function of ``(seed, epoch, batch)``,
   so runs are reproducible and a resumed run sees the masks it would have seen.
-- The loss is ``MeanSquaredError(reduction="mean_with_sample_weight")`` with 0/1 weights per patch
-  (per pixel for the CNN): with ``loss_on="masked"`` the reported loss is exactly the MSE over the
+- The loss is ``MeanSquaredError(reduction="mean_with_sample_weight")`` with 0/1 weights per
+  pixel: with ``loss_on="masked"`` the reported loss is exactly the MSE over the
   masked patch values of each batch; ``loss_on="all"`` weighs every patch.
 - :func:`train`: the settings of a recipe (:mod:`helpers.recipes`; ``tuned`` by default: Adam with
   warm-up + cosine decay, flips), a budget in epochs, images seen or minutes (:class:`TimeBudget`),
@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import time
@@ -30,10 +28,10 @@ import keras
 import numpy as np
 
 from ._checks import check_choice, check_images, check_positive_int, check_ratio
-from ._io import write_atomic
+from ._io import atomic_path, read_csv, write_csv
 from .masking import STRATEGIES, make_mask, n_masked
-from .models import MODEL_KINDS, mae_min_masked, model_inputs, model_kind
-from .patches import grid_shape, patch_mask_to_pixels, patchify
+from .models import MaskedImageModel, check_fits
+from .patches import grid_shape, patch_mask_to_pixels
 
 LOSS_ON = ("masked", "all")
 LR_SCHEDULES = ("plateau", "cosine")
@@ -67,11 +65,10 @@ def _check_strategy_spec(strategy) -> tuple[str, ...]:
 
 
 class MaskingDataset(keras.utils.PyDataset):
-    """Batches of ``(inputs, targets, sample_weight)`` with masks drawn fresh every epoch.
+    """Batches of ``({"images", "mask"}, images, pixel weights)`` with masks drawn fresh every epoch.
 
     Args:
         images: float32 (N, H, W, C) in [0, 1].
-        kind: ``vit``, ``mae`` or ``cnn`` (the inputs it takes, see :func:`helpers.models.model_inputs`).
         patch_size: side of the square patches.
         strategy: a strategy of :mod:`helpers.masking`, or a list of strategies: one drawn
             uniformly for every batch (one model trained on several kinds of masks).
@@ -81,7 +78,7 @@ class MaskingDataset(keras.utils.PyDataset):
             masks and the image order forever (validation: comparable losses across epochs).
         shuffle: shuffle the images each epoch (only with ``fresh_masks``).
         augment: flip half of the images horizontally (before masking).
-        loss_on: ``masked`` (weight 1 on masked patches, 0 elsewhere) or ``all``.
+        loss_on: ``masked`` (weight 1 on the pixels of masked patches, 0 elsewhere) or ``all``.
         score_fn: score function for the ``importance`` strategy (e.g.
             :func:`helpers.importance.gradient_score_fn`), or a name of ``helpers.masking.SCORES``.
         min_masked: fewest patches a mask may hide (an MAE's limit); checked against ``ratio``.
@@ -91,7 +88,6 @@ class MaskingDataset(keras.utils.PyDataset):
     def __init__(
         self,
         images,
-        kind: str,
         patch_size: int,
         *,
         strategy: str = "random",
@@ -108,7 +104,6 @@ class MaskingDataset(keras.utils.PyDataset):
     ):
         super().__init__(**kwargs)
         self.images = check_images(images)
-        self.kind = check_choice(kind, "kind", MODEL_KINDS)
         self.patch_size = patch_size
         self.grid = grid_shape(images.shape[1:3], patch_size)
         self.strategies = _check_strategy_spec(strategy)
@@ -165,16 +160,12 @@ class MaskingDataset(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         images, mask = self.batch(index)
-        inputs = model_inputs(self.kind, images, mask, self.patch_size)
-        if self.kind == "cnn":
-            target = images.astype(np.float32, copy=False)
-            weight = patch_mask_to_pixels(mask, self.patch_size, images.shape[1:3])[..., 0]
-        else:
-            target = patchify(images, self.patch_size).astype(np.float32, copy=False)
-            weight = mask
+        images = images.astype(np.float32, copy=False)
         if self.loss_on == "all":
-            weight = np.ones_like(weight)
-        return inputs, target, weight.astype(np.float32)
+            weight = np.ones(images.shape[:3], dtype=np.float32)
+        else:
+            weight = patch_mask_to_pixels(mask, self.patch_size, images.shape[1:3])[..., 0].astype(np.float32)
+        return {"images": images, "mask": mask.astype(np.float32)}, images, weight
 
 
 def masked_mse():
@@ -187,16 +178,9 @@ def masked_mse():
 # --------------------------------------------------------------------------------------------
 def save_atomic(model, path) -> Path:
     """``model.save`` to a temporary file next to ``path``, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.keras")
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -256,11 +240,7 @@ class HistoryCSV(keras.callbacks.Callback):
 
     def _write(self):
         keys = ["epoch"] + sorted({k for r in self.rows for k in r} - {"epoch", "seconds"}) + ["seconds"]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_atomic(self.path, buf.getvalue())
+        write_csv(self.path, self.rows, keys)
 
 
 class _EpochSync(keras.callbacks.Callback):
@@ -275,13 +255,8 @@ class _EpochSync(keras.callbacks.Callback):
 
 
 def read_history(path) -> list[dict]:
-    """Rows of a history CSV, numbers as floats (``epoch`` as int)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        out.append({k: (int(float(v)) if k == "epoch" else float(v)) for k, v in r.items() if v not in (None, "")})
-    return out
+    """Rows of a history CSV, numbers as floats (``epoch`` as int), empty cells left out."""
+    return [{k: (int(v) if k == "epoch" else v) for k, v in r.items() if v != ""} for r in read_csv(path)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,7 +401,6 @@ def train(
     model,
     data,
     *,
-    patch_size: int = 4,
     strategy: str = "random",
     ratio=0.5,
     epochs: int | None = None,
@@ -466,7 +440,7 @@ def train(
             Calling again with the same folder after an interruption continues where it stopped;
             after a completed run the backup is gone and training starts again from epoch 0.
         recipe: ``tuned`` or ``reference`` (:mod:`helpers.recipes`): the defaults of ``lr``,
-            ``lr_schedule`` and ``augment`` for the model's kind; a value given here wins.
+            ``lr_schedule`` and ``augment`` for the model (its ``builder``); a value given here wins.
         lr, lr_schedule: Adam learning rate; ``plateau`` halves it when the monitored loss stalls
             for 3 epochs, ``cosine`` warms up linearly for ``warmup_epochs`` (with ``minutes``: the
             first 5 % of the time) then decays (cosine).
@@ -488,16 +462,19 @@ def train(
     """
     from .recipes import train_settings
 
-    kind = model_kind(model)
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"train needs a Keras model of kind {list(MODEL_KINDS)}, got {kind!r}")
+    if not isinstance(model, MaskedImageModel):
+        raise ValueError(f"train needs a Keras model from helpers.models (build_vit, build_mae, build_cnn_autoencoder), "
+                         f"got {model!r}")
     x_train, x_val = _split(data)
     check_images(x_train, "x_train")
     if x_val is not None and len(x_val) == 0:
         x_val = None
     if x_val is not None:
         check_images(x_val, "x_val")
-    defaults = train_settings(recipe, kind)
+    for x in (x_train, x_val):
+        if x is not None:
+            check_fits(model, x.shape[1:], model.patch_size)
+    defaults = train_settings(recipe, model.builder)
     lr = defaults["lr"] if lr is None else lr
     lr_schedule = defaults["lr_schedule"] if lr_schedule is None else lr_schedule
     augment = defaults["augment"] if augment is None else bool(augment)
@@ -508,14 +485,13 @@ def train(
     folder.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
-    min_masked = mae_min_masked(model) if kind == "mae" else None
-    common = dict(patch_size=patch_size, strategy=strategy, batch_size=batch_size, loss_on=loss_on,
-                  score_fn=score_fn, min_masked=min_masked)
-    train_ds = MaskingDataset(x_train, kind, ratio=ratio, seed=seed, augment=augment, **common)
+    common = dict(patch_size=model.patch_size, strategy=strategy, batch_size=batch_size, loss_on=loss_on,
+                  score_fn=score_fn, min_masked=model.min_masked)
+    train_ds = MaskingDataset(x_train, ratio=ratio, seed=seed, augment=augment, **common)
     val_ds = None
     if x_val is not None:
         val_ratio = ratio if not isinstance(ratio, (tuple, list)) else float(np.mean(ratio))
-        val_ds = MaskingDataset(x_val, kind, ratio=val_ratio, seed=seed + 1, fresh_masks=False, **common)
+        val_ds = MaskingDataset(x_val, ratio=val_ratio, seed=seed + 1, fresh_masks=False, **common)
     monitor = "val_loss" if val_ds is not None else "loss"
 
     if seconds is None:
@@ -573,17 +549,15 @@ def train(
     }
 
 
-def training_throughput(model, images, *, patch_size: int = 4, strategy: str = "random", ratio=0.5,
+def training_throughput(model, images, *, strategy: str = "random", ratio=0.5,
                         batch_size: int = 128, epochs: int = 1, seed: int = 0) -> float:
     """Training images per second of ``model`` (compiled here with Adam and the masked MSE).
 
     One warm-up epoch (tracing, compilation) is run first and not counted; then ``epochs`` epochs
     over ``images`` are timed, mask drawing included. Nothing is saved.
     """
-    kind = model_kind(model)
-    min_masked = mae_min_masked(model) if kind == "mae" else None
-    ds = MaskingDataset(images, kind, patch_size, strategy=strategy, ratio=ratio, batch_size=batch_size,
-                        seed=seed, min_masked=min_masked)
+    ds = MaskingDataset(images, model.patch_size, strategy=strategy, ratio=ratio, batch_size=batch_size,
+                        seed=seed, min_masked=model.min_masked)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=masked_mse(), jit_compile=_jit_compile("auto", model))
     model.optimizer.build(model.trainable_variables)
     if hasattr(model, "_initial_epoch"):

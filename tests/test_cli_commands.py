@@ -172,15 +172,15 @@ def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_p
     code, out, err = _evaluate(capsys, model_path, tmp_path / "e", "--mask-seed", "7", data_dir=cifar, strategy="columns")
     assert code == 0, err
     got = json.loads((tmp_path / "e" / "metrics.json").read_text())
-    for key in ("model", "model_kind", "dataset", "data_dir", "n_test", "strategy", "ratio", "mask_seed", "keras_backend"):
+    for key in ("model", "model_name", "dataset", "data_dir", "n_test", "strategy", "ratio", "mask_seed", "keras_backend"):
         assert key in got
     assert got["model"] == str(model_path) and got["data_dir"] == str(cifar) and got["n_test"] == 16
-    assert (got["model_kind"], got["strategy"], got["ratio"], got["mask_seed"]) == ("vit", "columns", 0.5, 7)
+    assert (got["model_name"], got["strategy"], got["ratio"], got["mask_seed"]) == ("vit", "columns", 0.5, 7)
 
     images = expected_images(cifar)
     model = load_predictor(model_path)
     mask = make_mask("columns", 0.5, images=images, patch_size=4, seed=7)
-    want = summarize(evaluate(images, reconstruct(model, images, mask, 4), mask, 4))
+    want = summarize(evaluate(images, reconstruct(model, images, mask), mask, 4))
     for key in ("mse_masked", "psnr_masked", "psnr", "ssim"):
         for stat in ("mean", "std"):
             assert got[f"{key}_{stat}"] == pytest.approx(want[f"{key}_{stat}"], rel=1e-9), (key, stat)
@@ -213,14 +213,14 @@ def test_evaluate_biharmonic(cifar, tmp_path, capsys):
     code, out, err = _evaluate(capsys, "biharmonic", tmp_path, "--n-test", "5", data_dir=cifar, strategy="rows", ratio="0.25")
     assert code == 0, err
     got = json.loads((tmp_path / "metrics.json").read_text())
-    assert got["model_kind"] == "biharmonic" and got["n_test"] == 5 and np.isfinite(got["psnr_masked_mean"])
+    assert got["model_name"] == "biharmonic" and got["n_test"] == 5 and np.isfinite(got["psnr_masked_mean"])
 
 
 def test_evaluate_mean_colour(cifar, tmp_path, capsys):
     code, out, err = _evaluate(capsys, "mean_colour", tmp_path, "--n-test", "5", data_dir=cifar, strategy="rows", ratio="0.25")
     assert code == 0, err
     got = json.loads((tmp_path / "metrics.json").read_text())
-    assert got["model_kind"] == "mean_colour" and got["n_test"] == 5 and np.isfinite(got["psnr_masked_mean"])
+    assert got["model_name"] == "mean_colour" and got["n_test"] == 5 and np.isfinite(got["psnr_masked_mean"])
 
 
 def test_evaluate_on_the_sample_test_split(tmp_path, capsys):
@@ -264,6 +264,23 @@ def test_evaluate_bad_values_exit_2(trained, cifar, tmp_path, capsys, case, word
     for w in words:
         assert w in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    argv = {"evaluate": ["evaluate", "--model", "biharmonic", "--dataset", "sample", "--strategy", "random",
+                         "--ratio", "0.5"],
+            "train": ["train", "--model", "vit", "--epochs", "1", *FAST, *TINY]}[command]
+    with pytest.raises(SystemExit) as info:
+        cli.main([*argv, "--output", str(blocker / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --output" in err and str(blocker / "out") in err and "cannot" not in err.split("--output")[0]
+    assert blocker.read_text() == "not a folder"
+    missing = tmp_path / "new" / "deeper"
+    assert cli._output_dir(str(missing)) == missing and not (tmp_path / "new").exists()  # checked, nothing left
 
 
 def test_evaluate_unknown_strategy_is_a_usage_error(cifar, tmp_path, capsys):

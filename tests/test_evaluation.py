@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import evaluation
-from helpers.evaluation import EvaluationError
+from helpers.evaluation import SettingError
 
 TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
 TINY_MAE = {**TINY, "decoder_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2, "decoder_mlp_dim": 32}
@@ -69,7 +69,7 @@ def test_n_test_takes_the_first_images_and_the_subfolder_is_found(tmp_path):
 
 
 def test_too_many_test_images_names_n_test(cifar):
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.load_test_images("cifar10", cifar, n_test=25)
     assert info.value.param == "n_test" and "24 test images" in str(info.value)
     assert info.value.cli_message().startswith("--n-test 25:")
@@ -77,16 +77,16 @@ def test_too_many_test_images_names_n_test(cifar):
 
 def test_a_folder_without_test_batch(tmp_path):
     (tmp_path / "data_batch_1").write_bytes(b"x")
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.load_test_images("cifar10", tmp_path)
     assert info.value.param == "data_dir" and "no test_batch" in str(info.value)
-    with pytest.raises(EvaluationError, match="does not exist"):
+    with pytest.raises(SettingError, match="does not exist"):
         evaluation.load_test_images("cifar10", tmp_path / "missing")
 
 
 def test_without_data_dir_the_keras_cache_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.load_test_images("cifar10")
     assert info.value.param == "data_dir" and "not given" in str(info.value) and str(tmp_path) in str(info.value)
     write_cifar_folder(tmp_path / "datasets" / "cifar-10-batches-py", n=3)
@@ -95,7 +95,7 @@ def test_without_data_dir_the_keras_cache_is_used(tmp_path, monkeypatch):
 
 def test_a_corrupt_test_batch_names_data_dir(tmp_path):
     (tmp_path / "test_batch").write_bytes(b"not a pickle")
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.load_test_images("cifar10", tmp_path)
     assert info.value.param == "data_dir" and "corrupt" in str(info.value)
 
@@ -116,7 +116,7 @@ def _direct(predictor, images, strategy, ratio, seed, score_fn="variance"):
     from helpers.models import reconstruct
 
     mask = make_mask(strategy, ratio, images=images, patch_size=4, score_fn=score_fn, seed=seed)
-    return summarize(evaluate(images, reconstruct(predictor, images, mask, 4), mask, 4))
+    return summarize(evaluate(images, reconstruct(predictor, images, mask), mask, 4))
 
 
 @pytest.mark.parametrize("strategy", ["random", "importance"])
@@ -162,7 +162,7 @@ def test_gradient_scores_use_the_model(cifar, saved):
 def test_gradient_scores_need_a_model(cifar, name):
     from helpers.models import load_predictor
 
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.evaluate_predictor(load_predictor(name), expected_images(cifar, 4), strategy="importance",
                                       ratio=0.5, mask_seed=0, score_fn="gradient")
     assert info.value.param == "score" and name in str(info.value) and "variance" in str(info.value)
@@ -171,7 +171,7 @@ def test_gradient_scores_need_a_model(cifar, name):
 def test_the_mean_colour_guess_is_evaluated_like_any_predictor(cifar):
     results = evaluation.run_evaluation("mean_colour", dataset="cifar10", data_dir=str(cifar), strategy="columns",
                                         ratio=0.5, n_test=6, mask_seed=2)
-    assert results["model_kind"] == "mean_colour" and results["n_test"] == 6
+    assert results["model_name"] == "mean_colour" and results["n_test"] == 6
     biharmonic = evaluation.run_evaluation("biharmonic", dataset="cifar10", data_dir=str(cifar), strategy="columns",
                                            ratio=0.5, n_test=6, mask_seed=2)
     assert results["n_masked"] == biharmonic["n_masked"]
@@ -182,7 +182,7 @@ def test_an_mae_refuses_a_ratio_below_its_minimum(cifar, saved):
     from helpers.models import load_predictor
 
     mae = load_predictor(saved["mae"])
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.evaluate_predictor(mae, expected_images(cifar, 4), strategy="random", ratio=0.3, mask_seed=0)
     assert info.value.param == "ratio" and "at least 32" in str(info.value) and ">= 0.50" in str(info.value)
     ok = evaluation.evaluate_predictor(mae, expected_images(cifar, 4), strategy="random", ratio=0.7, mask_seed=0)
@@ -192,7 +192,7 @@ def test_an_mae_refuses_a_ratio_below_its_minimum(cifar, saved):
 def test_a_patch_size_the_model_was_not_built_for(cifar, saved):
     from helpers.models import load_predictor
 
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.evaluate_predictor(load_predictor(saved["vit"]), expected_images(cifar, 4), strategy="random",
                                       ratio=0.5, patch_size=8, mask_seed=0)
     assert info.value.param == "patch_size" and "allowed: 4" in str(info.value)
@@ -213,24 +213,24 @@ def test_a_patch_size_the_model_was_not_built_for(cifar, saved):
 )
 def test_bad_settings_name_the_parameter(cifar, kwargs, param):
     settings = {"dataset": "cifar10", "data_dir": cifar, "strategy": "random", "ratio": 0.5, **kwargs}
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.run_evaluation("biharmonic", **settings)
     assert info.value.param == param
     assert repr(kwargs[param]) in str(info.value)
 
 
 def test_a_missing_model_file_is_reported_before_anything_loads(tmp_path):
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.run_evaluation(tmp_path / "nope.keras", data_dir=tmp_path / "no-data")
     assert info.value.param == "model" and "no such file" in str(info.value)
-    with pytest.raises(EvaluationError, match="must be a .keras file.*or one of biharmonic, mean_colour"):
+    with pytest.raises(SettingError, match="must be a .keras file.*or one of biharmonic, mean_colour"):
         evaluation.run_evaluation(tmp_path / "model.h5")
 
 
 def test_a_file_that_is_not_a_model(tmp_path, cifar):
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(EvaluationError) as info:
+    with pytest.raises(SettingError) as info:
         evaluation.run_evaluation(bad, data_dir=cifar)
     assert info.value.param == "model" and "could not be loaded" in str(info.value)
 
@@ -241,7 +241,7 @@ def test_a_file_that_is_not_a_model(tmp_path, cifar):
 def test_results_files_and_table(tmp_path, cifar):
     results = evaluation.run_evaluation("biharmonic", dataset="cifar10", data_dir=str(cifar), strategy="rows",
                                         ratio=0.25, n_test=6, mask_seed=2)
-    assert results["model_kind"] == "biharmonic" and results["data_dir"] == str(cifar) and results["n_test"] == 6
+    assert results["model_name"] == "biharmonic" and results["data_dir"] == str(cifar) and results["n_test"] == 6
     assert results["keras_backend"] in ("tensorflow", "jax", "torch")
     out = tmp_path / "out"
     json_path, csv_path = evaluation.write_results(out, results)
@@ -272,7 +272,7 @@ def test_compare_predictors_uses_one_mask_for_all(tmp_path):
     images = rng.random((6, 16, 16, 3)).astype(np.float32)
 
     zero = models.BiharmonicInpainter()
-    zero.predict = lambda imgs, mask, p: np.zeros_like(imgs)
+    zero.fill = lambda imgs, mask, p: np.zeros_like(imgs)
     rows, recon, mask = evaluation.compare_predictors({"biharmonic": models.BiharmonicInpainter(), "zeros": zero},
                                                       images, strategy="rows", ratio=0.5, mask_seed=3)
     assert mask.shape == (6, 16) and np.all(mask.sum(axis=1) == 8)
@@ -283,7 +283,7 @@ def test_compare_predictors_uses_one_mask_for_all(tmp_path):
     assert rows[0]["psnr_masked_mean"] > rows[1]["psnr_masked_mean"]
     table = evaluation.format_comparison(rows)
     assert "PSNR masked region (dB)" in table and table.splitlines()[2].startswith("zeros")
-    with pytest.raises(evaluation.EvaluationError, match="strategy='spiral'"):
+    with pytest.raises(evaluation.SettingError, match="strategy='spiral'"):
         evaluation.compare_predictors({"z": zero}, images, strategy="spiral", ratio=0.5)
-    with pytest.raises(evaluation.EvaluationError, match="predictors"):
+    with pytest.raises(evaluation.SettingError, match="predictors"):
         evaluation.compare_predictors({}, images, strategy="rows", ratio=0.5)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from helpers import masking, models, training
-from helpers.patches import patch_mask_to_pixels, patchify
+from helpers.patches import patch_mask_to_pixels
 
 SHAPE = (16, 16, 3)
 P = 4
-TINY = dict(image_shape=SHAPE, patch_size=P, embed_dim=16, depth=1, num_heads=2, mlp_dim=32, dropout=0.0)
+TINY = dict(image_shape=SHAPE, embed_dim=16, depth=1, num_heads=2, mlp_dim=32, dropout=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -28,27 +28,20 @@ def images():
 # --------------------------------------------------------------------------------------------
 # MaskingDataset
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", models.MODEL_KINDS)
-def test_dataset_batches(images, kind):
-    ds = training.MaskingDataset(images, kind, P, ratio=0.5, batch_size=40)
+def test_dataset_batches(images):
+    ds = training.MaskingDataset(images, P, ratio=0.5, batch_size=40)
     assert len(ds) == 3
     inputs, target, weight = ds[2]
     n = 96 - 80
-    if kind == "cnn":
-        assert inputs["image"].shape == (n, 16, 16, 4) and target.shape == (n, *SHAPE)
-        assert weight.shape == (n, 16, 16)
-        np.testing.assert_array_equal(inputs["image"][..., 3], weight)
-        assert np.all(inputs["image"][..., :3][weight > 0] == models.CNN_FILL)
-    else:
-        assert inputs["patches"].shape == (n, 16, 48) and inputs["mask"].shape == (n, 16)
-        np.testing.assert_array_equal(weight, inputs["mask"])
-        assert target.shape == (n, 16, 48)
-        assert np.all(weight.sum(axis=1) == 8)
-    assert weight.dtype == np.float32
+    assert inputs["images"].shape == (n, *SHAPE) and inputs["mask"].shape == (n, 16)
+    np.testing.assert_array_equal(target, inputs["images"])
+    assert weight.shape == (n, 16, 16) and weight.dtype == np.float32
+    np.testing.assert_array_equal(weight, patch_mask_to_pixels(inputs["mask"] > 0.5, P, SHAPE)[..., 0])
+    assert np.all(inputs["mask"].sum(axis=1) == 8)
 
 
 def test_fresh_masks_every_epoch_and_reproducible(images):
-    ds = training.MaskingDataset(images, "vit", P, ratio=0.5, batch_size=32, seed=3)
+    ds = training.MaskingDataset(images, P, ratio=0.5, batch_size=32, seed=3)
     first = ds.batch(0)[1]
     np.testing.assert_array_equal(first, ds.batch(0)[1])  # same epoch, same batch: same masks
     ds.on_epoch_end()
@@ -56,14 +49,14 @@ def test_fresh_masks_every_epoch_and_reproducible(images):
     assert not np.array_equal(first, second)
     ds.set_epoch(0)
     np.testing.assert_array_equal(first, ds.batch(0)[1])
-    same_seed = training.MaskingDataset(images, "vit", P, ratio=0.5, batch_size=32, seed=3)
+    same_seed = training.MaskingDataset(images, P, ratio=0.5, batch_size=32, seed=3)
     np.testing.assert_array_equal(first, same_seed.batch(0)[1])
-    other_seed = training.MaskingDataset(images, "vit", P, ratio=0.5, batch_size=32, seed=4)
+    other_seed = training.MaskingDataset(images, P, ratio=0.5, batch_size=32, seed=4)
     assert not np.array_equal(first, other_seed.batch(0)[1])
 
 
 def test_fixed_masks_for_validation(images):
-    ds = training.MaskingDataset(images, "vit", P, ratio=0.5, batch_size=32, fresh_masks=False)
+    ds = training.MaskingDataset(images, P, ratio=0.5, batch_size=32, fresh_masks=False)
     imgs, mask = ds.batch(1)
     ds.on_epoch_end()
     imgs2, mask2 = ds.batch(1)
@@ -73,7 +66,7 @@ def test_fixed_masks_for_validation(images):
 
 
 def test_ratio_range_flips_and_strategies(images):
-    ds = training.MaskingDataset(images, "vit", P, ratio=(0.2, 0.8), batch_size=8, augment=True)
+    ds = training.MaskingDataset(images, P, ratio=(0.2, 0.8), batch_size=8, augment=True)
     counts = {int(ds.batch(i)[1].sum(axis=1)[0]) for i in range(len(ds))}
     assert len(counts) > 3 and min(counts) >= 3 and max(counts) <= 13
     flipped = kept = 0
@@ -83,16 +76,16 @@ def test_ratio_range_flips_and_strategies(images):
         flipped += int(np.sum([np.array_equal(a, images[j][:, ::-1]) for a, j in zip(imgs, idx)]))
         kept += int(np.sum([np.array_equal(a, images[j]) for a, j in zip(imgs, idx)]))
     assert flipped + kept == 96 and 20 < flipped < 76
-    rows = training.MaskingDataset(images, "vit", P, strategy="rows", ratio=0.5, batch_size=8)
+    rows = training.MaskingDataset(images, P, strategy="rows", ratio=0.5, batch_size=8)
     m = rows.batch(0)[1].reshape(-1, 4, 4)
     assert np.all(m.all(axis=2).sum(axis=1) == 2)
-    imp = training.MaskingDataset(images, "vit", P, strategy="importance", ratio=0.25, batch_size=8,
+    imp = training.MaskingDataset(images, P, strategy="importance", ratio=0.25, batch_size=8,
                                   score_fn=lambda x, p: np.arange(16.0)[None].repeat(len(x), 0))
     assert np.all(imp.batch(0)[1][:, 12:])
 
 
 def test_list_of_strategies_draws_one_per_batch(images):
-    ds = training.MaskingDataset(images, "vit", P, strategy=["rows", "columns"], ratio=0.5, batch_size=8)
+    ds = training.MaskingDataset(images, P, strategy=["rows", "columns"], ratio=0.5, batch_size=8)
     seen = set()
     for epoch in range(3):
         ds.set_epoch(epoch)
@@ -104,18 +97,18 @@ def test_list_of_strategies_draws_one_per_batch(images):
     assert seen == {"rows", "columns"}
     for bad in ([], ["rows", "spiral"], 3):
         with pytest.raises(ValueError, match="strategy must be one of"):
-            training.MaskingDataset(images, "vit", P, strategy=bad)
+            training.MaskingDataset(images, P, strategy=bad)
 
 
 def test_loss_is_mse_over_masked_values(images):
     model = models.build_vit(**TINY)
     model.compile(loss=training.masked_mse())
-    inputs, target, weight = training.MaskingDataset(images[:16], "vit", P, ratio=0.5, batch_size=16)[0]
+    inputs, target, weight = training.MaskingDataset(images[:16], P, ratio=0.5, batch_size=16)[0]
     loss = model.evaluate(inputs, target, sample_weight=weight, batch_size=16, verbose=0)
     pred = keras.ops.convert_to_numpy(model(inputs, training=False))
     hidden = weight.astype(bool)
     np.testing.assert_allclose(loss, np.mean((pred - target)[hidden] ** 2), rtol=1e-5)
-    all_w = training.MaskingDataset(images[:16], "vit", P, ratio=0.5, batch_size=16, loss_on="all")[0][2]
+    all_w = training.MaskingDataset(images[:16], P, ratio=0.5, batch_size=16, loss_on="all")[0][2]
     loss_all = model.evaluate(inputs, target, sample_weight=all_w, batch_size=16, verbose=0)
     np.testing.assert_allclose(loss_all, np.mean((pred - target) ** 2), rtol=1e-5)
 
@@ -123,7 +116,6 @@ def test_loss_is_mse_over_masked_values(images):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(kind="resnet"), r"kind must be one of \['cnn', 'mae', 'vit'\], got 'resnet'"),
         (dict(strategy="spiral"), r"strategy must be one of"),
         (dict(ratio=1.2), r"ratio must be strictly between 0 and 1, got 1.2"),
         (dict(ratio=(0.7, 0.3)), r"low <= high"),
@@ -134,7 +126,7 @@ def test_loss_is_mse_over_masked_values(images):
     ],
 )
 def test_dataset_bad_inputs(images, kwargs, match):
-    args = {"kind": "vit", "patch_size": P, **kwargs}
+    args = {"patch_size": P, **kwargs}
     with pytest.raises((ValueError, TypeError), match=match):
         training.MaskingDataset(images, **args)
 
@@ -150,7 +142,7 @@ def read_csv(path):
 def test_train_lowers_loss_and_writes_files(images, tmp_path):
     # the token ViT starts from nothing; the harmonic one starts from a fill that noise images defeat
     model = models.build_vit(**TINY, fill="token")
-    out = training.train(model, (images[:64], images[64:]), patch_size=P, epochs=4, batch_size=16,
+    out = training.train(model, (images[:64], images[64:]), epochs=4, batch_size=16,
                          run_dir=tmp_path / "run", verbose=0, lr=3e-3)
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} == {"best.keras", "final.keras", "history.csv"}  # backup removed
@@ -164,8 +156,8 @@ def test_train_lowers_loss_and_writes_files(images, tmp_path):
     # final.keras is the model after the last epoch; best.keras the lowest val_loss
     x, m = images[64:], masking.make_mask("random", 0.5, images=images[64:], patch_size=P, seed=0)
     final = models.load_predictor(out["final"])
-    np.testing.assert_allclose(models.reconstruct(final, x, m, P), models.reconstruct(model, x, m, P), atol=1e-6)
-    assert models.model_kind(models.load_predictor(out["best"])) == "vit"
+    np.testing.assert_allclose(models.reconstruct(final, x, m), models.reconstruct(model, x, m), atol=1e-6)
+    assert isinstance(models.load_predictor(out["best"]), models.MaskTokenViT)
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -191,7 +183,7 @@ class Record(keras.callbacks.Callback):
 
 def test_resume_after_interruption(images, tmp_path):
     run = tmp_path / "resume"
-    kwargs = dict(patch_size=P, epochs=3, batch_size=32, run_dir=run, verbose=0, seed=1)
+    kwargs = dict(epochs=3, batch_size=32, run_dir=run, verbose=0, seed=1)
     first = Record()
     with pytest.raises(KeyboardInterrupt):
         training.train(models.build_vit(**TINY), (images[:64], images[64:]), callbacks=[first, Interrupt(1)], **kwargs)
@@ -215,8 +207,8 @@ def test_train_other_models_with_cosine_schedule(images, tmp_path, kind):
     if kind == "mae":
         model = models.build_mae(**TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16)
     else:
-        model = models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 8))
-    out = training.train(model, images[:32], patch_size=P, ratio=(0.5, 0.7), epochs=2, batch_size=16,
+        model = models.build_cnn_autoencoder(image_shape=SHAPE, patch_size=P, filters=(4, 8))
+    out = training.train(model, images[:32], ratio=(0.5, 0.7), epochs=2, batch_size=16,
                          run_name=kind, save_root=tmp_path, lr_schedule="cosine", warmup_epochs=1,
                          augment=True, verbose=0)
     assert out["run_dir"] == tmp_path / kind
@@ -240,20 +232,22 @@ def test_train_bad_inputs(images, tmp_path):
     mae = models.build_mae(**TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16)
     with pytest.raises(ValueError, match="needs at least 8 hidden"):
         training.train(mae, images, run_dir=tmp_path, ratio=0.3)
+    with pytest.raises(ValueError, match=r"images=\(8, 8, 3\).*takes images of shape \(16, 16, 3\)"):
+        training.train(vit, images[:, :8, :8], run_dir=tmp_path)
 
 
 def test_save_atomic_leaves_no_partial_file(tmp_path):
     model = models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,))
     path = training.save_atomic(model, tmp_path / "m.keras")
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]
-    assert models.model_kind(models.load_predictor(path)) == "cnn"
+    assert isinstance(models.load_predictor(path), models.CnnAutoencoder)
 
 
 # --------------------------------------------------------------------------------------------
 # Budgets, recipes, XLA
 # --------------------------------------------------------------------------------------------
 def test_budget_in_images_rounds_up_to_whole_epochs_and_counts_images(images, tmp_path):
-    out = training.train(models.build_vit(**TINY), images[:40], patch_size=P, images=100, batch_size=16,
+    out = training.train(models.build_vit(**TINY), images[:40], images=100, batch_size=16,
                          run_dir=tmp_path / "r", verbose=0)
     assert out["epochs"] == 3 and out["images_seen"] == 120  # ceil(100 / 40) epochs of 40 images
     assert out["history"]["images_seen"] == [40, 80, 120]
@@ -265,7 +259,7 @@ def test_time_budget_stops_training_and_decays_the_learning_rate(images, tmp_pat
     assert lr[0] < lr[1] < lr[2] == pytest.approx(2e-3)  # linear warm-up to the peak
     assert lr[3] == pytest.approx(2e-3 * (0.01 + 0.99 * 0.5))  # half-way through the decay
     assert lr[4] == lr[5] == pytest.approx(2e-5)  # alpha * peak at the end and after
-    out = training.train(models.build_vit(**TINY), images[:64], patch_size=P, minutes=0.02, batch_size=16,
+    out = training.train(models.build_vit(**TINY), images[:64], minutes=0.02, batch_size=16,
                          run_dir=tmp_path / "t", verbose=0)
     assert 1 <= out["epochs"] < 100_000 and out["images_seen"] >= 16
     assert out["history"]["learning_rate"][-1] < 2e-3  # decayed from the tuned peak
@@ -282,7 +276,7 @@ def test_budget_errors(images, tmp_path):
 
 
 def test_recipe_sets_the_training_defaults_and_arguments_win(images, tmp_path):
-    kw = dict(patch_size=P, epochs=1, batch_size=32, verbose=0)
+    kw = dict(epochs=1, batch_size=32, verbose=0)
     tuned = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "a", **kw)
     assert tuned["settings"] == {"recipe": "tuned", "lr": 2e-3, "lr_schedule": "cosine", "augment": True,
                                  "loss_on": "masked"}
