@@ -2,7 +2,8 @@
 
 Modules: ``data`` (CIFAR-10 and the embedded sample dataset), ``patches`` (patchify/unpatchify),
 ``masking`` (random, rows, columns, importance), ``metrics`` (MSE, PSNR, SSIM on composites),
-``layers`` and ``models`` (mask-token ViT, MAE-style ViT, CNN autoencoder; biharmonic inpainting and the
+``layers`` and ``models`` (mask-token ViT, MAE-style ViT, CNN autoencoder; biharmonic inpainting
+and the
 mean-colour guess, not learned),
 ``training``, ``importance`` (gradient patch scores), ``evaluation``, ``experiments`` (sweep and
 cross-strategy matrix), ``report``, ``plots`` (pictures and ``save_fig``), ``runner`` and ``cli``

@@ -1,4 +1,5 @@
-"""Input checks shared by every module: each error names the parameter, the value and what is allowed."""
+"""Input checks shared by every module: each error names the parameter, the value and what is
+allowed."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ class SettingError(ValueError):
 def check_ratio(ratio, name: str = "ratio") -> float:
     """Return ``ratio`` as a float if it lies strictly between 0 and 1."""
     if isinstance(ratio, bool) or not isinstance(ratio, Real):
-        raise TypeError(f"{name} must be a number strictly between 0 and 1, got {ratio!r} ({type(ratio).__name__})")
+        raise TypeError(
+            f"{name} must be a number strictly between 0 and 1, got {ratio!r} "
+            f"({type(ratio).__name__})"
+        )
     value = float(ratio)
     if math.isnan(value) or not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be strictly between 0 and 1, got {ratio!r}")
@@ -34,7 +38,9 @@ def check_ratio(ratio, name: str = "ratio") -> float:
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     """Return ``value`` as an int if it is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+        raise TypeError(
+            f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})"
+        )
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
@@ -53,16 +59,22 @@ def check_images(images, name: str = "images", *, value_range: bool = True) -> n
     Returns the array unchanged (no copy) so callers can use it directly.
     """
     if not isinstance(images, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array of shape (N, H, W, C), got {type(images).__name__}")
+        raise TypeError(
+            f"{name} must be a NumPy array of shape (N, H, W, C), got {type(images).__name__}"
+        )
     if images.ndim != 4:
         raise ValueError(
-            f"{name} must have rank 4 (N, H, W, C), channels last; got shape {images.shape} (rank {images.ndim})"
+            f"{name} must have rank 4 (N, H, W, C), channels last; got shape {images.shape} (rank "
+            f"{images.ndim})"
         )
     if images.shape[-1] not in (1, 3):
-        raise ValueError(f"{name} must be channels last with 1 or 3 channels; got shape {images.shape}")
+        raise ValueError(
+            f"{name} must be channels last with 1 or 3 channels; got shape {images.shape}"
+        )
     if images.dtype not in (np.float32, np.float64, np.float16):
         raise TypeError(
-            f"{name} must be a float array with values in [0, 1] (float16/32/64), got dtype {images.dtype}; "
+            f"{name} must be a float array with values in [0, 1] (float16/32/64), got dtype "
+            f"{images.dtype}; "
             "divide uint8 images by 255"
         )
     if value_range and images.size:
@@ -78,14 +90,20 @@ def check_patch_size(patch_size, image_shape) -> int:
     h, w = int(image_shape[0]), int(image_shape[1])
     if h % p or w % p:
         divisors = [d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0]
-        raise ValueError(f"patch_size must divide the image size {h}x{w}; got {p}, allowed: {divisors}")
+        raise ValueError(
+            f"patch_size must divide the image size {h}x{w}; got {p}, allowed: {divisors}"
+        )
     return p
 
 
-def check_mask(mask, name: str = "mask", n_images: int | None = None, n_patches: int | None = None) -> np.ndarray:
+def check_mask(
+    mask, name: str = "mask", n_images: int | None = None, n_patches: int | None = None
+) -> np.ndarray:
     """Check a boolean patch mask of shape (N, L); True marks a masked (hidden) patch."""
     if not isinstance(mask, np.ndarray):
-        raise TypeError(f"{name} must be a boolean NumPy array of shape (N, L), got {type(mask).__name__}")
+        raise TypeError(
+            f"{name} must be a boolean NumPy array of shape (N, L), got {type(mask).__name__}"
+        )
     if mask.dtype != bool:
         raise TypeError(f"{name} must have dtype bool (True = masked patch), got {mask.dtype}")
     if mask.ndim != 2:

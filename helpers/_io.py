@@ -17,7 +17,9 @@ def atomic_path(path):
     removed. Every file of the project is written through it, so none is ever half written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     try:
         yield Path(tmp)
@@ -76,7 +78,9 @@ def writable_dir(path, param: str = "output") -> Path:
         os.close(fd)
         os.remove(probe)
     except OSError as exc:
-        raise SettingError(param, str(path), f"is not a folder this user can write ({exc.strerror or exc})") from None
+        raise SettingError(
+            param, str(path), f"is not a folder this user can write ({exc.strerror or exc})"
+        ) from None
     finally:
         for folder in missing:  # deepest first
             if folder.is_dir():

@@ -34,13 +34,16 @@ def bench_masks(n_images: int = 50_000, grid=(8, 8), ratio: float = 0.5) -> list
     """Seconds to draw masks for ``n_images`` images with each data-free strategy."""
     rows = []
     for strategy in ("random", "rows", "columns"):
-        sec = _timed(lambda: masking.make_mask(strategy, ratio, n_images=n_images, grid=grid, seed=0))
+        sec = _timed(
+            lambda s=strategy: masking.make_mask(s, ratio, n_images=n_images, grid=grid, seed=0)
+        )
         rows.append({"what": f"{strategy} masks, {n_images} images", "seconds": sec})
     return rows
 
 
 def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0) -> list[dict]:
-    """Seconds for :func:`metrics.evaluate` on ``n_images`` images, and batched SSIM vs a skimage loop.
+    """Seconds for :func:`metrics.evaluate` on ``n_images`` images, and batched SSIM vs a skimage
+    loop.
 
     The skimage loop runs on ``loop_images`` images and is scaled to ``n_images`` (it is linear).
     """
@@ -54,7 +57,10 @@ def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0)
     t_ssim = _timed(lambda: metrics.ssim(a, b), repeat=1)
     k = min(loop_images, n_images)
     t_loop = _timed(
-        lambda: [structural_similarity(x, y, data_range=1, channel_axis=-1) for x, y in zip(a[:k], b[:k])], repeat=1
+        lambda: [
+            structural_similarity(x, y, data_range=1, channel_axis=-1) for x, y in zip(a[:k], b[:k])
+        ],
+        repeat=1,
     ) * (n_images / k)
     return [
         {"what": f"metrics.evaluate, {n_images} images", "seconds": t_eval},
@@ -64,9 +70,17 @@ def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0)
     ]
 
 
-def plain_keras_vit(image_shape=(32, 32, 3), patch_size: int = 4, *, embed_dim: int = 128, depth: int = 4,
-                    num_heads: int = 4, mlp_dim: int = 256):
-    """A mask-token ViT made of stock Keras layers only (no code of this project), the speed reference.
+def plain_keras_vit(
+    image_shape=(32, 32, 3),
+    patch_size: int = 4,
+    *,
+    embed_dim: int = 128,
+    depth: int = 4,
+    num_heads: int = 4,
+    mlp_dim: int = 256,
+):
+    """A mask-token ViT made of stock Keras layers only (no code of this project), the speed
+    reference.
 
     Same configuration, inputs and output as :func:`helpers.models.build_vit` with ``fill="token"``
     (``images`` (N, H, W, C), ``mask`` (N, L) -> images): patches cut with reshapes, hidden patches
@@ -107,16 +121,37 @@ def plain_keras_vit(image_shape=(32, 32, 3), patch_size: int = 4, *, embed_dim: 
 
 def _fit_speed(model, batch, *, batch_size: int, epochs: int, jit_compile="auto") -> float:
     """Training images per second of ``model`` on one in-memory ``(inputs, target, weight)`` set:
-    Adam, the masked MSE, one untimed warm-up epoch, then ``epochs`` timed ones (no mask drawing)."""
+    Adam, the masked MSE, one untimed warm-up epoch, then ``epochs`` timed ones (no mask
+    drawing)."""
     import keras
 
     from .training import _jit_compile, masked_mse
 
     inputs, target, weight = batch
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=masked_mse(), jit_compile=_jit_compile(jit_compile, model))
-    model.fit(inputs, target, sample_weight=weight, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=masked_mse(),
+        jit_compile=_jit_compile(jit_compile, model),
+    )
+    model.fit(
+        inputs,
+        target,
+        sample_weight=weight,
+        batch_size=batch_size,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+    )
     start = time.perf_counter()
-    model.fit(inputs, target, sample_weight=weight, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=False)
+    model.fit(
+        inputs,
+        target,
+        sample_weight=weight,
+        batch_size=batch_size,
+        epochs=epochs,
+        verbose=0,
+        shuffle=False,
+    )
     return epochs * len(target) / (time.perf_counter() - start)
 
 
@@ -135,13 +170,16 @@ def bench_training(
     - a plain-Keras mask-token ViT of the same configuration (:func:`plain_keras_vit`), the
       project's mask-token ViT and its MAE-style ViT (built with ``min_mask_ratio`` = the ratio, so
       its encoder sees only the visible patches), on the same in-memory images and masks;
-    - the project's ViT again through the training data pipeline (:class:`helpers.training.MaskingDataset`:
+    - the project's ViT again through the training data pipeline
+    (:class:`helpers.training.MaskingDataset`:
       masks drawn for every batch), to show what drawing the masks costs;
     - on TensorFlow, the project's ViT with XLA off (the default before it was turned on for
       dropout-free models on a CPU);
-    - the mask-token ViT with the harmonic fill of the tuned recipe, against the same ViT without it.
+    - the mask-token ViT with the harmonic fill of the tuned recipe, against the same ViT without
+    it.
 
-    ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their default sizes, the tuned recipe;
+    ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their default sizes, the tuned
+    recipe;
     the mask-token ViT with ``fill="token"``, the configuration of the plain-Keras reference).
     """
     import keras
@@ -157,7 +195,9 @@ def bench_training(
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs, mae_kwargs = {"fill": "token", **(vit_kwargs or {})}, dict(mae_kwargs or {})
-    sizes = {k: v for k, v in vit_kwargs.items() if k in ("embed_dim", "depth", "num_heads", "mlp_dim")}
+    sizes = {
+        k: v for k, v in vit_kwargs.items() if k in ("embed_dim", "depth", "num_heads", "mlp_dim")
+    }
     fit = dict(batch_size=batch_size, epochs=epochs)
     rows, ratio_rows = [], []
     for ratio in ratios:
@@ -165,28 +205,67 @@ def bench_training(
         batch = fit_set(mask)
         label = f"{ratio:.0%} masked, {n_images} images x {epochs} epochs, batch {batch_size}"
         keras.utils.set_random_seed(seed)
-        speed = {"plain": _fit_speed(plain_keras_vit(**sizes), batch, **fit),
-                 "vit": _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, **fit),
-                 "mae": _fit_speed(build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs), batch, **fit),
-                 "fill": _fit_speed(build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"}), batch, **fit)}
-        speed["vit_pipeline"] = training_throughput(build_model("vit", seed=seed, **vit_kwargs), images, ratio=ratio,
-                                                    batch_size=batch_size, epochs=epochs, seed=seed)
-        names = {"plain": "plain-Keras ViT (reference)", "vit": "mask-token ViT", "mae": "MAE-style ViT",
-                 "vit_pipeline": "mask-token ViT + masks drawn per batch", "fill": "mask-token ViT + harmonic fill"}
+        speed = {
+            "plain": _fit_speed(plain_keras_vit(**sizes), batch, **fit),
+            "vit": _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, **fit),
+            "mae": _fit_speed(
+                build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs), batch, **fit
+            ),
+            "fill": _fit_speed(
+                build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"}), batch, **fit
+            ),
+        }
+        speed["vit_pipeline"] = training_throughput(
+            build_model("vit", seed=seed, **vit_kwargs),
+            images,
+            ratio=ratio,
+            batch_size=batch_size,
+            epochs=epochs,
+            seed=seed,
+        )
+        names = {
+            "plain": "plain-Keras ViT (reference)",
+            "vit": "mask-token ViT",
+            "mae": "MAE-style ViT",
+            "vit_pipeline": "mask-token ViT + masks drawn per batch",
+            "fill": "mask-token ViT + harmonic fill",
+        }
         rows += [{"what": f"{names[k]}, {label}", "images_per_s": v} for k, v in speed.items()]
         ratio_rows += [
-            {"what": f"ratio: mask-token ViT / plain-Keras ViT, {ratio:.0%} masked", "ratio": speed["vit"] / speed["plain"]},
-            {"what": f"ratio: MAE / mask-token ViT, {ratio:.0%} masked", "ratio": speed["mae"] / speed["vit"]},
-            {"what": f"ratio: with / without mask drawing, {ratio:.0%} masked", "ratio": speed["vit_pipeline"] / speed["vit"]},
-            {"what": f"ratio: with / without harmonic fill, {ratio:.0%} masked", "ratio": speed["fill"] / speed["vit"]},
+            {
+                "what": f"ratio: mask-token ViT / plain-Keras ViT, {ratio:.0%} masked",
+                "ratio": speed["vit"] / speed["plain"],
+            },
+            {
+                "what": f"ratio: MAE / mask-token ViT, {ratio:.0%} masked",
+                "ratio": speed["mae"] / speed["vit"],
+            },
+            {
+                "what": f"ratio: with / without mask drawing, {ratio:.0%} masked",
+                "ratio": speed["vit_pipeline"] / speed["vit"],
+            },
+            {
+                "what": f"ratio: with / without harmonic fill, {ratio:.0%} masked",
+                "ratio": speed["fill"] / speed["vit"],
+            },
         ]
     if keras.backend.backend() == "tensorflow":
         mask = make_mask("random", ratios[0], n_images=n_images, grid=(8, 8), seed=seed)
         batch = fit_set(mask)
-        no_xla = _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, jit_compile=False, **fit)
-        rows.append({"what": f"mask-token ViT without XLA, {ratios[0]:.0%} masked", "images_per_s": no_xla})
-        with_xla = next(r["images_per_s"] for r in rows if r["what"].startswith(f"mask-token ViT, {ratios[0]:.0%}"))
-        ratio_rows.append({"what": "ratio: XLA on / off (TensorFlow, mask-token ViT)", "ratio": with_xla / no_xla})
+        no_xla = _fit_speed(
+            build_model("vit", seed=seed, **vit_kwargs), batch, jit_compile=False, **fit
+        )
+        rows.append(
+            {"what": f"mask-token ViT without XLA, {ratios[0]:.0%} masked", "images_per_s": no_xla}
+        )
+        with_xla = next(
+            r["images_per_s"]
+            for r in rows
+            if r["what"].startswith(f"mask-token ViT, {ratios[0]:.0%}")
+        )
+        ratio_rows.append(
+            {"what": "ratio: XLA on / off (TensorFlow, mask-token ViT)", "ratio": with_xla / no_xla}
+        )
     return rows + ratio_rows
 
 
@@ -201,10 +280,20 @@ SPEED_SETTINGS = {
         "masks": {"n_images": 5_000},
         "metrics": {"n_images": 500, "loop_images": 50},
         "training": {
-            "n_images": 64, "epochs": 1, "batch_size": 32,
+            "n_images": 64,
+            "epochs": 1,
+            "batch_size": 32,
             "vit_kwargs": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
-            "mae_kwargs": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32, "decoder_dim": 16,
-                           "decoder_depth": 1, "decoder_num_heads": 2, "decoder_mlp_dim": 32},
+            "mae_kwargs": {
+                "embed_dim": 16,
+                "depth": 1,
+                "num_heads": 2,
+                "mlp_dim": 32,
+                "decoder_dim": 16,
+                "decoder_depth": 1,
+                "decoder_num_heads": 2,
+                "decoder_mlp_dim": 32,
+            },
         },
     },
 }
@@ -219,8 +308,10 @@ def bench_speed(quick: bool = False, report=None) -> list[dict]:
     parts = (
         ("mask generation", lambda: bench_masks(**settings["masks"])),
         ("metrics", lambda: bench_metrics(**settings["metrics"])),
-        ("training throughput" + (" (tiny models)" if quick else " (default model sizes)"),
-         lambda: bench_training(**settings["training"])),
+        (
+            "training throughput" + (" (tiny models)" if quick else " (default model sizes)"),
+            lambda: bench_training(**settings["training"]),
+        ),
     )
     rows = []
     for title, run in parts:

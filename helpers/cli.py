@@ -42,7 +42,8 @@ def _add_run(subparsers):
         "run",
         help="execute the numbered notebooks with papermill, parameters from a profile",
         description=(
-            "Execute the numbered notebooks in notebooks/ in order with papermill (kernel python3,\n"
+            "Execute the numbered notebooks in notebooks/ in order with papermill (kernel "
+            "python3,\n"
             "working directory notebooks/), parameters from params/PROFILE.yaml and -p overrides.\n"
             "Executed copies go to OUTPUT/notebooks/, figures to OUTPUT/figures/.\n"
             "Parameters named *_dir are paths; relative ones are taken from the current directory."
@@ -56,16 +57,41 @@ def _add_run(subparsers):
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--profile", required=True, metavar="NAME",
-                   help="parameter profile params/NAME.yaml (quick, smoke, full, ...)")
-    p.add_argument("--output", metavar="DIR", type=Path,
-                   help="folder for executed notebooks and figures (default: runs/NAME)")
-    p.add_argument("--notebooks", nargs="+", metavar="NB",
-                   help="notebooks to run, by number (01) or name (default: all, in order)")
-    p.add_argument("-p", "--param", dest="params", action="append", type=_param, default=[], metavar="NAME=VALUE",
-                   help="override a parameter in every notebook that declares it (YAML values: 5, 0.5, [0.3, 0.7])")
-    p.add_argument("--dry-run", action="store_true", help="check the profile and print the plan; run nothing")
-    p.add_argument("--no-progress", action="store_true", help="no papermill progress bar, even on a terminal")
+    p.add_argument(
+        "--profile",
+        required=True,
+        metavar="NAME",
+        help="parameter profile params/NAME.yaml (quick, smoke, full, ...)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        type=Path,
+        help="folder for executed notebooks and figures (default: runs/NAME)",
+    )
+    p.add_argument(
+        "--notebooks",
+        nargs="+",
+        metavar="NB",
+        help="notebooks to run, by number (01) or name (default: all, in order)",
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        type=_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter in every notebook that declares it (YAML values: 5, 0.5, [0.3, "
+        "0.7])",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="check the profile and print the plan; run nothing"
+    )
+    p.add_argument(
+        "--no-progress", action="store_true", help="no papermill progress bar, even on a terminal"
+    )
     p.set_defaults(func=_cmd_run)
 
 
@@ -80,7 +106,10 @@ def _cmd_run(args) -> int:
     output = args.output or Path("runs") / args.profile
     spec = runner.load_profile(args.profile)
     print(f"profile {args.profile}: {spec['description']}".rstrip(": "))
-    print(f"{len(steps)} notebook(s) -> {output}/notebooks, figures -> {output}/figures, results -> {output}/results")
+    print(
+        f"{len(steps)} notebook(s) -> {output}/notebooks, figures -> {output}/figures, results -> "
+        f"{output}/results"
+    )
     print(runner.format_plan(steps))
     if args.dry_run:
         return 0
@@ -116,15 +145,18 @@ def _output_dir(value: str) -> Path:
 _TF_STARTUP_NOISE = re.compile(
     r"All log messages before absl::InitializeLog|cudart_stub\.cc|Could not find cuda drivers"
     r"|failed call to cuInit|cpu_feature_guard|This TensorFlow binary is optimized"
-    r"|rebuild TensorFlow with the appropriate compiler flags|oneDNN custom operations|TF_ENABLE_ONEDNN_OPTS"
+    r"|rebuild TensorFlow with the appropriate compiler flags|oneDNN custom "
+    r"operations|TF_ENABLE_ONEDNN_OPTS"
     r"|Unable to register cu(DNN|FFT|BLAS) factory"
 )
 
 
 def _quiet_tensorflow():
-    """Import Keras (and start TensorFlow's devices) without TensorFlow's C++ start-up lines on stderr.
+    """Import Keras (and start TensorFlow's devices) without TensorFlow's C++ start-up lines on
+    stderr.
 
-    Sets TF_CPP_MIN_LOG_LEVEL=2 unless it is set; while Keras is imported, stderr (file descriptor 2,
+    Sets TF_CPP_MIN_LOG_LEVEL=2 unless it is set; while Keras is imported, stderr (file descriptor
+    2,
     where the C++ code writes) goes to a temporary file, and afterwards every line of it is written
     to stderr except the start-up notices in :data:`_TF_STARTUP_NOISE`, so real errors still show.
     With TF_CPP_MIN_LOG_LEVEL 0 or 1 nothing is filtered. TF_ENABLE_ONEDNN_OPTS is left alone.
@@ -158,7 +190,10 @@ def _quiet_tensorflow():
 
 def _check_ratio_arg(value, option: str) -> float:
     if not 0.0 < value < 1.0:
-        raise _UsageError(f"{option} {value!r}: must be a number strictly between 0 and 1 (the fraction of patches hidden)")
+        raise _UsageError(
+            f"{option} {value!r}: must be a number strictly between 0 and 1 (the fraction of "
+            "patches hidden)"
+        )
     return value
 
 
@@ -173,8 +208,10 @@ def _add_train(subparsers):
         "train",
         help="train one model (vit, mae or cnn) to reconstruct masked patches",
         description=(
-            "Build a model with helpers.models.build_model and train it with helpers.training.train.\n"
-            "Files go to OUTPUT/RUN_NAME: best.keras (lowest validation loss), final.keras, history.csv.\n"
+            "Build a model with helpers.models.build_model and train it with "
+            "helpers.training.train.\n"
+            "Files go to OUTPUT/RUN_NAME: best.keras (lowest validation loss), final.keras, "
+            "history.csv.\n"
             "Running the same command again after an interruption resumes where it stopped;\n"
             "after a completed run it trains again from epoch 0."
         ),
@@ -183,90 +220,229 @@ def _add_train(subparsers):
             "  python -m helpers train --model vit --strategy random --ratio 0.5 --dataset sample "
             "--epochs 5 --output saved_models\n"
             "  python -m helpers train --model mae --ratio-range 0.3 0.7 --dataset cifar10 "
-            "--data-dir data/cifar-10-batches-py --n-train 20000 --minutes 30 --output saved_models\n"
-            "  python -m helpers train --model vit --recipe reference --epochs 5 --output saved_models"
+            "--data-dir data/cifar-10-batches-py --n-train 20000 --minutes 30 --output "
+            "saved_models\n"
+            "  python -m helpers train --model vit --recipe reference --epochs 5 --output "
+            "saved_models"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, choices=("vit", "mae", "cnn"),
-                   help="mask-token ViT, MAE-style ViT or convolutional autoencoder")
-    p.add_argument("--strategy", default="random", choices=STRATEGIES, help="masking strategy (default: random)")
+    p.add_argument(
+        "--model",
+        required=True,
+        choices=("vit", "mae", "cnn"),
+        help="mask-token ViT, MAE-style ViT or convolutional autoencoder",
+    )
+    p.add_argument(
+        "--strategy",
+        default="random",
+        choices=STRATEGIES,
+        help="masking strategy (default: random)",
+    )
     ratio = p.add_mutually_exclusive_group()
-    ratio.add_argument("--ratio", type=float, default=None, metavar="R", help="masking ratio in (0, 1) (default: 0.5)")
-    ratio.add_argument("--ratio-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                       help="draw a ratio uniformly in [LOW, HIGH] for every batch instead of --ratio")
-    p.add_argument("--score", default="variance", choices=tuple(SCORES),
-                   help="patch score of the importance strategy (default: variance)")
-    p.add_argument("--dataset", default="sample", choices=DATASETS, help="dataset (default: sample, embedded)")
-    p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 python-batch folder (--dataset cifar10)")
-    p.add_argument("--n-train", type=int, default=0, metavar="N", help="seeded random subset of N training images (default: all)")
-    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
-                   help="fraction of the training images kept for validation (default: 0.1)")
-    p.add_argument("--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)")
+    ratio.add_argument(
+        "--ratio",
+        type=float,
+        default=None,
+        metavar="R",
+        help="masking ratio in (0, 1) (default: 0.5)",
+    )
+    ratio.add_argument(
+        "--ratio-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="draw a ratio uniformly in [LOW, HIGH] for every batch instead of --ratio",
+    )
+    p.add_argument(
+        "--score",
+        default="variance",
+        choices=tuple(SCORES),
+        help="patch score of the importance strategy (default: variance)",
+    )
+    p.add_argument(
+        "--dataset", default="sample", choices=DATASETS, help="dataset (default: sample, embedded)"
+    )
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="CIFAR-10 python-batch folder (--dataset cifar10)"
+    )
+    p.add_argument(
+        "--n-train",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seeded random subset of N training images (default: all)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="fraction of the training images kept for validation (default: 0.1)",
+    )
+    p.add_argument(
+        "--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)"
+    )
     budget = p.add_argument_group("budget (one of them; default: 10 epochs)")
-    budget.add_argument("--epochs", type=int, metavar="E", help="epochs (with --minutes: the most epochs)")
-    budget.add_argument("--images", type=int, metavar="N", help="training images to see (rounded up to whole epochs)")
-    budget.add_argument("--minutes", type=float, metavar="M",
-                        help="wall-clock minutes; the learning rate warms up and decays over them (not deterministic)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="B", help="batch size (default: 64)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the data subset, weights, masks (default: 0)")
-    p.add_argument("--output", required=True, type=_output_dir, metavar="DIR", help="folder that holds the run folders")
-    p.add_argument("--run-name", metavar="NAME",
-                   help="run folder name (default: MODEL-STRATEGY-RATIO-seedS, e.g. vit-random-0.50-seed0)")
-    p.add_argument("--recipe", default="tuned", choices=RECIPES,
-                   help="tuned (default: sine-cosine position start, no dropout, peak lr 2e-3 for the Transformers, "
-                        "warm-up + cosine decay, flips) or reference (random position start, dropout 0.1, lr 1e-3 "
-                        "halved on plateaus, no flips); the options below override it")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's)")
-    p.add_argument("--lr-schedule", default=None, choices=("plateau", "cosine"),
-                   help="halve on plateau, or warm-up + cosine decay (default: the recipe's)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random horizontal flips (default: the recipe's)")
-    p.add_argument("--loss-on", default=None, choices=("masked", "all"),
-                   help="MSE over the masked patches or over all (default: the recipe's)")
-    p.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stalls")
-    p.add_argument("--patience", type=int, default=10, metavar="E", help="epochs without improvement before stopping (default: 10)")
-    p.add_argument("--mixed-precision", action="store_true", help="build with the mixed_float16 policy (GPU)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (the default when not on a terminal)")
-    size = p.add_argument_group("model size (default: the builder's defaults and the recipe's settings)")
+    budget.add_argument(
+        "--epochs", type=int, metavar="E", help="epochs (with --minutes: the most epochs)"
+    )
+    budget.add_argument(
+        "--images",
+        type=int,
+        metavar="N",
+        help="training images to see (rounded up to whole epochs)",
+    )
+    budget.add_argument(
+        "--minutes",
+        type=float,
+        metavar="M",
+        help="wall-clock minutes; the learning rate warms up and decays over them (not "
+        "deterministic)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=64, metavar="B", help="batch size (default: 64)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the data subset, weights, masks (default: 0)",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        type=_output_dir,
+        metavar="DIR",
+        help="folder that holds the run folders",
+    )
+    p.add_argument(
+        "--run-name",
+        metavar="NAME",
+        help="run folder name (default: MODEL-STRATEGY-RATIO-seedS, e.g. vit-random-0.50-seed0)",
+    )
+    p.add_argument(
+        "--recipe",
+        default="tuned",
+        choices=RECIPES,
+        help="tuned (default: sine-cosine position start, no dropout, peak lr 2e-3 for the "
+        "Transformers, "
+        "warm-up + cosine decay, flips) or reference (random position start, dropout 0.1, lr 1e-3 "
+        "halved on plateaus, no flips); the options below override it",
+    )
+    p.add_argument(
+        "--lr", type=float, default=None, help="Adam learning rate (default: the recipe's)"
+    )
+    p.add_argument(
+        "--lr-schedule",
+        default=None,
+        choices=("plateau", "cosine"),
+        help="halve on plateau, or warm-up + cosine decay (default: the recipe's)",
+    )
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random horizontal flips (default: the recipe's)",
+    )
+    p.add_argument(
+        "--loss-on",
+        default=None,
+        choices=("masked", "all"),
+        help="MSE over the masked patches or over all (default: the recipe's)",
+    )
+    p.add_argument(
+        "--early-stopping", action="store_true", help="stop when the validation loss stalls"
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        metavar="E",
+        help="epochs without improvement before stopping (default: 10)",
+    )
+    p.add_argument(
+        "--mixed-precision", action="store_true", help="build with the mixed_float16 policy (GPU)"
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (the default when not on a terminal)"
+    )
+    size = p.add_argument_group(
+        "model size (default: the builder's defaults and the recipe's settings)"
+    )
     size.add_argument("--embed-dim", type=int, metavar="D", help="vit/mae: token width")
-    size.add_argument("--depth", type=int, metavar="N", help="vit/mae: Transformer blocks (of the encoder)")
+    size.add_argument(
+        "--depth", type=int, metavar="N", help="vit/mae: Transformer blocks (of the encoder)"
+    )
     size.add_argument("--num-heads", type=int, metavar="H", help="vit/mae: attention heads")
     size.add_argument("--mlp-dim", type=int, metavar="D", help="vit/mae: hidden width of the MLPs")
-    size.add_argument("--pos-init", choices=("random", "sincos"),
-                      help="vit/mae: start of the learnable position embeddings (default: the recipe's)")
-    size.add_argument("--fill", choices=("harmonic", "token"),
-                      help="vit: a hidden patch enters as a harmonic fill of the visible pixels plus the mask token "
-                           "(the head predicts a correction) or as the mask token alone (default: the recipe's)")
+    size.add_argument(
+        "--pos-init",
+        choices=("random", "sincos"),
+        help="vit/mae: start of the learnable position embeddings (default: the recipe's)",
+    )
+    size.add_argument(
+        "--fill",
+        choices=("harmonic", "token"),
+        help="vit: a hidden patch enters as a harmonic fill of the visible pixels plus the mask "
+        "token "
+        "(the head predicts a correction) or as the mask token alone (default: the recipe's)",
+    )
     size.add_argument("--decoder-dim", type=int, metavar="D", help="mae: decoder token width")
     size.add_argument("--decoder-depth", type=int, metavar="N", help="mae: decoder blocks")
-    size.add_argument("--decoder-num-heads", type=int, metavar="H", help="mae: decoder attention heads")
+    size.add_argument(
+        "--decoder-num-heads", type=int, metavar="H", help="mae: decoder attention heads"
+    )
     size.add_argument("--decoder-mlp-dim", type=int, metavar="D", help="mae: decoder MLP width")
-    size.add_argument("--min-mask-ratio", type=float, metavar="R",
-                      help="mae: fewest hidden patches it handles (default: the lowest training ratio)")
-    size.add_argument("--filters", type=int, nargs="+", metavar="F", help="cnn: filters per stage, e.g. 32 64 128")
+    size.add_argument(
+        "--min-mask-ratio",
+        type=float,
+        metavar="R",
+        help="mae: fewest hidden patches it handles (default: the lowest training ratio)",
+    )
+    size.add_argument(
+        "--filters", type=int, nargs="+", metavar="F", help="cnn: filters per stage, e.g. 32 64 128"
+    )
     size.add_argument("--dropout", type=float, metavar="P", help="dropout rate in [0, 1)")
     p.set_defaults(func=_cmd_train)
 
 
 _TRANSFORMER_SIZE = ("embed_dim", "depth", "num_heads", "mlp_dim", "pos_init")
 _VIT_SIZE = _TRANSFORMER_SIZE + ("fill",)
-_MAE_SIZE = ("decoder_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_dim", "min_mask_ratio")
-_SIZE_OPTIONS = {"vit": _VIT_SIZE, "mae": _TRANSFORMER_SIZE + _MAE_SIZE, "cnn": ("filters",)}  # per --model
+_MAE_SIZE = (
+    "decoder_dim",
+    "decoder_depth",
+    "decoder_num_heads",
+    "decoder_mlp_dim",
+    "min_mask_ratio",
+)
+_SIZE_OPTIONS = {
+    "vit": _VIT_SIZE,
+    "mae": _TRANSFORMER_SIZE + _MAE_SIZE,
+    "cnn": ("filters",),
+}  # per --model
 
 
 def _model_kwargs(args, low: float) -> dict:
     """Builder keyword arguments from the size options; options of another model kind are errors."""
     allowed = _SIZE_OPTIONS[args.model]
-    kwargs = {"image_shape": (32, 32, 3), "patch_size": args.patch_size, "seed": args.seed,
-              "mixed_precision": args.mixed_precision}
+    kwargs = {
+        "image_shape": (32, 32, 3),
+        "patch_size": args.patch_size,
+        "seed": args.seed,
+        "mixed_precision": args.mixed_precision,
+    }
     for name in _VIT_SIZE + _MAE_SIZE + ("filters", "dropout"):
         value = getattr(args, name)
         if value is None:
             continue
         if name != "dropout" and name not in allowed:
             owners = [k for k, names in _SIZE_OPTIONS.items() if name in names]
-            raise _UsageError(f"--{name.replace('_', '-')} is an option of --model {'/'.join(owners)}, not of --model {args.model}")
+            raise _UsageError(
+                f"--{name.replace('_', '-')} is an option of --model {'/'.join(owners)}, not of "
+                f"--model {args.model}"
+            )
         kwargs[name] = tuple(value) if name == "filters" else value
     if args.model == "mae":
         mmr = kwargs.setdefault("min_mask_ratio", low)
@@ -276,8 +452,10 @@ def _model_kwargs(args, low: float) -> dict:
         n_patches = (32 // args.patch_size) ** 2 if 32 % args.patch_size == 0 else None
         if n_patches and n_masked(mmr, n_patches) > n_masked(low, n_patches):
             raise _UsageError(
-                f"--min-mask-ratio {mmr!r}: the MAE would need at least {n_masked(mmr, n_patches)} hidden patches, "
-                f"but the lowest training ratio {low} hides {n_masked(low, n_patches)}; allowed: --min-mask-ratio <= {low}"
+                f"--min-mask-ratio {mmr!r}: the MAE would need at least {n_masked(mmr, n_patches)} "
+                "hidden patches, "
+                f"but the lowest training ratio {low} hides {n_masked(low, n_patches)}; allowed: "
+                f"--min-mask-ratio <= {low}"
             )
     return kwargs
 
@@ -300,28 +478,52 @@ def _cmd_train(args) -> int:
         ratio = (low, high)
     else:
         low = ratio = _check_ratio_arg(args.ratio, "--ratio")
-    budgets = [o for o, v in (("--epochs", args.epochs), ("--images", args.images), ("--minutes", args.minutes)) if v is not None]
+    budgets = [
+        o
+        for o, v in (
+            ("--epochs", args.epochs),
+            ("--images", args.images),
+            ("--minutes", args.minutes),
+        )
+        if v is not None
+    ]
     if len(budgets) > 1 and budgets != ["--epochs", "--minutes"]:
-        raise _UsageError(f"{' and '.join(budgets)}: give one budget (--minutes may come with --epochs as a cap)")
+        raise _UsageError(
+            f"{' and '.join(budgets)}: give one budget (--minutes may come with --epochs as a cap)"
+        )
     if args.minutes is not None and not args.minutes > 0:
         raise _UsageError(f"--minutes {args.minutes}: must be a positive number")
     if not budgets:
         args.epochs = 10
-    for option, value, minimum in (("--epochs", 1 if args.epochs is None else args.epochs, 1),
-                                   ("--images", 1 if args.images is None else args.images, 1),
-                                   ("--batch-size", args.batch_size, 1),
-                                   ("--seed", args.seed, 0), ("--n-train", args.n_train, 0),
-                                   ("--patience", args.patience, 1), ("--patch-size", args.patch_size, 1)):
+    for option, value, minimum in (
+        ("--epochs", 1 if args.epochs is None else args.epochs, 1),
+        ("--images", 1 if args.images is None else args.images, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--seed", args.seed, 0),
+        ("--n-train", args.n_train, 0),
+        ("--patience", args.patience, 1),
+        ("--patch-size", args.patch_size, 1),
+    ):
         if value < minimum:
             raise _UsageError(f"{option} {value}: must be an integer >= {minimum}")
     if 32 % args.patch_size:
-        raise _UsageError(f"--patch-size {args.patch_size}: must divide the image size 32; allowed: 1, 2, 4, 8, 16, 32")
+        raise _UsageError(
+            f"--patch-size {args.patch_size}: must divide the image size 32; allowed: 1, 2, 4, 8, "
+            "16, 32"
+        )
     if not 0.0 <= args.val_fraction < 1.0:
         raise _UsageError(f"--val-fraction {args.val_fraction}: must be in [0, 1)")
     if args.lr is not None and not args.lr > 0:
         raise _UsageError(f"--lr {args.lr}: must be a positive number")
-    if args.dataset == "cifar10" and args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
-        raise _UsageError(f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is expected)")
+    if (
+        args.dataset == "cifar10"
+        and args.data_dir is not None
+        and not Path(args.data_dir).expanduser().is_dir()
+    ):
+        raise _UsageError(
+            f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is "
+            "expected)"
+        )
     run_name = args.run_name or _default_run_name(args)
     if os.sep in run_name or run_name in ("", ".", ".."):
         raise _UsageError(f"--run-name {run_name!r}: must be a plain folder name")
@@ -332,8 +534,13 @@ def _cmd_train(args) -> int:
     from .training import BACKUP, BEST, FINAL, HISTORY, read_history, train
 
     try:
-        data = load_dataset(args.dataset, data_dir=args.data_dir, n_train=args.n_train or None,
-                            val_fraction=args.val_fraction, seed=args.seed)
+        data = load_dataset(
+            args.dataset,
+            data_dir=args.data_dir,
+            n_train=args.n_train or None,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+        )
     except (DatasetError, ValueError) as exc:
         raise _UsageError(f"--dataset {args.dataset}: {exc}") from None
     try:
@@ -343,8 +550,11 @@ def _cmd_train(args) -> int:
 
     folder = args.output / run_name
     print(data.summary())
-    print(f"{args.model}: {model.count_params():,} parameters; {args.strategy} masks, ratio "
-          f"{'%.2f-%.2f' % ratio if isinstance(ratio, tuple) else '%.2f' % ratio}; run folder {folder}")
+    print(
+        f"{args.model}: {model.count_params():,} parameters; {args.strategy} masks, ratio "
+        f"{'-'.join(f'{r:.2f}' for r in ratio) if isinstance(ratio, tuple) else f'{ratio:.2f}'}; "
+        f"run folder {folder}"
+    )
     if (folder / BACKUP).exists() and (folder / HISTORY).exists():
         done = len(read_history(folder / HISTORY))
         of = f" of {args.epochs}" if args.minutes is None else ""
@@ -354,21 +564,39 @@ def _cmd_train(args) -> int:
     verbose = 1 if (sys.stdout.isatty() and not args.quiet) else 0
     try:
         result = train(
-            model, data, strategy=args.strategy, ratio=ratio, epochs=args.epochs,
-            images=args.images, minutes=args.minutes, batch_size=args.batch_size, seed=args.seed, run_dir=folder,
-            recipe=args.recipe, lr=args.lr, lr_schedule=args.lr_schedule,
-            early_stopping=args.early_stopping, patience=args.patience, augment=args.augment, loss_on=args.loss_on,
-            score_fn=args.score, verbose=verbose,
+            model,
+            data,
+            strategy=args.strategy,
+            ratio=ratio,
+            epochs=args.epochs,
+            images=args.images,
+            minutes=args.minutes,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            run_dir=folder,
+            recipe=args.recipe,
+            lr=args.lr,
+            lr_schedule=args.lr_schedule,
+            early_stopping=args.early_stopping,
+            patience=args.patience,
+            augment=args.augment,
+            loss_on=args.loss_on,
+            score_fn=args.score,
+            verbose=verbose,
         )
-    except ValueError as exc:  # settings that only the training data can check (e.g. an MAE's ratio)
+    except (
+        ValueError
+    ) as exc:  # settings that only the training data can check (e.g. an MAE's ratio)
         raise _UsageError(str(exc)) from None
     history = result["history"]
     final = {k: history[k][-1] for k in ("loss", "val_loss") if history.get(k)}
     losses = ", ".join(f"{k} {v:.5f}" for k, v in final.items())
     if history.get("val_loss"):
         losses += f", best val_loss {min(history['val_loss']):.5f}"
-    print(f"trained {result['epochs']} epoch(s), {result['images_seen']:,} images seen "
-          f"({result['seconds']:.1f} s this call, compilation included): {losses}")
+    print(
+        f"trained {result['epochs']} epoch(s), {result['images_seen']:,} images seen "
+        f"({result['seconds']:.1f} s this call, compilation included): {losses}"
+    )
     print(f"best model:  {folder / BEST}")
     print(f"final model: {folder / FINAL}")
     print(f"history:     {folder / HISTORY}")
@@ -385,37 +613,79 @@ def _add_evaluate(subparsers):
 
     p = subparsers.add_parser(
         "evaluate",
-        help="score a saved model (or biharmonic inpainting, or the mean-colour guess) on a test set with fixed masks",
+        help="score a saved model (or biharmonic inpainting, or the mean-colour guess) on a test "
+        "set with fixed masks",
         description=(
-            "Reconstruct the test images (test_batch of a CIFAR-10 python-batch folder, all or the first N;\n"
-            "or the test split of the embedded sample set) with masks drawn from a fixed seed, and write\n"
-            "OUTPUT/metrics.json and OUTPUT/metrics.csv: masked-region MSE and PSNR, whole-image PSNR and\n"
+            "Reconstruct the test images (test_batch of a CIFAR-10 python-batch folder, all or the "
+            "first N;\n"
+            "or the test split of the embedded sample set) with masks drawn from a fixed seed, and "
+            "write\n"
+            "OUTPUT/metrics.json and OUTPUT/metrics.csv: masked-region MSE and PSNR, whole-image "
+            "PSNR and\n"
             "SSIM (mean and std over the images) with the settings. Only test_batch is needed."
         ),
         epilog=(
             "examples:\n"
-            "  python -m helpers evaluate --model saved_models/vit-random-0.50-seed0/best.keras --dataset cifar10 "
-            "--data-dir data/cifar-10-batches-py --strategy random --ratio 0.5 --output results/eval-vit\n"
-            "  python -m helpers evaluate --model biharmonic --dataset sample --strategy rows --ratio 0.3 "
+            "  python -m helpers evaluate --model saved_models/vit-random-0.50-seed0/best.keras "
+            "--dataset cifar10 "
+            "--data-dir data/cifar-10-batches-py --strategy random --ratio 0.5 --output "
+            "results/eval-vit\n"
+            "  python -m helpers evaluate --model biharmonic --dataset sample --strategy rows "
+            "--ratio 0.3 "
             "--n-test 200 --output results/eval-biharmonic\n"
-            "  python -m helpers evaluate --model mean_colour --dataset sample --strategy rows --ratio 0.3 "
+            "  python -m helpers evaluate --model mean_colour --dataset sample --strategy rows "
+            "--ratio 0.3 "
             "--n-test 200 --output results/eval-mean-colour"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, metavar="PATH|biharmonic|mean_colour",
-                   help="a saved .keras model, or biharmonic (inpainting) or mean_colour (the visible mean colour), not learned")
-    p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="dataset (default: cifar10)")
-    p.add_argument("--data-dir", metavar="DIR", help="folder holding test_batch (default: the Keras cache)")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH|biharmonic|mean_colour",
+        help="a saved .keras model, or biharmonic (inpainting) or mean_colour (the visible mean "
+        "colour), not learned",
+    )
+    p.add_argument(
+        "--dataset", default="cifar10", choices=DATASETS, help="dataset (default: cifar10)"
+    )
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="folder holding test_batch (default: the Keras cache)"
+    )
     p.add_argument("--strategy", required=True, choices=STRATEGIES, help="masking strategy")
-    p.add_argument("--ratio", required=True, type=float, metavar="R", help="masking ratio in (0, 1)")
-    p.add_argument("--output", required=True, type=_output_dir, metavar="DIR", help="folder for metrics.json and metrics.csv")
-    p.add_argument("--n-test", type=int, default=0, metavar="N", help="the first N test images (default: all)")
-    p.add_argument("--mask-seed", type=int, default=0, metavar="S", help="seed of the masks (default: 0)")
-    p.add_argument("--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)")
-    p.add_argument("--score", choices=SCORE_CHOICES, default=None,
-                   help="importance strategy: patch score (default: variance; gradient: the model's own gradients)")
-    p.add_argument("--batch-size", type=int, default=256, metavar="B", help="images per prediction batch (default: 256)")
+    p.add_argument(
+        "--ratio", required=True, type=float, metavar="R", help="masking ratio in (0, 1)"
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        type=_output_dir,
+        metavar="DIR",
+        help="folder for metrics.json and metrics.csv",
+    )
+    p.add_argument(
+        "--n-test", type=int, default=0, metavar="N", help="the first N test images (default: all)"
+    )
+    p.add_argument(
+        "--mask-seed", type=int, default=0, metavar="S", help="seed of the masks (default: 0)"
+    )
+    p.add_argument(
+        "--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)"
+    )
+    p.add_argument(
+        "--score",
+        choices=SCORE_CHOICES,
+        default=None,
+        help="importance strategy: patch score (default: variance; gradient: the model's own "
+        "gradients)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        metavar="B",
+        help="images per prediction batch (default: 256)",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -423,12 +693,22 @@ def _cmd_evaluate(args) -> int:
     from . import evaluation
 
     if args.score is not None and args.strategy != "importance":
-        print(f"note: --score {args.score} is ignored: it applies to --strategy importance only", file=sys.stderr)
+        print(
+            f"note: --score {args.score} is ignored: it applies to --strategy importance only",
+            file=sys.stderr,
+        )
     try:
         results = evaluation.run_evaluation(
-            args.model, dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy, ratio=args.ratio,
-            n_test=args.n_test, mask_seed=args.mask_seed, patch_size=args.patch_size,
-            score=args.score if args.strategy == "importance" else None, batch_size=args.batch_size,
+            args.model,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            strategy=args.strategy,
+            ratio=args.ratio,
+            n_test=args.n_test,
+            mask_seed=args.mask_seed,
+            patch_size=args.patch_size,
+            score=args.score if args.strategy == "importance" else None,
+            batch_size=args.batch_size,
         )
     except evaluation.SettingError as exc:
         raise _UsageError(exc.cli_message()) from None
@@ -445,12 +725,14 @@ def _add_bench(subparsers):
     p = subparsers.add_parser(
         "bench",
         help="benchmarks: speed (masks, metrics, training throughput) and quality",
-        description="Benchmarks, measured in one run and reported as ratios where two things are compared.",
+        description="Benchmarks, measured in one run and reported as ratios where two things are "
+        "compared.",
         epilog=(
             "examples:\n"
             "  python -m helpers bench speed\n"
             "  python -m helpers bench speed --quick\n"
-            "  python -m helpers bench quality --data-dir data/cifar-10-batches-py --minutes-per-model 10"
+            "  python -m helpers bench quality --data-dir data/cifar-10-batches-py "
+            "--minutes-per-model 10"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -459,30 +741,60 @@ def _add_bench(subparsers):
         "speed",
         help="mask generation, metrics vs skimage, ViT vs MAE training throughput",
         description=(
-            "Mask generation for 50,000 images; metrics on 10,000 images and batched SSIM against a\n"
-            "per-image skimage loop; training images/s of the mask-token ViT and the MAE-style ViT\n"
+            "Mask generation for 50,000 images; metrics on 10,000 images and batched SSIM against "
+            "a\n"
+            "per-image skimage loop; training images/s of the mask-token ViT and the MAE-style "
+            "ViT\n"
             "(default sizes) at 50% and 70% masking on the same images, with the ratios MAE/ViT.\n"
             "A few minutes on 2 CPU cores; --quick is much smaller (tiny models, for tests)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    speed.add_argument("--quick", action="store_true", help="much smaller sizes and tiny models (seconds, for tests)")
+    speed.add_argument(
+        "--quick",
+        action="store_true",
+        help="much smaller sizes and tiny models (seconds, for tests)",
+    )
     speed.set_defaults(func=_cmd_bench_speed)
     quality = sub.add_parser(
         "quality",
-        help="reconstruction quality of each predictor for a fixed training time (helpers.bench.bench_quality)",
-        description="Train each predictor for a fixed time on CIFAR-10 and compare the reconstruction quality.",
+        help="reconstruction quality of each predictor for a fixed training time "
+        "(helpers.bench.bench_quality)",
+        description="Train each predictor for a fixed time on CIFAR-10 and compare the "
+        "reconstruction quality.",
     )
-    quality.add_argument("--data-dir", required=True, metavar="DIR", help="CIFAR-10 python-batch folder")
-    quality.add_argument("--minutes-per-model", type=float, metavar="M", help="training time per model in minutes")
-    quality.add_argument("--output", type=_output_dir, metavar="DIR", help="folder for the results (default: runs/bench_quality)")
-    quality.add_argument("--plan", choices=_quality.QUALITY_PLANS, default="mixed",
-                         help="mixed: one model per predictor on all strategies (default); per_strategy: one per strategy")
-    quality.add_argument("--predictors", nargs="+", metavar="P",
-                         help=f"predictors to train and score (default: {' '.join(PREDICTORS)})")
-    quality.add_argument("--recipe", choices=RECIPES, default="tuned",
-                         help="model settings: tuned (default: no dropout, sine-cosine start of the position "
-                              "embeddings) or reference (the builders' defaults)")
+    quality.add_argument(
+        "--data-dir", required=True, metavar="DIR", help="CIFAR-10 python-batch folder"
+    )
+    quality.add_argument(
+        "--minutes-per-model", type=float, metavar="M", help="training time per model in minutes"
+    )
+    quality.add_argument(
+        "--output",
+        type=_output_dir,
+        metavar="DIR",
+        help="folder for the results (default: runs/bench_quality)",
+    )
+    quality.add_argument(
+        "--plan",
+        choices=_quality.QUALITY_PLANS,
+        default="mixed",
+        help="mixed: one model per predictor on all strategies (default); per_strategy: one per "
+        "strategy",
+    )
+    quality.add_argument(
+        "--predictors",
+        nargs="+",
+        metavar="P",
+        help=f"predictors to train and score (default: {' '.join(PREDICTORS)})",
+    )
+    quality.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="tuned",
+        help="model settings: tuned (default: no dropout, sine-cosine start of the position "
+        "embeddings) or reference (the builders' defaults)",
+    )
     quality.set_defaults(func=_cmd_bench_quality)
 
 
@@ -491,8 +803,12 @@ def _cmd_bench_speed(args) -> int:
 
     from . import bench
 
-    print(f"bench speed{' --quick' if args.quick else ''}: keras {keras.__version__}, backend {keras.backend.backend()}, "
-          f"{os.cpu_count()} CPU(s)", flush=True)
+    print(
+        f"bench speed{' --quick' if args.quick else ''}: keras {keras.__version__}, backend "
+        f"{keras.backend.backend()}, "
+        f"{os.cpu_count()} CPU(s)",
+        flush=True,
+    )
     start = time.perf_counter()
 
     def report(title, rows):
@@ -505,12 +821,19 @@ def _cmd_bench_speed(args) -> int:
 
 def _cmd_bench_quality(args) -> int:
     if args.minutes_per_model is not None and not args.minutes_per_model > 0:
-        raise _UsageError(f"--minutes-per-model {args.minutes_per_model}: must be a positive number of minutes")
+        raise _UsageError(
+            f"--minutes-per-model {args.minutes_per_model}: must be a positive number of minutes"
+        )
     if not Path(args.data_dir).expanduser().is_dir():
-        raise _UsageError(f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is expected)")
+        raise _UsageError(
+            f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is "
+            "expected)"
+        )
     for name in args.predictors or ():
         if name not in PREDICTORS:
-            raise _UsageError(f"--predictors {name!r}: unknown predictor; allowed: {', '.join(PREDICTORS)}")
+            raise _UsageError(
+                f"--predictors {name!r}: unknown predictor; allowed: {', '.join(PREDICTORS)}"
+            )
     kwargs = {"data_dir": args.data_dir, "plan": args.plan, "recipe": args.recipe}
     if args.minutes_per_model is not None:
         kwargs["minutes_per_model"] = args.minutes_per_model
@@ -520,7 +843,11 @@ def _cmd_bench_quality(args) -> int:
         kwargs["predictors"] = tuple(args.predictors)
     import keras
 
-    print(f"bench quality: keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU(s)", flush=True)
+    print(
+        f"bench quality: keras {keras.__version__}, backend {keras.backend.backend()}, "
+        f"{os.cpu_count()} CPU(s)",
+        flush=True,
+    )
     start = time.perf_counter()
     rows = _quality.bench_quality(**kwargs)
     print(_quality.format_quality(rows))
@@ -535,8 +862,9 @@ COMMANDS = (_add_run, _add_train, _add_evaluate, _add_bench)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m helpers",
-        description="Masked image modeling with Vision Transformers: run the course notebooks headless, train and\n"
-                    "evaluate one model, benchmark.",
+        description="Masked image modeling with Vision Transformers: run the course notebooks "
+        "headless, train and\n"
+        "evaluate one model, benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -547,7 +875,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_tensorflow()  # every command imports Keras; --help and usage errors have exited before this
+    # every command imports Keras; --help and usage errors have exited before this
+    _quiet_tensorflow()
     try:
         return args.func(args)
     except _UsageError as exc:

@@ -53,7 +53,8 @@ class Dataset:
 
     def summary(self) -> str:
         return (
-            f"{self.name}: train {self.x_train.shape}, val {self.x_val.shape}, test {self.x_test.shape}, "
+            f"{self.name}: train {self.x_train.shape}, val {self.x_val.shape}, test "
+            f"{self.x_test.shape}, "
             f"{len(self.class_names)} classes, {self.x_train.dtype}, "
             f"range [{self.x_train.min():.2f}, {self.x_train.max():.2f}]"
         )
@@ -89,8 +90,18 @@ def _unpickle(path: Path):
     try:
         raw = path.read_bytes()
         return _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise DatasetError(f"CIFAR-10 file {path.name} is corrupt or not a python-batch file: {exc}") from exc
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as exc:
+        raise DatasetError(
+            f"CIFAR-10 file {path.name} is corrupt or not a python-batch file: {exc}"
+        ) from exc
 
 
 def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
@@ -99,16 +110,31 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
         keys = sorted(d) if isinstance(d, dict) else type(d).__name__
-        raise DatasetError(f"CIFAR-10 file {path.name} must hold a dict with b'data' and b'labels', got {keys}")
+        raise DatasetError(
+            f"CIFAR-10 file {path.name} must hold a dict with b'data' and b'labels', got {keys}"
+        )
     data, labels = d[b"data"], d[b"labels"]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3072
+    ):
         shape = getattr(data, "shape", None)
         dtype = getattr(data, "dtype", type(data).__name__)
-        raise DatasetError(f"CIFAR-10 file {path.name}: b'data' must be uint8 of shape (N, 3072), got {shape} {dtype}")
-    labels = np.asarray(labels)
-    if labels.shape != (data.shape[0],) or labels.dtype.kind not in "iu" or (labels.size and (labels.min() < 0 or labels.max() > 9)):
         raise DatasetError(
-            f"CIFAR-10 file {path.name}: b'labels' must be {data.shape[0]} integers in 0..9, got shape {labels.shape}"
+            f"CIFAR-10 file {path.name}: b'data' must be uint8 of shape (N, 3072), got {shape} "
+            f"{dtype}"
+        )
+    labels = np.asarray(labels)
+    if (
+        labels.shape != (data.shape[0],)
+        or labels.dtype.kind not in "iu"
+        or (labels.size and (labels.min() < 0 or labels.max() > 9))
+    ):
+        raise DatasetError(
+            f"CIFAR-10 file {path.name}: b'labels' must be {data.shape[0]} integers in 0..9, got "
+            f"shape {labels.shape}"
         )
     images = data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return images, labels.astype(np.int64)
@@ -117,7 +143,18 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
 def _cifar_names(folder: Path) -> list[str]:
     meta = folder / "batches.meta"
     if not meta.exists():
-        return ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+        return [
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ]
     d = _unpickle(meta)
     names = d.get(b"label_names") if isinstance(d, dict) else None
     if not isinstance(names, list):
@@ -143,7 +180,8 @@ def find_cifar10(data_dir=None, download: bool = True) -> Path:
             if _has_batches(candidate):
                 return candidate
         raise DatasetError(
-            f"data_dir={str(data_dir)!r} holds no CIFAR-10 python batches: expected data_batch_1..N and "
+            f"data_dir={str(data_dir)!r} holds no CIFAR-10 python batches: expected "
+            "data_batch_1..N and "
             f"test_batch (and batches.meta) in it or in its {CIFAR_DIRNAME}/ subfolder"
         )
     cached = keras_cache_dir() / CIFAR_DIRNAME
@@ -151,16 +189,21 @@ def find_cifar10(data_dir=None, download: bool = True) -> Path:
         return cached
     hint = (
         f"Put the python-batch files (data_batch_1..5, test_batch, batches.meta) into {cached} "
-        f"or a folder of your choice and pass data_dir=..., or use dataset='sample' (embedded, offline)."
+        "or a folder of your choice and pass data_dir=..., or use dataset='sample' (embedded, "
+        "offline)."
     )
     if not download:
-        raise DatasetError(f"CIFAR-10 is not in the Keras cache ({cached}) and download=False. {hint}")
+        raise DatasetError(
+            f"CIFAR-10 is not in the Keras cache ({cached}) and download=False. {hint}"
+        )
     try:
         import keras
 
         path = keras.utils.get_file(fname="cifar-10-python.tar.gz", origin=CIFAR_URL, extract=True)
     except Exception as exc:  # no network, refused, interrupted
-        raise DatasetError(f"CIFAR-10 could not be downloaded ({type(exc).__name__}: {exc}). {hint}") from exc
+        raise DatasetError(
+            f"CIFAR-10 could not be downloaded ({type(exc).__name__}: {exc}). {hint}"
+        ) from exc
     for candidate in (Path(path), Path(path) / CIFAR_DIRNAME, cached):
         if _has_batches(candidate):
             return candidate
@@ -184,7 +227,14 @@ def load_cifar10(data_dir=None, download: bool = True):
 # --------------------------------------------------------------------------------------------
 # Embedded sample dataset
 # --------------------------------------------------------------------------------------------
-SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+SAMPLE_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+)
 SAMPLE_SCALES = (1.0, 0.5, 1.0 / 3.0)  # crops cover 32, 64 and 96 pixels of the photograph
 TEST_STRIP = 0.25  # right-most fraction of every photograph's columns reserved for test crops
 GAP = 8  # pixels of the photograph left unused between the training and test regions
@@ -224,7 +274,9 @@ def _crops(img: np.ndarray, x_lo: int, x_hi: int, n: int, rng: np.random.Generat
     return np.concatenate(kept)[:n], np.concatenate(cols)[:n]
 
 
-def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0, return_meta: bool = False):
+def make_sample_dataset(
+    n_train: int = 5000, n_test: int = 1000, seed: int = 0, return_meta: bool = False
+):
     """Build the embedded dataset: ((x_train, y_train), (x_test, y_test), names), float32 in [0, 1].
 
     With ``return_meta`` a fourth item gives, for the train and test crops, their place in the
@@ -241,7 +293,9 @@ def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0, 
     n_test = check_positive_int(n_test, "n_test")
     rng = np.random.default_rng(seed)
     cells = [(p, s) for p in range(len(SAMPLE_PHOTOS)) for s in SAMPLE_SCALES]
-    train_counts = np.bincount(rng.permutation(np.arange(n_train) % len(cells)), minlength=len(cells))
+    train_counts = np.bincount(
+        rng.permutation(np.arange(n_train) % len(cells)), minlength=len(cells)
+    )
     test_counts = np.bincount(rng.permutation(np.arange(n_test) % len(cells)), minlength=len(cells))
     xs_train, ys_train, xs_test, ys_test, meta_train, meta_test = [], [], [], [], [], []
     for photo_id, name in enumerate(SAMPLE_PHOTOS):
@@ -249,7 +303,11 @@ def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0, 
         split = int(round(photo.shape[1] * (1 - TEST_STRIP)))
         for scale in SAMPLE_SCALES:
             cell = cells.index((photo_id, scale))
-            img = photo if scale == 1.0 else rescale(photo, scale, anti_aliasing=True, channel_axis=-1)
+            img = (
+                photo
+                if scale == 1.0
+                else rescale(photo, scale, anti_aliasing=True, channel_axis=-1)
+            )
             img = np.clip(img, 0.0, 1.0).astype(np.float32)
             train_hi = int(np.floor((split - GAP) * scale))
             test_lo = int(np.ceil(split * scale))
@@ -259,8 +317,17 @@ def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0, 
             ):
                 crops, cols = _crops(img, lo, hi, count, rng)
                 xs.append(crops)
-                metas.append(np.stack([np.full(count, photo_id), cols / scale, (cols + IMAGE_SIZE) / scale,
-                                       np.full(count, scale)], axis=1))
+                metas.append(
+                    np.stack(
+                        [
+                            np.full(count, photo_id),
+                            cols / scale,
+                            (cols + IMAGE_SIZE) / scale,
+                            np.full(count, scale),
+                        ],
+                        axis=1,
+                    )
+                )
             ys_train.append(np.full(train_counts[cell], photo_id, dtype=np.int64))
             ys_test.append(np.full(test_counts[cell], photo_id, dtype=np.int64))
     order_train = rng.permutation(n_train)
@@ -271,7 +338,9 @@ def make_sample_dataset(n_train: int = 5000, n_test: int = 1000, seed: int = 0, 
     y_test = np.concatenate(ys_test)[order_test]
     out = ((x_train, y_train), (x_test, y_test), list(SAMPLE_PHOTOS))
     if return_meta:
-        return out + ((np.concatenate(meta_train)[order_train], np.concatenate(meta_test)[order_test]),)
+        return out + (
+            (np.concatenate(meta_train)[order_train], np.concatenate(meta_test)[order_test]),
+        )
     return out
 
 
@@ -288,7 +357,11 @@ def _subset(x, y, n, rng, name):
     return x[idx], y[idx]
 
 
-SPLIT_STREAMS = {"train": 0, "test": 1, "val": 2}  # one random stream per split, derived from the seed
+SPLIT_STREAMS = {
+    "train": 0,
+    "test": 1,
+    "val": 2,
+}  # one random stream per split, derived from the seed
 
 
 def _split_rng(seed: int, split: str) -> np.random.Generator:
@@ -315,7 +388,11 @@ def load_dataset(
     """
     seed = check_positive_int(seed, "seed", minimum=0)
     check_choice(name, "dataset", DATASETS)
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
+    if (
+        isinstance(val_fraction, bool)
+        or not isinstance(val_fraction, (int, float))
+        or not 0.0 <= val_fraction < 1.0
+    ):
         raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
     if name == "sample":
         (x_tr, y_tr), (x_te, y_te), names = make_sample_dataset(seed=seed)
@@ -332,7 +409,11 @@ def load_dataset(
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
     def as_float(x):
-        return (x.astype(np.float32) * np.float32(scale)) if scale != 1.0 else x.astype(np.float32, copy=False)
+        return (
+            (x.astype(np.float32) * np.float32(scale))
+            if scale != 1.0
+            else x.astype(np.float32, copy=False)
+        )
 
     return Dataset(
         name=name,

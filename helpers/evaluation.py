@@ -1,4 +1,5 @@
-"""Evaluate one predictor on a test set with fixed masks: the logic behind ``python -m helpers evaluate``.
+"""Evaluate one predictor on a test set with fixed masks: the logic behind ``python -m helpers
+evaluate``.
 
 - :func:`load_test_images`: the test images of a dataset, float32 in [0, 1]. For ``cifar10`` only
   the ``test_batch`` file is needed (read with :func:`helpers.data.read_cifar_batch`), so any folder
@@ -28,15 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
 from ._checks import SettingError
 from ._io import write_atomic
+from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
 from .masking import SCORES, STRATEGIES, make_mask
 from .recipes import NON_LEARNED
 
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
-SCORE_CHOICES = (*SCORES, "gradient")  # importance scores: model-free ones, or the model's gradients
+SCORE_CHOICES = (
+    *SCORES,
+    "gradient",
+)  # importance scores: model-free ones, or the model's gradients
 METRIC_LABELS = (  # (key, label) in table order
     ("psnr_masked", "PSNR masked region (dB)"),
     ("mse_masked", "MSE masked region"),
@@ -51,24 +55,40 @@ METRIC_LABELS = (  # (key, label) in table order
 # --------------------------------------------------------------------------------------------
 def check_strategy(strategy) -> str:
     if strategy not in STRATEGIES:
-        raise SettingError("strategy", strategy, f"unknown strategy; allowed: {', '.join(STRATEGIES)}")
+        raise SettingError(
+            "strategy", strategy, f"unknown strategy; allowed: {', '.join(STRATEGIES)}"
+        )
     return strategy
 
 
 def check_eval_ratio(ratio) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, Real) or math.isnan(float(ratio)) or not 0.0 < float(ratio) < 1.0:
-        raise SettingError("ratio", ratio, "must be a number strictly between 0 and 1 (the fraction of patches hidden)")
+    if (
+        isinstance(ratio, bool)
+        or not isinstance(ratio, Real)
+        or math.isnan(float(ratio))
+        or not 0.0 < float(ratio) < 1.0
+    ):
+        raise SettingError(
+            "ratio",
+            ratio,
+            "must be a number strictly between 0 and 1 (the fraction of patches hidden)",
+        )
     return float(ratio)
 
 
 def check_score(score, strategy: str, model) -> str | None:
     """The importance score name to use (None unless the strategy is ``importance``)."""
     if score is not None and score not in SCORE_CHOICES and not callable(score):
-        raise SettingError("score", score, f"unknown importance score; allowed: {', '.join(SCORE_CHOICES)}")
+        raise SettingError(
+            "score", score, f"unknown importance score; allowed: {', '.join(SCORE_CHOICES)}"
+        )
     if score == "gradient" and _not_learned(model):
         raise SettingError(
-            "score", score, f"needs a trained Keras model (vit, mae or cnn); {getattr(model, 'name', model)} has no "
-            f"gradients; allowed with it: {', '.join(SCORES)}"
+            "score",
+            score,
+            f"needs a trained Keras model (vit, mae or cnn); {getattr(model, 'name', model)} has "
+            "no "
+            f"gradients; allowed with it: {', '.join(SCORES)}",
         )
     if strategy != "importance":
         return None
@@ -100,9 +120,17 @@ def _check_n_test(n_test):
 
 def _check_patch_size(patch_size, image_shape) -> int:
     h, w = int(image_shape[0]), int(image_shape[1])
-    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)) or patch_size < 1 or h % patch_size or w % patch_size:
+    if (
+        isinstance(patch_size, bool)
+        or not isinstance(patch_size, (int, np.integer))
+        or patch_size < 1
+        or h % patch_size
+        or w % patch_size
+    ):
         divisors = [d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0]
-        raise SettingError("patch_size", patch_size, f"must divide the image size {h}x{w}; allowed: {divisors}")
+        raise SettingError(
+            "patch_size", patch_size, f"must divide the image size {h}x{w}; allowed: {divisors}"
+        )
     return int(patch_size)
 
 
@@ -115,15 +143,22 @@ def find_test_batch(data_dir) -> Path:
     for candidate in (folder, folder / CIFAR_DIRNAME):
         if (candidate / "test_batch").is_file():
             return candidate / "test_batch"
-    where = "the folder does not exist" if not folder.exists() else f"no test_batch in it or in its {CIFAR_DIRNAME}/ subfolder"
+    where = (
+        "the folder does not exist"
+        if not folder.exists()
+        else f"no test_batch in it or in its {CIFAR_DIRNAME}/ subfolder"
+    )
     raise SettingError(
-        "data_dir", str(data_dir),
+        "data_dir",
+        str(data_dir),
         f"{where}; allowed: a folder in the CIFAR-10 python-batch format holding test_batch "
         "(data_batch_* are not needed for evaluation)",
     )
 
 
-def load_test_images(dataset: str = "cifar10", data_dir=None, n_test: int | None = None) -> np.ndarray:
+def load_test_images(
+    dataset: str = "cifar10", data_dir=None, n_test: int | None = None
+) -> np.ndarray:
     """Test images (N, 32, 32, 3) float32 in [0, 1]: all, or the first ``n_test``.
 
     ``cifar10``: ``test_batch`` of ``data_dir`` (default: the Keras cache folder). ``sample``: the
@@ -141,8 +176,10 @@ def load_test_images(dataset: str = "cifar10", data_dir=None, n_test: int | None
             cache = keras_cache_dir() / CIFAR_DIRNAME
             if not (cache / "test_batch").is_file():
                 raise SettingError(
-                    "data_dir", None, f"not given, and the Keras cache folder {cache} has no test_batch; "
-                    "allowed: a folder in the CIFAR-10 python-batch format holding test_batch"
+                    "data_dir",
+                    None,
+                    f"not given, and the Keras cache folder {cache} has no test_batch; "
+                    "allowed: a folder in the CIFAR-10 python-batch format holding test_batch",
                 )
             path = cache / "test_batch"
         else:
@@ -154,20 +191,36 @@ def load_test_images(dataset: str = "cifar10", data_dir=None, n_test: int | None
         images = raw.astype(np.float32) / np.float32(255.0)
     if n_test is not None:
         if n_test > len(images):
-            raise SettingError("n_test", n_test, f"is more than the {len(images)} test images; allowed: 1..{len(images)} or 0 for all")
+            raise SettingError(
+                "n_test",
+                n_test,
+                f"is more than the {len(images)} test images; allowed: 1..{len(images)} or 0 for "
+                "all",
+            )
         images = images[:n_test]
     return images
 
 
 def check_model_path(model) -> None:
-    """``model`` must be a name of :data:`NON_LEARNED` or an existing ``.keras`` file (checked without loading)."""
+    """``model`` must be a name of :data:`NON_LEARNED` or an existing ``.keras`` file (checked
+    without loading)."""
     if isinstance(model, str) and model in NON_LEARNED:
         return
     path = Path(os.fspath(model))
     if not str(path).endswith(".keras"):
-        raise SettingError("model", str(model), f"must be a .keras file saved by train (e.g. RUN/best.keras) or one of {', '.join(NON_LEARNED)}")
+        raise SettingError(
+            "model",
+            str(model),
+            "must be a .keras file saved by train (e.g. RUN/best.keras) or one of "
+            f"{', '.join(NON_LEARNED)}",
+        )
     if not path.is_file():
-        raise SettingError("model", str(model), f"no such file; give a saved .keras model (e.g. RUN/best.keras) or one of {', '.join(NON_LEARNED)}")
+        raise SettingError(
+            "model",
+            str(model),
+            "no such file; give a saved .keras model (e.g. RUN/best.keras) or one of "
+            f"{', '.join(NON_LEARNED)}",
+        )
 
 
 def load_model(model):
@@ -176,9 +229,15 @@ def load_model(model):
 
     check_model_path(model)
     try:
-        return load_predictor(model if isinstance(model, str) and model in NON_LEARNED else os.fspath(model))
+        return load_predictor(
+            model if isinstance(model, str) and model in NON_LEARNED else os.fspath(model)
+        )
     except Exception as exc:  # corrupt or foreign file
-        raise SettingError("model", str(model), f"could not be loaded as a Keras model ({type(exc).__name__}: {exc})") from None
+        raise SettingError(
+            "model",
+            str(model),
+            f"could not be loaded as a Keras model ({type(exc).__name__}: {exc})",
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,8 +253,9 @@ def _score_fn(score, predictor):
     return score
 
 
-def score_predictor(predictor, images: np.ndarray, mask: np.ndarray, patch_size: int, *,
-                    batch_size: int = 256) -> tuple[dict, np.ndarray]:
+def score_predictor(
+    predictor, images: np.ndarray, mask: np.ndarray, patch_size: int, *, batch_size: int = 256
+) -> tuple[dict, np.ndarray]:
     """Reconstruct ``images`` with ``mask`` hidden and score the composite: returns
     (mean and std of every metric of :func:`helpers.metrics.evaluate`, the reconstructed images)."""
     from .metrics import evaluate, summarize
@@ -205,8 +265,17 @@ def score_predictor(predictor, images: np.ndarray, mask: np.ndarray, patch_size:
     return summarize(evaluate(images, predicted, mask, patch_size)), predicted
 
 
-def evaluate_predictor(predictor, images: np.ndarray, *, strategy: str, ratio: float, patch_size: int = 4,
-                       mask_seed: int = 0, score_fn=None, batch_size: int = 256) -> dict:
+def evaluate_predictor(
+    predictor,
+    images: np.ndarray,
+    *,
+    strategy: str,
+    ratio: float,
+    patch_size: int = 4,
+    mask_seed: int = 0,
+    score_fn=None,
+    batch_size: int = 256,
+) -> dict:
     """Score ``predictor`` on ``images`` with masks drawn from ``mask_seed``.
 
     ``score_fn`` (``importance`` only): a name of :data:`helpers.masking.SCORES`, ``"gradient"``
@@ -227,15 +296,23 @@ def evaluate_predictor(predictor, images: np.ndarray, *, strategy: str, ratio: f
     score = check_score(score_fn, strategy, predictor)
     check_fits(predictor, images.shape[1:], patch_size, ratio=ratio)
     start = time.perf_counter()
-    mask = make_mask(strategy, ratio, images=images, patch_size=patch_size,
-                     score_fn=_score_fn(score, predictor), seed=mask_seed)
+    mask = make_mask(
+        strategy,
+        ratio,
+        images=images,
+        patch_size=patch_size,
+        score_fn=_score_fn(score, predictor),
+        seed=mask_seed,
+    )
     summary, _ = score_predictor(predictor, images, mask, patch_size, batch_size=batch_size)
     return {
         "strategy": strategy,
         "ratio": ratio,
         "patch_size": patch_size,
         "mask_seed": mask_seed,
-        "score": score if isinstance(score, str) or score is None else getattr(score, "__name__", "custom"),
+        "score": score
+        if isinstance(score, str) or score is None
+        else getattr(score, "__name__", "custom"),
         "n_test": int(images.shape[0]),
         "n_masked": int(mask.sum(axis=1).max()) if mask.size else 0,
         "seconds": time.perf_counter() - start,
@@ -243,9 +320,19 @@ def evaluate_predictor(predictor, images: np.ndarray, *, strategy: str, ratio: f
     }
 
 
-def run_evaluation(model, *, dataset: str = "cifar10", data_dir=None, strategy: str = "random", ratio: float = 0.5,
-                   n_test: int | None = None, mask_seed: int = 0, patch_size: int = 4, score=None,
-                   batch_size: int = 256) -> dict:
+def run_evaluation(
+    model,
+    *,
+    dataset: str = "cifar10",
+    data_dir=None,
+    strategy: str = "random",
+    ratio: float = 0.5,
+    n_test: int | None = None,
+    mask_seed: int = 0,
+    patch_size: int = 4,
+    score=None,
+    batch_size: int = 256,
+) -> dict:
     """Check the settings, load the test images and the model, evaluate; the result dict starts
     with the settings (``model`` and ``data_dir`` as given, ``model_name``, ``dataset``,
     ``keras_backend``, ``keras_version``) followed by :func:`evaluate_predictor`'s keys."""
@@ -262,8 +349,16 @@ def run_evaluation(model, *, dataset: str = "cifar10", data_dir=None, strategy: 
     import keras
 
     predictor = load_model(model)
-    result = evaluate_predictor(predictor, images, strategy=strategy, ratio=ratio, patch_size=patch_size,
-                                mask_seed=mask_seed, score_fn=score, batch_size=batch_size)
+    result = evaluate_predictor(
+        predictor,
+        images,
+        strategy=strategy,
+        ratio=ratio,
+        patch_size=patch_size,
+        mask_seed=mask_seed,
+        score_fn=score,
+        batch_size=batch_size,
+    )
     settings = {
         "model": str(model),
         "model_name": predictor.name,
@@ -297,13 +392,21 @@ def format_table(results: dict) -> str:
     """The settings on a few lines, then one row per metric: mean and standard deviation."""
     lines = []
     if "model" in results:
-        lines.append(f"model    {results['model']} ({results.get('model_name', '?')}, keras backend {results.get('keras_backend', '?')})")
+        lines.append(
+            f"model    {results['model']} ({results.get('model_name', '?')}, keras backend "
+            f"{results.get('keras_backend', '?')})"
+        )
     if "dataset" in results:
-        where = f" from {results['data_dir']}" if results.get("data_dir") and results["dataset"] == "cifar10" else ""
+        where = (
+            f" from {results['data_dir']}"
+            if results.get("data_dir") and results["dataset"] == "cifar10"
+            else ""
+        )
         lines.append(f"data     {results['dataset']} test images{where}: {results['n_test']}")
     score = f", score {results['score']}" if results.get("score") else ""
     lines.append(
-        f"masks    {results['strategy']} {results['ratio']:.2f} ({results['n_masked']} patches hidden per image, "
+        f"masks    {results['strategy']} {results['ratio']:.2f} ({results['n_masked']} patches "
+        "hidden per image, "
         f"patch {results['patch_size']}, mask seed {results['mask_seed']}{score})"
     )
     width = max(len(label) for _, label in METRIC_LABELS)
@@ -311,15 +414,25 @@ def format_table(results: dict) -> str:
     lines.append(f"{'metric':<{width}}  {'mean':>10}  {'std':>10}")
     for key, label in METRIC_LABELS:
         if f"{key}_mean" in results:
-            lines.append(f"{label:<{width}}  {results[f'{key}_mean']:10.5f}  {results[f'{key}_std']:10.5f}")
+            lines.append(
+                f"{label:<{width}}  {results[f'{key}_mean']:10.5f}  {results[f'{key}_std']:10.5f}"
+            )
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
 # Several predictors on the same masks (the notebooks' comparisons)
 # --------------------------------------------------------------------------------------------
-def compare_predictors(predictors: dict, images: np.ndarray, *, strategy: str, ratio: float, patch_size: int = 4,
-                       mask_seed: int = 0, score_fn="variance") -> tuple[list[dict], dict, np.ndarray]:
+def compare_predictors(
+    predictors: dict,
+    images: np.ndarray,
+    *,
+    strategy: str,
+    ratio: float,
+    patch_size: int = 4,
+    mask_seed: int = 0,
+    score_fn="variance",
+) -> tuple[list[dict], dict, np.ndarray]:
     """Reconstruct ``images`` with every predictor of ``predictors`` (label -> model or
     :class:`~helpers.models.BiharmonicInpainter`) under one mask drawn from ``mask_seed``.
 
@@ -332,7 +445,9 @@ def compare_predictors(predictors: dict, images: np.ndarray, *, strategy: str, r
     strategy = check_strategy(strategy)
     ratio = check_eval_ratio(ratio)
     patch_size = _check_patch_size(patch_size, images.shape[1:3])
-    mask = make_mask(strategy, ratio, images=images, patch_size=patch_size, score_fn=score_fn, seed=mask_seed)
+    mask = make_mask(
+        strategy, ratio, images=images, patch_size=patch_size, score_fn=score_fn, seed=mask_seed
+    )
     rows, recon = [], {}
     for label, predictor in predictors.items():
         start = time.perf_counter()
@@ -343,7 +458,11 @@ def compare_predictors(predictors: dict, images: np.ndarray, *, strategy: str, r
 
 def format_comparison(rows: list[dict]) -> str:
     """A plain-text table of :func:`compare_predictors` rows: mean ± std of each metric."""
-    keys = [(k, label) for k, label in METRIC_LABELS if f"{k}_mean" in rows[0] and not k.startswith("mse")]
+    keys = [
+        (k, label)
+        for k, label in METRIC_LABELS
+        if f"{k}_mean" in rows[0] and not k.startswith("mse")
+    ]
     width = max(len(r["predictor"]) for r in rows)
     head = f"{'predictor':<{width}}" + "".join(f"  {label:>24}" for _, label in keys)
     lines = [head]

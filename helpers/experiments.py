@@ -37,8 +37,8 @@ import numpy as np
 from ._checks import check_choice, check_positive_int, check_ratio
 from ._io import read_csv, write_atomic, write_csv
 from .masking import STRATEGIES, make_mask
-from .recipes import NON_LEARNED, PREDICTORS
-from .recipes import RECIPES
+from .recipes import NON_LEARNED, PREDICTORS, RECIPES
+
 PLANS = ("mixed", "per_strategy", "per_cell")
 MIXED_STRATEGIES = ("random", "rows", "columns")  # what a ``mixed`` model is trained on
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -48,13 +48,22 @@ PROVENANCE_FILE = "provenance.json"
 SUMMARY_KEYS = ("psnr_masked", "psnr", "ssim", "mse_masked")
 
 
-#: Builder sizes of the sweep's models: ``small`` for CPU runs, ``reference`` = the builders' defaults
+#: Builder sizes of the sweep's models: ``small`` for CPU runs, ``reference`` = the builders'
+# defaults
 #: (the reference design of notebook 03: tokens of 128, 4 blocks of 4 heads, MLP 256).
 MODEL_SIZES = {
     "small": {
         "vit": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128},
-        "mae": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128, "decoder_dim": 32, "decoder_depth": 1,
-                "decoder_num_heads": 2, "decoder_mlp_dim": 64},
+        "mae": {
+            "embed_dim": 64,
+            "depth": 2,
+            "num_heads": 4,
+            "mlp_dim": 128,
+            "decoder_dim": 32,
+            "decoder_depth": 1,
+            "decoder_num_heads": 2,
+            "decoder_mlp_dim": 64,
+        },
         "cnn": {"filters": (16, 32, 64)},
     },
     "reference": {"vit": {}, "mae": {}, "cnn": {}},
@@ -62,7 +71,8 @@ MODEL_SIZES = {
 
 
 def model_sizes(name: str) -> dict:
-    """Builder keyword arguments per model kind for ``small`` or ``reference`` (see :data:`MODEL_SIZES`)."""
+    """Builder keyword arguments per model kind for ``small`` or ``reference`` (see
+    :data:`MODEL_SIZES`)."""
     check_choice(name, "model_size", MODEL_SIZES)
     return {kind: dict(kwargs) for kind, kwargs in MODEL_SIZES[name].items()}
 
@@ -74,7 +84,8 @@ def results_dir() -> Path:
 
 @dataclass
 class SweepConfig:
-    """What a sweep runs. Defaults are the quick CPU settings; a GPU run uses more epochs and images."""
+    """What a sweep runs. Defaults are the quick CPU settings; a GPU run uses more epochs and
+    images."""
 
     strategies: tuple = STRATEGIES
     ratios: tuple = (0.3, 0.5, 0.7)
@@ -112,7 +123,9 @@ class SweepConfig:
         check_choice(self.plan, "plan", PLANS)
         check_choice(self.recipe, "recipe", RECIPES)
         if len(self.ratio_range) != 2 or not self.ratio_range[0] < self.ratio_range[1]:
-            raise ValueError(f"ratio_range must be (low, high) with low < high, got {self.ratio_range!r}")
+            raise ValueError(
+                f"ratio_range must be (low, high) with low < high, got {self.ratio_range!r}"
+            )
         for r in self.ratio_range:
             check_ratio(r, "ratio_range")
         check_positive_int(self.epochs, "epochs")
@@ -222,7 +235,10 @@ class Run:
                 prov[key].update(value)
             else:
                 prov[key] = value
-        write_atomic(self.path / PROVENANCE_FILE, json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n")
+        write_atomic(
+            self.path / PROVENANCE_FILE,
+            json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n",
+        )
         return prov
 
 
@@ -263,23 +279,40 @@ def pretrained_training(path, predictor: str | None = None) -> dict:
     history = path.parent / HISTORY
     rows = read_history(history) if history.exists() else []
     seen = rows[-1].get("images_seen") if rows else None
-    return {"predictor": predictor, "pretrained": str(path), "epochs": len(rows) if rows else None,
-            "images_seen": int(float(seen)) if seen not in (None, "") else None}
+    return {
+        "predictor": predictor,
+        "pretrained": str(path),
+        "epochs": len(rows) if rows else None,
+        "images_seen": int(float(seen)) if seen not in (None, "") else None,
+    }
 
 
 class Sweep:
     """Runs a :class:`SweepConfig` on a :class:`~helpers.data.Dataset` into a :class:`Run`."""
 
-    def __init__(self, dataset, config: SweepConfig, run, *, verbose: int = 0, extra_provenance: dict | None = None,
-                 pretrained: dict | None = None):
+    def __init__(
+        self,
+        dataset,
+        config: SweepConfig,
+        run,
+        *,
+        verbose: int = 0,
+        extra_provenance: dict | None = None,
+        pretrained: dict | None = None,
+    ):
         """``pretrained``: predictor -> saved ``.keras`` model used instead of training one (plan
         ``mixed`` only: such a model answers every cell)."""
         self.dataset = dataset
         self.pretrained = {p: Path(path) for p, path in (pretrained or {}).items()}
         if self.pretrained and config.plan != "mixed":
-            raise ValueError(f"pretrained models need plan 'mixed' (one model per predictor), got plan {config.plan!r}")
+            raise ValueError(
+                "pretrained models need plan 'mixed' (one model per predictor), got plan "
+                f"{config.plan!r}"
+            )
         for p, path in self.pretrained.items():
-            check_choice(p, "pretrained predictor", [k for k in config.predictors if k not in NON_LEARNED])
+            check_choice(
+                p, "pretrained predictor", [k for k in config.predictors if k not in NON_LEARNED]
+            )
             if not path.is_file():
                 raise FileNotFoundError(f"pretrained[{p!r}]: no saved model at {str(path)!r}")
         self.config = config
@@ -312,16 +345,37 @@ class Sweep:
     def _check_same_settings(self) -> None:
         """A run folder holds one experiment: refuse to mix results of other settings into it."""
         before = self.run.provenance()
-        if not before.get("config"):  # nothing recorded yet (or only a model trained before the sweep)
+        if not before.get(
+            "config"
+        ):  # nothing recorded yet (or only a model trained before the sweep)
             return
-        now = json.loads(json.dumps({"config": asdict(self.config), "dataset": {
-            "name": self.dataset.name, "train": len(self.dataset.x_train), "test": len(self.dataset.x_test)}}, default=str))
-        old = {"config": before.get("config"), "dataset": {k: before.get("dataset", {}).get(k) for k in ("name", "train", "test")}}
-        diff = sorted(f"{part}.{k}" for part in ("config", "dataset") for k in now[part]
-                      if (old[part] or {}).get(k) != now[part][k])
+        now = json.loads(
+            json.dumps(
+                {
+                    "config": asdict(self.config),
+                    "dataset": {
+                        "name": self.dataset.name,
+                        "train": len(self.dataset.x_train),
+                        "test": len(self.dataset.x_test),
+                    },
+                },
+                default=str,
+            )
+        )
+        old = {
+            "config": before.get("config"),
+            "dataset": {k: before.get("dataset", {}).get(k) for k in ("name", "train", "test")},
+        }
+        diff = sorted(
+            f"{part}.{k}"
+            for part in ("config", "dataset")
+            for k in now[part]
+            if (old[part] or {}).get(k) != now[part][k]
+        )
         if diff:
             raise ValueError(
-                f"run folder {self.run.path} holds results of other settings (differs in {', '.join(diff)}); "
+                f"run folder {self.run.path} holds results of other settings (differs in "
+                f"{', '.join(diff)}); "
                 "use another run name, or delete the folder to start again"
             )
 
@@ -336,7 +390,8 @@ class Sweep:
         return kwargs
 
     def model(self, predictor: str, strategy: str, ratio: float):
-        """The predictor for a cell: a non-learned one (never trained), a saved model, or a model trained now."""
+        """The predictor for a cell: a non-learned one (never trained), a saved model, or a model
+        trained now."""
         from .models import build_model, load_predictor
         from .training import train
 
@@ -351,12 +406,20 @@ class Sweep:
         final = folder / "final.keras"
         if predictor in self.pretrained:
             model = load_predictor(self.pretrained[predictor])
-            self.run.update_provenance(training={key: pretrained_training(self.pretrained[predictor], predictor)})
+            self.run.update_provenance(
+                training={key: pretrained_training(self.pretrained[predictor], predictor)}
+            )
         elif final.exists():
             model = load_predictor(final)
         else:
-            score_fn = self.score_fn() if strategy == "importance" and self.config.plan != "mixed" else "variance"
-            model = build_model(predictor, recipe=self.config.recipe, **self._builder_kwargs(predictor, train_ratio))
+            score_fn = (
+                self.score_fn()
+                if strategy == "importance" and self.config.plan != "mixed"
+                else "variance"
+            )
+            model = build_model(
+                predictor, recipe=self.config.recipe, **self._builder_kwargs(predictor, train_ratio)
+            )
             result = train(
                 model,
                 self.dataset,
@@ -374,8 +437,16 @@ class Sweep:
                 score_fn=score_fn,
                 verbose=self.verbose,
             )
-            self.run.update_provenance(training={key: {"seconds": round(result["seconds"], 2), "epochs": result["epochs"],
-                                                       "images_seen": result["images_seen"], **result["settings"]}})
+            self.run.update_provenance(
+                training={
+                    key: {
+                        "seconds": round(result["seconds"], 2),
+                        "epochs": result["epochs"],
+                        "images_seen": result["images_seen"],
+                        **result["settings"],
+                    }
+                }
+            )
         self._models[key] = model
         return model
 
@@ -395,14 +466,23 @@ class Sweep:
         key = (strategy, round(ratio, 6), len(images))
         if key not in self._masks:
             score_fn = self.score_fn() if strategy == "importance" else "variance"
-            seed = self.config.mask_seed + STRATEGIES.index(strategy) * 1000 + int(round(ratio * 100))
+            seed = (
+                self.config.mask_seed + STRATEGIES.index(strategy) * 1000 + int(round(ratio * 100))
+            )
             self._masks[key] = make_mask(
-                strategy, ratio, images=images, patch_size=self.config.patch_size, score_fn=score_fn, seed=seed
+                strategy,
+                ratio,
+                images=images,
+                patch_size=self.config.patch_size,
+                score_fn=score_fn,
+                seed=seed,
             )
         return self._masks[key]
 
     # -- evaluation -------------------------------------------------------------------------
-    def evaluate_cell(self, strategy: str, ratio: float, predictor: str, eval_strategy: str | None = None) -> dict:
+    def evaluate_cell(
+        self, strategy: str, ratio: float, predictor: str, eval_strategy: str | None = None
+    ) -> dict:
         """Train or load the model of a cell and score it on the test set (with ``eval_strategy``
         masks when given, for the cross-strategy matrix)."""
         from .evaluation import score_predictor
@@ -417,7 +497,12 @@ class Sweep:
         t2 = time.perf_counter()
         row = {"predictor": predictor, "strategy": eval_strategy, "ratio": ratio}
         if eval_strategy != strategy:
-            row = {"predictor": predictor, "train_strategy": strategy, "eval_strategy": eval_strategy, "ratio": ratio}
+            row = {
+                "predictor": predictor,
+                "train_strategy": strategy,
+                "eval_strategy": eval_strategy,
+                "ratio": ratio,
+            }
         row.update({"plan": self.config.plan, "n_test": len(x)})
         row.update({k: round(v, 6) for k, v in summary.items()})
         row.update({"train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)})
@@ -431,33 +516,55 @@ class Sweep:
         done = {cell_id(r["strategy"], float(r["ratio"]), r["predictor"]) for r in self.run.rows()}
         cells = self.config.cells()
         todo = [c for c in cells if cell_id(*c) not in done]
-        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="sweep", unit="cell", disable=not progress)
+        bar = tqdm(
+            total=len(cells),
+            initial=len(cells) - len(todo),
+            desc="sweep",
+            unit="cell",
+            disable=not progress,
+        )
         for strategy, ratio, predictor in todo:
             cid = cell_id(strategy, ratio, predictor)
             bar.set_postfix_str(cid)
             start = time.perf_counter()
             row = self.evaluate_cell(strategy, ratio, predictor)
             append_row(self.run.metrics_path, row)
-            stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            self.run.update_provenance(cells={cid: {"seconds": round(time.perf_counter() - start, 2), "finished": stamp}})
+            stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+            self.run.update_provenance(
+                cells={cid: {"seconds": round(time.perf_counter() - start, 2), "finished": stamp}}
+            )
             bar.update(1)
         bar.close()
         return self.run.rows()
 
-    def run_matrix(self, ratio: float = 0.5, predictor: str = "vit", progress: bool = True) -> np.ndarray:
+    def run_matrix(
+        self, ratio: float = 0.5, predictor: str = "vit", progress: bool = True
+    ) -> np.ndarray:
         """Train on strategy A, evaluate on strategy B, for all pairs: (A, B) masked-region PSNR."""
         from tqdm import tqdm
 
         check_ratio(ratio)
         if self.config.plan == "mixed":
-            raise ValueError("the cross-strategy matrix needs one model per training strategy: plan 'per_strategy' or "
-                             "'per_cell', not 'mixed'")
+            raise ValueError(
+                "the cross-strategy matrix needs one model per training strategy: plan "
+                "'per_strategy' or "
+                "'per_cell', not 'mixed'"
+            )
         self._record_start()
         strategies = self.config.strategies
-        done = {(r["train_strategy"], r["eval_strategy"]): r for r in self.run.matrix_rows()
-                if float(r["ratio"]) == ratio and r["predictor"] == predictor}
+        done = {
+            (r["train_strategy"], r["eval_strategy"]): r
+            for r in self.run.matrix_rows()
+            if float(r["ratio"]) == ratio and r["predictor"] == predictor
+        }
         pairs = [(a, b) for a in strategies for b in strategies]
-        bar = tqdm(total=len(pairs), initial=sum(p in done for p in pairs), desc="matrix", unit="cell", disable=not progress)
+        bar = tqdm(
+            total=len(pairs),
+            initial=sum(p in done for p in pairs),
+            desc="matrix",
+            unit="cell",
+            disable=not progress,
+        )
         for a, b in pairs:
             if (a, b) in done:
                 continue
@@ -472,10 +579,19 @@ class Sweep:
         return matrix_table(self.run.matrix_rows(), strategies, ratio=ratio, predictor=predictor)
 
 
-def matrix_table(rows, strategies, *, ratio: float = 0.5, predictor: str = "vit", key: str = "psnr_masked_mean") -> np.ndarray:
+def matrix_table(
+    rows, strategies, *, ratio: float = 0.5, predictor: str = "vit", key: str = "psnr_masked_mean"
+) -> np.ndarray:
     """(train strategy, eval strategy) array of ``key`` from matrix rows (NaN where missing)."""
     table = np.full((len(strategies), len(strategies)), np.nan)
     for r in rows:
-        if r["predictor"] == predictor and float(r["ratio"]) == ratio and r["train_strategy"] in strategies and r["eval_strategy"] in strategies:
-            table[strategies.index(r["train_strategy"]), strategies.index(r["eval_strategy"])] = float(r[key])
+        if (
+            r["predictor"] == predictor
+            and float(r["ratio"]) == ratio
+            and r["train_strategy"] in strategies
+            and r["eval_strategy"] in strategies
+        ):
+            table[strategies.index(r["train_strategy"]), strategies.index(r["eval_strategy"])] = (
+                float(r[key])
+            )
     return table

@@ -52,7 +52,9 @@ def _input_gradient(fn, x):
         x = x.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(fn(x), x)
         return grad
-    raise NotImplementedError(f"gradient_scores supports the tensorflow, jax and torch backends, not {backend!r}")
+    raise NotImplementedError(
+        f"gradient_scores supports the tensorflow, jax and torch backends, not {backend!r}"
+    )
 
 
 def _loss_fn(model, mask: np.ndarray, patch_size: int, image_shape):
@@ -60,11 +62,15 @@ def _loss_fn(model, mask: np.ndarray, patch_size: int, image_shape):
     from keras import ops
 
     patch_mask = ops.convert_to_tensor(mask.astype("float32"))  # (n, L)
-    pixels = ops.convert_to_tensor(patch_mask_to_pixels(mask, patch_size, image_shape).astype("float32"))  # (n,H,W,1)
+    pixels = ops.convert_to_tensor(
+        patch_mask_to_pixels(mask, patch_size, image_shape).astype("float32")
+    )  # (n,H,W,1)
 
     def loss(x):
         pred = model({"images": x, "mask": patch_mask}, training=False)
-        err = ops.sum(ops.square(ops.cast(pred, x.dtype) - ops.stop_gradient(x)) * pixels, axis=(1, 2, 3))
+        err = ops.sum(
+            ops.square(ops.cast(pred, x.dtype) - ops.stop_gradient(x)) * pixels, axis=(1, 2, 3)
+        )
         return ops.sum(err / ops.maximum(ops.sum(pixels, axis=(1, 2, 3)) * image_shape[2], 1.0))
 
     return loss
@@ -94,8 +100,14 @@ def _default_groups(model, n_patches):
 
 
 def gradient_scores(
-    model, images: np.ndarray, patch_size: int, mask: np.ndarray | None = None, *,
-    groups: int | None = None, batch_size: int = 128, seed: int = 0,
+    model,
+    images: np.ndarray,
+    patch_size: int,
+    mask: np.ndarray | None = None,
+    *,
+    groups: int | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
 ) -> np.ndarray:
     """Patch importance (N, L): L2 norm of the gradient of the reconstruction loss w.r.t. each
     patch's input pixels (see the module docstring for the loss and the ``mask=None`` scheme).
@@ -107,7 +119,9 @@ def gradient_scores(
     check_patch_size(patch_size, images.shape[1:3])
     batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(model, MaskedImageModel):
-        raise ValueError(f"gradient_scores needs a Keras model (vit, mae or cnn); {model!r} has no gradients")
+        raise ValueError(
+            f"gradient_scores needs a Keras model (vit, mae or cnn); {model!r} has no gradients"
+        )
     check_fits(model, images.shape[1:], patch_size)
     gh, gw = grid_shape(images.shape[1:3], patch_size)
     n_patches = gh * gw
@@ -119,15 +133,22 @@ def gradient_scores(
         need = _default_groups(model, n_patches)
         groups = need if groups is None else check_positive_int(groups, "groups", minimum=2)
         if groups < need or groups > n_patches:
-            raise ValueError(f"groups must be between {need} and {n_patches} for this {model.name} model, got {groups}")
+            raise ValueError(
+                f"groups must be between {need} and {n_patches} for this {model.name} model, got "
+                f"{groups}"
+            )
         masks = partition_masks(images.shape[0], n_patches, groups, seed=seed)
     for m in masks:
-        check_fits(model, images.shape[1:], patch_size, hidden=int(m.sum(axis=1).min()) if m.size else None)
+        check_fits(
+            model, images.shape[1:], patch_size, hidden=int(m.sum(axis=1).min()) if m.size else None
+        )
     scores = np.zeros((images.shape[0], n_patches), dtype=np.float32)
     for start in range(0, images.shape[0], batch_size):
         sl = slice(start, start + batch_size)
         for m in masks:  # each patch is visible in at most one pass (exactly one by default)
-            scores[sl] += np.where(m[sl], 0.0, _scores_one_mask(model, images[sl], m[sl], patch_size))
+            scores[sl] += np.where(
+                m[sl], 0.0, _scores_one_mask(model, images[sl], m[sl], patch_size)
+            )
     return scores
 
 

@@ -73,7 +73,11 @@ class Unpatchify(layers.Layer):
         return (input_shape[0], *self.image_shape)
 
     def get_config(self):
-        return {**super().get_config(), "patch_size": self.patch_size, "image_shape": self.image_shape}
+        return {
+            **super().get_config(),
+            "patch_size": self.patch_size,
+            "image_shape": self.image_shape,
+        }
 
 
 def pixel_mask(patch_mask, patch_size: int, image_shape):
@@ -149,7 +153,9 @@ class MaskToken(layers.Layer):
 
     def build(self, input_shape):
         self.token = self.add_weight(
-            shape=(1, 1, input_shape[-1]), initializer=keras.initializers.RandomNormal(stddev=0.02), name="token"
+            shape=(1, 1, input_shape[-1]),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="token",
         )
 
     def call(self, tokens, patch_mask):
@@ -191,14 +197,21 @@ class HarmonicFill(layers.Layer):
         hidden = _hidden(patch_mask)
         known = ops.where(hidden, ops.zeros_like(patches), patches)
         image = unpatchify_ops(known, self.patch_size, self.image_shape)
-        gap = unpatchify_ops(ops.cast(ops.broadcast_to(hidden, ops.shape(patches)), patches.dtype), self.patch_size,
-                             self.image_shape)
+        gap = unpatchify_ops(
+            ops.cast(ops.broadcast_to(hidden, ops.shape(patches)), patches.dtype),
+            self.patch_size,
+            self.image_shape,
+        )
         seen = 1.0 - gap
-        mean = ops.sum(image, axis=(1, 2), keepdims=True) / ops.maximum(ops.sum(seen, axis=(1, 2), keepdims=True), 1.0)
+        mean = ops.sum(image, axis=(1, 2), keepdims=True) / ops.maximum(
+            ops.sum(seen, axis=(1, 2), keepdims=True), 1.0
+        )
 
         def step(_, y):
             y = ops.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
-            neighbours = (y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:]) * 0.25
+            neighbours = (
+                y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:]
+            ) * 0.25
             return image + gap * neighbours
 
         filled = ops.fori_loop(0, self.iterations, step, image + gap * mean)
@@ -208,8 +221,12 @@ class HarmonicFill(layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "image_shape": self.image_shape, "patch_size": self.patch_size,
-                "iterations": self.iterations}
+        return {
+            **super().get_config(),
+            "image_shape": self.image_shape,
+            "patch_size": self.patch_size,
+            "iterations": self.iterations,
+        }
 
 
 def sincos_position_embedding(grid, width: int):
@@ -223,7 +240,9 @@ def sincos_position_embedding(grid, width: int):
 
     gh, gw = (int(v) for v in grid)
     if width % 4:
-        raise ValueError(f"a sine-cosine position embedding needs a token width divisible by 4, got {width}")
+        raise ValueError(
+            f"a sine-cosine position embedding needs a token width divisible by 4, got {width}"
+        )
     omega = 1.0 / 10000 ** (np.arange(width // 4, dtype=np.float64) / (width / 4.0))
 
     def encode(pos):  # (L,) -> (L, width / 2)
@@ -259,12 +278,17 @@ class PositionEmbedding(layers.Layer):
         length, width = int(input_shape[-2]), int(input_shape[-1])
         if self.init == "sincos":
             if self.grid[0] * self.grid[1] != length:
-                raise ValueError(f"grid {self.grid} has {self.grid[0] * self.grid[1]} patches, the tokens {length}")
+                raise ValueError(
+                    f"grid {self.grid} has {self.grid[0] * self.grid[1]} patches, the tokens "
+                    f"{length}"
+                )
             table = sincos_position_embedding(self.grid, width)[None]
             initializer = keras.initializers.Constant(table)
         else:
             initializer = keras.initializers.TruncatedNormal(stddev=0.02)
-        self.embedding = self.add_weight(shape=(1, length, width), initializer=initializer, name="embedding")
+        self.embedding = self.add_weight(
+            shape=(1, length, width), initializer=initializer, name="embedding"
+        )
 
     def call(self, tokens):
         return tokens + ops.cast(self.embedding, tokens.dtype)
@@ -300,7 +324,9 @@ class TransformerBlock(layers.Layer):
     def build(self, input_shape):
         width = int(input_shape[-1])
         if width % self.num_heads:
-            raise ValueError(f"the token width {width} must be divisible by num_heads={self.num_heads}")
+            raise ValueError(
+                f"the token width {width} must be divisible by num_heads={self.num_heads}"
+            )
         self.attention = layers.MultiHeadAttention(
             self.num_heads, width // self.num_heads, dtype=self.dtype_policy, name="attention"
         )
@@ -315,7 +341,9 @@ class TransformerBlock(layers.Layer):
         attention_mask = None
         if key_mask is not None:  # (N, S) -> (N, T, S)
             keys = ops.expand_dims(ops.greater(key_mask, 0.5), 1)
-            attention_mask = ops.broadcast_to(keys, (ops.shape(x)[0], ops.shape(x)[1], ops.shape(key_mask)[1]))
+            attention_mask = ops.broadcast_to(
+                keys, (ops.shape(x)[0], ops.shape(x)[1], ops.shape(key_mask)[1])
+            )
         h = self.norm1(x)
         h = self.attention(h, h, attention_mask=attention_mask, training=training)
         x = x + self.drop(h, training=training)
@@ -327,7 +355,12 @@ class TransformerBlock(layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads, "mlp_dim": self.mlp_dim, "dropout": self.dropout}
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "mlp_dim": self.mlp_dim,
+            "dropout": self.dropout,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -352,12 +385,17 @@ class TokenSelector(layers.Layer):
         positions = ops.cast(ops.arange(length), "float32")
         keys = ops.cast(ops.greater(patch_mask, 0.5), "float32") * float(length) + positions
         ids_keep = ops.argsort(keys, axis=1)[:, : self.n_keep]
-        kept_visible = ops.cast(ops.less(ops.sort(keys, axis=1)[:, : self.n_keep], float(length)), "float32")
+        kept_visible = ops.cast(
+            ops.less(ops.sort(keys, axis=1)[:, : self.n_keep], float(length)), "float32"
+        )
         return ids_keep, kept_visible
 
     def compute_output_spec(self, patch_mask):
         n = patch_mask.shape[0]
-        return (keras.KerasTensor((n, self.n_keep), dtype="int32"), keras.KerasTensor((n, self.n_keep), dtype="float32"))
+        return (
+            keras.KerasTensor((n, self.n_keep), dtype="int32"),
+            keras.KerasTensor((n, self.n_keep), dtype="float32"),
+        )
 
     def get_config(self):
         return {**super().get_config(), "n_keep": self.n_keep}

@@ -17,7 +17,7 @@ All draws are vectorised over the batch and seeded: pass an int seed for a fixed
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -124,7 +124,10 @@ def importance_masking(
         score_fn = SCORES[check_choice(score_fn, "score_fn", SCORES)]
     scores = np.asarray(score_fn(images, patch_size), dtype=np.float64)
     if scores.shape != (images.shape[0], gh * gw):
-        raise ValueError(f"score_fn must return shape {(images.shape[0], gh * gw)} (images, patches), got {scores.shape}")
+        raise ValueError(
+            f"score_fn must return shape {(images.shape[0], gh * gw)} (images, patches), got "
+            f"{scores.shape}"
+        )
     if not np.all(np.isfinite(scores)):
         raise ValueError("score_fn returned NaN or infinite scores")
     tiebreak = _rng(seed).random(scores.shape)
@@ -160,7 +163,9 @@ def make_mask(
         n_images = images.shape[0]
     if strategy == "importance":
         if images is None or patch_size is None:
-            raise ValueError("strategy 'importance' needs images and patch_size to score the patches")
+            raise ValueError(
+                "strategy 'importance' needs images and patch_size to score the patches"
+            )
         return importance_masking(images, patch_size, ratio, score_fn=score_fn, seed=seed)
     if n_images is None or grid is None:
         raise ValueError(f"strategy {strategy!r} needs n_images and grid, or images and patch_size")
@@ -168,7 +173,9 @@ def make_mask(
     return draw(n_images, grid, ratio, seed=seed)
 
 
-def apply_mask(images: np.ndarray, mask: np.ndarray, patch_size: int, fill: float = 0.5) -> np.ndarray:
+def apply_mask(
+    images: np.ndarray, mask: np.ndarray, patch_size: int, fill: float = 0.5
+) -> np.ndarray:
     """Images with the masked patches replaced by ``fill`` (grey by default)."""
     check_images(images)
     pixels = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])

@@ -23,7 +23,9 @@ def _pair(original, predicted):
     check_images(original, "original")
     check_images(predicted, "predicted", value_range=False)
     if original.shape != predicted.shape:
-        raise ValueError(f"predicted must have the shape of original {original.shape}, got {predicted.shape}")
+        raise ValueError(
+            f"predicted must have the shape of original {original.shape}, got {predicted.shape}"
+        )
 
 
 def _pixel_mask(mask, patch_size, images):
@@ -32,11 +34,15 @@ def _pixel_mask(mask, patch_size, images):
     return patch_mask_to_pixels(mask, patch_size, images.shape[1:3])
 
 
-def composite(original: np.ndarray, predicted: np.ndarray, mask: np.ndarray, patch_size: int) -> np.ndarray:
+def composite(
+    original: np.ndarray, predicted: np.ndarray, mask: np.ndarray, patch_size: int
+) -> np.ndarray:
     """Visible pixels from ``original``, masked pixels from ``predicted`` (clipped to [0, 1])."""
     _pair(original, predicted)
     pixels = _pixel_mask(mask, patch_size, original)
-    return np.where(pixels, np.clip(predicted, 0.0, 1.0), original).astype(original.dtype, copy=False)
+    return np.where(pixels, np.clip(predicted, 0.0, 1.0), original).astype(
+        original.dtype, copy=False
+    )
 
 
 def mse_masked(original, predicted, mask, patch_size) -> np.ndarray:
@@ -75,7 +81,9 @@ def _window_means(stack: np.ndarray, win_size: int) -> np.ndarray:
     return (c[..., win_size:, :] - c[..., :-win_size, :]) / (win_size * win_size)
 
 
-def ssim(original: np.ndarray, predicted: np.ndarray, win_size: int = 7, chunk: int = 32) -> np.ndarray:
+def ssim(
+    original: np.ndarray, predicted: np.ndarray, win_size: int = 7, chunk: int = 32
+) -> np.ndarray:
     """Per-image SSIM, equal to ``skimage.metrics.structural_similarity(a, b, data_range=1,
     channel_axis=-1)`` for every image, computed for the whole batch at once.
 
@@ -85,10 +93,16 @@ def ssim(original: np.ndarray, predicted: np.ndarray, win_size: int = 7, chunk: 
     """
     _pair(original, predicted)
     if min(original.shape[1:3]) < win_size or win_size % 2 == 0 or win_size < 3:
-        raise ValueError(f"win_size must be odd, >= 3 and at most the image side {min(original.shape[1:3])}, got {win_size}")
+        raise ValueError(
+            f"win_size must be odd, >= 3 and at most the image side {min(original.shape[1:3])}, "
+            f"got {win_size}"
+        )
     if len(original) > chunk:  # small chunks stay in cache: several times faster than one big array
         return np.concatenate(
-            [ssim(original[i : i + chunk], predicted[i : i + chunk], win_size, chunk) for i in range(0, len(original), chunk)]
+            [
+                ssim(original[i : i + chunk], predicted[i : i + chunk], win_size, chunk)
+                for i in range(0, len(original), chunk)
+            ]
         )
     x = original.astype(np.float64)
     y = predicted.astype(np.float64)
@@ -119,7 +133,13 @@ def evaluate(original, predicted, mask, patch_size, batch_size: int = 512) -> di
         mm = mse_masked(o, comp, m, patch_size)
         mw = mse(o, comp)
         parts.append(
-            {"mse_masked": mm, "psnr_masked": psnr_from_mse(mm), "mse": mw, "psnr": psnr_from_mse(mw), "ssim": ssim(o, comp)}
+            {
+                "mse_masked": mm,
+                "psnr_masked": psnr_from_mse(mm),
+                "mse": mw,
+                "psnr": psnr_from_mse(mw),
+                "ssim": ssim(o, comp),
+            }
         )
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 

@@ -1,4 +1,5 @@
-"""Predictors of hidden patches: two Transformers, a convolutional autoencoder, biharmonic inpainting,
+"""Predictors of hidden patches: two Transformers, a convolutional autoencoder, biharmonic
+inpainting,
 the mean-colour guess.
 
 Every predictor takes ``{"images": (N, H, W, C) float32 in [0, 1], "mask": (N, L) 0/1}`` (1 =
@@ -21,7 +22,8 @@ know which model it holds.
   encoded tokens back in place, a decoder mask token at every masked position and its own
   position embeddings, and predicts every patch. A mask hiding *fewer* patches than
   ``L - n_keep`` cannot be handled (a visible patch would be dropped): :func:`reconstruct` and the
-  training data raise an error for it (``model.min_masked``). Build with a larger ``min_mask_ratio`` for a faster model
+  training data raise an error for it (``model.min_masked``). Build with a larger
+  ``min_mask_ratio`` for a faster model
   at high ratios.
 - ``cnn`` (:func:`build_cnn_autoencoder`): strided-convolution encoder, transposed-convolution
   decoder, batch normalization and dropout; inside it the hidden pixels are set to
@@ -47,8 +49,15 @@ import numpy as np
 from keras import layers
 
 from . import layers as mim
-from ._checks import SettingError, check_choice, check_images, check_mask, check_patch_size, check_positive_int
-from ._checks import check_ratio
+from ._checks import (
+    SettingError,
+    check_choice,
+    check_images,
+    check_mask,
+    check_patch_size,
+    check_positive_int,
+    check_ratio,
+)
 from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels
 from .recipes import LEARNED, NON_LEARNED, VIT_FILLS
@@ -60,7 +69,11 @@ CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
 # Checks
 # --------------------------------------------------------------------------------------------
 def _check_dropout(dropout, name="dropout") -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, Real) or not 0.0 <= float(dropout) < 1.0:
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, Real)
+        or not 0.0 <= float(dropout) < 1.0
+    ):
         raise ValueError(f"{name} must be a number in [0, 1), got {dropout!r}")
     return float(dropout)
 
@@ -68,7 +81,10 @@ def _check_dropout(dropout, name="dropout") -> float:
 def _check_image_shape(image_shape) -> tuple[int, int, int]:
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
         raise ValueError(f"image_shape must be (H, W, C), e.g. (32, 32, 3); got {image_shape!r}")
-    h, w, c = (check_positive_int(v, name) for v, name in zip(image_shape, ("image height", "image width", "channels")))
+    h, w, c = (
+        check_positive_int(v, name)
+        for v, name in zip(image_shape, ("image height", "image width", "channels"))
+    )
     return h, w, c
 
 
@@ -83,15 +99,25 @@ def _check_heads(width: int, num_heads: int, width_name: str, heads_name: str) -
 
 def _check_sincos_width(width: int, name: str, pos_init: str) -> None:
     if pos_init == "sincos" and width % 4:
-        raise ValueError(f"{name}={width} must be divisible by 4 for pos_init='sincos' (a sine and a cosine per axis)")
+        raise ValueError(
+            f"{name}={width} must be divisible by 4 for pos_init='sincos' (a sine and a cosine per "
+            "axis)"
+        )
 
 
-def _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init="random"):
+def _check_transformer(
+    image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init="random"
+):
     """The checked image shape (H, W, C)."""
     image_shape = _check_image_shape(image_shape)
     check_choice(pos_init, "pos_init", mim.POSITION_INITS)
     check_patch_size(patch_size, image_shape)
-    for value, name in ((embed_dim, "embed_dim"), (depth, "depth"), (num_heads, "num_heads"), (mlp_dim, "mlp_dim")):
+    for value, name in (
+        (embed_dim, "embed_dim"),
+        (depth, "depth"),
+        (num_heads, "num_heads"),
+        (mlp_dim, "mlp_dim"),
+    ):
         check_positive_int(value, name)
     _check_heads(embed_dim, num_heads, "embed_dim", "num_heads")
     _check_sincos_width(embed_dim, "embed_dim", pos_init)
@@ -164,20 +190,44 @@ class MaskTokenViT(MaskedImageModel):
 
     builder = "vit"
 
-    def __init__(self, image_shape=(32, 32, 3), patch_size=4, embed_dim=128, depth=4, num_heads=4, mlp_dim=256,
-                 dropout=0.0, pos_init="sincos", fill="harmonic", fill_iterations=128, mixed_precision=False,
-                 name="vit", **kwargs):
-        settings = dict(image_shape=tuple(image_shape), patch_size=patch_size, embed_dim=embed_dim, depth=depth,
-                        num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout, pos_init=pos_init, fill=fill,
-                        fill_iterations=fill_iterations, mixed_precision=mixed_precision)
+    def __init__(
+        self,
+        image_shape=(32, 32, 3),
+        patch_size=4,
+        embed_dim=128,
+        depth=4,
+        num_heads=4,
+        mlp_dim=256,
+        dropout=0.0,
+        pos_init="sincos",
+        fill="harmonic",
+        fill_iterations=128,
+        mixed_precision=False,
+        name="vit",
+        **kwargs,
+    ):
+        settings = dict(
+            image_shape=tuple(image_shape),
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_dim=mlp_dim,
+            dropout=dropout,
+            pos_init=pos_init,
+            fill=fill,
+            fill_iterations=fill_iterations,
+            mixed_precision=mixed_precision,
+        )
         grid = grid_shape(image_shape[:2], patch_size)
         patch_dim = patch_size * patch_size * image_shape[2]
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
             patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
             if fill == "harmonic":
-                guess = mim.HarmonicFill(image_shape, patch_size, fill_iterations, dtype="float32",
-                                         name="harmonic_fill")(patches, mask)
+                guess = mim.HarmonicFill(
+                    image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
+                )(patches, mask)
                 x = mim.PatchEmbedding(embed_dim, name="patch_embed")(guess)
                 x = mim.MaskToken("add", name="mask_token")(x, mask)
             else:
@@ -188,7 +238,9 @@ class MaskTokenViT(MaskedImageModel):
                 x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(x)
             x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
             if fill == "harmonic":
-                correction = layers.Dense(patch_dim, kernel_initializer="zeros", dtype="float32", name="head")(x)
+                correction = layers.Dense(
+                    patch_dim, kernel_initializer="zeros", dtype="float32", name="head"
+                )(x)
                 out = layers.Add(dtype="float32", name="guess_plus")([guess, correction])
                 out = layers.ReLU(max_value=1.0, dtype="float32", name="clip")(out)
             else:
@@ -203,13 +255,41 @@ class MaeViT(MaskedImageModel):
 
     builder = "mae"
 
-    def __init__(self, image_shape=(32, 32, 3), patch_size=4, embed_dim=128, depth=4, num_heads=4, mlp_dim=256,
-                 decoder_dim=128, decoder_depth=2, decoder_num_heads=4, decoder_mlp_dim=256, dropout=0.0,
-                 pos_init="sincos", min_mask_ratio=0.5, mixed_precision=False, name="mae", **kwargs):
-        settings = dict(image_shape=tuple(image_shape), patch_size=patch_size, embed_dim=embed_dim, depth=depth,
-                        num_heads=num_heads, mlp_dim=mlp_dim, decoder_dim=decoder_dim, decoder_depth=decoder_depth,
-                        decoder_num_heads=decoder_num_heads, decoder_mlp_dim=decoder_mlp_dim, dropout=dropout,
-                        pos_init=pos_init, min_mask_ratio=min_mask_ratio, mixed_precision=mixed_precision)
+    def __init__(
+        self,
+        image_shape=(32, 32, 3),
+        patch_size=4,
+        embed_dim=128,
+        depth=4,
+        num_heads=4,
+        mlp_dim=256,
+        decoder_dim=128,
+        decoder_depth=2,
+        decoder_num_heads=4,
+        decoder_mlp_dim=256,
+        dropout=0.0,
+        pos_init="sincos",
+        min_mask_ratio=0.5,
+        mixed_precision=False,
+        name="mae",
+        **kwargs,
+    ):
+        settings = dict(
+            image_shape=tuple(image_shape),
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_dim=mlp_dim,
+            decoder_dim=decoder_dim,
+            decoder_depth=decoder_depth,
+            decoder_num_heads=decoder_num_heads,
+            decoder_mlp_dim=decoder_mlp_dim,
+            dropout=dropout,
+            pos_init=pos_init,
+            min_mask_ratio=min_mask_ratio,
+            mixed_precision=mixed_precision,
+        )
         grid = grid_shape(image_shape[:2], patch_size)
         num_patches = grid[0] * grid[1]
         n_keep = num_patches - n_masked(min_mask_ratio, num_patches)
@@ -222,7 +302,9 @@ class MaeViT(MaskedImageModel):
             ids_keep, key_mask = mim.TokenSelector(n_keep, name="select_tokens")(mask)
             x = mim.GatherTokens(name="keep_tokens")(x, ids_keep)
             for i in range(depth):
-                x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(x, key_mask)
+                x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(
+                    x, key_mask
+                )
             x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
             # decoder: all L positions, mask tokens where hidden
             x = layers.Dense(decoder_dim, name="decoder_embed")(x)
@@ -230,10 +312,13 @@ class MaeViT(MaskedImageModel):
             x = mim.MaskToken(name="decoder_mask_token")(x, mask)
             x = mim.PositionEmbedding(pos_init, grid, name="decoder_pos_embed")(x)
             for i in range(decoder_depth):
-                x = mim.TransformerBlock(decoder_num_heads, decoder_mlp_dim, dropout, name=f"decoder_block_{i}")(x)
+                x = mim.TransformerBlock(
+                    decoder_num_heads, decoder_mlp_dim, dropout, name=f"decoder_block_{i}"
+                )(x)
             x = layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")(x)
             out = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="unpatchify")(
-                _head(x, patches.shape[-1]))
+                _head(x, patches.shape[-1])
+            )
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
         self.min_masked = num_patches - n_keep
 
@@ -244,40 +329,77 @@ class CnnAutoencoder(MaskedImageModel):
 
     builder = "cnn"
 
-    def __init__(self, image_shape=(32, 32, 3), patch_size=4, filters=(32, 64, 128), dropout=0.0, skips=True,
-                 mixed_precision=False, name="cnn", **kwargs):
-        settings = dict(image_shape=tuple(image_shape), patch_size=patch_size, filters=tuple(filters),
-                        dropout=dropout, skips=skips, mixed_precision=mixed_precision)
+    def __init__(
+        self,
+        image_shape=(32, 32, 3),
+        patch_size=4,
+        filters=(32, 64, 128),
+        dropout=0.0,
+        skips=True,
+        mixed_precision=False,
+        name="cnn",
+        **kwargs,
+    ):
+        settings = dict(
+            image_shape=tuple(image_shape),
+            patch_size=patch_size,
+            filters=tuple(filters),
+            dropout=dropout,
+            skips=skips,
+            mixed_precision=mixed_precision,
+        )
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
             x = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
             stage_inputs = []
             for i, f in enumerate(filters):
                 stage_inputs.append(x)
-                x = layers.Conv2D(f, 3, strides=2, padding="same", use_bias=False, name=f"enc_conv_{i}")(x)
-                # momentum 0.9 (Keras: 0.99): the moving statistics settle within a few hundred steps
+                x = layers.Conv2D(
+                    f, 3, strides=2, padding="same", use_bias=False, name=f"enc_conv_{i}"
+                )(x)
+                # momentum 0.9 (Keras: 0.99): the moving statistics settle within a few hundred
+                # steps
                 x = layers.BatchNormalization(momentum=0.9, name=f"enc_bn_{i}")(x)
                 x = layers.Activation("relu", name=f"enc_relu_{i}")(x)
                 x = layers.Dropout(dropout, name=f"enc_drop_{i}")(x)
             for i, f in enumerate(reversed(filters)):
-                x = layers.Conv2DTranspose(f, 3, strides=2, padding="same", use_bias=False, name=f"dec_conv_{i}")(x)
+                x = layers.Conv2DTranspose(
+                    f, 3, strides=2, padding="same", use_bias=False, name=f"dec_conv_{i}"
+                )(x)
                 x = layers.BatchNormalization(momentum=0.9, name=f"dec_bn_{i}")(x)
                 x = layers.Activation("relu", name=f"dec_relu_{i}")(x)
                 x = layers.Dropout(dropout, name=f"dec_drop_{i}")(x)
                 if skips:
                     x = layers.Concatenate(name=f"skip_{i}")([x, stage_inputs[-1 - i]])
-            out = layers.Conv2D(image_shape[2], 3, padding="same", activation="sigmoid", dtype="float32",
-                                name="head")(x)
+            out = layers.Conv2D(
+                image_shape[2],
+                3,
+                padding="same",
+                activation="sigmoid",
+                dtype="float32",
+                name="head",
+            )(x)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
 # Builders: check the settings, seed, build
 # --------------------------------------------------------------------------------------------
-def build_vit(image_shape=(32, 32, 3), patch_size: int = 4, *, embed_dim: int = 128, depth: int = 4,
-              num_heads: int = 4, mlp_dim: int = 256, dropout: float = 0.0, pos_init: str = "sincos",
-              fill: str = "harmonic", fill_iterations: int = 128, seed: int | None = 0,
-              mixed_precision: bool = False) -> MaskTokenViT:
+def build_vit(
+    image_shape=(32, 32, 3),
+    patch_size: int = 4,
+    *,
+    embed_dim: int = 128,
+    depth: int = 4,
+    num_heads: int = 4,
+    mlp_dim: int = 256,
+    dropout: float = 0.0,
+    pos_init: str = "sincos",
+    fill: str = "harmonic",
+    fill_iterations: int = 128,
+    seed: int | None = 0,
+    mixed_precision: bool = False,
+) -> MaskTokenViT:
     """Mask-token ViT: images (N, H, W, C) and mask (N, L) in, images out.
 
     ``fill="token"``: a hidden patch enters as the learned mask token alone and the head (a
@@ -286,19 +408,45 @@ def build_vit(image_shape=(32, 32, 3), patch_size: int = 4, *, embed_dim: int = 
     mask token, and the head (started at zero) predicts the correction to that guess; the model
     starts where harmonic inpainting is and learns what smoothness misses.
     """
-    image_shape = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init)
+    image_shape = _check_transformer(
+        image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
+    )
     check_choice(fill, "fill", VIT_FILLS)
     check_positive_int(fill_iterations, "fill_iterations", minimum=0)
     _seed(seed)
-    return MaskTokenViT(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, float(dropout), pos_init,
-                        fill, fill_iterations, bool(mixed_precision))
+    return MaskTokenViT(
+        image_shape,
+        patch_size,
+        embed_dim,
+        depth,
+        num_heads,
+        mlp_dim,
+        float(dropout),
+        pos_init,
+        fill,
+        fill_iterations,
+        bool(mixed_precision),
+    )
 
 
-def build_mae(image_shape=(32, 32, 3), patch_size: int = 4, *, embed_dim: int = 128, depth: int = 4,
-              num_heads: int = 4, mlp_dim: int = 256, decoder_dim: int = 128, decoder_depth: int = 2,
-              decoder_num_heads: int = 4, decoder_mlp_dim: int = 256, dropout: float = 0.0,
-              pos_init: str = "sincos", min_mask_ratio: float = 0.5, seed: int | None = 0,
-              mixed_precision: bool = False) -> MaeViT:
+def build_mae(
+    image_shape=(32, 32, 3),
+    patch_size: int = 4,
+    *,
+    embed_dim: int = 128,
+    depth: int = 4,
+    num_heads: int = 4,
+    mlp_dim: int = 256,
+    decoder_dim: int = 128,
+    decoder_depth: int = 2,
+    decoder_num_heads: int = 4,
+    decoder_mlp_dim: int = 256,
+    dropout: float = 0.0,
+    pos_init: str = "sincos",
+    min_mask_ratio: float = 0.5,
+    seed: int | None = 0,
+    mixed_precision: bool = False,
+) -> MaeViT:
     """MAE-style ViT, same inputs and output as :func:`build_vit`.
 
     The decoder is as wide as the encoder by default: a 64-wide decoder (MLP 128) stayed at the
@@ -309,22 +457,48 @@ def build_mae(image_shape=(32, 32, 3), patch_size: int = 4, *, embed_dim: int = 
     The encoder sees ``L - n_masked(min_mask_ratio, L)`` tokens; every mask given to the model must
     hide at least ``model.min_masked = n_masked(min_mask_ratio, L)`` patches.
     """
-    image_shape = _check_transformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init)
-    for value, name in ((decoder_dim, "decoder_dim"), (decoder_depth, "decoder_depth"),
-                        (decoder_num_heads, "decoder_num_heads"), (decoder_mlp_dim, "decoder_mlp_dim")):
+    image_shape = _check_transformer(
+        image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
+    )
+    for value, name in (
+        (decoder_dim, "decoder_dim"),
+        (decoder_depth, "decoder_depth"),
+        (decoder_num_heads, "decoder_num_heads"),
+        (decoder_mlp_dim, "decoder_mlp_dim"),
+    ):
         check_positive_int(value, name)
     _check_heads(decoder_dim, decoder_num_heads, "decoder_dim", "decoder_num_heads")
     _check_sincos_width(decoder_dim, "decoder_dim", pos_init)
     check_ratio(min_mask_ratio, "min_mask_ratio")
     _seed(seed)
-    return MaeViT(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, decoder_dim, decoder_depth,
-                  decoder_num_heads, decoder_mlp_dim, float(dropout), pos_init, float(min_mask_ratio),
-                  bool(mixed_precision))
+    return MaeViT(
+        image_shape,
+        patch_size,
+        embed_dim,
+        depth,
+        num_heads,
+        mlp_dim,
+        decoder_dim,
+        decoder_depth,
+        decoder_num_heads,
+        decoder_mlp_dim,
+        float(dropout),
+        pos_init,
+        float(min_mask_ratio),
+        bool(mixed_precision),
+    )
 
 
-def build_cnn_autoencoder(image_shape=(32, 32, 3), patch_size: int = 4, *, filters=(32, 64, 128),
-                          dropout: float = 0.0, skips: bool = True, seed: int | None = 0,
-                          mixed_precision: bool = False) -> CnnAutoencoder:
+def build_cnn_autoencoder(
+    image_shape=(32, 32, 3),
+    patch_size: int = 4,
+    *,
+    filters=(32, 64, 128),
+    dropout: float = 0.0,
+    skips: bool = True,
+    seed: int | None = 0,
+    mixed_precision: bool = False,
+) -> CnnAutoencoder:
     """Convolutional autoencoder: images and mask in (the hidden pixels become :data:`CNN_FILL`
     and the pixel mask an extra channel inside the model), images out.
 
@@ -343,12 +517,15 @@ def build_cnn_autoencoder(image_shape=(32, 32, 3), patch_size: int = 4, *, filte
     factor = 2 ** len(filters)
     if h % factor or w % factor:
         raise ValueError(
-            f"image size {h}x{w} must be divisible by 2**len(filters) = {factor} (one halving per stage); "
+            f"image size {h}x{w} must be divisible by 2**len(filters) = {factor} (one halving per "
+            "stage); "
             f"got filters={list(filters)}, use at most {min(_twos(h), _twos(w))} stages"
         )
     dropout = _check_dropout(dropout)
     _seed(seed)
-    return CnnAutoencoder((h, w, c), patch_size, filters, dropout, bool(skips), bool(mixed_precision))
+    return CnnAutoencoder(
+        (h, w, c), patch_size, filters, dropout, bool(skips), bool(mixed_precision)
+    )
 
 
 def _twos(n: int) -> int:
@@ -420,11 +597,16 @@ class MeanColourInpainter(Inpainter):
     name = "mean_colour"
 
     def fill(self, images: np.ndarray, mask: np.ndarray, patch_size: int) -> np.ndarray:
-        """Full images (N, H, W, C) float32 with the masked patches set to the visible mean colour."""
+        """Full images (N, H, W, C) float32 with the masked patches set to the visible mean
+        colour."""
         hidden = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])  # (N, H, W, 1)
         images = images.astype(np.float32, copy=False)
-        weights = np.where(hidden.all(axis=(1, 2, 3), keepdims=True), True, ~hidden).astype(np.float32)
-        mean = (images * weights).sum(axis=(1, 2), keepdims=True) / weights.sum(axis=(1, 2), keepdims=True)
+        weights = np.where(hidden.all(axis=(1, 2, 3), keepdims=True), True, ~hidden).astype(
+            np.float32
+        )
+        mean = (images * weights).sum(axis=(1, 2), keepdims=True) / weights.sum(
+            axis=(1, 2), keepdims=True
+        )
         return np.where(hidden, mean, images).astype(np.float32)
 
 
@@ -439,37 +621,58 @@ def mask_patch_size(image_shape, n_patches: int) -> int:
     h, w = int(image_shape[0]), int(image_shape[1])
     sizes = {(h // p) * (w // p): p for p in range(min(h, w), 0, -1) if h % p == 0 and w % p == 0}
     if n_patches not in sizes:
-        raise SettingError("mask", f"{n_patches} patches per image",
-                           f"images of {h}x{w} pixels have one of {sorted(sizes)} patches per image")
+        raise SettingError(
+            "mask",
+            f"{n_patches} patches per image",
+            f"images of {h}x{w} pixels have one of {sorted(sizes)} patches per image",
+        )
     return sizes[n_patches]
 
 
-def check_fits(predictor, image_shape, patch_size: int, *, hidden: int | None = None, ratio=None) -> None:
+def check_fits(
+    predictor, image_shape, patch_size: int, *, hidden: int | None = None, ratio=None
+) -> None:
     """Raise :class:`SettingError` unless ``predictor`` takes images of ``image_shape`` with masks
     of ``patch_size`` patches hiding ``hidden`` (the fewest in a batch) or ``ratio`` of them."""
     if not isinstance(predictor, (MaskedImageModel, Inpainter)):
-        raise TypeError(f"predictor must be a model from helpers.models (build_* or load_predictor), "
-                        f"got {type(predictor).__name__}")
+        raise TypeError(
+            f"predictor must be a model from helpers.models (build_* or load_predictor), "
+            f"got {type(predictor).__name__}"
+        )
     want = predictor.image_shape
     if want is not None and tuple(image_shape) != want:
-        raise SettingError("images", tuple(image_shape), f"this {predictor.name} model takes images of shape {want}")
+        raise SettingError(
+            "images",
+            tuple(image_shape),
+            f"this {predictor.name} model takes images of shape {want}",
+        )
     if predictor.patch_size is not None and patch_size != predictor.patch_size:
-        raise SettingError("patch_size", patch_size,
-                           f"this {predictor.name} model was built for patch_size {predictor.patch_size}; "
-                           f"allowed: {predictor.patch_size}")
+        raise SettingError(
+            "patch_size",
+            patch_size,
+            f"this {predictor.name} model was built for patch_size {predictor.patch_size}; "
+            f"allowed: {predictor.patch_size}",
+        )
     gh, gw = grid_shape(image_shape[:2], patch_size)
     if ratio is not None:
         hidden = n_masked(ratio, gh * gw)
     need = predictor.min_masked
     if hidden is not None and hidden < need:
-        raise SettingError("ratio" if ratio is not None else "mask", ratio if ratio is not None else f"{hidden} hidden",
-                           f"hides {hidden} of {gh * gw} patches, but this {predictor.name} model was built for masks "
-                           f"hiding at least {need} (min_mask_ratio ~ {need / (gh * gw):.2f}); "
-                           f"allowed: ratio >= {need / (gh * gw):.2f}, or build it with a smaller min_mask_ratio")
+        raise SettingError(
+            "ratio" if ratio is not None else "mask",
+            ratio if ratio is not None else f"{hidden} hidden",
+            f"hides {hidden} of {gh * gw} patches, but this {predictor.name} model was built for "
+            "masks "
+            f"hiding at least {need} (min_mask_ratio ~ {need / (gh * gw):.2f}); "
+            f"allowed: ratio >= {need / (gh * gw):.2f}, or build it with a smaller min_mask_ratio",
+        )
 
 
-def reconstruct(predictor, images: np.ndarray, mask: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Full images (N, H, W, C) float32 predicted by ``predictor`` for ``images`` with ``mask`` hidden.
+def reconstruct(
+    predictor, images: np.ndarray, mask: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
+    """Full images (N, H, W, C) float32 predicted by ``predictor`` for ``images`` with ``mask``
+    hidden.
 
     ``images``: float in [0, 1]; ``mask``: bool (N, L) from :mod:`helpers.masking` (its length
     gives the patch size). Keras models run in batches of ``batch_size`` without a progress bar.
@@ -477,12 +680,20 @@ def reconstruct(predictor, images: np.ndarray, mask: np.ndarray, batch_size: int
     check_images(images)
     check_mask(mask, n_images=images.shape[0])
     patch_size = mask_patch_size(images.shape[1:3], mask.shape[1])
-    check_fits(predictor, images.shape[1:], patch_size, hidden=int(mask.sum(axis=1).min()) if mask.size else None)
+    check_fits(
+        predictor,
+        images.shape[1:],
+        patch_size,
+        hidden=int(mask.sum(axis=1).min()) if mask.size else None,
+    )
     batch_size = check_positive_int(batch_size, "batch_size")
     out = np.empty(images.shape, dtype=np.float32)
     for start in range(0, images.shape[0], batch_size):
         sl = slice(start, start + batch_size)
-        inputs = {"images": images[sl].astype(np.float32, copy=False), "mask": mask[sl].astype(np.float32)}
+        inputs = {
+            "images": images[sl].astype(np.float32, copy=False),
+            "mask": mask[sl].astype(np.float32),
+        }
         out[sl] = np.asarray(predictor.predict_on_batch(inputs), dtype=np.float32)
     return out
 
@@ -502,14 +713,19 @@ def load_predictor(path_or_name):
         return _NON_LEARNED_CLASSES[path_or_name]()
     path = os.fspath(path_or_name)
     if not path.endswith(".keras"):
-        raise ValueError(f"path_or_name must be one of {list(NON_LEARNED)} or a path to a .keras file, got {path_or_name!r}")
+        raise ValueError(
+            f"path_or_name must be one of {list(NON_LEARNED)} or a path to a .keras file, got "
+            f"{path_or_name!r}"
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no saved model at {path!r}")
     model = keras.saving.load_model(path, compile=False)
     if not isinstance(model, MaskedImageModel):
         raise ValueError(
-            f"{path!r} holds a {type(model).__name__} with inputs {[t.name for t in model.inputs]}: it was written by an "
-            "older version of this package, whose models took patches or a masked image; this version's models take "
+            f"{path!r} holds a {type(model).__name__} with inputs "
+            f"{[t.name for t in model.inputs]}: it was written by an "
+            "older version of this package, whose models took patches or a masked image; this "
+            "version's models take "
             "images and a mask. Retrain it (python -m helpers train ...)."
         )
     return model

@@ -56,7 +56,8 @@ def _check_patch_layout(patches, patch_size, image_shape):
     expected = (gh * gw, patch_size * patch_size * c)
     if len(patches.shape) != 3 or tuple(patches.shape[1:]) != expected:
         raise ValueError(
-            f"patches must have shape (N, {expected[0]}, {expected[1]}) for image_shape {tuple(image_shape)} "
+            f"patches must have shape (N, {expected[0]}, {expected[1]}) for image_shape "
+            f"{tuple(image_shape)} "
             f"and patch_size {patch_size}; got {tuple(patches.shape)}"
         )
     return h, w, c
@@ -92,7 +93,9 @@ def patch_mask_to_pixels(mask: np.ndarray, patch_size: int, image_shape) -> np.n
     gh, gw = grid_shape((h, w), patch_size)
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2 or mask.shape[1] != gh * gw:
-        raise ValueError(f"mask must have shape (N, {gh * gw}) for a {gh}x{gw} patch grid, got {mask.shape}")
+        raise ValueError(
+            f"mask must have shape (N, {gh * gw}) for a {gh}x{gw} patch grid, got {mask.shape}"
+        )
     grid = mask.reshape(-1, gh, gw)
     pixels = np.repeat(np.repeat(grid, patch_size, axis=1), patch_size, axis=2)
     return pixels[..., None]

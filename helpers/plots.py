@@ -29,7 +29,8 @@ DPI = 120
 # The one colour of a hidden (masked) patch in every figure, RGB in [0, 1].
 HIDDEN_COLOUR = (1.0, 0.0, 1.0)
 
-# Metric keys (as in results, histories and sweep rows) in words, for axis labels, legends and titles.
+# Metric keys (as in results, histories and sweep rows) in words, for axis labels, legends and
+# titles.
 METRIC_LABELS = {
     "psnr_masked": "masked-region PSNR (dB)",
     "psnr": "whole-image PSNR (dB)",
@@ -65,7 +66,8 @@ def _curve_label(metric: str) -> str:
 
 
 def hide_patches(images, mask, patch_size: int) -> np.ndarray:
-    """``images`` (N, H, W, C) as RGB with the hidden patches of ``mask`` (N, L) painted :data:`HIDDEN_COLOUR`."""
+    """``images`` (N, H, W, C) as RGB with the hidden patches of ``mask`` (N, L) painted
+    :data:`HIDDEN_COLOUR`."""
     check_images(images)
     images = np.asarray(images)
     pixels = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])
@@ -77,8 +79,13 @@ def hide_patches(images, mask, patch_size: int) -> np.ndarray:
 
 def _hidden_legend(fig, label: str = "hidden patch"):
     """A swatch of :data:`HIDDEN_COLOUR` under the figure."""
-    fig.legend(handles=[Patch(facecolor=HIDDEN_COLOUR, edgecolor="0.3", label=label)], loc="upper center",
-               bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=9)
+    fig.legend(
+        handles=[Patch(facecolor=HIDDEN_COLOUR, edgecolor="0.3", label=label)],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        frameon=False,
+        fontsize=9,
+    )
 
 
 def _column_colorbar(fig, im, axes, label: str, **kwargs):
@@ -104,7 +111,9 @@ def save_fig(fig, name: str, dpi: int = DPI) -> Path:
     path = figures_dir() / (name if name.endswith(".png") else f"{name}.png")
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
+            fig.savefig(
+                tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None}
+            )
     finally:
         plt.close(fig)
     return path
@@ -124,7 +133,9 @@ def show_and_save(fig, name: str, dpi: int = DPI) -> Path:
 
 
 def _show(ax, img, title=None):
-    ax.imshow(np.clip(img, 0, 1).squeeze(), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+    ax.imshow(
+        np.clip(img, 0, 1).squeeze(), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -164,13 +175,21 @@ def plot_patch_grid(image, patch_size: int, title=None):
     if gh * gw <= 100:
         for r in range(gh):
             for c in range(gw):
-                ax.text(c * patch_size + patch_size / 2 - 0.5, r * patch_size + patch_size / 2 - 0.5, str(r * gw + c),
-                        ha="center", va="center", fontsize=6, color="yellow")
+                ax.text(
+                    c * patch_size + patch_size / 2 - 0.5,
+                    r * patch_size + patch_size / 2 - 0.5,
+                    str(r * gw + c),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="yellow",
+                )
     return fig
 
 
 def plot_patches(patches, patch_size: int, channels: int = 3, title=None):
-    """The patches of one image laid out as a sequence of tokens (L small tiles in a row-major grid)."""
+    """The patches of one image laid out as a sequence of tokens (L small tiles in a row-major
+    grid)."""
     patches = np.asarray(patches)
     n = patches.shape[0]
     cols = int(np.ceil(np.sqrt(n)))
@@ -192,7 +211,9 @@ def plot_masks(images, masks: dict, patch_size: int, n: int = 1, title=None):
     check_images(images)
     labels = list(masks)
     n = min(n, len(images))
-    fig, axes = plt.subplots(n, len(labels) + 1, figsize=(1.9 * (len(labels) + 1), 2.0 * n), squeeze=False)
+    fig, axes = plt.subplots(
+        n, len(labels) + 1, figsize=(1.9 * (len(labels) + 1), 2.0 * n), squeeze=False
+    )
     for r in range(n):
         _show(axes[r, 0], images[r], "original" if r == 0 else None)
         for c, label in enumerate(labels):
@@ -207,19 +228,24 @@ def plot_masks(images, masks: dict, patch_size: int, n: int = 1, title=None):
 
 
 def plot_mask_patterns(masks: dict, grid, title=None):
-    """The mask patterns themselves on the patch grid: rows of labels (e.g. strategies), columns of masks.
+    """The mask patterns themselves on the patch grid: rows of labels (e.g. strategies), columns of
+    masks.
 
     ``masks`` maps a row label to a dict of column label -> one mask (L,).
     """
     gh, gw = int(grid[0]), int(grid[1])
     rows = list(masks)
     cols = list(next(iter(masks.values())))
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.8 * len(cols), 1.9 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(cols), figsize=(1.8 * len(cols), 1.9 * len(rows)), squeeze=False
+    )
     for r, rl in enumerate(rows):
         for c, cl in enumerate(cols):
             m = np.asarray(masks[rl][cl], dtype=bool).reshape(gh, gw)
             ax = axes[r, c]
-            ax.imshow(np.where(m[..., None], np.asarray(HIDDEN_COLOUR), 1.0))  # visible patches white
+            ax.imshow(
+                np.where(m[..., None], np.asarray(HIDDEN_COLOUR), 1.0)
+            )  # visible patches white
             ax.set_xticks(np.arange(-0.5, gw), minor=True)
             ax.set_yticks(np.arange(-0.5, gh), minor=True)
             ax.grid(which="minor", color="0.8", lw=0.4)
@@ -233,14 +259,28 @@ def plot_mask_patterns(masks: dict, grid, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.legend(handles=[Patch(facecolor=HIDDEN_COLOUR, edgecolor="0.3", label="hidden patch"),
-                        Patch(facecolor="white", edgecolor="0.3", label="visible patch")],
-               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=9)
+    fig.legend(
+        handles=[
+            Patch(facecolor=HIDDEN_COLOUR, edgecolor="0.3", label="hidden patch"),
+            Patch(facecolor="white", edgecolor="0.3", label="visible patch"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=2,
+        frameon=False,
+        fontsize=9,
+    )
     return fig
 
 
 def plot_reconstructions(
-    original, mask, reconstructions, patch_size: int, n: int = 6, error_map: bool = True, title=None,
+    original,
+    mask,
+    reconstructions,
+    patch_size: int,
+    n: int = 6,
+    error_map: bool = True,
+    title=None,
     composite: bool = True,
 ):
     """Rows of original | masked | reconstruction(s) | error map for ``n`` images.
@@ -259,8 +299,12 @@ def plot_reconstructions(
     n = min(n, len(original))
     labels = list(reconstructions)
     if composite:
-        reconstructions = {k: composite_images(original[:n], np.asarray(v[:n], dtype=original.dtype), mask[:n], patch_size)
-                           for k, v in reconstructions.items()}
+        reconstructions = {
+            k: composite_images(
+                original[:n], np.asarray(v[:n], dtype=original.dtype), mask[:n], patch_size
+            )
+            for k, v in reconstructions.items()
+        }
     ncols = 2 + len(labels) + int(error_map)
     fig, axes = plt.subplots(n, ncols, figsize=(1.7 * ncols, 1.8 * n), squeeze=False)
     masked = hide_patches(original[:n], mask[:n], patch_size)
@@ -312,22 +356,30 @@ PREDICTOR_STYLE = {
     "mae": dict(color="tab:green", marker="s", label="ViT (MAE-style)"),
     "cnn": dict(color="tab:orange", marker="^", label="CNN autoencoder"),
     "biharmonic": dict(color="tab:gray", marker="x", label="biharmonic inpainting"),
-    "mean_colour": dict(color="black", marker="v", linestyle=":", label="mean colour (learned nothing)"),
+    "mean_colour": dict(
+        color="black", marker="v", linestyle=":", label="mean colour (learned nothing)"
+    ),
 }
 
 
 def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, title=None):
-    """One panel per strategy: ``metric`` (mean with std bars) against the mask ratio, a line per predictor.
+    """One panel per strategy: ``metric`` (mean with std bars) against the mask ratio, a line per
+    predictor.
 
     ``rows`` are sweep rows (``helpers.experiments``) with ``{metric}_mean`` and ``{metric}_std``.
     """
     strategies = strategies or list(dict.fromkeys(r["strategy"] for r in rows))
     predictors = list(dict.fromkeys(r["predictor"] for r in rows))
-    fig, axes = plt.subplots(1, len(strategies), figsize=(3.6 * len(strategies), 3.3), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(strategies), figsize=(3.6 * len(strategies), 3.3), squeeze=False, sharey=True
+    )
     for ax, strategy in zip(axes.flat, strategies):
         for p in predictors:
-            pts = sorted((float(r["ratio"]), float(r[f"{metric}_mean"]), float(r[f"{metric}_std"]))
-                         for r in rows if r["strategy"] == strategy and r["predictor"] == p)
+            pts = sorted(
+                (float(r["ratio"]), float(r[f"{metric}_mean"]), float(r[f"{metric}_std"]))
+                for r in rows
+                if r["strategy"] == strategy and r["predictor"] == p
+            )
             if not pts:
                 continue
             x, y, e = map(np.array, zip(*pts))
@@ -338,19 +390,34 @@ def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, tit
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(metric_label(metric))
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.08), frameon=False)
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=len(labels),
+        bbox_to_anchor=(0.5, -0.08),
+        frameon=False,
+    )
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def plot_matrix(table, strategies, title=None, label=None, metric: str = "psnr_masked", min_span=None,
-                fmt: str | None = None):
+def plot_matrix(
+    table,
+    strategies,
+    title=None,
+    label=None,
+    metric: str = "psnr_masked",
+    min_span=None,
+    fmt: str | None = None,
+):
     """Heat map of a (train strategy x eval strategy) table with the values written in.
 
     Rows are the strategy a model was trained on, columns the one it was evaluated on. ``metric``
-    names what the table holds (colour bar label ``label``, default :func:`metric_label`). The colour
+    names what the table holds (colour bar label ``label``, default :func:`metric_label`). The
+    colour
     scale spans at least ``min_span`` (default :data:`MATRIX_MIN_SPAN` of the metric, 3 dB for
     PSNR), centred on the mean of the table when the values lie closer together than that, so that
     differences of a few tenths of a dB do not look like a pattern; wider tables use their own
@@ -378,12 +445,24 @@ def plot_matrix(table, strategies, title=None, label=None, metric: str = "psnr_m
     for i in range(table.shape[0]):
         for j in range(table.shape[1]):
             if np.isfinite(table[i, j]):
-                r, g, b, _ = cmap(im.norm(table[i, j]))  # dark text on light cells, by the cell's luminance
-                ax.text(j, i, fmt.format(table[i, j]), ha="center", va="center",
-                        color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white", fontsize=9)
+                r, g, b, _ = cmap(
+                    im.norm(table[i, j])
+                )  # dark text on light cells, by the cell's luminance
+                ax.text(
+                    j,
+                    i,
+                    fmt.format(table[i, j]),
+                    ha="center",
+                    va="center",
+                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white",
+                    fontsize=9,
+                )
     cbar = fig.colorbar(im, ax=ax, shrink=0.8)
     cbar.set_label(label)
-    ax.set_title("\n".join([*([title] if title else []), "rows: trained on · columns: evaluated on"]), fontsize=10)
+    ax.set_title(
+        "\n".join([*([title] if title else []), "rows: trained on · columns: evaluated on"]),
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -398,8 +477,15 @@ def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale:
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
             values = history.get(key)
             if values is not None and len(values):
-                ax.plot(np.arange(1, len(values) + 1), values, style, color=color, marker="o", ms=3,
-                        label=f"{label} ({'validation' if key.startswith('val_') else 'training'})")
+                ax.plot(
+                    np.arange(1, len(values) + 1),
+                    values,
+                    style,
+                    color=color,
+                    marker="o",
+                    ms=3,
+                    label=f"{label} ({'validation' if key.startswith('val_') else 'training'})",
+                )
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(_curve_label(metric) + (" (log scale)" if log_scale else ""))
@@ -413,8 +499,14 @@ def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale:
     return fig
 
 
-def plot_patch_scores(images, scores, patch_size: int, n: int = 4, title=None,
-                      label: str = "gradient importance (relative)"):
+def plot_patch_scores(
+    images,
+    scores,
+    patch_size: int,
+    n: int = 4,
+    title=None,
+    label: str = "gradient importance (relative)",
+):
     """Each image over a heat map of one score per patch (e.g. gradient importance).
 
     Scores are shown relative to each image's largest score (non-negative scores are divided by it;
@@ -425,7 +517,9 @@ def plot_patch_scores(images, scores, patch_size: int, n: int = 4, title=None,
     scores = np.asarray(scores, dtype=float)
     gh, gw = images.shape[1] // patch_size, images.shape[2] // patch_size
     if scores.shape != (images.shape[0], gh * gw):
-        raise ValueError(f"scores must have shape (N, L) = {(images.shape[0], gh * gw)}, got {scores.shape}")
+        raise ValueError(
+            f"scores must have shape (N, L) = {(images.shape[0], gh * gw)}, got {scores.shape}"
+        )
     n = min(n, len(images))
     fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 3.8), squeeze=False)
     for i in range(n):
@@ -445,7 +539,8 @@ def plot_patch_scores(images, scores, patch_size: int, n: int = 4, title=None,
 
 def relative_scores(scores) -> np.ndarray:
     """Scores of one image scaled to [0, 1]: divided by the largest when none is negative (0 stays
-    "no importance"), otherwise min-max scaled; all zero when they are all equal to 0 or each other."""
+    "no importance"), otherwise min-max scaled; all zero when they are all equal to 0 or each
+    other."""
     scores = np.asarray(scores, dtype=float)
     low, high = float(scores.min()), float(scores.max())
     if low >= 0:

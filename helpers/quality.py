@@ -5,7 +5,8 @@ and the CNN autoencoder on the folder's training batches within a wall-clock bud
 and scores them and biharmonic inpainting on the folder's ``test_batch`` with the same fixed
 masks (random, rows, columns at 50%). Plans: ``mixed`` (default) trains one model per predictor
 on masks of all the strategies (one strategy drawn per batch) for the whole budget;
-``per_strategy`` trains one model per strategy, each for an equal share of the budget. It prints one table (masked-region PSNR,
+``per_strategy`` trains one model per strategy, each for an equal share of the budget. It prints
+one table (masked-region PSNR,
 whole-image PSNR, SSIM, training time) and writes ``quality.json``/``quality.csv``.
 
 Training (the same for every model and recipe): Adam, a linear warm-up then a cosine decay of the
@@ -37,20 +38,49 @@ from .recipes import NON_LEARNED, PREDICTORS, check_recipe
 QUALITY_STRATEGIES = ("random", "rows", "columns")
 
 
-def train_within_budget(name: str, dataset, strategy, ratio, seconds: float, run_dir, *, recipe: str = "tuned",
-                        patch_size: int = 4, batch_size: int = 64, seed: int = 0, model_kwargs=None, verbose=0) -> tuple:
+def train_within_budget(
+    name: str,
+    dataset,
+    strategy,
+    ratio,
+    seconds: float,
+    run_dir,
+    *,
+    recipe: str = "tuned",
+    patch_size: int = 4,
+    batch_size: int = 64,
+    seed: int = 0,
+    model_kwargs=None,
+    verbose=0,
+) -> tuple:
     """Build ``name`` with ``recipe`` (``model_kwargs`` override it) and train it for ``seconds`` of
     wall time (:class:`helpers.training.TimeBudget`: the learning rate decays over the time);
     returns (best model, train result)."""
     from .models import build_model, load_predictor
     from .training import train
 
-    kwargs = {"image_shape": dataset.image_shape, "seed": seed, "patch_size": patch_size, **(model_kwargs or {})}
+    kwargs = {
+        "image_shape": dataset.image_shape,
+        "seed": seed,
+        "patch_size": patch_size,
+        **(model_kwargs or {}),
+    }
     lowest = ratio if not isinstance(ratio, (tuple, list)) else min(ratio)
     model = build_model(name, recipe=recipe, lowest_ratio=lowest, **kwargs)
-    result = train(model, dataset, strategy=strategy, ratio=ratio, minutes=seconds / 60,
-                   batch_size=batch_size, seed=seed, run_dir=run_dir, recipe=recipe, lr_schedule="cosine", augment=True,
-                   verbose=verbose)
+    result = train(
+        model,
+        dataset,
+        strategy=strategy,
+        ratio=ratio,
+        minutes=seconds / 60,
+        batch_size=batch_size,
+        seed=seed,
+        run_dir=run_dir,
+        recipe=recipe,
+        lr_schedule="cosine",
+        augment=True,
+        verbose=verbose,
+    )
     best = Path(result["best"])
     return (load_predictor(best) if best.exists() else model), result
 
@@ -75,10 +105,24 @@ def _describe(settings: dict, lr) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(items.items()))
 
 
-def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0.5, strategies=QUALITY_STRATEGIES,
-                  plan: str = "mixed", recipe: str = "tuned",
-                  predictors=PREDICTORS, output="runs/bench_quality", patch_size: int = 4, batch_size: int = 64, seed: int = 0,
-                  mask_seed: int = 0, val_fraction: float = 0.05, model_kwargs=None, progress: bool = True) -> list[dict]:
+def bench_quality(
+    data_dir,
+    *,
+    minutes_per_model: float = 30.0,
+    ratio: float = 0.5,
+    strategies=QUALITY_STRATEGIES,
+    plan: str = "mixed",
+    recipe: str = "tuned",
+    predictors=PREDICTORS,
+    output="runs/bench_quality",
+    patch_size: int = 4,
+    batch_size: int = 64,
+    seed: int = 0,
+    mask_seed: int = 0,
+    val_fraction: float = 0.05,
+    model_kwargs=None,
+    progress: bool = True,
+) -> list[dict]:
     """Train and score every predictor on every strategy; returns the rows of the table.
 
     ``minutes_per_model`` is the wall-clock training budget of one predictor: one model on all the
@@ -105,10 +149,14 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     check_positive_int(patch_size, "patch_size")
     for p in predictors:
         check_choice(p, "predictor", PREDICTORS)
-    settings = {p: recipe_settings(recipe, p, model_kwargs) for p in predictors if p not in NON_LEARNED}
+    settings = {
+        p: recipe_settings(recipe, p, model_kwargs) for p in predictors if p not in NON_LEARNED
+    }
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_dataset("cifar10", data_dir=data_dir, val_fraction=val_fraction, seed=seed, download=False)
+    ds = load_dataset(
+        "cifar10", data_dir=data_dir, val_fraction=val_fraction, seed=seed, download=False
+    )
     strategies = tuple(strategies)
     seconds = 60.0 * minutes_per_model / (1 if plan == "mixed" else len(strategies))
     rows = []
@@ -116,7 +164,10 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
     if csv_path.exists():
         csv_path.unlink()
     grid = grid_shape(ds.image_shape[:2], patch_size)
-    masks = {s: make_mask(s, ratio, n_images=len(ds.x_test), grid=grid, seed=mask_seed) for s in strategies}
+    masks = {
+        s: make_mask(s, ratio, n_images=len(ds.x_test), grid=grid, seed=mask_seed)
+        for s in strategies
+    }
     jobs = [(p, s) for p in predictors for s in strategies]
     bar = tqdm(jobs, desc="bench quality", unit="cell", disable=not progress)
     trained: dict[str, tuple] = {}
@@ -130,16 +181,35 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
             model, info = trained[key]
         else:
             train_strategy = list(strategies) if plan == "mixed" else strategy
-            model, info = train_within_budget(predictor, ds, train_strategy, ratio, seconds, out / "models" / key,
-                                              patch_size=patch_size, batch_size=batch_size, seed=seed,
-                                              recipe=recipe, model_kwargs=settings[predictor][0])
+            model, info = train_within_budget(
+                predictor,
+                ds,
+                train_strategy,
+                ratio,
+                seconds,
+                out / "models" / key,
+                patch_size=patch_size,
+                batch_size=batch_size,
+                seed=seed,
+                recipe=recipe,
+                model_kwargs=settings[predictor][0],
+            )
             trained[key] = (model, info)
         mask = masks[strategy]
         summary, _ = score_predictor(model, ds.x_test, mask, patch_size)
-        row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan, "recipe": recipe,
-               "settings": _describe(*settings.get(predictor, ({}, None))), "n_train": len(ds.x_train),
-               "n_test": len(ds.x_test), "epochs": info["epochs"], "train_minutes": round(info["seconds"] / 60, 2),
-               "total_minutes": round((time.perf_counter() - start) / 60, 2)}
+        row = {
+            "predictor": predictor,
+            "strategy": strategy,
+            "ratio": ratio,
+            "plan": plan,
+            "recipe": recipe,
+            "settings": _describe(*settings.get(predictor, ({}, None))),
+            "n_train": len(ds.x_train),
+            "n_test": len(ds.x_test),
+            "epochs": info["epochs"],
+            "train_minutes": round(info["seconds"] / 60, 2),
+            "total_minutes": round((time.perf_counter() - start) / 60, 2),
+        }
         row.update({k: round(v, 4) for k, v in summary.items()})
         rows.append(row)
         append_row(csv_path, row)
@@ -150,11 +220,16 @@ def bench_quality(data_dir, *, minutes_per_model: float = 30.0, ratio: float = 0
 
 def format_quality(rows) -> str:
     """The quality table as Markdown."""
-    lines = ["| predictor | strategy | masked PSNR (dB) | image PSNR (dB) | SSIM | epochs | training (min) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| predictor | strategy | masked PSNR (dB) | image PSNR (dB) | SSIM | epochs | training "
+        "(min) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
-            f"| {r['predictor']} | {r['strategy']} | {r['psnr_masked_mean']:.2f} ± {r['psnr_masked_std']:.2f} | "
-            f"{r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | {int(r['epochs'])} | {r['train_minutes']:.1f} |"
+            f"| {r['predictor']} | {r['strategy']} | {r['psnr_masked_mean']:.2f} ± "
+            f"{r['psnr_masked_std']:.2f} | "
+            f"{r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | {int(r['epochs'])} | "
+            f"{r['train_minutes']:.1f} |"
         )
     return "\n".join(lines)

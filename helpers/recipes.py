@@ -6,11 +6,15 @@ design, one parameter away for comparison (notebook 03 trains both).
 
 | setting | ``tuned`` | ``reference`` |
 |---|---|---|
-| mask-token ViT: a hidden patch enters as | the harmonic fill of the visible pixels plus the mask token; the head predicts a correction | the mask token alone; the head predicts the pixels |
-| Transformer position embeddings start from | the 2-D sine-cosine table (still learned) | small random values |
+| mask-token ViT: a hidden patch enters as | the harmonic fill of the visible pixels plus the mask
+token; the head predicts a correction | the mask token alone; the head predicts the pixels |
+| Transformer position embeddings start from | the 2-D sine-cosine table (still learned) | small
+random values |
 | dropout in the Transformer blocks and the CNN | 0 | 0.1 |
-| CNN autoencoder | U-Net skip connections (each encoder stage's input joins the decoder) | plain encoder-decoder |
-| learning rate (Adam) | peak 2e-3 (Transformers), 3e-3 (CNN), linear warm-up then cosine decay | 1e-3, halved on plateaus |
+| CNN autoencoder | U-Net skip connections (each encoder stage's input joins the decoder) | plain
+encoder-decoder |
+| learning rate (Adam) | peak 2e-3 (Transformers), 3e-3 (CNN), linear warm-up then cosine decay |
+1e-3, halved on plateaus |
 | horizontal flips | yes | no |
 
 Why (6-minute runs of the mask-token ViT on the shared CIFAR-10 subset, masked-region PSNR at 50 %
@@ -36,16 +40,23 @@ VIT_FILLS = ("harmonic", "token")  # how a hidden patch enters the mask-token Vi
 RECIPES = ("tuned", "reference")
 DEFAULT_RECIPE = "tuned"
 
-_TRANSFORMER = {"tuned": {"dropout": 0.0, "pos_init": "sincos"}, "reference": {"dropout": 0.1, "pos_init": "random"}}
+_TRANSFORMER = {
+    "tuned": {"dropout": 0.0, "pos_init": "sincos"},
+    "reference": {"dropout": 0.1, "pos_init": "random"},
+}
 # the CNN: tuned has no dropout and U-Net skip connections; reference is the seed's plain
 # encoder-decoder with dropout 0.1
 _CNN = {"tuned": {"dropout": 0.0, "skips": True}, "reference": {"dropout": 0.1, "skips": False}}
 # builder keyword arguments per recipe and model name
-# the mask-token ViT: tuned starts hidden patches from the harmonic fill, reference from the mask token alone
+# the mask-token ViT: tuned starts hidden patches from the harmonic fill, reference from the mask
+# token alone
 _VIT_FILL = {"tuned": "harmonic", "reference": "token"}
 MODEL_SETTINGS = {
-    recipe: {"vit": {**_TRANSFORMER[recipe], "fill": _VIT_FILL[recipe]}, "mae": dict(_TRANSFORMER[recipe]),
-             "cnn": dict(_CNN[recipe])}
+    recipe: {
+        "vit": {**_TRANSFORMER[recipe], "fill": _VIT_FILL[recipe]},
+        "mae": dict(_TRANSFORMER[recipe]),
+        "cnn": dict(_CNN[recipe]),
+    }
     for recipe in RECIPES
 }
 # train() keyword arguments per recipe and model name
@@ -58,8 +69,10 @@ TRAIN_SETTINGS = {
         "mae": {"lr": 2e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "all"},
         "cnn": {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
     },
-    "reference": {name: {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}
-                  for name in LEARNED},
+    "reference": {
+        name: {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}
+        for name in LEARNED
+    },
 }
 
 
@@ -68,7 +81,8 @@ def check_recipe(recipe) -> str:
 
 
 def model_settings(recipe: str, name: str) -> dict:
-    """Builder keyword arguments of ``recipe`` for the model ``name`` (``vit``, ``mae``, ``cnn``)."""
+    """Builder keyword arguments of ``recipe`` for the model ``name`` (``vit``, ``mae``,
+    ``cnn``)."""
     return dict(MODEL_SETTINGS[check_recipe(recipe)].get(name, {}))
 
 
@@ -77,15 +91,26 @@ def train_settings(recipe: str, name: str) -> dict:
     return dict(TRAIN_SETTINGS[check_recipe(recipe)][name])
 
 
-def resolve(recipe: str, name: str, *, pos_init: str = "", dropout: float = -1.0, lr: float = 0.0,
-            lr_schedule: str = "", augment: str = "", loss_on: str = "", fill: str = "") -> tuple[dict, dict]:
+def resolve(
+    recipe: str,
+    name: str,
+    *,
+    pos_init: str = "",
+    dropout: float = -1.0,
+    lr: float = 0.0,
+    lr_schedule: str = "",
+    augment: str = "",
+    loss_on: str = "",
+    fill: str = "",
+) -> tuple[dict, dict]:
     """``(builder kwargs, train kwargs)`` of ``recipe`` for ``name``, with the notebooks' overrides.
 
     An override left at its "unset" value keeps the recipe's setting: ``pos_init=""``,
     ``dropout < 0``, ``lr <= 0``, ``lr_schedule=""``, ``augment=""`` (else ``"yes"`` or ``"no"``),
     ``loss_on=""`` (else ``"masked"``: the hidden patches, or ``"all"``: every patch).
     ``pos_init`` and ``dropout`` apply to the Transformers only (``dropout`` also to the CNN);
-    ``fill`` (``"harmonic"`` or ``"token"``, :func:`helpers.models.build_vit`) to the mask-token ViT only.
+    ``fill`` (``"harmonic"`` or ``"token"``, :func:`helpers.models.build_vit`) to the mask-token
+    ViT only.
     """
     model, train = model_settings(recipe, name), train_settings(recipe, name)
     # an override reaches the models whose recipe has that setting

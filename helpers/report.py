@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import numpy as np
 
-NAMES = {"vit": "ViT (mask token)", "mae": "ViT (MAE-style)", "cnn": "CNN autoencoder", "biharmonic": "biharmonic",
-         "mean_colour": "mean colour"}
-HIGHER_IS_BETTER = {"psnr_masked_mean": True, "psnr_mean": True, "ssim_mean": True, "mse_masked_mean": False}
+NAMES = {
+    "vit": "ViT (mask token)",
+    "mae": "ViT (MAE-style)",
+    "cnn": "CNN autoencoder",
+    "biharmonic": "biharmonic",
+    "mean_colour": "mean colour",
+}
+HIGHER_IS_BETTER = {
+    "psnr_masked_mean": True,
+    "psnr_mean": True,
+    "ssim_mean": True,
+    "mse_masked_mean": False,
+}
 LEARNED = ("vit", "mae", "cnn")
 FLOOR = "mean_colour"  # what a model that learned nothing scores
-FLOOR_MARGIN_DB = 1.0  # a learned model must beat the floor by this much masked-region PSNR in every cell
+FLOOR_MARGIN_DB = (
+    1.0  # a learned model must beat the floor by this much masked-region PSNR in every cell
+)
 
 
 def _strategies(rows):
@@ -74,14 +86,20 @@ def win_counts(rows, metric: str = "psnr_masked_mean") -> dict[str, int]:
 
 def learned_nothing(rows, margin: float = FLOOR_MARGIN_DB) -> dict[str, tuple[int, int]]:
     """Learned predictors that do not beat the mean-colour guess by ``margin`` dB of masked-region
-    PSNR in some cells: predictor -> (such cells, cells with both results). Empty without ``FLOOR`` rows."""
+    PSNR in some cells: predictor -> (such cells, cells with both results). Empty without ``FLOOR``
+    rows."""
     if FLOOR not in _predictors(rows):
         return {}
     cells = [(s, r) for s in _strategies(rows) for r in _ratios(rows)]
     flagged = {}
     for p in (p for p in _predictors(rows) if p in LEARNED):
-        gains = np.array([_value(rows, s, r, p, "psnr_masked_mean") - _value(rows, s, r, FLOOR, "psnr_masked_mean")
-                          for s, r in cells])
+        gains = np.array(
+            [
+                _value(rows, s, r, p, "psnr_masked_mean")
+                - _value(rows, s, r, FLOOR, "psnr_masked_mean")
+                for s, r in cells
+            ]
+        )
         gains = gains[np.isfinite(gains)]
         if np.any(gains < margin):
             flagged[p] = (int(np.sum(gains < margin)), len(gains))
@@ -90,24 +108,36 @@ def learned_nothing(rows, margin: float = FLOOR_MARGIN_DB) -> dict[str, tuple[in
 
 def _floor_warnings(flagged) -> list[str]:
     return [
-        f"Warning: the {NAMES.get(p, p)} is within {FLOOR_MARGIN_DB:g} dB of the mean-colour guess (or below it) "
-        f"in {bad} of {n} cells: it has not learned to use the visible patches; conclusions about it are not meaningful."
+        f"Warning: the {NAMES.get(p, p)} is within {FLOOR_MARGIN_DB:g} dB of the mean-colour guess "
+        "(or below it) "
+        f"in {bad} of {n} cells: it has not learned to use the visible patches; conclusions about "
+        "it are not meaningful."
         for p, (bad, n) in flagged.items()
     ]
 
 
 def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str) -> str:
-    """How much hiding ``hi`` instead of ``lo`` costs the predictor losing most and the one losing least."""
-    drops = {p: np.nanmean([_value(rows, s, lo, p, metric) - _value(rows, s, hi, p, metric) for s in strategies])
-             for p in predictors}
+    """How much hiding ``hi`` instead of ``lo`` costs the predictor losing most and the one losing
+    least."""
+    drops = {
+        p: np.nanmean(
+            [_value(rows, s, lo, p, metric) - _value(rows, s, hi, p, metric) for s in strategies]
+        )
+        for p in predictors
+    }
     most, least = max(drops, key=drops.get), min(drops, key=drops.get)
     costs = f"{drops[most]:.2f} dB for {NAMES.get(most, most)}"
     if least != most:
         costs += f" and {drops[least]:.2f} dB for {NAMES.get(least, least)}"
-    return f"Hiding {hi:.0%} instead of {lo:.0%} of the patches costs {costs} (masked-region PSNR, mean over strategies)."
+    return (
+        f"Hiding {hi:.0%} instead of {lo:.0%} of the patches costs {costs} (masked-region "
+        "PSNR, mean over strategies)."
+    )
 
 
-def findings(rows, matrix=None, matrix_strategies=None, metric: str = "psnr_masked_mean") -> list[str]:
+def findings(
+    rows, matrix=None, matrix_strategies=None, metric: str = "psnr_masked_mean"
+) -> list[str]:
     """Sentences stating what the numbers say; each number is computed from ``rows``/``matrix``.
 
     With mean-colour rows, a warning comes first for every learned predictor of
@@ -117,35 +147,54 @@ def findings(rows, matrix=None, matrix_strategies=None, metric: str = "psnr_mask
     flagged = learned_nothing(rows)
     out = _floor_warnings(flagged)
     contenders = [r for r in rows if r["predictor"] != FLOOR] or rows
-    strategies, ratios, predictors = _strategies(contenders), _ratios(contenders), _predictors(contenders)
+    strategies, ratios, predictors = (
+        _strategies(contenders),
+        _ratios(contenders),
+        _predictors(contenders),
+    )
     n_cells = len(strategies) * len(ratios)
     wins = win_counts(contenders, metric)
     leader = max(wins, key=wins.get)
     out.append(
-        f"{NAMES.get(leader, leader)} has the best masked-region PSNR in {wins[leader]} of {n_cells} "
-        f"(strategy, ratio) cells; " + ", ".join(f"{NAMES.get(p, p)} {n}" for p, n in wins.items() if p != leader) + "."
+        f"{NAMES.get(leader, leader)} has the best masked-region PSNR in {wins[leader]} of "
+        f"{n_cells} "
+        f"(strategy, ratio) cells; "
+        + ", ".join(f"{NAMES.get(p, p)} {n}" for p, n in wins.items() if p != leader)
+        + "."
     )
     robust_candidates = [p for p in predictors if p not in flagged]
     if len(ratios) > 1 and robust_candidates:
         out.append(_ratio_cost(rows, robust_candidates, strategies, ratios[0], ratios[-1], metric))
     for ratio in ratios:
-        per_strategy = {s: np.nanmean([_value(rows, s, ratio, p, metric) for p in predictors]) for s in strategies}
+        per_strategy = {
+            s: np.nanmean([_value(rows, s, ratio, p, metric) for p in predictors])
+            for s in strategies
+        }
         hardest = min(per_strategy, key=per_strategy.get)
         easiest = max(per_strategy, key=per_strategy.get)
         if hardest != easiest:
             out.append(
-                f"At {ratio:.0%}, {hardest} masking is the hardest ({per_strategy[hardest]:.2f} dB averaged over "
+                f"At {ratio:.0%}, {hardest} masking is the hardest ({per_strategy[hardest]:.2f} dB "
+                "averaged over "
                 f"predictors) and {easiest} the easiest ({per_strategy[easiest]:.2f} dB)."
             )
     if "vit" in predictors and "biharmonic" in predictors:
-        margins = [_value(rows, s, r, "vit", metric) - _value(rows, s, r, "biharmonic", metric) for s in strategies for r in ratios]
+        margins = [
+            _value(rows, s, r, "vit", metric) - _value(rows, s, r, "biharmonic", metric)
+            for s in strategies
+            for r in ratios
+        ]
         beats = int(np.sum(np.array(margins) > 0))
         out.append(
             f"The mask-token ViT beats biharmonic inpainting in {beats} of {n_cells} cells "
             f"(mean margin {np.nanmean(margins):+.2f} dB)."
         )
     if "vit" in predictors and "cnn" in predictors:
-        margins = [_value(rows, s, r, "vit", metric) - _value(rows, s, r, "cnn", metric) for s in strategies for r in ratios]
+        margins = [
+            _value(rows, s, r, "vit", metric) - _value(rows, s, r, "cnn", metric)
+            for s in strategies
+            for r in ratios
+        ]
         beats = int(np.sum(np.array(margins) > 0))
         out.append(
             f"Against the CNN autoencoder the mask-token ViT wins {beats} of {n_cells} cells "
@@ -156,13 +205,18 @@ def findings(rows, matrix=None, matrix_strategies=None, metric: str = "psnr_mask
         if np.isfinite(m).all():
             diag = float(np.mean(np.diag(m)))
             off = float(np.mean(m[~np.eye(len(m), dtype=bool)]))
-            loss = np.diag(m)[None, :] - m  # how much worse than the model trained on the evaluated strategy
+            loss = (
+                np.diag(m)[None, :] - m
+            )  # how much worse than the model trained on the evaluated strategy
             np.fill_diagonal(loss, -np.inf)
             i, j = np.unravel_index(np.argmax(loss), loss.shape)
             out.append(
-                f"Across strategies, a ViT evaluated on the masks it was trained on scores {diag:.2f} dB on average, "
-                f"against {off:.2f} dB on other masks; the worst transfer is trained on {matrix_strategies[i]}, "
-                f"evaluated on {matrix_strategies[j]}: {m[i, j]:.2f} dB, {loss[i, j]:.2f} dB below the model trained "
+                "Across strategies, a ViT evaluated on the masks it was trained on scores "
+                f"{diag:.2f} dB on average, "
+                f"against {off:.2f} dB on other masks; the worst transfer is trained on "
+                f"{matrix_strategies[i]}, "
+                f"evaluated on {matrix_strategies[j]}: {m[i, j]:.2f} dB, {loss[i, j]:.2f} dB below "
+                "the model trained "
                 f"on {matrix_strategies[j]}."
             )
     return out
@@ -175,15 +229,19 @@ def limits(provenance: dict) -> str:
     env = provenance.get("environment", {})
     budget = f"{cfg.get('epochs')} epochs per model"
     trained = provenance.get("training") or {}
-    if provenance.get("pretrained") and trained:  # models trained elsewhere (notebooks 03 and 04): their own budgets
+    if (
+        provenance.get("pretrained") and trained
+    ):  # models trained elsewhere (notebooks 03 and 04): their own budgets
         parts = []
         for key, t in sorted(trained.items()):
             seen = f", {t['images_seen']:,} images seen" if t.get("images_seen") else ""
             parts.append(f"{t.get('predictor') or key} {t.get('epochs')} epochs{seen}")
         budget = "models trained " + "; ".join(parts)
     return (
-        f"Dataset {ds.get('name')} ({ds.get('source')}): {ds.get('train')} training, {ds.get('val')} validation and "
+        f"Dataset {ds.get('name')} ({ds.get('source')}): {ds.get('train')} training, "
+        f"{ds.get('val')} validation and "
         f"{ds.get('test')} test images; {budget}, plan {cfg.get('plan')}, "
         f"batch size {cfg.get('batch_size')}, seed {cfg.get('seed')}; Keras {env.get('keras')} on "
-        f"{env.get('backend')} ({env.get('device')}). Profile: {provenance.get('profile', 'not recorded')}."
+        f"{env.get('backend')} ({env.get('device')}). Profile: "
+        f"{provenance.get('profile', 'not recorded')}."
     )

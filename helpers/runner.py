@@ -12,7 +12,8 @@ A profile ``params/<name>.yaml`` has three optional keys::
 Every name is checked against the parameters the notebooks declare in their cell tagged
 ``parameters`` (read with ``papermill.inspect_notebook``), values against the declared type
 hint and, for the well-known names of :func:`value_checks`, with the package's own checks
-(a ratio in (0, 1), a known strategy...), before anything runs. Notebooks run in order in a ``python3`` kernel with the notebooks
+(a ratio in (0, 1), a known strategy...), before anything runs. Notebooks run in order in a
+``python3`` kernel with the notebooks
 folder as working directory (as nbval does); executed copies go to ``<output>/notebooks/`` and
 figures to ``<output>/figures/`` (through ``HELPERS_FIGURES_DIR``), so runs never overwrite the
 committed ``figures/``. Parameters named ``*_dir`` are paths: relative ones are taken from the
@@ -39,7 +40,8 @@ KERNEL_NAME = "python3"
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+$")
 PROFILE_KEYS = ("description", "common", "notebooks")
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
-# The kernel logs only errors: ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted.
+# The kernel logs only errors: ipykernel 7 warns on every start that its localhost TCP sockets are
+# unencrypted.
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 _TYPES = {
@@ -59,8 +61,15 @@ class RunnerError(Exception):
 class NotebookFailed(Exception):
     """A notebook raised an error while it ran."""
 
-    def __init__(self, notebook: str, output: Path, cell_index=None, source: str = "", ename: str = "",
-                 evalue: str = ""):
+    def __init__(
+        self,
+        notebook: str,
+        output: Path,
+        cell_index=None,
+        source: str = "",
+        ename: str = "",
+        evalue: str = "",
+    ):
         self.notebook = notebook
         self.output = output
         self.cell_index = cell_index
@@ -70,14 +79,19 @@ class NotebookFailed(Exception):
         super().__init__(f"notebook {notebook} failed: {ename}: {evalue}")
 
     def report(self, max_lines: int = 4) -> str:
-        """Which notebook, which cell (index and start of its source), the error and where the copy is."""
+        """Which notebook, which cell (index and start of its source), the error and where the copy
+        is."""
         lines = [f"FAILED: notebook {self.notebook}"]
         if self.cell_index is not None:
             lines[0] += f", cell {self.cell_index}"
             original = self._source_index()
             if original is not None and original != self.cell_index:
                 lines[0] += f" of the executed copy (cell {original} of {self.notebook}.ipynb)"
-        code = [ln for ln in self.source.splitlines() if ln.strip() and not ln.strip().startswith("# NBVAL_")]
+        code = [
+            ln
+            for ln in self.source.splitlines()
+            if ln.strip() and not ln.strip().startswith("# NBVAL_")
+        ]
         if code:
             lines += ["    " + ln for ln in code[:max_lines]]
             if len(code) > max_lines:
@@ -87,14 +101,19 @@ class NotebookFailed(Exception):
         return "\n".join(lines)
 
     def _source_index(self):
-        """The failing cell's index in the source notebook: papermill inserts one cell of parameters."""
+        """The failing cell's index in the source notebook: papermill inserts one cell of
+        parameters."""
         try:
             import nbformat
 
             cells = nbformat.read(str(self.output), as_version=4).cells
         except Exception:
             return None
-        injected = [i for i, c in enumerate(cells) if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+        injected = [
+            i
+            for i, c in enumerate(cells)
+            if "injected-parameters" in c.get("metadata", {}).get("tags", [])
+        ]
         if injected and self.cell_index > injected[0]:
             return self.cell_index - 1
         return self.cell_index
@@ -123,7 +142,9 @@ def load_profile(name: str, params_dir=PARAMS_DIR) -> dict:
 
     names = available_profiles(params_dir)
     if name not in names:
-        raise RunnerError(f"unknown profile {name!r}; available profiles: {', '.join(names) or '(none)'}")
+        raise RunnerError(
+            f"unknown profile {name!r}; available profiles: {', '.join(names) or '(none)'}"
+        )
     path = Path(params_dir) / f"{name}.yaml"
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -134,13 +155,19 @@ def load_profile(name: str, params_dir=PARAMS_DIR) -> dict:
         raise RunnerError(f"profile {name!r} must be a mapping with keys {', '.join(PROFILE_KEYS)}")
     extra = sorted(set(raw) - set(PROFILE_KEYS))
     if extra:
-        raise RunnerError(f"profile {name!r} has unknown keys {extra}; allowed: {', '.join(PROFILE_KEYS)}")
+        raise RunnerError(
+            f"profile {name!r} has unknown keys {extra}; allowed: {', '.join(PROFILE_KEYS)}"
+        )
     common = raw.get("common") or {}
     per_notebook = raw.get("notebooks") or {}
     if not isinstance(common, dict):
         raise RunnerError(f"profile {name!r}: 'common' must map parameter names to values")
-    if not isinstance(per_notebook, dict) or not all(isinstance(v, dict) or v is None for v in per_notebook.values()):
-        raise RunnerError(f"profile {name!r}: 'notebooks' must map notebook names to mappings of parameters")
+    if not isinstance(per_notebook, dict) or not all(
+        isinstance(v, dict) or v is None for v in per_notebook.values()
+    ):
+        raise RunnerError(
+            f"profile {name!r}: 'notebooks' must map notebook names to mappings of parameters"
+        )
     return {
         "description": str(raw.get("description") or ""),
         "common": dict(common),
@@ -170,14 +197,17 @@ def resolve_notebook(key, available) -> str | None:
 
 
 def declared_parameters(path) -> dict[str, dict]:
-    """Parameters of the notebook's ``parameters`` cell: name -> {inferred_type_name, default, help}."""
+    """Parameters of the notebook's ``parameters`` cell: name -> {inferred_type_name, default,
+    help}."""
     import logging
 
     import papermill
 
     logger = logging.getLogger("papermill")
     level = logger.level
-    logger.setLevel(logging.ERROR)  # papermill warns about lines it cannot parse; tests check there are none
+    logger.setLevel(
+        logging.ERROR
+    )  # papermill warns about lines it cannot parse; tests check there are none
     try:
         return dict(papermill.inspect_notebook(str(path)))
     finally:
@@ -188,7 +218,8 @@ def declared_parameters(path) -> dict[str, dict]:
 # Parameters
 # --------------------------------------------------------------------------------------------
 def parse_value(text: str):
-    """A ``-p`` value: YAML scalars and lists (``5``, ``0.5``, ``true``, ``[0.3, 0.5]``); else the text."""
+    """A ``-p`` value: YAML scalars and lists (``5``, ``0.5``, ``true``, ``[0.3, 0.5]``); else the
+    text."""
     import yaml
 
     if text == "":
@@ -216,7 +247,8 @@ def parse_override(item: str) -> tuple[str, str]:
 
 
 def parse_overrides(items) -> dict:
-    """Several ``name=value`` strings to a dict of texts (the last value of a repeated name wins)."""
+    """Several ``name=value`` strings to a dict of texts (the last value of a repeated name
+    wins)."""
     return dict(parse_override(item) for item in items or [])
 
 
@@ -246,10 +278,9 @@ def value_checks() -> dict:
     from .data import DATASETS, IMAGE_SIZE
     from .experiments import MODEL_SIZES, PLANS
     from .masking import SCORES, STRATEGIES
-    from .recipes import PREDICTORS, VIT_FILLS
-    from .recipes import RECIPES
-    from .training import LOSS_ON
+    from .recipes import PREDICTORS, RECIPES, VIT_FILLS
     from .report import HIGHER_IS_BETTER
+    from .training import LOSS_ON
 
     def choice(allowed):
         return lambda value, name: check_choice(value, name, allowed)
@@ -266,20 +297,33 @@ def value_checks() -> dict:
 
     return {
         "dataset": choice(DATASETS),
-        "n_train": count(0), "n_test": count(0), "seed": count(0),  # 0 images: all of them
-        "epochs": count(1), "batch_size": count(1),
+        "n_train": count(0),
+        "n_test": count(0),
+        "seed": count(0),  # 0 images: all of them
+        "epochs": count(1),
+        "batch_size": count(1),
         "patch_size": lambda value, name: check_patch_size(value, (IMAGE_SIZE, IMAGE_SIZE)),
-        "ratio": check_ratio, "matrix_ratio": check_ratio, "ratios": each(check_ratio),
-        "strategy": choice(STRATEGIES), "strategies": each(choice(STRATEGIES)),
+        "ratio": check_ratio,
+        "matrix_ratio": check_ratio,
+        "ratios": each(check_ratio),
+        "strategy": choice(STRATEGIES),
+        "strategies": each(choice(STRATEGIES)),
         "scores": each(choice(SCORES)),
         "predictors": each(choice(PREDICTORS)),
-        "plan": choice(PLANS), "model_size": choice(MODEL_SIZES), "metric": choice(HIGHER_IS_BETTER),
+        "plan": choice(PLANS),
+        "model_size": choice(MODEL_SIZES),
+        "metric": choice(HIGHER_IS_BETTER),
         # "" (and dropout < 0, lr <= 0) keep the recipe's setting: helpers.recipes.resolve
-        "recipe": choice(RECIPES), "pos_init": choice(("", "random", "sincos")),
-        "lr_schedule": choice(("", "plateau", "cosine")), "augment": choice(("", "yes", "no")),
-        "loss_on": choice(("", *LOSS_ON)), "fill": choice(("", *VIT_FILLS)),
-        "train_strategies": each(choice(STRATEGIES)), "ratio_range": ratio_range,
-        "minutes": lambda value, name: _non_negative(value, name), "compare_epochs": count(0),
+        "recipe": choice(RECIPES),
+        "pos_init": choice(("", "random", "sincos")),
+        "lr_schedule": choice(("", "plateau", "cosine")),
+        "augment": choice(("", "yes", "no")),
+        "loss_on": choice(("", *LOSS_ON)),
+        "fill": choice(("", *VIT_FILLS)),
+        "train_strategies": each(choice(STRATEGIES)),
+        "ratio_range": ratio_range,
+        "minutes": lambda value, name: _non_negative(value, name),
+        "compare_epochs": count(0),
     }
 
 
@@ -296,7 +340,9 @@ def _check_value(notebook: str, name: str, value, checks: dict):
     try:
         check(value, name)
     except (ValueError, TypeError) as exc:
-        raise RunnerError(f"parameter {name!r} of notebook {notebook} is {value!r}: {exc}") from None
+        raise RunnerError(
+            f"parameter {name!r} of notebook {notebook} is {value!r}: {exc}"
+        ) from None
 
 
 def _absolute_dirs(params: dict, base: Path) -> dict:
@@ -309,8 +355,15 @@ def _absolute_dirs(params: dict, base: Path) -> dict:
     return out
 
 
-def plan_run(profile: str, notebooks=None, overrides=None, *, notebooks_dir=NOTEBOOKS_DIR,
-             params_dir=PARAMS_DIR, base_dir=None) -> list[Step]:
+def plan_run(
+    profile: str,
+    notebooks=None,
+    overrides=None,
+    *,
+    notebooks_dir=NOTEBOOKS_DIR,
+    params_dir=PARAMS_DIR,
+    base_dir=None,
+) -> list[Step]:
     """Check everything and return the notebooks to run with their parameters; runs nothing.
 
     ``notebooks``: names or numbers to run (default: all numbered notebooks). Profile entries for
@@ -329,7 +382,9 @@ def plan_run(profile: str, notebooks=None, overrides=None, *, notebooks_dir=NOTE
         for key in notebooks:
             stem = resolve_notebook(key, available)
             if stem is None:
-                raise RunnerError(f"no notebook {key!r} in {Path(notebooks_dir).name}/; available: {names}")
+                raise RunnerError(
+                    f"no notebook {key!r} in {Path(notebooks_dir).name}/; available: {names}"
+                )
             if stem not in selected:
                 selected.append(stem)
         selected.sort(key=list(available).index)
@@ -345,11 +400,15 @@ def plan_run(profile: str, notebooks=None, overrides=None, *, notebooks_dir=NOTE
     for key, values in spec["notebooks"].items():
         stem = resolve_notebook(key, available)
         if stem is None:
-            raise RunnerError(f"profile {profile!r} names notebook {key!r}, which does not exist; available: {names}")
+            raise RunnerError(
+                f"profile {profile!r} names notebook {key!r}, which does not exist; available: "
+                f"{names}"
+            )
         unknown = sorted(set(values) - set(declared[stem]))
         if unknown:
             raise RunnerError(
-                f"profile {profile!r}: notebook {stem} declares no parameter {', '.join(map(repr, unknown))}; "
+                f"profile {profile!r}: notebook {stem} declares no parameter "
+                f"{', '.join(map(repr, unknown))}; "
                 f"it declares: {allowed([stem])}"
             )
         per_notebook.setdefault(stem, {}).update(values)
@@ -364,7 +423,8 @@ def plan_run(profile: str, notebooks=None, overrides=None, *, notebooks_dir=NOTE
     unknown = sorted(n for n in overrides if not any(n in declared[s] for s in selected))
     if unknown:
         raise RunnerError(
-            f"unknown parameter {', '.join(map(repr, unknown))} (-p): declared by none of the notebooks to run "
+            f"unknown parameter {', '.join(map(repr, unknown))} (-p): declared by none of the "
+            "notebooks to run "
             f"({', '.join(selected)}); allowed: {allowed(selected)}"
         )
 
@@ -374,7 +434,9 @@ def plan_run(profile: str, notebooks=None, overrides=None, *, notebooks_dir=NOTE
     for stem in selected:
         params = {k: v for k, v in spec["common"].items() if k in declared[stem]}
         params.update(per_notebook.get(stem, {}))
-        params.update({k: _coerce(v, declared[stem][k]) for k, v in overrides.items() if k in declared[stem]})
+        params.update(
+            {k: _coerce(v, declared[stem][k]) for k, v in overrides.items() if k in declared[stem]}
+        )
         for name, value in params.items():
             _check_type(stem, name, value, declared[stem][name])
             _check_value(stem, name, value, checks)
@@ -410,6 +472,7 @@ def _kernel_stderr():
     from .cli import _TF_STARTUP_NOISE
 
     with tempfile.TemporaryFile() as log:
+
         class QuietKernelManager(AsyncKernelManager):
             async def _async_start_kernel(self, **kw):
                 kw.setdefault("stderr", log)
@@ -426,11 +489,19 @@ def _kernel_stderr():
             sys.stderr.flush()
 
 
-def run_steps(steps: list[Step], output_dir, *, progress_bar: bool | None = None, log=None,
-              notebooks_dir=NOTEBOOKS_DIR, profile: str | None = None) -> list[dict]:
+def run_steps(
+    steps: list[Step],
+    output_dir,
+    *,
+    progress_bar: bool | None = None,
+    log=None,
+    notebooks_dir=NOTEBOOKS_DIR,
+    profile: str | None = None,
+) -> list[dict]:
     """Execute ``steps`` in order; stops at the first failure by raising :class:`NotebookFailed`.
 
-    The kernels get ``HELPERS_FIGURES_DIR=<output>/figures``, ``HELPERS_RESULTS_DIR=<output>/results``
+    The kernels get ``HELPERS_FIGURES_DIR=<output>/figures``,
+    ``HELPERS_RESULTS_DIR=<output>/results``
     (so a run leaves its figures and results next to its notebooks) and ``HELPERS_PROFILE``
     (recorded in the results' provenance).
 
@@ -449,8 +520,12 @@ def run_steps(steps: list[Step], output_dir, *, progress_bar: bool | None = None
     out_notebooks.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     results = []
-    with _environ(HELPERS_FIGURES_DIR=str(figures), HELPERS_RESULTS_DIR=str(results_root),
-                  HELPERS_PROFILE=profile or "", MPLBACKEND=INLINE_BACKEND):
+    with _environ(
+        HELPERS_FIGURES_DIR=str(figures),
+        HELPERS_RESULTS_DIR=str(results_root),
+        HELPERS_PROFILE=profile or "",
+        MPLBACKEND=INLINE_BACKEND,
+    ):
         for i, step in enumerate(steps, 1):
             out = out_notebooks / step.path.name
             head = f"[{i}/{len(steps)}] {step.name}"
@@ -459,17 +534,30 @@ def run_steps(steps: list[Step], output_dir, *, progress_bar: bool | None = None
             try:
                 with _kernel_stderr() as manager:
                     papermill.execute_notebook(
-                        str(step.path), str(out), parameters=step.parameters, kernel_name=KERNEL_NAME,
-                        cwd=str(Path(notebooks_dir).resolve()), progress_bar=progress_bar, log_output=False,
-                        extra_arguments=list(KERNEL_ARGS), kernel_manager_class=manager,
+                        str(step.path),
+                        str(out),
+                        parameters=step.parameters,
+                        kernel_name=KERNEL_NAME,
+                        cwd=str(Path(notebooks_dir).resolve()),
+                        progress_bar=progress_bar,
+                        log_output=False,
+                        extra_arguments=list(KERNEL_ARGS),
+                        kernel_manager_class=manager,
                     )
             except PapermillExecutionError as exc:
-                log(f"{head} failed after {time.perf_counter() - start:.1f} s" if progress_bar else
-                    f" failed after {time.perf_counter() - start:.1f} s")
-                raise NotebookFailed(step.name, out, exc.cell_index, exc.source, exc.ename, exc.evalue) from exc
+                log(
+                    f"{head} failed after {time.perf_counter() - start:.1f} s"
+                    if progress_bar
+                    else f" failed after {time.perf_counter() - start:.1f} s"
+                )
+                raise NotebookFailed(
+                    step.name, out, exc.cell_index, exc.source, exc.ename, exc.evalue
+                ) from exc
             except Exception as exc:  # the kernel died, could not start, timed out...
                 log(f"{head} failed" if progress_bar else " failed")
-                raise NotebookFailed(step.name, out, None, "", type(exc).__name__, str(exc)) from exc
+                raise NotebookFailed(
+                    step.name, out, None, "", type(exc).__name__, str(exc)
+                ) from exc
             seconds = time.perf_counter() - start
             log(f"{head} ok ({seconds:.1f} s)" if progress_bar else f" ok ({seconds:.1f} s)")
             results.append({"notebook": step.name, "output": out, "seconds": seconds})
@@ -477,7 +565,8 @@ def run_steps(steps: list[Step], output_dir, *, progress_bar: bool | None = None
 
 
 def format_plan(steps: list[Step]) -> str:
-    """One line per notebook with the parameters it gets (those it does not get keep their defaults)."""
+    """One line per notebook with the parameters it gets (those it does not get keep their
+    defaults)."""
     lines = []
     for step in steps:
         params = ", ".join(f"{k}={v!r}" for k, v in step.parameters.items()) or "(defaults)"
@@ -498,7 +587,9 @@ def strip_stderr(path) -> int:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        keep = [o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")]
+        keep = [
+            o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")
+        ]
         removed += len(cell.outputs) - len(keep)
         cell.outputs = keep
     meta = nb.metadata.get("papermill", {})

@@ -3,7 +3,8 @@
 - :class:`MaskingDataset`: a ``keras.utils.PyDataset`` that draws new masks for every batch of
   every epoch (any strategy of :mod:`helpers.masking`, a fixed ratio or a ``(low, high)`` range
   drawn per batch), optionally flips images horizontally, and yields ``({"images", "mask"},
-  images, pixel weights)``, the one input every predictor takes. Everything is a pure function of ``(seed, epoch, batch)``,
+  images, pixel weights)``, the one input every predictor takes. Everything is a pure function of
+  ``(seed, epoch, batch)``,
   so runs are reproducible and a resumed run sees the masks it would have seen.
 - The loss is ``MeanSquaredError(reduction="mean_with_sample_weight")`` with 0/1 weights per
   pixel: with ``loss_on="masked"`` the reported loss is exactly the MSE over the
@@ -12,8 +13,10 @@
   warm-up + cosine decay, flips), a budget in epochs, images seen or minutes (:class:`TimeBudget`),
   best and final models, a CSV history (with the images seen), optional early stopping,
   ``BackupAndRestore`` so that calling :func:`train` again with the same run folder resumes an
-  interrupted run. On a CPU, TensorFlow compiles dropout-free models with XLA (about 2x faster). Model files are written under a temporary name
-  and moved into place with ``os.replace``, so ``best.keras``/``final.keras`` are never half written.
+  interrupted run. On a CPU, TensorFlow compiles dropout-free models with XLA (about 2x faster).
+  Model files are written under a temporary name
+  and moved into place with ``os.replace``, so ``best.keras``/``final.keras`` are never half
+  written.
 """
 
 from __future__ import annotations
@@ -60,12 +63,16 @@ def _check_strategy_spec(strategy) -> tuple[str, ...]:
     if isinstance(strategy, str):
         return (check_choice(strategy, "strategy", STRATEGIES),)
     if not isinstance(strategy, (tuple, list)) or not strategy:
-        raise ValueError(f"strategy must be one of {list(STRATEGIES)} or a non-empty list of them, got {strategy!r}")
+        raise ValueError(
+            f"strategy must be one of {list(STRATEGIES)} or a non-empty list of them, got "
+            f"{strategy!r}"
+        )
     return tuple(check_choice(s, "strategy", STRATEGIES) for s in strategy)
 
 
 class MaskingDataset(keras.utils.PyDataset):
-    """Batches of ``({"images", "mask"}, images, pixel weights)`` with masks drawn fresh every epoch.
+    """Batches of ``({"images", "mask"}, images, pixel weights)`` with masks drawn fresh every
+    epoch.
 
     Args:
         images: float32 (N, H, W, C) in [0, 1].
@@ -120,8 +127,10 @@ class MaskingDataset(keras.utils.PyDataset):
         n_patches = self.grid[0] * self.grid[1]
         if min_masked is not None and n_masked(self.ratio[0], n_patches) < min_masked:
             raise ValueError(
-                f"ratio {ratio!r} hides {n_masked(self.ratio[0], n_patches)} of {n_patches} patches, but the model "
-                f"needs at least {min_masked} hidden (an MAE built with min_mask_ratio ~ {min_masked / n_patches:.2f}); "
+                f"ratio {ratio!r} hides {n_masked(self.ratio[0], n_patches)} of {n_patches} "
+                "patches, but the model "
+                f"needs at least {min_masked} hidden (an MAE built with min_mask_ratio ~ "
+                f"{min_masked / n_patches:.2f}); "
                 f"use ratio >= {min_masked / n_patches:.2f}"
             )
 
@@ -144,7 +153,8 @@ class MaskingDataset(keras.utils.PyDataset):
         return np.random.default_rng([self.seed, self._epoch(), 0]).permutation(len(self.images))
 
     def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Images (after flipping) and boolean mask (n, L) of batch ``index`` in the current epoch."""
+        """Images (after flipping) and boolean mask (n, L) of batch ``index`` in the current
+        epoch."""
         if not 0 <= index < len(self):
             raise IndexError(f"batch index must be in [0, {len(self)}), got {index}")
         rng = np.random.default_rng([self.seed, self._epoch(), 1, index])
@@ -154,8 +164,19 @@ class MaskingDataset(keras.utils.PyDataset):
             flip = rng.random(len(images)) < 0.5
             images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
         ratio = self.ratio[0] if self.ratio[0] == self.ratio[1] else float(rng.uniform(*self.ratio))
-        strategy = self.strategies[0] if len(self.strategies) == 1 else self.strategies[rng.integers(len(self.strategies))]
-        mask = make_mask(strategy, ratio, images=images, patch_size=self.patch_size, score_fn=self.score_fn, seed=rng)
+        strategy = (
+            self.strategies[0]
+            if len(self.strategies) == 1
+            else self.strategies[rng.integers(len(self.strategies))]
+        )
+        mask = make_mask(
+            strategy,
+            ratio,
+            images=images,
+            patch_size=self.patch_size,
+            score_fn=self.score_fn,
+            seed=rng,
+        )
         return images, mask
 
     def __getitem__(self, index: int):
@@ -164,7 +185,9 @@ class MaskingDataset(keras.utils.PyDataset):
         if self.loss_on == "all":
             weight = np.ones(images.shape[:3], dtype=np.float32)
         else:
-            weight = patch_mask_to_pixels(mask, self.patch_size, images.shape[1:3])[..., 0].astype(np.float32)
+            weight = patch_mask_to_pixels(mask, self.patch_size, images.shape[1:3])[..., 0].astype(
+                np.float32
+            )
         return {"images": images, "mask": mask.astype(np.float32)}, images, weight
 
 
@@ -190,9 +213,16 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     resumed run does not overwrite a better checkpoint with a worse one.
     """
 
-    def __init__(self, path, monitor: str = "val_loss", initial_best: float = math.inf, verbose: int = 0):
+    def __init__(
+        self, path, monitor: str = "val_loss", initial_best: float = math.inf, verbose: int = 0
+    ):
         super().__init__()
-        self.path, self.monitor, self.best, self.verbose = Path(path), monitor, float(initial_best), verbose
+        self.path, self.monitor, self.best, self.verbose = (
+            Path(path),
+            monitor,
+            float(initial_best),
+            verbose,
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -239,7 +269,11 @@ class HistoryCSV(keras.callbacks.Callback):
         self._write()
 
     def _write(self):
-        keys = ["epoch"] + sorted({k for r in self.rows for k in r} - {"epoch", "seconds"}) + ["seconds"]
+        keys = (
+            ["epoch"]
+            + sorted({k for r in self.rows for k in r} - {"epoch", "seconds"})
+            + ["seconds"]
+        )
         write_csv(self.path, self.rows, keys)
 
 
@@ -256,7 +290,10 @@ class _EpochSync(keras.callbacks.Callback):
 
 def read_history(path) -> list[dict]:
     """Rows of a history CSV, numbers as floats (``epoch`` as int), empty cells left out."""
-    return [{k: (int(v) if k == "epoch" else v) for k, v in r.items() if v != ""} for r in read_csv(path)]
+    return [
+        {k: (int(v) if k == "epoch" else v) for k, v in r.items() if v != ""}
+        for r in read_csv(path)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,7 +306,10 @@ def _split(data):
         return data.x_train, x_val
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
-            raise ValueError(f"data must be a Dataset, an array or an (x_train, x_val) pair; got a sequence of {len(data)}")
+            raise ValueError(
+                "data must be a Dataset, an array or an (x_train, x_val) pair; got a sequence of "
+                f"{len(data)}"
+            )
         return data[0], data[1]
     return data, None
 
@@ -278,8 +318,15 @@ def run_folder(run_dir=None, run_name=None, save_root=SAVE_ROOT) -> Path:
     """``run_dir`` if given, else ``save_root/run_name``."""
     if run_dir is not None:
         return Path(run_dir)
-    if not run_name or not isinstance(run_name, str) or os.sep in run_name or run_name in (".", ".."):
-        raise ValueError(f"run_name must be a plain folder name (or pass run_dir), got {run_name!r}")
+    if (
+        not run_name
+        or not isinstance(run_name, str)
+        or os.sep in run_name
+        or run_name in (".", "..")
+    ):
+        raise ValueError(
+            f"run_name must be a plain folder name (or pass run_dir), got {run_name!r}"
+        )
     return Path(save_root) / run_name
 
 
@@ -303,8 +350,11 @@ def _dropout_rates(model) -> list[float]:
     """Rates of every Dropout layer inside ``model`` (nested layers included)."""
     import keras
 
-    return [float(layer.rate) for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, keras.layers.Dropout)]
+    return [
+        float(layer.rate)
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.Dropout)
+    ]
 
 
 def _jit_compile(value, model=None):
@@ -332,13 +382,28 @@ class TimeBudget(keras.callbacks.Callback):
     depends on the machine and its load.
     """
 
-    def __init__(self, seconds: float, peak_lr: float, *, schedule: str = "cosine", warmup_fraction: float = 0.05,
-                 alpha: float = 0.01, spent: float = 0.0):
+    def __init__(
+        self,
+        seconds: float,
+        peak_lr: float,
+        *,
+        schedule: str = "cosine",
+        warmup_fraction: float = 0.05,
+        alpha: float = 0.01,
+        spent: float = 0.0,
+    ):
         super().__init__()
         if isinstance(seconds, bool) or not isinstance(seconds, Real) or not seconds > 0:
-            raise ValueError(f"minutes must be a positive number, got {seconds / 60 if isinstance(seconds, Real) else seconds!r}")
+            raise ValueError(
+                "minutes must be a positive number, got "
+                f"{seconds / 60 if isinstance(seconds, Real) else seconds!r}"
+            )
         self.seconds, self.peak_lr, self.schedule = float(seconds), float(peak_lr), schedule
-        self.warmup_fraction, self.alpha, self.spent = float(warmup_fraction), float(alpha), float(spent)
+        self.warmup_fraction, self.alpha, self.spent = (
+            float(warmup_fraction),
+            float(alpha),
+            float(spent),
+        )
         self.start = 0.0
 
     def fraction(self) -> float:
@@ -350,7 +415,9 @@ class TimeBudget(keras.callbacks.Callback):
         if f < self.warmup_fraction:
             return self.peak_lr * max(f / self.warmup_fraction, 1e-3)
         decay = (f - self.warmup_fraction) / max(1.0 - self.warmup_fraction, 1e-9)
-        return self.peak_lr * (self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * decay)))
+        return self.peak_lr * (
+            self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * decay))
+        )
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter() - self.spent
@@ -380,11 +447,19 @@ class _ImagesSeen(keras.callbacks.Callback):
 
 
 def _budget(epochs, images, minutes, n_train: int) -> tuple[int, float | None]:
-    """(most epochs, seconds or None) from one budget: ``epochs``, ``images`` seen, or ``minutes``."""
-    given = [name for name, v in (("epochs", epochs), ("images", images), ("minutes", minutes)) if v is not None]
+    """(most epochs, seconds or None) from one budget: ``epochs``, ``images`` seen, or
+    ``minutes``."""
+    given = [
+        name
+        for name, v in (("epochs", epochs), ("images", images), ("minutes", minutes))
+        if v is not None
+    ]
     if len(given) > 1 and given != ["epochs", "minutes"]:
-        raise ValueError(f"give one training budget: epochs, images or minutes (minutes may come with epochs as a "
-                         f"cap); got {', '.join(given)}")
+        raise ValueError(
+            "give one training budget: epochs, images or minutes (minutes may come with epochs as "
+            "a "
+            f"cap); got {', '.join(given)}"
+        )
     seconds = None
     if minutes is not None:
         if isinstance(minutes, bool) or not isinstance(minutes, Real) or not minutes > 0:
@@ -424,7 +499,8 @@ def train(
     callbacks=(),
     jit_compile="auto",
 ) -> dict:
-    """Train ``model`` (from :mod:`helpers.models`) to predict hidden patches; resume if interrupted.
+    """Train ``model`` (from :mod:`helpers.models`) to predict hidden patches; resume if
+    interrupted.
 
     Args:
         data: a :class:`helpers.data.Dataset` (``x_train``/``x_val``), an ``(x_train, x_val)`` pair
@@ -440,11 +516,13 @@ def train(
             Calling again with the same folder after an interruption continues where it stopped;
             after a completed run the backup is gone and training starts again from epoch 0.
         recipe: ``tuned`` or ``reference`` (:mod:`helpers.recipes`): the defaults of ``lr``,
-            ``lr_schedule`` and ``augment`` for the model (its ``builder``); a value given here wins.
+            ``lr_schedule`` and ``augment`` for the model (its ``builder``); a value given here
+            wins.
         lr, lr_schedule: Adam learning rate; ``plateau`` halves it when the monitored loss stalls
             for 3 epochs, ``cosine`` warms up linearly for ``warmup_epochs`` (with ``minutes``: the
             first 5 % of the time) then decays (cosine).
-        early_stopping, patience: stop when the monitored loss has not improved for ``patience`` epochs.
+        early_stopping, patience: stop when the monitored loss has not improved for ``patience``
+        epochs.
         augment: random horizontal flips of the training images.
         loss_on: ``masked`` (MSE over masked patches) or ``all``; None for the recipe's.
         verbose: Keras verbosity: ``"auto"``/1 progress bar, 2 one line per epoch, 0 silent.
@@ -463,8 +541,11 @@ def train(
     from .recipes import train_settings
 
     if not isinstance(model, MaskedImageModel):
-        raise ValueError(f"train needs a Keras model from helpers.models (build_vit, build_mae, build_cnn_autoencoder), "
-                         f"got {model!r}")
+        raise ValueError(
+            "train needs a Keras model from helpers.models (build_vit, build_mae, "
+            "build_cnn_autoencoder), "
+            f"got {model!r}"
+        )
     x_train, x_val = _split(data)
     check_images(x_train, "x_train")
     if x_val is not None and len(x_val) == 0:
@@ -485,8 +566,14 @@ def train(
     folder.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
-    common = dict(patch_size=model.patch_size, strategy=strategy, batch_size=batch_size, loss_on=loss_on,
-                  score_fn=score_fn, min_masked=model.min_masked)
+    common = dict(
+        patch_size=model.patch_size,
+        strategy=strategy,
+        batch_size=batch_size,
+        loss_on=loss_on,
+        score_fn=score_fn,
+        min_masked=model.min_masked,
+    )
     train_ds = MaskingDataset(x_train, ratio=ratio, seed=seed, augment=augment, **common)
     val_ds = None
     if x_val is not None:
@@ -499,8 +586,11 @@ def train(
     else:
         _learning_rate(lr, lr_schedule, 0, 1, 1)  # checks lr and lr_schedule
         learning_rate = float(lr)  # TimeBudget sets it before every batch
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=masked_mse(),
-                  jit_compile=_jit_compile(jit_compile, model))
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=masked_mse(),
+        jit_compile=_jit_compile(jit_compile, model),
+    )
     model.optimizer.build(model.trainable_variables)  # else TensorFlow traces the train step twice
 
     backup = folder / BACKUP
@@ -511,23 +601,48 @@ def train(
 
     cbs = [
         _EpochSync(train_ds),
-        _ImagesSeen(len(x_train), train_ds.batch_size, seen=previous[-1].get("images_seen", 0) if previous else 0),
+        _ImagesSeen(
+            len(x_train),
+            train_ds.batch_size,
+            seen=previous[-1].get("images_seen", 0) if previous else 0,
+        ),
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
         HistoryCSV(history_path),
         AtomicCheckpoint(folder / BEST, monitor=monitor, initial_best=best_so_far),
     ]
     if seconds is not None:
-        cbs.insert(0, TimeBudget(seconds, lr, schedule=lr_schedule, spent=sum(r.get("seconds", 0.0) for r in previous)))
+        cbs.insert(
+            0,
+            TimeBudget(
+                seconds,
+                lr,
+                schedule=lr_schedule,
+                spent=sum(r.get("seconds", 0.0) for r in previous),
+            ),
+        )
     if lr_schedule == "plateau":
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=3, min_lr=1e-5))
+        cbs.append(
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=3, min_lr=1e-5)
+        )
     if early_stopping:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=check_positive_int(patience, "patience")))
+        cbs.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=check_positive_int(patience, "patience")
+            )
+        )
     cbs.extend(callbacks)
 
     if hasattr(model, "_initial_epoch"):
         model._initial_epoch = None  # Keras keeps the epoch of an earlier restore on the model
     start = time.perf_counter()
-    fit = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=verbose, shuffle=False)
+    fit = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        callbacks=cbs,
+        verbose=verbose,
+        shuffle=False,
+    )
     seconds_here = time.perf_counter() - start
     save_atomic(model, folder / FINAL)
 
@@ -543,22 +658,48 @@ def train(
         "epochs": len(rows),
         "images_seen": seen,
         "seconds": seconds_here,
-        "images_per_s": (seen - seen_before) / seconds_here if seconds_here > 0 and fit.epoch else math.nan,
-        "settings": {"recipe": recipe, "lr": float(lr), "lr_schedule": lr_schedule, "augment": augment,
-                     "loss_on": loss_on},
+        "images_per_s": (seen - seen_before) / seconds_here
+        if seconds_here > 0 and fit.epoch
+        else math.nan,
+        "settings": {
+            "recipe": recipe,
+            "lr": float(lr),
+            "lr_schedule": lr_schedule,
+            "augment": augment,
+            "loss_on": loss_on,
+        },
     }
 
 
-def training_throughput(model, images, *, strategy: str = "random", ratio=0.5,
-                        batch_size: int = 128, epochs: int = 1, seed: int = 0) -> float:
+def training_throughput(
+    model,
+    images,
+    *,
+    strategy: str = "random",
+    ratio=0.5,
+    batch_size: int = 128,
+    epochs: int = 1,
+    seed: int = 0,
+) -> float:
     """Training images per second of ``model`` (compiled here with Adam and the masked MSE).
 
     One warm-up epoch (tracing, compilation) is run first and not counted; then ``epochs`` epochs
     over ``images`` are timed, mask drawing included. Nothing is saved.
     """
-    ds = MaskingDataset(images, model.patch_size, strategy=strategy, ratio=ratio, batch_size=batch_size,
-                        seed=seed, min_masked=model.min_masked)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=masked_mse(), jit_compile=_jit_compile("auto", model))
+    ds = MaskingDataset(
+        images,
+        model.patch_size,
+        strategy=strategy,
+        ratio=ratio,
+        batch_size=batch_size,
+        seed=seed,
+        min_masked=model.min_masked,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=masked_mse(),
+        jit_compile=_jit_compile("auto", model),
+    )
     model.optimizer.build(model.trainable_variables)
     if hasattr(model, "_initial_epoch"):
         model._initial_epoch = None

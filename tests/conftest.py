@@ -29,9 +29,13 @@ if not os.environ.get("HELPERS_FIGURES_DIR"):
 _RESULTS_TMP = None
 if not os.environ.get("HELPERS_RESULTS_DIR"):
     _RESULTS_TMP = tempfile.mkdtemp(prefix="helpers-test-results-")
-    _committed = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+    _committed = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results"
+    )
     if os.path.isdir(_committed):
-        shutil.copytree(_committed, _RESULTS_TMP, dirs_exist_ok=True, ignore=shutil.ignore_patterns("models"))
+        shutil.copytree(
+            _committed, _RESULTS_TMP, dirs_exist_ok=True, ignore=shutil.ignore_patterns("models")
+        )
     os.environ["HELPERS_RESULTS_DIR"] = _RESULTS_TMP
 
 #: Output fields nbval skips in comparisons, on top of its own list ('stderr' is the stream name).
@@ -43,8 +47,11 @@ class _NbvalIgnoreStderr:
 
     @pytest.hookimpl
     def pytest_collectstart(self, collector):
-        if getattr(collector, "path", None) is not None and collector.path.suffix == ".ipynb" \
-                and hasattr(collector, "skip_compare"):
+        if (
+            getattr(collector, "path", None) is not None
+            and collector.path.suffix == ".ipynb"
+            and hasattr(collector, "skip_compare")
+        ):
             collector.skip_compare = tuple(collector.skip_compare) + NBVAL_SKIP_COMPARE
 
 

@@ -1,16 +1,26 @@
-"""python -m helpers train / evaluate / bench: files written, resume, fixed masks, errors (exit 2)."""
+"""python -m helpers train / evaluate / bench: files written, resume, fixed masks, errors (exit
+2)."""
 
 import csv
 import json
 
 import numpy as np
 import pytest
-
-from helpers import cli
 from test_evaluation import expected_images, write_cifar_folder
 
+from helpers import cli
+
 TINY = ["--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--mlp-dim", "32"]
-TINY_MAE = TINY + ["--decoder-dim", "16", "--decoder-depth", "1", "--decoder-num-heads", "2", "--decoder-mlp-dim", "32"]
+TINY_MAE = TINY + [
+    "--decoder-dim",
+    "16",
+    "--decoder-depth",
+    "1",
+    "--decoder-num-heads",
+    "2",
+    "--decoder-mlp-dim",
+    "32",
+]
 FAST = ["--dataset", "sample", "--n-train", "48", "--batch-size", "16", "--quiet"]
 
 
@@ -37,7 +47,21 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     paths = {}
     for kind, size in (("vit", TINY + ["--recipe", "reference"]), ("mae", TINY_MAE)):
-        code = cli.main(["train", "--model", kind, "--ratio", "0.5", "--epochs", "1", "--output", str(root), *FAST, *size])
+        code = cli.main(
+            [
+                "train",
+                "--model",
+                kind,
+                "--ratio",
+                "0.5",
+                "--epochs",
+                "1",
+                "--output",
+                str(root),
+                *FAST,
+                *size,
+            ]
+        )
         assert code == 0
         paths[kind] = root / f"{kind}-random-0.50-seed0"
     return paths
@@ -52,25 +76,54 @@ def test_train_writes_the_model_files_and_the_history(trained, capsys):
         assert (folder / name).is_file(), name
     assert not (folder / "backup").exists()  # a completed run leaves no backup
     rows = _history(folder / "history.csv")
-    assert [r["epoch"] for r in rows] == ["0"] and float(rows[0]["loss"]) > 0 and "val_loss" in rows[0]
+    assert (
+        [r["epoch"] for r in rows] == ["0"] and float(rows[0]["loss"]) > 0 and "val_loss" in rows[0]
+    )
 
 
 def test_train_size_options_reach_the_saved_model(trained):
     from helpers.models import load_predictor
 
     vit, mae = (load_predictor(trained[k] / "final.keras") for k in ("vit", "mae"))
-    assert vit.get_layer("pos_embed").init == "random" and vit.get_layer("block_0").dropout == 0.1  # reference
-    assert mae.get_layer("pos_embed").init == mae.get_layer("decoder_pos_embed").init == "sincos"  # tuned
+    assert (
+        vit.get_layer("pos_embed").init == "random" and vit.get_layer("block_0").dropout == 0.1
+    )  # reference
+    assert (
+        mae.get_layer("pos_embed").init == mae.get_layer("decoder_pos_embed").init == "sincos"
+    )  # tuned
     assert mae.get_layer("block_0").dropout == 0.0
-    assert vit.get_layer("patch_embed").embed_dim == 16 and len([l for l in vit.layers if l.name.startswith("block_")]) == 1
+    assert (
+        vit.get_layer("patch_embed").embed_dim == 16
+        and len([layer for layer in vit.layers if layer.name.startswith("block_")]) == 1
+    )
 
 
 def test_train_prints_where_the_files_went(tmp_path, capsys):
-    code, out, err = _main(capsys, "train", "--model", "cnn", "--filters", "4", "8", "--strategy", "rows",
-                           "--ratio-range", "0.3", "0.6", "--epochs", "1", "--output", tmp_path, *FAST)
+    code, out, err = _main(
+        capsys,
+        "train",
+        "--model",
+        "cnn",
+        "--filters",
+        "4",
+        "8",
+        "--strategy",
+        "rows",
+        "--ratio-range",
+        "0.3",
+        "0.6",
+        "--epochs",
+        "1",
+        "--output",
+        tmp_path,
+        *FAST,
+    )
     assert code == 0, err
     folder = tmp_path / "cnn-rows-0.30to0.60-seed0"
-    assert f"best model:  {folder / 'best.keras'}" in out and f"history:     {folder / 'history.csv'}" in out
+    assert (
+        f"best model:  {folder / 'best.keras'}" in out
+        and f"history:     {folder / 'history.csv'}" in out
+    )
     assert "val_loss" in out and (folder / "final.keras").is_file()
 
 
@@ -91,7 +144,19 @@ class _InterruptAfter:
 def test_running_the_same_command_again_resumes(tmp_path, capsys, monkeypatch):
     import helpers.training as training
 
-    argv = ["train", "--model", "vit", "--epochs", "3", "--output", tmp_path, "--run-name", "r", *FAST, *TINY]
+    argv = [
+        "train",
+        "--model",
+        "vit",
+        "--epochs",
+        "3",
+        "--output",
+        tmp_path,
+        "--run-name",
+        "r",
+        *FAST,
+        *TINY,
+    ]
     real_train = training.train
 
     def interrupted_train(*args, callbacks=(), **kwargs):
@@ -124,8 +189,14 @@ def test_running_the_same_command_again_resumes(tmp_path, capsys, monkeypatch):
         (["--epochs", "0"], ["--epochs 0", ">= 1"]),
         (["--patch-size", "5"], ["--patch-size 5", "allowed"]),
         (["--embed-dim", "15"], ["embed_dim=15", "num_heads"]),
-        (["--pos-init", "sincos", "--embed-dim", "18"], ["embed_dim=18", "divisible by 4", "sincos"]),
-        (["--dataset", "cifar10", "--data-dir", "/no/such/folder"], ["--data-dir", "/no/such/folder"]),
+        (
+            ["--pos-init", "sincos", "--embed-dim", "18"],
+            ["embed_dim=18", "divisible by 4", "sincos"],
+        ),
+        (
+            ["--dataset", "cifar10", "--data-dir", "/no/such/folder"],
+            ["--data-dir", "/no/such/folder"],
+        ),
     ],
 )
 def test_train_bad_values_exit_2(tmp_path, capsys, argv, words):
@@ -138,20 +209,58 @@ def test_train_bad_values_exit_2(tmp_path, capsys, argv, words):
 
 
 def test_train_fill_is_an_option_of_the_vit_only(tmp_path, capsys):
-    code, out, err = _main(capsys, "train", "--model", "mae", "--fill", "token", "--epochs", "1", "--output", tmp_path, *FAST)
+    code, out, err = _main(
+        capsys,
+        "train",
+        "--model",
+        "mae",
+        "--fill",
+        "token",
+        "--epochs",
+        "1",
+        "--output",
+        tmp_path,
+        *FAST,
+    )
     assert code == 2 and "--fill is an option of --model vit, not of --model mae" in err
     assert not any(tmp_path.iterdir())
 
 
 def test_train_mae_minimum_above_the_training_ratio(tmp_path, capsys):
-    code, _, err = _main(capsys, "train", "--model", "mae", "--ratio", "0.3", "--min-mask-ratio", "0.5",
-                         "--epochs", "1", "--output", tmp_path, *FAST)
+    code, _, err = _main(
+        capsys,
+        "train",
+        "--model",
+        "mae",
+        "--ratio",
+        "0.3",
+        "--min-mask-ratio",
+        "0.5",
+        "--epochs",
+        "1",
+        "--output",
+        tmp_path,
+        *FAST,
+    )
     assert code == 2 and "--min-mask-ratio 0.5" in err and "<= 0.3" in err
 
 
 def test_train_ratio_and_ratio_range_exclude_each_other(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(["train", "--model", "vit", "--ratio", "0.5", "--ratio-range", "0.3", "0.7", "--output", str(tmp_path)])
+        cli.main(
+            [
+                "train",
+                "--model",
+                "vit",
+                "--ratio",
+                "0.5",
+                "--ratio-range",
+                "0.3",
+                "0.7",
+                "--output",
+                str(tmp_path),
+            ]
+        )
     assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
@@ -160,7 +269,20 @@ def test_train_ratio_and_ratio_range_exclude_each_other(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------
 def _evaluate(capsys, model, out, *extra, data_dir=None, strategy="random", ratio="0.5"):
     data = ["--dataset", "cifar10", "--data-dir", data_dir] if data_dir is not None else []
-    return _main(capsys, "evaluate", "--model", model, *data, "--strategy", strategy, "--ratio", ratio, "--output", out, *extra)
+    return _main(
+        capsys,
+        "evaluate",
+        "--model",
+        model,
+        *data,
+        "--strategy",
+        strategy,
+        "--ratio",
+        ratio,
+        "--output",
+        out,
+        *extra,
+    )
 
 
 def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_path, capsys):
@@ -169,13 +291,30 @@ def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_p
     from helpers.models import load_predictor, reconstruct
 
     model_path = trained["vit"] / "best.keras"
-    code, out, err = _evaluate(capsys, model_path, tmp_path / "e", "--mask-seed", "7", data_dir=cifar, strategy="columns")
+    code, out, err = _evaluate(
+        capsys, model_path, tmp_path / "e", "--mask-seed", "7", data_dir=cifar, strategy="columns"
+    )
     assert code == 0, err
     got = json.loads((tmp_path / "e" / "metrics.json").read_text())
-    for key in ("model", "model_name", "dataset", "data_dir", "n_test", "strategy", "ratio", "mask_seed", "keras_backend"):
+    for key in (
+        "model",
+        "model_name",
+        "dataset",
+        "data_dir",
+        "n_test",
+        "strategy",
+        "ratio",
+        "mask_seed",
+        "keras_backend",
+    ):
         assert key in got
     assert got["model"] == str(model_path) and got["data_dir"] == str(cifar) and got["n_test"] == 16
-    assert (got["model_name"], got["strategy"], got["ratio"], got["mask_seed"]) == ("vit", "columns", 0.5, 7)
+    assert (got["model_name"], got["strategy"], got["ratio"], got["mask_seed"]) == (
+        "vit",
+        "columns",
+        0.5,
+        7,
+    )
 
     images = expected_images(cifar)
     model = load_predictor(model_path)
@@ -183,7 +322,10 @@ def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_p
     want = summarize(evaluate(images, reconstruct(model, images, mask), mask, 4))
     for key in ("mse_masked", "psnr_masked", "psnr", "ssim"):
         for stat in ("mean", "std"):
-            assert got[f"{key}_{stat}"] == pytest.approx(want[f"{key}_{stat}"], rel=1e-9), (key, stat)
+            assert got[f"{key}_{stat}"] == pytest.approx(want[f"{key}_{stat}"], rel=1e-9), (
+                key,
+                stat,
+            )
     with open(tmp_path / "e" / "metrics.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["ssim_mean"]) == got["ssim_mean"]
@@ -193,39 +335,103 @@ def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_p
 def test_evaluate_twice_gives_the_same_numbers(trained, cifar, tmp_path, capsys):
     results = []
     for name in ("a", "b"):
-        code, _, err = _evaluate(capsys, trained["mae"] / "final.keras", tmp_path / name, "--n-test", "10",
-                                 data_dir=cifar, strategy="importance", ratio="0.6")
+        code, _, err = _evaluate(
+            capsys,
+            trained["mae"] / "final.keras",
+            tmp_path / name,
+            "--n-test",
+            "10",
+            data_dir=cifar,
+            strategy="importance",
+            ratio="0.6",
+        )
         assert code == 0, err
         data = json.loads((tmp_path / name / "metrics.json").read_text())
         data.pop("seconds")
         results.append(data)
-    assert results[0] == results[1] and results[0]["n_test"] == 10 and results[0]["score"] == "variance"
+    assert (
+        results[0] == results[1]
+        and results[0]["n_test"] == 10
+        and results[0]["score"] == "variance"
+    )
 
 
 def test_evaluate_with_gradient_scores(trained, cifar, tmp_path, capsys):
-    code, out, err = _evaluate(capsys, trained["vit"] / "best.keras", tmp_path, "--score", "gradient",
-                               "--n-test", "4", data_dir=cifar, strategy="importance")
+    code, out, err = _evaluate(
+        capsys,
+        trained["vit"] / "best.keras",
+        tmp_path,
+        "--score",
+        "gradient",
+        "--n-test",
+        "4",
+        data_dir=cifar,
+        strategy="importance",
+    )
     assert code == 0, err
-    assert json.loads((tmp_path / "metrics.json").read_text())["score"] == "gradient" and "score gradient" in out
+    assert (
+        json.loads((tmp_path / "metrics.json").read_text())["score"] == "gradient"
+        and "score gradient" in out
+    )
 
 
 def test_evaluate_biharmonic(cifar, tmp_path, capsys):
-    code, out, err = _evaluate(capsys, "biharmonic", tmp_path, "--n-test", "5", data_dir=cifar, strategy="rows", ratio="0.25")
+    code, out, err = _evaluate(
+        capsys,
+        "biharmonic",
+        tmp_path,
+        "--n-test",
+        "5",
+        data_dir=cifar,
+        strategy="rows",
+        ratio="0.25",
+    )
     assert code == 0, err
     got = json.loads((tmp_path / "metrics.json").read_text())
-    assert got["model_name"] == "biharmonic" and got["n_test"] == 5 and np.isfinite(got["psnr_masked_mean"])
+    assert (
+        got["model_name"] == "biharmonic"
+        and got["n_test"] == 5
+        and np.isfinite(got["psnr_masked_mean"])
+    )
 
 
 def test_evaluate_mean_colour(cifar, tmp_path, capsys):
-    code, out, err = _evaluate(capsys, "mean_colour", tmp_path, "--n-test", "5", data_dir=cifar, strategy="rows", ratio="0.25")
+    code, out, err = _evaluate(
+        capsys,
+        "mean_colour",
+        tmp_path,
+        "--n-test",
+        "5",
+        data_dir=cifar,
+        strategy="rows",
+        ratio="0.25",
+    )
     assert code == 0, err
     got = json.loads((tmp_path / "metrics.json").read_text())
-    assert got["model_name"] == "mean_colour" and got["n_test"] == 5 and np.isfinite(got["psnr_masked_mean"])
+    assert (
+        got["model_name"] == "mean_colour"
+        and got["n_test"] == 5
+        and np.isfinite(got["psnr_masked_mean"])
+    )
 
 
 def test_evaluate_on_the_sample_test_split(tmp_path, capsys):
-    code, out, err = _main(capsys, "evaluate", "--model", "biharmonic", "--dataset", "sample", "--strategy", "random",
-                           "--ratio", "0.5", "--n-test", "4", "--output", tmp_path)
+    code, out, err = _main(
+        capsys,
+        "evaluate",
+        "--model",
+        "biharmonic",
+        "--dataset",
+        "sample",
+        "--strategy",
+        "random",
+        "--ratio",
+        "0.5",
+        "--n-test",
+        "4",
+        "--output",
+        tmp_path,
+    )
     assert code == 0, err
     got = json.loads((tmp_path / "metrics.json").read_text())
     assert got["dataset"] == "sample" and got["data_dir"] is None and got["n_test"] == 4
@@ -259,7 +465,9 @@ def test_evaluate_bad_values_exit_2(trained, cifar, tmp_path, capsys, case, word
         strategy, extra = "importance", ["--score", "gradient"]
     elif case == "n-test":
         extra = ["--n-test", "17"]
-    code, out, err = _evaluate(capsys, model, tmp_path / "out", *extra, data_dir=data_dir, strategy=strategy, ratio=ratio)
+    code, out, err = _evaluate(
+        capsys, model, tmp_path / "out", *extra, data_dir=data_dir, strategy=strategy, ratio=ratio
+    )
     assert code == 2 and out == ""
     for w in words:
         assert w in err
@@ -267,26 +475,58 @@ def test_evaluate_bad_values_exit_2(trained, cifar, tmp_path, capsys, case, word
 
 
 @pytest.mark.parametrize("command", ["evaluate", "train"])
-def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, command):
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path, capsys, command
+):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    argv = {"evaluate": ["evaluate", "--model", "biharmonic", "--dataset", "sample", "--strategy", "random",
-                         "--ratio", "0.5"],
-            "train": ["train", "--model", "vit", "--epochs", "1", *FAST, *TINY]}[command]
+    argv = {
+        "evaluate": [
+            "evaluate",
+            "--model",
+            "biharmonic",
+            "--dataset",
+            "sample",
+            "--strategy",
+            "random",
+            "--ratio",
+            "0.5",
+        ],
+        "train": ["train", "--model", "vit", "--epochs", "1", *FAST, *TINY],
+    }[command]
     with pytest.raises(SystemExit) as info:
         cli.main([*argv, "--output", str(blocker / "out")])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "argument --output" in err and str(blocker / "out") in err and "cannot" not in err.split("--output")[0]
+    assert (
+        "argument --output" in err
+        and str(blocker / "out") in err
+        and "cannot" not in err.split("--output")[0]
+    )
     assert blocker.read_text() == "not a folder"
     missing = tmp_path / "new" / "deeper"
-    assert cli._output_dir(str(missing)) == missing and not (tmp_path / "new").exists()  # checked, nothing left
+    assert (
+        cli._output_dir(str(missing)) == missing and not (tmp_path / "new").exists()
+    )  # checked, nothing left
 
 
 def test_evaluate_unknown_strategy_is_a_usage_error(cifar, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(["evaluate", "--model", "biharmonic", "--data-dir", str(cifar), "--strategy", "diagonal",
-                  "--ratio", "0.5", "--output", str(tmp_path)])
+        cli.main(
+            [
+                "evaluate",
+                "--model",
+                "biharmonic",
+                "--data-dir",
+                str(cifar),
+                "--strategy",
+                "diagonal",
+                "--ratio",
+                "0.5",
+                "--output",
+                str(tmp_path),
+            ]
+        )
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "argument --strategy" in err and "'diagonal'" in err and "'random'" in err
@@ -298,12 +538,20 @@ def test_evaluate_unknown_strategy_is_a_usage_error(cifar, tmp_path, capsys):
 def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
     code, out, err = _main(capsys, "bench", "speed", "--quick")
     assert code == 0, err
-    for words in ("random masks, 5000 images", "ratio: skimage loop / batched SSIM",
-                  "plain-Keras ViT (reference), 50% masked", "mask-token ViT, 75% masked", "MAE-style ViT, 75% masked",
-                  "mask-token ViT + masks drawn per batch, 50% masked",
-                  "ratio: MAE / mask-token ViT, 50% masked", "ratio: MAE / mask-token ViT, 75% masked",
-                  "ratio: mask-token ViT / plain-Keras ViT, 75% masked", "ratio: with / without mask drawing, 50% masked",
-                  "mask-token ViT + harmonic fill, 50% masked", "ratio: with / without harmonic fill, 75% masked"):
+    for words in (
+        "random masks, 5000 images",
+        "ratio: skimage loop / batched SSIM",
+        "plain-Keras ViT (reference), 50% masked",
+        "mask-token ViT, 75% masked",
+        "MAE-style ViT, 75% masked",
+        "mask-token ViT + masks drawn per batch, 50% masked",
+        "ratio: MAE / mask-token ViT, 50% masked",
+        "ratio: MAE / mask-token ViT, 75% masked",
+        "ratio: mask-token ViT / plain-Keras ViT, 75% masked",
+        "ratio: with / without mask drawing, 50% masked",
+        "mask-token ViT + harmonic fill, 50% masked",
+        "ratio: with / without harmonic fill, 75% masked",
+    ):
         assert words in out, words
     ratio_lines = [ln for ln in out.splitlines() if ln.startswith("ratio: ") and "masked" in ln]
     assert len(ratio_lines) == 8 and all(float(ln.rsplit("x", 1)[1]) > 0 for ln in ratio_lines)
@@ -322,9 +570,13 @@ def keras_backend():
 def test_bench_quality_rejects_bad_options(tmp_path, capsys):
     code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path / "nope")
     assert code == 2 and "--data-dir" in err and "no such folder" in err
-    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--minutes-per-model", "0")
+    code, _, err = _main(
+        capsys, "bench", "quality", "--data-dir", tmp_path, "--minutes-per-model", "0"
+    )
     assert code == 2 and "--minutes-per-model" in err
-    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--predictors", "vit", "resnet")
+    code, _, err = _main(
+        capsys, "bench", "quality", "--data-dir", tmp_path, "--predictors", "vit", "resnet"
+    )
     assert code == 2 and "'resnet'" in err and "biharmonic" in err
 
 
@@ -332,22 +584,54 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
     from helpers import quality
 
     calls = []
-    row = {"predictor": "vit", "strategy": "rows", "psnr_masked_mean": 20.5, "psnr_masked_std": 1.25,
-           "psnr_mean": 23.0, "ssim_mean": 0.8, "epochs": 7, "train_minutes": 9.5}
+    row = {
+        "predictor": "vit",
+        "strategy": "rows",
+        "psnr_masked_mean": 20.5,
+        "psnr_masked_std": 1.25,
+        "psnr_mean": 23.0,
+        "ssim_mean": 0.8,
+        "epochs": 7,
+        "train_minutes": 9.5,
+    }
 
     def fake(**kwargs):
         calls.append(kwargs)
         return [row]
 
     monkeypatch.setattr(quality, "bench_quality", fake)
-    code, out, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--minutes-per-model", "0.5",
-                         "--output", tmp_path / "q", "--predictors", "vit", "biharmonic")
+    code, out, _ = _main(
+        capsys,
+        "bench",
+        "quality",
+        "--data-dir",
+        tmp_path,
+        "--minutes-per-model",
+        "0.5",
+        "--output",
+        tmp_path / "q",
+        "--predictors",
+        "vit",
+        "biharmonic",
+    )
     assert code == 0
     assert "| vit | rows | 20.50 ± 1.25 | 23.00 | 0.800 | 7 | 9.5 |" in out
-    assert calls == [{"data_dir": str(tmp_path), "plan": "mixed", "recipe": "tuned", "minutes_per_model": 0.5,
-                      "output": tmp_path / "q", "predictors": ("vit", "biharmonic")}]
+    assert calls == [
+        {
+            "data_dir": str(tmp_path),
+            "plan": "mixed",
+            "recipe": "tuned",
+            "minutes_per_model": 0.5,
+            "output": tmp_path / "q",
+            "predictors": ("vit", "biharmonic"),
+        }
+    ]
     code, _, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--recipe", "reference")
-    assert code == 0 and calls[-1] == {"data_dir": str(tmp_path), "plan": "mixed", "recipe": "reference"}
+    assert code == 0 and calls[-1] == {
+        "data_dir": str(tmp_path),
+        "plan": "mixed",
+        "recipe": "reference",
+    }
 
 
 def test_help_lists_the_commands(capsys):

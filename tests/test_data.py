@@ -85,7 +85,10 @@ def test_missing_dataset_offline_says_what_to_do(monkeypatch, tmp_path):
     import keras
 
     monkeypatch.setattr(keras.utils, "get_file", no_network)
-    with pytest.raises(data.DatasetError, match=r"could not be downloaded \(OSError: network unreachable\).*dataset='sample'"):
+    with pytest.raises(
+        data.DatasetError,
+        match=r"could not be downloaded \(OSError: network unreachable\).*dataset='sample'",
+    ):
         data.load_dataset("cifar10")
 
 
@@ -109,7 +112,9 @@ class _Evil:
 def test_tampered_batch_with_foreign_objects_is_rejected(cifar_dir):
     with open(cifar_dir / "data_batch_1", "wb") as f:
         pickle.dump({b"data": _Evil(), b"labels": []}, f, protocol=2)
-    with pytest.raises(data.DatasetError, match=r"data_batch_1 is corrupt.*(posix|os)\.system is not allowed"):
+    with pytest.raises(
+        data.DatasetError, match=r"data_batch_1 is corrupt.*(posix|os)\.system is not allowed"
+    ):
         data.load_cifar10(cifar_dir, download=False)
 
 
@@ -120,7 +125,10 @@ def test_tampered_batch_with_foreign_objects_is_rejected(cifar_dir):
         ({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "must be uint8 of shape"),
         ({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, "must be uint8 of shape"),
         ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "must be 2 integers in 0..9"),
-        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}, "must be 2 integers in 0..9"),
+        (
+            {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]},
+            "must be 2 integers in 0..9",
+        ),
     ],
 )
 def test_batches_with_wrong_content_are_rejected(cifar_dir, payload, message):
@@ -130,7 +138,9 @@ def test_batches_with_wrong_content_are_rejected(cifar_dir, payload, message):
         data.load_cifar10(cifar_dir, download=False)
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="the shared CIFAR-10 subset is not beside the project")
+@pytest.mark.skipif(
+    not SHARED.exists(), reason="the shared CIFAR-10 subset is not beside the project"
+)
 def test_shared_subset():
     ds = data.load_dataset("cifar10", data_dir=SHARED, val_fraction=0.0)
     assert ds.x_train.shape == (3044, 32, 32, 3) and ds.x_test.shape == (761, 32, 32, 3)
@@ -160,7 +170,8 @@ def test_sample_test_crops_never_overlap_training_crops():
         train = meta_train[meta_train[:, 0] == photo]
         test = meta_test[meta_test[:, 0] == photo]
         assert len(train) and len(test)
-        # columns in the photograph's own pixels: every training crop ends before any test crop starts
+        # columns in the photograph's own pixels: every training crop ends before any test crop
+        # starts
         assert train[:, 2].max() + 4 <= test[:, 1].min()
         # same domain: every scale appears on both sides
         assert set(train[:, 3]) == set(test[:, 3]) == set(data.SAMPLE_SCALES)
@@ -174,7 +185,11 @@ def test_sample_test_images_are_not_training_images():
 
 def test_load_dataset_sample_subsets():
     ds = data.load_dataset("sample", n_train=200, n_test=50, val_fraction=0.1, seed=1)
-    assert ds.x_train.shape == (180, 32, 32, 3) and ds.x_val.shape == (20, 32, 32, 3) and ds.x_test.shape == (50, 32, 32, 3)
+    assert (
+        ds.x_train.shape == (180, 32, 32, 3)
+        and ds.x_val.shape == (20, 32, 32, 3)
+        and ds.x_test.shape == (50, 32, 32, 3)
+    )
     assert ds.image_shape == (32, 32, 3)
     assert "sample" in ds.summary()
 
@@ -182,7 +197,11 @@ def test_load_dataset_sample_subsets():
 @pytest.mark.parametrize(
     "kwargs, exc, message",
     [
-        ({"name": "mnist"}, ValueError, r"dataset must be one of \['cifar10', 'sample'\], got 'mnist'"),
+        (
+            {"name": "mnist"},
+            ValueError,
+            r"dataset must be one of \['cifar10', 'sample'\], got 'mnist'",
+        ),
         ({"val_fraction": 1.0}, ValueError, "val_fraction must be a number in"),
         ({"n_train": -3}, ValueError, "n_train must be an integer >= 1, got -3"),
         ({"n_train": 10**6}, ValueError, "n_train=1000000 is more than the 5000 images available"),

@@ -1,4 +1,5 @@
-"""helpers.evaluation: test images from a CIFAR-format folder, fixed-seed evaluation, result files."""
+"""helpers.evaluation: test images from a CIFAR-format folder, fixed-seed evaluation, result
+files."""
 
 import csv
 import json
@@ -11,7 +12,13 @@ from helpers import evaluation
 from helpers.evaluation import SettingError
 
 TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
-TINY_MAE = {**TINY, "decoder_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2, "decoder_mlp_dim": 32}
+TINY_MAE = {
+    **TINY,
+    "decoder_dim": 16,
+    "decoder_depth": 1,
+    "decoder_num_heads": 2,
+    "decoder_mlp_dim": 32,
+}
 
 
 def write_cifar_folder(folder, n=24, seed=0, train_batches=0):
@@ -20,7 +27,10 @@ def write_cifar_folder(folder, n=24, seed=0, train_batches=0):
     rng = np.random.default_rng(seed)
     names = ["test_batch"] + [f"data_batch_{i}" for i in range(1, train_batches + 1)]
     for name in names:
-        d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [int(v) for v in rng.integers(0, 10, n)]}
+        d = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(d, f, protocol=2)
     return folder
@@ -88,7 +98,11 @@ def test_without_data_dir_the_keras_cache_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(SettingError) as info:
         evaluation.load_test_images("cifar10")
-    assert info.value.param == "data_dir" and "not given" in str(info.value) and str(tmp_path) in str(info.value)
+    assert (
+        info.value.param == "data_dir"
+        and "not given" in str(info.value)
+        and str(tmp_path) in str(info.value)
+    )
     write_cifar_folder(tmp_path / "datasets" / "cifar-10-batches-py", n=3)
     assert evaluation.load_test_images("cifar10").shape == (3, 32, 32, 3)
 
@@ -125,7 +139,9 @@ def test_same_numbers_as_the_metrics_module(cifar, saved, strategy):
 
     images = expected_images(cifar)
     model = load_predictor(saved["vit"])
-    got = evaluation.evaluate_predictor(model, images, strategy=strategy, ratio=0.5, patch_size=4, mask_seed=3, score_fn=None)
+    got = evaluation.evaluate_predictor(
+        model, images, strategy=strategy, ratio=0.5, patch_size=4, mask_seed=3, score_fn=None
+    )
     want = _direct(model, images, strategy, 0.5, 3)
     for key in ("mse_masked", "psnr_masked", "psnr", "ssim", "mse"):
         assert got[f"{key}_mean"] == pytest.approx(want[f"{key}_mean"], rel=1e-9)
@@ -152,7 +168,9 @@ def test_gradient_scores_use_the_model(cifar, saved):
 
     images = expected_images(cifar, 8)
     model = load_predictor(saved["vit"])
-    got = evaluation.evaluate_predictor(model, images, strategy="importance", ratio=0.5, mask_seed=0, score_fn="gradient")
+    got = evaluation.evaluate_predictor(
+        model, images, strategy="importance", ratio=0.5, mask_seed=0, score_fn="gradient"
+    )
     want = _direct(model, images, "importance", 0.5, 0, score_fn=gradient_score_fn(model))
     assert got["psnr_masked_mean"] == pytest.approx(want["psnr_masked_mean"], rel=1e-9)
     assert got["score"] == "gradient"
@@ -163,17 +181,37 @@ def test_gradient_scores_need_a_model(cifar, name):
     from helpers.models import load_predictor
 
     with pytest.raises(SettingError) as info:
-        evaluation.evaluate_predictor(load_predictor(name), expected_images(cifar, 4), strategy="importance",
-                                      ratio=0.5, mask_seed=0, score_fn="gradient")
+        evaluation.evaluate_predictor(
+            load_predictor(name),
+            expected_images(cifar, 4),
+            strategy="importance",
+            ratio=0.5,
+            mask_seed=0,
+            score_fn="gradient",
+        )
     assert info.value.param == "score" and name in str(info.value) and "variance" in str(info.value)
 
 
 def test_the_mean_colour_guess_is_evaluated_like_any_predictor(cifar):
-    results = evaluation.run_evaluation("mean_colour", dataset="cifar10", data_dir=str(cifar), strategy="columns",
-                                        ratio=0.5, n_test=6, mask_seed=2)
+    results = evaluation.run_evaluation(
+        "mean_colour",
+        dataset="cifar10",
+        data_dir=str(cifar),
+        strategy="columns",
+        ratio=0.5,
+        n_test=6,
+        mask_seed=2,
+    )
     assert results["model_name"] == "mean_colour" and results["n_test"] == 6
-    biharmonic = evaluation.run_evaluation("biharmonic", dataset="cifar10", data_dir=str(cifar), strategy="columns",
-                                           ratio=0.5, n_test=6, mask_seed=2)
+    biharmonic = evaluation.run_evaluation(
+        "biharmonic",
+        dataset="cifar10",
+        data_dir=str(cifar),
+        strategy="columns",
+        ratio=0.5,
+        n_test=6,
+        mask_seed=2,
+    )
     assert results["n_masked"] == biharmonic["n_masked"]
     assert results["psnr_masked_mean"] != biharmonic["psnr_masked_mean"]
 
@@ -183,9 +221,17 @@ def test_an_mae_refuses_a_ratio_below_its_minimum(cifar, saved):
 
     mae = load_predictor(saved["mae"])
     with pytest.raises(SettingError) as info:
-        evaluation.evaluate_predictor(mae, expected_images(cifar, 4), strategy="random", ratio=0.3, mask_seed=0)
-    assert info.value.param == "ratio" and "at least 32" in str(info.value) and ">= 0.50" in str(info.value)
-    ok = evaluation.evaluate_predictor(mae, expected_images(cifar, 4), strategy="random", ratio=0.7, mask_seed=0)
+        evaluation.evaluate_predictor(
+            mae, expected_images(cifar, 4), strategy="random", ratio=0.3, mask_seed=0
+        )
+    assert (
+        info.value.param == "ratio"
+        and "at least 32" in str(info.value)
+        and ">= 0.50" in str(info.value)
+    )
+    ok = evaluation.evaluate_predictor(
+        mae, expected_images(cifar, 4), strategy="random", ratio=0.7, mask_seed=0
+    )
     assert ok["n_masked"] == 45
 
 
@@ -193,8 +239,14 @@ def test_a_patch_size_the_model_was_not_built_for(cifar, saved):
     from helpers.models import load_predictor
 
     with pytest.raises(SettingError) as info:
-        evaluation.evaluate_predictor(load_predictor(saved["vit"]), expected_images(cifar, 4), strategy="random",
-                                      ratio=0.5, patch_size=8, mask_seed=0)
+        evaluation.evaluate_predictor(
+            load_predictor(saved["vit"]),
+            expected_images(cifar, 4),
+            strategy="random",
+            ratio=0.5,
+            patch_size=8,
+            mask_seed=0,
+        )
     assert info.value.param == "patch_size" and "allowed: 4" in str(info.value)
 
 
@@ -212,7 +264,13 @@ def test_a_patch_size_the_model_was_not_built_for(cifar, saved):
     ],
 )
 def test_bad_settings_name_the_parameter(cifar, kwargs, param):
-    settings = {"dataset": "cifar10", "data_dir": cifar, "strategy": "random", "ratio": 0.5, **kwargs}
+    settings = {
+        "dataset": "cifar10",
+        "data_dir": cifar,
+        "strategy": "random",
+        "ratio": 0.5,
+        **kwargs,
+    }
     with pytest.raises(SettingError) as info:
         evaluation.run_evaluation("biharmonic", **settings)
     assert info.value.param == param
@@ -223,7 +281,9 @@ def test_a_missing_model_file_is_reported_before_anything_loads(tmp_path):
     with pytest.raises(SettingError) as info:
         evaluation.run_evaluation(tmp_path / "nope.keras", data_dir=tmp_path / "no-data")
     assert info.value.param == "model" and "no such file" in str(info.value)
-    with pytest.raises(SettingError, match="must be a .keras file.*or one of biharmonic, mean_colour"):
+    with pytest.raises(
+        SettingError, match="must be a .keras file.*or one of biharmonic, mean_colour"
+    ):
         evaluation.run_evaluation(tmp_path / "model.h5")
 
 
@@ -239,9 +299,20 @@ def test_a_file_that_is_not_a_model(tmp_path, cifar):
 # output
 # --------------------------------------------------------------------------------------------
 def test_results_files_and_table(tmp_path, cifar):
-    results = evaluation.run_evaluation("biharmonic", dataset="cifar10", data_dir=str(cifar), strategy="rows",
-                                        ratio=0.25, n_test=6, mask_seed=2)
-    assert results["model_name"] == "biharmonic" and results["data_dir"] == str(cifar) and results["n_test"] == 6
+    results = evaluation.run_evaluation(
+        "biharmonic",
+        dataset="cifar10",
+        data_dir=str(cifar),
+        strategy="rows",
+        ratio=0.25,
+        n_test=6,
+        mask_seed=2,
+    )
+    assert (
+        results["model_name"] == "biharmonic"
+        and results["data_dir"] == str(cifar)
+        and results["n_test"] == 6
+    )
     assert results["keras_backend"] in ("tensorflow", "jax", "torch")
     out = tmp_path / "out"
     json_path, csv_path = evaluation.write_results(out, results)
@@ -251,7 +322,10 @@ def test_results_files_and_table(tmp_path, cifar):
     assert list(row) == list(results)
     assert float(row["psnr_masked_mean"]) == results["psnr_masked_mean"]
     assert row["score"] == ""  # None
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "metrics.json"]  # no temporary files left
+    assert sorted(p.name for p in out.iterdir()) == [
+        "metrics.csv",
+        "metrics.json",
+    ]  # no temporary files left
     table = evaluation.format_table(results)
     assert "PSNR masked region (dB)" in table and "SSIM whole image" in table
     assert f"{results['ssim_mean']:.5f}" in table and "rows 0.25" in table
@@ -273,10 +347,18 @@ def test_compare_predictors_uses_one_mask_for_all(tmp_path):
 
     zero = models.BiharmonicInpainter()
     zero.fill = lambda imgs, mask, p: np.zeros_like(imgs)
-    rows, recon, mask = evaluation.compare_predictors({"biharmonic": models.BiharmonicInpainter(), "zeros": zero},
-                                                      images, strategy="rows", ratio=0.5, mask_seed=3)
+    rows, recon, mask = evaluation.compare_predictors(
+        {"biharmonic": models.BiharmonicInpainter(), "zeros": zero},
+        images,
+        strategy="rows",
+        ratio=0.5,
+        mask_seed=3,
+    )
     assert mask.shape == (6, 16) and np.all(mask.sum(axis=1) == 8)
-    assert [r["predictor"] for r in rows] == ["biharmonic", "zeros"] and set(recon) == {"biharmonic", "zeros"}
+    assert [r["predictor"] for r in rows] == ["biharmonic", "zeros"] and set(recon) == {
+        "biharmonic",
+        "zeros",
+    }
     hidden = np.repeat(np.repeat(mask.reshape(6, 4, 4), 4, axis=1), 4, axis=2)
     expected = np.mean([np.mean(images[i][hidden[i]] ** 2) for i in range(6)])
     assert rows[1]["mse_masked_mean"] == pytest.approx(expected, rel=1e-5)

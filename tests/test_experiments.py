@@ -9,8 +9,16 @@ from helpers.data import load_dataset
 
 TINY = {
     "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
-    "mae": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32, "decoder_dim": 16, "decoder_depth": 1,
-            "decoder_num_heads": 2, "decoder_mlp_dim": 16},
+    "mae": {
+        "embed_dim": 16,
+        "depth": 1,
+        "num_heads": 2,
+        "mlp_dim": 32,
+        "decoder_dim": 16,
+        "decoder_depth": 1,
+        "decoder_num_heads": 2,
+        "decoder_mlp_dim": 16,
+    },
     "cnn": {"filters": (8, 16)},
 }
 
@@ -21,17 +29,30 @@ def tiny_data():
 
 
 def _config(**kw):
-    base = dict(strategies=("random", "importance"), ratios=(0.5,), predictors=("vit", "biharmonic"), epochs=1,
-                batch_size=16, model_kwargs=TINY, plan="per_strategy")
+    base = dict(
+        strategies=("random", "importance"),
+        ratios=(0.5,),
+        predictors=("vit", "biharmonic"),
+        epochs=1,
+        batch_size=16,
+        model_kwargs=TINY,
+        plan="per_strategy",
+    )
     base.update(kw)
     return experiments.SweepConfig(**base)
 
 
 def test_sweep_writes_rows_provenance_and_models(tiny_data, tmp_path):
     run = experiments.Run(tmp_path / "run")
-    rows = experiments.Sweep(tiny_data, _config(), run, extra_provenance={"profile": "test"}).run_sweep(progress=False)
+    rows = experiments.Sweep(
+        tiny_data, _config(), run, extra_provenance={"profile": "test"}
+    ).run_sweep(progress=False)
     assert [(r["strategy"], r["predictor"]) for r in rows] == [
-        ("random", "vit"), ("random", "biharmonic"), ("importance", "vit"), ("importance", "biharmonic")]
+        ("random", "vit"),
+        ("random", "biharmonic"),
+        ("importance", "vit"),
+        ("importance", "biharmonic"),
+    ]
     for r in rows:
         assert r["n_test"] == 8 and r["ratio"] == 0.5 and r["plan"] == "per_strategy"
         assert 0 < r["psnr_masked_mean"] < 100 and -1 <= r["ssim_mean"] <= 1
@@ -39,7 +60,12 @@ def test_sweep_writes_rows_provenance_and_models(tiny_data, tmp_path):
     assert prov["dataset"]["name"] == "sample" and prov["dataset"]["test"] == 8
     assert prov["profile"] == "test" and prov["config"]["epochs"] == 1
     assert prov["environment"]["backend"] and prov["environment"]["device"]
-    assert set(prov["cells"]) == {"vit/random/0.50", "biharmonic/random/0.50", "vit/importance/0.50", "biharmonic/importance/0.50"}
+    assert set(prov["cells"]) == {
+        "vit/random/0.50",
+        "biharmonic/random/0.50",
+        "vit/importance/0.50",
+        "biharmonic/importance/0.50",
+    }
     assert all(c["seconds"] >= 0 for c in prov["cells"].values())
     assert (run.models / "vit-random-0.30to0.70" / "final.keras").exists()
     assert (run.models / "vit-importance-0.30to0.70" / "final.keras").exists()
@@ -67,7 +93,9 @@ def test_non_learned_predictors_are_never_trained(tiny_data, tmp_path, monkeypat
 def test_every_predictor_sees_the_same_masks(tiny_data, tmp_path):
     sweep = experiments.Sweep(tiny_data, _config(strategies=("rows",)), tmp_path / "r")
     a = sweep.masks("rows", 0.5)
-    b = experiments.Sweep(tiny_data, _config(strategies=("rows",)), tmp_path / "r2").masks("rows", 0.5)
+    b = experiments.Sweep(tiny_data, _config(strategies=("rows",)), tmp_path / "r2").masks(
+        "rows", 0.5
+    )
     assert np.array_equal(a, b) and (a.sum(1) == 32).all()
     assert not np.array_equal(a, sweep.masks("rows", 0.7)[:, :])
 
@@ -114,7 +142,9 @@ def test_trained_models_are_reused_on_resume(tiny_data, tmp_path, monkeypatch):
 
 def test_per_cell_plan_trains_one_model_per_ratio(tiny_data, tmp_path):
     run = experiments.Run(tmp_path / "run")
-    config = _config(strategies=("random",), ratios=(0.3, 0.7), predictors=("mae",), plan="per_cell")
+    config = _config(
+        strategies=("random",), ratios=(0.3, 0.7), predictors=("mae",), plan="per_cell"
+    )
     rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
     assert len(rows) == 2 and all(r["plan"] == "per_cell" for r in rows)
     assert sorted(p.name for p in run.models.iterdir()) == ["mae-random-0.30", "mae-random-0.70"]
@@ -127,7 +157,11 @@ def test_cross_strategy_matrix(tiny_data, tmp_path):
     assert table.shape == (2, 2) and np.isfinite(table).all()
     rows = run.matrix_rows()
     assert {(r["train_strategy"], r["eval_strategy"]) for r in rows} == {
-        ("random", "random"), ("random", "rows"), ("rows", "random"), ("rows", "rows")}
+        ("random", "random"),
+        ("random", "rows"),
+        ("rows", "random"),
+        ("rows", "rows"),
+    }
     # the diagonal equals the sweep's own cell for the same model and masks
     sweep_rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
     same = [r for r in sweep_rows if r["strategy"] == "rows"][0]
@@ -143,7 +177,10 @@ def test_append_row_adds_columns_and_keeps_rows(tmp_path):
     path = tmp_path / "m.csv"
     experiments.append_row(path, {"a": 1, "b": "x"})
     experiments.append_row(path, {"a": 2, "c": 3.5})
-    assert experiments.read_csv(path) == [{"a": 1.0, "b": "x", "c": ""}, {"a": 2.0, "b": "", "c": 3.5}]
+    assert experiments.read_csv(path) == [
+        {"a": 1.0, "b": "x", "c": ""},
+        {"a": 2.0, "b": "", "c": 3.5},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -151,8 +188,14 @@ def test_append_row_adds_columns_and_keeps_rows(tmp_path):
     [
         ({"strategies": ("diagonal",)}, "strategies must be one of"),
         ({"ratios": (0.5, 1.0)}, "ratios must be strictly between 0 and 1, got 1.0"),
-        ({"predictors": ("resnet",)}, r"predictors must be one of \[.*'mean_colour'.*\], got 'resnet'"),
-        ({"plan": "each"}, r"plan must be one of \['mixed', 'per_cell', 'per_strategy'\], got 'each'"),
+        (
+            {"predictors": ("resnet",)},
+            r"predictors must be one of \[.*'mean_colour'.*\], got 'resnet'",
+        ),
+        (
+            {"plan": "each"},
+            r"plan must be one of \['mixed', 'per_cell', 'per_strategy'\], got 'each'",
+        ),
         ({"ratio_range": (0.7, 0.3)}, "ratio_range must be"),
         ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
     ],
@@ -167,8 +210,12 @@ def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
     config = _config(strategies=("rows",), predictors=("biharmonic",))
     experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
     experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)  # same settings: fine
-    with pytest.raises(ValueError, match=r"holds results of other settings \(differs in config.epochs\)"):
-        experiments.Sweep(tiny_data, _config(strategies=("rows",), predictors=("biharmonic",), epochs=2), run).run_sweep(progress=False)
+    with pytest.raises(
+        ValueError, match=r"holds results of other settings \(differs in config.epochs\)"
+    ):
+        experiments.Sweep(
+            tiny_data, _config(strategies=("rows",), predictors=("biharmonic",), epochs=2), run
+        ).run_sweep(progress=False)
     other = load_dataset("sample", n_train=48, n_test=4, val_fraction=0.25, seed=0)
     with pytest.raises(ValueError, match=r"dataset.test"):
         experiments.Sweep(other, config, run).run_sweep(progress=False)
@@ -180,20 +227,30 @@ def test_model_sizes():
     assert experiments.model_sizes("reference") == {"vit": {}, "mae": {}, "cnn": {}}
     small["vit"]["embed_dim"] = 1
     assert experiments.model_sizes("small")["vit"]["embed_dim"] == 64  # a copy
-    with pytest.raises(ValueError, match=r"model_size must be one of \['reference', 'small'\], got 'huge'"):
+    with pytest.raises(
+        ValueError, match=r"model_size must be one of \['reference', 'small'\], got 'huge'"
+    ):
         experiments.model_sizes("huge")
 
 
 def test_mixed_plan_trains_one_model_per_predictor_for_every_cell(tiny_data, tmp_path):
     run = experiments.Run(tmp_path / "run")
-    sweep = experiments.Sweep(tiny_data, _config(plan="mixed", strategies=("rows", "importance")), run)
+    sweep = experiments.Sweep(
+        tiny_data, _config(plan="mixed", strategies=("rows", "importance")), run
+    )
     assert sweep.model("vit", "rows", 0.5) is sweep.model("vit", "importance", 0.5)
     rows = sweep.run_sweep(progress=False)
     assert {r["plan"] for r in rows} == {"mixed"} and len(rows) == 4
     assert [p.name for p in run.models.iterdir()] == ["vit-mixed-0.30to0.70"]
     prov = run.provenance()["training"]["vit-mixed-0.30to0.70"]
-    assert prov["epochs"] == 1 and prov["images_seen"] == len(tiny_data.x_train) and prov["recipe"] == "tuned"
-    with pytest.raises(ValueError, match="cross-strategy matrix needs one model per training strategy"):
+    assert (
+        prov["epochs"] == 1
+        and prov["images_seen"] == len(tiny_data.x_train)
+        and prov["recipe"] == "tuned"
+    )
+    with pytest.raises(
+        ValueError, match="cross-strategy matrix needs one model per training strategy"
+    ):
         sweep.run_matrix(0.5)
 
 
@@ -202,18 +259,38 @@ def test_pretrained_models_are_used_instead_of_training(tiny_data, tmp_path, mon
 
     model = models.build_model("vit", **TINY["vit"])
     path = training.save_atomic(model, tmp_path / "saved" / "best.keras")
-    monkeypatch.setattr(training, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
-    sweep = experiments.Sweep(tiny_data, _config(plan="mixed", strategies=("rows",)), tmp_path / "run",
-                              pretrained={"vit": path})
+    monkeypatch.setattr(
+        training, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained"))
+    )
+    sweep = experiments.Sweep(
+        tiny_data,
+        _config(plan="mixed", strategies=("rows",)),
+        tmp_path / "run",
+        pretrained={"vit": path},
+    )
     rows = sweep.run_sweep(progress=False)
     assert [r["predictor"] for r in rows] == ["vit", "biharmonic"]
     assert experiments.Run(tmp_path / "run").provenance()["pretrained"] == {"vit": str(path)}
     (record,) = experiments.Run(tmp_path / "run").provenance()["training"].values()
-    assert record == {"predictor": "vit", "pretrained": str(path), "epochs": None, "images_seen": None}  # no history
+    assert record == {
+        "predictor": "vit",
+        "pretrained": str(path),
+        "epochs": None,
+        "images_seen": None,
+    }  # no history
     (path.parent / training.HISTORY).write_text("epoch,images_seen,loss\n0,40.0,0.1\n1,80.0,0.05\n")
-    assert experiments.pretrained_training(path, "vit") == {"predictor": "vit", "pretrained": str(path), "epochs": 2,
-                                                           "images_seen": 80}
+    assert experiments.pretrained_training(path, "vit") == {
+        "predictor": "vit",
+        "pretrained": str(path),
+        "epochs": 2,
+        "images_seen": 80,
+    }
     with pytest.raises(ValueError, match="pretrained models need plan 'mixed'"):
         experiments.Sweep(tiny_data, _config(), tmp_path / "r2", pretrained={"vit": path})
     with pytest.raises(FileNotFoundError, match=r"pretrained\['vit'\]: no saved model"):
-        experiments.Sweep(tiny_data, _config(plan="mixed"), tmp_path / "r3", pretrained={"vit": tmp_path / "nope.keras"})
+        experiments.Sweep(
+            tiny_data,
+            _config(plan="mixed"),
+            tmp_path / "r3",
+            pretrained={"vit": tmp_path / "nope.keras"},
+        )

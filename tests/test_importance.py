@@ -34,16 +34,22 @@ def test_scores_match_finite_differences(vit, images):
     scores = importance.gradient_scores(vit, images, P, mask=mask)
     f = loss_at(vit, images, mask)
     fn = importance._loss_fn(vit, mask, P, SHAPE)
-    grad = keras.ops.convert_to_numpy(importance._input_gradient(fn, keras.ops.convert_to_tensor(images)))
+    grad = keras.ops.convert_to_numpy(
+        importance._input_gradient(fn, keras.ops.convert_to_tensor(images))
+    )
     eps = 1e-2
     for i, j in [(0, int(np.flatnonzero(~mask[0])[0])), (2, int(np.flatnonzero(~mask[2])[-1]))]:
         d = np.zeros((3, 16, 48), np.float32)
-        d[i, j] = patchify(grad, P)[i, j] / scores[i, j]  # unit vector along the gradient of patch j
+        d[i, j] = (
+            patchify(grad, P)[i, j] / scores[i, j]
+        )  # unit vector along the gradient of patch j
         d = unpatchify(d, P, SHAPE)
         slope = (f(images + eps * d) - f(images - eps * d)) / (2 * eps)
         assert slope == pytest.approx(scores[i, j], rel=2e-2)
     d = np.random.default_rng(5).standard_normal(images.shape).astype(np.float32)
-    d *= ~patch_mask_to_pixels(mask, P, SHAPE)  # visible pixels only: the hidden ones are only targets
+    d *= ~patch_mask_to_pixels(
+        mask, P, SHAPE
+    )  # visible pixels only: the hidden ones are only targets
     slope = (f(images + eps * d) - f(images - eps * d)) / (2 * eps)
     assert slope == pytest.approx(float(np.sum(grad * d)), rel=2e-2)
 
@@ -55,7 +61,9 @@ def test_hidden_patches_score_zero_and_default_scores_all(vit, images):
     assert np.all(s[mask] == 0) and np.all(s[~mask] > 0)
     default = importance.gradient_scores(vit, images, P, batch_size=2)
     assert default.shape == (3, 16) and np.all(default > 0)
-    np.testing.assert_allclose(default, importance.gradient_scores(vit, images, P), rtol=1e-5)  # seeded
+    np.testing.assert_allclose(
+        default, importance.gradient_scores(vit, images, P), rtol=1e-5
+    )  # seeded
 
 
 def test_partition_masks_cover_every_patch_once():
@@ -75,14 +83,22 @@ def test_score_fn_drives_importance_masking(vit, images):
 
 
 def test_other_models(images):
-    mae = models.build_mae(**TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=8,
-                           min_mask_ratio=0.7)
+    mae = models.build_mae(
+        **TINY,
+        decoder_dim=8,
+        decoder_depth=1,
+        decoder_num_heads=2,
+        decoder_mlp_dim=8,
+        min_mask_ratio=0.7,
+    )
     s = importance.gradient_scores(mae, images, P)  # 4 passes: each hides >= 11 of 16
     assert s.shape == (3, 16) and np.all(s > 0)
     with pytest.raises(ValueError, match="groups must be between 4 and 16"):
         importance.gradient_scores(mae, images, P, groups=2)
     with pytest.raises(ValueError, match="hides 8 of 16 patches.*at least 11"):
-        importance.gradient_scores(mae, images, P, mask=masking.make_mask("random", 0.5, images=images, patch_size=P))
+        importance.gradient_scores(
+            mae, images, P, mask=masking.make_mask("random", 0.5, images=images, patch_size=P)
+        )
     cnn = models.build_cnn_autoencoder(image_shape=SHAPE, patch_size=P, filters=(4, 8))
     assert np.all(importance.gradient_scores(cnn, images, P) > 0)
     with pytest.raises(ValueError, match=r"BiharmonicInpainter\(\) has no gradients"):

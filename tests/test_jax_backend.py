@@ -8,7 +8,9 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'jax[cpu]')")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'jax[cpu]')"
+)
 
 SCRIPT = textwrap.dedent(
     """
@@ -26,7 +28,8 @@ SCRIPT = textwrap.dedent(
         m = masking.make_mask(s, 0.5, images=x, patch_size=4, seed=0)
         assert (m.sum(1) == 32).all(), s
         # masked tokens selected with keras.ops on the JAX backend agree with NumPy
-        kept = ops.convert_to_numpy(ops.where(ops.convert_to_tensor(m)[..., None], 0.0, ops.convert_to_tensor(P)))
+        hidden = ops.convert_to_tensor(m)[..., None]
+        kept = ops.convert_to_numpy(ops.where(hidden, 0.0, ops.convert_to_tensor(P)))
         assert np.array_equal(kept, np.where(m[..., None], 0.0, P)), s
     print("jax ok")
     """
@@ -35,6 +38,8 @@ SCRIPT = textwrap.dedent(
 
 def test_patches_and_masking_under_jax():
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "jax ok" in out.stdout

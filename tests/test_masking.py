@@ -46,7 +46,9 @@ def test_importance_with_custom_score_function(sample_images):
     def left_first(images, patch_size):
         return np.tile(-np.arange(64, dtype=float), (len(images), 1))
 
-    m = masking.make_mask("importance", 0.25, images=sample_images, patch_size=4, score_fn=left_first)
+    m = masking.make_mask(
+        "importance", 0.25, images=sample_images, patch_size=4, score_fn=left_first
+    )
     assert m[:, :16].all() and not m[:, 16:].any()
 
 
@@ -64,7 +66,9 @@ def test_edge_score_prefers_edges():
     img[:, :, 18:] = 1.0  # a vertical edge between patch columns 4 and 5
     s = masking.edge_score(img, 4).reshape(8, 8)
     assert s[:, 4].min() > 0 and s[:, 0].max() == 0
-    m = masking.make_mask("importance", 0.25, images=img, patch_size=4, score_fn="edge").reshape(8, 8)
+    m = masking.make_mask("importance", 0.25, images=img, patch_size=4, score_fn="edge").reshape(
+        8, 8
+    )
     assert m[:, 4].all()
 
 
@@ -125,7 +129,11 @@ def test_ratio_must_be_a_number(ratio):
 
 
 def test_unknown_strategy_is_rejected():
-    with pytest.raises(ValueError, match=r"strategy must be one of \['columns', 'importance', 'random', 'rows'\], got 'diagonal'"):
+    with pytest.raises(
+        ValueError,
+        match=r"strategy must be one of \['columns', 'importance', 'random', 'rows'\], got "
+        r"'diagonal'",
+    ):
         masking.make_mask("diagonal", 0.5, n_images=2, grid=GRID)
 
 
@@ -136,9 +144,17 @@ def test_importance_needs_images():
 
 def test_bad_score_function_output_is_rejected(sample_images):
     with pytest.raises(ValueError, match="score_fn must return shape"):
-        masking.make_mask("importance", 0.5, images=sample_images, patch_size=4, score_fn=lambda x, p: np.zeros((2, 3)))
+        masking.make_mask(
+            "importance",
+            0.5,
+            images=sample_images,
+            patch_size=4,
+            score_fn=lambda x, p: np.zeros((2, 3)),
+        )
     with pytest.raises(ValueError, match="score_fn must be one of"):
-        masking.make_mask("importance", 0.5, images=sample_images, patch_size=4, score_fn="gradient")
+        masking.make_mask(
+            "importance", 0.5, images=sample_images, patch_size=4, score_fn="gradient"
+        )
 
 
 def test_patch_size_must_divide_for_masks(sample_images):
@@ -148,9 +164,13 @@ def test_patch_size_must_divide_for_masks(sample_images):
 
 def test_images_are_checked():
     with pytest.raises(TypeError, match="dtype uint8"):
-        masking.make_mask("importance", 0.5, images=np.zeros((2, 32, 32, 3), np.uint8), patch_size=4)
+        masking.make_mask(
+            "importance", 0.5, images=np.zeros((2, 32, 32, 3), np.uint8), patch_size=4
+        )
     with pytest.raises(ValueError, match=r"values must lie in \[0, 1\]"):
-        masking.make_mask("importance", 0.5, images=np.full((2, 32, 32, 3), 255.0, np.float32), patch_size=4)
+        masking.make_mask(
+            "importance", 0.5, images=np.full((2, 32, 32, 3), 255.0, np.float32), patch_size=4
+        )
     with pytest.raises(ValueError, match="rank 4"):
         masking.make_mask("importance", 0.5, images=np.zeros((32, 32, 3), np.float32), patch_size=4)
 

@@ -51,8 +51,12 @@ def test_mse_and_psnr_masked_and_whole():
         expected_masked = np.mean((a[i][pix[i]].astype(np.float64) - b[i][pix[i]]) ** 2)
         assert res["mse_masked"][i] == pytest.approx(expected_masked, rel=1e-6)
         assert res["psnr_masked"][i] == pytest.approx(10 * np.log10(1 / expected_masked), rel=1e-6)
-        assert res["psnr"][i] == pytest.approx(peak_signal_noise_ratio(a[i], c[i], data_range=1), rel=1e-5)
-        assert res["ssim"][i] == pytest.approx(structural_similarity(a[i], c[i], data_range=1, channel_axis=-1), abs=1e-4)
+        assert res["psnr"][i] == pytest.approx(
+            peak_signal_noise_ratio(a[i], c[i], data_range=1), rel=1e-5
+        )
+        assert res["ssim"][i] == pytest.approx(
+            structural_similarity(a[i], c[i], data_range=1, channel_axis=-1), abs=1e-4
+        )
     # half the pixels are untouched, so the whole-image error is half the masked error
     assert np.allclose(res["mse"], res["mse_masked"] / 2, rtol=1e-6)
 

@@ -12,13 +12,15 @@ import pytest
 
 from helpers import layers as mim
 from helpers import masking, metrics, models
-from helpers.recipes import LEARNED, NON_LEARNED, PREDICTORS
 from helpers.patches import patch_mask_to_pixels, patchify
+from helpers.recipes import LEARNED, NON_LEARNED, PREDICTORS
 
 SHAPE = (16, 16, 3)
 P = 4
 L, D = 16, 48
-TINY = dict(image_shape=SHAPE, patch_size=P, embed_dim=16, depth=1, num_heads=2, mlp_dim=16, dropout=0.1)
+TINY = dict(
+    image_shape=SHAPE, patch_size=P, embed_dim=16, depth=1, num_heads=2, mlp_dim=16, dropout=0.1
+)
 TINY_MAE = dict(TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=8)
 TINY_CNN = dict(image_shape=SHAPE, patch_size=P, filters=(4, 8), dropout=0.1)
 
@@ -69,7 +71,9 @@ def test_masked_content_cannot_influence_output(tiny_models, images, kind, ratio
     model = tiny_models[kind]
     mask = mask_for(images, ratio, seed=3)
     pixels = patch_mask_to_pixels(mask, P, SHAPE)
-    other = np.where(pixels, np.random.default_rng(9).random(images.shape, dtype=np.float32), images)
+    other = np.where(
+        pixels, np.random.default_rng(9).random(images.shape, dtype=np.float32), images
+    )
     a = models.reconstruct(model, images, mask)
     b = models.reconstruct(model, other, mask)
     np.testing.assert_array_equal(a, b)
@@ -106,7 +110,9 @@ def test_untrained_harmonic_vit_returns_the_fill(images):
     flat = np.full((2, *SHAPE), 0.3, dtype=np.float32)
     out = keras.ops.convert_to_numpy(model(inputs_of(flat, mask[:2]), training=False))
     np.testing.assert_allclose(out, 0.3, atol=1e-6)
-    ramp = np.broadcast_to(np.linspace(0.1, 0.9, SHAPE[1], dtype=np.float32)[None, None, :, None], (1, *SHAPE)).copy()
+    ramp = np.broadcast_to(
+        np.linspace(0.1, 0.9, SHAPE[1], dtype=np.float32)[None, None, :, None], (1, *SHAPE)
+    ).copy()
     columns = np.zeros((1, L), dtype=bool)
     columns[0, [1, 2, 5, 6, 9, 10, 13, 14]] = True  # the two inner columns of patches
     out = keras.ops.convert_to_numpy(model(inputs_of(ramp, columns), training=False))
@@ -158,7 +164,11 @@ def test_save_load_roundtrip(tiny_models, images, kind, tmp_path):
     model.save(path)
     loaded = models.load_predictor(path)
     assert type(loaded) is type(model) and loaded.get_config() == model.get_config()
-    assert (loaded.image_shape, loaded.patch_size, loaded.min_masked) == (model.image_shape, P, model.min_masked)
+    assert (loaded.image_shape, loaded.patch_size, loaded.min_masked) == (
+        model.image_shape,
+        P,
+        model.min_masked,
+    )
     np.testing.assert_array_equal(models.reconstruct(loaded, images, mask), before)
 
 
@@ -167,7 +177,9 @@ def test_a_model_of_the_old_interface_is_refused_clearly(tmp_path):
     patches, mask = keras.Input((L, D), name="patches"), keras.Input((L,), name="mask")
     out = keras.layers.Dense(D)(mim.PatchEmbedding(8)(patches, mask))
     keras.Model({"patches": patches, "mask": mask}, out, name="vit").save(tmp_path / "old.keras")
-    with pytest.raises(ValueError, match=r"old.keras.*older version of this package.*take images and a mask"):
+    with pytest.raises(
+        ValueError, match=r"old.keras.*older version of this package.*take images and a mask"
+    ):
         models.load_predictor(tmp_path / "old.keras")
 
 
@@ -202,7 +214,8 @@ def test_sincos_position_embedding_is_local_and_starts_the_layer():
     table = mim.sincos_position_embedding((4, 6), 16)
     assert table.shape == (24, 16) and table.dtype == np.float32
     assert np.abs(table).max() <= 1.0
-    # rows and columns are encoded separately: same row -> same first half, same column -> same second half
+    # rows and columns are encoded separately: same row -> same first half, same column -> same
+    # second half
     np.testing.assert_allclose(table[0, :8], table[5, :8])
     np.testing.assert_allclose(table[0, 8:], table[6, 8:])
     # nearer patches are more alike (dot product) than farther ones along a row and down a column
@@ -222,7 +235,9 @@ def test_sincos_models_save_and_load(images, kind, tmp_path):
     mask = mask_for(images, 0.6, seed=2)
     before = models.reconstruct(model, images, mask)
     model.save(tmp_path / "m.keras")
-    np.testing.assert_array_equal(models.reconstruct(models.load_predictor(tmp_path / "m.keras"), images, mask), before)
+    np.testing.assert_array_equal(
+        models.reconstruct(models.load_predictor(tmp_path / "m.keras"), images, mask), before
+    )
 
 
 def test_model_config_roundtrip(tiny_models):
@@ -249,8 +264,10 @@ def test_biharmonic_reproduces_smooth_images():
     mask = masking.make_mask("random", 0.5, images=images, patch_size=4, seed=0)
     out = models.reconstruct(models.load_predictor("biharmonic"), images, mask)
     assert metrics.evaluate(images, out, mask, 4)["psnr_masked"].min() > 40
-    np.testing.assert_array_equal(out[~patch_mask_to_pixels(mask, 4, (32, 32))[..., 0]],
-                                  images[~patch_mask_to_pixels(mask, 4, (32, 32))[..., 0]])
+    np.testing.assert_array_equal(
+        out[~patch_mask_to_pixels(mask, 4, (32, 32))[..., 0]],
+        images[~patch_mask_to_pixels(mask, 4, (32, 32))[..., 0]],
+    )
 
 
 def test_mean_colour_fills_hidden_pixels_with_the_visible_mean(images):
@@ -260,21 +277,29 @@ def test_mean_colour_fills_hidden_pixels_with_the_visible_mean(images):
     out = metrics.composite(images, models.reconstruct(predictor, images, mask), mask, P)
     hidden = patch_mask_to_pixels(mask, P, SHAPE[:2])[..., 0]
     for img, got, h in zip(images, out, hidden):
-        np.testing.assert_allclose(got[h], np.broadcast_to(img[~h].mean(axis=0), got[h].shape), rtol=1e-6)
+        np.testing.assert_allclose(
+            got[h], np.broadcast_to(img[~h].mean(axis=0), got[h].shape), rtol=1e-6
+        )
         np.testing.assert_array_equal(got[~h], img[~h])
 
 
 def test_mean_colour_is_a_flat_colour_per_image_and_channel():
     images = np.zeros((2, *SHAPE), np.float32)
     images[0, ..., 0], images[1, ..., 2] = 0.25, 0.75
-    images[0, :4, :4] = 1.0  # the top-left patch, hidden below: its colour must not leak into the guess
+    images[0, :4, :4] = (
+        1.0  # the top-left patch, hidden below: its colour must not leak into the guess
+    )
     mask = np.zeros((2, L), bool)
     mask[:, 0] = True
     out = models.MeanColourInpainter().fill(images, mask, P)
     np.testing.assert_allclose(out[0, :4, :4], np.broadcast_to([0.25, 0, 0], (4, 4, 3)))
     np.testing.assert_allclose(out[1, :4, :4], np.broadcast_to([0, 0, 0.75], (4, 4, 3)))
-    everything = models.MeanColourInpainter().fill(images, np.ones((2, L), bool), P)  # nothing visible
-    np.testing.assert_allclose(everything[0], np.broadcast_to(images[0].mean(axis=(0, 1)), SHAPE), rtol=1e-6)
+    everything = models.MeanColourInpainter().fill(
+        images, np.ones((2, L), bool), P
+    )  # nothing visible
+    np.testing.assert_allclose(
+        everything[0], np.broadcast_to(images[0].mean(axis=(0, 1)), SHAPE), rtol=1e-6
+    )
 
 
 def test_mae_rejects_masks_hiding_too_few(tiny_models, images):
@@ -295,22 +320,64 @@ def test_mixed_precision_keeps_float32_output(images):
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: models.build_vit(**{**TINY, "embed_dim": 30, "num_heads": 4}), r"embed_dim=30 must be divisible by num_heads=4"),
-        (lambda: models.build_mae(**{**TINY_MAE, "decoder_dim": 10, "decoder_num_heads": 4}), r"decoder_dim=10 .*decoder_num_heads=4"),
-        (lambda: models.build_vit(**{**TINY, "pos_init": "sine"}), r"pos_init must be one of \['random', 'sincos'\], got 'sine'"),
-        (lambda: models.build_vit(**{**TINY, "pos_init": "sincos", "embed_dim": 18}), r"embed_dim=18 must be divisible by 4 for pos_init='sincos'"),
-        (lambda: models.build_mae(**{**TINY_MAE, "pos_init": "sincos", "decoder_dim": 6}), r"decoder_dim=6 must be divisible by 4"),
-        (lambda: models.build_vit(**{**TINY, "patch_size": 5}), r"patch_size must divide the image size 16x16; got 5"),
-        (lambda: models.build_vit(**{**TINY, "fill": "zeros"}), r"fill must be one of \['harmonic', 'token'\], got 'zeros'"),
-        (lambda: models.build_vit(**{**TINY, "fill_iterations": -1}), r"fill_iterations must be an integer >= 0, got -1"),
-        (lambda: models.build_vit(**{**TINY, "dropout": 1.5}), r"dropout must be a number in \[0, 1\), got 1.5"),
+        (
+            lambda: models.build_vit(**{**TINY, "embed_dim": 30, "num_heads": 4}),
+            r"embed_dim=30 must be divisible by num_heads=4",
+        ),
+        (
+            lambda: models.build_mae(**{**TINY_MAE, "decoder_dim": 10, "decoder_num_heads": 4}),
+            r"decoder_dim=10 .*decoder_num_heads=4",
+        ),
+        (
+            lambda: models.build_vit(**{**TINY, "pos_init": "sine"}),
+            r"pos_init must be one of \['random', 'sincos'\], got 'sine'",
+        ),
+        (
+            lambda: models.build_vit(**{**TINY, "pos_init": "sincos", "embed_dim": 18}),
+            r"embed_dim=18 must be divisible by 4 for pos_init='sincos'",
+        ),
+        (
+            lambda: models.build_mae(**{**TINY_MAE, "pos_init": "sincos", "decoder_dim": 6}),
+            r"decoder_dim=6 must be divisible by 4",
+        ),
+        (
+            lambda: models.build_vit(**{**TINY, "patch_size": 5}),
+            r"patch_size must divide the image size 16x16; got 5",
+        ),
+        (
+            lambda: models.build_vit(**{**TINY, "fill": "zeros"}),
+            r"fill must be one of \['harmonic', 'token'\], got 'zeros'",
+        ),
+        (
+            lambda: models.build_vit(**{**TINY, "fill_iterations": -1}),
+            r"fill_iterations must be an integer >= 0, got -1",
+        ),
+        (
+            lambda: models.build_vit(**{**TINY, "dropout": 1.5}),
+            r"dropout must be a number in \[0, 1\), got 1.5",
+        ),
         (lambda: models.build_vit(**{**TINY, "depth": 0}), r"depth must be an integer >= 1, got 0"),
-        (lambda: models.build_vit(**{**TINY, "image_shape": (16, 16)}), r"image_shape must be \(H, W, C\)"),
-        (lambda: models.build_mae(**{**TINY_MAE, "min_mask_ratio": 1.0}), r"ratio must be strictly between 0 and 1"),
-        (lambda: models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 4, 4, 4, 4)), r"divisible by 2\*\*len\(filters\) = 32"),
-        (lambda: models.build_model("resnet"), r"model name must be one of \['cnn', 'mae', 'vit'\], got 'resnet'"),
-        (lambda: models.load_predictor("nearest"),
-         r"must be one of \['biharmonic', 'mean_colour'\] or a path to a .keras file, got 'nearest'"),
+        (
+            lambda: models.build_vit(**{**TINY, "image_shape": (16, 16)}),
+            r"image_shape must be \(H, W, C\)",
+        ),
+        (
+            lambda: models.build_mae(**{**TINY_MAE, "min_mask_ratio": 1.0}),
+            r"ratio must be strictly between 0 and 1",
+        ),
+        (
+            lambda: models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 4, 4, 4, 4)),
+            r"divisible by 2\*\*len\(filters\) = 32",
+        ),
+        (
+            lambda: models.build_model("resnet"),
+            r"model name must be one of \['cnn', 'mae', 'vit'\], got 'resnet'",
+        ),
+        (
+            lambda: models.load_predictor("nearest"),
+            r"must be one of \['biharmonic', 'mean_colour'\] or a path to a .keras file, got "
+            r"'nearest'",
+        ),
         (lambda: models.load_predictor("/nonexistent/model.keras"), r"no saved model"),
     ],
 )
@@ -322,16 +389,24 @@ def test_bad_inputs_raise(call, match):
 def test_reconstruct_checks_inputs(tiny_models, images):
     mask = mask_for(images)
     with pytest.raises(ValueError, match=r"patch_size=2: .*built for patch_size 4"):
-        models.reconstruct(tiny_models["vit"], images, masking.make_mask("random", 0.5, images=images, patch_size=2))
+        models.reconstruct(
+            tiny_models["vit"],
+            images,
+            masking.make_mask("random", 0.5, images=images, patch_size=2),
+        )
     with pytest.raises(ValueError, match=r"mask='7 patches per image'.*\[1, 4, 16, 64, 256\]"):
         models.reconstruct(models.load_predictor("biharmonic"), images, np.zeros((5, 7), bool))
-    with pytest.raises(ValueError, match=r"images=\(8, 8, 3\).*takes images of shape \(16, 16, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"images=\(8, 8, 3\).*takes images of shape \(16, 16, 3\)"
+    ):
         models.reconstruct(tiny_models["cnn"], images[:, :8, :8], np.zeros((5, 4), bool))
     with pytest.raises(TypeError, match="dtype bool"):
         models.reconstruct(tiny_models["vit"], images, mask.astype(int))
     with pytest.raises(ValueError, match="values must lie in"):
         models.reconstruct(tiny_models["vit"], images * 2, mask)
-    with pytest.raises(TypeError, match="predictor must be a model from helpers.models.*got object"):
+    with pytest.raises(
+        TypeError, match="predictor must be a model from helpers.models.*got object"
+    ):
         models.reconstruct(object(), images, mask)
 
 
@@ -346,19 +421,22 @@ JAX_SCRIPT = textwrap.dedent(
     assert keras.backend.backend() == "jax"
     from helpers import importance, masking, models
     from helpers.patches import patch_mask_to_pixels
-    tiny = dict(image_shape=(16, 16, 3), patch_size=4, embed_dim=16, depth=1, num_heads=2, mlp_dim=16)
+    tiny = dict(image_shape=(16, 16, 3), patch_size=4, embed_dim=16, depth=1, num_heads=2,
+                mlp_dim=16)
     x = np.random.default_rng(0).random((3, 16, 16, 3), dtype=np.float32)
     m = masking.make_mask("random", 0.75, images=x, patch_size=4, seed=0)
     other = np.where(patch_mask_to_pixels(m, 4, (16, 16)), 0.0, x).astype(np.float32)
-    mae = models.build_mae(decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=8, **tiny)
+    mae = models.build_mae(decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=8,
+                           **tiny)
     cnn = models.build_cnn_autoencoder((16, 16, 3), 4, filters=(4, 8))
     for model in (models.build_vit(**tiny), mae, cnn, models.load_predictor("biharmonic")):
         out = models.reconstruct(model, x, m)
         assert out.shape == x.shape and np.isfinite(out).all()
         assert np.array_equal(out, models.reconstruct(model, other, m)), model.name
-        if hasattr(model, "save"):  # every learned predictor loads back under JAX and reconstructs the same
-            model.save(f"{TMP}/{model.name}.keras")
-            assert np.array_equal(models.reconstruct(models.load_predictor(f"{TMP}/{model.name}.keras"), x, m), out)
+        if hasattr(model, "save"):  # a learned one loads back under JAX and reconstructs the same
+            path = f"{TMP}/{model.name}.keras"
+            model.save(path)
+            assert np.array_equal(models.reconstruct(models.load_predictor(path), x, m), out)
     s = importance.gradient_scores(mae, x, 4, mask=m)  # jax.grad through the MAE
     assert s.shape == (3, 16) and (s[~m] > 0).all() and (s[m] == 0).all()
     print("jax models ok")
@@ -366,12 +444,20 @@ JAX_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'jax[cpu]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'jax[cpu]')"
+)
 def test_every_predictor_under_jax(tmp_path):
     # cheap XLA compiles: most of the time here goes into compiling tiny graphs, not running them
     fast_compile = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", XLA_FLAGS=fast_compile)
-    out = subprocess.run([sys.executable, "-c", f"TMP = {str(tmp_path)!r}\n" + JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", f"TMP = {str(tmp_path)!r}\n" + JAX_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "jax models ok" in out.stdout
 
@@ -381,7 +467,10 @@ def test_cnn_skip_connections_carry_the_visible_pixels_past_the_bottleneck():
 
     # one skip per stage, the decoder output of each size joined by that stage's input
     model = models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 8), skips=True, seed=0)
-    assert [layer.name for layer in model.layers if layer.name.startswith("skip_")] == ["skip_0", "skip_1"]
+    assert [layer.name for layer in model.layers if layer.name.startswith("skip_")] == [
+        "skip_0",
+        "skip_1",
+    ]
     # the last skip joins the full-resolution input (image + mask channel) to the decoder output
     assert model.get_layer("skip_1").output.shape[-1] == 4 + SHAPE[-1] + 1
     plain = models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 8), skips=False, seed=0)

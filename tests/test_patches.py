@@ -6,7 +6,11 @@ from helpers import patches
 
 @pytest.mark.parametrize(
     "shape, p, expected",
-    [((2, 32, 32, 3), 4, (2, 64, 48)), ((1, 224, 224, 3), 16, (1, 196, 768)), ((3, 32, 32, 1), 8, (3, 16, 64))],
+    [
+        ((2, 32, 32, 3), 4, (2, 64, 48)),
+        ((1, 224, 224, 3), 16, (1, 196, 768)),
+        ((3, 32, 32, 1), 8, (3, 16, 64)),
+    ],
 )
 def test_patchify_shapes_and_round_trip(shape, p, expected):
     x = np.random.default_rng(0).random(shape, dtype=np.float32)

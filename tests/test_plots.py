@@ -49,11 +49,19 @@ def test_reconstruction_grid_layout(images):
     *panels, cbar_ax = fig.axes  # the last axes is the colour bar of the error maps
     axes = np.array(panels).reshape(3, -1)
     assert axes.shape == (3, 5)  # original | masked | vit | cnn | error
-    assert [a.get_title() for a in axes[0]] == ["original", "masked (50%)", "vit", "cnn", "|error| vit"]
+    assert [a.get_title() for a in axes[0]] == [
+        "original",
+        "masked (50%)",
+        "vit",
+        "cnn",
+        "|error| vit",
+    ]
     # the masked panel shows hidden patches in HIDDEN_COLOUR, visible ones unchanged
     shown = np.asarray(axes[0, 1].images[0].get_array())
     pix = np.repeat(np.repeat(m[0].reshape(8, 8), 4, 0), 4, 1)
-    np.testing.assert_array_equal(shown[pix], np.broadcast_to(np.float32(plots.HIDDEN_COLOUR), shown[pix].shape))
+    np.testing.assert_array_equal(
+        shown[pix], np.broadcast_to(np.float32(plots.HIDDEN_COLOUR), shown[pix].shape)
+    )
     np.testing.assert_array_equal(shown[~pix], images[0][~pix])
     # and the legend names the colour
     (legend,) = fig.legends
@@ -118,11 +126,17 @@ def test_reconstructions_are_shown_as_composites(images):
 
 
 def test_mask_pictures(images):
-    masks = {s: masking.make_mask(s, 0.5, images=images, patch_size=4, seed=0) for s in masking.STRATEGIES}
+    masks = {
+        s: masking.make_mask(s, 0.5, images=images, patch_size=4, seed=0)
+        for s in masking.STRATEGIES
+    }
     fig = plots.plot_masks(images, masks, 4, n=2)
     assert len(fig.axes) == 2 * 5
     plt.close(fig)
-    pattern = {s: {r: masking.make_mask(s, r, images=images, patch_size=4)[0] for r in (0.3, 0.7)} for s in masks}
+    pattern = {
+        s: {r: masking.make_mask(s, r, images=images, patch_size=4)[0] for r in (0.3, 0.7)}
+        for s in masks
+    }
     fig = plots.plot_mask_patterns(pattern, (8, 8))
     assert len(fig.axes) == 8 and fig.axes[0].get_ylabel() == "random"
     plt.close(fig)
@@ -146,13 +160,21 @@ def test_plots_check_their_inputs(images):
 
 
 def test_histories_draw_training_and_validation_per_run():
-    fig = plots.plot_histories({"vit": {"loss": [0.3, 0.2, 0.1], "val_loss": [0.35, 0.25, 0.2]},
-                                "mae": {"loss": [0.4, 0.3]}})
+    fig = plots.plot_histories(
+        {
+            "vit": {"loss": [0.3, 0.2, 0.1], "val_loss": [0.35, 0.25, 0.2]},
+            "mae": {"loss": [0.4, 0.3]},
+        }
+    )
     ax = fig.axes[0]
     labels = [line.get_label() for line in ax.get_lines()]
     assert labels == ["vit (training)", "vit (validation)", "mae (training)"]
     assert list(ax.get_lines()[1].get_ydata()) == [0.35, 0.25, 0.2]
-    assert ax.get_lines()[0].get_color() == ax.get_lines()[1].get_color() != ax.get_lines()[2].get_color()
+    assert (
+        ax.get_lines()[0].get_color()
+        == ax.get_lines()[1].get_color()
+        != ax.get_lines()[2].get_color()
+    )
     assert ax.get_ylabel() == "loss (MSE) (log scale)"
     plt.close(fig)
 
@@ -165,25 +187,37 @@ def _epoch_ticks(ax):
 
 @pytest.mark.parametrize("epochs", [2, 3, 7, 40])
 def test_training_curves_count_whole_epochs_from_one(epochs):
-    history = {"loss": list(np.linspace(1, 0.1, epochs)), "val_loss": list(np.linspace(1.2, 0.3, epochs))}
+    history = {
+        "loss": list(np.linspace(1, 0.1, epochs)),
+        "val_loss": list(np.linspace(1.2, 0.3, epochs)),
+    }
     for fig in (plots.plot_history(history), plots.plot_histories({"vit": history})):
         ax = fig.axes[0]
         assert ax.get_xlabel() == "epoch"
         assert list(ax.get_lines()[0].get_xdata()) == list(range(1, epochs + 1))
         ticks = _epoch_ticks(ax)
         assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
-        assert all(lab.get_text().lstrip("−-").isdigit() for lab in ax.get_xticklabels() if lab.get_text())
+        assert all(
+            lab.get_text().lstrip("−-").isdigit() for lab in ax.get_xticklabels() if lab.get_text()
+        )
         plt.close(fig)
 
 
 def test_history_labels_in_words():
-    fig = plots.plot_history({"loss": [3, 2, 1], "val_loss": [3, 2.5, 2], "psnr": [10, 11, 12], "val_psnr": [9, 10, 11]},
-                             metrics=("loss", "psnr"))
+    fig = plots.plot_history(
+        {"loss": [3, 2, 1], "val_loss": [3, 2.5, 2], "psnr": [10, 11, 12], "val_psnr": [9, 10, 11]},
+        metrics=("loss", "psnr"),
+    )
     loss_ax, psnr_ax = fig.axes
-    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["training loss", "validation loss"]
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == [
+        "training loss",
+        "validation loss",
+    ]
     assert loss_ax.get_ylabel() == "loss (MSE)"
     assert [t.get_text() for t in psnr_ax.get_legend().get_texts()] == [
-        "training whole-image PSNR (dB)", "validation whole-image PSNR (dB)"]
+        "training whole-image PSNR (dB)",
+        "validation whole-image PSNR (dB)",
+    ]
     assert psnr_ax.get_ylabel() == "whole-image PSNR (dB)"
     plt.close(fig)
 
@@ -203,14 +237,19 @@ def test_metric_label_maps_keys_and_passes_unknown_ones_through():
 
 
 def test_metric_vs_ratio_names_the_metric_in_words():
-    rows = [dict(strategy="random", predictor="vit", ratio=r, ssim_mean=0.9 - r / 2, ssim_std=0.01) for r in (0.3, 0.7)]
+    rows = [
+        dict(strategy="random", predictor="vit", ratio=r, ssim_mean=0.9 - r / 2, ssim_std=0.01)
+        for r in (0.3, 0.7)
+    ]
     fig = plots.plot_metric_vs_ratio(rows, "ssim")
     assert fig.axes[0].get_ylabel() == "SSIM (whole image)"
     plt.close(fig)
 
 
 def test_matrix_axes_and_title_say_which_way_round():
-    fig = plots.plot_matrix(np.array([[20.0, 12.0], [15.0, 18.0]]), ["random", "rows"], title="ViT at 50%")
+    fig = plots.plot_matrix(
+        np.array([[20.0, 12.0], [15.0, 18.0]]), ["random", "rows"], title="ViT at 50%"
+    )
     ax, cbar_ax = fig.axes
     assert ax.get_ylabel() == "trained on" and ax.get_xlabel() == "evaluated on"
     assert ax.get_title() == "ViT at 50%\nrows: trained on · columns: evaluated on"
@@ -218,7 +257,11 @@ def test_matrix_axes_and_title_say_which_way_round():
     assert cbar_ax.get_ylabel() == "masked-region PSNR (dB)"
     # every cell carries its value, at its place
     assert [(t.get_text(), t.get_position()) for t in ax.texts] == [
-        ("20.0", (0, 0)), ("12.0", (1, 0)), ("15.0", (0, 1)), ("18.0", (1, 1))]
+        ("20.0", (0, 0)),
+        ("12.0", (1, 0)),
+        ("15.0", (0, 1)),
+        ("18.0", (1, 1)),
+    ]
     # a wide table keeps its own range
     assert ax.images[0].get_clim() == (12.0, 20.0)
     plt.close(fig)
@@ -237,7 +280,10 @@ def test_matrix_colours_do_not_blow_up_noise():
     # SSIM has its own minimum span and format; a custom span is honoured
     fig = plots.plot_matrix(np.full((2, 2), 0.8), ["a", "b"], metric="ssim")
     assert np.isclose(np.subtract(*fig.axes[0].images[0].get_clim()[::-1]), 0.05)
-    assert fig.axes[0].texts[0].get_text() == "0.800" and fig.axes[1].get_ylabel() == "SSIM (whole image)"
+    assert (
+        fig.axes[0].texts[0].get_text() == "0.800"
+        and fig.axes[1].get_ylabel() == "SSIM (whole image)"
+    )
     plt.close(fig)
     fig = plots.plot_matrix(table, ["random", "rows", "columns"], min_span=1.0)
     assert np.isclose(np.subtract(*fig.axes[0].images[0].get_clim()[::-1]), 1.0)
@@ -256,8 +302,12 @@ def test_patch_scores_picture(images):
     fig = plots.plot_patch_scores(images, scores, 4, n=3)
     *panels, cbar_ax = fig.axes
     assert len(panels) == 6
-    np.testing.assert_allclose(panels[3].images[0].get_array(), scores[0].reshape(8, 8) / scores[0].max())
-    np.testing.assert_allclose(panels[4].images[0].get_array(), scores[1].reshape(8, 8) / scores[1].max())
+    np.testing.assert_allclose(
+        panels[3].images[0].get_array(), scores[0].reshape(8, 8) / scores[0].max()
+    )
+    np.testing.assert_allclose(
+        panels[4].images[0].get_array(), scores[1].reshape(8, 8) / scores[1].max()
+    )
     assert all(p.images[0].get_clim() == (0, 1) for p in panels[3:])
     assert cbar_ax.get_ylabel() == "gradient importance (relative)"
     assert panels[5].images[0].colorbar.ax is cbar_ax

@@ -1,31 +1,51 @@
-"""helpers.quality: the quality benchmark end to end on a tiny CIFAR-format folder and tiny models."""
+"""helpers.quality: the quality benchmark end to end on a tiny CIFAR-format folder and tiny
+models."""
 
 import csv
 import json
 
 import pytest
+from test_evaluation import write_cifar_folder
 
 from helpers import quality
-from test_evaluation import write_cifar_folder
 
 TINY = {
     "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
-    "mae": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32, "decoder_dim": 16, "decoder_depth": 1,
-            "decoder_num_heads": 2, "decoder_mlp_dim": 16},
+    "mae": {
+        "embed_dim": 16,
+        "depth": 1,
+        "num_heads": 2,
+        "mlp_dim": 32,
+        "decoder_dim": 16,
+        "decoder_depth": 1,
+        "decoder_num_heads": 2,
+        "decoder_mlp_dim": 16,
+    },
     "cnn": {"filters": (8, 16)},
 }
 
 
-@pytest.mark.parametrize("plan, predictors, n_models", [("mixed", ("biharmonic", "vit", "cnn"), 2),
-                                                        ("per_strategy", ("vit",), 2)])
+@pytest.mark.parametrize(
+    "plan, predictors, n_models",
+    [("mixed", ("biharmonic", "vit", "cnn"), 2), ("per_strategy", ("vit",), 2)],
+)
 def test_bench_quality_trains_scores_and_writes_the_table(tmp_path, plan, predictors, n_models):
     data = write_cifar_folder(tmp_path / "cifar", n=20, train_batches=2)
     out = tmp_path / "out"
-    rows = quality.bench_quality(data, minutes_per_model=0.05, strategies=("random", "rows"),
-                                 predictors=predictors, output=out, batch_size=16, plan=plan,
-                                 model_kwargs=TINY, progress=False)
+    rows = quality.bench_quality(
+        data,
+        minutes_per_model=0.05,
+        strategies=("random", "rows"),
+        predictors=predictors,
+        output=out,
+        batch_size=16,
+        plan=plan,
+        model_kwargs=TINY,
+        progress=False,
+    )
     assert [(r["predictor"], r["strategy"]) for r in rows] == [
-        (p, s) for p in predictors for s in ("random", "rows")]
+        (p, s) for p in predictors for s in ("random", "rows")
+    ]
     for r in rows:
         assert r["n_test"] == 20 and r["plan"] == plan and 0 < r["psnr_masked_mean"] < 100
         assert (r["epochs"] == 0) == (r["predictor"] == "biharmonic")
@@ -37,21 +57,42 @@ def test_bench_quality_trains_scores_and_writes_the_table(tmp_path, plan, predic
 
 
 def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path):
-    assert quality.recipe_settings("reference", "vit") == ({"dropout": 0.1, "pos_init": "random", "fill": "token"}, 1e-3)
+    assert quality.recipe_settings("reference", "vit") == (
+        {"dropout": 0.1, "pos_init": "random", "fill": "token"},
+        1e-3,
+    )
     assert quality.recipe_settings("tuned", "mae") == ({"dropout": 0.0, "pos_init": "sincos"}, 2e-3)
     assert quality.recipe_settings("tuned", "cnn") == ({"dropout": 0.0, "skips": True}, 3e-3)
     assert quality.recipe_settings("reference", "cnn") == ({"dropout": 0.1, "skips": False}, 1e-3)
     assert quality.recipe_settings("tuned", "vit", {"vit": {"dropout": 0.2, "depth": 1}}) == (
-        {"dropout": 0.2, "pos_init": "sincos", "fill": "harmonic", "depth": 1}, 2e-3)
+        {"dropout": 0.2, "pos_init": "sincos", "fill": "harmonic", "depth": 1},
+        2e-3,
+    )
     data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
-    rows = quality.bench_quality(data, minutes_per_model=0.02, strategies=("columns",), predictors=("vit",),
-                                 output=tmp_path / "out", batch_size=8, model_kwargs=TINY, progress=False)
-    assert rows[0]["recipe"] == "tuned" and "pos_init=sincos" in rows[0]["settings"] and "lr=0.002" in rows[0]["settings"]
+    rows = quality.bench_quality(
+        data,
+        minutes_per_model=0.02,
+        strategies=("columns",),
+        predictors=("vit",),
+        output=tmp_path / "out",
+        batch_size=8,
+        model_kwargs=TINY,
+        progress=False,
+    )
+    assert (
+        rows[0]["recipe"] == "tuned"
+        and "pos_init=sincos" in rows[0]["settings"]
+        and "lr=0.002" in rows[0]["settings"]
+    )
     from helpers.models import load_predictor
 
     model = load_predictor(tmp_path / "out" / "models" / "vit" / "final.keras")
-    assert model.get_layer("pos_embed").init == "sincos" and model.get_layer("block_0").dropout == 0.0
-    assert model.get_layer("mask_token").mode == "add"  # the tuned ViT starts from the harmonic fill
+    assert (
+        model.get_layer("pos_embed").init == "sincos" and model.get_layer("block_0").dropout == 0.0
+    )
+    assert (
+        model.get_layer("mask_token").mode == "add"
+    )  # the tuned ViT starts from the harmonic fill
 
 
 def test_bench_quality_bad_settings(tmp_path):
@@ -62,7 +103,9 @@ def test_bench_quality_bad_settings(tmp_path):
         quality.bench_quality(data, minutes_per_model=0, output=tmp_path / "o")
     with pytest.raises(ValueError, match="ratio must be strictly between 0 and 1"):
         quality.bench_quality(data, ratio=1.0, output=tmp_path / "o")
-    with pytest.raises(ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'best'"):
+    with pytest.raises(
+        ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'best'"
+    ):
         quality.bench_quality(data, recipe="best", output=tmp_path / "o")
     with pytest.raises(ValueError, match=r"predictor must be one of .*got 'knn'"):
         quality.bench_quality(data, predictors=("vit", "knn"), output=tmp_path / "o")

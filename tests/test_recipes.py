@@ -6,53 +6,100 @@ from helpers import models, recipes
 
 
 def test_recipes_differ_where_the_benchmark_says():
-    assert recipes.model_settings("tuned", "vit") == {"dropout": 0.0, "pos_init": "sincos", "fill": "harmonic"}
+    assert recipes.model_settings("tuned", "vit") == {
+        "dropout": 0.0,
+        "pos_init": "sincos",
+        "fill": "harmonic",
+    }
     assert recipes.model_settings("reference", "vit")["fill"] == "token"
     assert recipes.model_settings("reference", "mae") == {"dropout": 0.1, "pos_init": "random"}
     assert recipes.model_settings("tuned", "cnn") == {"dropout": 0.0, "skips": True}
     assert recipes.model_settings("reference", "cnn") == {"dropout": 0.1, "skips": False}
-    assert recipes.train_settings("tuned", "vit") == {"lr": 2e-3, "lr_schedule": "cosine", "augment": True,
-                                                      "loss_on": "masked"}
-    assert recipes.train_settings("tuned", "mae")["loss_on"] == "all"  # the MAE's decoder learns positions sooner
+    assert recipes.train_settings("tuned", "vit") == {
+        "lr": 2e-3,
+        "lr_schedule": "cosine",
+        "augment": True,
+        "loss_on": "masked",
+    }
+    assert (
+        recipes.train_settings("tuned", "mae")["loss_on"] == "all"
+    )  # the MAE's decoder learns positions sooner
     assert recipes.train_settings("tuned", "cnn")["lr"] == 3e-3
-    assert recipes.train_settings("reference", "vit") == {"lr": 1e-3, "lr_schedule": "plateau", "augment": False,
-                                                          "loss_on": "masked"}
-    with pytest.raises(ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'fast'"):
+    assert recipes.train_settings("reference", "vit") == {
+        "lr": 1e-3,
+        "lr_schedule": "plateau",
+        "augment": False,
+        "loss_on": "masked",
+    }
+    with pytest.raises(
+        ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'fast'"
+    ):
         recipes.model_settings("fast", "vit")
 
 
 def test_builders_default_to_tuned_and_build_model_takes_a_recipe():
     sizes = dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=32)
     tuned = models.build_vit(**sizes)
-    assert tuned.get_layer("pos_embed").init == "sincos" and tuned.get_layer("block_0").dropout == 0.0
+    assert (
+        tuned.get_layer("pos_embed").init == "sincos" and tuned.get_layer("block_0").dropout == 0.0
+    )
     ref = models.build_model("vit", recipe="reference", **sizes)
     assert ref.get_layer("pos_embed").init == "random" and ref.get_layer("block_0").dropout == 0.1
     cnn = models.build_cnn_autoencoder(filters=(4, 8))
-    assert "skip_0" in [layer.name for layer in cnn.layers] and cnn.get_layer("enc_drop_0").rate == 0.0
+    assert (
+        "skip_0" in [layer.name for layer in cnn.layers] and cnn.get_layer("enc_drop_0").rate == 0.0
+    )
     plain = models.build_model("cnn", recipe="reference", filters=(4, 8))
-    assert not any(layer.name.startswith("skip_") for layer in plain.layers) and plain.get_layer("enc_drop_0").rate == 0.1
-    assert tuned.get_layer("mask_token").mode == "add" and ref.get_layer("mask_token").mode == "replace"
+    assert (
+        not any(layer.name.startswith("skip_") for layer in plain.layers)
+        and plain.get_layer("enc_drop_0").rate == 0.1
+    )
+    assert (
+        tuned.get_layer("mask_token").mode == "add"
+        and ref.get_layer("mask_token").mode == "replace"
+    )
     assert "harmonic_fill" in [layer.name for layer in tuned.layers]
     assert "harmonic_fill" not in [layer.name for layer in ref.layers]
-    mixed = models.build_model("vit", recipe="reference", pos_init="sincos", **sizes)  # an argument wins
-    assert mixed.get_layer("pos_embed").init == "sincos" and mixed.get_layer("block_0").dropout == 0.1
+    mixed = models.build_model(
+        "vit", recipe="reference", pos_init="sincos", **sizes
+    )  # an argument wins
+    assert (
+        mixed.get_layer("pos_embed").init == "sincos" and mixed.get_layer("block_0").dropout == 0.1
+    )
 
 
 def test_resolve_keeps_the_recipe_where_an_override_is_unset():
-    assert recipes.resolve("tuned", "vit") == (recipes.model_settings("tuned", "vit"), recipes.train_settings("tuned", "vit"))
-    model, train = recipes.resolve("reference", "vit", pos_init="sincos", dropout=0.0, lr=3e-3, lr_schedule="cosine",
-                                   augment="yes", loss_on="all")
+    assert recipes.resolve("tuned", "vit") == (
+        recipes.model_settings("tuned", "vit"),
+        recipes.train_settings("tuned", "vit"),
+    )
+    model, train = recipes.resolve(
+        "reference",
+        "vit",
+        pos_init="sincos",
+        dropout=0.0,
+        lr=3e-3,
+        lr_schedule="cosine",
+        augment="yes",
+        loss_on="all",
+    )
     assert model == {"dropout": 0.0, "pos_init": "sincos", "fill": "token"}
     assert train == {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "all"}
     assert recipes.resolve("tuned", "mae")[1]["loss_on"] == "all"
     assert recipes.resolve("tuned", "mae", loss_on="masked")[1]["loss_on"] == "masked"
     model, train = recipes.resolve("tuned", "cnn", pos_init="random", augment="no")
-    assert model == {"dropout": 0.0, "skips": True} and train["augment"] is False  # no position embeddings in a CNN
+    assert (
+        model == {"dropout": 0.0, "skips": True} and train["augment"] is False
+    )  # no position embeddings in a CNN
     with pytest.raises(ValueError, match=r"augment must be one of \['no', 'yes'\], got 'maybe'"):
         recipes.resolve("tuned", "vit", augment="maybe")
-    with pytest.raises(ValueError, match=r"lr_schedule must be one of \['cosine', 'plateau'\], got 'step'"):
+    with pytest.raises(
+        ValueError, match=r"lr_schedule must be one of \['cosine', 'plateau'\], got 'step'"
+    ):
         recipes.resolve("tuned", "vit", lr_schedule="step")
-    with pytest.raises(ValueError, match=r"loss_on must be one of \['all', 'masked'\], got 'hidden'"):
+    with pytest.raises(
+        ValueError, match=r"loss_on must be one of \['all', 'masked'\], got 'hidden'"
+    ):
         recipes.resolve("tuned", "vit", loss_on="hidden")
 
 
@@ -60,5 +107,7 @@ def test_resolve_takes_a_fill_for_the_mask_token_vit_only():
     assert recipes.resolve("reference", "vit", fill="harmonic")[0]["fill"] == "harmonic"
     assert recipes.resolve("tuned", "vit", fill="token")[0]["fill"] == "token"
     assert "fill" not in recipes.resolve("tuned", "mae", fill="token")[0]
-    with pytest.raises(ValueError, match=r"fill must be one of \['harmonic', 'token'\], got 'zeros'"):
+    with pytest.raises(
+        ValueError, match=r"fill must be one of \['harmonic', 'token'\], got 'zeros'"
+    ):
         recipes.resolve("tuned", "mae", fill="zeros")

@@ -1,4 +1,5 @@
-"""helpers.runner: profiles, parameter checks, and notebook runs (tiny notebooks and the real ones)."""
+"""helpers.runner: profiles, parameter checks, and notebook runs (tiny notebooks and the real
+ones)."""
 
 import ast
 import csv
@@ -27,7 +28,11 @@ def _write_notebook(path, parameters: str, *cells: str):
     p.metadata["tags"] = ["parameters"]
     nb.cells.append(p)
     nb.cells += [new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
 
 
@@ -40,7 +45,8 @@ def project(tmp_path):
         nbs / "01_first.ipynb",
         'size: int = 3  # a size\nname: str = "a"  # a name\nout_dir: str = ""  # a folder',
         "import os\nfrom pathlib import Path\n"
-        "Path(os.environ['HELPERS_FIGURES_DIR'], 'marker.txt').write_text(f'{size} {name} {os.getcwd()}')",
+        "Path(os.environ['HELPERS_FIGURES_DIR'], 'marker.txt').write_text(f'{size} {name} "
+        "{os.getcwd()}')",
     )
     _write_notebook(
         nbs / "02_second.ipynb",
@@ -49,13 +55,20 @@ def project(tmp_path):
         "# NBVAL_CHECK_OUTPUT\nif rate > 0.9:\n    raise ValueError(f'rate too high: {rate}')",
     )
     (nbs / "helper_scratch.ipynb").write_text("not a numbered notebook, never read")
-    (params / "p.yaml").write_text("description: test\ncommon:\n  size: 5\nnotebooks:\n  02_second:\n    rate: 0.25\n")
+    (params / "p.yaml").write_text(
+        "description: test\ncommon:\n  size: 5\nnotebooks:\n  02_second:\n    rate: 0.25\n"
+    )
     return tmp_path
 
 
 def _plan(project, profile="p", **kw):
-    return runner.plan_run(profile, notebooks_dir=project / "notebooks", params_dir=project / "params",
-                           base_dir=project, **kw)
+    return runner.plan_run(
+        profile,
+        notebooks_dir=project / "notebooks",
+        params_dir=project / "params",
+        base_dir=project,
+        **kw,
+    )
 
 
 def test_numbered_notebooks_only_in_order(project):
@@ -73,8 +86,13 @@ def test_plan_merges_common_per_notebook_and_overrides(project):
 
 def test_plan_selects_notebooks_by_number_or_name(project):
     assert [s.name for s in _plan(project, notebooks=["02"])] == ["02_second"]
-    assert [s.name for s in _plan(project, notebooks=["02_second.ipynb", "1"])] == ["01_first", "02_second"]
-    with pytest.raises(runner.RunnerError, match=r"no notebook '07'.*available: 01_first, 02_second"):
+    assert [s.name for s in _plan(project, notebooks=["02_second.ipynb", "1"])] == [
+        "01_first",
+        "02_second",
+    ]
+    with pytest.raises(
+        runner.RunnerError, match=r"no notebook '07'.*available: 01_first, 02_second"
+    ):
         _plan(project, notebooks=["07"])
 
 
@@ -91,7 +109,10 @@ def test_unknown_common_parameter_names_it_and_the_allowed_ones(project):
 
 def test_per_notebook_parameter_must_be_declared_by_that_notebook(project):
     (project / "params" / "p.yaml").write_text("notebooks:\n  01_first:\n    rate: 0.1\n")
-    with pytest.raises(runner.RunnerError, match=r"01_first declares no parameter 'rate'; it declares: name, out_dir, size"):
+    with pytest.raises(
+        runner.RunnerError,
+        match=r"01_first declares no parameter 'rate'; it declares: name, out_dir, size",
+    ):
         _plan(project)
 
 
@@ -103,16 +124,22 @@ def test_override_must_be_declared_by_a_selected_notebook(project):
 def test_missing_notebooks_are_skipped_only_when_the_profile_does_not_name_them(project):
     assert len(_plan(project)) == 2  # 03..06 do not exist here and the profile does not name them
     (project / "params" / "p.yaml").write_text("notebooks:\n  03_models:\n    epochs: 1\n")
-    with pytest.raises(runner.RunnerError, match=r"names notebook '03_models', which does not exist"):
+    with pytest.raises(
+        runner.RunnerError, match=r"names notebook '03_models', which does not exist"
+    ):
         _plan(project)
 
 
 def test_values_are_checked_against_the_declared_types(project):
-    with pytest.raises(runner.RunnerError, match=r"'size' of notebook 01_first must be int .*got 'abc'"):
+    with pytest.raises(
+        runner.RunnerError, match=r"'size' of notebook 01_first must be int .*got 'abc'"
+    ):
         _plan(project, overrides={"size": "abc"})
     with pytest.raises(runner.RunnerError, match=r"must be int"):
         _plan(project, overrides={"size": "true"})  # a bool is not an int here
-    assert _plan(project, overrides={"rate": "1"})[1].parameters["rate"] == 1  # an int is a fine float
+    assert (
+        _plan(project, overrides={"rate": "1"})[1].parameters["rate"] == 1
+    )  # an int is a fine float
 
 
 @pytest.mark.parametrize(
@@ -120,19 +147,46 @@ def test_values_are_checked_against_the_declared_types(project):
     [
         ("ratio", "1.5", "03_vit_masked_reconstruction", "strictly between 0 and 1, got 1.5"),
         ("ratios", "[0.3, 1.2]", "02_masking_strategies", "strictly between 0 and 1, got 1.2"),
-        ("strategy", "randm", "03_vit_masked_reconstruction", "must be one of ['columns', 'importance', 'random', 'rows']"),
+        (
+            "strategy",
+            "randm",
+            "03_vit_masked_reconstruction",
+            "must be one of ['columns', 'importance', 'random', 'rows']",
+        ),
         ("strategies", "[random, randm]", "02_masking_strategies", "got 'randm'"),
-        ("predictors", "[vit, foo]", "05_mask_ratio_experiments", "'mean_colour', 'vit'], got 'foo'"),
+        (
+            "predictors",
+            "[vit, foo]",
+            "05_mask_ratio_experiments",
+            "'mean_colour', 'vit'], got 'foo'",
+        ),
         ("dataset", "cifar100", "01_data_and_patches", "must be one of ['cifar10', 'sample']"),
-        ("patch_size", "5", "01_data_and_patches", "must divide the image size 32x32; got 5, allowed: [1, 2, 4, 8, 16, 32]"),
+        (
+            "patch_size",
+            "5",
+            "01_data_and_patches",
+            "must divide the image size 32x32; got 5, allowed: [1, 2, 4, 8, 16, 32]",
+        ),
         ("epochs", "0", "03_vit_masked_reconstruction", "must be an integer >= 1, got 0"),
         ("n_train", "-1", "01_data_and_patches", "must be an integer >= 0, got -1"),
         ("compare_epochs", "-2", "03_vit_masked_reconstruction", "must be an integer >= 0, got -2"),
-        ("loss_on", "hidden", "03_vit_masked_reconstruction", "must be one of ['', 'all', 'masked'], got 'hidden'"),
-        ("fill", "zeros", "03_vit_masked_reconstruction", "must be one of ['', 'harmonic', 'token'], got 'zeros'"),
+        (
+            "loss_on",
+            "hidden",
+            "03_vit_masked_reconstruction",
+            "must be one of ['', 'all', 'masked'], got 'hidden'",
+        ),
+        (
+            "fill",
+            "zeros",
+            "03_vit_masked_reconstruction",
+            "must be one of ['', 'harmonic', 'token'], got 'zeros'",
+        ),
     ],
 )
-def test_values_are_checked_with_the_package_checks_before_anything_runs(name, text, notebook, allowed):
+def test_values_are_checked_with_the_package_checks_before_anything_runs(
+    name, text, notebook, allowed
+):
     with pytest.raises(runner.RunnerError) as info:
         runner.plan_run("smoke", overrides={name: text})
     message = str(info.value)
@@ -143,15 +197,26 @@ def test_values_are_checked_with_the_package_checks_before_anything_runs(name, t
 def test_values_of_parameters_other_sessions_add_are_checked(tmp_path):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "params").mkdir()
-    _write_notebook(tmp_path / "notebooks" / "01_x.ipynb",
-                    'recipe: str = "tuned"\npos_init: str = "random"\nlr_schedule: str = "cosine"\nsize: int = 3')
+    _write_notebook(
+        tmp_path / "notebooks" / "01_x.ipynb",
+        'recipe: str = "tuned"\npos_init: str = "random"\nlr_schedule: str = "cosine"\nsize: int = '
+        "3",
+    )
     (tmp_path / "params" / "p.yaml").write_text("common: {}\n")
-    for name, good, bad in [("recipe", "reference", "fancy"), ("pos_init", "sincos", "sine"),
-                            ("lr_schedule", "plateau", "step")]:
+    for name, good, bad in [
+        ("recipe", "reference", "fancy"),
+        ("pos_init", "sincos", "sine"),
+        ("lr_schedule", "plateau", "step"),
+    ]:
         assert _plan(tmp_path, overrides={name: good})[0].parameters == {name: good}
-        with pytest.raises(runner.RunnerError, match=rf"parameter '{name}' of notebook 01_x is '{bad}': {name} must be one of"):
+        with pytest.raises(
+            runner.RunnerError,
+            match=rf"parameter '{name}' of notebook 01_x is '{bad}': {name} must be one of",
+        ):
             _plan(tmp_path, overrides={name: bad})
-    assert _plan(tmp_path, overrides={"size": "-4"})[0].parameters == {"size": -4}  # no check for other names
+    assert _plan(tmp_path, overrides={"size": "-4"})[0].parameters == {
+        "size": -4
+    }  # no check for other names
 
 
 def test_profile_structure_is_checked(project):
@@ -170,7 +235,12 @@ def test_dir_parameters_are_made_absolute_from_the_start_directory(project):
 
 @pytest.mark.parametrize(
     "item, expected",
-    [("a=1", ("a", "1")), ("a=", ("a", "")), ("a=b=c", ("a", "b=c")), (" x =[1, 2]", ("x", "[1, 2]"))],
+    [
+        ("a=1", ("a", "1")),
+        ("a=", ("a", "")),
+        ("a=b=c", ("a", "b=c")),
+        (" x =[1, 2]", ("x", "[1, 2]")),
+    ],
 )
 def test_parse_override(item, expected):
     assert runner.parse_override(item) == expected
@@ -183,8 +253,17 @@ def test_parse_override_rejects_bad_syntax(item):
 
 
 @pytest.mark.parametrize(
-    "text, value", [("5", 5), ("0.5", 0.5), ("[0.3, 0.7]", [0.3, 0.7]), ("true", True), ("cifar10", "cifar10"),
-                    ("", ""), ("null", None), ("/a/b", "/a/b")],
+    "text, value",
+    [
+        ("5", 5),
+        ("0.5", 0.5),
+        ("[0.3, 0.7]", [0.3, 0.7]),
+        ("true", True),
+        ("cifar10", "cifar10"),
+        ("", ""),
+        ("null", None),
+        ("/a/b", "/a/b"),
+    ],
 )
 def test_parse_value(text, value):
     assert runner.parse_value(text) == value
@@ -195,17 +274,31 @@ def test_run_steps_injects_parameters_sets_env_and_cwd_and_stops_at_a_failure(pr
     steps = _plan(project, overrides={"rate": "0.95", "name": "zz"})
     logs = []
     with pytest.raises(runner.NotebookFailed) as info:
-        runner.run_steps(steps, out, progress_bar=False, notebooks_dir=project / "notebooks",
-                         log=lambda msg, end="\n": logs.append(msg))
+        runner.run_steps(
+            steps,
+            out,
+            progress_bar=False,
+            notebooks_dir=project / "notebooks",
+            log=lambda msg, end="\n": logs.append(msg),
+        )
     # the first notebook ran with its parameters, in the notebooks folder, figures into out/figures
-    assert (out / "figures" / "marker.txt").read_text() == f"5 zz {(project / 'notebooks').resolve()}"
+    assert (
+        out / "figures" / "marker.txt"
+    ).read_text() == f"5 zz {(project / 'notebooks').resolve()}"
     assert (out / "notebooks" / "01_first.ipynb").exists()
     assert any("ok (" in line for line in logs) and any("failed" in line for line in logs)
     err = info.value
-    assert (err.notebook, err.ename, err.evalue) == ("02_second", "ValueError", "rate too high: 0.95")
+    assert (err.notebook, err.ename, err.evalue) == (
+        "02_second",
+        "ValueError",
+        "rate too high: 0.95",
+    )
     report = err.report()
     # cell 4 of the executed copy (after the injected parameters) is cell 3 of the notebook
-    assert "FAILED: notebook 02_second, cell 4 of the executed copy (cell 3 of 02_second.ipynb)" in report
+    assert (
+        "FAILED: notebook 02_second, cell 4 of the executed copy (cell 3 of 02_second.ipynb)"
+        in report
+    )
     assert "if rate > 0.9:" in report and "NBVAL" not in report
     assert "ValueError: rate too high: 0.95" in report
     assert os.environ.get("HELPERS_FIGURES_DIR") != str((out / "figures").resolve())  # restored
@@ -232,7 +325,10 @@ def test_smoke_is_offline_and_small_and_full_is_cifar10():
     for step in runner.plan_run("smoke"):
         declared = runner.declared_parameters(step.path)
         if "dataset" in declared:
-            assert step.parameters.get("dataset", ast.literal_eval(declared["dataset"]["default"])) == "sample"
+            assert (
+                step.parameters.get("dataset", ast.literal_eval(declared["dataset"]["default"]))
+                == "sample"
+            )
         if "n_train" in declared:
             assert 0 < step.parameters["n_train"] <= 500
     for step in runner.plan_run("full"):
@@ -246,9 +342,13 @@ def test_notebook_parameters_cell(stem):
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     assert tagged[0].cell_type == "code"
-    assigned = [n.target.id for n in ast.parse(tagged[0].source).body if isinstance(n, ast.AnnAssign)]
+    assigned = [
+        n.target.id for n in ast.parse(tagged[0].source).body if isinstance(n, ast.AnnAssign)
+    ]
     plain = [n for n in ast.parse(tagged[0].source).body if not isinstance(n, ast.AnnAssign)]
-    assert assigned and not plain, "only annotated assignments (name: type = value  # help) in the parameters cell"
+    assert assigned and not plain, (
+        "only annotated assignments (name: type = value  # help) in the parameters cell"
+    )
     declared = runner.declared_parameters(NOTEBOOKS[stem])
     assert list(declared) == assigned, "papermill must parse every line (no '=' in the comments)"
     for name, p in declared.items():
@@ -260,7 +360,11 @@ def test_notebook_parameters_cell(stem):
 @pytest.mark.parametrize("stem", list(NOTEBOOKS))
 def test_notebook_is_committed_executed_and_clean(stem):
     nb = nbformat.read(NOTEBOOKS[stem], as_version=4)
-    assert nb.metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3", "language": "python"}
+    assert nb.metadata["kernelspec"] == {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), "run the notebook before committing it"
@@ -276,9 +380,17 @@ def test_notebook_is_committed_executed_and_clean(stem):
 # end to end: python -m helpers run
 # --------------------------------------------------------------------------------------------
 def _helpers(args, cwd, timeout=600):
-    env = {k: v for k, v in os.environ.items() if k != "HELPERS_FIGURES_DIR"}  # the runner must set it
-    return subprocess.run([sys.executable, "-m", "helpers", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    env = {
+        k: v for k, v in os.environ.items() if k != "HELPERS_FIGURES_DIR"
+    }  # the runner must set it
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _figures_snapshot():
@@ -300,7 +412,9 @@ def test_smoke_profile_end_to_end(tmp_path):
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         if plan[stem]:
             assert len(injected) == 1
-            assert all(f"{name} = " in injected[0].source for name in plan[stem]), injected[0].source
+            assert all(f"{name} = " in injected[0].source for name in plan[stem]), injected[
+                0
+            ].source
         code = [c for c in nb.cells if c.cell_type == "code"]
         errors = [o for c in code for o in c.outputs if o.output_type == "error"]
         assert not errors, (stem, errors)
@@ -316,7 +430,10 @@ def test_smoke_profile_end_to_end(tmp_path):
     rows = list(csv.DictReader(open(results / "metrics.csv")))
     predictors = {r["predictor"] for r in rows}
     assert predictors == {"vit", "mae", "cnn", "biharmonic", "mean_colour"}, predictors
-    assert len(rows) == 2 * 2 * len(predictors) and {r["strategy"] for r in rows} == {"random", "importance"}
+    assert len(rows) == 2 * 2 * len(predictors) and {r["strategy"] for r in rows} == {
+        "random",
+        "importance",
+    }
     assert json.loads((results / "provenance.json").read_text())["profile"] == "smoke"
     assert len(list(csv.DictReader(open(results / "matrix.csv")))) == 4
     assert all((out / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in figures)
@@ -324,14 +441,32 @@ def test_smoke_profile_end_to_end(tmp_path):
 
 def test_failing_notebook_exits_1_and_names_notebook_cell_and_error(tmp_path):
     # a value every check lets through, which fails only when the notebook runs: no CIFAR-10 there
-    res = _helpers(["run", "--profile", "smoke", "--output", "out", "--notebooks", "01", "-p", "dataset=cifar10",
-                    "-p", "data_dir=no_such_folder"], cwd=tmp_path)
+    res = _helpers(
+        [
+            "run",
+            "--profile",
+            "smoke",
+            "--output",
+            "out",
+            "--notebooks",
+            "01",
+            "-p",
+            "dataset=cifar10",
+            "-p",
+            "data_dir=no_such_folder",
+        ],
+        cwd=tmp_path,
+    )
     assert res.returncode == 1, res.stdout + res.stderr
     assert "FAILED: notebook 01_data_and_patches, cell" in res.stderr
-    assert "DatasetError: data_dir=" in res.stderr and "holds no CIFAR-10 python batches" in res.stderr
-    report = res.stderr[res.stderr.index("FAILED"):].splitlines()
-    snippet = report[1:report.index(next(ln for ln in report if ln.startswith("DatasetError")))]
-    assert snippet and all(ln.startswith("    ") for ln in snippet), report  # the failing cell's source
+    assert (
+        "DatasetError: data_dir=" in res.stderr and "holds no CIFAR-10 python batches" in res.stderr
+    )
+    report = res.stderr[res.stderr.index("FAILED") :].splitlines()
+    snippet = report[1 : report.index(next(ln for ln in report if ln.startswith("DatasetError")))]
+    assert snippet and all(ln.startswith("    ") for ln in snippet), (
+        report
+    )  # the failing cell's source
     assert any("load_dataset" in ln for ln in snippet), snippet
     assert "01_data_and_patches ... failed" in res.stdout
     assert not (tmp_path / "out" / "notebooks" / "02_masking_strategies.ipynb").exists()
@@ -341,17 +476,24 @@ def test_strip_stderr_keeps_everything_else(tmp_path):
     from nbformat.v4 import new_output
 
     nb = new_notebook(cells=[new_code_cell("print(1)"), new_markdown_cell("text")])
-    nb.cells[0].outputs = [new_output("stream", name="stderr", text="W /work/x.py: warning\n"),
-                           new_output("stream", name="stdout", text="1\n"),
-                           new_output("display_data", data={"text/plain": "fig"})]
-    nb.metadata["papermill"] = {"input_path": "/home/me/p/notebooks/n.ipynb", "output_path": "/tmp/out/n.ipynb"}
+    nb.cells[0].outputs = [
+        new_output("stream", name="stderr", text="W /work/x.py: warning\n"),
+        new_output("stream", name="stdout", text="1\n"),
+        new_output("display_data", data={"text/plain": "fig"}),
+    ]
+    nb.metadata["papermill"] = {
+        "input_path": "/home/me/p/notebooks/n.ipynb",
+        "output_path": "/tmp/out/n.ipynb",
+    }
     path = tmp_path / "n.ipynb"
     nbformat.write(nb, path)
     assert runner.strip_stderr(path) == 1
     meta = nbformat.read(path, as_version=4).metadata["papermill"]
     assert meta["input_path"] == meta["output_path"] == "n.ipynb"
     outputs = nbformat.read(path, as_version=4).cells[0].outputs
-    assert [o.output_type for o in outputs] == ["stream", "display_data"] and outputs[0].text == "1\n"
+    assert [o.output_type for o in outputs] == ["stream", "display_data"] and outputs[
+        0
+    ].text == "1\n"
     assert not list(tmp_path.glob(".*"))
 
 
@@ -365,6 +507,9 @@ def test_importing_helpers_silences_tensorflow_retracing_warnings(caplog):
     logger = logging.getLogger("tensorflow")
     logger.setLevel(logging.INFO)
     with caplog.at_level(logging.INFO, logger="tensorflow"):
-        logger.warning("5 out of the last 13 calls to <function f> triggered tf.function retracing. Tracing is expensive")
+        logger.warning(
+            "5 out of the last 13 calls to <function f> triggered tf.function retracing. Tracing "
+            "is expensive"
+        )
         logger.warning("another warning")
     assert [r.getMessage() for r in caplog.records] == ["another warning"]

@@ -1,4 +1,5 @@
-"""Training: fresh masks per epoch, masked-patch loss, files written, resume after an interruption."""
+"""Training: fresh masks per epoch, masked-patch loss, files written, resume after an
+interruption."""
 
 import csv
 
@@ -36,7 +37,9 @@ def test_dataset_batches(images):
     assert inputs["images"].shape == (n, *SHAPE) and inputs["mask"].shape == (n, 16)
     np.testing.assert_array_equal(target, inputs["images"])
     assert weight.shape == (n, 16, 16) and weight.dtype == np.float32
-    np.testing.assert_array_equal(weight, patch_mask_to_pixels(inputs["mask"] > 0.5, P, SHAPE)[..., 0])
+    np.testing.assert_array_equal(
+        weight, patch_mask_to_pixels(inputs["mask"] > 0.5, P, SHAPE)[..., 0]
+    )
     assert np.all(inputs["mask"].sum(axis=1) == 8)
 
 
@@ -79,8 +82,14 @@ def test_ratio_range_flips_and_strategies(images):
     rows = training.MaskingDataset(images, P, strategy="rows", ratio=0.5, batch_size=8)
     m = rows.batch(0)[1].reshape(-1, 4, 4)
     assert np.all(m.all(axis=2).sum(axis=1) == 2)
-    imp = training.MaskingDataset(images, P, strategy="importance", ratio=0.25, batch_size=8,
-                                  score_fn=lambda x, p: np.arange(16.0)[None].repeat(len(x), 0))
+    imp = training.MaskingDataset(
+        images,
+        P,
+        strategy="importance",
+        ratio=0.25,
+        batch_size=8,
+        score_fn=lambda x, p: np.arange(16.0)[None].repeat(len(x), 0),
+    )
     assert np.all(imp.batch(0)[1][:, 12:])
 
 
@@ -140,12 +149,24 @@ def read_csv(path):
 
 
 def test_train_lowers_loss_and_writes_files(images, tmp_path):
-    # the token ViT starts from nothing; the harmonic one starts from a fill that noise images defeat
+    # the token ViT starts from nothing; the harmonic one starts from a fill that noise images
+    # defeat
     model = models.build_vit(**TINY, fill="token")
-    out = training.train(model, (images[:64], images[64:]), epochs=4, batch_size=16,
-                         run_dir=tmp_path / "run", verbose=0, lr=3e-3)
+    out = training.train(
+        model,
+        (images[:64], images[64:]),
+        epochs=4,
+        batch_size=16,
+        run_dir=tmp_path / "run",
+        verbose=0,
+        lr=3e-3,
+    )
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} == {"best.keras", "final.keras", "history.csv"}  # backup removed
+    assert {p.name for p in run.iterdir()} == {
+        "best.keras",
+        "final.keras",
+        "history.csv",
+    }  # backup removed
     rows = read_csv(run / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     assert {"loss", "val_loss", "learning_rate", "seconds"} <= set(rows[0])
@@ -156,7 +177,9 @@ def test_train_lowers_loss_and_writes_files(images, tmp_path):
     # final.keras is the model after the last epoch; best.keras the lowest val_loss
     x, m = images[64:], masking.make_mask("random", 0.5, images=images[64:], patch_size=P, seed=0)
     final = models.load_predictor(out["final"])
-    np.testing.assert_allclose(models.reconstruct(final, x, m), models.reconstruct(model, x, m), atol=1e-6)
+    np.testing.assert_allclose(
+        models.reconstruct(final, x, m), models.reconstruct(model, x, m), atol=1e-6
+    )
     assert isinstance(models.load_predictor(out["best"]), models.MaskTokenViT)
 
 
@@ -186,31 +209,59 @@ def test_resume_after_interruption(images, tmp_path):
     kwargs = dict(epochs=3, batch_size=32, run_dir=run, verbose=0, seed=1)
     first = Record()
     with pytest.raises(KeyboardInterrupt):
-        training.train(models.build_vit(**TINY), (images[:64], images[64:]), callbacks=[first, Interrupt(1)], **kwargs)
+        training.train(
+            models.build_vit(**TINY),
+            (images[:64], images[64:]),
+            callbacks=[first, Interrupt(1)],
+            **kwargs,
+        )
     assert first.epochs == [0, 1]
-    assert (run / "backup").is_dir() and (run / "best.keras").exists() and not (run / "final.keras").exists()
+    assert (
+        (run / "backup").is_dir()
+        and (run / "best.keras").exists()
+        and not (run / "final.keras").exists()
+    )
     assert [r["epoch"] for r in read_csv(run / "history.csv")] == ["0", "1"]
     second = Record()
-    out = training.train(models.build_vit(**TINY), (images[:64], images[64:]), callbacks=[second], **kwargs)
+    out = training.train(
+        models.build_vit(**TINY), (images[:64], images[64:]), callbacks=[second], **kwargs
+    )
     assert second.epochs == [2]  # continues where it stopped, in a fresh model object
     assert [r["epoch"] for r in read_csv(run / "history.csv")] == ["0", "1", "2"]
     assert out["epochs"] == 3 and (run / "final.keras").exists() and not (run / "backup").exists()
     assert not list(run.glob(".*partial*"))
     # a completed run started again trains from epoch 0 and rewrites its history
     third = Record()
-    training.train(models.build_vit(**TINY), (images[:64], images[64:]), callbacks=[third], **{**kwargs, "epochs": 1})
+    training.train(
+        models.build_vit(**TINY),
+        (images[:64], images[64:]),
+        callbacks=[third],
+        **{**kwargs, "epochs": 1},
+    )
     assert third.epochs == [0] and len(read_csv(run / "history.csv")) == 1
 
 
 @pytest.mark.parametrize("kind", ["mae", "cnn"])
 def test_train_other_models_with_cosine_schedule(images, tmp_path, kind):
     if kind == "mae":
-        model = models.build_mae(**TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16)
+        model = models.build_mae(
+            **TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16
+        )
     else:
         model = models.build_cnn_autoencoder(image_shape=SHAPE, patch_size=P, filters=(4, 8))
-    out = training.train(model, images[:32], ratio=(0.5, 0.7), epochs=2, batch_size=16,
-                         run_name=kind, save_root=tmp_path, lr_schedule="cosine", warmup_epochs=1,
-                         augment=True, verbose=0)
+    out = training.train(
+        model,
+        images[:32],
+        ratio=(0.5, 0.7),
+        epochs=2,
+        batch_size=16,
+        run_name=kind,
+        save_root=tmp_path,
+        lr_schedule="cosine",
+        warmup_epochs=1,
+        augment=True,
+        verbose=0,
+    )
     assert out["run_dir"] == tmp_path / kind
     assert len(out["history"]["loss"]) == 2 and "val_loss" not in out["history"]
     lr = out["history"]["learning_rate"]
@@ -229,10 +280,14 @@ def test_train_bad_inputs(images, tmp_path):
         training.train(vit, images, run_dir=tmp_path, lr_schedule="step")
     with pytest.raises(ValueError, match="train needs a Keras model"):
         training.train(models.BiharmonicInpainter(), images, run_dir=tmp_path)
-    mae = models.build_mae(**TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16)
+    mae = models.build_mae(
+        **TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16
+    )
     with pytest.raises(ValueError, match="needs at least 8 hidden"):
         training.train(mae, images, run_dir=tmp_path, ratio=0.3)
-    with pytest.raises(ValueError, match=r"images=\(8, 8, 3\).*takes images of shape \(16, 16, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"images=\(8, 8, 3\).*takes images of shape \(16, 16, 3\)"
+    ):
         training.train(vit, images[:, :8, :8], run_dir=tmp_path)
 
 
@@ -247,8 +302,14 @@ def test_save_atomic_leaves_no_partial_file(tmp_path):
 # Budgets, recipes, XLA
 # --------------------------------------------------------------------------------------------
 def test_budget_in_images_rounds_up_to_whole_epochs_and_counts_images(images, tmp_path):
-    out = training.train(models.build_vit(**TINY), images[:40], images=100, batch_size=16,
-                         run_dir=tmp_path / "r", verbose=0)
+    out = training.train(
+        models.build_vit(**TINY),
+        images[:40],
+        images=100,
+        batch_size=16,
+        run_dir=tmp_path / "r",
+        verbose=0,
+    )
     assert out["epochs"] == 3 and out["images_seen"] == 120  # ceil(100 / 40) epochs of 40 images
     assert out["history"]["images_seen"] == [40, 80, 120]
 
@@ -259,8 +320,14 @@ def test_time_budget_stops_training_and_decays_the_learning_rate(images, tmp_pat
     assert lr[0] < lr[1] < lr[2] == pytest.approx(2e-3)  # linear warm-up to the peak
     assert lr[3] == pytest.approx(2e-3 * (0.01 + 0.99 * 0.5))  # half-way through the decay
     assert lr[4] == lr[5] == pytest.approx(2e-5)  # alpha * peak at the end and after
-    out = training.train(models.build_vit(**TINY), images[:64], minutes=0.02, batch_size=16,
-                         run_dir=tmp_path / "t", verbose=0)
+    out = training.train(
+        models.build_vit(**TINY),
+        images[:64],
+        minutes=0.02,
+        batch_size=16,
+        run_dir=tmp_path / "t",
+        verbose=0,
+    )
     assert 1 <= out["epochs"] < 100_000 and out["images_seen"] >= 16
     assert out["history"]["learning_rate"][-1] < 2e-3  # decayed from the tuned peak
 
@@ -278,18 +345,46 @@ def test_budget_errors(images, tmp_path):
 def test_recipe_sets_the_training_defaults_and_arguments_win(images, tmp_path):
     kw = dict(epochs=1, batch_size=32, verbose=0)
     tuned = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "a", **kw)
-    assert tuned["settings"] == {"recipe": "tuned", "lr": 2e-3, "lr_schedule": "cosine", "augment": True,
-                                 "loss_on": "masked"}
-    ref = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "b", recipe="reference", **kw)
-    assert ref["settings"] == {"recipe": "reference", "lr": 1e-3, "lr_schedule": "plateau", "augment": False,
-                               "loss_on": "masked"}
-    mae = models.build_mae(**TINY, decoder_dim=16, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=32)
-    assert training.train(mae, images[:32], run_dir=tmp_path / "m", **kw)["settings"]["loss_on"] == "all"
-    mine = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "c", recipe="reference", lr=5e-4,
-                          augment=True, **kw)
+    assert tuned["settings"] == {
+        "recipe": "tuned",
+        "lr": 2e-3,
+        "lr_schedule": "cosine",
+        "augment": True,
+        "loss_on": "masked",
+    }
+    ref = training.train(
+        models.build_vit(**TINY), images[:32], run_dir=tmp_path / "b", recipe="reference", **kw
+    )
+    assert ref["settings"] == {
+        "recipe": "reference",
+        "lr": 1e-3,
+        "lr_schedule": "plateau",
+        "augment": False,
+        "loss_on": "masked",
+    }
+    mae = models.build_mae(
+        **TINY, decoder_dim=16, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=32
+    )
+    assert (
+        training.train(mae, images[:32], run_dir=tmp_path / "m", **kw)["settings"]["loss_on"]
+        == "all"
+    )
+    mine = training.train(
+        models.build_vit(**TINY),
+        images[:32],
+        run_dir=tmp_path / "c",
+        recipe="reference",
+        lr=5e-4,
+        augment=True,
+        **kw,
+    )
     assert mine["settings"]["lr"] == 5e-4 and mine["settings"]["augment"] is True
-    with pytest.raises(ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'best'"):
-        training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "d", recipe="best", **kw)
+    with pytest.raises(
+        ValueError, match=r"recipe must be one of \['reference', 'tuned'\], got 'best'"
+    ):
+        training.train(
+            models.build_vit(**TINY), images[:32], run_dir=tmp_path / "d", recipe="best", **kw
+        )
 
 
 def test_xla_on_the_cpu_only_without_dropout():
@@ -297,6 +392,14 @@ def test_xla_on_the_cpu_only_without_dropout():
         pytest.skip("the TensorFlow backend's CPU rule")
     assert training._jit_compile("auto", models.build_vit(**TINY)) is True  # dropout 0
     assert training._jit_compile("auto", models.build_vit(**{**TINY, "dropout": 0.1})) is False
-    assert training._jit_compile("auto", models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,))) is True
-    assert training._jit_compile("auto", models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,), dropout=0.1)) is False
+    assert (
+        training._jit_compile("auto", models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,)))
+        is True
+    )
+    assert (
+        training._jit_compile(
+            "auto", models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4,), dropout=0.1)
+        )
+        is False
+    )
     assert training._jit_compile(False, models.build_vit(**TINY)) is False
