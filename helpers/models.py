@@ -167,7 +167,7 @@ class MaskedImageModel(keras.Model):
 
     def __init__(self, inputs, outputs, settings: dict, **kwargs):
         super().__init__(inputs, outputs, **kwargs)
-        self.settings = dict(settings)
+        self.settings = settings
         self.image_shape = tuple(int(v) for v in settings["image_shape"])
         self.patch_size = int(settings["patch_size"])
 
@@ -177,6 +177,15 @@ class MaskedImageModel(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(**config)
+
+
+def _settings(arguments: dict) -> dict:
+    """A model's settings from its ``__init__``'s ``locals()``: every argument but ``self``,
+    ``name`` and Keras' own ``kwargs``; lists (as JSON gives them back) as tuples."""
+    skip = ("self", "name", "kwargs", "__class__")
+    return {
+        k: tuple(v) if isinstance(v, list) else v for k, v in arguments.items() if k not in skip
+    }
 
 
 def _inputs(image_shape, patch_size):
@@ -206,19 +215,7 @@ class MaskTokenViT(MaskedImageModel):
         name="vit",
         **kwargs,
     ):
-        settings = dict(
-            image_shape=tuple(image_shape),
-            patch_size=patch_size,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_dim=mlp_dim,
-            dropout=dropout,
-            pos_init=pos_init,
-            fill=fill,
-            fill_iterations=fill_iterations,
-            mixed_precision=mixed_precision,
-        )
+        settings = _settings(locals())
         grid = grid_shape(image_shape[:2], patch_size)
         patch_dim = patch_size * patch_size * image_shape[2]
         with _policy(mixed_precision):
@@ -274,22 +271,7 @@ class MaeViT(MaskedImageModel):
         name="mae",
         **kwargs,
     ):
-        settings = dict(
-            image_shape=tuple(image_shape),
-            patch_size=patch_size,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_dim=mlp_dim,
-            decoder_dim=decoder_dim,
-            decoder_depth=decoder_depth,
-            decoder_num_heads=decoder_num_heads,
-            decoder_mlp_dim=decoder_mlp_dim,
-            dropout=dropout,
-            pos_init=pos_init,
-            min_mask_ratio=min_mask_ratio,
-            mixed_precision=mixed_precision,
-        )
+        settings = _settings(locals())
         grid = grid_shape(image_shape[:2], patch_size)
         num_patches = grid[0] * grid[1]
         n_keep = num_patches - n_masked(min_mask_ratio, num_patches)
@@ -340,14 +322,7 @@ class CnnAutoencoder(MaskedImageModel):
         name="cnn",
         **kwargs,
     ):
-        settings = dict(
-            image_shape=tuple(image_shape),
-            patch_size=patch_size,
-            filters=tuple(filters),
-            dropout=dropout,
-            skips=skips,
-            mixed_precision=mixed_precision,
-        )
+        settings = _settings(locals())
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
             x = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
