@@ -1,5 +1,10 @@
-"""Input checks shared by every module: each error names the parameter, the value and what is
-allowed."""
+"""Input checks shared by every module, called where a value enters (the command line, the
+builders, ``train``, ``make_mask``, the loaders); the functions inside trust their callers.
+
+A bad value raises :class:`SettingError` (a ``ValueError``) whose message names the parameter, the
+value and what is allowed (``ratio=1.5: must be strictly between 0 and 1``); a value of the wrong
+type raises ``TypeError``; a bad array (images, masks) raises ``ValueError`` or ``TypeError`` that
+says which array and what was expected."""
 
 from __future__ import annotations
 
@@ -10,8 +15,8 @@ import numpy as np
 
 
 class SettingError(ValueError):
-    """A bad setting: ``param`` (its name), ``value`` and ``problem``
-    (what is wrong and what is allowed)."""
+    """A bad setting: ``param`` (its name), ``value`` and ``problem`` (what is wrong and what is
+    allowed). The command line prints :meth:`cli_message` and exits with status 2."""
 
     def __init__(self, param: str, value, problem: str):
         self.param, self.value, self.problem = param, value, problem
@@ -26,30 +31,52 @@ def check_ratio(ratio, name: str = "ratio") -> float:
     """Return ``ratio`` as a float if it lies strictly between 0 and 1."""
     if isinstance(ratio, bool) or not isinstance(ratio, Real):
         raise TypeError(
-            f"{name} must be a number strictly between 0 and 1, got {ratio!r} "
-            f"({type(ratio).__name__})"
+            f"{name}={ratio!r}: must be a number strictly between 0 and 1, not a "
+            f"{type(ratio).__name__}"
         )
     value = float(ratio)
     if math.isnan(value) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be strictly between 0 and 1, got {ratio!r}")
+        raise SettingError(name, ratio, "must be strictly between 0 and 1")
     return value
+
+
+def check_positive_number(value, name: str) -> float:
+    """Return ``value`` as a float if it is a number > 0 (a learning rate, minutes)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(
+            f"{name}={value!r}: must be a positive number, not a {type(value).__name__}"
+        )
+    if not value > 0:  # NaN too
+        raise SettingError(name, value, "must be a positive number")
+    return float(value)
+
+
+def check_fraction(value, name: str) -> float:
+    """Return ``value`` as a float if it lies in [0, 1) (a dropout rate, a validation share)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(
+            f"{name}={value!r}: must be a number in [0, 1), not a {type(value).__name__}"
+        )
+    if not 0.0 <= value < 1.0:
+        raise SettingError(name, value, "must be a number in [0, 1)")
+    return float(value)
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     """Return ``value`` as an int if it is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(
-            f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})"
+            f"{name}={value!r}: must be an integer >= {minimum}, not a {type(value).__name__}"
         )
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise SettingError(name, value, f"must be an integer >= {minimum}")
     return int(value)
 
 
 def check_choice(value, name: str, allowed) -> str:
     """Return ``value`` if it is one of ``allowed``."""
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+        raise SettingError(name, value, f"must be one of {sorted(allowed)}")
     return value
 
 
@@ -90,8 +117,8 @@ def check_patch_size(patch_size, image_shape) -> int:
     h, w = int(image_shape[0]), int(image_shape[1])
     if h % p or w % p:
         divisors = [d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0]
-        raise ValueError(
-            f"patch_size must divide the image size {h}x{w}; got {p}, allowed: {divisors}"
+        raise SettingError(
+            "patch_size", p, f"must divide the image size {h}x{w}; allowed: {divisors}"
         )
     return p
 

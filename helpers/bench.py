@@ -123,16 +123,11 @@ def _fit_speed(model, batch, *, batch_size: int, epochs: int, jit_compile="auto"
     """Training images per second of ``model`` on one in-memory ``(inputs, target, weight)`` set:
     Adam, the masked MSE, one untimed warm-up epoch, then ``epochs`` timed ones (no mask
     drawing)."""
-    import keras
 
-    from .training import _jit_compile, masked_mse
+    from .training import compile_model
 
     inputs, target, weight = batch
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=masked_mse(),
-        jit_compile=_jit_compile(jit_compile, model),
-    )
+    compile_model(model, 1e-3, jit_compile)
     model.fit(
         inputs,
         target,

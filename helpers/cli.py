@@ -22,6 +22,15 @@ from pathlib import Path
 
 from . import __version__
 from . import quality as _quality
+from ._checks import (
+    SettingError,
+    check_fraction,
+    check_patch_size,
+    check_positive_int,
+    check_positive_number,
+    check_ratio,
+)
+from ._io import writable_dir
 from .recipes import PREDICTORS, RECIPES
 
 
@@ -129,10 +138,7 @@ class _UsageError(Exception):
 
 
 def _output_dir(value: str) -> Path:
-    """argparse ``type`` of an output folder: created and checked writable before any work."""
-    from ._checks import SettingError
-    from ._io import writable_dir
-
+    """argparse ``type`` of an output folder: checked writable before any work."""
     try:
         return writable_dir(value)
     except SettingError as exc:
@@ -189,12 +195,8 @@ def _quiet_tensorflow():
 
 
 def _check_ratio_arg(value, option: str) -> float:
-    if not 0.0 < value < 1.0:
-        raise _UsageError(
-            f"{option} {value!r}: must be a number strictly between 0 and 1 (the fraction of "
-            "patches hidden)"
-        )
-    return value
+    """:func:`helpers._checks.check_ratio` under the option's name (``--ratio-range``)."""
+    return check_ratio(value, option.lstrip("-").replace("-", "_"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,30 +493,18 @@ def _cmd_train(args) -> int:
         raise _UsageError(
             f"{' and '.join(budgets)}: give one budget (--minutes may come with --epochs as a cap)"
         )
-    if args.minutes is not None and not args.minutes > 0:
-        raise _UsageError(f"--minutes {args.minutes}: must be a positive number")
+    if args.minutes is not None:
+        check_positive_number(args.minutes, "minutes")
     if not budgets:
         args.epochs = 10
-    for option, value, minimum in (
-        ("--epochs", 1 if args.epochs is None else args.epochs, 1),
-        ("--images", 1 if args.images is None else args.images, 1),
-        ("--batch-size", args.batch_size, 1),
-        ("--seed", args.seed, 0),
-        ("--n-train", args.n_train, 0),
-        ("--patience", args.patience, 1),
-        ("--patch-size", args.patch_size, 1),
-    ):
-        if value < minimum:
-            raise _UsageError(f"{option} {value}: must be an integer >= {minimum}")
-    if 32 % args.patch_size:
-        raise _UsageError(
-            f"--patch-size {args.patch_size}: must divide the image size 32; allowed: 1, 2, 4, 8, "
-            "16, 32"
-        )
-    if not 0.0 <= args.val_fraction < 1.0:
-        raise _UsageError(f"--val-fraction {args.val_fraction}: must be in [0, 1)")
-    if args.lr is not None and not args.lr > 0:
-        raise _UsageError(f"--lr {args.lr}: must be a positive number")
+    for name, minimum in (("epochs", 1), ("images", 1), ("batch_size", 1), ("seed", 0),
+                          ("n_train", 0), ("patience", 1)):  # fmt: skip
+        if getattr(args, name) is not None:
+            check_positive_int(getattr(args, name), name, minimum)
+    check_patch_size(args.patch_size, (32, 32))
+    check_fraction(args.val_fraction, "val_fraction")
+    if args.lr is not None:
+        check_positive_number(args.lr, "lr")
     if (
         args.dataset == "cifar10"
         and args.data_dir is not None
@@ -697,21 +687,18 @@ def _cmd_evaluate(args) -> int:
             f"note: --score {args.score} is ignored: it applies to --strategy importance only",
             file=sys.stderr,
         )
-    try:
-        results = evaluation.run_evaluation(
-            args.model,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            strategy=args.strategy,
-            ratio=args.ratio,
-            n_test=args.n_test,
-            mask_seed=args.mask_seed,
-            patch_size=args.patch_size,
-            score=args.score if args.strategy == "importance" else None,
-            batch_size=args.batch_size,
-        )
-    except evaluation.SettingError as exc:
-        raise _UsageError(exc.cli_message()) from None
+    results = evaluation.run_evaluation(
+        args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        strategy=args.strategy,
+        ratio=args.ratio,
+        n_test=args.n_test,
+        mask_seed=args.mask_seed,
+        patch_size=args.patch_size,
+        score=args.score if args.strategy == "importance" else None,
+        batch_size=args.batch_size,
+    )
     json_path, csv_path = evaluation.write_results(args.output, results)
     print(evaluation.format_table(results))
     print(f"\nwritten: {json_path}, {csv_path} ({results['seconds']:.1f} s)")
@@ -820,10 +807,8 @@ def _cmd_bench_speed(args) -> int:
 
 
 def _cmd_bench_quality(args) -> int:
-    if args.minutes_per_model is not None and not args.minutes_per_model > 0:
-        raise _UsageError(
-            f"--minutes-per-model {args.minutes_per_model}: must be a positive number of minutes"
-        )
+    if args.minutes_per_model is not None:
+        check_positive_number(args.minutes_per_model, "minutes_per_model")
     if not Path(args.data_dir).expanduser().is_dir():
         raise _UsageError(
             f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is "
@@ -881,6 +866,9 @@ def main(argv=None) -> int:
         return args.func(args)
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SettingError as exc:  # a bad value found by the package's checks
+        print(f"error: {exc.cli_message()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_choice, check_positive_int
+from ._checks import check_choice, check_fraction, check_positive_int
 
 DATASETS = ("sample", "cifar10")
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -388,12 +388,7 @@ def load_dataset(
     """
     seed = check_positive_int(seed, "seed", minimum=0)
     check_choice(name, "dataset", DATASETS)
-    if (
-        isinstance(val_fraction, bool)
-        or not isinstance(val_fraction, (int, float))
-        or not 0.0 <= val_fraction < 1.0
-    ):
-        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    check_fraction(val_fraction, "val_fraction")
     if name == "sample":
         (x_tr, y_tr), (x_te, y_te), names = make_sample_dataset(seed=seed)
         source = "embedded: crops of scikit-image photographs"

@@ -21,15 +21,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import time
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
 
-from ._checks import SettingError
+from ._checks import SettingError, check_choice, check_patch_size, check_positive_int, check_ratio
 from ._io import write_atomic
 from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
 from .masking import SCORES, STRATEGIES, make_mask
@@ -53,42 +51,16 @@ METRIC_LABELS = (  # (key, label) in table order
 # --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
-def check_strategy(strategy) -> str:
-    if strategy not in STRATEGIES:
-        raise SettingError(
-            "strategy", strategy, f"unknown strategy; allowed: {', '.join(STRATEGIES)}"
-        )
-    return strategy
-
-
-def check_eval_ratio(ratio) -> float:
-    if (
-        isinstance(ratio, bool)
-        or not isinstance(ratio, Real)
-        or math.isnan(float(ratio))
-        or not 0.0 < float(ratio) < 1.0
-    ):
-        raise SettingError(
-            "ratio",
-            ratio,
-            "must be a number strictly between 0 and 1 (the fraction of patches hidden)",
-        )
-    return float(ratio)
-
-
 def check_score(score, strategy: str, model) -> str | None:
     """The importance score name to use (None unless the strategy is ``importance``)."""
     if score is not None and score not in SCORE_CHOICES and not callable(score):
-        raise SettingError(
-            "score", score, f"unknown importance score; allowed: {', '.join(SCORE_CHOICES)}"
-        )
+        check_choice(score, "score", SCORE_CHOICES)
     if score == "gradient" and _not_learned(model):
         raise SettingError(
             "score",
             score,
-            f"needs a trained Keras model (vit, mae or cnn); {getattr(model, 'name', model)} has "
-            "no "
-            f"gradients; allowed with it: {', '.join(SCORES)}",
+            f"needs a trained Keras model (vit, mae or cnn); {getattr(model, 'name', model)} "
+            f"has no gradients; allowed with it: {', '.join(SCORES)}",
         )
     if strategy != "importance":
         return None
@@ -104,34 +76,10 @@ def _not_learned(model) -> bool:
     return isinstance(model, Inpainter)
 
 
-def _check_int(param: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SettingError(param, value, f"must be an integer >= {minimum}")
-    return int(value)
-
-
 def _check_n_test(n_test):
     if n_test is None:
         return None
-    if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or n_test < 0:
-        raise SettingError("n_test", n_test, "must be an integer >= 0 (0: all test images)")
-    return int(n_test) or None
-
-
-def _check_patch_size(patch_size, image_shape) -> int:
-    h, w = int(image_shape[0]), int(image_shape[1])
-    if (
-        isinstance(patch_size, bool)
-        or not isinstance(patch_size, (int, np.integer))
-        or patch_size < 1
-        or h % patch_size
-        or w % patch_size
-    ):
-        divisors = [d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0]
-        raise SettingError(
-            "patch_size", patch_size, f"must divide the image size {h}x{w}; allowed: {divisors}"
-        )
-    return int(patch_size)
+    return check_positive_int(n_test, "n_test", minimum=0) or None  # 0: all test images
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,8 +112,8 @@ def load_test_images(
     ``cifar10``: ``test_batch`` of ``data_dir`` (default: the Keras cache folder). ``sample``: the
     test split of the embedded dataset built with seed 0 (``data_dir`` is ignored).
     """
-    if dataset not in DATASETS:
-        raise SettingError("dataset", dataset, f"unknown dataset; allowed: {', '.join(DATASETS)}")
+    check_choice(dataset, "dataset", DATASETS)
+
     n_test = _check_n_test(n_test)
     if dataset == "sample":
         from .data import load_dataset
@@ -289,10 +237,10 @@ def evaluate_predictor(
     """
     from .models import check_fits
 
-    strategy = check_strategy(strategy)
-    ratio = check_eval_ratio(ratio)
-    patch_size = _check_patch_size(patch_size, images.shape[1:3])
-    _check_int("mask_seed", mask_seed, 0)
+    strategy = check_choice(strategy, "strategy", STRATEGIES)
+    ratio = check_ratio(ratio)
+    patch_size = check_patch_size(patch_size, images.shape[1:3])
+    check_positive_int(mask_seed, "mask_seed", minimum=0)
     score = check_score(score_fn, strategy, predictor)
     check_fits(predictor, images.shape[1:], patch_size, ratio=ratio)
     start = time.perf_counter()
@@ -338,13 +286,13 @@ def run_evaluation(
     ``keras_backend``, ``keras_version``) followed by :func:`evaluate_predictor`'s keys."""
     # cheap checks first: a typo should not wait for TensorFlow to start
     check_model_path(model)
-    strategy = check_strategy(strategy)
-    ratio = check_eval_ratio(ratio)
+    strategy = check_choice(strategy, "strategy", STRATEGIES)
+    ratio = check_ratio(ratio)
     score = check_score(score, strategy, model)
-    _check_int("mask_seed", mask_seed, 0)
-    _check_int("batch_size", batch_size, 1)
+    check_positive_int(mask_seed, "mask_seed", minimum=0)
+    check_positive_int(batch_size, "batch_size", minimum=1)
     images = load_test_images(dataset, data_dir, n_test)
-    patch_size = _check_patch_size(patch_size, images.shape[1:3])
+    patch_size = check_patch_size(patch_size, images.shape[1:3])
 
     import keras
 
@@ -442,9 +390,9 @@ def compare_predictors(
     """
     if not isinstance(predictors, dict) or not predictors:
         raise SettingError("predictors", predictors, "must be a non-empty dict label -> predictor")
-    strategy = check_strategy(strategy)
-    ratio = check_eval_ratio(ratio)
-    patch_size = _check_patch_size(patch_size, images.shape[1:3])
+    strategy = check_choice(strategy, "strategy", STRATEGIES)
+    ratio = check_ratio(ratio)
+    patch_size = check_patch_size(patch_size, images.shape[1:3])
     mask = make_mask(
         strategy, ratio, images=images, patch_size=patch_size, score_fn=score_fn, seed=mask_seed
     )

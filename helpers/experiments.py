@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_choice, check_positive_int, check_ratio
+from ._checks import SettingError, check_choice, check_positive_int, check_ratio
 from ._io import read_csv, write_atomic, write_csv
 from .masking import STRATEGIES, make_mask
 from .recipes import NON_LEARNED, PREDICTORS, RECIPES
@@ -109,22 +109,24 @@ class SweepConfig:
         self.predictors = tuple(self.predictors)
         self.ratio_range = tuple(float(r) for r in self.ratio_range)
         if not self.strategies:
-            raise ValueError("strategies must name at least one of " + str(list(STRATEGIES)))
+            raise SettingError("strategies", (), f"must name at least one of {list(STRATEGIES)}")
         for s in self.strategies:
             check_choice(s, "strategies", STRATEGIES)
         if not self.ratios:
-            raise ValueError("ratios must hold at least one ratio strictly between 0 and 1")
+            raise SettingError(
+                "ratios", (), "must hold at least one ratio strictly between 0 and 1"
+            )
         for r in self.ratios:
             check_ratio(r, "ratios")
         if not self.predictors:
-            raise ValueError("predictors must name at least one of " + str(list(PREDICTORS)))
+            raise SettingError("predictors", (), f"must name at least one of {list(PREDICTORS)}")
         for p in self.predictors:
             check_choice(p, "predictors", PREDICTORS)
         check_choice(self.plan, "plan", PLANS)
         check_choice(self.recipe, "recipe", RECIPES)
         if len(self.ratio_range) != 2 or not self.ratio_range[0] < self.ratio_range[1]:
-            raise ValueError(
-                f"ratio_range must be (low, high) with low < high, got {self.ratio_range!r}"
+            raise SettingError(
+                "ratio_range", self.ratio_range, "must be (low, high) with low < high"
             )
         for r in self.ratio_range:
             check_ratio(r, "ratio_range")

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from numbers import Real
 
 import keras
 import numpy as np
@@ -52,6 +51,7 @@ from . import layers as mim
 from ._checks import (
     SettingError,
     check_choice,
+    check_fraction,
     check_images,
     check_mask,
     check_patch_size,
@@ -68,16 +68,6 @@ CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
 # --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
-def _check_dropout(dropout, name="dropout") -> float:
-    if (
-        isinstance(dropout, bool)
-        or not isinstance(dropout, Real)
-        or not 0.0 <= float(dropout) < 1.0
-    ):
-        raise ValueError(f"{name} must be a number in [0, 1), got {dropout!r}")
-    return float(dropout)
-
-
 def _check_image_shape(image_shape) -> tuple[int, int, int]:
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
         raise ValueError(f"image_shape must be (H, W, C), e.g. (32, 32, 3); got {image_shape!r}")
@@ -121,7 +111,7 @@ def _check_transformer(
         check_positive_int(value, name)
     _check_heads(embed_dim, num_heads, "embed_dim", "num_heads")
     _check_sincos_width(embed_dim, "embed_dim", pos_init)
-    _check_dropout(dropout)
+    check_fraction(dropout, "dropout")
     return image_shape
 
 
@@ -496,7 +486,7 @@ def build_cnn_autoencoder(
             "stage); "
             f"got filters={list(filters)}, use at most {min(_twos(h), _twos(w))} stages"
         )
-    dropout = _check_dropout(dropout)
+    dropout = check_fraction(dropout, "dropout")
     _seed(seed)
     return CnnAutoencoder(
         (h, w, c), patch_size, filters, dropout, bool(skips), bool(mixed_precision)

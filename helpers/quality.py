@@ -32,7 +32,7 @@ import json
 import time
 from pathlib import Path
 
-from ._checks import check_choice, check_positive_int, check_ratio
+from ._checks import check_choice, check_positive_int, check_positive_number, check_ratio
 from .recipes import NON_LEARNED, PREDICTORS, check_recipe
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
@@ -143,8 +143,7 @@ def bench_quality(
     ratio = check_ratio(ratio)
     check_choice(plan, "plan", QUALITY_PLANS)
     check_recipe(recipe)
-    if not minutes_per_model > 0:
-        raise ValueError(f"minutes_per_model must be > 0, got {minutes_per_model!r}")
+    check_positive_number(minutes_per_model, "minutes_per_model")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(patch_size, "patch_size")
     for p in predictors:

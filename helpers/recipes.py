@@ -113,11 +113,13 @@ def resolve(
     ViT only.
     """
     model, train = model_settings(recipe, name), train_settings(recipe, name)
-    # an override reaches the models whose recipe has that setting
-    if pos_init and "pos_init" in model:
-        model["pos_init"] = check_choice(pos_init, "pos_init", ("random", "sincos"))
-    if fill and "fill" in model:
-        model["fill"] = check_choice(fill, "fill", VIT_FILLS)
+    # an override is always checked, and reaches the models whose recipe has that setting
+    overrides = (("pos_init", pos_init, ("random", "sincos")), ("fill", fill, VIT_FILLS))
+    for key, value, allowed in overrides:
+        if value:
+            check_choice(value, key, allowed)
+            if key in model:
+                model[key] = value
     if dropout is not None and dropout >= 0:
         model["dropout"] = float(dropout)
     if lr and lr > 0:

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._checks import SettingError
 from ._io import atomic_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,7 +294,7 @@ def value_checks() -> dict:
 
     def ratio_range(values, name):
         if len(values) != 2 or not check_ratio(values[0], name) <= check_ratio(values[1], name):
-            raise ValueError(f"{name} must be [low, high] with 0 < low <= high < 1, got {values!r}")
+            raise SettingError(name, values, "must be [low, high] with 0 < low <= high < 1")
 
     return {
         "dataset": choice(DATASETS),
@@ -329,7 +330,7 @@ def value_checks() -> dict:
 
 def _non_negative(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a number >= 0 (0: not used), got {value!r}")
+        raise SettingError(name, value, "must be a number >= 0 (0: not used)")
     return value
 
 
@@ -340,8 +341,11 @@ def _check_value(notebook: str, name: str, value, checks: dict):
     try:
         check(value, name)
     except (ValueError, TypeError) as exc:
+        # the problem alone when the check names this very value, else which element it was
+        same = isinstance(exc, SettingError) and exc.value == value
+        problem = exc.problem if same else exc
         raise RunnerError(
-            f"parameter {name!r} of notebook {notebook} is {value!r}: {exc}"
+            f"parameter {name!r} of notebook {notebook} is {value!r}: {problem}"
         ) from None
 
 

@@ -24,13 +24,19 @@ from __future__ import annotations
 import math
 import os
 import time
-from numbers import Real
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from ._checks import check_choice, check_images, check_positive_int, check_ratio
+from ._checks import (
+    SettingError,
+    check_choice,
+    check_images,
+    check_positive_int,
+    check_positive_number,
+    check_ratio,
+)
 from ._io import atomic_path, read_csv, write_csv
 from .masking import STRATEGIES, make_mask, n_masked
 from .models import MaskedImageModel, check_fits
@@ -49,10 +55,10 @@ def _check_ratio_spec(ratio):
     """A ratio, or a (low, high) range with 0 < low <= high < 1."""
     if isinstance(ratio, (tuple, list)):
         if len(ratio) != 2:
-            raise ValueError(f"ratio must be a number or a (low, high) pair, got {ratio!r}")
-        low, high = check_ratio(ratio[0], "ratio low"), check_ratio(ratio[1], "ratio high")
+            raise SettingError("ratio", ratio, "must be a number or a (low, high) pair")
+        low, high = check_ratio(ratio[0]), check_ratio(ratio[1])
         if low > high:
-            raise ValueError(f"ratio range must have low <= high, got {ratio!r}")
+            raise SettingError("ratio", ratio, "a (low, high) range must have low <= high")
         return low, high
     value = check_ratio(ratio)
     return value, value
@@ -63,9 +69,8 @@ def _check_strategy_spec(strategy) -> tuple[str, ...]:
     if isinstance(strategy, str):
         return (check_choice(strategy, "strategy", STRATEGIES),)
     if not isinstance(strategy, (tuple, list)) or not strategy:
-        raise ValueError(
-            f"strategy must be one of {list(STRATEGIES)} or a non-empty list of them, got "
-            f"{strategy!r}"
+        raise SettingError(
+            "strategy", strategy, f"must be one of {list(STRATEGIES)} or a non-empty list of them"
         )
     return tuple(check_choice(s, "strategy", STRATEGIES) for s in strategy)
 
@@ -331,8 +336,7 @@ def run_folder(run_dir=None, run_name=None, save_root=SAVE_ROOT) -> Path:
 
 
 def _learning_rate(lr, lr_schedule, warmup_epochs, epochs, steps):
-    if isinstance(lr, bool) or not isinstance(lr, Real) or not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    check_positive_number(lr, "lr")
     check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
     if lr_schedule == "plateau":
         return float(lr)
@@ -393,11 +397,7 @@ class TimeBudget(keras.callbacks.Callback):
         spent: float = 0.0,
     ):
         super().__init__()
-        if isinstance(seconds, bool) or not isinstance(seconds, Real) or not seconds > 0:
-            raise ValueError(
-                "minutes must be a positive number, got "
-                f"{seconds / 60 if isinstance(seconds, Real) else seconds!r}"
-            )
+        check_positive_number(seconds, "seconds")
         self.seconds, self.peak_lr, self.schedule = float(seconds), float(peak_lr), schedule
         self.warmup_fraction, self.alpha, self.spent = (
             float(warmup_fraction),
@@ -462,14 +462,52 @@ def _budget(epochs, images, minutes, n_train: int) -> tuple[int, float | None]:
         )
     seconds = None
     if minutes is not None:
-        if isinstance(minutes, bool) or not isinstance(minutes, Real) or not minutes > 0:
-            raise ValueError(f"minutes must be a positive number, got {minutes!r}")
-        seconds = 60.0 * float(minutes)
+        seconds = 60.0 * check_positive_number(minutes, "minutes")
     if images is not None:
         return math.ceil(check_positive_int(images, "images") / n_train), None
     if epochs is None:
         return (10 if seconds is None else 100_000), seconds
     return check_positive_int(epochs, "epochs"), seconds
+
+
+def compile_model(model, learning_rate, jit_compile="auto") -> None:
+    """Compile ``model`` for training: Adam at ``learning_rate`` (a number or a schedule), the
+    masked MSE, XLA as :func:`_jit_compile` decides; shared by :func:`train`, the throughput
+    probe and ``bench speed``."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=masked_mse(),
+        jit_compile=_jit_compile(jit_compile, model),
+    )
+    model.optimizer.build(model.trainable_variables)  # else TensorFlow traces the train step twice
+    if hasattr(model, "_initial_epoch"):
+        model._initial_epoch = None  # Keras keeps the epoch of an earlier restore on the model
+
+
+def _callbacks(folder, train_ds, previous, monitor, seconds, lr, lr_schedule, patience=None):
+    """The callbacks of a run in ``folder``: epoch sync, images seen, backup (resume), history,
+    best model; a :class:`TimeBudget` when ``seconds`` is given; the plateau schedule; early
+    stopping after ``patience`` epochs without progress when given. ``previous``: the history
+    rows of the interrupted run being resumed (or ``[]``)."""
+    best_so_far = min((r[monitor] for r in previous if monitor in r), default=math.inf)
+    seen = previous[-1].get("images_seen", 0) if previous else 0
+    cbs = [
+        _EpochSync(train_ds),
+        _ImagesSeen(len(train_ds.images), train_ds.batch_size, seen=seen),
+        keras.callbacks.BackupAndRestore(str(folder / BACKUP), delete_checkpoint=True),
+        HistoryCSV(folder / HISTORY),
+        AtomicCheckpoint(folder / BEST, monitor=monitor, initial_best=best_so_far),
+    ]
+    if seconds is not None:
+        spent = sum(r.get("seconds", 0.0) for r in previous)
+        cbs.insert(0, TimeBudget(seconds, lr, schedule=lr_schedule, spent=spent))
+    if lr_schedule == "plateau":
+        cbs.append(
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=3, min_lr=1e-5)
+        )
+    if patience is not None:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience))
+    return cbs
 
 
 def train(
@@ -586,54 +624,21 @@ def train(
     else:
         _learning_rate(lr, lr_schedule, 0, 1, 1)  # checks lr and lr_schedule
         learning_rate = float(lr)  # TimeBudget sets it before every batch
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=masked_mse(),
-        jit_compile=_jit_compile(jit_compile, model),
-    )
-    model.optimizer.build(model.trainable_variables)  # else TensorFlow traces the train step twice
-
-    backup = folder / BACKUP
+    compile_model(model, learning_rate, jit_compile)
     history_path = folder / HISTORY
-    resuming = backup.exists() and history_path.exists()
+    resuming = (folder / BACKUP).exists() and history_path.exists()
     previous = read_history(history_path) if resuming else []
-    best_so_far = min((r[monitor] for r in previous if monitor in r), default=math.inf)
-
-    cbs = [
-        _EpochSync(train_ds),
-        _ImagesSeen(
-            len(x_train),
-            train_ds.batch_size,
-            seen=previous[-1].get("images_seen", 0) if previous else 0,
-        ),
-        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
-        HistoryCSV(history_path),
-        AtomicCheckpoint(folder / BEST, monitor=monitor, initial_best=best_so_far),
-    ]
-    if seconds is not None:
-        cbs.insert(
-            0,
-            TimeBudget(
-                seconds,
-                lr,
-                schedule=lr_schedule,
-                spent=sum(r.get("seconds", 0.0) for r in previous),
-            ),
-        )
-    if lr_schedule == "plateau":
-        cbs.append(
-            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=3, min_lr=1e-5)
-        )
-    if early_stopping:
-        cbs.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=check_positive_int(patience, "patience")
-            )
-        )
+    cbs = _callbacks(
+        folder,
+        train_ds,
+        previous,
+        monitor,
+        seconds,
+        lr,
+        lr_schedule,
+        patience=check_positive_int(patience, "patience") if early_stopping else None,
+    )
     cbs.extend(callbacks)
-
-    if hasattr(model, "_initial_epoch"):
-        model._initial_epoch = None  # Keras keeps the epoch of an earlier restore on the model
     start = time.perf_counter()
     fit = model.fit(
         train_ds,
@@ -695,14 +700,7 @@ def training_throughput(
         seed=seed,
         min_masked=model.min_masked,
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=masked_mse(),
-        jit_compile=_jit_compile("auto", model),
-    )
-    model.optimizer.build(model.trainable_variables)
-    if hasattr(model, "_initial_epoch"):
-        model._initial_epoch = None
+    compile_model(model, 1e-3)
     model.fit(ds, epochs=1, verbose=0, shuffle=False)
     start = time.perf_counter()
     model.fit(ds, epochs=check_positive_int(epochs, "epochs"), verbose=0, shuffle=False)

@@ -197,16 +197,12 @@ def test_load_dataset_sample_subsets():
 @pytest.mark.parametrize(
     "kwargs, exc, message",
     [
-        (
-            {"name": "mnist"},
-            ValueError,
-            r"dataset must be one of \['cifar10', 'sample'\], got 'mnist'",
-        ),
-        ({"val_fraction": 1.0}, ValueError, "val_fraction must be a number in"),
-        ({"n_train": -3}, ValueError, "n_train must be an integer >= 1, got -3"),
+        ({"name": "mnist"}, ValueError, r"dataset='mnist': must be one of \['cifar10', 'sample'\]"),
+        ({"val_fraction": 1.0}, ValueError, "val_fraction=1.0: must be a number in"),
+        ({"n_train": -3}, ValueError, "n_train=-3: must be an integer >= 1"),
         ({"n_train": 10**6}, ValueError, "n_train=1000000 is more than the 5000 images available"),
-        ({"n_test": 2.5}, TypeError, "n_test must be an integer"),
-        ({"seed": -1}, ValueError, "seed must be an integer >= 0, got -1"),
+        ({"n_test": 2.5}, TypeError, "n_test=2.5: must be an integer"),
+        ({"seed": -1}, ValueError, "seed=-1: must be an integer >= 0"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, exc, message):

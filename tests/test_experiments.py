@@ -186,18 +186,15 @@ def test_append_row_adds_columns_and_keeps_rows(tmp_path):
 @pytest.mark.parametrize(
     "kw, message",
     [
-        ({"strategies": ("diagonal",)}, "strategies must be one of"),
-        ({"ratios": (0.5, 1.0)}, "ratios must be strictly between 0 and 1, got 1.0"),
+        ({"strategies": ("diagonal",)}, "strategies='diagonal': must be one of"),
+        ({"ratios": (0.5, 1.0)}, "ratios=1.0: must be strictly between 0 and 1"),
+        ({"predictors": ("resnet",)}, r"predictors='resnet': must be one of \[.*'mean_colour'.*\]"),
+        ({"plan": "each"}, r"plan='each': must be one of \['mixed', 'per_cell', 'per_strategy'\]"),
         (
-            {"predictors": ("resnet",)},
-            r"predictors must be one of \[.*'mean_colour'.*\], got 'resnet'",
+            {"ratio_range": (0.7, 0.3)},
+            r"ratio_range=\(0.7, 0.3\): must be \(low, high\) with low < high",
         ),
-        (
-            {"plan": "each"},
-            r"plan must be one of \['mixed', 'per_cell', 'per_strategy'\], got 'each'",
-        ),
-        ({"ratio_range": (0.7, 0.3)}, "ratio_range must be"),
-        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+        ({"epochs": 0}, "epochs=0: must be an integer >= 1"),
     ],
 )
 def test_bad_config_is_rejected(kw, message):
@@ -228,7 +225,7 @@ def test_model_sizes():
     small["vit"]["embed_dim"] = 1
     assert experiments.model_sizes("small")["vit"]["embed_dim"] == 64  # a copy
     with pytest.raises(
-        ValueError, match=r"model_size must be one of \['reference', 'small'\], got 'huge'"
+        ValueError, match=r"model_size='huge': must be one of \['reference', 'small'\]"
     ):
         experiments.model_sizes("huge")
 

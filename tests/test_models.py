@@ -330,7 +330,7 @@ def test_mixed_precision_keeps_float32_output(images):
         ),
         (
             lambda: models.build_vit(**{**TINY, "pos_init": "sine"}),
-            r"pos_init must be one of \['random', 'sincos'\], got 'sine'",
+            r"pos_init='sine': must be one of \['random', 'sincos'\]",
         ),
         (
             lambda: models.build_vit(**{**TINY, "pos_init": "sincos", "embed_dim": 18}),
@@ -342,28 +342,28 @@ def test_mixed_precision_keeps_float32_output(images):
         ),
         (
             lambda: models.build_vit(**{**TINY, "patch_size": 5}),
-            r"patch_size must divide the image size 16x16; got 5",
+            r"patch_size=5: must divide the image size 16x16",
         ),
         (
             lambda: models.build_vit(**{**TINY, "fill": "zeros"}),
-            r"fill must be one of \['harmonic', 'token'\], got 'zeros'",
+            r"fill='zeros': must be one of \['harmonic', 'token'\]",
         ),
         (
             lambda: models.build_vit(**{**TINY, "fill_iterations": -1}),
-            r"fill_iterations must be an integer >= 0, got -1",
+            r"fill_iterations=-1: must be an integer >= 0",
         ),
         (
             lambda: models.build_vit(**{**TINY, "dropout": 1.5}),
-            r"dropout must be a number in \[0, 1\), got 1.5",
+            r"dropout=1.5: must be a number in \[0, 1\)",
         ),
-        (lambda: models.build_vit(**{**TINY, "depth": 0}), r"depth must be an integer >= 1, got 0"),
+        (lambda: models.build_vit(**{**TINY, "depth": 0}), r"depth=0: must be an integer >= 1"),
         (
             lambda: models.build_vit(**{**TINY, "image_shape": (16, 16)}),
             r"image_shape must be \(H, W, C\)",
         ),
         (
             lambda: models.build_mae(**{**TINY_MAE, "min_mask_ratio": 1.0}),
-            r"ratio must be strictly between 0 and 1",
+            r"min_mask_ratio=1.0: must be strictly between 0 and 1",
         ),
         (
             lambda: models.build_cnn_autoencoder(image_shape=SHAPE, filters=(4, 4, 4, 4, 4)),
@@ -371,7 +371,7 @@ def test_mixed_precision_keeps_float32_output(images):
         ),
         (
             lambda: models.build_model("resnet"),
-            r"model name must be one of \['cnn', 'mae', 'vit'\], got 'resnet'",
+            r"model name='resnet': must be one of \['cnn', 'mae', 'vit'\]",
         ),
         (
             lambda: models.load_predictor("nearest"),
