@@ -477,3 +477,17 @@ def test_cnn_skip_connections_carry_the_visible_pixels_past_the_bottleneck():
     assert plain.count_params() < model.count_params()
     x = np.random.default_rng(0).random((2, *SHAPE)).astype("float32")
     assert model.predict_on_batch(inputs_of(x, np.zeros((2, L), bool))).shape == (2, *SHAPE)
+
+
+def test_stage_shapes_follow_the_model_from_patches_to_pixels(tiny_models, images):
+    mask = mask_for(images)
+    stages = ["patchify", "patch_embed", "block_0", "head", "unpatchify"]
+    assert models.stage_shapes(tiny_models["vit"], images, mask, stages) == [
+        ("patchify", (5, L, D)),
+        ("patch_embed", (5, L, 16)),
+        ("block_0", (5, L, 16)),
+        ("head", (5, L, D)),
+        ("unpatchify", (5, *SHAPE)),
+    ]
+    cnn = models.stage_shapes(tiny_models["cnn"], images, mask, ["masked_image", "head"])
+    assert cnn == [("masked_image", (5, 16, 16, 4)), ("head", (5, *SHAPE))]
