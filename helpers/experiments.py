@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ._checks import SettingError, check_choice, check_positive_int, check_ratio
 from ._io import read_csv, write_atomic, write_csv
@@ -211,6 +212,7 @@ class Run:
         path = Path(name_or_path)
         self.path = path if (path.is_absolute() or len(path.parts) > 1) else results_dir() / path
         self.models = self.path / "models"
+        self.loaded: dict = {}  # models loaded or trained in this process, and the scorer
 
     @property
     def metrics_path(self) -> Path:
@@ -289,296 +291,265 @@ def pretrained_training(path, predictor: str | None = None) -> dict:
     }
 
 
-class Sweep:
-    """Runs a :class:`SweepConfig` on a :class:`~helpers.data.Dataset` into a :class:`Run`."""
+def check_pretrained(config: SweepConfig, pretrained: dict | None) -> dict[str, Path]:
+    """``pretrained`` (predictor -> saved ``.keras`` model used instead of training one) as paths,
+    refused unless the plan is ``mixed`` (such a model answers every cell) and the files exist."""
+    pretrained = {p: Path(path) for p, path in (pretrained or {}).items()}
+    if pretrained and config.plan != "mixed":
+        raise ValueError(
+            "pretrained models need plan 'mixed' (one model per predictor), got plan "
+            f"{config.plan!r}"
+        )
+    learned = [k for k in config.predictors if k not in NON_LEARNED]
+    for p, path in pretrained.items():
+        check_choice(p, "pretrained predictor", learned)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained[{p!r}]: no saved model at {str(path)!r}")
+    return pretrained
 
-    def __init__(
-        self,
+
+def check_same_settings(dataset, config: SweepConfig, run: Run) -> None:
+    """A run folder holds one experiment: refuse to mix results of other settings into it."""
+    before = run.provenance()
+    if not before.get("config"):  # nothing recorded yet (or only a model trained before)
+        return
+    names = ("name", "train", "test")
+    sizes = {"name": dataset.name, "train": len(dataset.x_train), "test": len(dataset.x_test)}
+    now = json.loads(json.dumps({"config": asdict(config), "dataset": sizes}, default=str))
+    old = {
+        "config": before.get("config") or {},
+        "dataset": {k: before.get("dataset", {}).get(k) for k in names},
+    }
+    diff = sorted(
+        f"{part}.{k}" for part in now for k in now[part] if old[part].get(k) != now[part][k]
+    )
+    if diff:
+        raise ValueError(
+            f"run folder {run.path} holds results of other settings (differs in "
+            f"{', '.join(diff)}); use another run name, or delete the folder to start again"
+        )
+
+
+def record_start(dataset, config: SweepConfig, run: Run, *, pretrained=None, **extra) -> None:
+    """Check that ``run`` holds no results of other settings, then record the dataset, the
+    settings, the environment, the pretrained models and ``extra`` in its provenance."""
+    check_same_settings(dataset, config, run)
+    run.update_provenance(
+        dataset={
+            "name": dataset.name,
+            "source": dataset.source,
+            "train": len(dataset.x_train),
+            "val": len(dataset.x_val),
+            "test": len(dataset.x_test),
+            "image_shape": list(dataset.image_shape),
+        },
+        config=asdict(config),
+        environment=environment(),
+        pretrained={p: str(path) for p, path in check_pretrained(config, pretrained).items()},
+        **extra,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# One cell: its predictor, its masks, its scores
+# --------------------------------------------------------------------------------------------
+def predictor_for(
+    dataset, config: SweepConfig, run: Run, predictor: str, strategy: str, ratio: float,
+    *, pretrained=None, verbose: int = 0,
+):  # fmt: skip
+    """The predictor of a cell: a non-learned one (never trained), a ``pretrained`` model, the
+    model already saved in the run folder, or a model trained now and saved there. Models are
+    loaded once per :class:`Run` object (``run.loaded``), so the cells that share a model share
+    it."""
+    from .models import load_predictor
+
+    if predictor in NON_LEARNED:
+        return load_predictor(predictor)
+    pretrained = check_pretrained(config, pretrained)
+    train_ratio = config.training_ratio(ratio)
+    key = model_id(predictor, "mixed" if config.plan == "mixed" else strategy, train_ratio)
+    if key in run.loaded:
+        return run.loaded[key]
+    final = run.models / key / "final.keras"
+    if predictor in pretrained:
+        model = load_predictor(pretrained[predictor])
+        record = pretrained_training(pretrained[predictor], predictor)
+        run.update_provenance(training={key: record})
+    elif final.exists():
+        model = load_predictor(final)
+    else:
+        model = train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, verbose)
+    run.loaded[key] = model
+    return model
+
+
+def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, verbose=0):
+    """Build and train the model ``key`` of the run's plan into ``run.models / key`` and record
+    its training in the provenance."""
+    from .models import build_model
+    from .training import train
+
+    kwargs = dict(config.model_kwargs.get(predictor, {}))
+    low = train_ratio[0] if isinstance(train_ratio, tuple) else train_ratio
+    kwargs.setdefault("image_shape", dataset.image_shape)
+    kwargs.setdefault("patch_size", config.patch_size)
+    kwargs.setdefault("lowest_ratio", min(low, *config.ratios))
+    kwargs.setdefault("seed", config.seed)
+    model = build_model(predictor, recipe=config.recipe, **kwargs)
+    per_cell_importance = strategy == "importance" and config.plan != "mixed"
+    result = train(
+        model,
         dataset,
-        config: SweepConfig,
-        run,
-        *,
-        verbose: int = 0,
-        extra_provenance: dict | None = None,
-        pretrained: dict | None = None,
-    ):
-        """``pretrained``: predictor -> saved ``.keras`` model used instead of training one (plan
-        ``mixed`` only: such a model answers every cell)."""
-        self.dataset = dataset
-        self.pretrained = {p: Path(path) for p, path in (pretrained or {}).items()}
-        if self.pretrained and config.plan != "mixed":
-            raise ValueError(
-                "pretrained models need plan 'mixed' (one model per predictor), got plan "
-                f"{config.plan!r}"
-            )
-        for p, path in self.pretrained.items():
-            check_choice(
-                p, "pretrained predictor", [k for k in config.predictors if k not in NON_LEARNED]
-            )
-            if not path.is_file():
-                raise FileNotFoundError(f"pretrained[{p!r}]: no saved model at {str(path)!r}")
-        self.config = config
-        self.run = run if isinstance(run, Run) else Run(run)
-        self.verbose = verbose
-        self.extra_provenance = extra_provenance or {}
-        self._models: dict[str, object] = {}
-        self._scores: dict[str, CachedScores] = {}
-        self._masks: dict[tuple, np.ndarray] = {}
+        strategy=config.training_strategy(strategy),
+        ratio=train_ratio,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        run_dir=run.models / key,
+        recipe=config.recipe,
+        lr=config.lr,
+        lr_schedule=config.lr_schedule,
+        warmup_epochs=config.epochs // 10,  # 5 epochs: none; 50: 5 of warm-up
+        augment=config.augment,
+        score_fn=importance_scores(dataset, config, run) if per_cell_importance else "variance",
+        verbose=verbose,
+    )
+    keep = ("seconds", "epochs", "images_seen")
+    record = {k: round(v, 2) if k == "seconds" else v for k, v in result.items() if k in keep}
+    run.update_provenance(training={key: {**record, **result["settings"]}})
+    return model
 
-    # -- provenance -------------------------------------------------------------------------
-    def _record_start(self) -> None:
-        ds = self.dataset
-        self._check_same_settings()
-        self.run.update_provenance(
-            dataset={
-                "name": ds.name,
-                "source": ds.source,
-                "train": len(ds.x_train),
-                "val": len(ds.x_val),
-                "test": len(ds.x_test),
-                "image_shape": list(ds.image_shape),
-            },
-            config=asdict(self.config),
-            environment=environment(),
-            pretrained={p: str(path) for p, path in self.pretrained.items()},
-            **self.extra_provenance,
+
+def importance_scores(dataset, config: SweepConfig, run: Run, *, pretrained=None) -> CachedScores:
+    """Gradient scores of the scorer (the mask-token ViT trained on random masks of this plan),
+    cached on the run (``run.loaded["scorer"]``)."""
+    from .importance import gradient_score_fn
+
+    if "scorer" not in run.loaded:
+        ratios = sorted(config.ratios)
+        mid = 0.5 if 0.5 in ratios else ratios[len(ratios) // 2]
+        scorer = predictor_for(dataset, config, run, "vit", "random", mid, pretrained=pretrained)
+        run.loaded["scorer"] = CachedScores(gradient_score_fn(scorer))
+    return run.loaded["scorer"]
+
+
+def eval_masks(
+    dataset, config: SweepConfig, run: Run, strategy: str, ratio: float, *, pretrained=None
+) -> np.ndarray:
+    """Masks of the test images for (strategy, ratio), from a seed of their own: every predictor
+    of a cell, and every run with the same ``mask_seed``, sees the same masks."""
+    score_fn = "variance"
+    if strategy == "importance":
+        score_fn = importance_scores(dataset, config, run, pretrained=pretrained)
+    seed = config.mask_seed + STRATEGIES.index(strategy) * 1000 + int(round(ratio * 100))
+    return make_mask(
+        strategy,
+        ratio,
+        images=dataset.x_test,
+        patch_size=config.patch_size,
+        score_fn=score_fn,
+        seed=seed,
+    )
+
+
+def evaluate_cell(
+    dataset, config: SweepConfig, run: Run, strategy: str, ratio: float, predictor: str,
+    *, eval_strategy: str | None = None, pretrained=None, verbose: int = 0,
+) -> dict:  # fmt: skip
+    """Train or load the predictor of a cell and score it on the test set with the cell's masks
+    (``eval_strategy`` masks when given, for the cross-strategy matrix): one row of results."""
+    from .evaluation import score_predictor
+
+    t0 = time.perf_counter()
+    model = predictor_for(
+        dataset, config, run, predictor, strategy, ratio, pretrained=pretrained, verbose=verbose
+    )
+    t1 = time.perf_counter()
+    mask = eval_masks(dataset, config, run, eval_strategy or strategy, ratio, pretrained=pretrained)
+    summary, _ = score_predictor(model, dataset.x_test, mask, config.patch_size)
+    t2 = time.perf_counter()
+    if eval_strategy:
+        row = {"predictor": predictor, "train_strategy": strategy, "eval_strategy": eval_strategy}
+    else:
+        row = {"predictor": predictor, "strategy": strategy}
+    row.update({"ratio": ratio, "plan": config.plan, "n_test": len(dataset.x_test)})
+    row.update({k: round(v, 6) for k, v in summary.items()})
+    row.update({"train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)})
+    return row
+
+
+def record_cell(run: Run, row: dict, seconds: float) -> None:
+    """Append a sweep row to ``metrics.csv`` and its wall time to the provenance."""
+    append_row(run.metrics_path, row)
+    cid = cell_id(row["strategy"], row["ratio"], row["predictor"])
+    stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    run.update_provenance(cells={cid: {"seconds": round(seconds, 2), "finished": stamp}})
+
+
+# --------------------------------------------------------------------------------------------
+# The sweep and the matrix
+# --------------------------------------------------------------------------------------------
+def run_sweep(
+    dataset, config: SweepConfig, run, *, pretrained=None, extra_provenance: dict | None = None,
+    progress: bool = True, verbose: int = 0,
+) -> list[dict]:  # fmt: skip
+    """Every cell of ``config`` not yet in the run's ``metrics.csv``, in order, each row written
+    as soon as it is scored; returns all rows of the run. ``pretrained``: predictor -> saved
+    ``.keras`` model used instead of training one (plan ``mixed`` only)."""
+    run = run if isinstance(run, Run) else Run(run)
+    record_start(dataset, config, run, pretrained=pretrained, **(extra_provenance or {}))
+    done = {cell_id(r["strategy"], float(r["ratio"]), r["predictor"]) for r in run.rows()}
+    todo = [c for c in config.cells() if cell_id(*c) not in done]
+    cells = len(config.cells())
+    bar = tqdm(
+        total=cells, initial=cells - len(todo), desc="sweep", unit="cell", disable=not progress
+    )
+    for strategy, ratio, predictor in todo:
+        bar.set_postfix_str(cell_id(strategy, ratio, predictor))
+        start = time.perf_counter()
+        row = evaluate_cell(
+            dataset, config, run, strategy, ratio, predictor, pretrained=pretrained, verbose=verbose
         )
+        record_cell(run, row, time.perf_counter() - start)
+        bar.update(1)
+    bar.close()
+    return run.rows()
 
-    def _check_same_settings(self) -> None:
-        """A run folder holds one experiment: refuse to mix results of other settings into it."""
-        before = self.run.provenance()
-        if not before.get(
-            "config"
-        ):  # nothing recorded yet (or only a model trained before the sweep)
-            return
-        now = json.loads(
-            json.dumps(
-                {
-                    "config": asdict(self.config),
-                    "dataset": {
-                        "name": self.dataset.name,
-                        "train": len(self.dataset.x_train),
-                        "test": len(self.dataset.x_test),
-                    },
-                },
-                default=str,
-            )
+
+def run_matrix(
+    dataset, config: SweepConfig, run, ratio: float = 0.5, predictor: str = "vit",
+    *, progress: bool = True, verbose: int = 0,
+) -> np.ndarray:  # fmt: skip
+    """Train on strategy A, evaluate on strategy B, for all pairs (rows written to ``matrix.csv``
+    as they finish): the (A, B) table of masked-region PSNR."""
+    check_ratio(ratio)
+    if config.plan == "mixed":
+        raise ValueError(
+            "the cross-strategy matrix needs one model per training strategy: plan "
+            "'per_strategy' or 'per_cell', not 'mixed'"
         )
-        old = {
-            "config": before.get("config"),
-            "dataset": {k: before.get("dataset", {}).get(k) for k in ("name", "train", "test")},
-        }
-        diff = sorted(
-            f"{part}.{k}"
-            for part in ("config", "dataset")
-            for k in now[part]
-            if (old[part] or {}).get(k) != now[part][k]
+    run = run if isinstance(run, Run) else Run(run)
+    record_start(dataset, config, run)
+    strategies = config.strategies
+    done = {
+        (r["train_strategy"], r["eval_strategy"])
+        for r in run.matrix_rows()
+        if float(r["ratio"]) == ratio and r["predictor"] == predictor
+    }
+    todo = [(a, b) for a in strategies for b in strategies if (a, b) not in done]
+    pairs = len(strategies) ** 2
+    bar = tqdm(
+        total=pairs, initial=pairs - len(todo), desc="matrix", unit="cell", disable=not progress
+    )
+    for a, b in todo:
+        bar.set_postfix_str(f"train {a} -> eval {b}")
+        row = evaluate_cell(
+            dataset, config, run, a, ratio, predictor, eval_strategy=b, verbose=verbose
         )
-        if diff:
-            raise ValueError(
-                f"run folder {self.run.path} holds results of other settings (differs in "
-                f"{', '.join(diff)}); "
-                "use another run name, or delete the folder to start again"
-            )
-
-    # -- models -----------------------------------------------------------------------------
-    def _builder_kwargs(self, predictor: str, train_ratio) -> dict:
-        kwargs = dict(self.config.model_kwargs.get(predictor, {}))
-        kwargs.setdefault("image_shape", self.dataset.image_shape)
-        kwargs.setdefault("patch_size", self.config.patch_size)
-        low = train_ratio[0] if isinstance(train_ratio, tuple) else train_ratio
-        kwargs.setdefault("lowest_ratio", min(low, *self.config.ratios))
-        kwargs.setdefault("seed", self.config.seed)
-        return kwargs
-
-    def model(self, predictor: str, strategy: str, ratio: float):
-        """The predictor for a cell: a non-learned one (never trained), a saved model, or a model
-        trained now."""
-        from .models import build_model, load_predictor
-        from .training import train
-
-        if predictor in NON_LEARNED:
-            return load_predictor(predictor)
-        train_ratio = self.config.training_ratio(ratio)
-        train_strategy = self.config.training_strategy(strategy)
-        key = model_id(predictor, "mixed" if self.config.plan == "mixed" else strategy, train_ratio)
-        if key in self._models:
-            return self._models[key]
-        folder = self.run.models / key
-        final = folder / "final.keras"
-        if predictor in self.pretrained:
-            model = load_predictor(self.pretrained[predictor])
-            self.run.update_provenance(
-                training={key: pretrained_training(self.pretrained[predictor], predictor)}
-            )
-        elif final.exists():
-            model = load_predictor(final)
-        else:
-            score_fn = (
-                self.score_fn()
-                if strategy == "importance" and self.config.plan != "mixed"
-                else "variance"
-            )
-            model = build_model(
-                predictor, recipe=self.config.recipe, **self._builder_kwargs(predictor, train_ratio)
-            )
-            result = train(
-                model,
-                self.dataset,
-                strategy=train_strategy,
-                ratio=train_ratio,
-                epochs=self.config.epochs,
-                batch_size=self.config.batch_size,
-                seed=self.config.seed,
-                run_dir=folder,
-                recipe=self.config.recipe,
-                lr=self.config.lr,
-                lr_schedule=self.config.lr_schedule,
-                warmup_epochs=self.config.epochs // 10,  # 5 epochs: none; 50: 5 of warm-up
-                augment=self.config.augment,
-                score_fn=score_fn,
-                verbose=self.verbose,
-            )
-            self.run.update_provenance(
-                training={
-                    key: {
-                        "seconds": round(result["seconds"], 2),
-                        "epochs": result["epochs"],
-                        "images_seen": result["images_seen"],
-                        **result["settings"],
-                    }
-                }
-            )
-        self._models[key] = model
-        return model
-
-    def score_fn(self) -> CachedScores:
-        """Gradient scores of the scorer (the ViT trained on random masks of this plan), cached."""
-        from .importance import gradient_score_fn
-
-        if "scorer" not in self._scores:
-            ratios = sorted(self.config.ratios)
-            scorer = self.model("vit", "random", 0.5 if 0.5 in ratios else ratios[len(ratios) // 2])
-            self._scores["scorer"] = CachedScores(gradient_score_fn(scorer))
-        return self._scores["scorer"]
-
-    def masks(self, strategy: str, ratio: float, images=None) -> np.ndarray:
-        """Evaluation masks of the test images: the same for every predictor of a cell."""
-        images = self.dataset.x_test if images is None else images
-        key = (strategy, round(ratio, 6), len(images))
-        if key not in self._masks:
-            score_fn = self.score_fn() if strategy == "importance" else "variance"
-            seed = (
-                self.config.mask_seed + STRATEGIES.index(strategy) * 1000 + int(round(ratio * 100))
-            )
-            self._masks[key] = make_mask(
-                strategy,
-                ratio,
-                images=images,
-                patch_size=self.config.patch_size,
-                score_fn=score_fn,
-                seed=seed,
-            )
-        return self._masks[key]
-
-    # -- evaluation -------------------------------------------------------------------------
-    def evaluate_cell(
-        self, strategy: str, ratio: float, predictor: str, eval_strategy: str | None = None
-    ) -> dict:
-        """Train or load the model of a cell and score it on the test set (with ``eval_strategy``
-        masks when given, for the cross-strategy matrix)."""
-        from .evaluation import score_predictor
-
-        eval_strategy = eval_strategy or strategy
-        t0 = time.perf_counter()
-        model = self.model(predictor, strategy, ratio)
-        t1 = time.perf_counter()
-        x = self.dataset.x_test
-        mask = self.masks(eval_strategy, ratio)
-        summary, _ = score_predictor(model, x, mask, self.config.patch_size)
-        t2 = time.perf_counter()
-        row = {"predictor": predictor, "strategy": eval_strategy, "ratio": ratio}
-        if eval_strategy != strategy:
-            row = {
-                "predictor": predictor,
-                "train_strategy": strategy,
-                "eval_strategy": eval_strategy,
-                "ratio": ratio,
-            }
-        row.update({"plan": self.config.plan, "n_test": len(x)})
-        row.update({k: round(v, 6) for k, v in summary.items()})
-        row.update({"train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)})
-        return row
-
-    def run_sweep(self, progress: bool = True) -> list[dict]:
-        """Every cell not yet in ``metrics.csv``; returns all rows of the run."""
-        from tqdm import tqdm
-
-        self._record_start()
-        done = {cell_id(r["strategy"], float(r["ratio"]), r["predictor"]) for r in self.run.rows()}
-        cells = self.config.cells()
-        todo = [c for c in cells if cell_id(*c) not in done]
-        bar = tqdm(
-            total=len(cells),
-            initial=len(cells) - len(todo),
-            desc="sweep",
-            unit="cell",
-            disable=not progress,
-        )
-        for strategy, ratio, predictor in todo:
-            cid = cell_id(strategy, ratio, predictor)
-            bar.set_postfix_str(cid)
-            start = time.perf_counter()
-            row = self.evaluate_cell(strategy, ratio, predictor)
-            append_row(self.run.metrics_path, row)
-            stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-            self.run.update_provenance(
-                cells={cid: {"seconds": round(time.perf_counter() - start, 2), "finished": stamp}}
-            )
-            bar.update(1)
-        bar.close()
-        return self.run.rows()
-
-    def run_matrix(
-        self, ratio: float = 0.5, predictor: str = "vit", progress: bool = True
-    ) -> np.ndarray:
-        """Train on strategy A, evaluate on strategy B, for all pairs: (A, B) masked-region PSNR."""
-        from tqdm import tqdm
-
-        check_ratio(ratio)
-        if self.config.plan == "mixed":
-            raise ValueError(
-                "the cross-strategy matrix needs one model per training strategy: plan "
-                "'per_strategy' or "
-                "'per_cell', not 'mixed'"
-            )
-        self._record_start()
-        strategies = self.config.strategies
-        done = {
-            (r["train_strategy"], r["eval_strategy"]): r
-            for r in self.run.matrix_rows()
-            if float(r["ratio"]) == ratio and r["predictor"] == predictor
-        }
-        pairs = [(a, b) for a in strategies for b in strategies]
-        bar = tqdm(
-            total=len(pairs),
-            initial=sum(p in done for p in pairs),
-            desc="matrix",
-            unit="cell",
-            disable=not progress,
-        )
-        for a, b in pairs:
-            if (a, b) in done:
-                continue
-            bar.set_postfix_str(f"train {a} -> eval {b}")
-            row = self.evaluate_cell(a, ratio, predictor, eval_strategy=b)
-            row["train_strategy"], row["eval_strategy"] = a, b
-            row.pop("strategy", None)
-            append_row(self.run.matrix_path, row)
-            done[(a, b)] = row
-            bar.update(1)
-        bar.close()
-        return matrix_table(self.run.matrix_rows(), strategies, ratio=ratio, predictor=predictor)
+        append_row(run.matrix_path, row)
+        bar.update(1)
+    bar.close()
+    return matrix_table(run.matrix_rows(), strategies, ratio=ratio, predictor=predictor)
 
 
 def matrix_table(

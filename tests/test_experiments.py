@@ -44,9 +44,9 @@ def _config(**kw):
 
 def test_sweep_writes_rows_provenance_and_models(tiny_data, tmp_path):
     run = experiments.Run(tmp_path / "run")
-    rows = experiments.Sweep(
-        tiny_data, _config(), run, extra_provenance={"profile": "test"}
-    ).run_sweep(progress=False)
+    rows = experiments.run_sweep(
+        tiny_data, _config(), run, extra_provenance={"profile": "test"}, progress=False
+    )
     assert [(r["strategy"], r["predictor"]) for r in rows] == [
         ("random", "vit"),
         ("random", "biharmonic"),
@@ -82,53 +82,52 @@ def test_non_learned_predictors_are_never_trained(tiny_data, tmp_path, monkeypat
     monkeypatch.setattr(models, "build_model", no_training)
     run = experiments.Run(tmp_path / "run")
     config = _config(strategies=("rows",), predictors=("biharmonic", "mean_colour"))
-    sweep = experiments.Sweep(tiny_data, config, run)
-    assert isinstance(sweep.model("mean_colour", "rows", 0.5), models.MeanColourInpainter)
-    rows = sweep.run_sweep(progress=False)
+    predictor = experiments.predictor_for(tiny_data, config, run, "mean_colour", "rows", 0.5)
+    assert isinstance(predictor, models.MeanColourInpainter)
+    rows = experiments.run_sweep(tiny_data, config, run, progress=False)
     assert [r["predictor"] for r in rows] == ["biharmonic", "mean_colour"]
     assert all(0 < r["psnr_masked_mean"] < 100 for r in rows)
     assert not run.models.exists() or not any(run.models.iterdir())
 
 
 def test_every_predictor_sees_the_same_masks(tiny_data, tmp_path):
-    sweep = experiments.Sweep(tiny_data, _config(strategies=("rows",)), tmp_path / "r")
-    a = sweep.masks("rows", 0.5)
-    b = experiments.Sweep(tiny_data, _config(strategies=("rows",)), tmp_path / "r2").masks(
-        "rows", 0.5
-    )
+    config = _config(strategies=("rows",))
+    run = experiments.Run(tmp_path / "r")
+    a = experiments.eval_masks(tiny_data, config, run, "rows", 0.5)
+    b = experiments.eval_masks(tiny_data, config, experiments.Run(tmp_path / "r2"), "rows", 0.5)
     assert np.array_equal(a, b) and (a.sum(1) == 32).all()
-    assert not np.array_equal(a, sweep.masks("rows", 0.7)[:, :])
+    assert not np.array_equal(a, experiments.eval_masks(tiny_data, config, run, "rows", 0.7))
 
 
 def test_interrupted_sweep_resumes_and_skips_done_cells(tiny_data, tmp_path, monkeypatch):
     run = experiments.Run(tmp_path / "run")
     config = _config(strategies=("random", "columns"), predictors=("biharmonic",))
     calls = []
-    real = experiments.Sweep.evaluate_cell
+    real = experiments.evaluate_cell
 
-    def crash_on_second(self, strategy, ratio, predictor, eval_strategy=None):
+    def crash_on_second(dataset, config, run, strategy, *args, **kwargs):
         calls.append(strategy)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(self, strategy, ratio, predictor, eval_strategy)
+        return real(dataset, config, run, strategy, *args, **kwargs)
 
-    monkeypatch.setattr(experiments.Sweep, "evaluate_cell", crash_on_second)
+    monkeypatch.setattr(experiments, "evaluate_cell", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+        experiments.run_sweep(tiny_data, config, run, progress=False)
     assert [r["strategy"] for r in run.rows()] == ["random"]
     # the CSV is complete and parseable after the crash
     with open(run.metrics_path) as f:
         assert len(list(csv.DictReader(f))) == 1
-    monkeypatch.setattr(experiments.Sweep, "evaluate_cell", real)
+    monkeypatch.setattr(experiments, "evaluate_cell", real)
     calls.clear()
-    rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    rows = experiments.run_sweep(tiny_data, config, run, progress=False)
     assert [r["strategy"] for r in rows] == ["random", "columns"]
 
 
 def test_trained_models_are_reused_on_resume(tiny_data, tmp_path, monkeypatch):
     run = experiments.Run(tmp_path / "run")
     config = _config(strategies=("random",), ratios=(0.3, 0.5), predictors=("vit",))
-    experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    experiments.run_sweep(tiny_data, config, run, progress=False)
     import helpers.training
 
     def no_training(*a, **k):
@@ -136,7 +135,8 @@ def test_trained_models_are_reused_on_resume(tiny_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(helpers.training, "train", no_training)
     (run.path / "metrics.csv").unlink()
-    rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    fresh = experiments.Run(run.path)  # nothing loaded yet: the saved models are read
+    rows = experiments.run_sweep(tiny_data, config, fresh, progress=False)
     assert len(rows) == 2
 
 
@@ -145,7 +145,7 @@ def test_per_cell_plan_trains_one_model_per_ratio(tiny_data, tmp_path):
     config = _config(
         strategies=("random",), ratios=(0.3, 0.7), predictors=("mae",), plan="per_cell"
     )
-    rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    rows = experiments.run_sweep(tiny_data, config, run, progress=False)
     assert len(rows) == 2 and all(r["plan"] == "per_cell" for r in rows)
     assert sorted(p.name for p in run.models.iterdir()) == ["mae-random-0.30", "mae-random-0.70"]
 
@@ -153,7 +153,7 @@ def test_per_cell_plan_trains_one_model_per_ratio(tiny_data, tmp_path):
 def test_cross_strategy_matrix(tiny_data, tmp_path):
     run = experiments.Run(tmp_path / "run")
     config = _config(strategies=("random", "rows"), predictors=("vit",))
-    table = experiments.Sweep(tiny_data, config, run).run_matrix(ratio=0.5, progress=False)
+    table = experiments.run_matrix(tiny_data, config, run, ratio=0.5, progress=False)
     assert table.shape == (2, 2) and np.isfinite(table).all()
     rows = run.matrix_rows()
     assert {(r["train_strategy"], r["eval_strategy"]) for r in rows} == {
@@ -163,7 +163,7 @@ def test_cross_strategy_matrix(tiny_data, tmp_path):
         ("rows", "rows"),
     }
     # the diagonal equals the sweep's own cell for the same model and masks
-    sweep_rows = experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
+    sweep_rows = experiments.run_sweep(tiny_data, config, run, progress=False)
     same = [r for r in sweep_rows if r["strategy"] == "rows"][0]
     assert table[1, 1] == pytest.approx(same["psnr_masked_mean"])
 
@@ -205,17 +205,20 @@ def test_bad_config_is_rejected(kw, message):
 def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
     run = experiments.Run(tmp_path / "run")
     config = _config(strategies=("rows",), predictors=("biharmonic",))
-    experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)
-    experiments.Sweep(tiny_data, config, run).run_sweep(progress=False)  # same settings: fine
+    experiments.run_sweep(tiny_data, config, run, progress=False)
+    experiments.run_sweep(tiny_data, config, run, progress=False)  # same settings: fine
     with pytest.raises(
         ValueError, match=r"holds results of other settings \(differs in config.epochs\)"
     ):
-        experiments.Sweep(
-            tiny_data, _config(strategies=("rows",), predictors=("biharmonic",), epochs=2), run
-        ).run_sweep(progress=False)
+        experiments.run_sweep(
+            tiny_data,
+            _config(strategies=("rows",), predictors=("biharmonic",), epochs=2),
+            run,
+            progress=False,
+        )
     other = load_dataset("sample", n_train=48, n_test=4, val_fraction=0.25, seed=0)
     with pytest.raises(ValueError, match=r"dataset.test"):
-        experiments.Sweep(other, config, run).run_sweep(progress=False)
+        experiments.run_sweep(other, config, run, progress=False)
 
 
 def test_model_sizes():
@@ -232,11 +235,10 @@ def test_model_sizes():
 
 def test_mixed_plan_trains_one_model_per_predictor_for_every_cell(tiny_data, tmp_path):
     run = experiments.Run(tmp_path / "run")
-    sweep = experiments.Sweep(
-        tiny_data, _config(plan="mixed", strategies=("rows", "importance")), run
-    )
-    assert sweep.model("vit", "rows", 0.5) is sweep.model("vit", "importance", 0.5)
-    rows = sweep.run_sweep(progress=False)
+    config = _config(plan="mixed", strategies=("rows", "importance"))
+    vit = experiments.predictor_for(tiny_data, config, run, "vit", "rows", 0.5)
+    assert experiments.predictor_for(tiny_data, config, run, "vit", "importance", 0.5) is vit
+    rows = experiments.run_sweep(tiny_data, config, run, progress=False)
     assert {r["plan"] for r in rows} == {"mixed"} and len(rows) == 4
     assert [p.name for p in run.models.iterdir()] == ["vit-mixed-0.30to0.70"]
     prov = run.provenance()["training"]["vit-mixed-0.30to0.70"]
@@ -248,7 +250,7 @@ def test_mixed_plan_trains_one_model_per_predictor_for_every_cell(tiny_data, tmp
     with pytest.raises(
         ValueError, match="cross-strategy matrix needs one model per training strategy"
     ):
-        sweep.run_matrix(0.5)
+        experiments.run_matrix(tiny_data, config, run, 0.5)
 
 
 def test_pretrained_models_are_used_instead_of_training(tiny_data, tmp_path, monkeypatch):
@@ -259,13 +261,13 @@ def test_pretrained_models_are_used_instead_of_training(tiny_data, tmp_path, mon
     monkeypatch.setattr(
         training, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained"))
     )
-    sweep = experiments.Sweep(
+    rows = experiments.run_sweep(
         tiny_data,
         _config(plan="mixed", strategies=("rows",)),
         tmp_path / "run",
         pretrained={"vit": path},
+        progress=False,
     )
-    rows = sweep.run_sweep(progress=False)
     assert [r["predictor"] for r in rows] == ["vit", "biharmonic"]
     assert experiments.Run(tmp_path / "run").provenance()["pretrained"] == {"vit": str(path)}
     (record,) = experiments.Run(tmp_path / "run").provenance()["training"].values()
@@ -283,11 +285,27 @@ def test_pretrained_models_are_used_instead_of_training(tiny_data, tmp_path, mon
         "images_seen": 80,
     }
     with pytest.raises(ValueError, match="pretrained models need plan 'mixed'"):
-        experiments.Sweep(tiny_data, _config(), tmp_path / "r2", pretrained={"vit": path})
+        experiments.run_sweep(tiny_data, _config(), tmp_path / "r2", pretrained={"vit": path})
     with pytest.raises(FileNotFoundError, match=r"pretrained\['vit'\]: no saved model"):
-        experiments.Sweep(
+        experiments.run_sweep(
             tiny_data,
             _config(plan="mixed"),
             tmp_path / "r3",
             pretrained={"vit": tmp_path / "nope.keras"},
         )
+
+
+def test_one_cell_by_hand_matches_the_sweep(tiny_data, tmp_path):
+    from helpers.evaluation import score_predictor
+
+    config = _config(strategies=("columns",), predictors=("biharmonic",))
+    run = experiments.Run(tmp_path / "run")
+    predictor = experiments.predictor_for(tiny_data, config, run, "biharmonic", "columns", 0.5)
+    mask = experiments.eval_masks(tiny_data, config, run, "columns", 0.5)
+    summary, _ = score_predictor(predictor, tiny_data.x_test, mask, config.patch_size)
+    row = experiments.evaluate_cell(tiny_data, config, run, "columns", 0.5, "biharmonic")
+    assert row["psnr_masked_mean"] == pytest.approx(summary["psnr_masked_mean"], abs=1e-6)
+    experiments.record_cell(run, row, seconds=1.5)
+    (written,) = experiments.run_sweep(tiny_data, config, run, progress=False)  # nothing to do
+    assert written["psnr_masked_mean"] == pytest.approx(row["psnr_masked_mean"])
+    assert run.provenance()["cells"]["biharmonic/columns/0.50"]["seconds"] == 1.5
