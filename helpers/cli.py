@@ -194,9 +194,26 @@ def _quiet_tensorflow():
             sys.stderr.flush()
 
 
-def _check_ratio_arg(value, option: str) -> float:
-    """:func:`helpers._checks.check_ratio` under the option's name (``--ratio-range``)."""
-    return check_ratio(value, option.lstrip("-").replace("-", "_"))
+def _checked(check, convert=float, *args):
+    """An argparse ``type``: ``convert`` the text, then ``check`` it (:mod:`helpers._checks`), so a
+    bad value is a usage error, before any work, that names the value and what is allowed."""
+
+    def parse(text: str):
+        try:
+            return check(convert(text), "value", *args)
+        except SettingError as exc:
+            raise argparse.ArgumentTypeError(f"{text}: {exc.problem}") from None
+
+    parse.__name__ = convert.__name__  # argparse's "invalid int value: 'x'"
+    return parse
+
+
+_ratio = _checked(check_ratio)
+_positive = _checked(check_positive_number)
+_fraction = _checked(check_fraction)
+_count = _checked(check_positive_int, int)  # >= 1
+_seed = _checked(check_positive_int, int, 0)  # >= 0
+_patch_size = _checked(lambda p, _name: check_patch_size(p, (32, 32)), int)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,14 +261,14 @@ def _add_train(subparsers):
     ratio = p.add_mutually_exclusive_group()
     ratio.add_argument(
         "--ratio",
-        type=float,
+        type=_ratio,
         default=None,
         metavar="R",
         help="masking ratio in (0, 1) (default: 0.5)",
     )
     ratio.add_argument(
         "--ratio-range",
-        type=float,
+        type=_ratio,
         nargs=2,
         metavar=("LOW", "HIGH"),
         help="draw a ratio uniformly in [LOW, HIGH] for every batch instead of --ratio",
@@ -270,44 +287,48 @@ def _add_train(subparsers):
     )
     p.add_argument(
         "--n-train",
-        type=int,
+        type=_seed,
         default=0,
         metavar="N",
         help="seeded random subset of N training images (default: all)",
     )
     p.add_argument(
         "--val-fraction",
-        type=float,
+        type=_fraction,
         default=0.1,
         metavar="F",
         help="fraction of the training images kept for validation (default: 0.1)",
     )
     p.add_argument(
-        "--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)"
+        "--patch-size",
+        type=_patch_size,
+        default=4,
+        metavar="P",
+        help="patch side in pixels (default: 4)",
     )
     budget = p.add_argument_group("budget (one of them; default: 10 epochs)")
     budget.add_argument(
-        "--epochs", type=int, metavar="E", help="epochs (with --minutes: the most epochs)"
+        "--epochs", type=_count, metavar="E", help="epochs (with --minutes: the most epochs)"
     )
     budget.add_argument(
         "--images",
-        type=int,
+        type=_count,
         metavar="N",
         help="training images to see (rounded up to whole epochs)",
     )
     budget.add_argument(
         "--minutes",
-        type=float,
+        type=_positive,
         metavar="M",
         help="wall-clock minutes; the learning rate warms up and decays over them (not "
         "deterministic)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=64, metavar="B", help="batch size (default: 64)"
+        "--batch-size", type=_count, default=64, metavar="B", help="batch size (default: 64)"
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         default=0,
         metavar="S",
         help="seed of the data subset, weights, masks (default: 0)",
@@ -334,7 +355,7 @@ def _add_train(subparsers):
         "halved on plateaus, no flips); the options below override it",
     )
     p.add_argument(
-        "--lr", type=float, default=None, help="Adam learning rate (default: the recipe's)"
+        "--lr", type=_positive, default=None, help="Adam learning rate (default: the recipe's)"
     )
     p.add_argument(
         "--lr-schedule",
@@ -359,7 +380,7 @@ def _add_train(subparsers):
     )
     p.add_argument(
         "--patience",
-        type=int,
+        type=_count,
         default=10,
         metavar="E",
         help="epochs without improvement before stopping (default: 10)",
@@ -373,12 +394,14 @@ def _add_train(subparsers):
     size = p.add_argument_group(
         "model size (default: the builder's defaults and the recipe's settings)"
     )
-    size.add_argument("--embed-dim", type=int, metavar="D", help="vit/mae: token width")
+    size.add_argument("--embed-dim", type=_count, metavar="D", help="vit/mae: token width")
     size.add_argument(
-        "--depth", type=int, metavar="N", help="vit/mae: Transformer blocks (of the encoder)"
+        "--depth", type=_count, metavar="N", help="vit/mae: Transformer blocks (of the encoder)"
     )
-    size.add_argument("--num-heads", type=int, metavar="H", help="vit/mae: attention heads")
-    size.add_argument("--mlp-dim", type=int, metavar="D", help="vit/mae: hidden width of the MLPs")
+    size.add_argument("--num-heads", type=_count, metavar="H", help="vit/mae: attention heads")
+    size.add_argument(
+        "--mlp-dim", type=_count, metavar="D", help="vit/mae: hidden width of the MLPs"
+    )
     size.add_argument(
         "--pos-init",
         choices=("random", "sincos"),
@@ -391,22 +414,26 @@ def _add_train(subparsers):
         "token "
         "(the head predicts a correction) or as the mask token alone (default: the recipe's)",
     )
-    size.add_argument("--decoder-dim", type=int, metavar="D", help="mae: decoder token width")
-    size.add_argument("--decoder-depth", type=int, metavar="N", help="mae: decoder blocks")
+    size.add_argument("--decoder-dim", type=_count, metavar="D", help="mae: decoder token width")
+    size.add_argument("--decoder-depth", type=_count, metavar="N", help="mae: decoder blocks")
     size.add_argument(
-        "--decoder-num-heads", type=int, metavar="H", help="mae: decoder attention heads"
+        "--decoder-num-heads", type=_count, metavar="H", help="mae: decoder attention heads"
     )
-    size.add_argument("--decoder-mlp-dim", type=int, metavar="D", help="mae: decoder MLP width")
+    size.add_argument("--decoder-mlp-dim", type=_count, metavar="D", help="mae: decoder MLP width")
     size.add_argument(
         "--min-mask-ratio",
-        type=float,
+        type=_ratio,
         metavar="R",
         help="mae: fewest hidden patches it handles (default: the lowest training ratio)",
     )
     size.add_argument(
-        "--filters", type=int, nargs="+", metavar="F", help="cnn: filters per stage, e.g. 32 64 128"
+        "--filters",
+        type=_count,
+        nargs="+",
+        metavar="F",
+        help="cnn: filters per stage, e.g. 32 64 128",
     )
-    size.add_argument("--dropout", type=float, metavar="P", help="dropout rate in [0, 1)")
+    size.add_argument("--dropout", type=_fraction, metavar="P", help="dropout rate in [0, 1)")
     p.set_defaults(func=_cmd_train)
 
 
@@ -448,7 +475,6 @@ def _model_kwargs(args, low: float) -> dict:
         kwargs[name] = tuple(value) if name == "filters" else value
     if args.model == "mae":
         mmr = kwargs.setdefault("min_mask_ratio", low)
-        _check_ratio_arg(mmr, "--min-mask-ratio")
         from .masking import n_masked
 
         n_patches = (32 // args.patch_size) ** 2 if 32 % args.patch_size == 0 else None
@@ -474,12 +500,11 @@ def _cmd_train(args) -> int:
     if args.ratio is None and not args.ratio_range:
         args.ratio = 0.5
     if args.ratio_range:
-        low, high = (_check_ratio_arg(v, "--ratio-range") for v in args.ratio_range)
+        low, high = ratio = tuple(args.ratio_range)
         if low > high:
             raise _UsageError(f"--ratio-range {low} {high}: LOW must be <= HIGH")
-        ratio = (low, high)
     else:
-        low = ratio = _check_ratio_arg(args.ratio, "--ratio")
+        low = ratio = args.ratio
     budgets = [
         o
         for o, v in (
@@ -493,18 +518,8 @@ def _cmd_train(args) -> int:
         raise _UsageError(
             f"{' and '.join(budgets)}: give one budget (--minutes may come with --epochs as a cap)"
         )
-    if args.minutes is not None:
-        check_positive_number(args.minutes, "minutes")
     if not budgets:
         args.epochs = 10
-    for name, minimum in (("epochs", 1), ("images", 1), ("batch_size", 1), ("seed", 0),
-                          ("n_train", 0), ("patience", 1)):  # fmt: skip
-        if getattr(args, name) is not None:
-            check_positive_int(getattr(args, name), name, minimum)
-    check_patch_size(args.patch_size, (32, 32))
-    check_fraction(args.val_fraction, "val_fraction")
-    if args.lr is not None:
-        check_positive_number(args.lr, "lr")
     if (
         args.dataset == "cifar10"
         and args.data_dir is not None
@@ -644,7 +659,7 @@ def _add_evaluate(subparsers):
     )
     p.add_argument("--strategy", required=True, choices=STRATEGIES, help="masking strategy")
     p.add_argument(
-        "--ratio", required=True, type=float, metavar="R", help="masking ratio in (0, 1)"
+        "--ratio", required=True, type=_ratio, metavar="R", help="masking ratio in (0, 1)"
     )
     p.add_argument(
         "--output",
@@ -654,13 +669,21 @@ def _add_evaluate(subparsers):
         help="folder for metrics.json and metrics.csv",
     )
     p.add_argument(
-        "--n-test", type=int, default=0, metavar="N", help="the first N test images (default: all)"
+        "--n-test",
+        type=_seed,
+        default=0,
+        metavar="N",
+        help="the first N test images (default: all)",
     )
     p.add_argument(
-        "--mask-seed", type=int, default=0, metavar="S", help="seed of the masks (default: 0)"
+        "--mask-seed", type=_seed, default=0, metavar="S", help="seed of the masks (default: 0)"
     )
     p.add_argument(
-        "--patch-size", type=int, default=4, metavar="P", help="patch side in pixels (default: 4)"
+        "--patch-size",
+        type=_patch_size,
+        default=4,
+        metavar="P",
+        help="patch side in pixels (default: 4)",
     )
     p.add_argument(
         "--score",
@@ -671,7 +694,7 @@ def _add_evaluate(subparsers):
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=_count,
         default=256,
         metavar="B",
         help="images per prediction batch (default: 256)",
@@ -754,7 +777,10 @@ def _add_bench(subparsers):
         "--data-dir", required=True, metavar="DIR", help="CIFAR-10 python-batch folder"
     )
     quality.add_argument(
-        "--minutes-per-model", type=float, metavar="M", help="training time per model in minutes"
+        "--minutes-per-model",
+        type=_positive,
+        metavar="M",
+        help="training time per model in minutes",
     )
     quality.add_argument(
         "--output",
@@ -772,6 +798,7 @@ def _add_bench(subparsers):
     quality.add_argument(
         "--predictors",
         nargs="+",
+        choices=PREDICTORS,
         metavar="P",
         help=f"predictors to train and score (default: {' '.join(PREDICTORS)})",
     )
@@ -807,18 +834,11 @@ def _cmd_bench_speed(args) -> int:
 
 
 def _cmd_bench_quality(args) -> int:
-    if args.minutes_per_model is not None:
-        check_positive_number(args.minutes_per_model, "minutes_per_model")
     if not Path(args.data_dir).expanduser().is_dir():
         raise _UsageError(
             f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is "
             "expected)"
         )
-    for name in args.predictors or ():
-        if name not in PREDICTORS:
-            raise _UsageError(
-                f"--predictors {name!r}: unknown predictor; allowed: {', '.join(PREDICTORS)}"
-            )
     kwargs = {"data_dir": args.data_dir, "plan": args.plan, "recipe": args.recipe}
     if args.minutes_per_model is not None:
         kwargs["minutes_per_model"] = args.minutes_per_model

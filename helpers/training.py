@@ -578,21 +578,7 @@ def train(
     """
     from .recipes import train_settings
 
-    if not isinstance(model, MaskedImageModel):
-        raise ValueError(
-            "train needs a Keras model from helpers.models (build_vit, build_mae, "
-            "build_cnn_autoencoder), "
-            f"got {model!r}"
-        )
-    x_train, x_val = _split(data)
-    check_images(x_train, "x_train")
-    if x_val is not None and len(x_val) == 0:
-        x_val = None
-    if x_val is not None:
-        check_images(x_val, "x_val")
-    for x in (x_train, x_val):
-        if x is not None:
-            check_fits(model, x.shape[1:], model.patch_size)
+    x_train, x_val = training_images(model, data)
     defaults = train_settings(recipe, model.builder)
     lr = defaults["lr"] if lr is None else lr
     lr_schedule = defaults["lr_schedule"] if lr_schedule is None else lr_schedule
@@ -604,21 +590,9 @@ def train(
     folder.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
-    common = dict(
-        patch_size=model.patch_size,
-        strategy=strategy,
-        batch_size=batch_size,
-        loss_on=loss_on,
-        score_fn=score_fn,
-        min_masked=model.min_masked,
+    train_ds, val_ds = masking_datasets(
+        model, x_train, x_val, strategy, ratio, batch_size, seed, augment, loss_on, score_fn
     )
-    train_ds = MaskingDataset(x_train, ratio=ratio, seed=seed, augment=augment, **common)
-    val_ds = None
-    if x_val is not None:
-        val_ratio = ratio if not isinstance(ratio, (tuple, list)) else float(np.mean(ratio))
-        val_ds = MaskingDataset(x_val, ratio=val_ratio, seed=seed + 1, fresh_masks=False, **common)
-    monitor = "val_loss" if val_ds is not None else "loss"
-
     if seconds is None:
         learning_rate = _learning_rate(lr, lr_schedule, warmup_epochs, epochs, len(train_ds))
     else:
@@ -628,33 +602,75 @@ def train(
     history_path = folder / HISTORY
     resuming = (folder / BACKUP).exists() and history_path.exists()
     previous = read_history(history_path) if resuming else []
-    cbs = _callbacks(
-        folder,
-        train_ds,
-        previous,
-        monitor,
-        seconds,
-        lr,
-        lr_schedule,
-        patience=check_positive_int(patience, "patience") if early_stopping else None,
-    )
-    cbs.extend(callbacks)
+    monitor = "val_loss" if val_ds is not None else "loss"
+    patience = check_positive_int(patience, "patience") if early_stopping else None
+    cbs = _callbacks(folder, train_ds, previous, monitor, seconds, lr, lr_schedule, patience)
     start = time.perf_counter()
     fit = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
-        callbacks=cbs,
+        callbacks=cbs + list(callbacks),
         verbose=verbose,
         shuffle=False,
     )
     seconds_here = time.perf_counter() - start
     save_atomic(model, folder / FINAL)
+    settings = {"recipe": recipe, "lr": float(lr), "lr_schedule": lr_schedule, "augment": augment}
+    return _result(
+        folder, previous, seconds_here, bool(fit.epoch), {**settings, "loss_on": loss_on}
+    )
 
+
+def training_images(model, data) -> tuple[np.ndarray, np.ndarray | None]:
+    """The training and validation images of ``data`` (see :func:`train`), checked against
+    ``model``; no validation images: None."""
+    if not isinstance(model, MaskedImageModel):
+        raise ValueError(
+            "train needs a Keras model from helpers.models (build_vit, build_mae, "
+            f"build_cnn_autoencoder), got {model!r}"
+        )
+    x_train, x_val = _split(data)
+    if x_val is not None and len(x_val) == 0:
+        x_val = None
+    for name, x in (("x_train", x_train), ("x_val", x_val)):
+        if x is not None:
+            check_images(x, name)
+            check_fits(model, x.shape[1:], model.patch_size)
+    return x_train, x_val
+
+
+def masking_datasets(
+    model, x_train, x_val, strategy, ratio, batch_size, seed, augment, loss_on, score_fn
+):
+    """The training :class:`MaskingDataset` (fresh masks every epoch) and the validation one
+    (masks drawn once from ``seed + 1`` at the middle of a ratio range, kept; None without
+    validation images)."""
+    common = dict(
+        patch_size=model.patch_size,
+        strategy=strategy,
+        batch_size=batch_size,
+        loss_on=loss_on,
+        score_fn=score_fn,
+        min_masked=model.min_masked,
+    )
+    train_ds = MaskingDataset(x_train, ratio=ratio, seed=seed, augment=augment, **common)
+    if x_val is None:
+        return train_ds, None
+    val_ratio = float(np.mean(ratio)) if isinstance(ratio, (tuple, list)) else ratio
+    return train_ds, MaskingDataset(
+        x_val, ratio=val_ratio, seed=seed + 1, fresh_masks=False, **common
+    )
+
+
+def _result(folder, previous, seconds_here, trained, settings) -> dict:
+    """What :func:`train` returns, from the history file of the run folder."""
+    history_path = folder / HISTORY
     rows = read_history(history_path) if history_path.exists() else []
     history = {k: [r.get(k, math.nan) for r in rows] for k in (rows[0] if rows else {})}
     seen_before = previous[-1].get("images_seen", 0) if previous else 0
     seen = int(rows[-1].get("images_seen", 0)) if rows else 0
+    speed = (seen - seen_before) / seconds_here if seconds_here > 0 and trained else math.nan
     return {
         "history": history,
         "run_dir": folder,
@@ -663,16 +679,8 @@ def train(
         "epochs": len(rows),
         "images_seen": seen,
         "seconds": seconds_here,
-        "images_per_s": (seen - seen_before) / seconds_here
-        if seconds_here > 0 and fit.epoch
-        else math.nan,
-        "settings": {
-            "recipe": recipe,
-            "lr": float(lr),
-            "lr_schedule": lr_schedule,
-            "augment": augment,
-            "loss_on": loss_on,
-        },
+        "images_per_s": speed,
+        "settings": settings,
     }
 
 

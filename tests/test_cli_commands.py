@@ -25,7 +25,10 @@ FAST = ["--dataset", "sample", "--n-train", "48", "--batch-size", "16", "--quiet
 
 
 def _main(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's usage errors (a bad value of an option's type)
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -183,11 +186,11 @@ def test_running_the_same_command_again_resumes(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--ratio", "1.5"], ["--ratio 1.5", "strictly between 0 and 1"]),
+        (["--ratio", "1.5"], ["argument --ratio", "1.5", "strictly between 0 and 1"]),
         (["--ratio-range", "0.7", "0.3"], ["--ratio-range", "LOW must be <= HIGH"]),
         (["--filters", "8", "16"], ["--filters", "--model cnn", "not of --model vit"]),
-        (["--epochs", "0"], ["--epochs 0", ">= 1"]),
-        (["--patch-size", "5"], ["--patch-size 5", "allowed"]),
+        (["--epochs", "0"], ["argument --epochs", "0", ">= 1"]),
+        (["--patch-size", "5"], ["argument --patch-size", "5", "allowed"]),
         (["--embed-dim", "15"], ["embed_dim=15", "num_heads"]),
         (
             ["--pos-init", "sincos", "--embed-dim", "18"],
@@ -441,8 +444,8 @@ def test_evaluate_on_the_sample_test_split(tmp_path, capsys):
     "case, words",
     [
         ("missing model", ["--model", "nope.keras", "no such file"]),
-        ("ratio 0", ["--ratio 0.0", "strictly between 0 and 1"]),
-        ("ratio 1.5", ["--ratio 1.5", "strictly between 0 and 1"]),
+        ("ratio 0", ["argument --ratio", "0", "strictly between 0 and 1"]),
+        ("ratio 1.5", ["argument --ratio", "1.5", "strictly between 0 and 1"]),
         ("no test_batch", ["--data-dir", "no test_batch"]),
         ("mae ratio", ["--ratio 0.3", "at least 32", ">= 0.50"]),
         ("gradient biharmonic", ["--score 'gradient'", "biharmonic", "variance"]),
