@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import time
 
+import keras
 import numpy as np
+from keras import layers
 
 from . import masking, metrics
+from .models import build_model
+from .patches import patch_mask_to_pixels
+from .training import compile_model, training_throughput
 
 
 def _timed(fn, repeat: int = 3) -> float:
@@ -88,8 +93,6 @@ def plain_keras_vit(
     (the mask token); learned position embeddings; pre-LayerNorm blocks of
     ``keras.layers.MultiHeadAttention`` and a GELU MLP; a sigmoid head. No dropout.
     """
-    import keras
-    from keras import layers
 
     class AddPositions(layers.Layer):
         def build(self, shape):
@@ -123,8 +126,6 @@ def _fit_speed(model, batch, *, batch_size: int, epochs: int, jit_compile="auto"
     """Training images per second of ``model`` on one in-memory ``(inputs, target, weight)`` set:
     Adam, the masked MSE, one untimed warm-up epoch, then ``epochs`` timed ones (no mask
     drawing)."""
-
-    from .training import compile_model
 
     inputs, target, weight = batch
     compile_model(model, 1e-3, jit_compile)
@@ -177,91 +178,80 @@ def bench_training(
     recipe;
     the mask-token ViT with ``fill="token"``, the configuration of the plain-Keras reference).
     """
-    import keras
-
-    from .masking import make_mask
-    from .models import build_model
-    from .patches import patch_mask_to_pixels
-    from .training import training_throughput
-
-    def fit_set(mask):  # (inputs, target, weight): what the training data pipeline yields
-        weight = patch_mask_to_pixels(mask, 4, (32, 32))[..., 0].astype(np.float32)
-        return {"images": images, "mask": mask.astype(np.float32)}, images, weight
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs, mae_kwargs = {"fill": "token", **(vit_kwargs or {})}, dict(mae_kwargs or {})
-    sizes = {
-        k: v for k, v in vit_kwargs.items() if k in ("embed_dim", "depth", "num_heads", "mlp_dim")
-    }
     fit = dict(batch_size=batch_size, epochs=epochs)
     rows, ratio_rows = [], []
     for ratio in ratios:
-        mask = make_mask("random", ratio, n_images=n_images, grid=(8, 8), seed=seed)
-        batch = fit_set(mask)
-        label = f"{ratio:.0%} masked, {n_images} images x {epochs} epochs, batch {batch_size}"
         keras.utils.set_random_seed(seed)
-        speed = {
-            "plain": _fit_speed(plain_keras_vit(**sizes), batch, **fit),
-            "vit": _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, **fit),
-            "mae": _fit_speed(
-                build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs), batch, **fit
-            ),
-            "fill": _fit_speed(
-                build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"}), batch, **fit
-            ),
-        }
-        speed["vit_pipeline"] = training_throughput(
-            build_model("vit", seed=seed, **vit_kwargs),
-            images,
-            ratio=ratio,
-            batch_size=batch_size,
-            epochs=epochs,
-            seed=seed,
-        )
-        names = {
-            "plain": "plain-Keras ViT (reference)",
-            "vit": "mask-token ViT",
-            "mae": "MAE-style ViT",
-            "vit_pipeline": "mask-token ViT + masks drawn per batch",
-            "fill": "mask-token ViT + harmonic fill",
-        }
-        rows += [{"what": f"{names[k]}, {label}", "images_per_s": v} for k, v in speed.items()]
-        ratio_rows += [
-            {
-                "what": f"ratio: mask-token ViT / plain-Keras ViT, {ratio:.0%} masked",
-                "ratio": speed["vit"] / speed["plain"],
-            },
-            {
-                "what": f"ratio: MAE / mask-token ViT, {ratio:.0%} masked",
-                "ratio": speed["mae"] / speed["vit"],
-            },
-            {
-                "what": f"ratio: with / without mask drawing, {ratio:.0%} masked",
-                "ratio": speed["vit_pipeline"] / speed["vit"],
-            },
-            {
-                "what": f"ratio: with / without harmonic fill, {ratio:.0%} masked",
-                "ratio": speed["fill"] / speed["vit"],
-            },
+        speed = _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, fit)
+        label = f"{ratio:.0%} masked, {n_images} images x {epochs} epochs, batch {batch_size}"
+        rows += [
+            {"what": f"{_SPEED_NAMES[k]}, {label}", "images_per_s": v} for k, v in speed.items()
         ]
-    if keras.backend.backend() == "tensorflow":
-        mask = make_mask("random", ratios[0], n_images=n_images, grid=(8, 8), seed=seed)
-        batch = fit_set(mask)
-        no_xla = _fit_speed(
-            build_model("vit", seed=seed, **vit_kwargs), batch, jit_compile=False, **fit
-        )
-        rows.append(
-            {"what": f"mask-token ViT without XLA, {ratios[0]:.0%} masked", "images_per_s": no_xla}
-        )
-        with_xla = next(
-            r["images_per_s"]
-            for r in rows
-            if r["what"].startswith(f"mask-token ViT, {ratios[0]:.0%}")
-        )
-        ratio_rows.append(
-            {"what": "ratio: XLA on / off (TensorFlow, mask-token ViT)", "ratio": with_xla / no_xla}
-        )
+        ratio_rows += [
+            {"what": f"ratio: {what}, {ratio:.0%} masked", "ratio": speed[a] / speed[b]}
+            for what, a, b in _SPEED_RATIOS
+        ]
+        if keras.backend.backend() == "tensorflow" and ratio == ratios[0]:
+            no_xla = _fit_speed(
+                build_model("vit", seed=seed, **vit_kwargs),
+                _fit_set(images, ratio, seed),
+                jit_compile=False,
+                **fit,
+            )
+            what = f"mask-token ViT without XLA, {ratio:.0%} masked"
+            rows.append({"what": what, "images_per_s": no_xla})
+            ratio_rows.append(
+                {
+                    "what": "ratio: XLA on / off (TensorFlow, mask-token ViT)",
+                    "ratio": speed["vit"] / no_xla,
+                }
+            )
     return rows + ratio_rows
+
+
+_SPEED_NAMES = {
+    "plain": "plain-Keras ViT (reference)",
+    "vit": "mask-token ViT",
+    "mae": "MAE-style ViT",
+    "fill": "mask-token ViT + harmonic fill",
+    "vit_pipeline": "mask-token ViT + masks drawn per batch",
+}
+_SPEED_RATIOS = (  # (what, numerator, denominator) of bench_training's ratios
+    ("mask-token ViT / plain-Keras ViT", "vit", "plain"),
+    ("MAE / mask-token ViT", "mae", "vit"),
+    ("with / without mask drawing", "vit_pipeline", "vit"),
+    ("with / without harmonic fill", "fill", "vit"),
+)
+
+
+def _fit_set(images, ratio, seed):
+    """(inputs, target, weight) of random masks at ``ratio``: what the training pipeline yields."""
+    mask = masking.make_mask("random", ratio, n_images=len(images), grid=(8, 8), seed=seed)
+    weight = patch_mask_to_pixels(mask, 4, (32, 32))[..., 0].astype(np.float32)
+    return {"images": images, "mask": mask.astype(np.float32)}, images, weight
+
+
+def _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, fit) -> dict:
+    """Images per second of each model of :data:`_SPEED_NAMES` on the same images and masks."""
+
+    batch = _fit_set(images, ratio, seed)
+    sizes = {
+        k: v for k, v in vit_kwargs.items() if k in ("embed_dim", "depth", "num_heads", "mlp_dim")
+    }
+    mae = build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs)
+    filled = build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"})
+    return {
+        "plain": _fit_speed(plain_keras_vit(**sizes), batch, **fit),
+        "vit": _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, **fit),
+        "mae": _fit_speed(mae, batch, **fit),
+        "fill": _fit_speed(filled, batch, **fit),
+        "vit_pipeline": training_throughput(
+            build_model("vit", seed=seed, **vit_kwargs), images, ratio=ratio, seed=seed, **fit
+        ),
+    }
 
 
 #: Sizes of :func:`bench_speed`: the default run (a few minutes on 2 CPU cores) and ``quick``.

@@ -46,6 +46,7 @@ def _param(text: str):
 # --------------------------------------------------------------------------------------------
 # run
 # --------------------------------------------------------------------------------------------
+# long only because it declares one option per argparse call: no logic to split
 def _add_run(subparsers):
     p = subparsers.add_parser(
         "run",
@@ -219,6 +220,7 @@ _patch_size = _checked(lambda p, _name: check_patch_size(p, (32, 32)), int)
 # --------------------------------------------------------------------------------------------
 # train
 # --------------------------------------------------------------------------------------------
+# long only because it declares one option per argparse call: no logic to split
 def _add_train(subparsers):
     from .data import DATASETS
     from .masking import SCORES, STRATEGIES
@@ -496,48 +498,50 @@ def _default_run_name(args) -> str:
     return f"{args.model}-{args.strategy}-{ratio}-seed{args.seed}"
 
 
-def _cmd_train(args) -> int:
-    if args.ratio is None and not args.ratio_range:
-        args.ratio = 0.5
-    if args.ratio_range:
-        low, high = ratio = tuple(args.ratio_range)
-        if low > high:
-            raise _UsageError(f"--ratio-range {low} {high}: LOW must be <= HIGH")
-    else:
-        low = ratio = args.ratio
-    budgets = [
-        o
-        for o, v in (
-            ("--epochs", args.epochs),
-            ("--images", args.images),
-            ("--minutes", args.minutes),
-        )
-        if v is not None
-    ]
+def _train_ratio(args):
+    """The ratio (or ratio range) and the lowest ratio of ``train``'s options."""
+    if not args.ratio_range:
+        args.ratio = 0.5 if args.ratio is None else args.ratio
+        return args.ratio, args.ratio
+    low, high = args.ratio_range
+    if low > high:
+        raise _UsageError(f"--ratio-range {low} {high}: LOW must be <= HIGH")
+    return (low, high), low
+
+
+def _check_train_args(args) -> None:
+    """The checks of ``train`` that involve several options (single values are checked by their
+    argparse types); sets the default budget."""
+    given = {"--epochs": args.epochs, "--images": args.images, "--minutes": args.minutes}
+    budgets = [option for option, value in given.items() if value is not None]
     if len(budgets) > 1 and budgets != ["--epochs", "--minutes"]:
         raise _UsageError(
             f"{' and '.join(budgets)}: give one budget (--minutes may come with --epochs as a cap)"
         )
     if not budgets:
         args.epochs = 10
+    data_dir = args.data_dir
     if (
         args.dataset == "cifar10"
-        and args.data_dir is not None
-        and not Path(args.data_dir).expanduser().is_dir()
+        and data_dir is not None
+        and not Path(data_dir).expanduser().is_dir()
     ):
         raise _UsageError(
-            f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is "
-            "expected)"
+            f"--data-dir {data_dir!r}: no such folder (a CIFAR-10 python-batch folder is expected)"
         )
-    run_name = args.run_name or _default_run_name(args)
-    if os.sep in run_name or run_name in ("", ".", ".."):
-        raise _UsageError(f"--run-name {run_name!r}: must be a plain folder name")
-    kwargs = _model_kwargs(args, low)
+    args.run_name = args.run_name or _default_run_name(args)
+    if os.sep in args.run_name or args.run_name in ("", ".", ".."):
+        raise _UsageError(f"--run-name {args.run_name!r}: must be a plain folder name")
 
+
+def _cmd_train(args) -> int:
     from .data import DatasetError, load_dataset
     from .models import build_model
-    from .training import BACKUP, BEST, FINAL, HISTORY, read_history, train
+    from .training import BACKUP, FINAL, HISTORY, read_history, train
 
+    ratio, low = _train_ratio(args)
+    _check_train_args(args)
+    kwargs = _model_kwargs(args, low)
     try:
         data = load_dataset(
             args.dataset,
@@ -553,12 +557,12 @@ def _cmd_train(args) -> int:
     except (ValueError, TypeError) as exc:
         raise _UsageError(f"--model {args.model}: {exc}") from None
 
-    folder = args.output / run_name
+    folder = args.output / args.run_name
+    shown = "-".join(f"{r:.2f}" for r in ratio) if isinstance(ratio, tuple) else f"{ratio:.2f}"
     print(data.summary())
     print(
         f"{args.model}: {model.count_params():,} parameters; {args.strategy} masks, ratio "
-        f"{'-'.join(f'{r:.2f}' for r in ratio) if isinstance(ratio, tuple) else f'{ratio:.2f}'}; "
-        f"run folder {folder}"
+        f"{shown}; run folder {folder}"
     )
     if (folder / BACKUP).exists() and (folder / HISTORY).exists():
         done = len(read_history(folder / HISTORY))
@@ -566,33 +570,28 @@ def _cmd_train(args) -> int:
         print(f"resuming the interrupted run in {folder} ({done}{of} epochs in history.csv)")
     elif (folder / FINAL).exists():
         print(f"note: {folder} holds a completed run; training again from epoch 0 replaces it")
-    verbose = 1 if (sys.stdout.isatty() and not args.quiet) else 0
+    options = ("epochs", "images", "minutes", "batch_size", "seed", "recipe", "lr", "lr_schedule")
+    options += ("early_stopping", "patience", "augment", "loss_on")
     try:
         result = train(
             model,
             data,
             strategy=args.strategy,
             ratio=ratio,
-            epochs=args.epochs,
-            images=args.images,
-            minutes=args.minutes,
-            batch_size=args.batch_size,
-            seed=args.seed,
             run_dir=folder,
-            recipe=args.recipe,
-            lr=args.lr,
-            lr_schedule=args.lr_schedule,
-            early_stopping=args.early_stopping,
-            patience=args.patience,
-            augment=args.augment,
-            loss_on=args.loss_on,
             score_fn=args.score,
-            verbose=verbose,
+            verbose=1 if (sys.stdout.isatty() and not args.quiet) else 0,
+            **{name: getattr(args, name) for name in options},
         )
-    except (
-        ValueError
-    ) as exc:  # settings that only the training data can check (e.g. an MAE's ratio)
+    except ValueError as exc:  # settings only the training data can check (an MAE's ratio)
         raise _UsageError(str(exc)) from None
+    _print_training(result, folder)
+    return 0
+
+
+def _print_training(result: dict, folder: Path) -> None:
+    from .training import BEST, FINAL, HISTORY
+
     history = result["history"]
     final = {k: history[k][-1] for k in ("loss", "val_loss") if history.get(k)}
     losses = ", ".join(f"{k} {v:.5f}" for k, v in final.items())
@@ -605,12 +604,12 @@ def _cmd_train(args) -> int:
     print(f"best model:  {folder / BEST}")
     print(f"final model: {folder / FINAL}")
     print(f"history:     {folder / HISTORY}")
-    return 0
 
 
 # --------------------------------------------------------------------------------------------
 # evaluate
 # --------------------------------------------------------------------------------------------
+# long only because it declares one option per argparse call: no logic to split
 def _add_evaluate(subparsers):
     from .data import DATASETS
     from .evaluation import SCORE_CHOICES
@@ -731,6 +730,7 @@ def _cmd_evaluate(args) -> int:
 # --------------------------------------------------------------------------------------------
 # bench
 # --------------------------------------------------------------------------------------------
+# long only because it declares one option per argparse call: no logic to split
 def _add_bench(subparsers):
     p = subparsers.add_parser(
         "bench",

@@ -46,7 +46,6 @@ RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 METRICS_FILE = "metrics.csv"
 MATRIX_FILE = "matrix.csv"
 PROVENANCE_FILE = "provenance.json"
-SUMMARY_KEYS = ("psnr_masked", "psnr", "ssim", "mse_masked")
 
 
 #: Builder sizes of the sweep's models: ``small`` for CPU runs, ``reference`` = the builders'

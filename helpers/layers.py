@@ -322,11 +322,7 @@ class TransformerBlock(layers.Layer):
         self.drop = layers.Dropout(self.dropout, dtype=policy)
 
     def build(self, input_shape):
-        width = int(input_shape[-1])
-        if width % self.num_heads:
-            raise ValueError(
-                f"the token width {width} must be divisible by num_heads={self.num_heads}"
-            )
+        width = int(input_shape[-1])  # divisible by num_heads: checked by the builders
         self.attention = layers.MultiHeadAttention(
             self.num_heads, width // self.num_heads, dtype=self.dtype_policy, name="attention"
         )

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from ._checks import check_choice, check_positive_int, check_positive_number, check_ratio
+from ._io import write_atomic
 from .recipes import NON_LEARNED, PREDICTORS, check_recipe
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
@@ -105,6 +106,8 @@ def _describe(settings: dict, lr) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(items.items()))
 
 
+# one loop over (predictor, strategy) cells with its checks, data and files; longer than most
+# because its pieces would pass a dozen settings between them
 def bench_quality(
     data_dir,
     *,
@@ -132,7 +135,6 @@ def bench_quality(
     """
     from tqdm import tqdm
 
-    from ._io import write_atomic
     from .data import load_dataset
     from .evaluation import score_predictor
     from .experiments import append_row
@@ -148,9 +150,8 @@ def bench_quality(
     check_positive_int(patch_size, "patch_size")
     for p in predictors:
         check_choice(p, "predictor", PREDICTORS)
-    settings = {
-        p: recipe_settings(recipe, p, model_kwargs) for p in predictors if p not in NON_LEARNED
-    }
+    learned = [p for p in predictors if p not in NON_LEARNED]
+    settings = {p: recipe_settings(recipe, p, model_kwargs) for p in learned}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(
@@ -160,8 +161,7 @@ def bench_quality(
     seconds = 60.0 * minutes_per_model / (1 if plan == "mixed" else len(strategies))
     rows = []
     csv_path = out / "quality.csv"
-    if csv_path.exists():
-        csv_path.unlink()
+    csv_path.unlink(missing_ok=True)
     grid = grid_shape(ds.image_shape[:2], patch_size)
     masks = {
         s: make_mask(s, ratio, n_images=len(ds.x_test), grid=grid, seed=mask_seed)
@@ -170,45 +170,31 @@ def bench_quality(
     jobs = [(p, s) for p in predictors for s in strategies]
     bar = tqdm(jobs, desc="bench quality", unit="cell", disable=not progress)
     trained: dict[str, tuple] = {}
+    train_kw = dict(patch_size=patch_size, batch_size=batch_size, seed=seed, recipe=recipe)
     for predictor, strategy in bar:
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
         key = predictor if plan == "mixed" else f"{predictor}-{strategy}"
         if predictor in NON_LEARNED:
-            model, info = load_predictor(predictor), {"epochs": 0, "seconds": 0.0}
-        elif key in trained:
-            model, info = trained[key]
-        else:
-            train_strategy = list(strategies) if plan == "mixed" else strategy
-            model, info = train_within_budget(
+            trained[key] = load_predictor(predictor), {"epochs": 0, "seconds": 0.0}
+        elif key not in trained:
+            trained[key] = train_within_budget(
                 predictor,
                 ds,
-                train_strategy,
+                list(strategies) if plan == "mixed" else strategy,
                 ratio,
                 seconds,
                 out / "models" / key,
-                patch_size=patch_size,
-                batch_size=batch_size,
-                seed=seed,
-                recipe=recipe,
                 model_kwargs=settings[predictor][0],
+                **train_kw,
             )
-            trained[key] = (model, info)
-        mask = masks[strategy]
-        summary, _ = score_predictor(model, ds.x_test, mask, patch_size)
-        row = {
-            "predictor": predictor,
-            "strategy": strategy,
-            "ratio": ratio,
-            "plan": plan,
-            "recipe": recipe,
-            "settings": _describe(*settings.get(predictor, ({}, None))),
-            "n_train": len(ds.x_train),
-            "n_test": len(ds.x_test),
-            "epochs": info["epochs"],
-            "train_minutes": round(info["seconds"] / 60, 2),
-            "total_minutes": round((time.perf_counter() - start) / 60, 2),
-        }
+        model, info = trained[key]
+        summary, _ = score_predictor(model, ds.x_test, masks[strategy], patch_size)
+        row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan}
+        row.update(recipe=recipe, settings=_describe(*settings.get(predictor, ({}, None))))
+        row.update(n_train=len(ds.x_train), n_test=len(ds.x_test), epochs=info["epochs"])
+        row["train_minutes"] = round(info["seconds"] / 60, 2)
+        row["total_minutes"] = round((time.perf_counter() - start) / 60, 2)
         row.update({k: round(v, 4) for k, v in summary.items()})
         rows.append(row)
         append_row(csv_path, row)

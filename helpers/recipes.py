@@ -38,7 +38,6 @@ NON_LEARNED = ("biharmonic", "mean_colour")
 PREDICTORS = (*LEARNED, *NON_LEARNED)
 VIT_FILLS = ("harmonic", "token")  # how a hidden patch enters the mask-token ViT: build_vit
 RECIPES = ("tuned", "reference")
-DEFAULT_RECIPE = "tuned"
 
 _TRANSFORMER = {
     "tuned": {"dropout": 0.0, "pos_init": "sincos"},

@@ -165,6 +165,29 @@ def findings(
     robust_candidates = [p for p in predictors if p not in flagged]
     if len(ratios) > 1 and robust_candidates:
         out.append(_ratio_cost(rows, robust_candidates, strategies, ratios[0], ratios[-1], metric))
+    out += _difficulty(rows, strategies, ratios, predictors, metric)
+    for other, sentence in (
+        ("biharmonic", "The mask-token ViT beats biharmonic inpainting in {} of {} cells"),
+        ("cnn", "Against the CNN autoencoder the mask-token ViT wins {} of {} cells"),
+    ):
+        if "vit" in predictors and other in predictors:
+            margins = [
+                _value(rows, s, r, "vit", metric) - _value(rows, s, r, other, metric)
+                for s in strategies
+                for r in ratios
+            ]
+            beats = int(np.sum(np.array(margins) > 0))
+            out.append(
+                sentence.format(beats, n_cells) + f" (mean margin {np.nanmean(margins):+.2f} dB)."
+            )
+    if matrix is not None and matrix_strategies and np.isfinite(np.asarray(matrix, float)).all():
+        out.append(_transfer(np.asarray(matrix, dtype=float), matrix_strategies))
+    return out
+
+
+def _difficulty(rows, strategies, ratios, predictors, metric) -> list[str]:
+    """Per ratio, the hardest and the easiest strategy (averaged over the predictors)."""
+    out = []
     for ratio in ratios:
         per_strategy = {
             s: np.nanmean([_value(rows, s, ratio, p, metric) for p in predictors])
@@ -175,51 +198,25 @@ def findings(
         if hardest != easiest:
             out.append(
                 f"At {ratio:.0%}, {hardest} masking is the hardest ({per_strategy[hardest]:.2f} dB "
-                "averaged over "
-                f"predictors) and {easiest} the easiest ({per_strategy[easiest]:.2f} dB)."
-            )
-    if "vit" in predictors and "biharmonic" in predictors:
-        margins = [
-            _value(rows, s, r, "vit", metric) - _value(rows, s, r, "biharmonic", metric)
-            for s in strategies
-            for r in ratios
-        ]
-        beats = int(np.sum(np.array(margins) > 0))
-        out.append(
-            f"The mask-token ViT beats biharmonic inpainting in {beats} of {n_cells} cells "
-            f"(mean margin {np.nanmean(margins):+.2f} dB)."
-        )
-    if "vit" in predictors and "cnn" in predictors:
-        margins = [
-            _value(rows, s, r, "vit", metric) - _value(rows, s, r, "cnn", metric)
-            for s in strategies
-            for r in ratios
-        ]
-        beats = int(np.sum(np.array(margins) > 0))
-        out.append(
-            f"Against the CNN autoencoder the mask-token ViT wins {beats} of {n_cells} cells "
-            f"(mean margin {np.nanmean(margins):+.2f} dB)."
-        )
-    if matrix is not None and matrix_strategies:
-        m = np.asarray(matrix, dtype=float)
-        if np.isfinite(m).all():
-            diag = float(np.mean(np.diag(m)))
-            off = float(np.mean(m[~np.eye(len(m), dtype=bool)]))
-            loss = (
-                np.diag(m)[None, :] - m
-            )  # how much worse than the model trained on the evaluated strategy
-            np.fill_diagonal(loss, -np.inf)
-            i, j = np.unravel_index(np.argmax(loss), loss.shape)
-            out.append(
-                "Across strategies, a ViT evaluated on the masks it was trained on scores "
-                f"{diag:.2f} dB on average, "
-                f"against {off:.2f} dB on other masks; the worst transfer is trained on "
-                f"{matrix_strategies[i]}, "
-                f"evaluated on {matrix_strategies[j]}: {m[i, j]:.2f} dB, {loss[i, j]:.2f} dB below "
-                "the model trained "
-                f"on {matrix_strategies[j]}."
+                f"averaged over predictors) and {easiest} the easiest "
+                f"({per_strategy[easiest]:.2f} dB)."
             )
     return out
+
+
+def _transfer(m: np.ndarray, strategies) -> str:
+    """The cross-strategy matrix in one sentence: on its own masks, on others, the worst pair."""
+    diag = float(np.mean(np.diag(m)))
+    off = float(np.mean(m[~np.eye(len(m), dtype=bool)]))
+    loss = np.diag(m)[None, :] - m  # how much worse than the model trained on the eval strategy
+    np.fill_diagonal(loss, -np.inf)
+    i, j = np.unravel_index(np.argmax(loss), loss.shape)
+    return (
+        "Across strategies, a ViT evaluated on the masks it was trained on scores "
+        f"{diag:.2f} dB on average, against {off:.2f} dB on other masks; the worst transfer is "
+        f"trained on {strategies[i]}, evaluated on {strategies[j]}: {m[i, j]:.2f} dB, "
+        f"{loss[i, j]:.2f} dB below the model trained on {strategies[j]}."
+    )
 
 
 def limits(provenance: dict) -> str:

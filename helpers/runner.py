@@ -247,12 +247,6 @@ def parse_override(item: str) -> tuple[str, str]:
     return name, text
 
 
-def parse_overrides(items) -> dict:
-    """Several ``name=value`` strings to a dict of texts (the last value of a repeated name
-    wins)."""
-    return dict(parse_override(item) for item in items or [])
-
-
 def _coerce(value, declared: dict):
     """A ``-p`` text as the declared type wants it; other values unchanged."""
     if isinstance(value, str) and declared.get("inferred_type_name") != "str":
@@ -359,6 +353,47 @@ def _absolute_dirs(params: dict, base: Path) -> dict:
     return out
 
 
+def _allowed(declared: dict, stems) -> str:
+    return ", ".join(sorted({p for s in stems for p in declared[s]})) or "(none)"
+
+
+def _select_notebooks(notebooks, available: dict, folder: str) -> list[str]:
+    """The stems of the notebooks named by ``notebooks`` (names or numbers) in run order; all of
+    them when none are named."""
+    if not notebooks:
+        return list(available)
+    selected = []
+    for key in notebooks:
+        stem = resolve_notebook(key, available)
+        if stem is None:
+            raise RunnerError(
+                f"no notebook {key!r} in {folder}/; available: {', '.join(available)}"
+            )
+        if stem not in selected:
+            selected.append(stem)
+    return sorted(selected, key=list(available).index)
+
+
+def _profile_values(profile: str, spec: dict, available: dict, declared: dict) -> dict:
+    """The profile's values per notebook stem, each declared by its notebook."""
+    per_notebook = {}
+    for key, values in spec["notebooks"].items():
+        stem = resolve_notebook(key, available)
+        if stem is None:
+            raise RunnerError(
+                f"profile {profile!r} names notebook {key!r}, which does not exist; available: "
+                f"{', '.join(available)}"
+            )
+        unknown = sorted(set(values) - set(declared[stem]))
+        if unknown:
+            raise RunnerError(
+                f"profile {profile!r}: notebook {stem} declares no parameter "
+                f"{', '.join(map(repr, unknown))}; it declares: {_allowed(declared, [stem])}"
+            )
+        per_notebook.setdefault(stem, {}).update(values)
+    return per_notebook
+
+
 def plan_run(
     profile: str,
     notebooks=None,
@@ -379,59 +414,25 @@ def plan_run(
     available = find_notebooks(notebooks_dir)
     if not available:
         raise RunnerError(f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}")
-    names = ", ".join(available)
-
-    if notebooks:
-        selected = []
-        for key in notebooks:
-            stem = resolve_notebook(key, available)
-            if stem is None:
-                raise RunnerError(
-                    f"no notebook {key!r} in {Path(notebooks_dir).name}/; available: {names}"
-                )
-            if stem not in selected:
-                selected.append(stem)
-        selected.sort(key=list(available).index)
-    else:
-        selected = list(available)
-
+    selected = _select_notebooks(notebooks, available, Path(notebooks_dir).name)
     declared = {stem: declared_parameters(available[stem]) for stem in available}
-
-    def allowed(stems):
-        return ", ".join(sorted({p for s in stems for p in declared[s]})) or "(none)"
-
-    per_notebook = {}
-    for key, values in spec["notebooks"].items():
-        stem = resolve_notebook(key, available)
-        if stem is None:
-            raise RunnerError(
-                f"profile {profile!r} names notebook {key!r}, which does not exist; available: "
-                f"{names}"
-            )
-        unknown = sorted(set(values) - set(declared[stem]))
-        if unknown:
-            raise RunnerError(
-                f"profile {profile!r}: notebook {stem} declares no parameter "
-                f"{', '.join(map(repr, unknown))}; "
-                f"it declares: {allowed([stem])}"
-            )
-        per_notebook.setdefault(stem, {}).update(values)
-
-    unknown = sorted(n for n in spec["common"] if not any(n in declared[s] for s in available))
-    if unknown:
-        raise RunnerError(
-            f"profile {profile!r}: unknown parameter {', '.join(map(repr, unknown))} in 'common', "
-            f"declared by no notebook; allowed: {allowed(available)}"
-        )
+    per_notebook = _profile_values(profile, spec, available, declared)
     overrides = dict(overrides or {})
-    unknown = sorted(n for n in overrides if not any(n in declared[s] for s in selected))
-    if unknown:
-        raise RunnerError(
-            f"unknown parameter {', '.join(map(repr, unknown))} (-p): declared by none of the "
-            "notebooks to run "
-            f"({', '.join(selected)}); allowed: {allowed(selected)}"
-        )
-
+    for where, names, stems in (
+        ("in 'common', declared by no notebook", spec["common"], list(available)),
+        (
+            f"(-p): declared by none of the notebooks to run ({', '.join(selected)})",
+            overrides,
+            selected,
+        ),
+    ):
+        unknown = sorted(n for n in names if not any(n in declared[s] for s in stems))
+        if unknown:
+            prefix = f"profile {profile!r}: " if names is spec["common"] else ""
+            raise RunnerError(
+                f"{prefix}unknown parameter {', '.join(map(repr, unknown))} {where}; "
+                f"allowed: {_allowed(declared, stems)}"
+            )
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     checks = value_checks()
     steps = []
@@ -511,22 +512,17 @@ def run_steps(
 
     Returns one dict per notebook: name, output path, seconds.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     log = log or (lambda msg, end="\n": print(msg, end=end, flush=True))
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     output_dir = Path(output_dir).resolve()
-    out_notebooks = output_dir / "notebooks"
-    figures = output_dir / "figures"
-    results_root = output_dir / "results"
+    out_notebooks, figures = output_dir / "notebooks", output_dir / "figures"
     out_notebooks.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     results = []
     with _environ(
         HELPERS_FIGURES_DIR=str(figures),
-        HELPERS_RESULTS_DIR=str(results_root),
+        HELPERS_RESULTS_DIR=str(output_dir / "results"),
         HELPERS_PROFILE=profile or "",
         MPLBACKEND=INLINE_BACKEND,
     ):
@@ -534,38 +530,45 @@ def run_steps(
             out = out_notebooks / step.path.name
             head = f"[{i}/{len(steps)}] {step.name}"
             log(f"{head} ...", end="\n" if progress_bar else "")
+            # with a progress bar between them, the end of the line starts a new one
+            again = f"{head} " if progress_bar else " "
             start = time.perf_counter()
             try:
-                with _kernel_stderr() as manager:
-                    papermill.execute_notebook(
-                        str(step.path),
-                        str(out),
-                        parameters=step.parameters,
-                        kernel_name=KERNEL_NAME,
-                        cwd=str(Path(notebooks_dir).resolve()),
-                        progress_bar=progress_bar,
-                        log_output=False,
-                        extra_arguments=list(KERNEL_ARGS),
-                        kernel_manager_class=manager,
-                    )
-            except PapermillExecutionError as exc:
-                log(
-                    f"{head} failed after {time.perf_counter() - start:.1f} s"
-                    if progress_bar
-                    else f" failed after {time.perf_counter() - start:.1f} s"
-                )
-                raise NotebookFailed(
-                    step.name, out, exc.cell_index, exc.source, exc.ename, exc.evalue
-                ) from exc
-            except Exception as exc:  # the kernel died, could not start, timed out...
-                log(f"{head} failed" if progress_bar else " failed")
-                raise NotebookFailed(
-                    step.name, out, None, "", type(exc).__name__, str(exc)
-                ) from exc
+                _execute(step, out, notebooks_dir, progress_bar)
+            except NotebookFailed:
+                log(f"{again}failed after {time.perf_counter() - start:.1f} s")
+                raise
             seconds = time.perf_counter() - start
-            log(f"{head} ok ({seconds:.1f} s)" if progress_bar else f" ok ({seconds:.1f} s)")
+            log(f"{again}ok ({seconds:.1f} s)")
             results.append({"notebook": step.name, "output": out, "seconds": seconds})
     return results
+
+
+def _execute(step: Step, out: Path, notebooks_dir, progress_bar: bool) -> None:
+    """Execute one notebook with papermill in ``notebooks_dir`` (as nbval does) into ``out``;
+    any failure becomes :class:`NotebookFailed`."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        with _kernel_stderr() as manager:
+            papermill.execute_notebook(
+                str(step.path),
+                str(out),
+                parameters=step.parameters,
+                kernel_name=KERNEL_NAME,
+                cwd=str(Path(notebooks_dir).resolve()),
+                progress_bar=progress_bar,
+                log_output=False,
+                extra_arguments=list(KERNEL_ARGS),
+                kernel_manager_class=manager,
+            )
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(
+            step.name, out, exc.cell_index, exc.source, exc.ename, exc.evalue
+        ) from exc
+    except Exception as exc:  # the kernel died, could not start, timed out...
+        raise NotebookFailed(step.name, out, None, "", type(exc).__name__, str(exc)) from exc
 
 
 def format_plan(steps: list[Step]) -> str:
