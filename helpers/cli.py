@@ -31,7 +31,7 @@ from ._checks import (
     check_ratio,
 )
 from ._io import writable_dir
-from .recipes import PREDICTORS, RECIPES
+from .recipes import LEARNED, PREDICTORS, RECIPES
 
 
 def _param(text: str):
@@ -227,7 +227,7 @@ def _add_train(subparsers):
 
     p = subparsers.add_parser(
         "train",
-        help="train one model (vit, mae or cnn) to reconstruct masked patches",
+        help="train one model (vit, mae, cnn or vit_cnn) to reconstruct masked patches",
         description=(
             "Build a model with helpers.models.build_model and train it with "
             "helpers.training.train.\n"
@@ -251,8 +251,8 @@ def _add_train(subparsers):
     p.add_argument(
         "--model",
         required=True,
-        choices=("vit", "mae", "cnn"),
-        help="mask-token ViT, MAE-style ViT or convolutional autoencoder",
+        choices=LEARNED,
+        help="mask-token ViT, MAE-style ViT, convolutional autoencoder or ViT + CNN decoder",
     )
     p.add_argument(
         "--strategy",
@@ -412,9 +412,9 @@ def _add_train(subparsers):
     size.add_argument(
         "--fill",
         choices=("harmonic", "token"),
-        help="vit: a hidden patch enters as a harmonic fill of the visible pixels plus the mask "
-        "token "
-        "(the head predicts a correction) or as the mask token alone (default: the recipe's)",
+        help="vit, vit_cnn: a hidden patch enters as a harmonic fill of the visible pixels plus "
+        "the mask token (the head predicts a correction) or as the mask token alone (default: "
+        "the recipe's)",
     )
     size.add_argument("--decoder-dim", type=_count, metavar="D", help="mae: decoder token width")
     size.add_argument("--decoder-depth", type=_count, metavar="N", help="mae: decoder blocks")
@@ -435,6 +435,16 @@ def _add_train(subparsers):
         metavar="F",
         help="cnn: filters per stage, e.g. 32 64 128",
     )
+    size.add_argument(
+        "--latent-dim", type=_count, metavar="D", help="vit_cnn: latent values per token"
+    )
+    size.add_argument(
+        "--decoder-filters",
+        type=_count,
+        nargs="+",
+        metavar="F",
+        help="vit_cnn: filters per doubling of the decoder, log2(patch size) of them, e.g. 64 32",
+    )
     size.add_argument("--dropout", type=_fraction, metavar="P", help="dropout rate in [0, 1)")
     p.set_defaults(func=_cmd_train)
 
@@ -452,6 +462,7 @@ _SIZE_OPTIONS = {
     "vit": _VIT_SIZE,
     "mae": _TRANSFORMER_SIZE + _MAE_SIZE,
     "cnn": ("filters",),
+    "vit_cnn": _VIT_SIZE + ("latent_dim", "decoder_filters"),
 }  # per --model
 
 
@@ -464,7 +475,7 @@ def _model_kwargs(args, low: float) -> dict:
         "seed": args.seed,
         "mixed_precision": args.mixed_precision,
     }
-    for name in _VIT_SIZE + _MAE_SIZE + ("filters", "dropout"):
+    for name in _VIT_SIZE + _MAE_SIZE + ("filters", "latent_dim", "decoder_filters", "dropout"):
         value = getattr(args, name)
         if value is None:
             continue
@@ -474,7 +485,7 @@ def _model_kwargs(args, low: float) -> dict:
                 f"--{name.replace('_', '-')} is an option of --model {'/'.join(owners)}, not of "
                 f"--model {args.model}"
             )
-        kwargs[name] = tuple(value) if name == "filters" else value
+        kwargs[name] = tuple(value) if isinstance(value, list) else value
     if args.model == "mae":
         mmr = kwargs.setdefault("min_mask_ratio", low)
         from .masking import n_masked

@@ -65,8 +65,9 @@ MODEL_SIZES = {
             "decoder_mlp_dim": 64,
         },
         "cnn": {"filters": (16, 32, 64)},
+        "vit_cnn": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128},
     },
-    "reference": {"vit": {}, "mae": {}, "cnn": {}},
+    "reference": {"vit": {}, "mae": {}, "cnn": {}, "vit_cnn": {}},
 }
 
 

@@ -1,6 +1,5 @@
-"""Predictors of hidden patches: two Transformers, a convolutional autoencoder, biharmonic
-inpainting,
-the mean-colour guess.
+"""Predictors of hidden patches: two Transformers, a convolutional autoencoder, a ViT-encoder +
+CNN-decoder hybrid, biharmonic inpainting, the mean-colour guess.
 
 Every predictor takes ``{"images": (N, H, W, C) float32 in [0, 1], "mask": (N, L) 0/1}`` (1 =
 hidden patch) and returns full images (N, H, W, C); :func:`reconstruct` runs any of them in
@@ -28,6 +27,9 @@ know which model it holds.
 - ``cnn`` (:func:`build_cnn_autoencoder`): strided-convolution encoder, transposed-convolution
   decoder, batch normalization and dropout; inside it the hidden pixels are set to
   :data:`CNN_FILL` and the pixel mask is added as an extra channel; output the whole image.
+- ``vit_cnn`` (:func:`build_vit_cnn`): the mask-token ViT's encoder without its head, each token
+  projected to a small latent laid out on the patch grid, and a decoder of stride-2 transposed
+  convolutions and residual blocks up to the image size; tanh output mapped to [0, 1].
 - ``biharmonic`` (:class:`BiharmonicInpainter`): ``skimage.restoration.inpaint_biharmonic``,
   not learned.
 - ``mean_colour`` (:class:`MeanColourInpainter`): every hidden pixel gets the mean colour of the
@@ -347,6 +349,80 @@ class CnnAutoencoder(MaskedImageModel):
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
 
 
+@keras.saving.register_keras_serializable(package="helpers")
+class VitCnnAutoencoder(MaskedImageModel):
+    """ViT encoder + CNN decoder (see the module docstring and :func:`build_vit_cnn`)."""
+
+    builder = "vit_cnn"
+
+    def __init__(
+        self,
+        image_shape=(32, 32, 3),
+        patch_size=4,
+        embed_dim=128,
+        depth=4,
+        num_heads=4,
+        mlp_dim=256,
+        latent_dim=32,
+        decoder_filters=(64, 32),
+        dropout=0.0,
+        pos_init="sincos",
+        fill="harmonic",
+        fill_iterations=128,
+        mixed_precision=False,
+        name="vit_cnn",
+        **kwargs,
+    ):
+        settings = _settings(locals())
+        grid = grid_shape(image_shape[:2], patch_size)
+        with _policy(mixed_precision):
+            images, mask = _inputs(image_shape, patch_size)
+            # encoder: the mask-token ViT's, without its head
+            patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
+            if fill == "harmonic":
+                guess = mim.HarmonicFill(
+                    image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
+                )(patches, mask)
+                x = mim.PatchEmbedding(embed_dim, name="patch_embed")(guess)
+                x = mim.MaskToken("add", name="mask_token")(x, mask)
+            else:
+                x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
+                x = mim.MaskToken(name="mask_token")(x, mask)
+            x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
+            for i in range(depth):
+                x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(x)
+            x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
+            # latent: each token projected to latent_dim channels, laid out on the patch grid
+            x = layers.Dense(latent_dim, name="to_latent")(x)
+            x = layers.Reshape((*grid, latent_dim), name="latent_grid")(x)
+            # decoder: one stride-2 transposed convolution and one residual block per doubling
+            for i, f in enumerate(decoder_filters):
+                x = layers.Conv2DTranspose(
+                    f, 3, strides=2, padding="same", activation="relu", name=f"up_{i}"
+                )(x)
+                y = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"res_{i}_a")(x)
+                y = layers.Conv2D(f, 3, padding="same", name=f"res_{i}_b")(y)
+                x = layers.ReLU(name=f"res_{i}_relu")(layers.Add(name=f"res_{i}")([x, y]))
+            if fill == "harmonic":  # the decoder sees the fill and corrects it (head starts at 0)
+                guess = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="fill_image")(
+                    guess
+                )
+                x = layers.Concatenate(name="with_fill")([x, guess])
+                x = layers.Conv2D(
+                    image_shape[2], 3, padding="same", activation="tanh", dtype="float32",
+                    kernel_initializer="zeros", name="head",
+                )(x)  # fmt: skip
+                out = layers.Add(dtype="float32", name="guess_plus")([guess, x])
+                out = layers.ReLU(max_value=1.0, dtype="float32", name="to_unit")(out)
+            else:
+                x = layers.Conv2D(
+                    image_shape[2], 3, padding="same", activation="tanh", dtype="float32",
+                    name="head",
+                )(x)  # fmt: skip
+                out = layers.Rescaling(0.5, offset=0.5, dtype="float32", name="to_unit")(x)
+            super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
+
+
 # --------------------------------------------------------------------------------------------
 # Builders: check the settings, seed, build
 # --------------------------------------------------------------------------------------------
@@ -454,6 +530,80 @@ def build_mae(
     )
 
 
+def build_vit_cnn(
+    image_shape=(32, 32, 3),
+    patch_size: int = 4,
+    *,
+    embed_dim: int = 128,
+    depth: int = 4,
+    num_heads: int = 4,
+    mlp_dim: int = 256,
+    latent_dim: int = 32,
+    decoder_filters=None,
+    dropout: float = 0.0,
+    pos_init: str = "sincos",
+    fill: str = "harmonic",
+    fill_iterations: int = 128,
+    seed: int | None = 0,
+    mixed_precision: bool = False,
+) -> VitCnnAutoencoder:
+    """ViT encoder + CNN decoder: same inputs and output as :func:`build_vit`.
+
+    The encoder is the mask-token ViT's (a hidden patch enters as the learned mask token) without
+    its head. Each token is projected to ``latent_dim`` values and the tokens are laid out on the
+    patch grid (H/P x W/P x latent_dim); the decoder doubles that grid back to the image with one
+    stride-2 transposed convolution (ReLU) and one residual block of two 3x3 convolutions per
+    entry of ``decoder_filters`` (default: 64, 32, ... halving, one per doubling, so
+    ``log2(patch_size)`` entries); a 3x3 convolution with tanh gives the image. ``fill="token"``:
+    a hidden patch enters the encoder as the mask token alone and the tanh output, mapped to
+    [0, 1], is the image. ``fill="harmonic"`` (the tuned recipe, as :func:`build_vit`): a hidden
+    patch enters as the harmonic fill of the visible pixels plus the mask token, the decoder's
+    last feature map is joined by the fill image, and the tanh output (started at zero) is the
+    correction added to the fill, clipped to [0, 1].
+    ViT-B/16 sizes (``patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072``) are
+    allowed; the defaults are small for a CPU.
+    """
+    image_shape = _check_transformer(
+        image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
+    )
+    check_positive_int(latent_dim, "latent_dim")
+    check_choice(fill, "fill", VIT_FILLS)
+    check_positive_int(fill_iterations, "fill_iterations", minimum=0)
+    doublings = patch_size.bit_length() - 1
+    if patch_size != 2**doublings:
+        raise SettingError(
+            "patch_size", patch_size, "must be a power of 2 for the CNN decoder (1, 2, 4, 8, 16)"
+        )
+    if decoder_filters is None:
+        decoder_filters = tuple(max(64 >> i, 8) for i in range(doublings))
+    if not isinstance(decoder_filters, (tuple, list)) or len(decoder_filters) != doublings:
+        raise SettingError(
+            "decoder_filters",
+            decoder_filters,
+            f"must list {doublings} widths, one per doubling from the {patch_size}-pixel patch "
+            "grid to the image",
+        )
+    decoder_filters = tuple(
+        check_positive_int(f, "decoder_filters entries") for f in decoder_filters
+    )
+    _seed(seed)
+    return VitCnnAutoencoder(
+        image_shape,
+        patch_size,
+        embed_dim,
+        depth,
+        num_heads,
+        mlp_dim,
+        latent_dim,
+        decoder_filters,
+        float(dropout),
+        pos_init,
+        fill,
+        fill_iterations,
+        bool(mixed_precision),
+    )
+
+
 def build_cnn_autoencoder(
     image_shape=(32, 32, 3),
     patch_size: int = 4,
@@ -502,17 +652,19 @@ def _twos(n: int) -> int:
 
 
 def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None = None, **kwargs):
-    """Build a model by name: ``vit``, ``mae`` or ``cnn``, with the model settings of ``recipe``
-    (:mod:`helpers.recipes`: ``tuned``, the builders' defaults, or ``reference``); ``kwargs`` go to
-    its builder and override the recipe. ``lowest_ratio``: the lowest ratio the model will be
-    trained or scored at; the MAE is built for it (``min_mask_ratio``) unless told otherwise."""
+    """Build a model by name: ``vit``, ``mae``, ``cnn`` or ``vit_cnn``, with the model settings
+    of ``recipe`` (:mod:`helpers.recipes`: ``tuned``, the builders' defaults, or ``reference``);
+    ``kwargs`` go to its builder and override the recipe. ``lowest_ratio``: the lowest ratio the
+    model will be trained or scored at; the MAE is built for it (``min_mask_ratio``) unless told
+    otherwise."""
     from .recipes import model_settings
 
     check_choice(name, "model name", LEARNED)
     kwargs = {**model_settings(recipe, name), **kwargs}
     if name == "mae" and lowest_ratio is not None:
         kwargs.setdefault("min_mask_ratio", lowest_ratio)
-    return {"vit": build_vit, "mae": build_mae, "cnn": build_cnn_autoencoder}[name](**kwargs)
+    builders = {"vit": build_vit, "mae": build_mae, "cnn": build_cnn_autoencoder}
+    return {**builders, "vit_cnn": build_vit_cnn}[name](**kwargs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ design, one parameter away for comparison (notebook 03 trains both).
 
 | setting | ``tuned`` | ``reference`` |
 |---|---|---|
-| mask-token ViT: a hidden patch enters as | the harmonic fill of the visible pixels plus the mask
-token; the head predicts a correction | the mask token alone; the head predicts the pixels |
+| mask-token ViT and ViT + CNN decoder: a hidden patch enters as | the harmonic fill of the
+visible pixels plus the mask token; the head predicts a correction | the mask token alone; the
+head predicts the pixels |
 | Transformer position embeddings start from | the 2-D sine-cosine table (still learned) | small
 random values |
 | dropout in the Transformer blocks and the CNN | 0 | 0.1 |
@@ -33,7 +34,12 @@ from __future__ import annotations
 
 from ._checks import check_choice
 
-LEARNED = ("vit", "mae", "cnn")  # the Keras models of helpers.models, by their builder's name
+LEARNED = (
+    "vit",
+    "mae",
+    "cnn",
+    "vit_cnn",
+)  # the Keras models of helpers.models, by their builder's name
 NON_LEARNED = ("biharmonic", "mean_colour")
 PREDICTORS = (*LEARNED, *NON_LEARNED)
 VIT_FILLS = ("harmonic", "token")  # how a hidden patch enters the mask-token ViT: build_vit
@@ -55,6 +61,7 @@ MODEL_SETTINGS = {
         "vit": {**_TRANSFORMER[recipe], "fill": _VIT_FILL[recipe]},
         "mae": dict(_TRANSFORMER[recipe]),
         "cnn": dict(_CNN[recipe]),
+        "vit_cnn": {**_TRANSFORMER[recipe], "fill": _VIT_FILL[recipe]},
     }
     for recipe in RECIPES
 }
@@ -67,6 +74,7 @@ TRAIN_SETTINGS = {
         # teaches it the positions from the first steps
         "mae": {"lr": 2e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "all"},
         "cnn": {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
+        "vit_cnn": {"lr": 2e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
     },
     "reference": {
         name: {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}

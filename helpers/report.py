@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .recipes import LEARNED
+
 NAMES = {
     "vit": "ViT (mask token)",
     "mae": "ViT (MAE-style)",
     "cnn": "CNN autoencoder",
+    "vit_cnn": "ViT + CNN decoder",
     "biharmonic": "biharmonic",
     "mean_colour": "mean colour",
 }
@@ -22,7 +25,6 @@ HIGHER_IS_BETTER = {
     "ssim_mean": True,
     "mse_masked_mean": False,
 }
-LEARNED = ("vit", "mae", "cnn")
 FLOOR = "mean_colour"  # what a model that learned nothing scores
 FLOOR_MARGIN_DB = (
     1.0  # a learned model must beat the floor by this much masked-region PSNR in every cell

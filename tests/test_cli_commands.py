@@ -130,6 +130,42 @@ def test_train_prints_where_the_files_went(tmp_path, capsys):
     assert "val_loss" in out and (folder / "final.keras").is_file()
 
 
+def test_train_vit_cnn_takes_its_decoder_options(tmp_path, capsys):
+    from helpers.models import load_predictor
+
+    code, out, err = _main(
+        capsys,
+        "train",
+        "--model",
+        "vit_cnn",
+        *TINY,
+        "--latent-dim",
+        "4",
+        "--decoder-filters",
+        "8",
+        "4",
+        "--fill",
+        "token",
+        "--epochs",
+        "1",
+        "--output",
+        tmp_path,
+        *FAST,
+    )
+    assert code == 0, err
+    model = load_predictor(tmp_path / "vit_cnn-random-0.50-seed0" / "final.keras")
+    assert model.builder == "vit_cnn" and model.settings["decoder_filters"] == (8, 4)
+    assert model.settings["latent_dim"] == 4 and model.settings["fill"] == "token"
+    code, out, err = _main(
+        capsys, "train", "--model", "vit_cnn", "--filters", "8", "--output", tmp_path / "x"
+    )
+    assert code == 2 and "--filters is an option of --model cnn, not of --model vit_cnn" in err
+    code, out, err = _main(
+        capsys, "train", "--model", "vit", "--latent-dim", "4", "--output", tmp_path / "x"
+    )
+    assert code == 2 and "--latent-dim is an option of --model vit_cnn" in err
+
+
 class _InterruptAfter:
     """A callback that presses Ctrl-C at the end of epoch ``epoch``."""
 
@@ -225,7 +261,7 @@ def test_train_fill_is_an_option_of_the_vit_only(tmp_path, capsys):
         tmp_path,
         *FAST,
     )
-    assert code == 2 and "--fill is an option of --model vit, not of --model mae" in err
+    assert code == 2 and "--fill is an option of --model vit/vit_cnn, not of --model mae" in err
     assert not any(tmp_path.iterdir())
 
 

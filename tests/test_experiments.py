@@ -223,8 +223,8 @@ def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
 
 def test_model_sizes():
     small = experiments.model_sizes("small")
-    assert set(small) == {"vit", "mae", "cnn"} and small["vit"]["embed_dim"] == 64
-    assert experiments.model_sizes("reference") == {"vit": {}, "mae": {}, "cnn": {}}
+    assert set(small) == {"vit", "mae", "cnn", "vit_cnn"} and small["vit"]["embed_dim"] == 64
+    assert experiments.model_sizes("reference") == {"vit": {}, "mae": {}, "cnn": {}, "vit_cnn": {}}
     small["vit"]["embed_dim"] = 1
     assert experiments.model_sizes("small")["vit"]["embed_dim"] == 64  # a copy
     with pytest.raises(

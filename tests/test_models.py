@@ -23,6 +23,7 @@ TINY = dict(
 )
 TINY_MAE = dict(TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=8)
 TINY_CNN = dict(image_shape=SHAPE, patch_size=P, filters=(4, 8), dropout=0.1)
+TINY_VIT_CNN = dict(TINY, latent_dim=4, decoder_filters=(8, 4))
 
 
 def build(kind, **kw):
@@ -30,6 +31,7 @@ def build(kind, **kw):
         "vit": lambda: models.build_vit(**{**TINY, **kw}),
         "mae": lambda: models.build_mae(**{**TINY_MAE, **kw}),
         "cnn": lambda: models.build_cnn_autoencoder(**{**TINY_CNN, **kw}),
+        "vit_cnn": lambda: models.build_vit_cnn(**{**TINY_VIT_CNN, **kw}),
     }[kind]()
 
 
@@ -371,7 +373,7 @@ def test_mixed_precision_keeps_float32_output(images):
         ),
         (
             lambda: models.build_model("resnet"),
-            r"model name='resnet': must be one of \['cnn', 'mae', 'vit'\]",
+            r"model name='resnet': must be one of \['cnn', 'mae', 'vit', 'vit_cnn'\]",
         ),
         (
             lambda: models.load_predictor("nearest"),
@@ -413,6 +415,7 @@ def test_reconstruct_checks_inputs(tiny_models, images):
 def test_build_model_dispatch():
     assert models.build_model("cnn", **TINY_CNN).name == "cnn"
     assert models.build_model("vit", **TINY).name == "vit"
+    assert models.build_model("vit_cnn", **TINY_VIT_CNN).name == "vit_cnn"
 
 
 JAX_SCRIPT = textwrap.dedent(
@@ -429,7 +432,8 @@ JAX_SCRIPT = textwrap.dedent(
     mae = models.build_mae(decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=8,
                            **tiny)
     cnn = models.build_cnn_autoencoder((16, 16, 3), 4, filters=(4, 8))
-    for model in (models.build_vit(**tiny), mae, cnn, models.load_predictor("biharmonic")):
+    vit_cnn = models.build_vit_cnn(latent_dim=4, decoder_filters=(8, 4), **tiny)
+    for model in (models.build_vit(**tiny), mae, cnn, vit_cnn, models.load_predictor("biharmonic")):
         out = models.reconstruct(model, x, m)
         assert out.shape == x.shape and np.isfinite(out).all()
         assert np.array_equal(out, models.reconstruct(model, other, m)), model.name
@@ -491,3 +495,38 @@ def test_stage_shapes_follow_the_model_from_patches_to_pixels(tiny_models, image
     ]
     cnn = models.stage_shapes(tiny_models["cnn"], images, mask, ["masked_image", "head"])
     assert cnn == [("masked_image", (5, 16, 16, 4)), ("head", (5, *SHAPE))]
+
+
+def test_vit_cnn_decodes_the_latent_grid_with_transposed_convolutions(tiny_models, images):
+    model = tiny_models["vit_cnn"]
+    shapes = dict(
+        models.stage_shapes(
+            model, images, mask_for(images), ["norm", "latent_grid", "up_0", "up_1", "to_unit"]
+        )
+    )
+    assert shapes["norm"] == (5, L, 16)  # the encoder's tokens
+    assert shapes["latent_grid"] == (5, 4, 4, 4)  # latent_dim 4 on the 4x4 patch grid
+    assert shapes["up_0"] == (5, 8, 8, 8) and shapes["up_1"] == (5, 16, 16, 4)
+    assert shapes["to_unit"] == (5, *SHAPE)
+    # default decoder widths: one per doubling from the patch grid to the image
+    assert models.build_vit_cnn(**{**TINY_VIT_CNN, "decoder_filters": None}).settings[
+        "decoder_filters"
+    ] == (64, 32)
+    big = models.build_vit_cnn(**{**TINY_VIT_CNN, "patch_size": 8, "decoder_filters": None})
+    assert big.settings["decoder_filters"] == (64, 32, 16) and big.output_shape[1:] == SHAPE
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"patch_size": 1, "image_shape": (12, 12, 3), "decoder_filters": (4,)}, "decoder_filters"),
+        ({"image_shape": (12, 12, 3), "patch_size": 3}, r"patch_size=3: must be a power of 2"),
+        ({"decoder_filters": (8,)}, r"decoder_filters=\(8,\): must list 2 widths"),
+        ({"decoder_filters": (8, 0)}, r"decoder_filters entries=0"),
+        ({"latent_dim": 0}, r"latent_dim=0: must be an integer >= 1"),
+        ({"embed_dim": 15}, r"embed_dim=15 must be divisible by num_heads=2"),
+    ],
+)
+def test_vit_cnn_bad_settings(kw, message):
+    with pytest.raises(ValueError, match=message):
+        models.build_vit_cnn(**{**TINY_VIT_CNN, **kw})
