@@ -317,9 +317,12 @@ def check_same_settings(dataset, config: SweepConfig, run: Run) -> None:
     sizes = {"name": dataset.name, "train": len(dataset.x_train), "test": len(dataset.x_test)}
     now = json.loads(json.dumps({"config": asdict(config), "dataset": sizes}, default=str))
     old = {
-        "config": before.get("config") or {},
+        "config": dict(before.get("config") or {}),
         "dataset": {k: before.get("dataset", {}).get(k) for k in names},
     }
+    for settings in (now["config"], old["config"]):  # the sizes of the predictors it runs only
+        kwargs = settings.get("model_kwargs") or {}
+        settings["model_kwargs"] = {p: kwargs.get(p) for p in config.predictors if p in kwargs}
     diff = sorted(
         f"{part}.{k}" for part in now for k in now[part] if old[part].get(k) != now[part][k]
     )

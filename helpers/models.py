@@ -185,6 +185,30 @@ def _inputs(image_shape, patch_size):
     return keras.Input(tuple(image_shape), name="images"), keras.Input((gh * gw,), name="mask")
 
 
+def vit_encoder(
+    images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout,
+    pos_init, fill, fill_iterations,
+):  # fmt: skip
+    """The mask-token ViT's encoder on Keras tensors: ``(tokens, guess)``, the encoded tokens
+    (N, L, embed_dim) and the harmonic fill's patches (``fill="harmonic"``; else None)."""
+    grid = grid_shape(image_shape[:2], patch_size)
+    patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
+    guess = None
+    if fill == "harmonic":  # a hidden patch starts as a smooth guess, plus the mask token
+        guess = mim.HarmonicFill(
+            image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
+        )(patches, mask)
+        x = mim.PatchEmbedding(embed_dim, name="patch_embed")(guess)
+        x = mim.MaskToken("add", name="mask_token")(x, mask)
+    else:  # a hidden patch is the mask token alone
+        x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
+        x = mim.MaskToken(name="mask_token")(x, mask)
+    x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
+    for i in range(depth):
+        x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(x)
+    return layers.LayerNormalization(epsilon=1e-6, name="norm")(x), guess
+
+
 @keras.saving.register_keras_serializable(package="helpers")
 class MaskTokenViT(MaskedImageModel):
     """Mask-token ViT (see the module docstring and :func:`build_vit`)."""
@@ -208,31 +232,20 @@ class MaskTokenViT(MaskedImageModel):
         **kwargs,
     ):
         settings = _settings(locals())
-        grid = grid_shape(image_shape[:2], patch_size)
         patch_dim = patch_size * patch_size * image_shape[2]
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
-            patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
-            if fill == "harmonic":
-                guess = mim.HarmonicFill(
-                    image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
-                )(patches, mask)
-                x = mim.PatchEmbedding(embed_dim, name="patch_embed")(guess)
-                x = mim.MaskToken("add", name="mask_token")(x, mask)
-            else:
-                x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
-                x = mim.MaskToken(name="mask_token")(x, mask)
-            x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
-            for i in range(depth):
-                x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(x)
-            x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
-            if fill == "harmonic":
+            x, guess = vit_encoder(
+                images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
+                dropout, pos_init, fill, fill_iterations,
+            )  # fmt: skip
+            if fill == "harmonic":  # the head predicts the correction to the guess, from 0
                 correction = layers.Dense(
                     patch_dim, kernel_initializer="zeros", dtype="float32", name="head"
                 )(x)
                 out = layers.Add(dtype="float32", name="guess_plus")([guess, correction])
                 out = layers.ReLU(max_value=1.0, dtype="float32", name="clip")(out)
-            else:
+            else:  # the head predicts the pixels
                 out = _head(x, patch_dim)
             out = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="unpatchify")(out)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
@@ -377,21 +390,10 @@ class VitCnnAutoencoder(MaskedImageModel):
         grid = grid_shape(image_shape[:2], patch_size)
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
-            # encoder: the mask-token ViT's, without its head
-            patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
-            if fill == "harmonic":
-                guess = mim.HarmonicFill(
-                    image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
-                )(patches, mask)
-                x = mim.PatchEmbedding(embed_dim, name="patch_embed")(guess)
-                x = mim.MaskToken("add", name="mask_token")(x, mask)
-            else:
-                x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
-                x = mim.MaskToken(name="mask_token")(x, mask)
-            x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
-            for i in range(depth):
-                x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(x)
-            x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
+            x, guess = vit_encoder(  # the mask-token ViT's encoder, without its head
+                images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
+                dropout, pos_init, fill, fill_iterations,
+            )  # fmt: skip
             # latent: each token projected to latent_dim channels, laid out on the patch grid
             x = layers.Dense(latent_dim, name="to_latent")(x)
             x = layers.Reshape((*grid, latent_dim), name="latent_grid")(x)

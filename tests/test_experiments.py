@@ -216,6 +216,18 @@ def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
             run,
             progress=False,
         )
+    # sizes of predictors it does not run (a model added to MODEL_SIZES later) do not matter
+    wider = _config(
+        strategies=("rows",), predictors=("biharmonic",), model_kwargs={**TINY, "x": {}}
+    )
+    experiments.run_sweep(tiny_data, wider, run, progress=False)
+    with pytest.raises(ValueError, match=r"differs in config.model_kwargs"):
+        sizes = {**TINY, "vit": {**TINY["vit"], "depth": 2}}
+        vit_run = experiments.Run(tmp_path / "vit")
+        experiments.record_start(tiny_data, _config(predictors=("vit",)), vit_run)
+        experiments.run_sweep(
+            tiny_data, _config(predictors=("vit",), model_kwargs=sizes), vit_run, progress=False
+        )
     other = load_dataset("sample", n_train=48, n_test=4, val_fraction=0.25, seed=0)
     with pytest.raises(ValueError, match=r"dataset.test"):
         experiments.run_sweep(other, config, run, progress=False)
