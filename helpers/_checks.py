@@ -13,6 +13,8 @@ from numbers import Real
 
 import numpy as np
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # dtype policies (helpers.devices)
+
 
 class SettingError(ValueError):
     """A bad setting: ``param`` (its name), ``value`` and ``problem`` (what is wrong and what is

@@ -5,15 +5,20 @@
 - the metrics on 10,000 images, and batched SSIM against a per-image ``skimage`` loop;
 - training images per second of the mask-token ViT and the MAE-style ViT at 50% and 75%, against a
   plain-Keras ViT of the same configuration, with and without drawing masks per batch, and (on
-  TensorFlow) with and without XLA.
+  TensorFlow) with and without XLA;
+- the input pipeline alone (:class:`helpers.training.MaskingDataset`, batches of 256 as in the
+  ``full`` profile): batches and images per second, as a ratio to the ViT's training speed (an
+  accelerator waits for its data when that ratio is near 1 or below).
 
-:func:`bench_speed` runs the three parts (``quick=True``: much smaller sizes, for tests) and hands
+:func:`bench_speed` runs the four parts (``quick=True``: much smaller sizes, for tests) and hands
 each part's rows to a callback as soon as they are measured; :func:`format_rows` prints them.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -22,7 +27,7 @@ from keras import layers
 from . import masking, metrics
 from .models import build_model
 from .patches import patch_mask_to_pixels
-from .training import compile_model, training_throughput
+from .training import MaskingDataset, compile_model, training_throughput
 
 
 def _timed(fn, repeat: int = 3) -> float:
@@ -254,12 +259,41 @@ def _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, fit) -> dict:
     }
 
 
+def bench_pipeline(n_images: int = 4096, batch_size: int = 256, seed: int = 0) -> list[dict]:
+    """Batches per second of :class:`MaskingDataset` alone (masks, flips, weights; no model) for
+    the masks of the training runs: one of random/rows/columns and a ratio in 30-70 % per batch,
+    and importance masks (pixel-variance scores)."""
+    images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
+    settings = {
+        "mixed random/rows/columns, 30-70 %, flips": dict(
+            strategy=["random", "rows", "columns"], ratio=(0.3, 0.7), augment=True
+        ),
+        "importance (variance), 50 %": dict(strategy="importance", ratio=0.5),
+    }
+    rows = []
+    for what, kw in settings.items():
+        ds = MaskingDataset(images, 4, batch_size=batch_size, seed=seed, **kw)
+        sec = _timed(lambda ds=ds: [ds[i] for i in range(len(ds))], repeat=2) / len(ds)
+        with ThreadPoolExecutor(2) as pool:  # what PyDataset(workers=2) does: threads, in order
+            two = _timed(lambda d=ds, p=pool: list(p.map(d.__getitem__, range(len(d)))), repeat=2)
+        rows += [
+            {"what": f"input pipeline, {what}, batch {batch_size}", "per_s": 1 / sec},
+            {"what": "  the same in images", "images_per_s": batch_size / sec},
+            {
+                "what": f"  the same, 2 worker threads ({os.cpu_count()} CPUs)",
+                "per_s": len(ds) / two,
+            },
+        ]
+    return rows
+
+
 #: Sizes of :func:`bench_speed`: the default run (a few minutes on 2 CPU cores) and ``quick``.
 SPEED_SETTINGS = {
     False: {
         "masks": {"n_images": 50_000},
         "metrics": {"n_images": 10_000, "loop_images": 500},
         "training": {"n_images": 1024, "epochs": 2, "batch_size": 64},
+        "pipeline": {"n_images": 4096, "batch_size": 256},
     },
     True: {
         "masks": {"n_images": 5_000},
@@ -280,6 +314,7 @@ SPEED_SETTINGS = {
                 "decoder_mlp_dim": 32,
             },
         },
+        "pipeline": {"n_images": 512, "batch_size": 256},
     },
 }
 
@@ -297,6 +332,7 @@ def bench_speed(quick: bool = False, report=None) -> list[dict]:
             "training throughput" + (" (tiny models)" if quick else " (default model sizes)"),
             lambda: bench_training(**settings["training"]),
         ),
+        ("input pipeline", lambda: _with_ratio(bench_pipeline(**settings["pipeline"]), rows)),
     )
     rows = []
     for title, run in parts:
@@ -305,6 +341,15 @@ def bench_speed(quick: bool = False, report=None) -> list[dict]:
             report(title, part)
         rows.extend(part)
     return rows
+
+
+def _with_ratio(pipeline: list[dict], rows: list[dict]) -> list[dict]:
+    """``pipeline`` plus its images per second as a ratio to the mask-token ViT's training speed
+    (the first such row of ``rows``)."""
+    vit = next(r["images_per_s"] for r in rows if r["what"].startswith("mask-token ViT, "))
+    slowest = min(r["images_per_s"] for r in pipeline if "images_per_s" in r)
+    what = "ratio: slowest input pipeline / mask-token ViT training, images/s"
+    return pipeline + [{"what": what, "ratio": slowest / vit}]
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -316,6 +361,8 @@ def format_rows(rows: list[dict]) -> str:
             lines.append(f"{r['what']:<{width}}  x{r['ratio']:.2f}")
         elif "images_per_s" in r:
             lines.append(f"{r['what']:<{width}}  {r['images_per_s']:10.1f} images/s")
+        elif "per_s" in r:
+            lines.append(f"{r['what']:<{width}}  {r['per_s']:10.1f} batches/s")
         else:
             lines.append(f"{r['what']:<{width}}  {r['seconds']:10.3f} s")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from pathlib import Path
 from . import __version__
 from . import quality as _quality
 from ._checks import (
+    PRECISIONS,
     SettingError,
     check_fraction,
     check_patch_size,
@@ -388,7 +389,26 @@ def _add_train(subparsers):
         help="epochs without improvement before stopping (default: 10)",
     )
     p.add_argument(
-        "--mixed-precision", action="store_true", help="build with the mixed_float16 policy (GPU)"
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="dtype policy: float32 (default), mixed_bfloat16 (CPU or GPU) or mixed_float16 (GPU, "
+        "with loss scaling); loss and metrics stay float32",
+    )
+    p.add_argument(
+        "--devices",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="train data parallel on N local devices (GPUs; JAX: keras.distribution.DataParallel, "
+        "TensorFlow: MirroredStrategy); --batch-size is the global batch, a multiple of N",
+    )
+    p.add_argument(
+        "--workers",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="threads that assemble the batches (default: 1); more where a GPU waits for them",
     )
     p.add_argument(
         "--quiet", action="store_true", help="no progress bar (the default when not on a terminal)"
@@ -473,7 +493,7 @@ def _model_kwargs(args, low: float) -> dict:
         "image_shape": (32, 32, 3),
         "patch_size": args.patch_size,
         "seed": args.seed,
-        "mixed_precision": args.mixed_precision,
+        "mixed_precision": args.precision,
     }
     for name in _VIT_SIZE + _MAE_SIZE + ("filters", "latent_dim", "decoder_filters", "dropout"):
         value = getattr(args, name)
@@ -552,6 +572,9 @@ def _cmd_train(args) -> int:
 
     ratio, low = _train_ratio(args)
     _check_train_args(args)
+    from .devices import check_devices
+
+    check_devices(args.devices, args.batch_size)
     kwargs = _model_kwargs(args, low)
     try:
         data = load_dataset(
@@ -565,6 +588,8 @@ def _cmd_train(args) -> int:
         raise _UsageError(f"--dataset {args.dataset}: {exc}") from None
     try:
         model = build_model(args.model, recipe=args.recipe, **kwargs)
+    except SettingError:  # its option is named: --precision
+        raise
     except (ValueError, TypeError) as exc:
         raise _UsageError(f"--model {args.model}: {exc}") from None
 
@@ -582,7 +607,7 @@ def _cmd_train(args) -> int:
     elif (folder / FINAL).exists():
         print(f"note: {folder} holds a completed run; training again from epoch 0 replaces it")
     options = ("epochs", "images", "minutes", "batch_size", "seed", "recipe", "lr", "lr_schedule")
-    options += ("early_stopping", "patience", "augment", "loss_on")
+    options += ("early_stopping", "patience", "augment", "loss_on", "devices", "workers")
     try:
         result = train(
             model,

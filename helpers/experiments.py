@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ._checks import SettingError, check_choice, check_positive_int, check_ratio
+from ._checks import PRECISIONS, SettingError, check_choice, check_positive_int, check_ratio
 from ._io import read_csv, write_atomic, write_csv
 from .masking import STRATEGIES, make_mask
 from .recipes import NON_LEARNED, PREDICTORS, RECIPES
@@ -103,6 +103,8 @@ class SweepConfig:
     lr_schedule: str | None = None
     augment: bool | None = None
     model_kwargs: dict = field(default_factory=dict)  # kind -> builder keyword arguments
+    precision: str = "float32"  # dtype policy of the models trained (helpers.devices)
+    devices: int = 1  # train each model data parallel on this many devices (same results)
 
     def __post_init__(self):
         self.strategies = tuple(self.strategies)
@@ -135,6 +137,8 @@ class SweepConfig:
         check_positive_int(self.batch_size, "batch_size")
         check_positive_int(self.seed, "seed", minimum=0)
         check_positive_int(self.mask_seed, "mask_seed", minimum=0)
+        check_choice(self.precision, "precision", PRECISIONS)
+        check_positive_int(self.devices, "devices")
 
     def training_strategy(self, strategy: str):
         """The strategy (or list of them) a model evaluated on ``strategy`` masks is trained on."""
@@ -316,13 +320,15 @@ def check_same_settings(dataset, config: SweepConfig, run: Run) -> None:
     names = ("name", "train", "test")
     sizes = {"name": dataset.name, "train": len(dataset.x_train), "test": len(dataset.x_test)}
     now = json.loads(json.dumps({"config": asdict(config), "dataset": sizes}, default=str))
+    defaults = json.loads(json.dumps(asdict(SweepConfig()), default=str))  # of older settings
     old = {
-        "config": dict(before.get("config") or {}),
+        "config": {**defaults, **before["config"]},
         "dataset": {k: before.get("dataset", {}).get(k) for k in names},
     }
     for settings in (now["config"], old["config"]):  # the sizes of the predictors it runs only
         kwargs = settings.get("model_kwargs") or {}
         settings["model_kwargs"] = {p: kwargs.get(p) for p in config.predictors if p in kwargs}
+    now["config"].pop("devices"), old["config"].pop("devices")  # the same results on N devices
     diff = sorted(
         f"{part}.{k}" for part in now for k in now[part] if old[part].get(k) != now[part][k]
     )
@@ -398,6 +404,7 @@ def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, 
     kwargs.setdefault("patch_size", config.patch_size)
     kwargs.setdefault("lowest_ratio", min(low, *config.ratios))
     kwargs.setdefault("seed", config.seed)
+    kwargs.setdefault("mixed_precision", config.precision)
     model = build_model(predictor, recipe=config.recipe, **kwargs)
     per_cell_importance = strategy == "importance" and config.plan != "mixed"
     result = train(
@@ -416,6 +423,7 @@ def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, 
         augment=config.augment,
         score_fn=importance_scores(dataset, config, run) if per_cell_importance else "variance",
         verbose=verbose,
+        devices=config.devices,
     )
     keep = ("seconds", "epochs", "images_seen")
     record = {k: round(v, 2) if k == "seconds" else v for k, v in result.items() if k in keep}

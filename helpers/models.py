@@ -60,6 +60,7 @@ from ._checks import (
     check_positive_int,
     check_ratio,
 )
+from .devices import check_precision, policy_name
 from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels
 from .recipes import LEARNED, NON_LEARNED, VIT_FILLS
@@ -118,13 +119,16 @@ def _check_transformer(
 
 
 @contextmanager
-def _policy(mixed_precision: bool):
-    """Build under the ``mixed_float16`` policy when asked, then restore the previous policy."""
-    if not mixed_precision:
+def _policy(mixed_precision):
+    """Build under the dtype policy of ``mixed_precision`` (``False``/``"float32"``, ``True``/
+    ``"mixed_float16"``, ``"mixed_bfloat16"``; :mod:`helpers.devices`), then restore the previous
+    policy."""
+    name = policy_name(mixed_precision)
+    if name == "float32":
         yield
         return
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(name)
     try:
         yield
     finally:
@@ -441,7 +445,7 @@ def build_vit(
     fill: str = "harmonic",
     fill_iterations: int = 128,
     seed: int | None = 0,
-    mixed_precision: bool = False,
+    mixed_precision: bool | str = False,
 ) -> MaskTokenViT:
     """Mask-token ViT: images (N, H, W, C) and mask (N, L) in, images out.
 
@@ -468,7 +472,7 @@ def build_vit(
         pos_init,
         fill,
         fill_iterations,
-        bool(mixed_precision),
+        check_precision(mixed_precision),
     )
 
 
@@ -488,7 +492,7 @@ def build_mae(
     pos_init: str = "sincos",
     min_mask_ratio: float = 0.5,
     seed: int | None = 0,
-    mixed_precision: bool = False,
+    mixed_precision: bool | str = False,
 ) -> MaeViT:
     """MAE-style ViT, same inputs and output as :func:`build_vit`.
 
@@ -528,7 +532,7 @@ def build_mae(
         float(dropout),
         pos_init,
         float(min_mask_ratio),
-        bool(mixed_precision),
+        check_precision(mixed_precision),
     )
 
 
@@ -547,7 +551,7 @@ def build_vit_cnn(
     fill: str = "harmonic",
     fill_iterations: int = 128,
     seed: int | None = 0,
-    mixed_precision: bool = False,
+    mixed_precision: bool | str = False,
 ) -> VitCnnAutoencoder:
     """ViT encoder + CNN decoder: same inputs and output as :func:`build_vit`.
 
@@ -602,7 +606,7 @@ def build_vit_cnn(
         pos_init,
         fill,
         fill_iterations,
-        bool(mixed_precision),
+        check_precision(mixed_precision),
     )
 
 
@@ -614,7 +618,7 @@ def build_cnn_autoencoder(
     dropout: float = 0.0,
     skips: bool = True,
     seed: int | None = 0,
-    mixed_precision: bool = False,
+    mixed_precision: bool | str = False,
 ) -> CnnAutoencoder:
     """Convolutional autoencoder: images and mask in (the hidden pixels become :data:`CNN_FILL`
     and the pixel mask an extra channel inside the model), images out.
@@ -641,7 +645,7 @@ def build_cnn_autoencoder(
     dropout = check_fraction(dropout, "dropout")
     _seed(seed)
     return CnnAutoencoder(
-        (h, w, c), patch_size, filters, dropout, bool(skips), bool(mixed_precision)
+        (h, w, c), patch_size, filters, dropout, bool(skips), check_precision(mixed_precision)
     )
 
 

@@ -38,6 +38,7 @@ from ._checks import (
     check_ratio,
 )
 from ._io import atomic_path, read_csv, write_csv
+from .devices import check_devices, data_parallel
 from .masking import STRATEGIES, make_mask, n_masked
 from .models import MaskedImageModel, check_fits
 from .patches import grid_shape, patch_mask_to_pixels
@@ -94,6 +95,9 @@ class MaskingDataset(keras.utils.PyDataset):
         score_fn: score function for the ``importance`` strategy (e.g.
             :func:`helpers.importance.gradient_score_fn`), or a name of ``helpers.masking.SCORES``.
         min_masked: fewest patches a mask may hide (an MAE's limit); checked against ``ratio``.
+        pad_to: make every batch a multiple of this many images (data parallel training on
+            ``pad_to`` devices): a short last batch is completed with copies of its first images
+            whose weights are 0, so the masked loss is that of the real images.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of ``PyDataset``.
     """
 
@@ -112,6 +116,7 @@ class MaskingDataset(keras.utils.PyDataset):
         loss_on: str = "masked",
         score_fn="variance",
         min_masked: int | None = None,
+        pad_to: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -128,6 +133,7 @@ class MaskingDataset(keras.utils.PyDataset):
         self.augment = bool(augment)
         self.loss_on = check_choice(loss_on, "loss_on", LOSS_ON)
         self.score_fn = score_fn
+        self.pad_to = check_positive_int(pad_to, "pad_to")
         self.epoch = 0
         n_patches = self.grid[0] * self.grid[1]
         if min_masked is not None and n_masked(self.ratio[0], n_patches) < min_masked:
@@ -164,10 +170,10 @@ class MaskingDataset(keras.utils.PyDataset):
             raise IndexError(f"batch index must be in [0, {len(self)}), got {index}")
         rng = np.random.default_rng([self.seed, self._epoch(), 1, index])
         idx = self._order()[index * self.batch_size : (index + 1) * self.batch_size]
-        images = self.images[idx]
+        images = self.images[idx]  # a copy (fancy indexing): flipped in place
         if self.augment:
             flip = rng.random(len(images)) < 0.5
-            images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
+            images[flip] = images[flip, :, ::-1]
         ratio = self.ratio[0] if self.ratio[0] == self.ratio[1] else float(rng.uniform(*self.ratio))
         strategy = (
             self.strategies[0]
@@ -193,6 +199,13 @@ class MaskingDataset(keras.utils.PyDataset):
             weight = patch_mask_to_pixels(mask, self.patch_size, images.shape[1:3])[..., 0].astype(
                 np.float32
             )
+        extra = np.arange(-len(images) % self.pad_to) % len(images)
+        if len(extra):  # copies that weigh nothing, so that every device gets as many images
+            images, mask = (
+                np.concatenate([images, images[extra]]),
+                np.concatenate([mask, mask[extra]]),
+            )
+            weight = np.concatenate([weight, np.zeros_like(weight[extra])])
         return {"images": images, "mask": mask.astype(np.float32)}, images, weight
 
 
@@ -364,14 +377,19 @@ def _dropout_rates(model) -> list[float]:
 def _jit_compile(value, model=None):
     """``"auto"``: XLA, except for the TensorFlow backend on a CPU-only machine when ``model`` has
     dropout (XLA's random numbers made dropout ~15x slower there: 9 instead of 140 MAE training
-    images/s). Without dropout XLA is the faster choice on the CPU too (``bench speed``)."""
+    images/s). Without dropout XLA is the faster choice on the CPU too (``bench speed``). Never
+    inside a TensorFlow strategy of several replicas (``train(devices=N)``): XLA cannot reach the
+    variables of MirroredStrategy's other replicas."""
+    if keras.backend.backend() != "tensorflow":
+        return value if value == "auto" else bool(value)
+    import tensorflow as tf
+
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        return False
     if value != "auto":
         return bool(value)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.config.list_physical_devices("GPU"):
-            return model is not None and not any(rate > 0 for rate in _dropout_rates(model))
+    if not tf.config.list_physical_devices("GPU"):
+        return model is not None and not any(rate > 0 for rate in _dropout_rates(model))
     return "auto"
 
 
@@ -536,6 +554,8 @@ def train(
     verbose="auto",
     callbacks=(),
     jit_compile="auto",
+    devices: int = 1,
+    workers: int = 1,
 ) -> dict:
     """Train ``model`` (from :mod:`helpers.models`) to predict hidden patches; resume if
     interrupted.
@@ -566,9 +586,16 @@ def train(
         verbose: Keras verbosity: ``"auto"``/1 progress bar, 2 one line per epoch, 0 silent.
         callbacks: extra Keras callbacks (run after the built-in ones).
         jit_compile: passed to ``compile``; ``"auto"``: see :func:`_jit_compile`.
+        devices: train data parallel on this many local devices (:mod:`helpers.devices`):
+            ``model`` is rebuilt in the distribution's scope from its config and weights, trained
+            there with ``batch_size`` split across the devices (a multiple of ``devices``), and
+            its weights copied back into ``model`` at the end.
+        workers: threads that assemble the batches (``PyDataset``'s ``workers``; the batches keep
+            their order, so the results do not change): more than 1 where a GPU waits for them.
 
-    Mixed precision is chosen when the model is built (``mixed_precision=True`` in the builders);
-    ``compile`` then wraps Adam in a loss-scale optimizer.
+    Mixed precision is chosen when the model is built (``mixed_precision="mixed_bfloat16"`` or
+    ``"mixed_float16"`` in the builders); with float16 ``compile`` wraps Adam in a loss-scale
+    optimizer.
 
     Returns a dict: ``history`` (column -> list over all epochs of the run folder, resumed ones
     included), ``run_dir``, ``best``, ``final`` (paths), ``epochs`` (completed), ``images_seen``
@@ -586,36 +613,43 @@ def train(
     loss_on = defaults["loss_on"] if loss_on is None else loss_on
     epochs, seconds = _budget(epochs, images, minutes, len(x_train))
     check_choice(loss_on, "loss_on", LOSS_ON)
+    devices = check_devices(devices, batch_size)
+    workers = check_positive_int(workers, "workers")
     folder = run_folder(run_dir, run_name, save_root)
     folder.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
     train_ds, val_ds = masking_datasets(
-        model, x_train, x_val, strategy, ratio, batch_size, seed, augment, loss_on, score_fn
-    )
+        model, x_train, x_val, strategy, ratio, batch_size, seed, augment, loss_on, score_fn,
+        pad_to=devices, workers=workers,
+    )  # fmt: skip
     if seconds is None:
         learning_rate = _learning_rate(lr, lr_schedule, warmup_epochs, epochs, len(train_ds))
     else:
         _learning_rate(lr, lr_schedule, 0, 1, 1)  # checks lr and lr_schedule
         learning_rate = float(lr)  # TimeBudget sets it before every batch
-    compile_model(model, learning_rate, jit_compile)
     history_path = folder / HISTORY
     resuming = (folder / BACKUP).exists() and history_path.exists()
     previous = read_history(history_path) if resuming else []
     monitor = "val_loss" if val_ds is not None else "loss"
     patience = check_positive_int(patience, "patience") if early_stopping else None
     cbs = _callbacks(folder, train_ds, previous, monitor, seconds, lr, lr_schedule, patience)
-    start = time.perf_counter()
-    fit = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        callbacks=cbs + list(callbacks),
-        verbose=verbose,
-        shuffle=False,
-    )
-    seconds_here = time.perf_counter() - start
-    save_atomic(model, folder / FINAL)
+    with data_parallel(devices):
+        trained = model if devices == 1 else _replica(model)
+        compile_model(trained, learning_rate, jit_compile)
+        start = time.perf_counter()
+        fit = trained.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=cbs + list(callbacks),
+            verbose=verbose,
+            shuffle=False,
+        )
+        seconds_here = time.perf_counter() - start
+        save_atomic(trained, folder / FINAL)
+    if trained is not model:
+        model.set_weights(trained.get_weights())
     settings = {"recipe": recipe, "lr": float(lr), "lr_schedule": lr_schedule, "augment": augment}
     return _result(
         folder, previous, seconds_here, bool(fit.epoch), {**settings, "loss_on": loss_on}
@@ -640,12 +674,19 @@ def training_images(model, data) -> tuple[np.ndarray, np.ndarray | None]:
     return x_train, x_val
 
 
+def _replica(model):
+    """A copy of ``model`` built in the current distribution scope (its variables placed there)."""
+    replica = type(model).from_config(model.get_config())
+    replica.set_weights(model.get_weights())
+    return replica
+
+
 def masking_datasets(
-    model, x_train, x_val, strategy, ratio, batch_size, seed, augment, loss_on, score_fn
+    model, x_train, x_val, strategy, ratio, batch_size, seed, augment, loss_on, score_fn, **kwargs
 ):
     """The training :class:`MaskingDataset` (fresh masks every epoch) and the validation one
     (masks drawn once from ``seed + 1`` at the middle of a ratio range, kept; None without
-    validation images)."""
+    validation images); ``kwargs`` (``pad_to``, ``workers``) go to both."""
     common = dict(
         patch_size=model.patch_size,
         strategy=strategy,
@@ -653,6 +694,7 @@ def masking_datasets(
         loss_on=loss_on,
         score_fn=score_fn,
         min_masked=model.min_masked,
+        **kwargs,
     )
     train_ds = MaskingDataset(x_train, ratio=ratio, seed=seed, augment=augment, **common)
     if x_val is None:

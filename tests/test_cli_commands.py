@@ -236,6 +236,10 @@ def test_running_the_same_command_again_resumes(tmp_path, capsys, monkeypatch):
             ["--dataset", "cifar10", "--data-dir", "/no/such/folder"],
             ["--data-dir", "/no/such/folder"],
         ),
+        (["--precision", "mixed_float16"], ["--precision 'mixed_float16'", "needs a GPU"]),
+        (["--precision", "half"], ["argument --precision", "half", "mixed_bfloat16"]),
+        (["--devices", "2"], ["--devices 2", "this machine has 1 device"]),
+        (["--devices", "0"], ["argument --devices", ">= 1"]),
     ],
 )
 def test_train_bad_values_exit_2(tmp_path, capsys, argv, words):
@@ -590,6 +594,8 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
         "ratio: with / without mask drawing, 50% masked",
         "mask-token ViT + harmonic fill, 50% masked",
         "ratio: with / without harmonic fill, 75% masked",
+        "input pipeline, mixed random/rows/columns, 30-70 %, flips, batch 256",
+        "input pipeline, importance (variance), 50 %, batch 256",
     ):
         assert words in out, words
     ratio_lines = [ln for ln in out.splitlines() if ln.startswith("ratio: ") and "masked" in ln]
@@ -597,7 +603,11 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
     ips = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("images/s")]
     xla = "ratio: XLA on / off" in out
     assert xla == (keras_backend() == "tensorflow")
-    assert len(ips) == 10 + xla and all(v > 0 for v in ips)
+    assert len(ips) == 12 + xla and all(v > 0 for v in ips)
+    batches = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("batches/s")]
+    assert len(batches) == 4 and all(v > 0 for v in batches)
+    pipeline = [ln for ln in out.splitlines() if ln.startswith("ratio: slowest input pipeline")]
+    assert len(pipeline) == 1 and float(pipeline[0].rsplit("x", 1)[1]) > 0
 
 
 def keras_backend():

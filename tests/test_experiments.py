@@ -195,6 +195,8 @@ def test_append_row_adds_columns_and_keeps_rows(tmp_path):
             r"ratio_range=\(0.7, 0.3\): must be \(low, high\) with low < high",
         ),
         ({"epochs": 0}, "epochs=0: must be an integer >= 1"),
+        ({"precision": "half"}, r"precision='half': must be one of \['float32'"),
+        ({"devices": 0}, "devices=0: must be an integer >= 1"),
     ],
 )
 def test_bad_config_is_rejected(kw, message):
@@ -228,6 +230,14 @@ def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
         experiments.run_sweep(
             tiny_data, _config(predictors=("vit",), model_kwargs=sizes), vit_run, progress=False
         )
+    rows = dict(strategies=("rows",), predictors=("biharmonic",))
+    experiments.run_sweep(tiny_data, _config(**rows, devices=2), run, progress=False)  # same
+    with pytest.raises(ValueError, match=r"differs in config.precision"):
+        experiments.run_sweep(tiny_data, _config(**rows, precision="mixed_bfloat16"), run)
+    provenance = json.loads((run.path / "provenance.json").read_text())
+    del provenance["config"]["precision"], provenance["config"]["devices"]  # an older run
+    (run.path / "provenance.json").write_text(json.dumps(provenance))
+    experiments.run_sweep(tiny_data, config, run, progress=False)  # missing: the defaults
     other = load_dataset("sample", n_train=48, n_test=4, val_fraction=0.25, seed=0)
     with pytest.raises(ValueError, match=r"dataset.test"):
         experiments.run_sweep(other, config, run, progress=False)

@@ -12,6 +12,7 @@ import pytest
 
 from helpers import layers as mim
 from helpers import masking, metrics, models
+from helpers._checks import SettingError
 from helpers.patches import patch_mask_to_pixels, patchify
 from helpers.recipes import LEARNED, NON_LEARNED, PREDICTORS
 
@@ -310,13 +311,24 @@ def test_mae_rejects_masks_hiding_too_few(tiny_models, images):
     models.reconstruct(build("mae", min_mask_ratio=0.25), images, mask_for(images, 0.25))
 
 
-def test_mixed_precision_keeps_float32_output(images):
+@pytest.mark.parametrize("kind", ["vit", "mae", "cnn", "vit_cnn"])
+def test_mixed_precision_keeps_float32_output(images, kind):
     before = keras.mixed_precision.global_policy().name
-    model = build("vit", mixed_precision=True)
+    model = build(kind, mixed_precision="mixed_bfloat16")
     assert keras.mixed_precision.global_policy().name == before
-    assert model.get_layer("block_0").dtype_policy.name == "mixed_float16"
+    assert {layer.dtype_policy.name for layer in model.layers} >= {"mixed_bfloat16", "float32"}
     out = model(inputs_of(images, mask_for(images)), training=False)
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    assert np.isfinite(keras.ops.convert_to_numpy(out)).all()
+
+
+def test_float16_is_refused_on_a_cpu():
+    with pytest.raises(
+        SettingError, match=r"precision=.*mixed_float16.*needs a GPU.*mixed_bfloat16"
+    ):
+        models.build_vit(**TINY, mixed_precision="mixed_float16")
+    with pytest.raises(SettingError, match=r"precision='half'.*float32.*mixed_bfloat16"):
+        models.build_vit(**TINY, mixed_precision="half")
 
 
 @pytest.mark.parametrize(
