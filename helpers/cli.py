@@ -764,6 +764,122 @@ def _cmd_evaluate(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# grade
+# --------------------------------------------------------------------------------------------
+# long only because it declares one option per argparse call: no logic to split
+def _add_grade(subparsers):
+    from .grading import GRADED_STRATEGIES, MODEL_NAME
+
+    p = subparsers.add_parser(
+        "grade",
+        help="score every student's submitted model on a hidden test set (grades.csv, "
+        "leaderboard.md)",
+        description=(
+            "Grade one .keras model per student folder of SUBMISSIONS on the test_batch of a\n"
+            "hidden CIFAR-10 python-batch folder, with random, rows and columns masks from a mask "
+            "seed\n"
+            "the students do not know (a fresh one unless --mask-seed is given), next to "
+            "biharmonic\n"
+            "inpainting and the mean-colour guess on the same masks. Each model is loaded in safe "
+            "mode\n"
+            "(no Lambda layers, no Python code) in its own process with a time and a memory "
+            "limit;\n"
+            "a submission that cannot be graded gets a row saying why. Writes OUTPUT/grades.csv,\n"
+            "OUTPUT/leaderboard.md (ranking and rubric) and OUTPUT/grading.json (settings, mask "
+            "seed).\n"
+            "Exit code 0 once every submission has a row; 2 for a wrong command line."
+        ),
+        epilog=(
+            "layout:\n"
+            "  SUBMISSIONS/alice/model.keras\n"
+            "  SUBMISSIONS/bob/best.keras     (one .keras file per folder, or name one "
+            f"{MODEL_NAME})\n"
+            "example:\n"
+            "  python -m helpers grade --submissions submissions --data-dir "
+            "hidden/cifar-10-batches-py --output grades"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--submissions", required=True, metavar="DIR", help="one folder per student")
+    p.add_argument(
+        "--data-dir", required=True, metavar="DIR", help="hidden folder holding test_batch"
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        type=_output_dir,
+        metavar="DIR",
+        help="folder for grades.csv, leaderboard.md and grading.json",
+    )
+    p.add_argument(
+        "--ratio", type=_ratio, default=0.5, metavar="R", help="masking ratio (default: 0.5)"
+    )
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=GRADED_STRATEGIES,
+        default=list(GRADED_STRATEGIES),
+        help="masking strategies (default: all three)",
+    )
+    p.add_argument(
+        "--n-test",
+        type=_seed,
+        default=0,
+        metavar="N",
+        help="the first N test images (default: all)",
+    )
+    p.add_argument(
+        "--mask-seed",
+        type=_seed,
+        default=None,
+        metavar="S",
+        help="seed of the masks (default: a fresh secret one, written to grading.json)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive,
+        default=600.0,
+        metavar="SECONDS",
+        help="time limit of each model's process (default: 600)",
+    )
+    p.add_argument(
+        "--memory-mb",
+        type=_positive,
+        default=4096.0,
+        metavar="MB",
+        help="memory limit of each model's process (default: 4096)",
+    )
+    p.add_argument(
+        "--max-model-mb",
+        type=_positive,
+        default=200.0,
+        metavar="MB",
+        help="largest model file accepted, packed or unpacked (default: 200)",
+    )
+    p.set_defaults(func=_cmd_grade)
+
+
+def _cmd_grade(args) -> int:
+    from .grading import grade
+
+    result = grade(
+        args.submissions,
+        args.data_dir,
+        args.output,
+        ratio=args.ratio,
+        strategies=args.strategies,
+        n_test=args.n_test,
+        mask_seed=args.mask_seed,
+        timeout=args.timeout,
+        memory_mb=args.memory_mb,
+        max_model_mb=args.max_model_mb,
+    )
+    print((Path(args.output) / "leaderboard.md").read_text())
+    print("written: " + ", ".join(str(p) for p in result["paths"]))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # bench
 # --------------------------------------------------------------------------------------------
 # long only because it declares one option per argparse call: no logic to split
@@ -897,7 +1013,7 @@ def _cmd_bench_quality(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-COMMANDS = (_add_run, _add_train, _add_evaluate, _add_bench)
+COMMANDS = (_add_run, _add_train, _add_evaluate, _add_grade, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -905,7 +1021,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m helpers",
         description="Masked image modeling with Vision Transformers: run the course notebooks "
         "headless, train and\n"
-        "evaluate one model, benchmark.",
+        "evaluate one model, grade students' models, benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -1,0 +1,473 @@
+"""Grade every student's submitted model on a hidden test set: the logic behind ``python -m helpers
+grade``.
+
+- Submissions: one folder per student in ``SUBMISSIONS/``, holding one ``.keras`` model (or
+  several, one of them named ``model.keras``: that one is graded). The model takes the course's
+  interface: ``{"images": (N, 32, 32, 3) float32 in [0, 1], "mask": (N, 64) 0/1}`` in, full images
+  out (every model of :mod:`helpers.models` does; so does any Keras model built from Keras' own
+  layers and the package's, with those two inputs).
+- Data: the ``test_batch`` of a CIFAR-10 python-batch folder the students never saw; random, rows
+  and columns masks at 50 % drawn from a mask seed they do not know (a fresh one unless
+  ``mask_seed`` is given; it is written to ``grading.json`` so a grade can be reproduced).
+- Every submission is untrusted: its file is checked as a zip archive (size, uncompressed size)
+  before Keras opens it, loaded with ``safe_mode=True`` (a ``Lambda`` layer or any Python code in
+  it is refused; nothing is unpickled) in its own process (:func:`run_worker`, ``python -m
+  helpers.grading``) that is stopped past a time limit and a memory limit. A broken, malicious,
+  too large or too slow submission gets a row with the reason; the others are graded all the same.
+- References, run the same way on the same masks: biharmonic inpainting and the mean-colour guess.
+- Output: ``grades.csv`` (one row per student and per reference), ``leaderboard.md`` (the ranking
+  and the rubric), ``grading.json`` (the settings, the mask seed and every row), each written
+  atomically.
+
+Rubric (:data:`RUBRIC`, per strategy; 12 points in all for three strategies): 1 point when the
+model returns finite images of the right shape, 1 more when its masked-region PSNR beats the
+mean-colour guess, 2 more when it reaches biharmonic inpainting's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import SettingError, check_positive_int, check_positive_number, check_ratio
+from ._io import write_atomic, write_csv
+
+GRADED_STRATEGIES = ("random", "rows", "columns")
+REFERENCES = ("biharmonic", "mean_colour")
+MODEL_NAME = "model.keras"  # the one graded when a folder holds several .keras files
+RUBRIC = (  # (column, points per strategy, what earns them)
+    ("runs", 1, "returns finite images of the right shape"),
+    ("beats_mean_colour", 1, "masked-region PSNR above the mean-colour guess"),
+    ("beats_biharmonic", 2, "masked-region PSNR at least biharmonic inpainting's"),
+)
+GRADES_CSV = "grades.csv"
+LEADERBOARD = "leaderboard.md"
+GRADING_JSON = "grading.json"
+RESULT = "result.json"  # what a worker writes
+METRICS = ("psnr_masked", "ssim")
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the submissions
+# --------------------------------------------------------------------------------------------
+def find_submissions(folder) -> list[tuple[str, Path | None, str | None]]:
+    """``(student, model file or None, reason it cannot be graded or None)`` for every entry of
+    ``folder`` (hidden entries skipped), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SettingError(
+            "submissions",
+            str(folder),
+            "is not a folder; allowed: a folder with one sub-folder per student, each holding "
+            "a .keras model",
+        )
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            found.append((entry.name, None, "not a folder: each student's model goes in a folder"))
+            continue
+        models = sorted(p for p in entry.rglob("*.keras") if p.is_file())
+        if not models:
+            found.append((entry.name, None, "no .keras file in the folder"))
+        elif len(models) > 1 and not (entry / MODEL_NAME).is_file():
+            names = ", ".join(str(p.relative_to(entry)) for p in models)
+            found.append(
+                (entry.name, None, f"several .keras files ({names}); name one {MODEL_NAME}")
+            )
+        else:
+            found.append((entry.name, entry / MODEL_NAME if len(models) > 1 else models[0], None))
+    return found
+
+
+def check_archive(path: Path, max_mb: float) -> str | None:
+    """Why the file at ``path`` cannot be a model to load (None if it can): larger than ``max_mb``
+    on disk or unpacked, not a zip archive, or a zip without a Keras ``config.json``."""
+    size = path.stat().st_size / 2**20
+    if size > max_mb:
+        return f"{path.name} is {size:.1f} MB, more than the {max_mb:g} MB allowed"
+    if not zipfile.is_zipfile(path):
+        return f"{path.name} is not a Keras model file (a .keras file is a zip archive)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        return f"{path.name} is a corrupt zip archive ({exc})"
+    unpacked = sum(e.file_size for e in entries) / 2**20
+    if unpacked > max_mb:
+        return f"{path.name} unpacks to {unpacked:.1f} MB, more than the {max_mb:g} MB allowed"
+    if "config.json" not in {e.filename for e in entries}:
+        return f"{path.name} is a zip archive without config.json: not a saved Keras model"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The worker: one model, in its own process
+# --------------------------------------------------------------------------------------------
+def _load_graded(model: str):
+    """A reference by name, or the submitted ``.keras`` file loaded in safe mode."""
+    from .models import load_predictor
+
+    if model in REFERENCES:
+        return load_predictor(model)
+    import keras
+
+    try:
+        return keras.saving.load_model(model, compile=False, safe_mode=True)
+    except Exception as exc:  # untrusted file: any failure is the submission's
+        text = " ".join(str(exc).split())[:300]
+        raise _Refused(f"could not be loaded in safe mode ({type(exc).__name__}: {text})") from None
+
+
+class _Refused(Exception):
+    """The reason a submission gets no points, as the grader writes it."""
+
+
+def _check_interface(model, mask: np.ndarray) -> None:
+    """Refuse a Keras model whose inputs are not ``images`` and ``mask``, or an MAE built for
+    masks that hide more patches than ``mask`` does."""
+    names = sorted(t.name for t in (getattr(model, "inputs", None) or []))
+    if names and names != ["images", "mask"]:
+        raise _Refused(
+            f"wrong interface: its inputs are {names}; a graded model takes 'images' and 'mask'"
+        )
+    hidden = int(mask.sum(axis=1).min())
+    if hidden < getattr(model, "min_masked", 0):
+        raise _Refused(
+            f"built for masks hiding at least {model.min_masked} patches; the graded masks hide "
+            f"{hidden} of {mask.shape[1]} (build it with a smaller min_mask_ratio)"
+        )
+
+
+def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's images for ``images`` with ``mask`` hidden, checked: shape and finite values.
+    The hidden pixels are set to 0 before the model sees them: what is graded is never given."""
+    from .models import mask_patch_size
+    from .patches import patch_mask_to_pixels
+
+    _check_interface(model, mask)
+    pixels = patch_mask_to_pixels(
+        mask, mask_patch_size(images.shape[1:3], mask.shape[1]), images.shape[1:3]
+    )
+    hidden_zero = np.where(pixels, np.float32(0), images)
+    out = np.empty(images.shape, dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        sl = slice(start, start + batch_size)
+        inputs = {"images": hidden_zero[sl], "mask": mask[sl].astype(np.float32)}
+        try:
+            pred = np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
+        except Exception as exc:
+            text = " ".join(str(exc).split())[:300]
+            shape = ", ".join(str(n) for n in images.shape[1:])
+            raise _Refused(
+                f"wrong interface: it must take {{'images': (N, {shape}) float32, 'mask': "
+                f"(N, {mask.shape[1]}) 0/1}} and return images (N, {shape}) "
+                f"({type(exc).__name__}: {text})"
+            ) from None
+        if pred.shape != images[sl].shape:
+            raise _Refused(
+                f"wrong interface: returned shape {tuple(pred.shape)} for images of shape "
+                f"{tuple(images[sl].shape)}; it must return full images of the same shape"
+            )
+        if not np.isfinite(pred).all():
+            raise _Refused("returned NaN or infinite values")
+        out[sl] = pred
+    return out
+
+
+def grade_one(model: str, work: Path, strategies, batch_size: int = 256) -> dict:
+    """Score ``model`` on the images and masks the grader wrote in ``work`` (``images.npy``,
+    ``mask_<strategy>.npy``): per strategy, the mean of each of :data:`METRICS` and the seconds."""
+    from .metrics import evaluate
+    from .models import mask_patch_size
+
+    images = np.load(work / "images.npy", allow_pickle=False)
+    start = time.perf_counter()
+    predictor = _load_graded(model)
+    row = {"load_seconds": round(time.perf_counter() - start, 3)}
+    for strategy in strategies:
+        mask = np.load(work / f"mask_{strategy}.npy", allow_pickle=False)
+        start = time.perf_counter()
+        predicted = _predict(predictor, images, mask, batch_size)
+        row[f"{strategy}_seconds"] = round(time.perf_counter() - start, 3)
+        values = evaluate(
+            images, predicted, mask, mask_patch_size(images.shape[1:3], mask.shape[1])
+        )
+        for metric in METRICS:
+            row[f"{strategy}_{metric}"] = round(float(np.mean(values[metric])), 4)
+    return row
+
+
+def run_worker(argv) -> int:
+    """``python -m helpers.grading MODEL WORK OUT STRATEGY...``: grade one model and write
+    ``{"ok": true, ...}`` or ``{"ok": false, "reason": ...}`` to ``OUT``. Exit code 0 either way;
+    anything else means the process itself failed."""
+    model, work, out, *strategies = argv
+    try:
+        result = {"ok": True, **grade_one(model, Path(work), strategies)}
+    except _Refused as exc:
+        result = {"ok": False, "reason": str(exc)}
+    write_atomic(out, json.dumps(result) + "\n")
+    return 0
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (0 where ``/proc`` does not tell)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_isolated(
+    model: str, work: Path, strategies, *, timeout: float, memory_mb: float | None
+) -> dict:
+    """Run :func:`run_worker` for ``model`` in a new process (its own session, so that stopping it
+    stops anything it started), stopped after ``timeout`` seconds or once its resident memory,
+    read from ``/proc`` every 50 ms, is above ``memory_mb`` MB (None: no limit); returns its
+    result, or ``{"ok": False, "reason": ...}`` saying why there is none."""
+    out = work / f"result-{secrets.token_hex(4)}.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "helpers.grading", model, str(work), str(out), *strategies]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            cmd, cwd=work, env=env, stdout=log, stderr=log, start_new_session=True
+        )
+        start, peak, why = time.monotonic(), 0.0, None
+        while proc.poll() is None:
+            peak = max(peak, _rss_mb(proc.pid))
+            if memory_mb is not None and peak > memory_mb:
+                why = f"used more than the {memory_mb:g} MB of memory allowed (stopped)"
+            elif time.monotonic() - start > timeout:
+                why = f"took longer than the {timeout:g} s allowed (stopped)"
+            if why:
+                os.killpg(proc.pid, signal.SIGKILL)  # the process and anything it started
+                proc.wait()
+                break
+            time.sleep(0.05)
+        log.seek(0)
+        tail = log.read().decode(errors="replace").strip().splitlines()[-1:]
+    wall = time.monotonic() - start
+    if why is None and proc.returncode == 0 and out.is_file():
+        result = json.loads(out.read_text())
+        out.unlink()
+        return {**result, "seconds": round(wall, 2), "peak_mb": round(peak)}
+    if why is None:
+        why = f"the grading process failed (exit code {proc.returncode}): " + (
+            tail[0][:300] if tail else "no message"
+        )
+    return {"ok": False, "reason": why, "seconds": round(wall, 2), "peak_mb": round(peak)}
+
+
+# --------------------------------------------------------------------------------------------
+# Scores, files
+# --------------------------------------------------------------------------------------------
+def score(row: dict, references: dict, strategies) -> int:
+    """Points of one graded row by :data:`RUBRIC` (0 unless it ran)."""
+    if not row.get("ok"):
+        return 0
+    points = 0
+    for strategy in strategies:
+        psnr = row[f"{strategy}_psnr_masked"]
+        earned = {
+            "runs": True,
+            "beats_mean_colour": psnr > references["mean_colour"][f"{strategy}_psnr_masked"],
+            "beats_biharmonic": psnr >= references["biharmonic"][f"{strategy}_psnr_masked"],
+        }
+        points += sum(p for column, p, _ in RUBRIC if earned[column])
+    return points
+
+
+def max_score(strategies) -> int:
+    return len(strategies) * sum(p for _, p, _ in RUBRIC)
+
+
+def _columns(strategies) -> list[str]:
+    per = [f"{s}_{m}" for s in strategies for m in METRICS]
+    return [
+        "student",
+        "kind",
+        "status",
+        "score",
+        "max_score",
+        *per,
+        "model",
+        "size_mb",
+        "load_seconds",
+        *(f"{s}_seconds" for s in strategies),
+        "seconds",
+        "peak_mb",
+        "reason",
+    ]
+
+
+def _ranked(rows: list[dict], strategies) -> list[dict]:
+    def key(row):
+        psnr = [row.get(f"{s}_psnr_masked") for s in strategies]
+        mean = np.mean(psnr) if row["status"] == "graded" else -math.inf
+        return (-(row["score"] if row["kind"] == "student" else -1), -mean, row["student"])
+
+    graded = [r for r in rows if r["status"] == "graded"]
+    return sorted(graded, key=key) + [r for r in rows if r["status"] != "graded"]
+
+
+def leaderboard(rows: list[dict], settings: dict) -> str:
+    """The ranking as Markdown: graded rows by score (references among them, without a rank),
+    then the rows that could not be graded with the reason, then the rubric."""
+    strategies = settings["strategies"]
+    head = ["#", "student", "score"]
+    head += [f"{s} PSNR (dB) / SSIM" for s in strategies] + ["seconds"]
+    lines = [
+        "# Leaderboard",
+        "",
+        f"{settings['n_test']} hidden test images, {', '.join(strategies)} masks at "
+        f"{settings['ratio']:.0%}, masked-region PSNR and whole-image SSIM (mean over the "
+        "images); references in italics. Rubric below.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    rank = 0
+    for row in (r for r in rows if r["status"] == "graded"):
+        student = row["kind"] == "student"
+        rank += student
+        cells = [str(rank) if student else "", row["student"] if student else f"*{row['student']}*"]
+        cells.append(f"{row['score']} / {row['max_score']}" if student else "")
+        cells += [f"{row[f'{s}_psnr_masked']:.2f} / {row[f'{s}_ssim']:.3f}" for s in strategies]
+        cells.append(f"{row['seconds']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    failed = [r for r in rows if r["status"] != "graded"]
+    if failed:
+        lines += ["", "## Not graded", "", "| student | score | reason |", "|---|---|---|"]
+        lines += [f"| {r['student']} | 0 / {r['max_score']} | {r['reason']} |" for r in failed]
+    lines += ["", "## Rubric (points per strategy)", ""]
+    lines += [f"- {points}: {what}" for _, points, what in RUBRIC]
+    lines.append(f"- {max_score(strategies)} points in all")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# The whole class
+# --------------------------------------------------------------------------------------------
+def check_limits(timeout, memory_mb, max_model_mb) -> None:
+    check_positive_number(timeout, "timeout")
+    if memory_mb is not None:
+        check_positive_number(memory_mb, "memory_mb")
+    check_positive_number(max_model_mb, "max_model_mb")
+
+
+def grade(
+    submissions,
+    data_dir,
+    output,
+    *,
+    ratio: float = 0.5,
+    strategies=GRADED_STRATEGIES,
+    n_test: int | None = None,
+    mask_seed: int | None = None,
+    patch_size: int = 4,
+    timeout: float = 600.0,
+    memory_mb: float | None = 4096.0,
+    max_model_mb: float = 200.0,
+    progress: bool = True,
+) -> dict:
+    """Grade every submission in ``submissions`` (see the module) on ``data_dir``'s
+    ``test_batch``; write ``grades.csv``, ``leaderboard.md`` and ``grading.json`` in ``output``.
+
+    ``timeout`` (seconds) and ``memory_mb`` hold for each model's process; ``max_model_mb`` for
+    its file. Returns ``{"rows": [...], "settings": {...}, "paths": [...]}``."""
+    from tqdm import tqdm
+
+    from .evaluation import load_test_images
+    from .masking import STRATEGIES, make_mask
+
+    ratio = check_ratio(ratio)
+    strategies = [s for s in dict.fromkeys(strategies)]
+    for s in strategies:
+        if s not in STRATEGIES or s == "importance":
+            raise SettingError("strategies", s, "allowed: random, rows, columns")
+    check_limits(timeout, memory_mb, max_model_mb)
+    found = find_submissions(submissions)
+    mask_seed = secrets.randbelow(2**31) if mask_seed is None else mask_seed
+    check_positive_int(mask_seed, "mask_seed", minimum=0)
+    images = load_test_images("cifar10", data_dir, n_test)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "submissions": str(submissions),
+        "data_dir": str(data_dir),
+        "n_test": len(images),
+        "ratio": ratio,
+        "strategies": strategies,
+        "mask_seed": mask_seed,
+        "patch_size": patch_size,
+        "timeout": timeout,
+        "memory_mb": memory_mb,
+        "max_model_mb": max_model_mb,
+        "rubric": [{"column": c, "points": p, "for": w} for c, p, w in RUBRIC],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    with tempfile.TemporaryDirectory(prefix="grading-") as tmp:
+        work = Path(tmp)
+        np.save(work / "images.npy", images)
+        for s in strategies:
+            mask = make_mask(s, ratio, images=images, patch_size=patch_size, seed=mask_seed)
+            np.save(work / f"mask_{s}.npy", mask)
+        limits = {"timeout": timeout, "memory_mb": memory_mb}
+        jobs = [(name, "reference", name, None) for name in REFERENCES]
+        jobs += [(student, "student", path, why) for student, path, why in found]
+        rows = []
+        for student, kind, path, why in tqdm(jobs, desc="grading", disable=not progress):
+            rows.append(
+                _grade_row(student, kind, path, why, work, strategies, limits, max_model_mb)
+            )
+    references = {r["student"]: r for r in rows if r["kind"] == "reference"}
+    broken = [r for r in references.values() if not r["ok"]]
+    if broken:
+        raise RuntimeError(f"a reference could not be graded: {broken[0]['reason']}")
+    for row in rows:
+        row["score"] = score(row, references, strategies) if row["kind"] == "student" else None
+        row["max_score"] = max_score(strategies) if row["kind"] == "student" else None
+        row["status"] = "graded" if row.pop("ok") else "not graded"
+    rows = _ranked(rows, strategies)
+    paths = [output / GRADES_CSV, output / LEADERBOARD, output / GRADING_JSON]
+    write_csv(paths[0], rows, _columns(strategies))
+    write_atomic(paths[1], leaderboard(rows, settings))
+    write_atomic(paths[2], json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    return {"rows": rows, "settings": settings, "paths": paths}
+
+
+def _grade_row(student, kind, path, why, work, strategies, limits, max_model_mb) -> dict:
+    """One row of ``grades.csv``: the submission's checks, then its isolated run."""
+    row = {"student": student, "kind": kind, "model": None, "size_mb": None}
+    if kind == "student" and path is not None:
+        row["model"] = f"{student}/{path.name}"
+        row["size_mb"] = round(path.stat().st_size / 2**20, 3)
+        why = check_archive(path, max_model_mb)
+    if why is not None:
+        return {**row, "ok": False, "reason": why}
+    model = str(Path(path).resolve()) if kind == "student" else path
+    result = run_isolated(model, work, strategies, **limits)
+    return {**row, **result}
+
+
+if __name__ == "__main__":
+    sys.exit(run_worker(sys.argv[1:]))
