@@ -879,6 +879,54 @@ def _cmd_grade(args) -> int:
     return 0
 
 
+def _add_course(subparsers):
+    from .grading import EXERCISE_NOTEBOOKS
+
+    p = subparsers.add_parser(
+        "course",
+        help="an nbgrader course folder with the notebooks' exercises",
+        description=(
+            "Write an nbgrader course folder: nbgrader_config.py and source/ASSIGNMENT/ with the\n"
+            f"notebooks that hold exercises ({', '.join(EXERCISE_NOTEBOOKS)}),\n"
+            "the complete solution versions with their outputs cleared. Then, in that folder:\n"
+            "nbgrader generate_assignment ASSIGNMENT (student versions in release/), collect the\n"
+            "students' notebooks in submitted/STUDENT/ASSIGNMENT/, nbgrader autograde ASSIGNMENT,\n"
+            "nbgrader generate_feedback ASSIGNMENT, nbgrader export (grades.csv)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--output", required=True, type=_output_dir, metavar="DIR", help="course folder")
+    p.add_argument(
+        "--assignment", default="mim", metavar="NAME", help="assignment name (default: mim)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=_count,
+        default=1800,
+        metavar="SECONDS",
+        help="longest a notebook cell may run when nbgrader executes it (default: 1800)",
+    )
+    p.add_argument(
+        "--memory-mb",
+        type=_positive,
+        default=16384.0,
+        metavar="MB",
+        help="address space of each notebook's kernel (default: 16384; TensorFlow maps ~3,200)",
+    )
+    p.set_defaults(func=_cmd_course)
+
+
+def _cmd_course(args) -> int:
+    from .grading import make_course
+
+    folder = make_course(
+        args.output, args.assignment, timeout=args.timeout, memory_mb=args.memory_mb
+    )
+    print(f"course folder: {folder}")
+    print(f"next: cd {folder} && nbgrader generate_assignment {args.assignment}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # bench
 # --------------------------------------------------------------------------------------------
@@ -1013,7 +1061,7 @@ def _cmd_bench_quality(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-COMMANDS = (_add_run, _add_train, _add_evaluate, _add_grade, _add_bench)
+COMMANDS = (_add_run, _add_train, _add_evaluate, _add_grade, _add_course, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

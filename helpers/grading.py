@@ -22,6 +22,9 @@ grade``.
 Rubric (:data:`RUBRIC`, per strategy; 12 points in all for three strategies): 1 point when the
 model returns finite images of the right shape, 1 more when its masked-region PSNR beats the
 mean-colour guess, 2 more when it reaches biharmonic inpainting's.
+
+The notebooks' own exercises are graded by nbgrader: :func:`make_course` (``python -m helpers
+course``) writes the course folder that ``nbgrader generate_assignment`` and ``autograde`` use.
 """
 
 from __future__ import annotations
@@ -467,6 +470,83 @@ def _grade_row(student, kind, path, why, work, strategies, limits, max_model_mb)
     model = str(Path(path).resolve()) if kind == "student" else path
     result = run_isolated(model, work, strategies, **limits)
     return {**row, **result}
+
+
+# --------------------------------------------------------------------------------------------
+# The notebooks' exercises: an nbgrader course folder
+# --------------------------------------------------------------------------------------------
+EXERCISE_NOTEBOOKS = (  # the committed notebooks that hold nbgrader exercises (solution versions)
+    "01_data_and_patches.ipynb",
+    "02_masking_strategies.ipynb",
+    "03_vit_masked_reconstruction.ipynb",
+    "06_report.ipynb",
+)
+NBGRADER_CONFIG = '''\
+"""nbgrader settings of this course folder (written by python -m helpers course)."""
+
+import os
+import resource
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (nbgrader defines it)
+c.CourseDirectory.course_id = {course!r}
+c.CourseDirectory.root = str(Path(__file__).resolve().parent)
+# every notebook runs in its own kernel; a cell that runs longer than this is stopped (notebook 03
+# trains two models for a few minutes at its defaults)
+c.ExecutePreprocessor.timeout = {timeout}
+# figures of the students' runs stay in the course folder, not in the project's figures/
+os.environ.setdefault("HELPERS_FIGURES_DIR", str(Path(__file__).resolve().parent / "figures"))
+# every kernel nbgrader starts (and nbgrader itself) may map at most this many bytes: a notebook
+# that asks for more gets a MemoryError in its own cell (TensorFlow maps about 3.2 GB virtual)
+if {memory_bytes} and hasattr(resource, "RLIMIT_AS"):
+    _hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    _limit = {memory_bytes} if _hard == resource.RLIM_INFINITY else min({memory_bytes}, _hard)
+    resource.setrlimit(resource.RLIMIT_AS, (_limit, _hard))
+'''
+
+
+def make_course(
+    folder,
+    assignment: str = "mim",
+    notebooks=EXERCISE_NOTEBOOKS,
+    timeout: int = 1800,
+    memory_mb: float | None = 16384,
+):
+    """An nbgrader course folder: ``nbgrader_config.py`` and ``source/<assignment>/`` holding
+    ``notebooks`` (the solution versions, from the project's ``notebooks/``), outputs cleared.
+    The config stops a notebook cell after ``timeout`` seconds and limits every kernel's address
+    space to ``memory_mb`` MB (None: no limit). Returns the folder. ``nbgrader
+    generate_assignment <assignment>`` then writes the student versions to ``release/``."""
+    import nbformat
+
+    if not assignment or not assignment.replace("-", "").replace("_", "").isalnum():
+        raise SettingError(
+            "assignment", assignment, "allowed: letters, digits, - and _ (a folder name)"
+        )
+    check_positive_int(timeout, "timeout")
+    if memory_mb is not None:
+        check_positive_number(memory_mb, "memory_mb")
+    source_dir = Path(__file__).resolve().parent.parent / "notebooks"
+    missing = [n for n in notebooks if not (source_dir / n).is_file()]
+    if missing:
+        raise SettingError("notebooks", missing, f"allowed: notebooks of {source_dir}")
+    folder = Path(folder)
+    target = folder / "source" / assignment
+    target.mkdir(parents=True, exist_ok=True)
+    for name in notebooks:
+        nb = nbformat.read(source_dir / name, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+            cell.metadata.pop("execution", None)
+            cell.metadata.pop("papermill", None)
+        write_atomic(target / name, nbformat.writes(nb) + "\n")
+    memory_bytes = 0 if memory_mb is None else int(memory_mb * 2**20)
+    config = NBGRADER_CONFIG.format(
+        course="masked-image-modeling", timeout=timeout, memory_bytes=memory_bytes
+    )
+    write_atomic(folder / "nbgrader_config.py", config)
+    return folder
 
 
 if __name__ == "__main__":
