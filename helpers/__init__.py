@@ -5,9 +5,10 @@ Modules: ``data`` (CIFAR-10 and the embedded sample dataset), ``patches`` (patch
 ``layers`` and ``models`` (mask-token ViT, MAE-style ViT, CNN autoencoder, ViT encoder + CNN
 decoder; biharmonic inpainting and the mean-colour guess, not learned), ``training``, ``devices``
 (several devices, mixed precision), ``importance`` (gradient patch scores), ``evaluation``,
-``grading`` (students' models on a hidden test set), ``experiments`` (sweep and cross-strategy
-matrix), ``report``, ``plots`` (pictures and ``save_fig``), ``runner`` and ``cli`` (``python -m
-helpers``), ``bench`` and ``quality`` (benchmarks).
+``probe`` (linear probe of an encoder), ``grading`` (students' models on a hidden test set; the
+nbgrader course), ``experiments`` (sweep and cross-strategy matrix), ``report``, ``plots``
+(pictures and ``save_fig``), ``runner`` and ``cli`` (``python -m helpers``), ``bench`` and
+``quality`` (benchmarks).
 """
 
 __version__ = "0.1.0"

@@ -928,6 +928,75 @@ def _cmd_course(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# probe
+# --------------------------------------------------------------------------------------------
+def _add_probe(subparsers):
+    from .data import DATASETS
+
+    p = subparsers.add_parser(
+        "probe",
+        help="linear probe of a trained model's encoder: accuracy, macro-F1, Cohen's kappa",
+        description=(
+            "Freeze the encoder of a saved model (vit, mae, cnn, vit_cnn), take one feature "
+            "vector per image\n"
+            "with nothing hidden, train BatchNorm (no scale, no shift) + one Dense layer on the "
+            "training labels\n"
+            "and score the test images: accuracy, macro-F1, Cohen's kappa. Two baselines in the "
+            "same run: the\n"
+            "raw pixels and the same encoder with random weights. Writes OUTPUT/probe.csv,\n"
+            "OUTPUT/probe.json and OUTPUT/confusion.png."
+        ),
+        epilog=(
+            "example:\n"
+            "  python -m helpers probe --model saved_models/03_vit/best.keras --dataset cifar10 "
+            "--data-dir ../shared/data/cifar-10-batches-py --output runs/probe-vit"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, metavar="PATH", help="a saved .keras model")
+    p.add_argument(
+        "--dataset", default="cifar10", choices=DATASETS, help="dataset (default: cifar10)"
+    )
+    p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 folder (default: the Keras cache)")
+    p.add_argument(
+        "--output", required=True, type=_output_dir, metavar="DIR", help="folder for the results"
+    )
+    p.add_argument(
+        "--n-train", type=_seed, default=0, metavar="N", help="training images (default: all)"
+    )
+    p.add_argument(
+        "--n-test", type=_seed, default=0, metavar="N", help="test images (default: all)"
+    )
+    p.add_argument(
+        "--epochs", type=_count, default=100, metavar="E", help="probe epochs (default: 100)"
+    )
+    p.add_argument(
+        "--lr", type=_positive, default=1e-2, metavar="LR", help="Adam's rate (default: 1e-2)"
+    )
+    p.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed (default: 0)")
+    p.set_defaults(func=_cmd_probe)
+
+
+def _cmd_probe(args) -> int:
+    from . import probe
+
+    result = probe.run_probe(
+        args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        n_train=args.n_train or None,
+        n_test=args.n_test or None,
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    paths = probe.write_probe(args.output, result)
+    print(probe.format_probe(result))
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # bench
 # --------------------------------------------------------------------------------------------
 # long only because it declares one option per argparse call: no logic to split
@@ -1061,7 +1130,7 @@ def _cmd_bench_quality(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-COMMANDS = (_add_run, _add_train, _add_evaluate, _add_grade, _add_course, _add_bench)
+COMMANDS = (_add_run, _add_train, _add_evaluate, _add_probe, _add_grade, _add_course, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1069,7 +1138,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m helpers",
         description="Masked image modeling with Vision Transformers: run the course notebooks "
         "headless, train and\n"
-        "evaluate one model, grade students' models, benchmark.",
+        "evaluate one model, probe its encoder, grade students' models, benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

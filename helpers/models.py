@@ -174,6 +174,32 @@ class MaskedImageModel(keras.Model):
     def from_config(cls, config, custom_objects=None):
         return cls(**config)
 
+    # the encoder's last layer: tokens (N, L, D) for the Transformers, a map (N, h, w, D) for a CNN
+    feature_layer = "norm"
+
+    def feature_model(self) -> keras.Model:
+        """``{"images", "mask"} -> (N, D)``: the encoder's output averaged over its tokens (or
+        positions), the features a linear probe reads (:mod:`helpers.probe`); the mask given is
+        all zeros, so nothing is hidden."""
+        out = self.get_layer(self.feature_layer).output
+        pool = (
+            layers.GlobalAveragePooling1D if len(out.shape) == 3 else layers.GlobalAveragePooling2D
+        )
+        return keras.Model(self.input, pool(dtype="float32", name="features")(out))
+
+    def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """One feature vector per image (N, D) float32 from :meth:`feature_model`, nothing
+        hidden."""
+        check_images(images)
+        model = self.feature_model()
+        n_patches = int(np.prod(grid_shape(images.shape[1:3], self.patch_size)))
+        out = []
+        for start in range(0, len(images), check_positive_int(batch_size, "batch_size")):
+            batch = images[start : start + batch_size].astype(np.float32, copy=False)
+            inputs = {"images": batch, "mask": np.zeros((len(batch), n_patches), np.float32)}
+            out.append(np.asarray(model.predict_on_batch(inputs), dtype=np.float32))
+        return np.concatenate(out)
+
 
 def _settings(arguments: dict) -> dict:
     """A model's settings from its ``__init__``'s ``locals()``: every argument but ``self``,
@@ -313,6 +339,20 @@ class MaeViT(MaskedImageModel):
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
         self.min_masked = num_patches - n_keep
 
+    def feature_model(self) -> keras.Model:
+        """The encoder's layers over all L tokens (none is dropped: nothing is hidden), averaged;
+        the same inputs as the model, the mask unused."""
+        images, mask = _inputs(self.image_shape, self.patch_size)
+        x = self.get_layer("pos_embed")(
+            self.get_layer("patch_embed")(self.get_layer("patchify")(images))
+        )
+        for i in range(self.settings["depth"]):
+            x = self.get_layer(f"block_{i}")(x)
+        x = layers.GlobalAveragePooling1D(dtype="float32", name="features")(
+            self.get_layer("norm")(x)
+        )
+        return keras.Model({"images": images, "mask": mask}, x)
+
 
 @keras.saving.register_keras_serializable(package="helpers")
 class CnnAutoencoder(MaskedImageModel):
@@ -364,6 +404,7 @@ class CnnAutoencoder(MaskedImageModel):
                 name="head",
             )(x)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
+        self.feature_layer = f"enc_relu_{len(filters) - 1}"  # the bottleneck
 
 
 @keras.saving.register_keras_serializable(package="helpers")

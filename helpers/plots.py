@@ -104,11 +104,13 @@ def figures_dir() -> Path:
     return Path(os.environ.get("HELPERS_FIGURES_DIR") or FIGURES_DIR).resolve()
 
 
-def save_fig(fig, name: str, dpi: int = DPI) -> Path:
-    """Write ``fig`` to ``figures/<name>.png`` (atomically) and close it. Returns the path."""
+def save_fig(fig, name: str, dpi: int = DPI, folder=None) -> Path:
+    """Write ``fig`` to ``figures/<name>.png`` (or ``folder/<name>.png``) atomically and close
+    it. Returns the path."""
     if not name or "/" in name or "\\" in name:
         raise ValueError(f"name must be a plain file name without folders, got {name!r}")
-    path = figures_dir() / (name if name.endswith(".png") else f"{name}.png")
+    folder = figures_dir() if folder is None else Path(folder)
+    path = folder / (name if name.endswith(".png") else f"{name}.png")
     try:
         with atomic_path(path) as tmp:
             fig.savefig(
@@ -547,3 +549,26 @@ def relative_scores(scores) -> np.ndarray:
     if low >= 0:
         return scores / high if high > 0 else np.zeros_like(scores)
     return (scores - low) / (high - low) if high > low else np.zeros_like(scores)
+
+
+def plot_confusion(matrix, class_names, title=None):
+    """Confusion matrix of a classifier: rows the true class, columns the predicted one, colour the
+    share of each true class (a row sums to 1), the counts written in."""
+    matrix = np.asarray(matrix, dtype=float)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(0.55 * n + 2.6, 0.5 * n + 1.8))
+    im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels=class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            color = "white" if shares[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", color=color, fontsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.8).set_label("share of the true class")
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title("\n".join([*([title] if title else []), f"accuracy {accuracy:.3f}"]), fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,261 @@
+"""Linear probe: what does masked training teach an encoder? The logic behind ``python -m helpers
+probe``.
+
+The encoder of a trained predictor is frozen and gives one feature vector per image, nothing
+hidden (:meth:`helpers.models.MaskedImageModel.features`: the mean of the encoder's tokens, or of
+the CNN bottleneck's positions). A linear classifier, BatchNorm without scale and shift and one
+Dense layer as in MAE's linear probe, is trained on the training labels and scored on the test
+images: accuracy, macro-F1 and Cohen's kappa (:func:`probe_metrics`, from the confusion matrix).
+Two baselines run in the same call, and a result only means something above both: the same probe
+on the raw pixels, and on the same encoder with random weights (built from the model's config).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import SettingError, check_positive_int, check_positive_number
+from ._io import write_atomic, write_csv
+
+PROBE_CSV = "probe.csv"
+PROBE_JSON = "probe.json"
+CONFUSION_FIGURE = "confusion.png"
+FEATURES = ("encoder", "random_encoder", "pixels")  # the probe's inputs, in table order
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Counts (n_classes, n_classes): row = true class, column = predicted class."""
+    y_true, y_pred = _labels(y_true, n_classes, "y_true"), _labels(y_pred, n_classes, "y_pred")
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in shape: {y_true.shape} vs {y_pred.shape}")
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def _labels(y, n_classes, name) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"{name} must be a 1-D array of integer class labels, got {y.dtype} {y.shape}"
+        )
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"{name} holds labels outside [0, {n_classes}): {y.min()}..{y.max()}")
+    return y.astype(np.int64)
+
+
+def probe_metrics(matrix: np.ndarray) -> dict:
+    """``accuracy`` (diagonal / all), ``macro_f1`` (the mean over the classes that occur, as truth
+    or prediction, of 2·TP / (2·TP + FP + FN)) and ``kappa`` (Cohen's: (p_o - p_e) / (1 - p_e),
+    p_e the agreement expected from the row and column totals; 0 when p_e is 1)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    n = matrix.sum()
+    if n == 0:
+        raise ValueError("the confusion matrix is empty: no test image")
+    tp = np.diag(matrix)
+    true_n, pred_n = matrix.sum(axis=1), matrix.sum(axis=0)
+    seen = (true_n + pred_n) > 0
+    f1 = 2 * tp[seen] / (true_n[seen] + pred_n[seen])
+    p_o = tp.sum() / n
+    p_e = float((true_n * pred_n).sum() / n**2)
+    kappa = 0.0 if p_e >= 1 else (p_o - p_e) / (1 - p_e)
+    return {"accuracy": float(p_o), "macro_f1": float(f1.mean()), "kappa": float(kappa)}
+
+
+# --------------------------------------------------------------------------------------------
+# The probe
+# --------------------------------------------------------------------------------------------
+def train_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    n_classes: int,
+    *,
+    epochs: int = 100,
+    batch_size: int = 128,
+    lr: float = 1e-2,
+    seed: int = 0,
+):
+    """A Keras classifier ``BatchNormalization(center=False, scale=False) -> Dense(n_classes)``
+    trained on the features ``x_train`` (N, D) with Adam and cross-entropy."""
+    import keras
+
+    check_positive_int(epochs, "epochs")
+    check_positive_number(lr, "lr")
+    keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
+    inputs = keras.Input((x_train.shape[1],), name="features")
+    x = keras.layers.BatchNormalization(center=False, scale=False, name="probe_bn")(inputs)
+    logits = keras.layers.Dense(n_classes, name="probe_dense")(x)
+    probe = keras.Model(inputs, logits, name="linear_probe")
+    probe.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    probe.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
+    return probe
+
+
+def score_features(
+    x_train, y_train, x_test, y_test, n_classes: int, **kwargs
+) -> tuple[dict, np.ndarray]:
+    """Train the probe on ``x_train`` and score it on ``x_test``: (metrics, confusion matrix)."""
+    probe = train_probe(x_train, y_train, n_classes, **kwargs)
+    predicted = np.argmax(probe.predict(x_test, batch_size=1024, verbose=0), axis=1)
+    matrix = confusion_matrix(y_test, predicted, n_classes)
+    return probe_metrics(matrix), matrix
+
+
+def encoder_of(model):
+    """``model`` (a loaded predictor) if it has an encoder to probe; else a SettingError."""
+    from .models import MaskedImageModel
+
+    if not isinstance(model, MaskedImageModel):
+        name = getattr(model, "name", model)
+        raise SettingError(
+            "model",
+            name,
+            "has no encoder to probe; allowed: a .keras model saved by train (vit, mae, cnn, "
+            "vit_cnn)",
+        )
+    return model
+
+
+def random_copy(model, seed: int = 0):
+    """The same architecture with fresh random weights (the probe's second baseline)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return type(model).from_config(model.get_config())
+
+
+def run_probe(
+    model_path,
+    *,
+    dataset: str = "cifar10",
+    data_dir=None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    epochs: int = 100,
+    batch_size: int = 128,
+    lr: float = 1e-2,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Load the model and the labelled dataset (training and validation images together train the
+    probe), probe the encoder and both baselines. Returns ``{"settings", "rows", "confusion",
+    "class_names"}``."""
+    from tqdm import tqdm
+
+    from .data import DatasetError, load_dataset
+    from .evaluation import load_model
+
+    if isinstance(model_path, str) and model_path in ("biharmonic", "mean_colour"):
+        encoder_of(model_path)
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_number(lr, "lr")
+    model = encoder_of(load_model(model_path))
+    try:
+        ds = load_dataset(dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed)
+    except DatasetError as exc:  # missing, corrupt, or without labels
+        raise SettingError(
+            "data_dir", None if data_dir is None else str(data_dir), str(exc)
+        ) from None
+    x_train = np.concatenate([ds.x_train, ds.x_val])
+    y_train = np.concatenate([ds.y_train, ds.y_val]).astype(np.int64)
+    y_test = np.asarray(ds.y_test).astype(np.int64)
+    n_classes = len(ds.class_names)
+    if n_classes < 2 or len(np.unique(y_train)) < 2:
+        raise SettingError(
+            "dataset", dataset, "needs labels of at least two classes in its training images"
+        )
+    if tuple(x_train.shape[1:]) != model.image_shape:
+        raise SettingError(
+            "dataset",
+            dataset,
+            f"has images of shape {x_train.shape[1:]}; this model takes {model.image_shape}",
+        )
+    sources = {
+        "encoder": model.features,
+        "random_encoder": random_copy(model, seed).features,
+        "pixels": lambda x: x.reshape(len(x), -1),
+    }
+    rows, confusion = [], {}
+    for name in tqdm(FEATURES, desc="probe", disable=not progress):
+        start = time.perf_counter()
+        f_train, f_test = sources[name](x_train), sources[name](ds.x_test)
+        metrics, matrix = score_features(
+            f_train, y_train, f_test, y_test, n_classes,
+            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        )  # fmt: skip
+        rows.append(
+            {
+                "features": name,
+                "dim": int(f_train.shape[1]),
+                **{k: round(v, 4) for k, v in metrics.items()},
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+        )
+        confusion[name] = matrix.tolist()
+    settings = {
+        "model": str(model_path),
+        "model_name": model.name,
+        "dataset": dataset,
+        "data_dir": None if data_dir is None else str(data_dir),
+        "n_train": len(x_train),
+        "n_test": len(ds.x_test),
+        "n_classes": n_classes,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "chance_accuracy": round(float(np.bincount(y_test).max() / len(y_test)), 4),
+    }
+    return {
+        "settings": settings,
+        "rows": rows,
+        "confusion": confusion,
+        "class_names": ds.class_names,
+    }
+
+
+def write_probe(output, result: dict) -> list[Path]:
+    """``probe.csv`` (one row per feature source), ``probe.json`` (everything) and
+    ``confusion.png`` (the encoder's confusion matrix), each written atomically."""
+    from .plots import plot_confusion, save_fig
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = [output / PROBE_CSV, output / PROBE_JSON, output / CONFUSION_FIGURE]
+    write_csv(paths[0], result["rows"])
+    write_atomic(paths[1], json.dumps(result, indent=2) + "\n")
+    fig = plot_confusion(
+        np.asarray(result["confusion"]["encoder"]),
+        result["class_names"],
+        title=f"linear probe on {result['settings']['model_name']}'s encoder",
+    )
+    save_fig(fig, CONFUSION_FIGURE, folder=output)
+    return paths
+
+
+def format_probe(result: dict) -> str:
+    """The rows as a table, with the chance level."""
+    s = result["settings"]
+    lines = [
+        f"linear probe: {s['model_name']} ({s['model']}), {s['dataset']}: {s['n_train']} "
+        f"training / {s['n_test']} test images, {s['n_classes']} classes, chance "
+        f"{s['chance_accuracy']:.3f}",
+        f"{'features':<16}{'dim':>6}{'accuracy':>10}{'macro-F1':>10}{'kappa':>8}{'s':>7}",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"{r['features']:<16}{r['dim']:>6}{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}"
+            f"{r['kappa']:>8.3f}{r['seconds']:>7.1f}"
+        )
+    return "\n".join(lines)
