@@ -197,11 +197,17 @@ def test_a_process_that_fails_gets_its_last_words(graded):
 
 def test_the_command_line(graded, tmp_path, capsys):
     base, _ = graded
-    (tmp_path / "subs" / "fay").mkdir(parents=True)
+    (tmp_path / "subs" / "fay").mkdir(parents=True)  # an empty folder
+    for student in ("dee", "eve"):  # a file that is not a model, a model of the wrong interface
+        (tmp_path / "subs" / student).mkdir()
+        source = base / "submissions" / student / "model.keras"
+        (tmp_path / "subs" / student / "model.keras").write_bytes(source.read_bytes())
     args = ["grade", "--submissions", str(tmp_path / "subs"), "--data-dir", str(base / "hidden")]
     assert main([*args, "--output", str(tmp_path / "out"), "--n-test", "6"]) == 0
     out = capsys.readouterr().out
     assert "| fay | 0 / 12 | no .keras file in the folder |" in out
+    assert "| dee | 0 / 12 | model.keras is not a Keras model file" in out
+    assert "| eve | 0 / 12 | wrong interface: its inputs are ['images']" in out
     assert "grades.csv" in out
     settings = json.loads((tmp_path / "out" / grading.GRADING_JSON).read_text())["settings"]
     assert settings["n_test"] == 6 and 0 <= settings["mask_seed"] < 2**31
