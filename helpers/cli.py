@@ -289,6 +289,12 @@ def _add_train(subparsers):
         "--data-dir", metavar="DIR", help="CIFAR-10 python-batch folder (--dataset cifar10)"
     )
     p.add_argument(
+        "--grayscale",
+        action="store_true",
+        help="one-channel images (skimage.color.rgb2gray); the Transformers reach three channels "
+        "through a learned 1x1 adapter",
+    )
+    p.add_argument(
         "--n-train",
         type=_seed,
         default=0,
@@ -490,7 +496,7 @@ def _model_kwargs(args, low: float) -> dict:
     """Builder keyword arguments from the size options; options of another model kind are errors."""
     allowed = _SIZE_OPTIONS[args.model]
     kwargs = {
-        "image_shape": (32, 32, 3),
+        "image_shape": (32, 32, 1 if args.grayscale else 3),
         "patch_size": args.patch_size,
         "seed": args.seed,
         "mixed_precision": args.precision,
@@ -583,6 +589,7 @@ def _cmd_train(args) -> int:
             n_train=args.n_train or None,
             val_fraction=args.val_fraction,
             seed=args.seed,
+            grayscale=args.grayscale,
         )
     except (DatasetError, ValueError) as exc:
         raise _UsageError(f"--dataset {args.dataset}: {exc}") from None
@@ -692,6 +699,12 @@ def _add_evaluate(subparsers):
     p.add_argument(
         "--data-dir", metavar="DIR", help="folder holding test_batch (default: the Keras cache)"
     )
+    p.add_argument(
+        "--grayscale",
+        action="store_true",
+        help="one-channel images (skimage.color.rgb2gray); the Transformers reach three channels "
+        "through a learned 1x1 adapter",
+    )
     p.add_argument("--strategy", required=True, choices=STRATEGIES, help="masking strategy")
     p.add_argument(
         "--ratio", required=True, type=_ratio, metavar="R", help="masking ratio in (0, 1)"
@@ -756,6 +769,7 @@ def _cmd_evaluate(args) -> int:
         patch_size=args.patch_size,
         score=args.score if args.strategy == "importance" else None,
         batch_size=args.batch_size,
+        grayscale=args.grayscale,
     )
     json_path, csv_path = evaluation.write_results(args.output, results)
     print(evaluation.format_table(results))
@@ -959,6 +973,12 @@ def _add_probe(subparsers):
     )
     p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 folder (default: the Keras cache)")
     p.add_argument(
+        "--grayscale",
+        action="store_true",
+        help="one-channel images (skimage.color.rgb2gray); the Transformers reach three channels "
+        "through a learned 1x1 adapter",
+    )
+    p.add_argument(
         "--output", required=True, type=_output_dir, metavar="DIR", help="folder for the results"
     )
     p.add_argument(
@@ -989,6 +1009,7 @@ def _cmd_probe(args) -> int:
         epochs=args.epochs,
         lr=args.lr,
         seed=args.seed,
+        grayscale=args.grayscale,
     )
     paths = probe.write_probe(args.output, result)
     print(probe.format_probe(result))

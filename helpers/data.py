@@ -378,8 +378,10 @@ def load_dataset(
     val_fraction: float = 0.1,
     seed: int = 0,
     download: bool = True,
+    grayscale: bool = False,
 ) -> Dataset:
-    """Load ``name`` (``sample`` or ``cifar10``) as float32 splits in [0, 1].
+    """Load ``name`` (``sample`` or ``cifar10``) as float32 splits in [0, 1]; ``grayscale``: one
+    channel, ``skimage.color.rgb2gray`` of the colour images (:func:`to_gray`).
 
     ``n_train``/``n_test`` take seeded random subsets (None or 0: all); ``val_fraction`` of the
     training images (after subsetting) become the validation set. Each split draws from its own
@@ -410,14 +412,28 @@ def load_dataset(
             else x.astype(np.float32, copy=False)
         )
 
+    def convert(x):
+        return to_gray(as_float(x)) if grayscale else as_float(x)
+
     return Dataset(
         name=name,
-        x_train=as_float(x_tr[train_idx]),
+        x_train=convert(x_tr[train_idx]),
         y_train=y_tr[train_idx],
-        x_val=as_float(x_tr[val_idx]),
+        x_val=convert(x_tr[val_idx]),
         y_val=y_tr[val_idx],
-        x_test=as_float(x_te),
+        x_test=convert(x_te),
         y_test=y_te,
         class_names=names,
-        source=source,
+        source=source + (", grayscale (skimage.color.rgb2gray)" if grayscale else ""),
     )
+
+
+def to_gray(images: np.ndarray) -> np.ndarray:
+    """Colour images (N, H, W, 3) in [0, 1] -> one channel (N, H, W, 1) float32,
+    ``skimage.color.rgb2gray`` (0.2125 R + 0.7154 G + 0.0721 B)."""
+    from skimage.color import rgb2gray
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3) colour images, got shape {images.shape}")
+    return rgb2gray(images)[..., None].astype(np.float32)

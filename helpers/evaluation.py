@@ -105,9 +105,10 @@ def find_test_batch(data_dir) -> Path:
 
 
 def load_test_images(
-    dataset: str = "cifar10", data_dir=None, n_test: int | None = None
+    dataset: str = "cifar10", data_dir=None, n_test: int | None = None, grayscale: bool = False
 ) -> np.ndarray:
-    """Test images (N, 32, 32, 3) float32 in [0, 1]: all, or the first ``n_test``.
+    """Test images (N, 32, 32, 3) float32 in [0, 1]: all, or the first ``n_test``; ``grayscale``:
+    (N, 32, 32, 1), :func:`helpers.data.to_gray`.
 
     ``cifar10``: ``test_batch`` of ``data_dir`` (default: the Keras cache folder). ``sample``: the
     test split of the embedded dataset built with seed 0 (``data_dir`` is ignored).
@@ -146,6 +147,10 @@ def load_test_images(
                 "all",
             )
         images = images[:n_test]
+    if grayscale:
+        from .data import to_gray
+
+        images = to_gray(images)
     return images
 
 
@@ -280,8 +285,10 @@ def run_evaluation(
     patch_size: int = 4,
     score=None,
     batch_size: int = 256,
+    grayscale: bool = False,
 ) -> dict:
-    """Check the settings, load the test images and the model, evaluate; the result dict starts
+    """Check the settings, load the test images (``grayscale``: one channel) and the model,
+    evaluate; the result dict starts
     with the settings (``model`` and ``data_dir`` as given, ``model_name``, ``dataset``,
     ``keras_backend``, ``keras_version``) followed by :func:`evaluate_predictor`'s keys."""
     # cheap checks first: a typo should not wait for TensorFlow to start
@@ -291,7 +298,7 @@ def run_evaluation(
     score = check_score(score, strategy, model)
     check_positive_int(mask_seed, "mask_seed", minimum=0)
     check_positive_int(batch_size, "batch_size", minimum=1)
-    images = load_test_images(dataset, data_dir, n_test)
+    images = load_test_images(dataset, data_dir, n_test, grayscale=grayscale)
     patch_size = check_patch_size(patch_size, images.shape[1:3])
 
     import keras
@@ -312,6 +319,7 @@ def run_evaluation(
         "model_name": predictor.name,
         "dataset": dataset,
         "data_dir": None if data_dir is None else str(data_dir),
+        "grayscale": bool(grayscale),
         "keras_backend": keras.backend.backend(),
         "keras_version": keras.__version__,
     }

@@ -317,8 +317,13 @@ def check_same_settings(dataset, config: SweepConfig, run: Run) -> None:
     before = run.provenance()
     if not before.get("config"):  # nothing recorded yet (or only a model trained before)
         return
-    names = ("name", "train", "test")
-    sizes = {"name": dataset.name, "train": len(dataset.x_train), "test": len(dataset.x_test)}
+    names = ("name", "train", "test", "image_shape")  # image_shape: colour or grayscale
+    sizes = {
+        "name": dataset.name,
+        "train": len(dataset.x_train),
+        "test": len(dataset.x_test),
+        "image_shape": list(dataset.image_shape),
+    }
     now = json.loads(json.dumps({"config": asdict(config), "dataset": sizes}, default=str))
     defaults = json.loads(json.dumps(asdict(SweepConfig()), default=str))  # of older settings
     old = {

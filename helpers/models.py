@@ -215,12 +215,53 @@ def _inputs(image_shape, patch_size):
     return keras.Input(tuple(image_shape), name="images"), keras.Input((gh * gw,), name="mask")
 
 
+RGB_TO_GRAY = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray's weights
+
+
+def _colour_in(images, image_shape):
+    """``(images, image_shape)`` with three channels: one-channel images go through a learned 1x1
+    convolution (``gray_to_rgb``) started as a copy of the gray value into each channel, so that
+    the layers after it are those of a colour model (:func:`gray_variant`)."""
+    if image_shape[2] != 1:
+        return images, tuple(image_shape)
+    adapter = layers.Conv2D(3, 1, dtype="float32", name="gray_to_rgb")
+    out = adapter(images)
+    adapter.set_weights([np.ones((1, 1, 1, 3), np.float32), np.zeros(3, np.float32)])
+    return out, (*image_shape[:2], 3)
+
+
+def _colour_patches(patches, image_shape, patch_size):
+    """Patches of one-channel images as patches of three channels through :func:`_colour_in`'s
+    adapter (the harmonic fill runs before it, on the gray image: the fill is linear, so that is
+    the same as filling the adapted image, and no gradient has to flow through its loop)."""
+    if image_shape[2] != 1:
+        return patches
+    image = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="gray_image")(patches)
+    rgb, _ = _colour_in(image, image_shape)
+    return mim.Patchify(patch_size, dtype="float32", name="rgb_patches")(rgb)
+
+
+def _gray_out(images, image_shape):
+    """Back to one channel when the model takes gray images: a learned 1x1 convolution
+    (``rgb_to_gray``) started as ``skimage.color.rgb2gray``'s weights (equal channels give their
+    value back)."""
+    if image_shape[2] != 1:
+        return images
+    back = layers.Conv2D(1, 1, dtype="float32", name="rgb_to_gray")
+    out = back(images)
+    back.set_weights(
+        [np.array(RGB_TO_GRAY, np.float32).reshape(1, 1, 3, 1), np.zeros(1, np.float32)]
+    )
+    return out
+
+
 def vit_encoder(
     images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout,
     pos_init, fill, fill_iterations,
 ):  # fmt: skip
     """The mask-token ViT's encoder on Keras tensors: ``(tokens, guess)``, the encoded tokens
-    (N, L, embed_dim) and the harmonic fill's patches (``fill="harmonic"``; else None)."""
+    (N, L, embed_dim) and the harmonic fill's patches (``fill="harmonic"``; else None), with
+    three channels when the images have one (:func:`_colour_patches`)."""
     grid = grid_shape(image_shape[:2], patch_size)
     patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
     guess = None
@@ -228,9 +269,11 @@ def vit_encoder(
         guess = mim.HarmonicFill(
             image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
         )(patches, mask)
+        guess = _colour_patches(guess, image_shape, patch_size)  # gray: to 3 channels
         x = mim.PatchEmbedding(embed_dim, name="patch_embed")(guess)
         x = mim.MaskToken("add", name="mask_token")(x, mask)
     else:  # a hidden patch is the mask token alone
+        patches = _colour_patches(patches, image_shape, patch_size)  # gray: to 3 channels
         x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
         x = mim.MaskToken(name="mask_token")(x, mask)
     x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
@@ -262,9 +305,10 @@ class MaskTokenViT(MaskedImageModel):
         **kwargs,
     ):
         settings = _settings(locals())
-        patch_dim = patch_size * patch_size * image_shape[2]
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
+            shape = (*image_shape[:2], 3 if image_shape[2] == 1 else image_shape[2])
+            patch_dim = patch_size * patch_size * shape[2]
             x, guess = vit_encoder(
                 images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
                 dropout, pos_init, fill, fill_iterations,
@@ -277,7 +321,8 @@ class MaskTokenViT(MaskedImageModel):
                 out = layers.ReLU(max_value=1.0, dtype="float32", name="clip")(out)
             else:  # the head predicts the pixels
                 out = _head(x, patch_dim)
-            out = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="unpatchify")(out)
+            out = mim.Unpatchify(patch_size, shape, dtype="float32", name="unpatchify")(out)
+            out = _gray_out(out, image_shape)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
 
 
@@ -312,7 +357,8 @@ class MaeViT(MaskedImageModel):
         n_keep = num_patches - n_masked(min_mask_ratio, num_patches)
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
-            patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
+            rgb, shape = _colour_in(images, image_shape)
+            patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(rgb)
             # encoder: visible tokens only (plus zeroed, key-masked fillers when more are hidden)
             x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
             x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
@@ -333,9 +379,10 @@ class MaeViT(MaskedImageModel):
                     decoder_num_heads, decoder_mlp_dim, dropout, name=f"decoder_block_{i}"
                 )(x)
             x = layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")(x)
-            out = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="unpatchify")(
+            out = mim.Unpatchify(patch_size, shape, dtype="float32", name="unpatchify")(
                 _head(x, patches.shape[-1])
             )
+            out = _gray_out(out, image_shape)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
         self.min_masked = num_patches - n_keep
 
@@ -343,8 +390,9 @@ class MaeViT(MaskedImageModel):
         """The encoder's layers over all L tokens (none is dropped: nothing is hidden), averaged;
         the same inputs as the model, the mask unused."""
         images, mask = _inputs(self.image_shape, self.patch_size)
+        rgb = self.get_layer("gray_to_rgb")(images) if self.image_shape[2] == 1 else images
         x = self.get_layer("pos_embed")(
-            self.get_layer("patch_embed")(self.get_layer("patchify")(images))
+            self.get_layer("patch_embed")(self.get_layer("patchify")(rgb))
         )
         for i in range(self.settings["depth"]):
             x = self.get_layer(f"block_{i}")(x)
@@ -435,6 +483,7 @@ class VitCnnAutoencoder(MaskedImageModel):
         grid = grid_shape(image_shape[:2], patch_size)
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
+            shape = (*image_shape[:2], 3 if image_shape[2] == 1 else image_shape[2])
             x, guess = vit_encoder(  # the mask-token ViT's encoder, without its head
                 images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
                 dropout, pos_init, fill, fill_iterations,
@@ -451,22 +500,21 @@ class VitCnnAutoencoder(MaskedImageModel):
                 y = layers.Conv2D(f, 3, padding="same", name=f"res_{i}_b")(y)
                 x = layers.ReLU(name=f"res_{i}_relu")(layers.Add(name=f"res_{i}")([x, y]))
             if fill == "harmonic":  # the decoder sees the fill and corrects it (head starts at 0)
-                guess = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="fill_image")(
-                    guess
-                )
+                guess = mim.Unpatchify(patch_size, shape, dtype="float32", name="fill_image")(guess)
                 x = layers.Concatenate(name="with_fill")([x, guess])
                 x = layers.Conv2D(
-                    image_shape[2], 3, padding="same", activation="tanh", dtype="float32",
+                    shape[2], 3, padding="same", activation="tanh", dtype="float32",
                     kernel_initializer="zeros", name="head",
                 )(x)  # fmt: skip
                 out = layers.Add(dtype="float32", name="guess_plus")([guess, x])
                 out = layers.ReLU(max_value=1.0, dtype="float32", name="to_unit")(out)
             else:
                 x = layers.Conv2D(
-                    image_shape[2], 3, padding="same", activation="tanh", dtype="float32",
+                    shape[2], 3, padding="same", activation="tanh", dtype="float32",
                     name="head",
                 )(x)  # fmt: skip
                 out = layers.Rescaling(0.5, offset=0.5, dtype="float32", name="to_unit")(x)
+            out = _gray_out(out, image_shape)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
 
 
@@ -868,6 +916,32 @@ def stage_shapes(model, images: np.ndarray, mask: np.ndarray, stages) -> list[tu
     probe = keras.Model(model.input, [model.get_layer(name).output for name in stages])
     outputs = probe({"images": images, "mask": mask.astype(np.float32)}, training=False)
     return [(name, tuple(out.shape)) for name, out in zip(stages, outputs)]
+
+
+def gray_variant(model: MaskedImageModel) -> MaskedImageModel:
+    """The same Transformer for one-channel images: built from ``model``'s settings with one input
+    channel, every weight of ``model`` copied by layer name; only the adapters are new
+    (``gray_to_rgb`` copies the gray value into the three channels, ``rgb_to_gray`` takes
+    ``skimage.color.rgb2gray``'s weights), so a model trained in colour starts on gray images
+    where it stood and can be fine-tuned there."""
+    if not isinstance(model, (MaskTokenViT, MaeViT, VitCnnAutoencoder)):
+        raise SettingError(
+            "model",
+            getattr(model, "name", type(model).__name__),
+            "has no gray variant: the Transformers (vit, mae, vit_cnn) reach three channels "
+            "through a 1x1 adapter; the CNN takes one channel as it is (build it with "
+            "image_shape=(H, W, 1))",
+        )
+    if model.image_shape[2] != 3:
+        raise SettingError(
+            "model", model.name, f"takes {model.image_shape[2]} channels; allowed: a colour model"
+        )
+    config = {**model.get_config(), "image_shape": (*model.image_shape[:2], 1)}
+    gray = type(model).from_config(config)
+    for layer in model.layers:
+        if layer.weights:
+            gray.get_layer(layer.name).set_weights(layer.get_weights())
+    return gray
 
 
 def load_predictor(path_or_name):

@@ -146,6 +146,7 @@ def run_probe(
     lr: float = 1e-2,
     seed: int = 0,
     progress: bool = True,
+    grayscale: bool = False,
 ) -> dict:
     """Load the model and the labelled dataset (training and validation images together train the
     probe), probe the encoder and both baselines. Returns ``{"settings", "rows", "confusion",
@@ -162,7 +163,10 @@ def run_probe(
     check_positive_number(lr, "lr")
     model = encoder_of(load_model(model_path))
     try:
-        ds = load_dataset(dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed)
+        ds = load_dataset(
+            dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed,
+            grayscale=grayscale,
+        )  # fmt: skip
     except DatasetError as exc:  # missing, corrupt, or without labels
         raise SettingError(
             "data_dir", None if data_dir is None else str(data_dir), str(exc)
@@ -208,6 +212,7 @@ def run_probe(
         "model_name": model.name,
         "dataset": dataset,
         "data_dir": None if data_dir is None else str(data_dir),
+        "grayscale": bool(grayscale),
         "n_train": len(x_train),
         "n_test": len(ds.x_test),
         "n_classes": n_classes,

@@ -218,6 +218,16 @@ def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
             run,
             progress=False,
         )
+    # the same images in gray: another experiment
+    from dataclasses import replace
+
+    from helpers.data import to_gray
+
+    gray = replace(
+        tiny_data, **{k: to_gray(getattr(tiny_data, k)) for k in ("x_train", "x_val", "x_test")}
+    )
+    with pytest.raises(ValueError, match=r"differs in dataset.image_shape"):
+        experiments.run_sweep(gray, config, run, progress=False)
     # sizes of predictors it does not run (a model added to MODEL_SIZES later) do not matter
     wider = _config(
         strategies=("rows",), predictors=("biharmonic",), model_kwargs={**TINY, "x": {}}
