@@ -888,7 +888,7 @@ def _cmd_grade(args) -> int:
         memory_mb=args.memory_mb,
         max_model_mb=args.max_model_mb,
     )
-    print((Path(args.output) / "leaderboard.md").read_text())
+    print(result["paths"][1].read_text())  # leaderboard.md
     print("written: " + ", ".join(str(p) for p in result["paths"]))
     return 0
 

@@ -43,7 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import SettingError, check_positive_int, check_positive_number, check_ratio
+from ._checks import (
+    SettingError,
+    check_choice,
+    check_positive_int,
+    check_positive_number,
+    check_ratio,
+)
 from ._io import write_atomic, write_csv
 
 GRADED_STRATEGIES = ("random", "rows", "columns")
@@ -400,13 +406,12 @@ def grade(
     from tqdm import tqdm
 
     from .evaluation import load_test_images
-    from .masking import STRATEGIES, make_mask
+    from .masking import make_mask
 
     ratio = check_ratio(ratio)
-    strategies = [s for s in dict.fromkeys(strategies)]
-    for s in strategies:
-        if s not in STRATEGIES or s == "importance":
-            raise SettingError("strategies", s, "allowed: random, rows, columns")
+    strategies = [
+        check_choice(s, "strategies", GRADED_STRATEGIES) for s in dict.fromkeys(strategies)
+    ]
     check_limits(timeout, memory_mb, max_model_mb)
     found = find_submissions(submissions)
     mask_seed = secrets.randbelow(2**31) if mask_seed is None else mask_seed

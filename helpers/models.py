@@ -218,6 +218,11 @@ def _inputs(image_shape, patch_size):
 RGB_TO_GRAY = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray's weights
 
 
+def _colour_shape(image_shape) -> tuple:
+    """The image shape the Transformers' layers work in: three channels for one-channel images."""
+    return (*image_shape[:2], 3 if image_shape[2] == 1 else image_shape[2])
+
+
 def _colour_in(images, image_shape):
     """``(images, image_shape)`` with three channels: one-channel images go through a learned 1x1
     convolution (``gray_to_rgb``) started as a copy of the gray value into each channel, so that
@@ -227,7 +232,7 @@ def _colour_in(images, image_shape):
     adapter = layers.Conv2D(3, 1, dtype="float32", name="gray_to_rgb")
     out = adapter(images)
     adapter.set_weights([np.ones((1, 1, 1, 3), np.float32), np.zeros(3, np.float32)])
-    return out, (*image_shape[:2], 3)
+    return out, _colour_shape(image_shape)
 
 
 def _colour_patches(patches, image_shape, patch_size):
@@ -307,7 +312,7 @@ class MaskTokenViT(MaskedImageModel):
         settings = _settings(locals())
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
-            shape = (*image_shape[:2], 3 if image_shape[2] == 1 else image_shape[2])
+            shape = _colour_shape(image_shape)
             patch_dim = patch_size * patch_size * shape[2]
             x, guess = vit_encoder(
                 images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
@@ -483,7 +488,7 @@ class VitCnnAutoencoder(MaskedImageModel):
         grid = grid_shape(image_shape[:2], patch_size)
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
-            shape = (*image_shape[:2], 3 if image_shape[2] == 1 else image_shape[2])
+            shape = _colour_shape(image_shape)
             x, guess = vit_encoder(  # the mask-token ViT's encoder, without its head
                 images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
                 dropout, pos_init, fill, fill_iterations,

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._checks import SettingError, check_positive_int, check_positive_number
 from ._io import write_atomic, write_csv
+from .recipes import NON_LEARNED
 
 PROBE_CSV = "probe.csv"
 PROBE_JSON = "probe.json"
@@ -156,7 +157,7 @@ def run_probe(
     from .data import DatasetError, load_dataset
     from .evaluation import load_model
 
-    if isinstance(model_path, str) and model_path in ("biharmonic", "mean_colour"):
+    if isinstance(model_path, str) and model_path in NON_LEARNED:  # before the data is read
         encoder_of(model_path)
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
@@ -193,7 +194,8 @@ def run_probe(
     rows, confusion = [], {}
     for name in tqdm(FEATURES, desc="probe", disable=not progress):
         start = time.perf_counter()
-        f_train, f_test = sources[name](x_train), sources[name](ds.x_test)
+        features = sources[name](np.concatenate([x_train, ds.x_test]))  # one pass, one model
+        f_train, f_test = features[: len(x_train)], features[len(x_train) :]
         metrics, matrix = score_features(
             f_train, y_train, f_test, y_test, n_classes,
             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
