@@ -53,6 +53,15 @@ def check_positive_number(value, name: str) -> float:
     return float(value)
 
 
+def check_nonnegative_number(value, name: str) -> float:
+    """Return ``value`` as a float if it is a number >= 0 (a loss weight; 0 turns a term off)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name}={value!r}: must be a number >= 0, not a {type(value).__name__}")
+    if not value >= 0:  # NaN too
+        raise SettingError(name, value, "must be a number >= 0")
+    return float(value)
+
+
 def check_fraction(value, name: str) -> float:
     """Return ``value`` as a float if it lies in [0, 1) (a dropout rate, a validation share)."""
     if isinstance(value, bool) or not isinstance(value, Real):

@@ -26,6 +26,7 @@ from ._checks import (
     PRECISIONS,
     SettingError,
     check_fraction,
+    check_nonnegative_number,
     check_patch_size,
     check_positive_int,
     check_positive_number,
@@ -213,6 +214,7 @@ def _checked(check, convert=float, *args):
 _ratio = _checked(check_ratio)
 _positive = _checked(check_positive_number)
 _fraction = _checked(check_fraction)
+_nonnegative = _checked(check_nonnegative_number)
 _count = _checked(check_positive_int, int)  # >= 1
 _seed = _checked(check_positive_int, int, 0)  # >= 0
 _patch_size = _checked(lambda p, _name: check_patch_size(p, (32, 32)), int)
@@ -228,7 +230,7 @@ def _add_train(subparsers):
 
     p = subparsers.add_parser(
         "train",
-        help="train one model (vit, mae, cnn or vit_cnn) to reconstruct masked patches",
+        help="train one model (vit, mae, cnn, vit_cnn or aae) to reconstruct masked patches",
         description=(
             "Build a model with helpers.models.build_model and train it with "
             "helpers.training.train.\n"
@@ -253,13 +255,15 @@ def _add_train(subparsers):
         "--model",
         required=True,
         choices=LEARNED,
-        help="mask-token ViT, MAE-style ViT, convolutional autoencoder or ViT + CNN decoder",
+        help="mask-token ViT, MAE-style ViT, convolutional autoencoder, ViT + CNN decoder or "
+        "adversarial autoencoder",
     )
     p.add_argument(
         "--strategy",
-        default="random",
+        default=["random"],
+        nargs="+",
         choices=STRATEGIES,
-        help="masking strategy (default: random)",
+        help="masking strategy, or several: one of them drawn for every batch (default: random)",
     )
     ratio = p.add_mutually_exclusive_group()
     ratio.add_argument(
@@ -459,10 +463,26 @@ def _add_train(subparsers):
         type=_count,
         nargs="+",
         metavar="F",
-        help="cnn: filters per stage, e.g. 32 64 128",
+        help="cnn, aae: filters per stage, e.g. 32 64 128",
     )
     size.add_argument(
-        "--latent-dim", type=_count, metavar="D", help="vit_cnn: latent values per token"
+        "--latent-dim",
+        type=_count,
+        metavar="D",
+        help="vit_cnn: latent values per token; aae: code values per position of the bottleneck",
+    )
+    size.add_argument(
+        "--latent-weight",
+        type=_nonnegative,
+        metavar="W",
+        help="aae: weight of the encoder's adversarial loss against the prior (default 0.0001)",
+    )
+    size.add_argument(
+        "--image-weight",
+        type=_nonnegative,
+        metavar="W",
+        help="aae: weight of the image discriminator's adversarial loss (Context Encoders: "
+        "0.001; default 0, no image discriminator)",
     )
     size.add_argument(
         "--decoder-filters",
@@ -489,6 +509,7 @@ _SIZE_OPTIONS = {
     "mae": _TRANSFORMER_SIZE + _MAE_SIZE,
     "cnn": ("filters",),
     "vit_cnn": _VIT_SIZE + ("latent_dim", "decoder_filters"),
+    "aae": ("filters", "latent_dim", "latent_weight", "image_weight"),
 }  # per --model
 
 
@@ -501,7 +522,7 @@ def _model_kwargs(args, low: float) -> dict:
         "seed": args.seed,
         "mixed_precision": args.precision,
     }
-    for name in _VIT_SIZE + _MAE_SIZE + ("filters", "latent_dim", "decoder_filters", "dropout"):
+    for name in dict.fromkeys(sum(_SIZE_OPTIONS.values(), ())) | {"dropout": None}:
         value = getattr(args, name)
         if value is None:
             continue
@@ -532,7 +553,7 @@ def _default_run_name(args) -> str:
         ratio = f"{args.ratio_range[0]:.2f}to{args.ratio_range[1]:.2f}"
     else:
         ratio = f"{args.ratio:.2f}"
-    return f"{args.model}-{args.strategy}-{ratio}-seed{args.seed}"
+    return f"{args.model}-{'+'.join(args.strategy)}-{ratio}-seed{args.seed}"
 
 
 def _train_ratio(args):
@@ -604,8 +625,8 @@ def _cmd_train(args) -> int:
     shown = "-".join(f"{r:.2f}" for r in ratio) if isinstance(ratio, tuple) else f"{ratio:.2f}"
     print(data.summary())
     print(
-        f"{args.model}: {model.count_params():,} parameters; {args.strategy} masks, ratio "
-        f"{shown}; run folder {folder}"
+        f"{args.model}: {model.count_params():,} parameters; {'/'.join(args.strategy)} masks, "
+        f"ratio {shown}; run folder {folder}"
     )
     if (folder / BACKUP).exists() and (folder / HISTORY).exists():
         done = len(read_history(folder / HISTORY))
@@ -619,7 +640,7 @@ def _cmd_train(args) -> int:
         result = train(
             model,
             data,
-            strategy=args.strategy,
+            strategy=args.strategy[0] if len(args.strategy) == 1 else list(args.strategy),
             ratio=ratio,
             run_dir=folder,
             score_fn=args.score,
@@ -951,7 +972,7 @@ def _add_probe(subparsers):
         "probe",
         help="linear probe of a trained model's encoder: accuracy, macro-F1, Cohen's kappa",
         description=(
-            "Freeze the encoder of a saved model (vit, mae, cnn, vit_cnn), take one feature "
+            "Freeze the encoder of a saved model (vit, mae, cnn, vit_cnn, aae), take one feature "
             "vector per image\n"
             "with nothing hidden, train BatchNorm (no scale, no shift) + one Dense layer on the "
             "training labels\n"

@@ -31,6 +31,7 @@ from ._checks import SettingError, check_choice, check_patch_size, check_positiv
 from ._io import write_atomic
 from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
 from .masking import SCORES, STRATEGIES, make_mask
+from .metrics import sharpness
 from .recipes import NON_LEARNED
 
 METRICS_JSON = "metrics.json"
@@ -238,7 +239,8 @@ def evaluate_predictor(
     Returns a dict: ``strategy``, ``ratio``, ``patch_size``, ``mask_seed``, ``score`` (None unless
     ``importance``), ``n_test``, ``n_masked`` (patches hidden per image), ``seconds``, then
     ``{metric}_mean`` and ``{metric}_std`` for ``mse_masked``, ``psnr_masked``, ``mse``, ``psnr``
-    and ``ssim`` (:func:`helpers.metrics.summarize` of :func:`helpers.metrics.evaluate`).
+    and ``ssim`` (:func:`helpers.metrics.summarize` of :func:`helpers.metrics.evaluate`), and
+    ``sharpness`` of the filled-in region (:func:`helpers.metrics.sharpness`).
     """
     from .models import check_fits
 
@@ -257,7 +259,7 @@ def evaluate_predictor(
         score_fn=_score_fn(score, predictor),
         seed=mask_seed,
     )
-    summary, _ = score_predictor(predictor, images, mask, patch_size, batch_size=batch_size)
+    summary, predicted = score_predictor(predictor, images, mask, patch_size, batch_size=batch_size)
     return {
         "strategy": strategy,
         "ratio": ratio,
@@ -270,6 +272,7 @@ def evaluate_predictor(
         "n_masked": int(mask.sum(axis=1).max()) if mask.size else 0,
         "seconds": time.perf_counter() - start,
         **summary,
+        "sharpness": sharpness(images, predicted, mask, patch_size),
     }
 
 
@@ -373,6 +376,8 @@ def format_table(results: dict) -> str:
             lines.append(
                 f"{label:<{width}}  {results[f'{key}_mean']:10.5f}  {results[f'{key}_std']:10.5f}"
             )
+    if "sharpness" in results:
+        lines.append(f"{'sharpness (hidden, / original)':<{width}}  {results['sharpness']:10.5f}")
     return "\n".join(lines)
 
 
@@ -388,13 +393,16 @@ def compare_predictors(
     patch_size: int = 4,
     mask_seed: int = 0,
     score_fn="variance",
+    with_sharpness: bool = False,
 ) -> tuple[list[dict], dict, np.ndarray]:
     """Reconstruct ``images`` with every predictor of ``predictors`` (label -> model or
     :class:`~helpers.models.BiharmonicInpainter`) under one mask drawn from ``mask_seed``.
 
     Returns ``(rows, reconstructions, mask)``: one row per predictor (``predictor`` and the
     mean/std of every metric of :func:`helpers.metrics.evaluate`), label -> reconstructed images,
-    and the boolean mask (N, L) they all had to fill in.
+    and the boolean mask (N, L) they all had to fill in. ``with_sharpness``: each row also has the
+    ``sharpness`` of its filled-in region (:func:`helpers.metrics.sharpness`), a column of
+    :func:`format_comparison`.
     """
     if not isinstance(predictors, dict) or not predictors:
         raise SettingError("predictors", predictors, "must be a non-empty dict label -> predictor")
@@ -408,6 +416,8 @@ def compare_predictors(
     for label, predictor in predictors.items():
         start = time.perf_counter()
         summary, recon[label] = score_predictor(predictor, images, mask, patch_size)
+        if with_sharpness:
+            summary["sharpness"] = sharpness(images, recon[label], mask, patch_size)
         rows.append({"predictor": label, **summary, "seconds": time.perf_counter() - start})
     return rows, recon, mask
 
@@ -420,9 +430,12 @@ def format_comparison(rows: list[dict]) -> str:
         if f"{k}_mean" in rows[0] and not k.startswith("mse")
     ]
     width = max(len(r["predictor"]) for r in rows)
+    sharp = "sharpness" in rows[0]
     head = f"{'predictor':<{width}}" + "".join(f"  {label:>24}" for _, label in keys)
-    lines = [head]
+    lines = [head + ("  sharpness" if sharp else "")]
     for r in rows:
         cells = "".join(f"  {r[f'{k}_mean']:>15.3f} ± {r[f'{k}_std']:<6.3f}" for k, _ in keys)
-        lines.append(f"{r['predictor']:<{width}}{cells}")
+        lines.append(
+            f"{r['predictor']:<{width}}{cells}" + (f"  {r['sharpness']:9.2f}" if sharp else "")
+        )
     return "\n".join(lines)

@@ -431,3 +431,139 @@ class ScatterTokens(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_patches": self.num_patches}
+
+
+# --------------------------------------------------------------------------------------------
+# Adversarial terms of the adversarial autoencoder (helpers.models.AdversarialAutoencoder)
+# --------------------------------------------------------------------------------------------
+def _bce_with_logits(logits, target: int):
+    """Mean binary cross-entropy of ``logits`` against the label ``target`` (0 or 1)."""
+    return ops.mean(ops.softplus(-logits) if target else ops.softplus(logits))
+
+
+def _adversarial_loss(discriminate, real, fake, loss_weight: float):
+    """The loss of one adversarial game, for a single backward pass that updates both players.
+
+    - discriminator: ``BCE(D(real), 1) + BCE(D(fake), 0)``, with ``fake`` detached, so only the
+      discriminator's weights learn from it;
+    - generator (the autoencoder): ``loss_weight * BCE(D(fake), 1)`` (the non-saturating loss of
+      Goodfellow et al.), with the discriminator's weights detached, so only the autoencoder
+      learns from it.
+
+    Returned as ``loss - stop_gradient(loss)``: its value is 0, its gradient is both players'.
+    The value the training reports stays the reconstruction loss, comparable to ``val_loss`` and
+    to the other models; :func:`helpers.models.adversary_scores` tells how the game stands.
+    """
+    d_loss = _bce_with_logits(discriminate(real, False), 1) + _bce_with_logits(
+        discriminate(ops.stop_gradient(fake), False), 0
+    )
+    g_loss = _bce_with_logits(discriminate(fake, True), 1)
+    loss = d_loss + loss_weight * g_loss
+    return loss - ops.stop_gradient(loss)
+
+
+class _Adversary(layers.Layer):
+    """Identity at inference; in training adds the loss of :func:`_adversarial_loss` with a
+    discriminator whose weights are this layer's (so the autoencoder's term can detach them)."""
+
+    def __init__(self, loss_weight: float, hidden: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_weight, self.hidden = float(loss_weight), int(hidden)
+        self.kernels, self.biases = [], []
+
+    def _dense_weights(self, shapes):
+        for i, (n_in, n_out) in enumerate(shapes):
+            self.kernels.append(
+                self.add_weight(shape=n_in + (n_out,), initializer="glorot_uniform", name=f"k{i}")
+            )
+            self.biases.append(self.add_weight(shape=(n_out,), initializer="zeros", name=f"b{i}"))
+
+    def _weights(self, frozen: bool):
+        pairs = zip(self.kernels, self.biases)
+        if frozen:
+            return [(ops.stop_gradient(k), ops.stop_gradient(b)) for k, b in pairs]
+        return list(pairs)
+
+    def compute_output_shape(self, input_shape, *args):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "loss_weight": self.loss_weight, "hidden": self.hidden}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LatentAdversary(_Adversary):
+    """The adversarial autoencoder's regulariser (Makhzani et al., 2015): a discriminator tells
+    the encoder's codes (N, ..., D) from samples of the prior N(0, I), and the encoder learns to
+    make its codes look like the prior. Each code vector (one per position of the latent map) is
+    one sample. ``loss_weight``: the encoder's adversarial term next to the reconstruction loss."""
+
+    def __init__(self, loss_weight: float, hidden: int = 64, seed=None, **kwargs):
+        super().__init__(loss_weight, hidden, **kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        d, h = int(input_shape[-1]), self.hidden
+        self._dense_weights([((d,), h), ((h,), h), ((h,), 1)])
+
+    def discriminate(self, codes, frozen: bool):
+        """Logits (M, 1): "drawn from the prior" for codes (M, D)."""
+        x = codes
+        weights = self._weights(frozen)
+        for i, (k, b) in enumerate(weights):
+            x = ops.matmul(x, ops.cast(k, x.dtype)) + ops.cast(b, x.dtype)
+            if i < len(weights) - 1:
+                x = ops.leaky_relu(x, 0.2)
+        return x
+
+    def call(self, codes, training=None):
+        if training:
+            flat = ops.cast(ops.reshape(codes, (-1, codes.shape[-1])), "float32")
+            prior = keras.random.normal(ops.shape(flat), seed=self.seed_generator)
+            self.add_loss(_adversarial_loss(self.discriminate, prior, flat, self.loss_weight))
+        return codes
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ImageAdversary(_Adversary):
+    """The image discriminator of Context Encoders (Pathak et al., 2016): it tells real images from
+    the model's output composited with the visible pixels (so it judges the filled-in region), and
+    the model learns to fool it, which is what sharpens inpainting. Three stride-2 3x3
+    convolutions with leaky ReLU and a 1x1 convolution give one logit per position (a patch
+    discriminator). Call on ``(output, images, patch_mask)``; returns ``output``."""
+
+    def __init__(self, loss_weight: float, patch_size: int, hidden: int = 32, **kwargs):
+        super().__init__(loss_weight, hidden, **kwargs)
+        self.patch_size = int(patch_size)
+
+    def build(self, output_shape, images_shape=None, patch_mask_shape=None):
+        c, h = int(output_shape[-1]), self.hidden
+        self._dense_weights([((3, 3, c), h), ((3, 3, h), 2 * h), ((3, 3, 2 * h), 2 * h)])
+        self._dense_weights([((1, 1, 2 * h), 1)])
+
+    def discriminate(self, images, frozen: bool):
+        """Logits (N, h, w, 1): "a real image" at each position of ``images``."""
+        x = images
+        weights = self._weights(frozen)
+        for i, (k, b) in enumerate(weights):
+            last = i == len(weights) - 1
+            x = ops.conv(x, ops.cast(k, x.dtype), strides=1 if last else 2, padding="same")
+            x = x + ops.cast(b, x.dtype)
+            if not last:
+                x = ops.leaky_relu(x, 0.2)
+        return x
+
+    def call(self, output, images, patch_mask, training=None):
+        if training:
+            real = ops.cast(images, "float32")
+            hidden = ops.cast(pixel_mask(patch_mask, self.patch_size, real.shape[1:]), "float32")
+            fake = hidden * ops.cast(output, "float32") + (1.0 - hidden) * real
+            self.add_loss(_adversarial_loss(self.discriminate, real, fake, self.loss_weight))
+        return output
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size}

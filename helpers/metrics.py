@@ -11,6 +11,8 @@ channels), computed for the whole batch at once.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._checks import check_images, check_mask
@@ -151,3 +153,24 @@ def summarize(values: dict[str, np.ndarray]) -> dict[str, float]:
         out[f"{key}_mean"] = float(np.mean(v))
         out[f"{key}_std"] = float(np.std(v))
     return out
+
+
+def sharpness(original, predicted, mask, patch_size) -> float:
+    """Sharpness of the filled-in region: the mean gradient magnitude (central differences,
+    averaged over the channels) of the prediction (clipped to [0, 1]) over the hidden pixels of
+    all the images, divided by the original's over the same pixels.
+
+    The prediction itself, not the composite, so the seams between kept and filled pixels do not
+    count as detail; one ratio over the whole set, not a mean of per-image ratios, which flat
+    images (almost no gradient in the original) would dominate. 1: as much detail as the
+    original; below 1: blurred; above 1: texture or noise the original does not have. NaN when
+    the original is flat over every hidden pixel."""
+    _pair(original, predicted)
+    pixels = _pixel_mask(mask, patch_size, original)[..., 0]
+
+    def gradient(images):
+        gy, gx = np.gradient(images.astype(np.float64), axis=(1, 2))
+        return (np.hypot(gy, gx).mean(axis=-1) * pixels).sum()
+
+    truth = gradient(original)
+    return float(gradient(np.clip(predicted, 0.0, 1.0)) / truth) if truth > 0 else math.nan

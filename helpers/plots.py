@@ -358,6 +358,7 @@ PREDICTOR_STYLE = {
     "mae": dict(color="tab:green", marker="s", label="ViT (MAE-style)"),
     "cnn": dict(color="tab:orange", marker="^", label="CNN autoencoder"),
     "vit_cnn": dict(color="tab:purple", marker="D", label="ViT + CNN decoder"),
+    "aae": dict(color="tab:red", marker="P", label="adversarial autoencoder"),
     "biharmonic": dict(color="tab:gray", marker="x", label="biharmonic inpainting"),
     "mean_colour": dict(
         color="black", marker="v", linestyle=":", label="mean colour (learned nothing)"

@@ -122,7 +122,7 @@ def encoder_of(model):
             "model",
             name,
             "has no encoder to probe; allowed: a .keras model saved by train (vit, mae, cnn, "
-            "vit_cnn)",
+            "vit_cnn, aae)",
         )
     return model
 

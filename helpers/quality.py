@@ -7,7 +7,8 @@ masks (random, rows, columns at 50%). Plans: ``mixed`` (default) trains one mode
 on masks of all the strategies (one strategy drawn per batch) for the whole budget;
 ``per_strategy`` trains one model per strategy, each for an equal share of the budget. It prints
 one table (masked-region PSNR,
-whole-image PSNR, SSIM, training time) and writes ``quality.json``/``quality.csv``.
+whole-image PSNR, SSIM, the sharpness of the filled-in region (:func:`helpers.metrics.sharpness`),
+training time) and writes ``quality.json``/``quality.csv``.
 
 Training (the same for every model and recipe): Adam, a linear warm-up then a cosine decay of the
 learning rate over the wall-time budget (:class:`helpers.training.TimeBudget`, so a faster or
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from ._checks import check_choice, check_positive_int, check_positive_number, check_ratio
 from ._io import write_atomic
+from .metrics import sharpness
 from .recipes import NON_LEARNED, PREDICTORS, check_recipe
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
@@ -189,13 +191,14 @@ def bench_quality(
                 **train_kw,
             )
         model, info = trained[key]
-        summary, _ = score_predictor(model, ds.x_test, masks[strategy], patch_size)
+        summary, predicted = score_predictor(model, ds.x_test, masks[strategy], patch_size)
         row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan}
         row.update(recipe=recipe, settings=_describe(*settings.get(predictor, ({}, None))))
         row.update(n_train=len(ds.x_train), n_test=len(ds.x_test), epochs=info["epochs"])
         row["train_minutes"] = round(info["seconds"] / 60, 2)
         row["total_minutes"] = round((time.perf_counter() - start) / 60, 2)
         row.update({k: round(v, 4) for k, v in summary.items()})
+        row["sharpness"] = round(sharpness(ds.x_test, predicted, masks[strategy], patch_size), 4)
         rows.append(row)
         append_row(csv_path, row)
     bar.close()
@@ -206,15 +209,17 @@ def bench_quality(
 def format_quality(rows) -> str:
     """The quality table as Markdown."""
     lines = [
-        "| predictor | strategy | masked PSNR (dB) | image PSNR (dB) | SSIM | epochs | training "
-        "(min) |",
-        "|---|---|---|---|---|---|---|",
+        "| predictor | strategy | masked PSNR (dB) | image PSNR (dB) | SSIM | sharpness | epochs "
+        "| training (min) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['predictor']} | {r['strategy']} | {r['psnr_masked_mean']:.2f} ± "
             f"{r['psnr_masked_std']:.2f} | "
-            f"{r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | {int(r['epochs'])} | "
+            f"{r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | "
+            f"{r.get('sharpness', float('nan')):.2f} | "
+            f"{int(r['epochs'])} | "
             f"{r['train_minutes']:.1f} |"
         )
     return "\n".join(lines)

@@ -39,6 +39,7 @@ LEARNED = (
     "mae",
     "cnn",
     "vit_cnn",
+    "aae",
 )  # the Keras models of helpers.models, by their builder's name
 NON_LEARNED = ("biharmonic", "mean_colour")
 PREDICTORS = (*LEARNED, *NON_LEARNED)
@@ -62,6 +63,7 @@ MODEL_SETTINGS = {
         "mae": dict(_TRANSFORMER[recipe]),
         "cnn": dict(_CNN[recipe]),
         "vit_cnn": {**_TRANSFORMER[recipe], "fill": _VIT_FILL[recipe]},
+        "aae": dict(_CNN[recipe]),  # the CNN's encoder and decoder
     }
     for recipe in RECIPES
 }
@@ -75,6 +77,7 @@ TRAIN_SETTINGS = {
         "mae": {"lr": 2e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "all"},
         "cnn": {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
         "vit_cnn": {"lr": 2e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
+        "aae": {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
     },
     "reference": {
         name: {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}

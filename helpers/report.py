@@ -16,6 +16,7 @@ NAMES = {
     "mae": "ViT (MAE-style)",
     "cnn": "CNN autoencoder",
     "vit_cnn": "ViT + CNN decoder",
+    "aae": "adversarial autoencoder",
     "biharmonic": "biharmonic",
     "mean_colour": "mean colour",
 }

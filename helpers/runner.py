@@ -319,6 +319,10 @@ def value_checks() -> dict:
         "ratio_range": ratio_range,
         "minutes": lambda value, name: _non_negative(value, name),
         "compare_epochs": count(0),
+        "hybrid_epochs": count(0),
+        "latent_dim": count(1),
+        "latent_weight": lambda value, name: _non_negative(value, name),
+        "image_weight": lambda value, name: _non_negative(value, name),
     }
 
 

@@ -159,11 +159,31 @@ def test_train_vit_cnn_takes_its_decoder_options(tmp_path, capsys):
     code, out, err = _main(
         capsys, "train", "--model", "vit_cnn", "--filters", "8", "--output", tmp_path / "x"
     )
-    assert code == 2 and "--filters is an option of --model cnn, not of --model vit_cnn" in err
+    assert code == 2 and "--filters is an option of --model cnn/aae, not of --model vit_cnn" in err
     code, out, err = _main(
         capsys, "train", "--model", "vit", "--latent-dim", "4", "--output", tmp_path / "x"
     )
     assert code == 2 and "--latent-dim is an option of --model vit_cnn" in err
+
+
+def test_train_aae_takes_its_adversarial_options(tmp_path, capsys):
+    from helpers.models import load_predictor
+
+    code, out, err = _main(
+        capsys, "train", "--model", "aae", "--filters", "8", "16", "--latent-dim", "4",
+        "--latent-weight", "0.01", "--image-weight", "0.001", "--epochs", "1", "--output",
+        tmp_path, *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    model = load_predictor(tmp_path / "aae-random-0.50-seed0" / "final.keras")
+    assert model.builder == "aae" and model.settings["filters"] == (8, 16)
+    assert model.settings["latent_weight"] == 0.01 and model.settings["image_weight"] == 0.001
+    code, out, err = _main(capsys, "train", "--model", "aae", "--latent-weight", "-1")
+    assert code == 2 and "argument --latent-weight: -1: must be a number >= 0" in err
+    code, out, err = _main(
+        capsys, "train", "--model", "cnn", "--image-weight", "0.1", "--output", tmp_path / "x"
+    )
+    assert code == 2 and "--image-weight is an option of --model aae, not of --model cnn" in err
 
 
 class _InterruptAfter:
@@ -640,6 +660,7 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         "psnr_masked_std": 1.25,
         "psnr_mean": 23.0,
         "ssim_mean": 0.8,
+        "sharpness": 0.93,
         "epochs": 7,
         "train_minutes": 9.5,
     }
@@ -664,7 +685,7 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         "biharmonic",
     )
     assert code == 0
-    assert "| vit | rows | 20.50 ± 1.25 | 23.00 | 0.800 | 7 | 9.5 |" in out
+    assert "| vit | rows | 20.50 ± 1.25 | 23.00 | 0.800 | 0.93 | 7 | 9.5 |" in out
     assert calls == [
         {
             "data_dir": str(tmp_path),

@@ -255,8 +255,10 @@ def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
 
 def test_model_sizes():
     small = experiments.model_sizes("small")
-    assert set(small) == {"vit", "mae", "cnn", "vit_cnn"} and small["vit"]["embed_dim"] == 64
-    assert experiments.model_sizes("reference") == {"vit": {}, "mae": {}, "cnn": {}, "vit_cnn": {}}
+    assert set(small) == {"vit", "mae", "cnn", "vit_cnn", "aae"} and small["vit"]["embed_dim"] == 64
+    assert experiments.model_sizes("reference") == {
+        "vit": {}, "mae": {}, "cnn": {}, "vit_cnn": {}, "aae": {}
+    }  # fmt: skip
     small["vit"]["embed_dim"] = 1
     assert experiments.model_sizes("small")["vit"]["embed_dim"] == 64  # a copy
     with pytest.raises(

@@ -12,7 +12,7 @@ from test_evaluation import write_cifar_folder
 
 from helpers import grading
 from helpers.cli import main
-from helpers.models import build_cnn_autoencoder, build_mae, build_vit, build_vit_cnn
+from helpers.models import build_aae, build_cnn_autoencoder, build_mae, build_vit, build_vit_cnn
 
 TINY = dict(image_shape=(32, 32, 3), patch_size=4, seed=0)
 
@@ -155,8 +155,9 @@ def test_the_same_mask_seed_gives_the_same_grades(graded, tmp_path):
         ),
         lambda: build_vit_cnn(**TINY, depth=1, num_heads=2, embed_dim=16, mlp_dim=16),
         lambda: build_cnn_autoencoder((32, 32, 3), patch_size=4, filters=(8, 16), seed=0),
+        lambda: build_aae((32, 32, 3), patch_size=4, filters=(8, 16), image_weight=1e-3),
     ],
-    ids=["vit", "mae", "vit_cnn", "cnn"],
+    ids=["vit", "mae", "vit_cnn", "cnn", "aae"],
 )  # fmt: skip
 def test_zeroing_the_hidden_pixels_changes_nothing_for_the_package_models(build):
     """The grader gives models 0 where pixels are hidden; the package's models never read them."""

@@ -98,3 +98,24 @@ def test_bad_inputs_are_rejected():
         metrics.evaluate((a * 255).astype(np.uint8), b, m, 4)
     with pytest.raises(ValueError, match=r"original values must lie in \[0, 1\]"):
         metrics.evaluate(a * 2, b, m, 4)
+
+
+def test_sharpness_of_the_filled_in_region():
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 16, 16, 3)).astype(np.float32)
+    mask = np.zeros((4, 16), bool)
+    mask[:, 5:11] = True
+    assert metrics.sharpness(images, images, mask, 4) == pytest.approx(1.0)  # the original
+    flat = np.full_like(images, 0.5)
+    assert metrics.sharpness(images, flat, mask, 4) == 0.0  # a flat fill: no detail
+    blurred = (images + np.roll(images, 1, axis=1) + np.roll(images, 1, axis=2)) / 3
+    assert metrics.sharpness(images, blurred, mask, 4) < 0.9
+    noisy = np.clip(images + rng.normal(0, 0.3, images.shape), 0, 1).astype(np.float32)
+    assert metrics.sharpness(images, noisy, mask, 4) > 1.1  # noise counts as more than detail
+    # only the hidden pixels count: a prediction wrong elsewhere is about as sharp as the original
+    pixels = np.repeat(np.repeat(mask.reshape(4, 4, 4), 4, 1), 4, 2)[..., None]
+    elsewhere = np.where(pixels, images, 0.5).astype(np.float32)
+    assert abs(metrics.sharpness(images, elsewhere, mask, 4) - 1.0) < 0.2
+    assert np.isnan(metrics.sharpness(np.full_like(images, 0.3), images, mask, 4))
+    with pytest.raises(ValueError, match="predicted must have the shape"):
+        metrics.sharpness(images, images[:2], mask, 4)

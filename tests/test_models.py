@@ -25,6 +25,7 @@ TINY = dict(
 TINY_MAE = dict(TINY, decoder_dim=8, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=8)
 TINY_CNN = dict(image_shape=SHAPE, patch_size=P, filters=(4, 8), dropout=0.1)
 TINY_VIT_CNN = dict(TINY, latent_dim=4, decoder_filters=(8, 4))
+TINY_AAE = dict(TINY_CNN, latent_dim=4, image_weight=1e-3)
 
 
 def build(kind, **kw):
@@ -33,6 +34,7 @@ def build(kind, **kw):
         "mae": lambda: models.build_mae(**{**TINY_MAE, **kw}),
         "cnn": lambda: models.build_cnn_autoencoder(**{**TINY_CNN, **kw}),
         "vit_cnn": lambda: models.build_vit_cnn(**{**TINY_VIT_CNN, **kw}),
+        "aae": lambda: models.build_aae(**{**TINY_AAE, **kw}),
     }[kind]()
 
 
@@ -311,7 +313,7 @@ def test_mae_rejects_masks_hiding_too_few(tiny_models, images):
     models.reconstruct(build("mae", min_mask_ratio=0.25), images, mask_for(images, 0.25))
 
 
-@pytest.mark.parametrize("kind", ["vit", "mae", "cnn", "vit_cnn"])
+@pytest.mark.parametrize("kind", ["vit", "mae", "cnn", "vit_cnn", "aae"])
 def test_mixed_precision_keeps_float32_output(images, kind):
     before = keras.mixed_precision.global_policy().name
     model = build(kind, mixed_precision="mixed_bfloat16")
@@ -385,7 +387,7 @@ def test_float16_is_refused_on_a_cpu():
         ),
         (
             lambda: models.build_model("resnet"),
-            r"model name='resnet': must be one of \['cnn', 'mae', 'vit', 'vit_cnn'\]",
+            r"model name='resnet': must be one of \['aae', 'cnn', 'mae', 'vit', 'vit_cnn'\]",
         ),
         (
             lambda: models.load_predictor("nearest"),
@@ -445,7 +447,9 @@ JAX_SCRIPT = textwrap.dedent(
                            **tiny)
     cnn = models.build_cnn_autoencoder((16, 16, 3), 4, filters=(4, 8))
     vit_cnn = models.build_vit_cnn(latent_dim=4, decoder_filters=(8, 4), **tiny)
-    for model in (models.build_vit(**tiny), mae, cnn, vit_cnn, models.load_predictor("biharmonic")):
+    aae = models.build_aae((16, 16, 3), 4, filters=(4, 8), latent_dim=4, image_weight=1e-3)
+    learned = (models.build_vit(**tiny), mae, cnn, vit_cnn, aae)
+    for model in (*learned, models.load_predictor("biharmonic")):
         out = models.reconstruct(model, x, m)
         assert out.shape == x.shape and np.isfinite(out).all()
         assert np.array_equal(out, models.reconstruct(model, other, m)), model.name

@@ -12,7 +12,7 @@ from test_evaluation import write_cifar_folder
 from helpers import probe
 from helpers._checks import SettingError
 from helpers.cli import main
-from helpers.models import build_cnn_autoencoder, build_mae, build_vit, build_vit_cnn
+from helpers.models import build_aae, build_cnn_autoencoder, build_mae, build_vit, build_vit_cnn
 
 TINY = dict(image_shape=(32, 32, 3), patch_size=4, seed=0)
 TINY_VIT = dict(depth=1, num_heads=2, embed_dim=16, mlp_dim=16)
@@ -75,8 +75,9 @@ def test_the_probe_learns_a_linear_rule_and_not_random_labels():
                            decoder_num_heads=2, decoder_mlp_dim=16), 16),
         (lambda: build_vit_cnn(**TINY, **TINY_VIT), 16),
         (lambda: build_cnn_autoencoder((32, 32, 3), patch_size=4, filters=(8, 12), seed=0), 12),
+        (lambda: build_aae((32, 32, 3), patch_size=4, filters=(8, 12), latent_dim=6), 6),
     ],
-    ids=["vit", "mae", "vit_cnn", "cnn"],
+    ids=["vit", "mae", "vit_cnn", "cnn", "aae"],
 )  # fmt: skip
 def test_every_encoder_gives_one_vector_per_image_from_every_patch(build, dim):
     model = build()
