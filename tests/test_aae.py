@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_training import Interrupt
 
 from helpers import layers as mim
 from helpers import masking, models, training
@@ -18,16 +19,6 @@ from helpers._io import read_csv
 
 SHAPE = (16, 16, 3)
 TINY = dict(image_shape=SHAPE, patch_size=4, filters=(4, 8), latent_dim=4)
-
-
-class Interrupt(keras.callbacks.Callback):
-    def __init__(self, at_epoch):
-        super().__init__()
-        self.at_epoch = at_epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.at_epoch:
-            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")
