@@ -242,3 +242,23 @@ def test_adversarial_training_under_jax(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "jax aae ok" in out.stdout
+
+
+def test_the_sweep_and_the_gradient_importance_take_it(tmp_path):
+    from helpers import experiments, importance
+    from helpers.data import load_dataset
+
+    data = load_dataset("sample", n_train=48, n_test=8, val_fraction=0.25, seed=0)
+    tiny = {"filters": (4, 8), "latent_dim": 4, "image_weight": 1e-3}
+    config = experiments.SweepConfig(
+        strategies=("random", "rows"), ratios=(0.5,), predictors=("aae", "biharmonic"), epochs=1,
+        batch_size=16, model_kwargs={"aae": tiny}, plan="mixed",
+    )  # fmt: skip
+    rows = experiments.run_sweep(data, config, experiments.Run(tmp_path / "run"), progress=False)
+    assert [(r["strategy"], r["predictor"]) for r in rows] == [
+        ("random", "aae"), ("random", "biharmonic"), ("rows", "aae"), ("rows", "biharmonic")
+    ]  # fmt: skip
+    assert all(0 < r["psnr_masked_mean"] < 100 for r in rows)
+    model = models.build_aae((32, 32, 3), 4, **tiny)
+    scores = importance.gradient_scores(model, data.x_test, 4)
+    assert scores.shape == (8, 64) and np.isfinite(scores).all() and (scores > 0).any()
