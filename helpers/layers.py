@@ -1,4 +1,4 @@
-"""Custom Keras layers for the masked-image-modeling Transformers.
+"""Custom Keras layers for the masked-image-modeling models.
 
 Each layer does one job, is written with ``keras.ops`` only (so it runs on the TensorFlow, JAX
 and PyTorch backends), has a ``get_config`` and is registered for serialization, so models saved
@@ -21,6 +21,9 @@ A patch mask is a float tensor ``(N, L)`` with 1 for a hidden (masked) patch, 0 
   dropout and residual connections; optional ``key_mask`` (N, S) to exclude tokens as keys.
 - :class:`TokenSelector`, :class:`GatherTokens`, :class:`ScatterTokens`: the MAE bookkeeping
   (keep a fixed number of tokens, visible first, and put the decoded tokens back in place).
+- :class:`LatentAdversary`, :class:`ImageAdversary`: the adversarial autoencoder's two
+  discriminators (codes against a prior, filled-in images against real ones), identities at
+  inference; in training each adds its game's loss (:func:`_adversarial_loss`).
 """
 
 from __future__ import annotations

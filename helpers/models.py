@@ -50,7 +50,7 @@ from contextlib import contextmanager
 
 import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 from . import layers as mim
 from ._checks import (
@@ -848,8 +848,6 @@ def adversary_scores(model, images: np.ndarray, mask: np.ndarray) -> dict:
     ``mask`` hidden: the discriminators' mean probability of "real" for real samples (prior codes,
     real images) and for the model's (its codes, its composited outputs). At the balance both are
     near 0.5; a discriminator that wins outright gives ~1 and ~0."""
-    import keras.ops as ops
-
     if not isinstance(model, AdversarialAutoencoder):
         raise SettingError("model", getattr(model, "name", model), "must be an adversarial model")
     inputs = {"images": images.astype(np.float32), "mask": mask.astype(np.float32)}
