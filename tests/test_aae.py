@@ -1,15 +1,13 @@
 """The adversarial autoencoder: its two games, its training, its checks (tiny sizes)."""
 
 import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_models import run_under_jax
 from test_training import Interrupt
 
 from helpers import layers as mim
@@ -234,12 +232,7 @@ JAX_SCRIPT = textwrap.dedent(
     importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'jax[cpu]')"
 )
 def test_adversarial_training_under_jax(tmp_path):
-    fast_compile = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", XLA_FLAGS=fast_compile)
-    script = JAX_SCRIPT.replace("{run}", str(tmp_path / "run"))
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
-    )
+    out = run_under_jax(JAX_SCRIPT.replace("{run}", str(tmp_path / "run")), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "jax aae ok" in out.stdout
 

@@ -464,20 +464,21 @@ JAX_SCRIPT = textwrap.dedent(
 )
 
 
+def run_under_jax(script: str, timeout: int = 300):
+    """Run ``script`` in a fresh interpreter on the JAX backend (CPU); cheap XLA compiles: most of
+    the time goes into compiling tiny graphs, not running them."""
+    fast_compile = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", XLA_FLAGS=fast_compile)
+    return subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'jax[cpu]')"
 )
 def test_every_predictor_under_jax(tmp_path):
-    # cheap XLA compiles: most of the time here goes into compiling tiny graphs, not running them
-    fast_compile = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", XLA_FLAGS=fast_compile)
-    out = subprocess.run(
-        [sys.executable, "-c", f"TMP = {str(tmp_path)!r}\n" + JAX_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_under_jax(f"TMP = {str(tmp_path)!r}\n" + JAX_SCRIPT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "jax models ok" in out.stdout
 
