@@ -33,7 +33,7 @@ from ._checks import (
     check_ratio,
 )
 from ._io import writable_dir
-from .recipes import LEARNED, PREDICTORS, RECIPES
+from .recipes import BUILDERS, PREDICTORS, RECIPES
 
 
 def _param(text: str):
@@ -230,7 +230,8 @@ def _add_train(subparsers):
 
     p = subparsers.add_parser(
         "train",
-        help="train one model (vit, mae, cnn, vit_cnn or aae) to reconstruct masked patches",
+        help="train one model (vit, mae, cnn, vit_cnn, aae, pretrained_vit) to reconstruct "
+        "masked patches",
         description=(
             "Build a model with helpers.models.build_model and train it with "
             "helpers.training.train.\n"
@@ -247,16 +248,18 @@ def _add_train(subparsers):
             "--data-dir data/cifar-10-batches-py --n-train 20000 --minutes 30 --output "
             "saved_models\n"
             "  python -m helpers train --model vit --recipe reference --epochs 5 --output "
-            "saved_models"
+            "saved_models\n"
+            "  python -m helpers train --model pretrained_vit --preset vit_b16_folder "
+            "--fine-tune head --epochs 2 --output saved_models"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--model",
         required=True,
-        choices=LEARNED,
-        help="mask-token ViT, MAE-style ViT, convolutional autoencoder, ViT + CNN decoder or "
-        "adversarial autoencoder",
+        choices=BUILDERS,
+        help="mask-token ViT, MAE-style ViT, convolutional autoencoder, ViT + CNN decoder, "
+        "adversarial autoencoder, or a pretrained ViT fine-tuned (--preset)",
     )
     p.add_argument(
         "--strategy",
@@ -492,6 +495,31 @@ def _add_train(subparsers):
         help="vit_cnn: filters per doubling of the decoder, log2(patch size) of them, e.g. 64 32",
     )
     size.add_argument("--dropout", type=_fraction, metavar="P", help="dropout rate in [0, 1)")
+    transfer = p.add_argument_group(
+        "pretrained backbone (--model pretrained_vit; helpers.pretrained)"
+    )
+    transfer.add_argument(
+        "--preset",
+        metavar="PRESET_OR_FOLDER",
+        help="keras-hub preset name (default vit_base_patch16_224_imagenet, google/vit-base-"
+        "patch16-224), hf://google/vit-base-patch16-224, or a local folder (Keras preset or "
+        "Hugging Face config.json + model.safetensors)",
+    )
+    transfer.add_argument(
+        "--fine-tune",
+        choices=("head", "all"),
+        help="head: the backbone frozen (default); all: the backbone trains too, slower",
+    )
+    transfer.add_argument(
+        "--backbone-lr-scale",
+        type=_positive,
+        metavar="S",
+        help="with --fine-tune all: the backbone's learning rate as a fraction of --lr "
+        "(default 0.1)",
+    )
+    transfer.add_argument(
+        "--head-dim", type=_count, metavar="D", help="width of the decoding head (default 64)"
+    )
     p.set_defaults(func=_cmd_train)
 
 
@@ -510,6 +538,7 @@ _SIZE_OPTIONS = {
     "cnn": ("filters",),
     "vit_cnn": _VIT_SIZE + ("latent_dim", "decoder_filters"),
     "aae": ("filters", "latent_dim", "latent_weight", "image_weight"),
+    "pretrained_vit": ("preset", "fine_tune", "backbone_lr_scale", "head_dim"),
 }  # per --model
 
 

@@ -67,7 +67,7 @@ from ._checks import (
 from .devices import check_precision, policy_name
 from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels
-from .recipes import LEARNED, NON_LEARNED, VIT_FILLS
+from .recipes import BUILDERS, NON_LEARNED, VIT_FILLS
 
 CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
 
@@ -177,6 +177,11 @@ class MaskedImageModel(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(**config)
+
+    def lr_scales(self) -> dict:
+        """Variable path -> learning-rate multiplier for the variables that learn slower than the
+        rest (:class:`helpers.training.ScaledAdam`); none here."""
+        return {}
 
     # the encoder's last layer: tokens (N, L, D) for the Transformers, a map (N, h, w, D) for a CNN
     feature_layer = "norm"
@@ -880,17 +885,20 @@ def _twos(n: int) -> int:
 
 
 def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None = None, **kwargs):
-    """Build a model by name: ``vit``, ``mae``, ``cnn``, ``vit_cnn`` or ``aae``, with the model
+    """Build a model by name: ``vit``, ``mae``, ``cnn``, ``vit_cnn``, ``aae`` or ``pretrained_vit``
+    (:mod:`helpers.pretrained`, around a downloaded backbone: ``preset=...``), with the model
     settings of ``recipe`` (:mod:`helpers.recipes`: ``tuned``, the builders' defaults, or
     ``reference``); ``kwargs`` go to its builder and override the recipe. ``lowest_ratio``: the
     lowest ratio the model will be trained or scored at; the MAE is built for it
     (``min_mask_ratio``) unless told otherwise."""
     from .recipes import model_settings
 
-    check_choice(name, "model name", LEARNED)
+    check_choice(name, "model name", BUILDERS)
     kwargs = {**model_settings(recipe, name), **kwargs}
     if name == "mae" and lowest_ratio is not None:
         kwargs.setdefault("min_mask_ratio", lowest_ratio)
+    if name == "pretrained_vit":
+        return pretrained.build_pretrained_vit(**kwargs)
     builders = {"vit": build_vit, "mae": build_mae, "cnn": build_cnn_autoencoder}
     return {**builders, "vit_cnn": build_vit_cnn, "aae": build_aae}[name](**kwargs)
 
@@ -1100,3 +1108,8 @@ def load_predictor(path_or_name):
             "images and a mask. Retrain it (python -m helpers train ...)."
         )
     return model
+
+
+# Last, as it builds on this module: registers PretrainedViT, so that load_predictor and safe-mode
+# loads read it (keras-hub itself is imported only when one is built).
+from . import pretrained  # noqa: E402

@@ -41,6 +41,9 @@ LEARNED = (
     "vit_cnn",
     "aae",
 )  # the Keras models of helpers.models, by their builder's name
+# built around a downloaded backbone (helpers.pretrained), so not in the sweep's LEARNED
+PRETRAINED = ("pretrained_vit",)
+BUILDERS = (*LEARNED, *PRETRAINED)  # every name build_model takes
 NON_LEARNED = ("biharmonic", "mean_colour")
 PREDICTORS = (*LEARNED, *NON_LEARNED)
 VIT_FILLS = ("harmonic", "token")  # how a hidden patch enters the mask-token ViT: build_vit
@@ -78,10 +81,18 @@ TRAIN_SETTINGS = {
         "cnn": {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
         "vit_cnn": {"lr": 2e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
         "aae": {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "masked"},
+        # the new layers at the mask-token ViT's rate; a fine-tuned backbone at a tenth of it
+        # (PretrainedViT's backbone_lr_scale)
+        "pretrained_vit": {
+            "lr": 2e-3,
+            "lr_schedule": "cosine",
+            "augment": True,
+            "loss_on": "masked",
+        },  # fmt: skip
     },
     "reference": {
         name: {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}
-        for name in LEARNED
+        for name in BUILDERS
     },
 }
 

@@ -320,6 +320,8 @@ def value_checks() -> dict:
         "minutes": lambda value, name: _non_negative(value, name),
         "compare_epochs": count(0),
         "hybrid_epochs": count(0),
+        "pretrained_epochs": count(0),
+        "pretrained_fine_tune": choice(("head", "all")),
         "latent_dim": count(1),
         "latent_weight": lambda value, name: _non_negative(value, name),
         "image_weight": lambda value, name: _non_negative(value, name),

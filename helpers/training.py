@@ -488,15 +488,36 @@ def _budget(epochs, images, minutes, n_train: int) -> tuple[int, float | None]:
     return check_positive_int(epochs, "epochs"), seconds
 
 
+@keras.saving.register_keras_serializable(package="helpers")
+class ScaledAdam(keras.optimizers.Adam):
+    """Adam whose step for a variable is multiplied by ``scales[variable.path]`` (1 for a path
+    not in it): a lower learning rate for a pretrained backbone than for the new layers
+    (:class:`helpers.pretrained.PretrainedViT`). Keras' optimizers have one learning rate, and
+    scaling the gradients instead would change nothing: Adam normalises them."""
+
+    def __init__(self, learning_rate=1e-3, scales=None, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.scales = {str(k): float(v) for k, v in (scales or {}).items()}
+
+    def update_step(self, gradient, variable, learning_rate):
+        # on TensorFlow ``variable`` is the tf.Variable behind the Keras one: look up its path
+        path = self._trainable_variables[self._get_variable_index(variable)].path
+        if path in self.scales:
+            learning_rate = learning_rate * self.scales[path]
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "scales": dict(self.scales)}
+
+
 def compile_model(model, learning_rate, jit_compile="auto") -> None:
-    """Compile ``model`` for training: Adam at ``learning_rate`` (a number or a schedule), the
+    """Compile ``model`` for training: Adam at ``learning_rate`` (a number or a schedule; with the
+    step multipliers of the model's ``lr_scales()``, :class:`ScaledAdam`), the
     masked MSE, XLA as :func:`_jit_compile` decides; shared by :func:`train`, the throughput
     probe and ``bench speed``."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=masked_mse(),
-        jit_compile=_jit_compile(jit_compile, model),
-    )
+    scales = model.lr_scales() if isinstance(model, MaskedImageModel) else {}
+    adam = ScaledAdam(learning_rate, scales) if scales else keras.optimizers.Adam(learning_rate)
+    model.compile(optimizer=adam, loss=masked_mse(), jit_compile=_jit_compile(jit_compile, model))
     model.optimizer.build(model.trainable_variables)  # else TensorFlow traces the train step twice
     if hasattr(model, "_initial_epoch"):
         model._initial_epoch = None  # Keras keeps the epoch of an earlier restore on the model

@@ -1,0 +1,288 @@
+"""Transfer learning: a pretrained Vision Transformer (keras-hub's ``ViTBackbone``, by default
+google/vit-base-patch16-224) fine-tuned to reconstruct masked images.
+
+- :func:`load_backbone`: a ``ViTBackbone`` from a Keras preset name (Kaggle, online), a Hugging
+  Face URI (``hf://google/vit-base-patch16-224``, online) or a local folder (a Keras preset
+  written by ``save_to_preset``, or a Hugging Face folder with ``config.json`` +
+  ``model.safetensors``), with an error that lists what it tried when none is reachable.
+- :class:`PretrainedViT` (builder ``pretrained_vit``, :func:`build_pretrained_vit`): the masked
+  image (hidden pixels grey) and the pixel mask as a fourth channel, a learned 1x1 convolution to
+  the three channels the backbone expects (started as a copy of the colours, the mask channel at
+  0), resized to the backbone's input size and scaled to its [-1, 1] range; the backbone's patch
+  tokens (class token dropped) laid out on its patch grid, projected, resized back to the image
+  and decoded by a light head of two 3x3 convolutions that also sees the masked image.
+  ``fine_tune="head"`` freezes the backbone (only the adapter and the head learn);
+  ``fine_tune="all"`` trains it too, its steps scaled by ``backbone_lr_scale``
+  (:class:`helpers.training.ScaledAdam`).
+- :func:`save_tiny_backbone`: a small randomly initialised ``ViTBackbone`` saved as a local
+  preset, the offline stand-in for the download (tests, the quick profile of notebook 03).
+
+keras-hub is imported inside the functions that need it, not at the top: it is heavy (about a
+second and TensorFlow Text on import) and only this model uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from . import layers as mim
+from ._checks import (
+    SettingError,
+    check_choice,
+    check_patch_size,
+    check_positive_int,
+    check_positive_number,
+)
+from .devices import check_precision
+from .models import (
+    CNN_FILL,
+    MaskedImageModel,
+    _check_image_shape,
+    _inputs,
+    _policy,
+    _seed,
+    _settings,
+)
+
+DEFAULT_PRESET = "vit_base_patch16_224_imagenet"  # keras-hub's google/vit-base-patch16-224
+HF_PRESET = "hf://google/vit-base-patch16-224"  # the same weights from the Hugging Face hub
+FINE_TUNE = ("head", "all")
+TINY = "tiny"  # notebook 03's name for a tiny local backbone (save_tiny_backbone)
+_REMOTE = ("hf://", "kaggle://", "gs://", "modelscope://")
+_HOW_OFFLINE = (
+    "offline, give a local folder: a Keras preset (on a machine with a network: "
+    "keras_hub.models.ViTBackbone.from_preset('vit_base_patch16_224_imagenet')"
+    ".save_to_preset('vit_b16')) or a Hugging Face folder with config.json and model.safetensors "
+    "(huggingface-cli download google/vit-base-patch16-224 --local-dir vit_b16)"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The backbone
+# --------------------------------------------------------------------------------------------
+def _is_local(preset) -> bool:
+    if isinstance(preset, os.PathLike):
+        return True
+    text = str(preset)
+    if text.startswith(_REMOTE):
+        return False
+    return os.path.exists(text) or text.startswith((".", "~", os.sep)) or os.sep in text
+
+
+def _check_folder(folder: Path) -> None:
+    """A SettingError unless ``folder`` holds a ViT preset keras-hub can read."""
+    allowed = (
+        "a Keras preset folder (config.json + model.weights.h5, written by save_to_preset) or a "
+        "Hugging Face folder (config.json + model.safetensors)"
+    )
+    if not folder.is_dir():
+        raise SettingError("preset", str(folder), f"no such folder; allowed: {allowed}")
+    files = sorted(p.name for p in folder.iterdir())
+    if "config.json" not in files:
+        raise SettingError("preset", str(folder), f"holds {files[:8]}, not {allowed}")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SettingError("preset", str(folder), f"config.json is not JSON ({exc})") from None
+    if "model_type" in config:  # Hugging Face
+        if config["model_type"] != "vit":
+            raise SettingError(
+                "preset", str(folder), f"is a Hugging Face {config['model_type']!r} model; "
+                "allowed: a ViT (model_type 'vit')",
+            )  # fmt: skip
+        if "model.safetensors" not in files:
+            raise SettingError(
+                "preset", str(folder), "is a Hugging Face folder without model.safetensors"
+            )
+    elif "registered_name" in config:
+        if "ViTBackbone" not in str(config["registered_name"]):
+            raise SettingError(
+                "preset", str(folder), f"holds a {config['registered_name']}; allowed: a "
+                "ViTBackbone preset",
+            )  # fmt: skip
+    else:
+        raise SettingError("preset", str(folder), f"config.json is not {allowed}")
+
+
+def load_backbone(preset=DEFAULT_PRESET):
+    """A keras-hub ``ViTBackbone`` from ``preset``: a local folder (checked first, so a wrong folder
+    gets a clear error), a ``ViTBackbone`` (returned as is), or a preset name or ``hf://`` URI
+    (downloaded and cached by keras-hub). For the default name the Hugging Face URI is tried
+    next; when none loads, the error lists each try and how to work offline."""
+    import keras_hub
+
+    if isinstance(preset, keras_hub.models.ViTBackbone):
+        return preset
+    if not isinstance(preset, (str, os.PathLike)) or not str(preset):
+        raise SettingError(
+            "preset", preset, "allowed: a keras-hub preset name, an hf:// URI or a local folder"
+        )
+    if _is_local(preset):
+        folder = Path(preset).expanduser()
+        _check_folder(folder)
+        return keras_hub.models.ViTBackbone.from_preset(str(folder))
+    tries = [str(preset)] + ([HF_PRESET] if str(preset) == DEFAULT_PRESET else [])
+    failures = []
+    for name in tries:
+        try:
+            return keras_hub.models.ViTBackbone.from_preset(name)
+        except Exception as exc:  # network, authentication, unknown name: all end the same way
+            failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    raise SettingError(
+        "preset",
+        str(preset),
+        "could not be loaded; tried " + "; ".join(failures) + ". " + _HOW_OFFLINE,
+    )
+
+
+def save_tiny_backbone(
+    folder, image_size: int = 32, patch_size: int = 4, *, num_layers: int = 2, width: int = 32,
+    num_heads: int = 2, mlp_dim: int = 64, seed: int = 0,
+) -> Path:  # fmt: skip
+    """Save a small ``ViTBackbone`` with random weights (seeded) as a Keras preset in ``folder``
+    (written to a temporary folder beside it, then renamed) and return the folder. It is not
+    pretrained: it stands in for the download where there is no network."""
+    import keras_hub
+
+    folder = Path(folder)
+    _seed(seed)
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(image_size, image_size, 3),
+        patch_size=patch_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=width,
+        mlp_dim=mlp_dim,
+    )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        backbone.save_to_preset(str(tmp))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _backbone_config(backbone) -> dict:
+    """What rebuilds the backbone's architecture: its config without name, trainable and dtype
+    (the model's dtype policy applies)."""
+    skip = ("name", "trainable", "dtype")
+    return {k: v for k, v in backbone.get_config().items() if k not in skip}
+
+
+# --------------------------------------------------------------------------------------------
+# The reconstruction model around it
+# --------------------------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="helpers")
+class PretrainedViT(MaskedImageModel):
+    """A pretrained ``ViTBackbone`` with an input adapter and a light decoding head (see the
+    module docstring and :func:`build_pretrained_vit`). ``backbone`` is the backbone's config
+    (its weights come from the preset when built, from the ``.keras`` file when loaded)."""
+
+    builder = "pretrained_vit"
+    feature_layer = "patch_tokens"
+
+    def __init__(
+        self,
+        image_shape=(32, 32, 3),
+        patch_size=4,
+        backbone=None,
+        head_dim=64,
+        fine_tune="head",
+        backbone_lr_scale=0.1,
+        preset="",
+        mixed_precision=False,
+        name="pretrained_vit",
+        **kwargs,
+    ):
+        import keras_hub
+
+        settings = _settings(locals())
+        h, w, c = image_shape
+        with _policy(mixed_precision):
+            vit = keras_hub.models.ViTBackbone.from_config({**backbone, "name": "backbone"})
+            bh, bw = vit.image_shape[:2]
+            ph, pw = vit.patch_size
+            images, mask = _inputs(image_shape, patch_size)
+            masked = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
+            adapter = layers.Conv2D(3, 1, name="to_rgb")
+            x = adapter(masked)
+            start = np.zeros((1, 1, c + 1, 3), np.float32)  # colours copied, mask channel at 0
+            start[0, 0, :c] = np.eye(3, dtype=np.float32) if c == 3 else 1.0
+            adapter.set_weights([start, np.zeros(3, np.float32)])
+            if (bh, bw) != (h, w):
+                x = layers.Resizing(bh, bw, "bilinear", name="to_backbone_size")(x)
+            x = layers.Rescaling(2.0, offset=-1.0, name="to_backbone_range")(x)
+            tokens = vit(x)
+            if vit.use_class_token:
+                tokens = layers.Cropping1D((1, 0), name="patch_tokens")(tokens)
+            else:
+                tokens = layers.Identity(name="patch_tokens")(tokens)
+            y = layers.Reshape((bh // ph, bw // pw, vit.hidden_dim), name="token_grid")(tokens)
+            y = layers.Dense(head_dim, activation="gelu", name="head_proj")(y)
+            if (bh // ph, bw // pw) != (h, w):
+                y = layers.Resizing(h, w, "bilinear", name="to_image_size")(y)
+            y = layers.Concatenate(name="with_image")([y, masked])
+            y = layers.Conv2D(head_dim, 3, padding="same", activation="gelu", name="head_conv")(y)
+            out = layers.Conv2D(
+                c, 3, padding="same", activation="sigmoid", dtype="float32", name="head"
+            )(y)
+            super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
+        vit.trainable = fine_tune == "all"
+
+    def lr_scales(self) -> dict:
+        """Variable path -> step multiplier: the backbone's, when it is fine-tuned."""
+        if self.settings["fine_tune"] != "all":
+            return {}
+        scale = float(self.settings["backbone_lr_scale"])
+        return {v.path: scale for v in self.get_layer("backbone").trainable_variables}
+
+
+def build_pretrained_vit(
+    image_shape=(32, 32, 3),
+    patch_size: int = 4,
+    *,
+    preset=DEFAULT_PRESET,
+    head_dim: int = 64,
+    fine_tune: str = "head",
+    backbone_lr_scale: float = 0.1,
+    seed: int | None = 0,
+    mixed_precision: bool | str = False,
+) -> PretrainedViT:
+    """A :class:`PretrainedViT` around the backbone of ``preset`` (:func:`load_backbone`) for
+    images of ``image_shape`` and masks of ``patch_size``-pixel patches. The images are resized
+    to the backbone's input size (224 x 224 for ViT-B/16: a 32-pixel CIFAR-10 image becomes 196
+    tokens of 16 x 16 upsampled pixels). ``fine_tune``: ``head`` (the backbone frozen) or
+    ``all`` (the backbone's steps times ``backbone_lr_scale``). The new layers are seeded by
+    ``seed``; the backbone's weights are the preset's."""
+    image_shape = _check_image_shape(image_shape)
+    check_patch_size(patch_size, image_shape)
+    check_positive_int(head_dim, "head_dim")
+    check_choice(fine_tune, "fine_tune", FINE_TUNE)
+    check_positive_number(backbone_lr_scale, "backbone_lr_scale")
+    mixed_precision = check_precision(mixed_precision)
+    backbone = load_backbone(preset)
+    _seed(seed)
+    model = PretrainedViT(
+        image_shape,
+        patch_size,
+        _backbone_config(backbone),
+        head_dim,
+        fine_tune,
+        float(backbone_lr_scale),
+        str(preset) if isinstance(preset, (str, os.PathLike)) else backbone.name,
+        mixed_precision,
+    )
+    model.get_layer("backbone").set_weights(backbone.get_weights())
+    return model
