@@ -6,11 +6,13 @@ google/vit-base-patch16-224) fine-tuned to reconstruct masked images.
   written by ``save_to_preset``, or a Hugging Face folder with ``config.json`` +
   ``model.safetensors``), with an error that lists what it tried when none is reachable.
 - :class:`PretrainedViT` (builder ``pretrained_vit``, :func:`build_pretrained_vit`): the masked
-  image (hidden pixels grey) and the pixel mask as a fourth channel, a learned 1x1 convolution to
+  image (hidden pixels grey) and the pixel mask as a fourth channel, with the harmonic fill of the
+  hidden pixels in front by default (``fill="harmonic"``), a learned 1x1 convolution to
   the three channels the backbone expects (started as a copy of the colours, the mask channel at
   0), resized to the backbone's input size and scaled to its [-1, 1] range; the backbone's patch
   tokens (class token dropped) laid out on its patch grid, projected, resized back to the image
-  and decoded by a light head of two 3x3 convolutions that also sees the masked image.
+  and decoded by a light head of two 3x3 convolutions that also sees the masked image (with the
+  fill: its output, started at 0, corrects the fill).
   ``fine_tune="head"`` freezes the backbone (only the adapter and the head learn);
   ``fine_tune="all"`` trains it too, its steps scaled by ``backbone_lr_scale``
   (:class:`helpers.training.ScaledAdam`).
@@ -55,6 +57,7 @@ from .models import (
 DEFAULT_PRESET = "vit_base_patch16_224_imagenet"  # keras-hub's google/vit-base-patch16-224
 HF_PRESET = "hf://google/vit-base-patch16-224"  # the same weights from the Hugging Face hub
 FINE_TUNE = ("head", "all")
+FILLS = ("harmonic", "grey")  # what the hidden pixels start as (build_pretrained_vit)
 TINY = "tiny"  # notebook 03's name for a tiny local backbone (save_tiny_backbone)
 _REMOTE = ("hf://", "kaggle://", "gs://", "modelscope://")
 _HOW_OFFLINE = (
@@ -201,6 +204,8 @@ class PretrainedViT(MaskedImageModel):
         head_dim=64,
         fine_tune="head",
         backbone_lr_scale=0.1,
+        fill="harmonic",
+        fill_iterations=128,
         preset="",
         mixed_precision=False,
         name="pretrained_vit",
@@ -216,9 +221,20 @@ class PretrainedViT(MaskedImageModel):
             ph, pw = vit.patch_size
             images, mask = _inputs(image_shape, patch_size)
             masked = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
+            guess = None
+            if fill == "harmonic":  # the smooth guess joins the input; the head corrects it
+                patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
+                guess = mim.HarmonicFill(
+                    image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
+                )(patches, mask)
+                guess = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="fill_image")(
+                    guess
+                )
+                masked = layers.Concatenate(name="fill_and_mask")([guess, masked])
             adapter = layers.Conv2D(3, 1, name="to_rgb")
             x = adapter(masked)
-            start = np.zeros((1, 1, c + 1, 3), np.float32)  # colours copied, mask channel at 0
+            # started as a copy of the colours (of the fill when there is one); the rest at 0
+            start = np.zeros((1, 1, masked.shape[-1], 3), np.float32)
             start[0, 0, :c] = np.eye(3, dtype=np.float32) if c == 3 else 1.0
             adapter.set_weights([start, np.zeros(3, np.float32)])
             if (bh, bw) != (h, w):
@@ -235,9 +251,17 @@ class PretrainedViT(MaskedImageModel):
                 y = layers.Resizing(h, w, "bilinear", name="to_image_size")(y)
             y = layers.Concatenate(name="with_image")([y, masked])
             y = layers.Conv2D(head_dim, 3, padding="same", activation="gelu", name="head_conv")(y)
-            out = layers.Conv2D(
-                c, 3, padding="same", activation="sigmoid", dtype="float32", name="head"
-            )(y)
+            if guess is None:
+                out = layers.Conv2D(
+                    c, 3, padding="same", activation="sigmoid", dtype="float32", name="head"
+                )(y)
+            else:  # a correction of the fill, started at 0
+                y = layers.Conv2D(
+                    c, 3, padding="same", activation="tanh", dtype="float32",
+                    kernel_initializer="zeros", name="head",
+                )(y)  # fmt: skip
+                out = layers.Add(dtype="float32", name="fill_plus")([guess, y])
+                out = layers.ReLU(max_value=1.0, dtype="float32", name="to_unit")(out)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
         vit.trainable = fine_tune == "all"
 
@@ -257,6 +281,8 @@ def build_pretrained_vit(
     head_dim: int = 64,
     fine_tune: str = "head",
     backbone_lr_scale: float = 0.1,
+    fill: str = "harmonic",
+    fill_iterations: int = 128,
     seed: int | None = 0,
     mixed_precision: bool | str = False,
 ) -> PretrainedViT:
@@ -264,13 +290,20 @@ def build_pretrained_vit(
     images of ``image_shape`` and masks of ``patch_size``-pixel patches. The images are resized
     to the backbone's input size (224 x 224 for ViT-B/16: a 32-pixel CIFAR-10 image becomes 196
     tokens of 16 x 16 upsampled pixels). ``fine_tune``: ``head`` (the backbone frozen) or
-    ``all`` (the backbone's steps times ``backbone_lr_scale``). The new layers are seeded by
+    ``all`` (the backbone's steps times ``backbone_lr_scale``). ``fill="harmonic"`` (as the tuned
+    recipe of the mask-token ViT): the harmonic fill of the visible pixels
+    (:class:`helpers.layers.HarmonicFill`, ``fill_iterations`` steps) joins the input, and the
+    head's tanh output, started at 0, is a correction added to it, so the model starts at the
+    fill's quality; ``"grey"``: hidden pixels enter grey and a sigmoid head gives the pixels.
+    The new layers are seeded by
     ``seed``; the backbone's weights are the preset's."""
     image_shape = _check_image_shape(image_shape)
     check_patch_size(patch_size, image_shape)
     check_positive_int(head_dim, "head_dim")
     check_choice(fine_tune, "fine_tune", FINE_TUNE)
     check_positive_number(backbone_lr_scale, "backbone_lr_scale")
+    check_choice(fill, "fill", FILLS)
+    check_positive_int(fill_iterations, "fill_iterations", minimum=0)
     mixed_precision = check_precision(mixed_precision)
     backbone = load_backbone(preset)
     _seed(seed)
@@ -281,6 +314,8 @@ def build_pretrained_vit(
         head_dim,
         fine_tune,
         float(backbone_lr_scale),
+        fill,
+        int(fill_iterations),
         str(preset) if isinstance(preset, (str, os.PathLike)) else backbone.name,
         mixed_precision,
     )

@@ -125,17 +125,32 @@ def test_adapter_starts_as_a_copy_of_the_colours(preset, images):
     """At the start the backbone sees the masked image itself: the mask channel has weight 0."""
     model = models.build_model("pretrained_vit", preset=preset, head_dim=8)
     kernel, bias = model.get_layer("to_rgb").get_weights()
-    np.testing.assert_array_equal(kernel[0, 0], np.vstack([np.eye(3), np.zeros((1, 3))]))
+    # the harmonic fill's colours copied; the grey-filled image and the mask channel at 0
+    np.testing.assert_array_equal(kernel[0, 0], np.vstack([np.eye(3), np.zeros((4, 3))]))
     assert not bias.any()
     gray = models.build_model("pretrained_vit", preset=preset, head_dim=8, image_shape=(32, 32, 1))
     np.testing.assert_array_equal(
-        gray.get_layer("to_rgb").get_weights()[0][0, 0], [[1] * 3, [0] * 3]
+        gray.get_layer("to_rgb").get_weights()[0][0, 0], [[1] * 3, [0] * 3, [0] * 3]
     )
     x = images[:2].mean(axis=-1, keepdims=True)
     out = models.reconstruct(
         gray, x, masking.make_mask("random", 0.5, n_images=2, grid=(8, 8), seed=0)
     )
     assert out.shape == x.shape
+
+
+def test_it_starts_at_the_harmonic_fill_and_grey_is_one_setting_away(preset, images):
+    model = models.build_model("pretrained_vit", preset=preset, head_dim=8)
+    mask = masking.make_mask("random", 0.5, n_images=4, grid=(8, 8), seed=0)
+    out = models.reconstruct(model, images[:4], mask)
+    probe = keras.Model(model.input, model.get_layer("fill_image").output)
+    fill = np.asarray(probe({"images": images[:4], "mask": mask.astype(np.float32)}))
+    np.testing.assert_allclose(out, fill, atol=1e-6)  # the head's correction starts at 0
+    visible = ~np.repeat(np.repeat(mask.reshape(4, 8, 8), 4, 1), 4, 2)
+    np.testing.assert_allclose(out[visible], images[:4][visible], atol=1e-6)
+    grey = models.build_model("pretrained_vit", preset=preset, head_dim=8, fill="grey")
+    assert "harmonic_fill" not in [layer.name for layer in grey.layers]
+    assert models.reconstruct(grey, images[:4], mask).shape == images[:4].shape
 
 
 def test_resize_to_a_larger_backbone(tmp_path, images):
@@ -151,14 +166,20 @@ def test_resize_to_a_larger_backbone(tmp_path, images):
 def test_head_only_training_leaves_the_backbone_and_full_fine_tuning_changes_it(
     preset, images, tmp_path
 ):
-    head = models.build_model("pretrained_vit", preset=preset, head_dim=8, fine_tune="head")
+    # fill="grey": the harmonic fill's head starts at 0, so no gradient reaches the backbone in
+    # the first steps (the warm-up's first learning rate is 0)
+    head = models.build_model(
+        "pretrained_vit", preset=preset, head_dim=8, fine_tune="head", fill="grey"
+    )
     before, head_before = backbone_weights(head), head.get_layer("head").get_weights()[0].copy()
     training.train(head, images, epochs=1, batch_size=20, run_dir=tmp_path / "h", verbose=0)
     for a, b in zip(before, backbone_weights(head)):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(head_before, head.get_layer("head").get_weights()[0])
 
-    full = models.build_model("pretrained_vit", preset=preset, head_dim=8, fine_tune="all")
+    full = models.build_model(
+        "pretrained_vit", preset=preset, head_dim=8, fine_tune="all", fill="grey"
+    )
     training.train(full, images, epochs=1, batch_size=20, run_dir=tmp_path / "f", verbose=0)
     assert any(not np.array_equal(a, b) for a, b in zip(before, backbone_weights(full)))
 
@@ -169,8 +190,9 @@ def test_backbone_learning_rate_scale(preset, images):
     moves = {}
     for scale in (1.0, 0.1):
         model = models.build_model(
-            "pretrained_vit", preset=preset, head_dim=8, fine_tune="all", backbone_lr_scale=scale
-        )
+            "pretrained_vit", preset=preset, head_dim=8, fine_tune="all", backbone_lr_scale=scale,
+            fill="grey",
+        )  # fmt: skip
         training.compile_model(model, 1e-3, jit_compile=False)
         before, head = backbone_weights(model), model.get_layer("head_proj").get_weights()[0]
         mask = masking.make_mask("random", 0.5, n_images=8, grid=(8, 8), seed=0).astype(np.float32)
@@ -220,6 +242,7 @@ def test_bad_presets_and_settings_are_refused_before_building(preset, tmp_path):
         ({"fine_tune": "some"}, "fine_tune"),
         ({"backbone_lr_scale": 0}, "backbone_lr_scale"),
         ({"head_dim": 0}, "head_dim"),
+        ({"fill": "token"}, "fill"),
         ({"patch_size": 5}, "patch_size"),
     ):
         with pytest.raises(ValueError, match=name):
@@ -262,7 +285,8 @@ def test_fine_tuning_under_jax(preset, tmp_path):
 import numpy as np
 from helpers import masking, models, training
 x = np.random.default_rng(0).random((16, 32, 32, 3), dtype=np.float32)
-m = models.build_model("pretrained_vit", preset={str(preset)!r}, head_dim=8, fine_tune="all")
+m = models.build_model("pretrained_vit", preset={str(preset)!r}, head_dim=8, fine_tune="all",
+                       fill="grey")
 before = [w.copy() for w in m.get_layer("backbone").get_weights()]
 training.train(m, x, epochs=1, batch_size=8, run_dir={str(tmp_path)!r}, verbose=0)
 after = m.get_layer("backbone").get_weights()

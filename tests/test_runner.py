@@ -181,6 +181,18 @@ def test_values_are_checked_against_the_declared_types(project):
         ("n_train", "-1", "01_data_and_patches", "is -1: must be an integer >= 0"),
         ("compare_epochs", "-2", "03_vit_masked_reconstruction", "is -2: must be an integer >= 0"),
         (
+            "pretrained_epochs",
+            "-1",
+            "03_vit_masked_reconstruction",
+            "is -1: must be an integer >= 0",
+        ),
+        (
+            "pretrained_fine_tune",
+            "backbone",
+            "03_vit_masked_reconstruction",
+            "is 'backbone': must be one of ['head', 'all']",
+        ),
+        (
             "loss_on",
             "hidden",
             "03_vit_masked_reconstruction",
