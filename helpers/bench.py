@@ -6,11 +6,15 @@
 - training images per second of the mask-token ViT and the MAE-style ViT at 50% and 75%, against a
   plain-Keras ViT of the same configuration, with and without drawing masks per batch, and (on
   TensorFlow) with and without XLA;
+- the autoencoders (CNN, adversarial autoencoder, ViT + CNN decoder) against the mask-token ViT,
+  at 50 %;
+- the pretrained ViT (:mod:`helpers.pretrained`) with a ViT-B/16-sized backbone (random weights:
+  the speed does not depend on them, and nothing is downloaded), head only and fully fine-tuned;
 - the input pipeline alone (:class:`helpers.training.MaskingDataset`, batches of 256 as in the
   ``full`` profile): batches and images per second, as a ratio to the ViT's training speed (an
   accelerator waits for its data when that ratio is near 1 or below).
 
-:func:`bench_speed` runs the four parts (``quick=True``: much smaller sizes, for tests) and hands
+:func:`bench_speed` runs the six parts (``quick=True``: much smaller sizes, for tests) and hands
 each part's rows to a callback as soon as they are measured; :func:`format_rows` prints them.
 """
 
@@ -259,6 +263,65 @@ def _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, fit) -> dict:
     }
 
 
+def bench_autoencoders(
+    n_images: int = 512, *, epochs: int = 1, batch_size: int = 64, seed: int = 0, sizes=None
+) -> list[dict]:
+    """Training images per second of the CNN autoencoder, the adversarial autoencoder (both
+    discriminators on) and the ViT + CNN decoder, with the mask-token ViT as the reference, on
+    the same images and masks at 50 % (builders' default sizes, or ``sizes[name]``)."""
+    images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
+    batch, sizes = _fit_set(images, 0.5, seed), dict(sizes or {})
+    kinds = {"vit": {}, "cnn": {}, "aae": {"image_weight": 1e-3}, "vit_cnn": {}}
+    names = {"vit": "mask-token ViT", "cnn": "CNN autoencoder", "aae": "adversarial autoencoder "
+             "(latent + image discriminators)", "vit_cnn": "ViT + CNN decoder"}  # fmt: skip
+    speed = {}
+    for kind, extra in kinds.items():
+        keras.utils.set_random_seed(seed)
+        model = build_model(kind, seed=seed, **extra, **sizes.get(kind, {}))
+        speed[kind] = _fit_speed(model, batch, batch_size=batch_size, epochs=epochs)
+    rows = [{"what": f"{names[k]}, 50 % masked", "images_per_s": v} for k, v in speed.items()]
+    return rows + [
+        {"what": f"ratio: {names[k]} / mask-token ViT", "ratio": speed[k] / speed["vit"]}
+        for k in kinds
+        if k != "vit"
+    ]
+
+
+def bench_pretrained(
+    n_images: int = 32, *, batch_size: int = 8, epochs: int = 1, seed: int = 0, backbone=None
+) -> list[dict]:
+    """Training images per second of :class:`helpers.pretrained.PretrainedViT` on 32-pixel images
+    with masks at 50 %, backbone frozen (``head``) and fine-tuned (``all``), in one run.
+    ``backbone``: ``ViTBackbone`` keyword arguments (default ViT-B/16 at 224: 12 blocks, width
+    768, MLP 3072, 12 heads, patches of 16), built with random weights."""
+    import keras_hub
+
+    from .pretrained import build_pretrained_vit
+
+    sizes = backbone or dict(
+        image_shape=(224, 224, 3), patch_size=16, num_layers=12, num_heads=12, hidden_dim=768,
+        mlp_dim=3072,
+    )  # fmt: skip
+    images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
+    batch, speed = _fit_set(images, 0.5, seed), {}
+    keras.utils.set_random_seed(seed)
+    vit = keras_hub.models.ViTBackbone(**sizes)
+    label = f"{sizes['num_layers']} blocks, width {sizes['hidden_dim']}"
+    label += f", input {sizes['image_shape'][0]}, batch {batch_size}"
+    for fine_tune in ("head", "all"):
+        model = build_pretrained_vit(preset=vit, fine_tune=fine_tune, seed=seed)
+        speed[fine_tune] = _fit_speed(model, batch, batch_size=batch_size, epochs=epochs)
+        del model
+    return [
+        {"what": f"pretrained ViT ({label}), head only", "images_per_s": speed["head"]},
+        {"what": f"pretrained ViT ({label}), fine-tuned", "images_per_s": speed["all"]},
+        {
+            "what": "ratio: pretrained ViT, head only / fine-tuned",
+            "ratio": speed["head"] / speed["all"],
+        },
+    ]
+
+
 def bench_pipeline(n_images: int = 4096, batch_size: int = 256, seed: int = 0) -> list[dict]:
     """Batches per second of :class:`MaskingDataset` alone (masks, flips, weights; no model) for
     the masks of the training runs: one of random/rows/columns and a ratio in 30-70 % per batch,
@@ -294,6 +357,8 @@ SPEED_SETTINGS = {
         "metrics": {"n_images": 10_000, "loop_images": 500},
         "training": {"n_images": 1024, "epochs": 2, "batch_size": 64},
         "pipeline": {"n_images": 4096, "batch_size": 256},
+        "autoencoders": {"n_images": 512},
+        "pretrained": {"n_images": 32, "batch_size": 8},
     },
     True: {
         "masks": {"n_images": 5_000},
@@ -315,6 +380,28 @@ SPEED_SETTINGS = {
             },
         },
         "pipeline": {"n_images": 512, "batch_size": 256},
+        "autoencoders": {
+            "n_images": 32,
+            "batch_size": 16,
+            "sizes": {
+                "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
+                "cnn": {"filters": (4, 8)},
+                "aae": {"filters": (4, 8), "latent_dim": 4},
+                "vit_cnn": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
+            },
+        },
+        "pretrained": {
+            "n_images": 8,
+            "batch_size": 8,
+            "backbone": dict(
+                image_shape=(32, 32, 3),
+                patch_size=8,
+                num_layers=1,
+                num_heads=2,
+                hidden_dim=16,
+                mlp_dim=32,
+            ),  # fmt: skip
+        },
     },
 }
 
@@ -332,6 +419,8 @@ def bench_speed(quick: bool = False, report=None) -> list[dict]:
             "training throughput" + (" (tiny models)" if quick else " (default model sizes)"),
             lambda: bench_training(**settings["training"]),
         ),
+        ("autoencoders", lambda: bench_autoencoders(**settings["autoencoders"])),
+        ("pretrained ViT", lambda: bench_pretrained(**settings["pretrained"])),
         ("input pipeline", lambda: _with_ratio(bench_pipeline(**settings["pipeline"]), rows)),
     )
     rows = []

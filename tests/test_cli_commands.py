@@ -616,6 +616,10 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
         "ratio: with / without harmonic fill, 75% masked",
         "input pipeline, mixed random/rows/columns, 30-70 %, flips, batch 256",
         "input pipeline, importance (variance), 50 %, batch 256",
+        "ratio: adversarial autoencoder (latent + image discriminators) / mask-token ViT",
+        "ratio: ViT + CNN decoder / mask-token ViT",
+        "pretrained ViT (1 blocks, width 16, input 32, batch 8), fine-tuned",
+        "ratio: pretrained ViT, head only / fine-tuned",
     ):
         assert words in out, words
     ratio_lines = [ln for ln in out.splitlines() if ln.startswith("ratio: ") and "masked" in ln]
@@ -623,7 +627,7 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
     ips = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("images/s")]
     xla = "ratio: XLA on / off" in out
     assert xla == (keras_backend() == "tensorflow")
-    assert len(ips) == 12 + xla and all(v > 0 for v in ips)
+    assert len(ips) == 12 + 4 + 2 + xla and all(v > 0 for v in ips)  # + autoencoders, pretrained
     batches = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("batches/s")]
     assert len(batches) == 4 and all(v > 0 for v in batches)
     pipeline = [ln for ln in out.splitlines() if ln.startswith("ratio: slowest input pipeline")]
