@@ -3,7 +3,8 @@
 Modules: ``data`` (CIFAR-10 and the embedded sample dataset), ``patches`` (patchify/unpatchify),
 ``masking`` (random, rows, columns, importance), ``metrics`` (MSE, PSNR, SSIM on composites),
 ``layers`` and ``models`` (mask-token ViT, MAE-style ViT, CNN autoencoder, ViT encoder + CNN
-decoder; biharmonic inpainting and the mean-colour guess, not learned), ``training``, ``devices``
+decoder; biharmonic inpainting and the mean-colour guess, not learned), ``pretrained`` (a
+pretrained keras-hub ViT fine-tuned for reconstruction), ``training``, ``devices``
 (several devices, mixed precision), ``importance`` (gradient patch scores), ``evaluation``,
 ``probe`` (linear probe of an encoder), ``grading`` (students' models on a hidden test set; the
 nbgrader course), ``experiments`` (sweep and cross-strategy matrix), ``report``, ``plots``

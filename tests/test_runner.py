@@ -190,7 +190,7 @@ def test_values_are_checked_against_the_declared_types(project):
             "pretrained_fine_tune",
             "backbone",
             "03_vit_masked_reconstruction",
-            "is 'backbone': must be one of ['head', 'all']",
+            "is 'backbone': must be one of ['all', 'head']",
         ),
         (
             "loss_on",
