@@ -3,7 +3,8 @@
 Commands are argparse subcommands; each module-level ``_add_<command>(subparsers)`` adds its
 parser and sets ``func`` to a handler ``(args) -> exit code``; :data:`COMMANDS` lists them:
 ``run`` (the notebooks), ``train`` (one model), ``evaluate`` (one predictor on a test set),
-``bench`` (``speed`` and ``quality`` benchmarks).
+``probe`` (the linear probe of an encoder), ``sweep`` (notebook 05's sweep, headless), ``grade``,
+``course`` and ``bench`` (``speed`` and ``quality`` benchmarks).
 
 Exit codes: 0 success, 1 a notebook failed, 2 a usage or configuration error (nothing ran; the
 message names the option, the value and what is allowed), 130 interrupted (``train`` resumes when
@@ -1068,6 +1069,175 @@ def _cmd_probe(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# sweep
+# --------------------------------------------------------------------------------------------
+# long only because it declares one option per argparse call: no logic to split
+def _add_sweep(subparsers):
+    from .data import DATASETS
+    from .experiments import MODEL_SIZES, PLANS, SweepConfig
+    from .masking import STRATEGIES
+
+    defaults = SweepConfig()
+    p = subparsers.add_parser(
+        "sweep",
+        help="the strategy x ratio x predictor sweep of notebook 05, headless, with the linear "
+        "probe of each encoder as an option",
+        description=(
+            "Train (or reuse) the models of each (strategy, ratio, predictor) cell, score them "
+            "on the same test\n"
+            "images with the same masks, and append one row per cell to RUN/metrics.csv "
+            "(provenance.json beside it,\n"
+            "models in RUN/models/). A sweep started again skips the finished cells. With "
+            "--probe-epochs E the\n"
+            "linear probe of every trained encoder (helpers.probe) is recorded next to its PSNR, "
+            "with its two\n"
+            "baselines in RUN/probe.csv: with --plan per_cell, which masking teaches the best "
+            "features."
+        ),
+        epilog=(
+            "example (which masking teaches most, on the shared CIFAR-10 subset):\n"
+            "  python -m helpers sweep --run runs/probe-cifar --dataset cifar10 --data-dir "
+            "../shared/data/cifar-10-batches-py \\\n"
+            "      --predictors mae --strategies random rows columns --plan per_cell --epochs 25 "
+            "--probe-epochs 50"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--run",
+        required=True,
+        metavar="NAME|DIR",
+        help="the run folder; a plain name is a folder of the project's results/ (or of "
+        "$HELPERS_RESULTS_DIR)",
+    )
+    p.add_argument(
+        "--dataset", default="sample", choices=DATASETS, help="dataset (default: sample)"
+    )
+    p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 folder (default: the Keras cache)")
+    p.add_argument(
+        "--grayscale", action="store_true", help="one-channel images (skimage.color.rgb2gray)"
+    )
+    p.add_argument(
+        "--n-train", type=_seed, default=0, metavar="N", help="training images (default: all)"
+    )
+    p.add_argument(
+        "--n-test", type=_seed, default=200, metavar="N", help="test images (default: 200; 0: all)"
+    )
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=STRATEGIES,
+        default=list(defaults.strategies),
+        metavar="S",
+        help=f"masking strategies (default: all of {', '.join(STRATEGIES)})",
+    )
+    p.add_argument(
+        "--ratios",
+        nargs="+",
+        type=_ratio,
+        default=list(defaults.ratios),
+        metavar="R",
+        help="masking ratios (default: 0.3 0.5 0.7)",
+    )
+    p.add_argument(
+        "--predictors",
+        nargs="+",
+        choices=PREDICTORS,
+        default=list(defaults.predictors),
+        metavar="P",
+        help=f"predictors (default: all of {', '.join(PREDICTORS)})",
+    )
+    p.add_argument(
+        "--plan",
+        choices=PLANS,
+        default=defaults.plan,
+        help="mixed: one model per predictor; per_strategy; per_cell (default: mixed)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_count,
+        default=defaults.epochs,
+        metavar="E",
+        help=f"training epochs per model (default: {defaults.epochs})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_count,
+        default=defaults.batch_size,
+        metavar="B",
+        help=f"batch size (default: {defaults.batch_size})",
+    )
+    p.add_argument(
+        "--model-size",
+        choices=sorted(MODEL_SIZES),
+        default="small",
+        help="small (ViT tokens of 64, 2 blocks) or reference (notebook 03's); default small",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default=defaults.recipe,
+        help=f"training recipe (default: {defaults.recipe})",
+    )
+    p.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed (default: 0)")
+    p.add_argument(
+        "--probe-epochs",
+        type=_seed,
+        default=0,
+        metavar="E",
+        help="> 0: the linear probe of each trained encoder, trained E epochs (default: 0, none)",
+    )
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    from . import experiments, report
+    from .data import DatasetError, load_dataset
+
+    run = experiments.Run(args.run)
+    writable_dir(run.path, "run")  # before the data is read or anything is trained
+    config = experiments.SweepConfig(
+        strategies=args.strategies,
+        ratios=args.ratios,
+        predictors=args.predictors,
+        plan=args.plan,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        recipe=args.recipe,
+        model_kwargs=experiments.model_sizes(args.model_size),
+        probe_epochs=args.probe_epochs,
+    )
+    try:
+        ds = load_dataset(
+            args.dataset,
+            data_dir=args.data_dir,
+            n_train=args.n_train or None,
+            n_test=args.n_test or None,
+            seed=args.seed,
+            grayscale=args.grayscale,
+        )
+    except DatasetError as exc:
+        raise SettingError("data_dir", args.data_dir, str(exc)) from None
+    extra = {"profile": "python -m helpers sweep", "model_size": args.model_size}
+    rows = experiments.run_sweep(ds, config, run, extra_provenance=extra)
+    print("masked-region PSNR (dB), mean over the test images; best per row in **bold**")
+    print(report.results_table(rows, "psnr_masked_mean"))
+    for predictor in (p for p in config.predictors if report.probe_cells(rows, p)):
+        print(
+            f"\nlinear probe of the {report.NAMES.get(predictor, predictor)} encoders: accuracy "
+            "(masked-region PSNR of the model)"
+        )
+        print(report.probe_table(rows, predictor))
+        for sentence in report.probe_findings(
+            rows, run.probe_rows(), predictor, n_test=run.provenance()["probe"]["n_test"]
+        ):
+            print(f"- {sentence}")
+    print(f"\nwritten: {run.path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # bench
 # --------------------------------------------------------------------------------------------
 # long only because it declares one option per argparse call: no logic to split
@@ -1201,7 +1371,16 @@ def _cmd_bench_quality(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-COMMANDS = (_add_run, _add_train, _add_evaluate, _add_probe, _add_grade, _add_course, _add_bench)
+COMMANDS = (
+    _add_run,
+    _add_train,
+    _add_evaluate,
+    _add_probe,
+    _add_sweep,
+    _add_grade,
+    _add_course,
+    _add_bench,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,14 @@ Training plans:
 
 The ``importance`` strategy ranks patches by the gradients of a trained scorer: the mask-token ViT
 trained on ``random`` masks of the same plan (trained first, whatever the cell order).
+
+With ``probe_epochs`` > 0 the sweep also asks what each model's training taught its encoder: the
+linear probe of :mod:`helpers.probe` (the frozen encoder's features of the unmasked images, a
+linear classifier trained on the labels) runs once per trained model, and every row of a learned
+predictor gets ``probe_accuracy``, ``probe_macro_f1`` and ``probe_kappa`` beside its PSNR. The
+probe's rows, with its two baselines (the raw pixels, once per run; the predictor's encoder with
+random weights, once per predictor), are kept in ``probe.csv``. With plan ``per_cell`` that is
+one encoder per (strategy, ratio): which masking teaches the best features.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 METRICS_FILE = "metrics.csv"
 MATRIX_FILE = "matrix.csv"
 PROVENANCE_FILE = "provenance.json"
+PROBE_FILE = "probe.csv"
+PROBE_METRICS = ("accuracy", "macro_f1", "kappa")  # the row's columns: probe_accuracy, ...
 
 
 #: Builder sizes of the sweep's models: ``small`` for CPU runs, ``reference`` = the builders'
@@ -106,6 +116,7 @@ class SweepConfig:
     model_kwargs: dict = field(default_factory=dict)  # kind -> builder keyword arguments
     precision: str = "float32"  # dtype policy of the models trained (helpers.devices)
     devices: int = 1  # train each model data parallel on this many devices (same results)
+    probe_epochs: int = 0  # > 0: the linear probe of each trained encoder, trained this many epochs
 
     def __post_init__(self):
         self.strategies = tuple(self.strategies)
@@ -140,6 +151,7 @@ class SweepConfig:
         check_positive_int(self.mask_seed, "mask_seed", minimum=0)
         check_choice(self.precision, "precision", PRECISIONS)
         check_positive_int(self.devices, "devices")
+        check_positive_int(self.probe_epochs, "probe_epochs", minimum=0)
 
     def training_strategy(self, strategy: str):
         """The strategy (or list of them) a model evaluated on ``strategy`` masks is trained on."""
@@ -232,6 +244,15 @@ class Run:
 
     def matrix_rows(self) -> list[dict]:
         return read_csv(self.matrix_path)
+
+    @property
+    def probe_path(self) -> Path:
+        return self.path / PROBE_FILE
+
+    def probe_rows(self) -> list[dict]:
+        """Rows of ``probe.csv``: ``model`` (a model folder's name, ``<predictor>-random`` or
+        ``pixels``), ``predictor``, ``features`` and the probe's metrics."""
+        return read_csv(self.probe_path)
 
     def provenance(self) -> dict:
         p = self.path / PROVENANCE_FILE
@@ -382,7 +403,7 @@ def predictor_for(
         return load_predictor(predictor)
     pretrained = check_pretrained(config, pretrained)
     train_ratio = config.training_ratio(ratio)
-    key = model_id(predictor, "mixed" if config.plan == "mixed" else strategy, train_ratio)
+    key = cell_model(config, predictor, strategy, ratio)
     if key in run.loaded:
         return run.loaded[key]
     final = run.models / key / "final.keras"
@@ -396,6 +417,12 @@ def predictor_for(
         model = train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, verbose)
     run.loaded[key] = model
     return model
+
+
+def cell_model(config: SweepConfig, predictor: str, strategy: str, ratio: float) -> str:
+    """The name of the model (folder) that answers a cell of a learned predictor."""
+    strategy = "mixed" if config.plan == "mixed" else strategy
+    return model_id(predictor, strategy, config.training_ratio(ratio))
 
 
 def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, verbose=0):
@@ -492,7 +519,53 @@ def evaluate_cell(
     row.update({"ratio": ratio, "plan": config.plan, "n_test": len(dataset.x_test)})
     row.update({k: round(v, 6) for k, v in summary.items()})
     row.update({"train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)})
+    if config.probe_epochs and predictor not in NON_LEARNED and not eval_strategy:
+        probed = probe_model(
+            dataset, config, run, predictor, model, cell_model(config, predictor, strategy, ratio)
+        )
+        row.update({f"probe_{k}": probed[k] for k in PROBE_METRICS})
     return row
+
+
+def probe_model(dataset, config: SweepConfig, run: Run, predictor: str, model, key: str) -> dict:
+    """The linear probe's row of the encoder of model ``key`` (``accuracy``, ``macro_f1``,
+    ``kappa``, ...), computed once and kept in the run's ``probe.csv``, with the two baselines of
+    the run (the pixels; the predictor's encoder with random weights) computed first when missing.
+    The probe trains on the training and validation labels and is scored on the test images."""
+    from .probe import feature_sources, labelled_split, probe_source, random_copy
+
+    done = {r["model"]: r for r in run.probe_rows()}
+    wanted = [("pixels", "", "pixels"), (f"{predictor}-random", predictor, "random_encoder")]
+    wanted.append((key, predictor, "encoder"))
+    missing = [w for w in wanted if w[0] not in done]
+    if missing:
+        if "probe_split" not in run.loaded:
+            split = labelled_split(dataset, model.image_shape)
+            run.loaded["probe_split"] = split
+            run.update_provenance(
+                probe={
+                    "epochs": config.probe_epochs,
+                    "n_train": len(split["x_train"]),
+                    "n_test": len(split["x_test"]),
+                    "n_classes": split["n_classes"],
+                    "class_names": list(dataset.class_names),
+                    "chance_accuracy": split["chance_accuracy"],
+                }
+            )
+        split = run.loaded["probe_split"]
+        for name, owner, features in missing:
+            if features == "encoder":
+                features_of = model.features
+            elif features == "random_encoder":  # built only when missing: a model build
+                features_of = random_copy(model, config.seed).features
+            else:
+                features_of = feature_sources(None)["pixels"]
+            row, _ = probe_source(
+                features, features_of, split, epochs=config.probe_epochs, seed=config.seed
+            )
+            done[name] = {"model": name, "predictor": owner, **row}
+            append_row(run.probe_path, done[name])
+    return {k: float(v) if k in PROBE_METRICS else v for k, v in done[key].items()}
 
 
 def record_cell(run: Run, row: dict, seconds: float) -> None:
@@ -514,6 +587,10 @@ def run_sweep(
     as soon as it is scored; returns all rows of the run. ``pretrained``: predictor -> saved
     ``.keras`` model used instead of training one (plan ``mixed`` only)."""
     run = run if isinstance(run, Run) else Run(run)
+    if config.probe_epochs:  # labels the probe can learn, before anything is trained
+        from .probe import labelled_split
+
+        labelled_split(dataset)
     record_start(dataset, config, run, pretrained=pretrained, **(extra_provenance or {}))
     done = {cell_id(r["strategy"], float(r["ratio"]), r["predictor"]) for r in run.rows()}
     todo = [c for c in config.cells() if cell_id(*c) not in done]

@@ -573,3 +573,62 @@ def plot_confusion(matrix, class_names, title=None):
     ax.set_title("\n".join([*([title] if title else []), f"accuracy {accuracy:.3f}"]), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+STRATEGY_MARKERS = {"random": "o", "rows": "s", "columns": "D", "importance": "^"}
+
+
+def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None):
+    """Does better reconstruction mean better features? One point per encoder: its masked-region
+    PSNR (x) against its linear probe's accuracy (y), the marker its training strategy, the colour
+    its training ratio; dashed lines for the ``baselines`` (name -> accuracy) and a dotted one for
+    ``chance``.
+
+    ``cells``: dicts with ``strategy``, ``ratio``, ``psnr`` and ``accuracy``
+    (:func:`helpers.report.probe_cells`)."""
+    if not cells:
+        raise ValueError("cells is empty: no probe results to plot")
+    ratios = sorted({float(c["ratio"]) for c in cells})
+    colours = plt.cm.viridis(np.linspace(0.1, 0.85, len(ratios)))
+    fig, ax = plt.subplots(figsize=(5.8, 4.0))
+    for strategy in dict.fromkeys(c["strategy"] for c in cells):
+        for ratio, colour in zip(ratios, colours):
+            pts = [c for c in cells if c["strategy"] == strategy and float(c["ratio"]) == ratio]
+            ax.scatter(
+                [c["psnr"] for c in pts],
+                [c["accuracy"] for c in pts],
+                marker=STRATEGY_MARKERS.get(strategy, "o"),
+                color=colour,
+                s=55,
+                edgecolor="black",
+                linewidth=0.5,
+            )
+    lines = dict(baselines or {})
+    if chance is not None:
+        lines["chance"] = chance
+    for name, value in lines.items():
+        ax.axhline(value, color="grey", linestyle=":" if name == "chance" else "--", lw=1)
+        ax.annotate(
+            name,
+            (1.0, value),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="dimgrey",
+        )
+    handles = [
+        plt.Line2D([], [], marker=STRATEGY_MARKERS.get(s, "o"), color="grey", ls="", label=s)
+        for s in dict.fromkeys(c["strategy"] for c in cells)
+    ] + [
+        plt.Line2D([], [], marker="o", color=c, ls="", label=f"{r:.0%}")
+        for r, c in zip(ratios, colours)
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_xlabel("masked-region PSNR of the model (dB)")
+    ax.set_ylabel("linear probe accuracy")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

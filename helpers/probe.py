@@ -135,6 +135,73 @@ def random_copy(model, seed: int = 0):
     return type(model).from_config(model.get_config())
 
 
+def labelled_split(ds, image_shape=None, dataset: str | None = None) -> dict:
+    """The probe's data from a :class:`helpers.data.Dataset`: the training and validation images
+    together train it (``x_train``, ``y_train``), the test images score it (``x_test``,
+    ``y_test``), with ``n_classes``. A SettingError (naming ``dataset``) when the labels cover
+    fewer than two classes or the images do not fit ``image_shape`` (a model's)."""
+    name = dataset or ds.name
+    x_train = np.concatenate([ds.x_train, ds.x_val])
+    y_train = np.concatenate([ds.y_train, ds.y_val]).astype(np.int64)
+    n_classes = len(ds.class_names)
+    if n_classes < 2 or len(np.unique(y_train)) < 2:
+        raise SettingError(
+            "dataset", name, "needs labels of at least two classes in its training images"
+        )
+    if image_shape is not None and tuple(x_train.shape[1:]) != tuple(image_shape):
+        raise SettingError(
+            "dataset",
+            name,
+            f"has images of shape {x_train.shape[1:]}; this model takes {tuple(image_shape)}",
+        )
+    y_test = np.asarray(ds.y_test).astype(np.int64)
+    return {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": ds.x_test,
+        "y_test": y_test,
+        "n_classes": n_classes,
+        "chance_accuracy": round(float(np.bincount(y_test).max() / len(y_test)), 4),
+    }
+
+
+def feature_sources(model, seed: int = 0) -> dict:
+    """The probe's inputs (:data:`FEATURES`) as functions of images: the model's encoder, the
+    same encoder with random weights, the raw pixels (only the pixels when ``model`` is None)."""
+    sources = {"pixels": lambda x: x.reshape(len(x), -1)}
+    if model is not None:
+        sources = {
+            "encoder": model.features,
+            "random_encoder": random_copy(model, seed).features,
+            **sources,
+        }
+    return sources
+
+
+def probe_source(
+    name: str, features_of, split: dict, *, epochs: int = 100, batch_size: int = 128,
+    lr: float = 1e-2, seed: int = 0,
+) -> tuple[dict, np.ndarray]:  # fmt: skip
+    """Features of every image of ``split`` (:func:`labelled_split`) in one pass, the probe
+    trained on the training part and scored on the test part: (row, confusion matrix), the row
+    with ``features`` (= ``name``), ``dim``, ``accuracy``, ``macro_f1``, ``kappa`` and
+    ``seconds``."""
+    start = time.perf_counter()
+    n = len(split["x_train"])
+    features = features_of(np.concatenate([split["x_train"], split["x_test"]]))
+    metrics, matrix = score_features(
+        features[:n], split["y_train"], features[n:], split["y_test"], split["n_classes"],
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+    )  # fmt: skip
+    row = {
+        "features": name,
+        "dim": int(features.shape[1]),
+        **{k: round(v, 4) for k, v in metrics.items()},
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    return row, matrix
+
+
 def run_probe(
     model_path,
     *,
@@ -172,42 +239,14 @@ def run_probe(
         raise SettingError(
             "data_dir", None if data_dir is None else str(data_dir), str(exc)
         ) from None
-    x_train = np.concatenate([ds.x_train, ds.x_val])
-    y_train = np.concatenate([ds.y_train, ds.y_val]).astype(np.int64)
-    y_test = np.asarray(ds.y_test).astype(np.int64)
-    n_classes = len(ds.class_names)
-    if n_classes < 2 or len(np.unique(y_train)) < 2:
-        raise SettingError(
-            "dataset", dataset, "needs labels of at least two classes in its training images"
-        )
-    if tuple(x_train.shape[1:]) != model.image_shape:
-        raise SettingError(
-            "dataset",
-            dataset,
-            f"has images of shape {x_train.shape[1:]}; this model takes {model.image_shape}",
-        )
-    sources = {
-        "encoder": model.features,
-        "random_encoder": random_copy(model, seed).features,
-        "pixels": lambda x: x.reshape(len(x), -1),
-    }
+    split = labelled_split(ds, model.image_shape, dataset)
+    sources = feature_sources(model, seed)
     rows, confusion = [], {}
     for name in tqdm(FEATURES, desc="probe", disable=not progress):
-        start = time.perf_counter()
-        features = sources[name](np.concatenate([x_train, ds.x_test]))  # one pass, one model
-        f_train, f_test = features[: len(x_train)], features[len(x_train) :]
-        metrics, matrix = score_features(
-            f_train, y_train, f_test, y_test, n_classes,
-            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-        )  # fmt: skip
-        rows.append(
-            {
-                "features": name,
-                "dim": int(f_train.shape[1]),
-                **{k: round(v, 4) for k, v in metrics.items()},
-                "seconds": round(time.perf_counter() - start, 2),
-            }
+        row, matrix = probe_source(
+            name, sources[name], split, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
         )
+        rows.append(row)
         confusion[name] = matrix.tolist()
     settings = {
         "model": str(model_path),
@@ -215,14 +254,14 @@ def run_probe(
         "dataset": dataset,
         "data_dir": None if data_dir is None else str(data_dir),
         "grayscale": bool(grayscale),
-        "n_train": len(x_train),
-        "n_test": len(ds.x_test),
-        "n_classes": n_classes,
+        "n_train": len(split["x_train"]),
+        "n_test": len(split["x_test"]),
+        "n_classes": split["n_classes"],
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "chance_accuracy": round(float(np.bincount(y_test).max() / len(y_test)), 4),
+        "chance_accuracy": split["chance_accuracy"],
     }
     return {
         "settings": settings,

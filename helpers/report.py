@@ -245,3 +245,140 @@ def limits(provenance: dict) -> str:
         f"{env.get('backend')} ({env.get('device')}). Profile: "
         f"{provenance.get('profile', 'not recorded')}."
     )
+
+
+# --------------------------------------------------------------------------------------------
+# What masking teaches: the linear probe of the encoders of a sweep (``probe_epochs`` > 0)
+# --------------------------------------------------------------------------------------------
+PROBE_BASELINES = {"random_encoder": "the same encoder with random weights", "pixels": "raw pixels"}
+STRONG_CORRELATION = 0.5  # |Spearman's rho| from which the findings call a relation clear
+
+
+def probe_cells(rows, predictor: str) -> list[dict]:
+    """The sweep rows of ``predictor`` that hold a probe result, with floats for the numbers."""
+    out = []
+    for r in rows:
+        if r["predictor"] == predictor and r.get("probe_accuracy") not in (None, ""):
+            out.append(
+                {
+                    "strategy": r["strategy"],
+                    "ratio": float(r["ratio"]),
+                    "psnr": float(r["psnr_masked_mean"]),
+                    "accuracy": float(r["probe_accuracy"]),
+                    "kappa": float(r["probe_kappa"]),
+                }
+            )
+    return out
+
+
+def probe_baselines(probe_rows, predictor: str) -> dict[str, float]:
+    """The accuracy of the probe's baselines in ``probe.csv``: ``random_encoder`` (of
+    ``predictor``) and ``pixels``, where they were run."""
+    out = {}
+    for r in probe_rows:
+        if r["features"] == "pixels" or (
+            r["features"] == "random_encoder" and r["predictor"] == predictor
+        ):
+            out[r["features"]] = float(r["accuracy"])
+    return out
+
+
+def probe_table(rows, predictor: str, digits: int = 3) -> str:
+    """A Markdown table: one row per training strategy, one column per training ratio; each cell
+    the probe's accuracy of the encoder trained there and that model's masked-region PSNR; the best
+    accuracy in bold."""
+    cells = probe_cells(rows, predictor)
+    if not cells:
+        raise ValueError(f"no probe results for predictor {predictor!r} in these rows")
+    ratios = sorted({c["ratio"] for c in cells})
+    best = max(c["accuracy"] for c in cells)
+    lines = [
+        "| trained on | " + " | ".join(f"{r:.0%}" for r in ratios) + " |",
+        "|" + "---|" * (len(ratios) + 1),
+    ]
+    for s in dict.fromkeys(c["strategy"] for c in cells):
+        texts = []
+        for ratio in ratios:
+            c = next((c for c in cells if c["strategy"] == s and c["ratio"] == ratio), None)
+            if c is None:
+                texts.append("–")
+                continue
+            acc = f"{c['accuracy']:.{digits}f}"
+            texts.append(f"{f'**{acc}**' if c['accuracy'] == best else acc} ({c['psnr']:.2f} dB)")
+        lines.append(f"| {s} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (scipy.stats.spearmanr); NaN when either side is constant."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) -> list[str]:
+    """Sentences on what the probe says of the encoders of ``predictor`` trained on each
+    (strategy, ratio): the best and worst, the strategy and the ratio that teach most on average,
+    the baselines, and whether better reconstruction went with better features (Spearman's rho
+    between masked PSNR and accuracy over the cells). With ``n_test``, the test set's standard
+    error of an accuracy, sqrt(p(1-p)/n), says which differences are within its noise."""
+    cells = probe_cells(rows, predictor)
+    if not cells:
+        raise ValueError(f"no probe results for predictor {predictor!r} in these rows")
+    name = NAMES.get(predictor, predictor)
+    acc = np.array([c["accuracy"] for c in cells])
+    best, worst = cells[int(np.argmax(acc))], cells[int(np.argmin(acc))]
+    if best["accuracy"] == worst["accuracy"]:
+        out = [f"All {len(cells)} {name} encoders have the same probe accuracy ({acc[0]:.3f})."]
+    else:
+        out = [
+            f"The {name} encoder with the best features was trained on {best['strategy']} masks "
+            f"at {best['ratio']:.0%} (probe accuracy {best['accuracy']:.3f}); the worst on "
+            f"{worst['strategy']} masks at {worst['ratio']:.0%} ({worst['accuracy']:.3f})."
+        ]
+    for part, key, fmt in (("strategy", "strategy", str), ("ratio", "ratio", "{:.0%}".format)):
+        groups = {
+            g: [c["accuracy"] for c in cells if c[key] == g]
+            for g in dict.fromkeys(c[key] for c in cells)
+        }
+        if len(groups) > 1:
+            means = {g: float(np.mean(v)) for g, v in groups.items()}
+            top, low = max(means, key=means.get), min(means, key=means.get)
+            if means[top] == means[low]:
+                continue
+            out.append(
+                f"Averaged over the other axis, the training {part} that teaches most is "
+                f"{fmt(top)} ({means[top]:.3f}), the one that teaches least {fmt(low)} "
+                f"({means[low]:.3f})."
+            )
+    base = probe_baselines(probe_rows, predictor)
+    for key, label in PROBE_BASELINES.items():
+        if key in base:
+            above = int(np.sum(acc > base[key]))
+            out.append(
+                f"{above} of {len(cells)} encoders beat the probe on {label} ({base[key]:.3f})."
+            )
+    rho = spearman([c["psnr"] for c in cells], acc)
+    if np.isfinite(rho):
+        if rho >= STRONG_CORRELATION:
+            verdict = "better reconstruction went with better features"
+        elif rho <= -STRONG_CORRELATION:
+            verdict = "better reconstruction went with worse features"
+        else:
+            verdict = "reconstruction quality did not tell which encoder has the better features"
+        out.append(
+            f"Across the {len(cells)} models, {verdict} (Spearman's rho between masked-region PSNR "
+            f"and probe accuracy {rho:+.2f})."
+        )
+    if n_test:
+        p = float(np.mean(acc))
+        se = float(np.sqrt(p * (1 - p) / n_test))
+        out.append(
+            f"On {n_test} test images an accuracy near {p:.2f} has a standard error of {se:.3f}: "
+            f"differences below about {2 * se:.3f} are within the noise of the test set (and one "
+            "seed per model adds its own)."
+        )
+    return out

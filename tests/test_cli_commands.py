@@ -714,3 +714,56 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     for command in ("run", "train", "evaluate", "bench"):
         assert command in out
+
+
+SWEEP = ["sweep", "--n-train", "48", "--n-test", "8", "--epochs", "1", "--batch-size", "16"]
+
+
+def test_sweep_command_records_the_probe_and_resumes(capsys, tmp_path, monkeypatch):
+    from helpers import experiments, training
+
+    run = tmp_path / "run"
+    args = SWEEP + ["--run", run, "--predictors", "mae", "biharmonic", "--strategies", "random"]
+    args += ["--ratios", "0.3", "0.7", "--plan", "per_cell", "--probe-epochs", "1"]
+    code, out, err = _main(capsys, *args)
+    assert code == 0, err
+    assert "| random | 30% |" in out and "linear probe of the ViT (MAE-style) encoders" in out
+    assert "| trained on | 30% | 70% |" in out and f"written: {run}" in out
+    rows = experiments.Run(run).rows()
+    assert [(r["predictor"], r["ratio"]) for r in rows] == [
+        ("mae", 0.3),
+        ("biharmonic", 0.3),
+        ("mae", 0.7),
+        ("biharmonic", 0.7),
+    ]
+    assert all(0 <= float(r["probe_accuracy"]) <= 1 for r in rows if r["predictor"] == "mae")
+    models = [r["model"] for r in experiments.Run(run).probe_rows()]
+    assert models == ["pixels", "mae-random", "mae-random-0.30", "mae-random-0.70"]
+    assert experiments.Run(run).provenance()["profile"] == "python -m helpers sweep"
+
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("trained again"))
+    code, again, _ = _main(capsys, *args)  # every cell is done: nothing is trained or probed
+    assert code == 0 and experiments.Run(run).rows() == rows
+    table = [line for line in out.splitlines() if line.startswith("| random")]
+    assert table and table == [line for line in again.splitlines() if line.startswith("| random")]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ratios", "1.5"], "argument --ratios: 1.5: must be strictly between 0 and 1"),
+        (["--strategies", "diagonal"], "argument --strategies: invalid choice: 'diagonal'"),
+        (["--probe-epochs", "-1"], "argument --probe-epochs"),
+    ],
+)
+def test_sweep_command_usage_errors(capsys, tmp_path, extra, message):
+    code, _, err = _main(capsys, *SWEEP, "--run", tmp_path / "run", *extra)
+    assert code == 2 and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_sweep_command_refuses_a_run_folder_it_cannot_write(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, _, err = _main(capsys, *SWEEP, "--run", blocker / "run", "--predictors", "biharmonic")
+    assert code == 2 and f"error: --run {str(blocker / 'run')!r}" in err

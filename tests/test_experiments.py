@@ -197,6 +197,7 @@ def test_append_row_adds_columns_and_keeps_rows(tmp_path):
         ({"epochs": 0}, "epochs=0: must be an integer >= 1"),
         ({"precision": "half"}, r"precision='half': must be one of \['float32'"),
         ({"devices": 0}, "devices=0: must be an integer >= 1"),
+        ({"probe_epochs": -1}, "probe_epochs=-1: must be an integer >= 0"),
     ],
 )
 def test_bad_config_is_rejected(kw, message):
@@ -343,3 +344,64 @@ def test_one_cell_by_hand_matches_the_sweep(tiny_data, tmp_path):
     (written,) = experiments.run_sweep(tiny_data, config, run, progress=False)  # nothing to do
     assert written["psnr_masked_mean"] == pytest.approx(row["psnr_masked_mean"])
     assert run.provenance()["cells"]["biharmonic/columns/0.50"]["seconds"] == 1.5
+
+
+def test_the_sweep_probes_each_trained_encoder_once(tiny_data, tmp_path, monkeypatch):
+    from helpers import probe
+
+    run = experiments.Run(tmp_path / "run")
+    config = _config(
+        strategies=("random", "rows"), ratios=(0.3, 0.7), plan="per_cell", probe_epochs=2
+    )
+    rows = experiments.run_sweep(tiny_data, config, run, progress=False)
+    learned = [r for r in rows if r["predictor"] == "vit"]
+    assert len(learned) == 4
+    for r in learned:  # the probe's metrics beside the PSNR, each in [0, 1] (kappa in [-1, 1])
+        assert 0 <= float(r["probe_accuracy"]) <= 1 and 0 <= float(r["probe_macro_f1"]) <= 1
+        assert -1 <= float(r["probe_kappa"]) <= 1
+    assert all(r.get("probe_accuracy") in (None, "") for r in rows if r["predictor"] != "vit")
+    probed = {r["model"]: r for r in run.probe_rows()}
+    models = {
+        experiments.cell_model(config, "vit", r["strategy"], float(r["ratio"])) for r in learned
+    }
+    assert set(probed) == {"pixels", "vit-random"} | models  # one row per encoder + the baselines
+    assert probed["pixels"]["features"] == "pixels" and float(probed["pixels"]["dim"]) == 3072
+    assert probed["vit-random"]["features"] == "random_encoder"
+    for r in learned:  # the row holds the probe of its own model
+        key = experiments.cell_model(config, "vit", r["strategy"], float(r["ratio"]))
+        assert float(r["probe_accuracy"]) == float(probed[key]["accuracy"])
+    prov = run.provenance()["probe"]
+    assert prov["epochs"] == 2 and prov["n_train"] == 48 and prov["n_test"] == 8
+
+    # a second evaluation of a probed model reads probe.csv: no probe is trained again
+    monkeypatch.setattr(probe, "score_features", lambda *a, **k: pytest.fail("probed twice"))
+    model = experiments.predictor_for(tiny_data, config, run, "vit", "rows", 0.7)
+    again = experiments.probe_model(tiny_data, config, run, "vit", model, "vit-rows-0.70")
+    assert again["accuracy"] == float(probed["vit-rows-0.70"]["accuracy"])
+
+
+def test_a_mixed_sweep_probes_its_one_model_per_predictor(tiny_data, tmp_path):
+    run = experiments.Run(tmp_path / "run")
+    config = _config(strategies=("random", "columns"), plan="mixed", probe_epochs=1)
+    rows = experiments.run_sweep(tiny_data, config, run, progress=False)
+    accuracies = {r["probe_accuracy"] for r in rows if r["predictor"] == "vit"}
+    assert len(accuracies) == 1  # every cell is answered by the same encoder
+    assert [r["model"] for r in run.probe_rows()] == [
+        "pixels",
+        "vit-random",
+        "vit-mixed-0.30to0.70",
+    ]
+
+
+def test_probing_needs_labels_of_two_classes(tiny_data, tmp_path):
+    import dataclasses
+
+    from helpers._checks import SettingError
+
+    one_class = dataclasses.replace(
+        tiny_data, y_train=np.zeros_like(tiny_data.y_train), y_val=np.zeros_like(tiny_data.y_val)
+    )
+    config = _config(strategies=("random",), predictors=("vit",), probe_epochs=1)
+    with pytest.raises(SettingError, match="dataset='sample': needs labels of at least two"):
+        experiments.run_sweep(one_class, config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was trained or written

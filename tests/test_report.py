@@ -174,3 +174,121 @@ def test_result_plots():
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["20.0", "12.0", "15.0"]
     plt.close(fig)
+
+
+def _probe_rows(accuracy):
+    """Sweep rows of a probed mae (accuracy[(strategy, ratio)], PSNR 30 - 10 * ratio) and a
+    biharmonic row without a probe, as metrics.csv gives them back (strings)."""
+    rows = []
+    for (s, r), acc in accuracy.items():
+        rows.append(
+            {
+                "strategy": s,
+                "ratio": str(r),
+                "predictor": "mae",
+                "psnr_masked_mean": str(30 - 10 * r),
+                "probe_accuracy": str(acc),
+                "probe_kappa": str(acc - 0.1),
+            }
+        )
+        rows.append(
+            {
+                "strategy": s,
+                "ratio": str(r),
+                "predictor": "biharmonic",
+                "psnr_masked_mean": "40",
+                "probe_accuracy": "",
+                "probe_kappa": "",
+            }
+        )
+    return rows
+
+
+BASELINES = [
+    {"model": "pixels", "predictor": "", "features": "pixels", "accuracy": "0.5"},
+    {"model": "mae-random", "predictor": "mae", "features": "random_encoder", "accuracy": "0.6"},
+    {"model": "vit-random", "predictor": "vit", "features": "random_encoder", "accuracy": "0.9"},
+]
+
+
+def test_probe_table_and_findings():
+    # higher ratios teach more here, and reconstruct worse
+    accuracy = {
+        ("random", 0.3): 0.55,
+        ("random", 0.7): 0.75,
+        ("rows", 0.3): 0.58,
+        ("rows", 0.7): 0.8,
+    }
+    rows = _probe_rows(accuracy)
+    assert [c["strategy"] for c in report.probe_cells(rows, "mae")] == ["random"] * 2 + ["rows"] * 2
+    assert report.probe_baselines(BASELINES, "mae") == {"pixels": 0.5, "random_encoder": 0.6}
+    table = report.probe_table(rows, "mae").splitlines()
+    assert table[0] == "| trained on | 30% | 70% |"
+    assert table[2] == "| random | 0.550 (27.00 dB) | 0.750 (23.00 dB) |"
+    assert table[3] == "| rows | 0.580 (27.00 dB) | **0.800** (23.00 dB) |"
+    text = " ".join(report.probe_findings(rows, BASELINES, "mae", n_test=1000))
+    assert "best features was trained on rows masks at 70% (probe accuracy 0.800)" in text
+    assert "worst on random masks at 30% (0.550)" in text
+    assert "training strategy that teaches most is rows (0.690)" in text
+    assert "training ratio that teaches most is 70% (0.775)" in text
+    assert "2 of 4 encoders beat the probe on the same encoder with random weights (0.600)" in text
+    assert "4 of 4 encoders beat the probe on raw pixels (0.500)" in text
+    # PSNR ranks (tied) 3.5 1.5 3.5 1.5 against accuracy ranks 1 3 2 4: rho = -0.894
+    assert "better reconstruction went with worse features" in text and "-0.89)" in text
+    se = np.sqrt(0.67 * 0.33 / 1000)
+    assert f"standard error of {se:.3f}" in text
+
+
+@pytest.mark.parametrize(
+    "accuracy, verdict",
+    [
+        ({("random", 0.3): 0.8, ("random", 0.5): 0.7, ("random", 0.7): 0.6}, "better features"),
+        (  # PSNR ranks 4 3 2 1, accuracy ranks 2 4 1 3: rho = 0
+            {
+                ("random", 0.3): 0.6,
+                ("random", 0.4): 0.8,
+                ("random", 0.6): 0.5,
+                ("random", 0.7): 0.7,
+            },
+            "did not tell",
+        ),
+    ],
+)
+def test_probe_findings_say_what_the_correlation_says(accuracy, verdict):
+    text = " ".join(report.probe_findings(_probe_rows(accuracy), [], "mae"))
+    assert verdict in text
+    assert "strategy that teaches most" not in text  # one strategy: nothing to compare
+    assert "standard error" not in text and "baseline" not in text
+
+
+def test_probe_findings_of_equal_encoders():
+    rows = _probe_rows({("random", 0.3): 0.5, ("random", 0.7): 0.5, ("rows", 0.3): 0.5})
+    text = report.probe_findings(rows, [], "mae")
+    assert text == ["All 3 ViT (MAE-style) encoders have the same probe accuracy (0.500)."]
+
+
+def test_probe_report_without_probe_results_is_an_error():
+    rows = _probe_rows({("random", 0.5): 0.7})
+    with pytest.raises(ValueError, match="no probe results for predictor 'vit'"):
+        report.probe_table(rows, "vit")
+    with pytest.raises(ValueError, match="no probe results for predictor 'vit'"):
+        report.probe_findings(rows, BASELINES, "vit")
+
+
+def test_spearman():
+    assert report.spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert report.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(report.spearman([1, 2, 3], [5, 5, 5]))  # constant: undefined
+
+
+def test_plot_probe_vs_psnr():
+    cells = report.probe_cells(_probe_rows({("random", 0.3): 0.55, ("rows", 0.7): 0.8}), "mae")
+    fig = plots.plot_probe_vs_psnr(cells, {"pixels": 0.5}, chance=0.2, title="t")
+    ax = fig.axes[0]
+    points = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert sorted(map(tuple, points)) == [(23.0, 0.8), (27.0, 0.55)]
+    assert sorted(line.get_ydata()[0] for line in ax.lines) == [0.2, 0.5]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["random", "rows", "30%", "70%"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="cells is empty"):
+        plots.plot_probe_vs_psnr([])
