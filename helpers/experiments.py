@@ -532,7 +532,7 @@ def probe_model(dataset, config: SweepConfig, run: Run, predictor: str, model, k
     ``kappa``, ...), computed once and kept in the run's ``probe.csv``, with the two baselines of
     the run (the pixels; the predictor's encoder with random weights) computed first when missing.
     The probe trains on the training and validation labels and is scored on the test images."""
-    from .probe import feature_sources, labelled_split, probe_source, random_copy
+    from .probe import labelled_split, pixel_features, probe_source, random_copy
 
     done = {r["model"]: r for r in run.probe_rows()}
     wanted = [("pixels", "", "pixels"), (f"{predictor}-random", predictor, "random_encoder")]
@@ -559,7 +559,7 @@ def probe_model(dataset, config: SweepConfig, run: Run, predictor: str, model, k
             elif features == "random_encoder":  # built only when missing: a model build
                 features_of = random_copy(model, config.seed).features
             else:
-                features_of = feature_sources(None)["pixels"]
+                features_of = pixel_features
             row, _ = probe_source(
                 features, features_of, split, epochs=config.probe_epochs, seed=config.seed
             )

@@ -165,23 +165,31 @@ def labelled_split(ds, image_shape=None, dataset: str | None = None) -> dict:
     }
 
 
+def pixel_features(images: np.ndarray) -> np.ndarray:
+    """The raw pixels of each image as one vector (the probe's first baseline)."""
+    return images.reshape(len(images), -1)
+
+
 def feature_sources(model, seed: int = 0) -> dict:
     """The probe's inputs (:data:`FEATURES`) as functions of images: the model's encoder, the
-    same encoder with random weights, the raw pixels (only the pixels when ``model`` is None)."""
-    sources = {"pixels": lambda x: x.reshape(len(x), -1)}
-    if model is not None:
-        sources = {
-            "encoder": model.features,
-            "random_encoder": random_copy(model, seed).features,
-            **sources,
-        }
-    return sources
+    same encoder with random weights, the raw pixels."""
+    return {
+        "encoder": model.features,
+        "random_encoder": random_copy(model, seed).features,
+        "pixels": pixel_features,
+    }
 
 
 def probe_source(
-    name: str, features_of, split: dict, *, epochs: int = 100, batch_size: int = 128,
-    lr: float = 1e-2, seed: int = 0,
-) -> tuple[dict, np.ndarray]:  # fmt: skip
+    name: str,
+    features_of,
+    split: dict,
+    *,
+    epochs: int = 100,
+    batch_size: int = 128,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> tuple[dict, np.ndarray]:
     """Features of every image of ``split`` (:func:`labelled_split`) in one pass, the probe
     trained on the training part and scored on the test part: (row, confusion matrix), the row
     with ``features`` (= ``name``), ``dim``, ``accuracy``, ``macro_f1``, ``kappa`` and
@@ -190,9 +198,16 @@ def probe_source(
     n = len(split["x_train"])
     features = features_of(np.concatenate([split["x_train"], split["x_test"]]))
     metrics, matrix = score_features(
-        features[:n], split["y_train"], features[n:], split["y_test"], split["n_classes"],
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-    )  # fmt: skip
+        features[:n],
+        split["y_train"],
+        features[n:],
+        split["y_test"],
+        split["n_classes"],
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+    )
     row = {
         "features": name,
         "dim": int(features.shape[1]),
