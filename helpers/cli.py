@@ -1319,6 +1319,23 @@ def _add_bench(subparsers):
         help="model settings: tuned (default: no dropout, sine-cosine start of the position "
         "embeddings) or reference (the builders' defaults)",
     )
+    quality.add_argument(
+        "--grayscale",
+        action="store_true",
+        help="train and score on one-channel images (skimage.color.rgb2gray)",
+    )
+    quality.add_argument(
+        "--latent-weight",
+        type=_nonnegative,
+        metavar="W",
+        help="aae: weight of the adversarial loss against the prior (default 0.0001)",
+    )
+    quality.add_argument(
+        "--image-weight",
+        type=_nonnegative,
+        metavar="W",
+        help="aae: weight of the image discriminator's adversarial loss (default 0: none)",
+    )
     quality.set_defaults(func=_cmd_bench_quality)
 
 
@@ -1350,6 +1367,14 @@ def _cmd_bench_quality(args) -> int:
             "expected)"
         )
     kwargs = {"data_dir": args.data_dir, "plan": args.plan, "recipe": args.recipe}
+    kwargs["grayscale"] = args.grayscale
+    aae = {k: getattr(args, k) for k in ("latent_weight", "image_weight")}
+    aae = {k: v for k, v in aae.items() if v is not None}
+    if aae:
+        if args.predictors and "aae" not in args.predictors:
+            names = " / ".join(f"--{k.replace('_', '-')}" for k in aae)
+            raise _UsageError(f"{names}: options of the aae predictor, which --predictors omits")
+        kwargs["model_kwargs"] = {"aae": aae}
     if args.minutes_per_model is not None:
         kwargs["minutes_per_model"] = args.minutes_per_model
     if args.output is not None:

@@ -125,6 +125,7 @@ def bench_quality(
     seed: int = 0,
     mask_seed: int = 0,
     val_fraction: float = 0.05,
+    grayscale: bool = False,
     model_kwargs=None,
     progress: bool = True,
 ) -> list[dict]:
@@ -133,7 +134,9 @@ def bench_quality(
     ``minutes_per_model`` is the wall-clock training budget of one predictor: one model on all the
     strategies (``plan="mixed"``), or split evenly over one model per strategy (``per_strategy``).
     ``recipe`` picks the model settings (see the module docstring); ``model_kwargs`` maps a
-    predictor to builder arguments that override them (e.g. tiny sizes in tests).
+    predictor to builder arguments that override them (e.g. tiny sizes in tests, or
+    ``{"aae": {"image_weight": 0.001}}``); ``grayscale`` trains and scores on one-channel images
+    (:func:`helpers.data.load_dataset`).
     """
     from tqdm import tqdm
 
@@ -157,7 +160,12 @@ def bench_quality(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(
-        "cifar10", data_dir=data_dir, val_fraction=val_fraction, seed=seed, download=False
+        "cifar10",
+        data_dir=data_dir,
+        val_fraction=val_fraction,
+        seed=seed,
+        download=False,
+        grayscale=grayscale,
     )
     strategies = tuple(strategies)
     seconds = 60.0 * minutes_per_model / (1 if plan == "mixed" else len(strategies))
@@ -194,6 +202,7 @@ def bench_quality(
         summary, predicted = score_predictor(model, ds.x_test, masks[strategy], patch_size)
         row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan}
         row.update(recipe=recipe, settings=_describe(*settings.get(predictor, ({}, None))))
+        row["channels"] = ds.image_shape[-1]
         row.update(n_train=len(ds.x_train), n_test=len(ds.x_test), epochs=info["epochs"])
         row["train_minutes"] = round(info["seconds"] / 60, 2)
         row["total_minutes"] = round((time.perf_counter() - start) / 60, 2)

@@ -695,6 +695,7 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
             "data_dir": str(tmp_path),
             "plan": "mixed",
             "recipe": "tuned",
+            "grayscale": False,
             "minutes_per_model": 0.5,
             "output": tmp_path / "q",
             "predictors": ("vit", "biharmonic"),
@@ -705,7 +706,21 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         "data_dir": str(tmp_path),
         "plan": "mixed",
         "recipe": "reference",
+        "grayscale": False,
     }
+    code, _, _ = _main(
+        capsys, "bench", "quality", "--data-dir", tmp_path, "--grayscale", "--image-weight", "0.001"
+    )
+    assert code == 0 and calls[-1]["grayscale"] is True
+    assert calls[-1]["model_kwargs"] == {"aae": {"image_weight": 0.001}}
+    n_calls = len(calls)
+    code, _, err = _main(
+        capsys, "bench", "quality", "--data-dir", tmp_path, "--predictors", "vit",
+        "--latent-weight", "0",
+    )  # fmt: skip
+    assert code == 2 and "--latent-weight" in err and "aae" in err and len(calls) == n_calls
+    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--image-weight", "-1")
+    assert code == 2 and "--image-weight" in err and "-1" in err
 
 
 def test_help_lists_the_commands(capsys):

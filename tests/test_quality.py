@@ -22,6 +22,15 @@ TINY = {
         "decoder_mlp_dim": 16,
     },
     "cnn": {"filters": (8, 16)},
+    "aae": {"filters": (8, 16), "latent_dim": 4},
+    "vit_cnn": {
+        "embed_dim": 16,
+        "depth": 1,
+        "num_heads": 2,
+        "mlp_dim": 32,
+        "latent_dim": 4,
+        "decoder_filters": (8, 8),
+    },
 }
 
 
@@ -93,6 +102,33 @@ def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path)
     assert (
         model.get_layer("mask_token").mode == "add"
     )  # the tuned ViT starts from the harmonic fill
+
+
+def test_bench_quality_in_gray_with_the_autoencoders_and_an_image_discriminator(tmp_path):
+    data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
+    kwargs = {**TINY, "aae": {**TINY["aae"], "image_weight": 0.001}}
+    rows = quality.bench_quality(
+        data,
+        minutes_per_model=0.02,
+        strategies=("random",),
+        predictors=("biharmonic", "aae", "vit_cnn"),
+        output=tmp_path / "out",
+        batch_size=8,
+        grayscale=True,
+        model_kwargs=kwargs,
+        progress=False,
+    )
+    assert [r["channels"] for r in rows] == [1, 1, 1]
+    assert "image_weight=0.001" in rows[1]["settings"] and rows[1]["epochs"] >= 1
+    from helpers.models import load_predictor
+
+    for name in ("aae", "vit_cnn"):
+        model = load_predictor(tmp_path / "out" / "models" / name / "final.keras")
+        assert model.input["images"].shape[-1] == 1
+    assert (
+        load_predictor(tmp_path / "out" / "models" / "aae" / "final.keras").settings["image_weight"]
+        == 0.001
+    )
 
 
 def test_bench_quality_bad_settings(tmp_path):
