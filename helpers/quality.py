@@ -1,14 +1,16 @@
 """Quality benchmark on a CIFAR-format folder (a benchmark, not a test).
 
-``python -m helpers bench quality --data-dir DIR`` trains the mask-token ViT, the MAE-style ViT
-and the CNN autoencoder on the folder's training batches within a wall-clock budget per model,
-and scores them and biharmonic inpainting on the folder's ``test_batch`` with the same fixed
-masks (random, rows, columns at 50%). Plans: ``mixed`` (default) trains one model per predictor
-on masks of all the strategies (one strategy drawn per batch) for the whole budget;
-``per_strategy`` trains one model per strategy, each for an equal share of the budget. It prints
-one table (masked-region PSNR,
-whole-image PSNR, SSIM, the sharpness of the filled-in region (:func:`helpers.metrics.sharpness`),
-training time) and writes ``quality.json``/``quality.csv``.
+``python -m helpers bench quality --data-dir DIR`` trains each learned predictor of
+``--predictors`` (the ViTs, the CNN, the adversarial autoencoder with ``--latent-weight`` and
+``--image-weight``, the ViT + CNN decoder) on the folder's training batches within a wall-clock
+budget per model, and scores them and the non-learned ones on the folder's ``test_batch`` with the
+same fixed masks (random, rows, columns at 50%), in colour or ``--grayscale``. Plans: ``mixed``
+(default) trains one model per predictor on masks of all the strategies (one strategy drawn per
+batch) for the whole budget; ``per_strategy`` trains one model per strategy, each for an equal
+share of the budget. It prints one table (masked-region PSNR, whole-image PSNR, SSIM, the
+sharpness of the filled-in region (:func:`helpers.metrics.sharpness`), training time) and writes
+``quality.json``/``quality.csv``, whose rows also record the machine's matmul speed at the start
+(:func:`matmul_gflops`), since a time budget buys more epochs on a faster day.
 
 Training (the same for every model and recipe): Adam, a linear warm-up then a cosine decay of the
 learning rate over the wall-time budget (:class:`helpers.training.TimeBudget`, so a faster or
@@ -39,6 +41,21 @@ from .metrics import sharpness
 from .recipes import NON_LEARNED, PREDICTORS, check_recipe
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
+
+
+def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
+    """This machine's speed now: GFLOP/s of NumPy's float32 ``n`` x ``n`` matrix product, best of
+    ``repeat``. A time-budgeted benchmark trains more epochs on a faster day (this CPU has ranged
+    from about 120 to 380), so each row of ``bench quality`` records it."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
 
 
 def train_within_budget(
@@ -170,6 +187,7 @@ def bench_quality(
     strategies = tuple(strategies)
     seconds = 60.0 * minutes_per_model / (1 if plan == "mixed" else len(strategies))
     rows = []
+    gflops = round(matmul_gflops(), 1)
     csv_path = out / "quality.csv"
     csv_path.unlink(missing_ok=True)
     grid = grid_shape(ds.image_shape[:2], patch_size)
@@ -202,7 +220,7 @@ def bench_quality(
         summary, predicted = score_predictor(model, ds.x_test, masks[strategy], patch_size)
         row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan}
         row.update(recipe=recipe, settings=_describe(*settings.get(predictor, ({}, None))))
-        row["channels"] = ds.image_shape[-1]
+        row.update(channels=ds.image_shape[-1], matmul_gflops=gflops)
         row.update(n_train=len(ds.x_train), n_test=len(ds.x_test), epochs=info["epochs"])
         row["train_minutes"] = round(info["seconds"] / 60, 2)
         row["total_minutes"] = round((time.perf_counter() - start) / 60, 2)

@@ -667,6 +667,7 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         "sharpness": 0.93,
         "epochs": 7,
         "train_minutes": 9.5,
+        "matmul_gflops": 250.0,
     }
 
     def fake(**kwargs):
@@ -690,6 +691,7 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
     )
     assert code == 0
     assert "| vit | rows | 20.50 ± 1.25 | 23.00 | 0.800 | 0.93 | 7 | 9.5 |" in out
+    assert "250 GFLOP/s" in out
     assert calls == [
         {
             "data_dir": str(tmp_path),

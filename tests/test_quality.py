@@ -119,6 +119,7 @@ def test_bench_quality_in_gray_with_the_autoencoders_and_an_image_discriminator(
         progress=False,
     )
     assert [r["channels"] for r in rows] == [1, 1, 1]
+    assert rows[0]["matmul_gflops"] > 0 and len({r["matmul_gflops"] for r in rows}) == 1
     assert "image_weight=0.001" in rows[1]["settings"] and rows[1]["epochs"] >= 1
     from helpers.models import load_predictor
 
