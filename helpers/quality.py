@@ -49,13 +49,10 @@ def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
     from about 120 to 380), so each row of ``bench quality`` records it."""
     import numpy as np
 
+    from .bench import _timed
+
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    best = np.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / _timed(lambda: a @ a, repeat) / 1e9
 
 
 def train_within_budget(
