@@ -156,21 +156,26 @@ def summarize(values: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def sharpness(original, predicted, mask, patch_size) -> float:
-    """Sharpness of the filled-in region: the mean gradient magnitude (central differences,
-    averaged over the channels) of the prediction (clipped to [0, 1]) over the hidden pixels of
-    all the images, divided by the original's over the same pixels.
+    """Sharpness of the filled-in region: the mean absolute difference between neighbouring
+    pixels (horizontal and vertical pairs, averaged over the channels) of the prediction (clipped
+    to [0, 1]), over the pairs whose two pixels are both hidden, in all the images, divided by the
+    original's over the same pairs.
 
-    The prediction itself, not the composite, so the seams between kept and filled pixels do not
-    count as detail; one ratio over the whole set, not a mean of per-image ratios, which flat
-    images (almost no gradient in the original) would dominate. 1: as much detail as the
-    original; below 1: blurred; above 1: texture or noise the original does not have. NaN when
-    the original is flat over every hidden pixel."""
+    The prediction itself, not the composite, and only pairs inside the hidden region, so neither
+    the seams between kept and filled pixels nor what a model predicts for the visible pixels
+    (which no loss trains) count as detail; one ratio over the whole set, not a mean of per-image
+    ratios, which flat images (almost no difference in the original) would dominate. 1: as much
+    detail as the original; below 1: blurred; above 1: texture or noise the original does not
+    have. NaN when the original is flat over every hidden pair."""
     _pair(original, predicted)
-    pixels = _pixel_mask(mask, patch_size, original)[..., 0]
+    hidden = _pixel_mask(mask, patch_size, original)[..., 0]
+    pairs = (hidden[:, 1:, :] & hidden[:, :-1, :], hidden[:, :, 1:] & hidden[:, :, :-1])
 
-    def gradient(images):
-        gy, gx = np.gradient(images.astype(np.float64), axis=(1, 2))
-        return (np.hypot(gy, gx).mean(axis=-1) * pixels).sum()
+    def detail(images):
+        x = images.astype(np.float64)
+        dy = np.abs(np.diff(x, axis=1)).mean(axis=-1)
+        dx = np.abs(np.diff(x, axis=2)).mean(axis=-1)
+        return (dy * pairs[0]).sum() + (dx * pairs[1]).sum()
 
-    truth = gradient(original)
-    return float(gradient(np.clip(predicted, 0.0, 1.0)) / truth) if truth > 0 else math.nan
+    truth = detail(original)
+    return float(detail(np.clip(predicted, 0.0, 1.0)) / truth) if truth > 0 else math.nan
