@@ -208,7 +208,7 @@ def _score_fn(score, predictor):
 
 
 def score_predictor(
-    predictor, images: np.ndarray, mask: np.ndarray, patch_size: int, *, batch_size: int = 256
+    predictor, images: np.ndarray, mask: np.ndarray, *, batch_size: int = 256
 ) -> tuple[dict, np.ndarray]:
     """Reconstruct ``images`` with ``mask`` hidden and score the composite: returns
     (mean and std of every metric of :func:`helpers.metrics.evaluate`, the reconstructed images)."""
@@ -216,7 +216,7 @@ def score_predictor(
     from .models import reconstruct
 
     predicted = reconstruct(predictor, images, mask, batch_size=batch_size)
-    return summarize(evaluate(images, predicted, mask, patch_size)), predicted
+    return summarize(evaluate(images, predicted, mask)), predicted
 
 
 def evaluate_predictor(
@@ -259,7 +259,7 @@ def evaluate_predictor(
         score_fn=_score_fn(score, predictor),
         seed=mask_seed,
     )
-    summary, predicted = score_predictor(predictor, images, mask, patch_size, batch_size=batch_size)
+    summary, predicted = score_predictor(predictor, images, mask, batch_size=batch_size)
     return {
         "strategy": strategy,
         "ratio": ratio,
@@ -272,7 +272,7 @@ def evaluate_predictor(
         "n_masked": int(mask.sum(axis=1).max()) if mask.size else 0,
         "seconds": time.perf_counter() - start,
         **summary,
-        "sharpness": sharpness(images, predicted, mask, patch_size),
+        "sharpness": sharpness(images, predicted, mask),
     }
 
 
@@ -415,9 +415,9 @@ def compare_predictors(
     rows, recon = [], {}
     for label, predictor in predictors.items():
         start = time.perf_counter()
-        summary, recon[label] = score_predictor(predictor, images, mask, patch_size)
+        summary, recon[label] = score_predictor(predictor, images, mask)
         if with_sharpness:
-            summary["sharpness"] = sharpness(images, recon[label], mask, patch_size)
+            summary["sharpness"] = sharpness(images, recon[label], mask)
         rows.append({"predictor": label, **summary, "seconds": time.perf_counter() - start})
     return rows, recon, mask
 

@@ -510,7 +510,7 @@ def evaluate_cell(
     )
     t1 = time.perf_counter()
     mask = eval_masks(dataset, config, run, eval_strategy or strategy, ratio, pretrained=pretrained)
-    summary, _ = score_predictor(model, dataset.x_test, mask, config.patch_size)
+    summary, _ = score_predictor(model, dataset.x_test, mask)
     t2 = time.perf_counter()
     if eval_strategy:
         row = {"predictor": predictor, "train_strategy": strategy, "eval_strategy": eval_strategy}

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ._checks import check_images, check_mask
-from .patches import grid_shape, patch_mask_to_pixels
+from .patches import grid_shape, patch_mask_to_pixels, patch_size_of
 
 MAX_PSNR = 100.0  # dB, reported when the error is exactly zero
 
@@ -31,15 +31,21 @@ def _pair(original, predicted):
 
 
 def _pixel_mask(mask, patch_size, images):
+    if patch_size is None:  # the mask's width implies it
+        check_mask(mask, n_images=images.shape[0])
+        patch_size = patch_size_of(mask.shape[1], images.shape[1:3])
     gh, gw = grid_shape(images.shape[1:3], patch_size)
     check_mask(mask, n_images=images.shape[0], n_patches=gh * gw)
     return patch_mask_to_pixels(mask, patch_size, images.shape[1:3])
 
 
 def composite(
-    original: np.ndarray, predicted: np.ndarray, mask: np.ndarray, patch_size: int
+    original: np.ndarray, predicted: np.ndarray, mask: np.ndarray, patch_size: int | None = None
 ) -> np.ndarray:
-    """Visible pixels from ``original``, masked pixels from ``predicted`` (clipped to [0, 1])."""
+    """Visible pixels from ``original``, masked pixels from ``predicted`` (clipped to [0, 1]).
+
+    ``patch_size`` here and in the other functions of this module: None (the default) takes the
+    one the mask's width implies (64 patches of a 32x32 image: 4); a value given is checked."""
     _pair(original, predicted)
     pixels = _pixel_mask(mask, patch_size, original)
     return np.where(pixels, np.clip(predicted, 0.0, 1.0), original).astype(
@@ -47,7 +53,7 @@ def composite(
     )
 
 
-def mse_masked(original, predicted, mask, patch_size) -> np.ndarray:
+def mse_masked(original, predicted, mask, patch_size=None) -> np.ndarray:
     """Per-image mean squared error over the masked pixels only."""
     _pair(original, predicted)
     pixels = _pixel_mask(mask, patch_size, original)
@@ -119,7 +125,7 @@ def ssim(
     return s.mean(axis=(1, 2, 3))
 
 
-def evaluate(original, predicted, mask, patch_size, batch_size: int = 512) -> dict[str, np.ndarray]:
+def evaluate(original, predicted, mask, patch_size=None, batch_size=512) -> dict[str, np.ndarray]:
     """Per-image metrics of a prediction, scored on its composite.
 
     Returns ``mse_masked``, ``psnr_masked`` (masked pixels), ``mse``, ``psnr`` and ``ssim``
@@ -127,6 +133,7 @@ def evaluate(original, predicted, mask, patch_size, batch_size: int = 512) -> di
     """
     _pair(original, predicted)
     _pixel_mask(mask, patch_size, original)
+    patch_size = patch_size or patch_size_of(mask.shape[1], original.shape[1:3])
     parts = []
     for start in range(0, original.shape[0], batch_size):
         sl = slice(start, start + batch_size)
@@ -155,7 +162,7 @@ def summarize(values: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def sharpness(original, predicted, mask, patch_size) -> float:
+def sharpness(original, predicted, mask, patch_size=None) -> float:
     """Sharpness of the filled-in region: the mean absolute difference between neighbouring
     pixels (horizontal and vertical pairs, averaged over the channels) of the prediction (clipped
     to [0, 1]), over the pairs whose two pixels are both hidden, in all the images, divided by the

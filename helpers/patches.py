@@ -10,6 +10,8 @@ same with ``keras.ops`` so they run inside models on any Keras backend.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._checks import check_patch_size, check_positive_int
@@ -19,6 +21,19 @@ def grid_shape(image_shape, patch_size: int) -> tuple[int, int]:
     """Patch grid (rows, columns) for images of ``image_shape`` = (H, W[, C])."""
     p = check_patch_size(patch_size, image_shape)
     return int(image_shape[0]) // p, int(image_shape[1]) // p
+
+
+def patch_size_of(n_patches: int, image_shape) -> int:
+    """The square patch size that cuts an image of ``image_shape`` = (H, W[, C]) into
+    ``n_patches`` patches (what a mask of shape (N, n_patches) implies)."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    p = math.isqrt(h * w // n_patches) if 0 < n_patches <= h * w else 0
+    if p == 0 or p * p * n_patches != h * w or h % p or w % p:
+        raise ValueError(
+            f"mask has {n_patches} patches per image: no square patch size cuts a {h}x{w} image"
+            " into that many"
+        )
+    return p
 
 
 def _check_batch(images, name="images"):

@@ -214,7 +214,7 @@ def bench_quality(
                 **train_kw,
             )
         model, info = trained[key]
-        summary, predicted = score_predictor(model, ds.x_test, masks[strategy], patch_size)
+        summary, predicted = score_predictor(model, ds.x_test, masks[strategy])
         row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan}
         row.update(recipe=recipe, settings=_describe(*settings.get(predictor, ({}, None))))
         row.update(channels=ds.image_shape[-1], matmul_gflops=gflops)
@@ -222,7 +222,7 @@ def bench_quality(
         row["train_minutes"] = round(info["seconds"] / 60, 2)
         row["total_minutes"] = round((time.perf_counter() - start) / 60, 2)
         row.update({k: round(v, 4) for k, v in summary.items()})
-        row["sharpness"] = round(sharpness(ds.x_test, predicted, masks[strategy], patch_size), 4)
+        row["sharpness"] = round(sharpness(ds.x_test, predicted, masks[strategy]), 4)
         rows.append(row)
         append_row(csv_path, row)
     bar.close()

@@ -337,7 +337,7 @@ def test_one_cell_by_hand_matches_the_sweep(tiny_data, tmp_path):
     run = experiments.Run(tmp_path / "run")
     predictor = experiments.predictor_for(tiny_data, config, run, "biharmonic", "columns", 0.5)
     mask = experiments.eval_masks(tiny_data, config, run, "columns", 0.5)
-    summary, _ = score_predictor(predictor, tiny_data.x_test, mask, config.patch_size)
+    summary, _ = score_predictor(predictor, tiny_data.x_test, mask)
     row = experiments.evaluate_cell(tiny_data, config, run, "columns", 0.5, "biharmonic")
     assert row["psnr_masked_mean"] == pytest.approx(summary["psnr_masked_mean"], abs=1e-6)
     experiments.record_cell(run, row, seconds=1.5)

@@ -83,6 +83,23 @@ def test_evaluate_in_batches_equals_one_batch():
         assert np.allclose(one[key], many[key])
 
 
+def test_the_patch_size_follows_from_the_mask():
+    a, b = _random_pair(5)
+    for grid, p in (((8, 8), 4), ((4, 4), 8), ((16, 16), 2)):
+        m = masking.make_mask("random", 0.5, n_images=5, grid=grid, seed=0)
+        given = metrics.evaluate(a, b, m, p)
+        implied = metrics.evaluate(a, b, m)
+        for key in given:
+            assert np.array_equal(given[key], implied[key])
+        assert metrics.sharpness(a, b, m) == metrics.sharpness(a, b, m, p)
+        assert np.array_equal(metrics.composite(a, b, m), metrics.composite(a, b, m, p))
+    # 48 patches cut no 32x32 image into squares; a patch size given must agree with the mask
+    with pytest.raises(ValueError, match="mask has 48 patches per image.*32x32"):
+        metrics.mse_masked(a, b, np.zeros((5, 48), bool))
+    with pytest.raises(ValueError, match="mask has 64 patches per image, expected 16"):
+        metrics.evaluate(a, b, masking.make_mask("rows", 0.5, n_images=5, grid=(8, 8)), 8)
+
+
 def test_bad_inputs_are_rejected():
     a, b = _random_pair(4)
     m = masking.make_mask("random", 0.5, n_images=4, grid=(8, 8))
