@@ -151,12 +151,13 @@ def _output_dir(value: str) -> Path:
 
 # TensorFlow's start-up lines that TF_CPP_MIN_LOG_LEVEL does not hide (absl writes them before its
 # log level is read) or that only level 3 would hide together with real errors: the CUDA probes of a
-# machine without a GPU, the CPU-instruction notice, the oneDNN notice.
+# machine without a GPU, the CPU-instruction notice, the oneDNN notices (also the one TensorFlow
+# 2.21 logs at error level when its first boolean op falls back to Eigen, on AVX-512 CPUs too).
 _TF_STARTUP_NOISE = re.compile(
     r"All log messages before absl::InitializeLog|cudart_stub\.cc|Could not find cuda drivers"
     r"|failed call to cuInit|cpu_feature_guard|This TensorFlow binary is optimized"
     r"|rebuild TensorFlow with the appropriate compiler flags|oneDNN custom "
-    r"operations|TF_ENABLE_ONEDNN_OPTS"
+    r"operations|TF_ENABLE_ONEDNN_OPTS|oneDNN supports DT_BOOL only"
     r"|Unable to register cu(DNN|FFT|BLAS) factory"
 )
 
