@@ -3,9 +3,9 @@
 ``python -m helpers bench speed`` prints:
 - mask generation for 50,000 images per strategy (the random/rows/columns draws are vectorised);
 - the metrics on 10,000 images, and batched SSIM against a per-image ``skimage`` loop;
-- training images per second of the mask-token ViT and the MAE-style ViT at 50% and 75%, against a
-  plain-Keras ViT of the same configuration, with and without drawing masks per batch, and (on
-  TensorFlow) with and without XLA;
+- training images per second of the mask-token ViT and the MAE-style ViT (default and light
+  decoder) at 50% and 75%, against a plain-Keras ViT of the same configuration, with and without
+  drawing masks per batch, and (on TensorFlow) with and without XLA;
 - the autoencoders (CNN, adversarial autoencoder, ViT + CNN decoder) against the mask-token ViT,
   at 50 %;
 - the pretrained ViT (:mod:`helpers.pretrained`) with a ViT-B/16-sized backbone (random weights:
@@ -20,6 +20,7 @@ each part's rows to a callback as soon as they are measured; :func:`format_rows`
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ import numpy as np
 from keras import layers
 
 from . import masking, metrics
-from .models import build_model
+from .models import build_mae, build_model
 from .patches import patch_mask_to_pixels
 from .training import MaskingDataset, compile_model, training_throughput
 
@@ -169,12 +170,15 @@ def bench_training(
     seed: int = 0,
     vit_kwargs: dict | None = None,
     mae_kwargs: dict | None = None,
+    light_decoder: dict | None = None,
 ) -> list[dict]:
     """Training images per second, in one run, and the ratios that matter:
 
     - a plain-Keras mask-token ViT of the same configuration (:func:`plain_keras_vit`), the
       project's mask-token ViT and its MAE-style ViT (built with ``min_mask_ratio`` = the ratio, so
       its encoder sees only the visible patches), on the same in-memory images and masks;
+    - the MAE-style ViT again with a light decoder (``light_decoder`` over ``mae_kwargs``; default
+      :data:`LIGHT_DECODER`: one block, half the encoder's width), the design of MAE's paper;
     - the project's ViT again through the training data pipeline
     (:class:`helpers.training.MaskingDataset`:
       masks drawn for every batch), to show what drawing the masks costs;
@@ -190,15 +194,15 @@ def bench_training(
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs, mae_kwargs = {"fill": "token", **(vit_kwargs or {})}, dict(mae_kwargs or {})
+    light_kwargs = {**mae_kwargs, **(LIGHT_DECODER if light_decoder is None else light_decoder)}
     fit = dict(batch_size=batch_size, epochs=epochs)
+    names = {**_SPEED_NAMES, "mae_light": _light_name(light_kwargs)}
     rows, ratio_rows = [], []
     for ratio in ratios:
         keras.utils.set_random_seed(seed)
-        speed = _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, fit)
+        speed = _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, light_kwargs, fit)
         label = f"{ratio:.0%} masked, {n_images} images x {epochs} epochs, batch {batch_size}"
-        rows += [
-            {"what": f"{_SPEED_NAMES[k]}, {label}", "images_per_s": v} for k, v in speed.items()
-        ]
+        rows += [{"what": f"{names[k]}, {label}", "images_per_s": v} for k, v in speed.items()]
         ratio_rows += [
             {"what": f"ratio: {what}, {ratio:.0%} masked", "ratio": speed[a] / speed[b]}
             for what, a, b in _SPEED_RATIOS
@@ -221,6 +225,10 @@ def bench_training(
     return rows + ratio_rows
 
 
+LIGHT_DECODER = {"decoder_dim": 64, "decoder_depth": 1, "decoder_mlp_dim": 128}
+"""The MAE-style ViT's light decoder of ``bench speed``: 2x the mask-token ViT's speed at 75 %,
+0.1-0.3 dB below the default decoder after 30 minutes (README, *Speed*)."""
+
 _SPEED_NAMES = {
     "plain": "plain-Keras ViT (reference)",
     "vit": "mask-token ViT",
@@ -228,9 +236,19 @@ _SPEED_NAMES = {
     "fill": "mask-token ViT + harmonic fill",
     "vit_pipeline": "mask-token ViT + masks drawn per batch",
 }
+
+
+def _light_name(kwargs) -> str:
+    """The light-decoder MAE's row name, with its decoder's width and depth."""
+    defaults = inspect.signature(build_mae).parameters
+    width, depth = (kwargs.get(k, defaults[k].default) for k in ("decoder_dim", "decoder_depth"))
+    return f"MAE-style ViT, light decoder ({width} wide, {depth} block{'s' * (depth > 1)})"
+
+
 _SPEED_RATIOS = (  # (what, numerator, denominator) of bench_training's ratios
     ("mask-token ViT / plain-Keras ViT", "vit", "plain"),
     ("MAE / mask-token ViT", "mae", "vit"),
+    ("MAE with the light decoder / mask-token ViT", "mae_light", "vit"),
     ("with / without mask drawing", "vit_pipeline", "vit"),
     ("with / without harmonic fill", "fill", "vit"),
 )
@@ -243,7 +261,7 @@ def _fit_set(images, ratio, seed):
     return {"images": images, "mask": mask.astype(np.float32)}, images, weight
 
 
-def _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, fit) -> dict:
+def _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, light_kwargs, fit) -> dict:
     """Images per second of each model of :data:`_SPEED_NAMES` on the same images and masks."""
 
     batch = _fit_set(images, ratio, seed)
@@ -251,11 +269,13 @@ def _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, fit) -> dict:
         k: v for k, v in vit_kwargs.items() if k in ("embed_dim", "depth", "num_heads", "mlp_dim")
     }
     mae = build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs)
+    light = build_model("mae", seed=seed, min_mask_ratio=ratio, **light_kwargs)
     filled = build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"})
     return {
         "plain": _fit_speed(plain_keras_vit(**sizes), batch, **fit),
         "vit": _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, **fit),
         "mae": _fit_speed(mae, batch, **fit),
+        "mae_light": _fit_speed(light, batch, **fit),
         "fill": _fit_speed(filled, batch, **fit),
         "vit_pipeline": training_throughput(
             build_model("vit", seed=seed, **vit_kwargs), images, ratio=ratio, seed=seed, **fit
@@ -378,6 +398,7 @@ SPEED_SETTINGS = {
                 "decoder_num_heads": 2,
                 "decoder_mlp_dim": 32,
             },
+            "light_decoder": {"decoder_dim": 8, "decoder_num_heads": 2, "decoder_mlp_dim": 16},
         },
         "pipeline": {"n_images": 512, "batch_size": 256},
         "autoencoders": {

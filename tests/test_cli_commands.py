@@ -610,6 +610,8 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
         "mask-token ViT + masks drawn per batch, 50% masked",
         "ratio: MAE / mask-token ViT, 50% masked",
         "ratio: MAE / mask-token ViT, 75% masked",
+        "MAE-style ViT, light decoder (8 wide, 1 block), 75% masked",
+        "ratio: MAE with the light decoder / mask-token ViT, 75% masked",
         "ratio: mask-token ViT / plain-Keras ViT, 75% masked",
         "ratio: with / without mask drawing, 50% masked",
         "mask-token ViT + harmonic fill, 50% masked",
@@ -623,11 +625,11 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
     ):
         assert words in out, words
     ratio_lines = [ln for ln in out.splitlines() if ln.startswith("ratio: ") and "masked" in ln]
-    assert len(ratio_lines) == 8 and all(float(ln.rsplit("x", 1)[1]) > 0 for ln in ratio_lines)
+    assert len(ratio_lines) == 10 and all(float(ln.rsplit("x", 1)[1]) > 0 for ln in ratio_lines)
     ips = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("images/s")]
     xla = "ratio: XLA on / off" in out
     assert xla == (keras_backend() == "tensorflow")
-    assert len(ips) == 12 + 4 + 2 + xla and all(v > 0 for v in ips)  # + autoencoders, pretrained
+    assert len(ips) == 14 + 4 + 2 + xla and all(v > 0 for v in ips)  # + autoencoders, pretrained
     batches = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("batches/s")]
     assert len(batches) == 4 and all(v > 0 for v in batches)
     pipeline = [ln for ln in out.splitlines() if ln.startswith("ratio: slowest input pipeline")]
