@@ -30,9 +30,10 @@ import numpy as np
 from keras import layers
 
 from . import masking, metrics
+from ._checks import check_positive_int
 from .models import build_mae, build_model
 from .patches import patch_mask_to_pixels
-from .training import MaskingDataset, compile_model, training_throughput
+from .training import MaskingDataset, compile_model
 
 
 def _timed(fn, repeat: int = 3) -> float:
@@ -132,40 +133,83 @@ def plain_keras_vit(
     return keras.Model({"images": images, "mask": mask}, layers.Reshape(tuple(image_shape))(x))
 
 
-def _fit_speed(model, batch, *, batch_size: int, epochs: int, jit_compile="auto") -> float:
-    """Training images per second of ``model`` on one in-memory ``(inputs, target, weight)`` set:
-    Adam, the masked MSE, one untimed warm-up epoch, then ``epochs`` timed ones (no mask
-    drawing)."""
-
+def _fit_runner(model, batch, *, batch_size: int, jit_compile="auto"):
+    """Compile ``model`` (Adam, the masked MSE) and return ``run(epochs) -> seconds``, which trains
+    it on one in-memory ``(inputs, target, weight)`` set (no mask drawing)."""
     inputs, target, weight = batch
     compile_model(model, 1e-3, jit_compile)
-    model.fit(
-        inputs,
-        target,
-        sample_weight=weight,
+
+    def run(epochs: int) -> float:
+        start = time.perf_counter()
+        model.fit(
+            inputs,
+            target,
+            sample_weight=weight,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=0,
+            shuffle=False,
+        )
+        return time.perf_counter() - start
+
+    return run
+
+
+def _pipeline_runner(model, images, *, ratio: float, seed: int, batch_size: int):
+    """As :func:`_fit_runner`, through :class:`helpers.training.MaskingDataset` (random masks
+    drawn for every batch), as :func:`helpers.training.train` feeds a model."""
+    ds = MaskingDataset(
+        images,
+        model.patch_size,
+        strategy="random",
+        ratio=ratio,
         batch_size=batch_size,
-        epochs=1,
-        verbose=0,
-        shuffle=False,
+        seed=seed,
+        min_masked=model.min_masked,
     )
-    start = time.perf_counter()
-    model.fit(
-        inputs,
-        target,
-        sample_weight=weight,
-        batch_size=batch_size,
+    compile_model(model, 1e-3)
+
+    def run(epochs: int) -> float:
+        start = time.perf_counter()
+        model.fit(ds, epochs=epochs, verbose=0, shuffle=False)
+        return time.perf_counter() - start
+
+    return run
+
+
+def _interleaved_speeds(runners: dict, n_images: int, *, epochs: int, repeats: int) -> dict:
+    """Images per second of each of ``runners`` (name -> ``run(epochs) -> seconds``): one untimed
+    warm-up epoch each (tracing, compilation), then ``repeats`` rounds in which every runner
+    trains ``epochs`` epochs in turn; the median of its rounds. Interleaved, every model meets
+    the same drift of the machine's load, so the ratios between them hold better than the
+    absolute speeds."""
+    check_positive_int(repeats, "repeats")
+    for run in runners.values():
+        run(1)
+    seconds = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            seconds[name].append(run(epochs))
+    return {name: epochs * n_images / float(np.median(t)) for name, t in seconds.items()}
+
+
+def _fit_speed(model, batch, *, batch_size: int, epochs: int, jit_compile="auto") -> float:
+    """Training images per second of ``model`` on one in-memory set (:func:`_fit_runner`): one
+    untimed warm-up epoch, then ``epochs`` timed ones."""
+    return _interleaved_speeds(
+        {"model": _fit_runner(model, batch, batch_size=batch_size, jit_compile=jit_compile)},
+        len(batch[1]),
         epochs=epochs,
-        verbose=0,
-        shuffle=False,
-    )
-    return epochs * len(target) / (time.perf_counter() - start)
+        repeats=1,
+    )["model"]
 
 
 def bench_training(
     n_images: int = 1024,
     ratios=(0.5, 0.75),
     *,
-    epochs: int = 2,
+    epochs: int = 1,
+    repeats: int = 5,
     batch_size: int = 64,
     seed: int = 0,
     vit_kwargs: dict | None = None,
@@ -180,48 +224,42 @@ def bench_training(
     - the MAE-style ViT again with a light decoder (``light_decoder`` over ``mae_kwargs``; default
       :data:`LIGHT_DECODER`: one block, half the encoder's width), the design of MAE's paper;
     - the project's ViT again through the training data pipeline
-    (:class:`helpers.training.MaskingDataset`:
-      masks drawn for every batch), to show what drawing the masks costs;
+      (:class:`helpers.training.MaskingDataset`: masks drawn for every batch), to show what
+      drawing the masks costs;
     - on TensorFlow, the project's ViT with XLA off (the default before it was turned on for
-      dropout-free models on a CPU);
+      dropout-free models on a CPU), at the first ratio;
     - the mask-token ViT with the harmonic fill of the tuned recipe, against the same ViT without
-    it.
+      it.
 
-    ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their default sizes, the tuned
-    recipe;
-    the mask-token ViT with ``fill="token"``, the configuration of the plain-Keras reference).
+    At each ratio the models are timed interleaved (:func:`_interleaved_speeds`: ``repeats``
+    rounds of ``epochs`` epochs each, the median round). ``vit_kwargs``/``mae_kwargs`` go to the
+    builders (default: their default sizes, the tuned recipe; the mask-token ViT with
+    ``fill="token"``, the configuration of the plain-Keras reference).
     """
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs, mae_kwargs = {"fill": "token", **(vit_kwargs or {})}, dict(mae_kwargs or {})
     light_kwargs = {**mae_kwargs, **(LIGHT_DECODER if light_decoder is None else light_decoder)}
-    fit = dict(batch_size=batch_size, epochs=epochs)
     names = {**_SPEED_NAMES, "mae_light": _light_name(light_kwargs)}
+    rounds = f"median of {repeats} x {epochs} epoch{'s' * (epochs > 1)}"
+    label = f"{n_images} images, {rounds}, batch {batch_size}"
     rows, ratio_rows = [], []
     for ratio in ratios:
         keras.utils.set_random_seed(seed)
-        speed = _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, light_kwargs, fit)
-        label = f"{ratio:.0%} masked, {n_images} images x {epochs} epochs, batch {batch_size}"
-        rows += [{"what": f"{names[k]}, {label}", "images_per_s": v} for k, v in speed.items()]
+        no_xla = keras.backend.backend() == "tensorflow" and ratio == ratios[0]
+        runners = _training_runners(
+            images, ratio, seed, vit_kwargs, mae_kwargs, light_kwargs, batch_size, no_xla
+        )
+        speed = _interleaved_speeds(runners, n_images, epochs=epochs, repeats=repeats)
+        rows += [
+            {"what": f"{names[k]}, {ratio:.0%} masked, {label}", "images_per_s": v}
+            for k, v in speed.items()
+        ]
         ratio_rows += [
             {"what": f"ratio: {what}, {ratio:.0%} masked", "ratio": speed[a] / speed[b]}
             for what, a, b in _SPEED_RATIOS
+            if a in speed and b in speed
         ]
-        if keras.backend.backend() == "tensorflow" and ratio == ratios[0]:
-            no_xla = _fit_speed(
-                build_model("vit", seed=seed, **vit_kwargs),
-                _fit_set(images, ratio, seed),
-                jit_compile=False,
-                **fit,
-            )
-            what = f"mask-token ViT without XLA, {ratio:.0%} masked"
-            rows.append({"what": what, "images_per_s": no_xla})
-            ratio_rows.append(
-                {
-                    "what": "ratio: XLA on / off (TensorFlow, mask-token ViT)",
-                    "ratio": speed["vit"] / no_xla,
-                }
-            )
     return rows + ratio_rows
 
 
@@ -235,6 +273,7 @@ _SPEED_NAMES = {
     "mae": "MAE-style ViT",
     "fill": "mask-token ViT + harmonic fill",
     "vit_pipeline": "mask-token ViT + masks drawn per batch",
+    "no_xla": "mask-token ViT without XLA",
 }
 
 
@@ -251,6 +290,7 @@ _SPEED_RATIOS = (  # (what, numerator, denominator) of bench_training's ratios
     ("MAE with the light decoder / mask-token ViT", "mae_light", "vit"),
     ("with / without mask drawing", "vit_pipeline", "vit"),
     ("with / without harmonic fill", "fill", "vit"),
+    ("XLA on / off (TensorFlow, mask-token ViT)", "vit", "no_xla"),
 )
 
 
@@ -261,44 +301,56 @@ def _fit_set(images, ratio, seed):
     return {"images": images, "mask": mask.astype(np.float32)}, images, weight
 
 
-def _training_speeds(images, ratio, seed, vit_kwargs, mae_kwargs, light_kwargs, fit) -> dict:
-    """Images per second of each model of :data:`_SPEED_NAMES` on the same images and masks."""
-
-    batch = _fit_set(images, ratio, seed)
+def _training_runners(
+    images, ratio, seed, vit_kwargs, mae_kwargs, light_kwargs, batch_size, no_xla
+) -> dict:
+    """The runners (:func:`_fit_runner`) of :func:`bench_training` at ``ratio``, on the same
+    images and masks; the key ``no_xla`` only when ``no_xla``."""
+    batch, fit = _fit_set(images, ratio, seed), dict(batch_size=batch_size)
     sizes = {
         k: v for k, v in vit_kwargs.items() if k in ("embed_dim", "depth", "num_heads", "mlp_dim")
     }
-    mae = build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs)
-    light = build_model("mae", seed=seed, min_mask_ratio=ratio, **light_kwargs)
-    filled = build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"})
-    return {
-        "plain": _fit_speed(plain_keras_vit(**sizes), batch, **fit),
-        "vit": _fit_speed(build_model("vit", seed=seed, **vit_kwargs), batch, **fit),
-        "mae": _fit_speed(mae, batch, **fit),
-        "mae_light": _fit_speed(light, batch, **fit),
-        "fill": _fit_speed(filled, batch, **fit),
-        "vit_pipeline": training_throughput(
-            build_model("vit", seed=seed, **vit_kwargs), images, ratio=ratio, seed=seed, **fit
-        ),
+    models = {
+        "plain": plain_keras_vit(**sizes),
+        "vit": build_model("vit", seed=seed, **vit_kwargs),
+        "mae": build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs),
+        "mae_light": build_model("mae", seed=seed, min_mask_ratio=ratio, **light_kwargs),
+        "fill": build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"}),
     }
+    runners = {name: _fit_runner(model, batch, **fit) for name, model in models.items()}
+    runners["vit_pipeline"] = _pipeline_runner(
+        build_model("vit", seed=seed, **vit_kwargs), images, ratio=ratio, seed=seed, **fit
+    )
+    if no_xla:
+        model = build_model("vit", seed=seed, **vit_kwargs)
+        runners["no_xla"] = _fit_runner(model, batch, jit_compile=False, **fit)
+    return runners
 
 
 def bench_autoencoders(
-    n_images: int = 512, *, epochs: int = 1, batch_size: int = 64, seed: int = 0, sizes=None
+    n_images: int = 512,
+    *,
+    epochs: int = 1,
+    repeats: int = 3,
+    batch_size: int = 64,
+    seed: int = 0,
+    sizes=None,
 ) -> list[dict]:
     """Training images per second of the CNN autoencoder, the adversarial autoencoder (both
     discriminators on) and the ViT + CNN decoder, with the mask-token ViT as the reference, on
-    the same images and masks at 50 % (builders' default sizes, or ``sizes[name]``)."""
+    the same images and masks at 50 % (builders' default sizes, or ``sizes[name]``), timed
+    interleaved (:func:`_interleaved_speeds`)."""
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     batch, sizes = _fit_set(images, 0.5, seed), dict(sizes or {})
     kinds = {"vit": {}, "cnn": {}, "aae": {"image_weight": 1e-3}, "vit_cnn": {}}
     names = {"vit": "mask-token ViT", "cnn": "CNN autoencoder", "aae": "adversarial autoencoder "
              "(latent + image discriminators)", "vit_cnn": "ViT + CNN decoder"}  # fmt: skip
-    speed = {}
+    runners = {}
     for kind, extra in kinds.items():
         keras.utils.set_random_seed(seed)
         model = build_model(kind, seed=seed, **extra, **sizes.get(kind, {}))
-        speed[kind] = _fit_speed(model, batch, batch_size=batch_size, epochs=epochs)
+        runners[kind] = _fit_runner(model, batch, batch_size=batch_size)
+    speed = _interleaved_speeds(runners, n_images, epochs=epochs, repeats=repeats)
     rows = [{"what": f"{names[k]}, 50 % masked", "images_per_s": v} for k, v in speed.items()]
     return rows + [
         {"what": f"ratio: {names[k]} / mask-token ViT", "ratio": speed[k] / speed["vit"]}
@@ -375,7 +427,7 @@ SPEED_SETTINGS = {
     False: {
         "masks": {"n_images": 50_000},
         "metrics": {"n_images": 10_000, "loop_images": 500},
-        "training": {"n_images": 1024, "epochs": 2, "batch_size": 64},
+        "training": {"n_images": 1024, "epochs": 1, "repeats": 5, "batch_size": 64},
         "pipeline": {"n_images": 4096, "batch_size": 256},
         "autoencoders": {"n_images": 512},
         "pretrained": {"n_images": 32, "batch_size": 8},
@@ -386,6 +438,7 @@ SPEED_SETTINGS = {
         "training": {
             "n_images": 64,
             "epochs": 1,
+            "repeats": 2,
             "batch_size": 32,
             "vit_kwargs": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
             "mae_kwargs": {
@@ -403,6 +456,7 @@ SPEED_SETTINGS = {
         "pipeline": {"n_images": 512, "batch_size": 256},
         "autoencoders": {
             "n_images": 32,
+            "repeats": 1,
             "batch_size": 16,
             "sizes": {
                 "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
