@@ -133,14 +133,38 @@ def plain_keras_vit(
     return keras.Model({"images": images, "mask": mask}, layers.Reshape(tuple(image_shape))(x))
 
 
+class _StepClock(keras.callbacks.Callback):
+    """Seconds from each epoch's first training step to the end of its last, summed: the steps
+    (fetching their batches included) without Keras's work between epochs, which took 0.1-0.6 s
+    per epoch on this CPU, different from one ``fit`` to the next: noise next to the 2-3 s
+    epochs of :func:`bench_training` (2026-12-04)."""
+
+    def on_train_begin(self, logs=None):
+        self.seconds = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._start is None:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds += self._end - self._start
+
+
 def _fit_runner(model, batch, *, batch_size: int, jit_compile="auto"):
-    """Compile ``model`` (Adam, the masked MSE) and return ``run(epochs) -> seconds``, which trains
-    it on one in-memory ``(inputs, target, weight)`` set (no mask drawing)."""
+    """Compile ``model`` (Adam, the masked MSE) and return ``run(epochs) -> seconds`` of training
+    steps (:class:`_StepClock`) on one in-memory ``(inputs, target, weight)`` set (no mask
+    drawing)."""
     inputs, target, weight = batch
     compile_model(model, 1e-3, jit_compile)
 
     def run(epochs: int) -> float:
-        start = time.perf_counter()
+        clock = _StepClock()
         model.fit(
             inputs,
             target,
@@ -149,8 +173,9 @@ def _fit_runner(model, batch, *, batch_size: int, jit_compile="auto"):
             epochs=epochs,
             verbose=0,
             shuffle=False,
+            callbacks=[clock],
         )
-        return time.perf_counter() - start
+        return clock.seconds
 
     return run
 
@@ -170,15 +195,16 @@ def _pipeline_runner(model, images, *, ratio: float, seed: int, batch_size: int)
     compile_model(model, 1e-3)
 
     def run(epochs: int) -> float:
-        start = time.perf_counter()
-        model.fit(ds, epochs=epochs, verbose=0, shuffle=False)
-        return time.perf_counter() - start
+        clock = _StepClock()
+        model.fit(ds, epochs=epochs, verbose=0, shuffle=False, callbacks=[clock])
+        return clock.seconds
 
     return run
 
 
 def _interleaved_speeds(runners: dict, n_images: int, *, epochs: int, repeats: int) -> dict:
-    """Images per second of each of ``runners`` (name -> ``run(epochs) -> seconds``): one untimed
+    """Images per second of each of ``runners`` (name -> ``run(epochs) -> seconds``; seconds of
+    training steps for :func:`_fit_runner` and :func:`_pipeline_runner`): one untimed
     warm-up epoch each (tracing, compilation), then ``repeats`` rounds in which every runner
     trains ``epochs`` epochs in turn; the median of its rounds. Interleaved, every model meets
     the same drift of the machine's load, so the ratios between them hold better than the
@@ -232,7 +258,8 @@ def bench_training(
       it.
 
     At each ratio the models are timed interleaved (:func:`_interleaved_speeds`: ``repeats``
-    rounds of ``epochs`` epochs each, the median round). ``vit_kwargs``/``mae_kwargs`` go to the
+    rounds of ``epochs`` epochs each, the median round), over their training steps
+    (:class:`_StepClock`). ``vit_kwargs``/``mae_kwargs`` go to the
     builders (default: their default sizes, the tuned recipe; the mask-token ViT with
     ``fill="token"``, the configuration of the plain-Keras reference).
     """
