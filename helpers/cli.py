@@ -1268,7 +1268,8 @@ def _add_bench(subparsers):
             "and 75% masking against a plain-Keras ViT of the same configuration, with and\n"
             "without per-batch masks and XLA; the autoencoders and the pretrained ViT (ViT-B/16\n"
             "size, random weights); the input pipeline alone. Ratios measured in one run. About\n"
-            "5 minutes on 2 CPU cores; --quick is much smaller (tiny models, for tests)."
+            "7 minutes on 2 CPU cores (419 s and 421 s measured); --quick is much smaller (tiny\n"
+            "models, for tests)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
