@@ -259,9 +259,9 @@ def bench_training(
 
     At each ratio the models are timed interleaved (:func:`_interleaved_speeds`: ``repeats``
     rounds of ``epochs`` epochs each, the median round), over their training steps
-    (:class:`_StepClock`). ``vit_kwargs``/``mae_kwargs`` go to the
-    builders (default: their default sizes, the tuned recipe; the mask-token ViT with
-    ``fill="token"``, the configuration of the plain-Keras reference).
+    (:class:`_StepClock`). ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their
+    default sizes, the tuned recipe; the mask-token ViT with ``fill="token"``, the configuration
+    of the plain-Keras reference).
     """
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
