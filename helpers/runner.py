@@ -473,14 +473,25 @@ def _environ(**values):
                 os.environ[k] = v
 
 
+# jupyter_client interrupts every kernel before it asks it to shut down; a kernel that is handling a
+# message at that moment logs this line, which says nothing about the notebook.
+_KERNEL_SHUTDOWN_NOISE = re.compile(r"\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel")
+
+
+def kernel_noise(line: str) -> bool:
+    """Whether a line of a kernel's stderr is noise: TensorFlow's C++ start-up notices
+    (``cli._TF_STARTUP_NOISE``) or the interrupt that comes with every kernel shutdown."""
+    from .cli import _TF_STARTUP_NOISE
+
+    return bool(_TF_STARTUP_NOISE.search(line) or _KERNEL_SHUTDOWN_NOISE.search(line))
+
+
 @contextlib.contextmanager
 def _kernel_stderr():
     """A kernel manager class whose kernels write their process stderr to a temporary file; on exit
-    every line of it but TensorFlow's C++ start-up notices (``cli._TF_STARTUP_NOISE``) goes to
-    stderr, so a run's terminal shows what matters. Cell outputs are not affected."""
+    every line of it but noise (:func:`kernel_noise`) goes to stderr, so a run's terminal shows what
+    matters. Cell outputs are not affected."""
     from jupyter_client.manager import AsyncKernelManager
-
-    from .cli import _TF_STARTUP_NOISE
 
     with tempfile.TemporaryFile() as log:
 
@@ -496,7 +507,7 @@ def _kernel_stderr():
         finally:
             log.seek(0)
             lines = log.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(ln for ln in lines if not _TF_STARTUP_NOISE.search(ln)))
+            sys.stderr.write("".join(ln for ln in lines if not kernel_noise(ln)))
             sys.stderr.flush()
 
 

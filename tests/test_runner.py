@@ -535,3 +535,20 @@ def test_importing_helpers_silences_tensorflow_retracing_warnings(caplog):
         )
         logger.warning("another warning")
     assert [r.getMessage() for r in caplog.records] == ["another warning"]
+
+
+def test_kernel_stderr_filter_drops_the_shutdown_interrupt_only():
+    # jupyter_client interrupts every kernel before shutting it down; a kernel busy with a message
+    # logged this line on the terminal of `python -m helpers run` after a notebook that had passed
+    noise = [
+        "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.\n",
+        "I0000 00:00:1795477934.668584    3339 cpu_feature_guard.cc:227] This TensorFlow binary is "
+        "optimized to use ...\n",
+    ]
+    kept = [
+        "[IPKernelApp] ERROR | Exception in message handler:\n",
+        "KeyboardInterrupt\n",
+        "Traceback (most recent call last):\n",
+    ]
+    assert all(runner.kernel_noise(line) for line in noise)
+    assert not any(runner.kernel_noise(line) for line in kept)
