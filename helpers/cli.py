@@ -394,6 +394,13 @@ def _add_train(subparsers):
         help="MSE over the masked patches or over all (default: the recipe's)",
     )
     p.add_argument(
+        "--loss",
+        default="mse",
+        choices=("mse", "psnr"),
+        help="mse (default), or psnr: minus each image's PSNR over those patches, averaged (the "
+        "mean PSNR the tables report)",
+    )
+    p.add_argument(
         "--early-stopping", action="store_true", help="stop when the validation loss stalls"
     )
     p.add_argument(
@@ -666,7 +673,7 @@ def _cmd_train(args) -> int:
     elif (folder / FINAL).exists():
         print(f"note: {folder} holds a completed run; training again from epoch 0 replaces it")
     options = ("epochs", "images", "minutes", "batch_size", "seed", "recipe", "lr", "lr_schedule")
-    options += ("early_stopping", "patience", "augment", "loss_on", "devices", "workers")
+    options += ("early_stopping", "patience", "augment", "loss_on", "loss", "devices", "workers")
     try:
         result = train(
             model,
@@ -1339,6 +1346,13 @@ def _add_bench(subparsers):
         metavar="W",
         help="aae: weight of the image discriminator's adversarial loss (default 0: none)",
     )
+    quality.add_argument(
+        "--loss",
+        default="mse",
+        choices=("mse", "psnr"),
+        help="training loss of the learned predictors: mse (default) or psnr (minus each image's "
+        "masked-region PSNR, averaged)",
+    )
     quality.set_defaults(func=_cmd_bench_quality)
 
 
@@ -1370,7 +1384,7 @@ def _cmd_bench_quality(args) -> int:
             "expected)"
         )
     kwargs = {"data_dir": args.data_dir, "plan": args.plan, "recipe": args.recipe}
-    kwargs["grayscale"] = args.grayscale
+    kwargs["grayscale"], kwargs["loss"] = args.grayscale, args.loss
     aae = {k: getattr(args, k) for k in ("latent_weight", "image_weight")}
     aae = {k: v for k, v in aae.items() if v is not None}
     if aae:

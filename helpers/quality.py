@@ -68,11 +68,12 @@ def train_within_budget(
     batch_size: int = 64,
     seed: int = 0,
     model_kwargs=None,
+    loss: str = "mse",
     verbose=0,
 ) -> tuple:
     """Build ``name`` with ``recipe`` (``model_kwargs`` override it) and train it for ``seconds`` of
-    wall time (:class:`helpers.training.TimeBudget`: the learning rate decays over the time);
-    returns (best model, train result)."""
+    wall time (:class:`helpers.training.TimeBudget`: the learning rate decays over the time) with
+    ``loss`` (:func:`helpers.training.train`); returns (best model, train result)."""
     from .models import build_model, load_predictor
     from .training import train
 
@@ -96,6 +97,7 @@ def train_within_budget(
         recipe=recipe,
         lr_schedule="cosine",
         augment=True,
+        loss=loss,
         verbose=verbose,
     )
     best = Path(result["best"])
@@ -141,6 +143,7 @@ def bench_quality(
     val_fraction: float = 0.05,
     grayscale: bool = False,
     model_kwargs=None,
+    loss: str = "mse",
     progress: bool = True,
 ) -> list[dict]:
     """Train and score every predictor on every strategy; returns the rows of the table.
@@ -150,7 +153,8 @@ def bench_quality(
     ``recipe`` picks the model settings (see the module docstring); ``model_kwargs`` maps a
     predictor to builder arguments that override them (e.g. tiny sizes in tests, or
     ``{"aae": {"image_weight": 0.001}}``); ``grayscale`` trains and scores on one-channel images
-    (:func:`helpers.data.load_dataset`).
+    (:func:`helpers.data.load_dataset`); ``loss`` is the learned predictors' training loss
+    (``mse`` or ``psnr``, :func:`helpers.training.train`), shown in the settings column.
     """
     from tqdm import tqdm
 
@@ -160,6 +164,7 @@ def bench_quality(
     from .masking import make_mask
     from .models import load_predictor
     from .patches import grid_shape
+    from .training import LOSSES
 
     ratio = check_ratio(ratio)
     check_choice(plan, "plan", QUALITY_PLANS)
@@ -167,6 +172,7 @@ def bench_quality(
     check_positive_number(minutes_per_model, "minutes_per_model")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(patch_size, "patch_size")
+    check_choice(loss, "loss", LOSSES)
     for p in predictors:
         check_choice(p, "predictor", PREDICTORS)
     learned = [p for p in predictors if p not in NON_LEARNED]
@@ -196,6 +202,7 @@ def bench_quality(
     bar = tqdm(jobs, desc="bench quality", unit="cell", disable=not progress)
     trained: dict[str, tuple] = {}
     train_kw = dict(patch_size=patch_size, batch_size=batch_size, seed=seed, recipe=recipe)
+    train_kw["loss"] = loss
     for predictor, strategy in bar:
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
@@ -216,7 +223,10 @@ def bench_quality(
         model, info = trained[key]
         summary, predicted = score_predictor(model, ds.x_test, masks[strategy])
         row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan}
-        row.update(recipe=recipe, settings=_describe(*settings.get(predictor, ({}, None))))
+        described = _describe(*settings.get(predictor, ({}, None)))
+        if loss != "mse" and predictor not in NON_LEARNED:
+            described += f", loss={loss}"
+        row.update(recipe=recipe, settings=described)
         row.update(channels=ds.image_shape[-1], matmul_gflops=gflops)
         row.update(n_train=len(ds.x_train), n_test=len(ds.x_test), epochs=info["epochs"])
         row["train_minutes"] = round(info["seconds"] / 60, 2)

@@ -44,6 +44,7 @@ from .models import MaskedImageModel, check_fits
 from .patches import grid_shape, patch_mask_to_pixels
 
 LOSS_ON = ("masked", "all")
+LOSSES = ("mse", "psnr")
 LR_SCHEDULES = ("plateau", "cosine")
 SAVE_ROOT = "saved_models"
 BEST, FINAL, HISTORY, BACKUP = "best.keras", "final.keras", "history.csv", "backup"
@@ -212,6 +213,48 @@ class MaskingDataset(keras.utils.PyDataset):
 def masked_mse():
     """MSE averaged over the weighted entries: with 0/1 weights, the MSE over the masked values."""
     return keras.losses.MeanSquaredError(reduction="mean_with_sample_weight", name="masked_mse")
+
+
+@keras.saving.register_keras_serializable(package="helpers")
+class NegativePSNR(keras.losses.Loss):
+    """Minus the mean over the images of a batch of each image's PSNR (dB, peak 1) over its
+    weighted pixels: with 0/1 weights, the masked-region PSNR that the project reports, averaged
+    as the tables average it. Images whose weights are all 0 (padding) do not count.
+
+    The MSE weighs every image by its squared error, so the images that are hard to fill in
+    dominate it; -10 log10 weighs each image's error relative to its own, as the mean PSNR does.
+    ``floor`` (an MSE, 1e-5 = 50 dB) keeps a perfectly predicted image from dominating instead.
+    """
+
+    def __init__(self, floor: float = 1e-5, name: str = "negative_psnr", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.floor = float(floor)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = keras.ops.convert_to_tensor(y_pred)
+        error = keras.ops.square(keras.ops.cast(y_true, y_pred.dtype) - y_pred)
+        weight = keras.ops.ones_like(error)
+        if sample_weight is not None:  # per pixel (N, H, W): the same for every channel
+            sample_weight = keras.ops.cast(sample_weight, error.dtype)
+            while len(sample_weight.shape) < len(error.shape):
+                sample_weight = keras.ops.expand_dims(sample_weight, -1)
+            weight = weight * sample_weight
+        axes = tuple(range(1, len(error.shape)))
+        total = keras.ops.sum(error * weight, axis=axes)
+        count = keras.ops.sum(weight, axis=axes)
+        counted = keras.ops.cast(count > 0, error.dtype)
+        mse = total / keras.ops.maximum(count, 1e-12)
+        psnr = (-10.0 / math.log(10.0)) * keras.ops.log(mse + self.floor)
+        return -keras.ops.sum(psnr * counted) / keras.ops.maximum(keras.ops.sum(counted), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "floor": self.floor}
+
+
+def training_loss(loss: str = "mse"):
+    """The Keras loss of ``loss``: ``mse`` (:func:`masked_mse`) or ``psnr``
+    (:class:`NegativePSNR`)."""
+    return masked_mse() if check_choice(loss, "loss", LOSSES) == "mse" else NegativePSNR()
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,14 +553,16 @@ class ScaledAdam(keras.optimizers.Adam):
         return {**super().get_config(), "scales": dict(self.scales)}
 
 
-def compile_model(model, learning_rate, jit_compile="auto") -> None:
+def compile_model(model, learning_rate, jit_compile="auto", loss: str = "mse") -> None:
     """Compile ``model`` for training: Adam at ``learning_rate`` (a number or a schedule; with the
-    step multipliers of the model's ``lr_scales()``, :class:`ScaledAdam`), the
-    masked MSE, XLA as :func:`_jit_compile` decides; shared by :func:`train`, the throughput
-    probe and ``bench speed``."""
+    step multipliers of the model's ``lr_scales()``, :class:`ScaledAdam`), the loss
+    (:func:`training_loss`: the masked MSE by default), XLA as :func:`_jit_compile` decides; shared
+    by :func:`train`, the throughput probe and ``bench speed``."""
     scales = model.lr_scales() if isinstance(model, MaskedImageModel) else {}
     adam = ScaledAdam(learning_rate, scales) if scales else keras.optimizers.Adam(learning_rate)
-    model.compile(optimizer=adam, loss=masked_mse(), jit_compile=_jit_compile(jit_compile, model))
+    model.compile(
+        optimizer=adam, loss=training_loss(loss), jit_compile=_jit_compile(jit_compile, model)
+    )
     model.optimizer.build(model.trainable_variables)  # else TensorFlow traces the train step twice
     if hasattr(model, "_initial_epoch"):
         model._initial_epoch = None  # Keras keeps the epoch of an earlier restore on the model
@@ -571,6 +616,7 @@ def train(
     patience: int = 10,
     augment: bool | None = None,
     loss_on: str | None = None,
+    loss: str = "mse",
     score_fn="variance",
     verbose="auto",
     callbacks=(),
@@ -604,6 +650,9 @@ def train(
         epochs.
         augment: random horizontal flips of the training images.
         loss_on: ``masked`` (MSE over masked patches) or ``all``; None for the recipe's.
+        loss: ``mse`` (the MSE over the weighted pixels) or ``psnr`` (minus each image's PSNR
+            over them, averaged: :class:`NegativePSNR`); ``loss`` and ``val_loss`` are then
+            minus the mean PSNR in dB.
         verbose: Keras verbosity: ``"auto"``/1 progress bar, 2 one line per epoch, 0 silent.
         callbacks: extra Keras callbacks (run after the built-in ones).
         jit_compile: passed to ``compile``; ``"auto"``: see :func:`_jit_compile`.
@@ -622,7 +671,7 @@ def train(
     included), ``run_dir``, ``best``, ``final`` (paths), ``epochs`` (completed), ``images_seen``
     (training images over all epochs), ``seconds`` (wall time of this call), ``images_per_s``
     (training images per second of this call) and ``settings`` (recipe, lr, lr_schedule, augment,
-    loss_on).
+    loss_on, and loss unless it is ``mse``).
     """
     from .recipes import train_settings
 
@@ -634,6 +683,7 @@ def train(
     loss_on = defaults["loss_on"] if loss_on is None else loss_on
     epochs, seconds = _budget(epochs, images, minutes, len(x_train))
     check_choice(loss_on, "loss_on", LOSS_ON)
+    check_choice(loss, "loss", LOSSES)
     devices = check_devices(devices, batch_size)
     workers = check_positive_int(workers, "workers")
     folder = run_folder(run_dir, run_name, save_root)
@@ -657,7 +707,7 @@ def train(
     cbs = _callbacks(folder, train_ds, previous, monitor, seconds, lr, lr_schedule, patience)
     with data_parallel(devices):
         trained = model if devices == 1 else _replica(model)
-        compile_model(trained, learning_rate, jit_compile)
+        compile_model(trained, learning_rate, jit_compile, loss=loss)
         start = time.perf_counter()
         fit = trained.fit(
             train_ds,
@@ -672,9 +722,10 @@ def train(
     if trained is not model:
         model.set_weights(trained.get_weights())
     settings = {"recipe": recipe, "lr": float(lr), "lr_schedule": lr_schedule, "augment": augment}
-    return _result(
-        folder, previous, seconds_here, bool(fit.epoch), {**settings, "loss_on": loss_on}
-    )
+    settings["loss_on"] = loss_on
+    if loss != "mse":  # recorded where it is not the default
+        settings["loss"] = loss
+    return _result(folder, previous, seconds_here, bool(fit.epoch), settings)
 
 
 def training_images(model, data) -> tuple[np.ndarray, np.ndarray | None]:

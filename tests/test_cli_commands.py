@@ -186,6 +186,21 @@ def test_train_aae_takes_its_adversarial_options(tmp_path, capsys):
     assert code == 2 and "--image-weight is an option of --model aae, not of --model cnn" in err
 
 
+def test_train_with_the_psnr_loss(tmp_path, capsys):
+    import csv
+
+    code, out, err = _main(
+        capsys, "train", "--model", "vit", "--embed-dim", "16", "--depth", "1", "--num-heads", "2",
+        "--mlp-dim", "32", "--loss", "psnr", "--epochs", "1", "--output", tmp_path, *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    with open(tmp_path / "vit-random-0.50-seed0" / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[0]["val_loss"]) < -5  # minus a mean PSNR in dB, not an MSE
+    code, out, err = _main(capsys, "train", "--model", "vit", "--loss", "l1")
+    assert code == 2 and "--loss" in err and "'l1'" in err
+
+
 class _InterruptAfter:
     """A callback that presses Ctrl-C at the end of epoch ``epoch``."""
 
@@ -701,6 +716,7 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
             "plan": "mixed",
             "recipe": "tuned",
             "grayscale": False,
+            "loss": "mse",
             "minutes_per_model": 0.5,
             "output": tmp_path / "q",
             "predictors": ("vit", "biharmonic"),
@@ -712,7 +728,12 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         "plan": "mixed",
         "recipe": "reference",
         "grayscale": False,
+        "loss": "mse",
     }
+    code, _, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--loss", "psnr")
+    assert code == 0 and calls[-1]["loss"] == "psnr"
+    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--loss", "l1")
+    assert code == 2 and "--loss" in err and "'l1'" in err
     code, _, _ = _main(
         capsys, "bench", "quality", "--data-dir", tmp_path, "--grayscale", "--image-weight", "0.001"
     )

@@ -116,9 +116,11 @@ def test_bench_quality_in_gray_with_the_autoencoders_and_an_image_discriminator(
         batch_size=8,
         grayscale=True,
         model_kwargs=kwargs,
+        loss="psnr",
         progress=False,
     )
     assert [r["channels"] for r in rows] == [1, 1, 1]
+    assert rows[0]["settings"] == "-" and rows[1]["settings"].endswith(", loss=psnr")
     assert rows[0]["matmul_gflops"] > 0 and len({r["matmul_gflops"] for r in rows}) == 1
     assert "image_weight=0.001" in rows[1]["settings"] and rows[1]["epochs"] >= 1
     from helpers.models import load_predictor
@@ -142,6 +144,8 @@ def test_bench_quality_bad_settings(tmp_path):
         quality.bench_quality(data, ratio=1.0, output=tmp_path / "o")
     with pytest.raises(ValueError, match=r"recipe='best': must be one of \['reference', 'tuned'\]"):
         quality.bench_quality(data, recipe="best", output=tmp_path / "o")
+    with pytest.raises(ValueError, match=r"loss='l1': must be one of \['mse', 'psnr'\]"):
+        quality.bench_quality(data, loss="l1", output=tmp_path / "o")
     with pytest.raises(ValueError, match=r"predictor='knn': must be one of"):
         quality.bench_quality(data, predictors=("vit", "knn"), output=tmp_path / "o")
     with pytest.raises(ValueError, match=r"patch_size=5: must divide the image size 32x32"):

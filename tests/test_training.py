@@ -122,6 +122,29 @@ def test_loss_is_mse_over_masked_values(images):
     np.testing.assert_allclose(loss_all, np.mean((pred - target) ** 2), rtol=1e-5)
 
 
+def test_psnr_loss_is_minus_the_mean_masked_psnr_of_the_real_images(images):
+    from helpers.metrics import mse_masked, psnr_from_mse
+
+    model = models.build_vit(**TINY)
+    model.compile(loss=training.training_loss("psnr"))
+    data = training.MaskingDataset(images[:13], P, ratio=0.5, batch_size=16, pad_to=8)
+    inputs, target, weight = data[0]
+    assert len(target) == 16 and not weight[13:].any()  # 3 padding copies weigh nothing
+    loss = model.evaluate(inputs, target, sample_weight=weight, batch_size=16, verbose=0)
+    pred = keras.ops.convert_to_numpy(model(inputs, training=False))
+    hidden = weight[:13, :, :, None].astype(bool) & np.ones((1, 1, 1, 3), bool)
+    mse = np.array([np.mean((p - t)[h] ** 2) for p, t, h in zip(pred, target, hidden)])
+    np.testing.assert_allclose(loss, -np.mean(10 * np.log10(1 / (mse + 1e-5))), rtol=1e-5)
+    # the metrics' masked-region MSE of the same images (they clip the prediction to [0, 1])
+    mask = inputs["mask"][:13].astype(bool)
+    clipped = mse_masked(target[:13], pred[:13], mask)
+    assert np.all(clipped <= mse + 1e-7) and np.allclose(clipped, mse, rtol=0.2)
+    # not the PSNR of the mean MSE: each image counts by its own error
+    assert abs(loss + psnr_from_mse(mse.mean() + 1e-5)) > 0.01
+    with pytest.raises(ValueError, match=r"loss='l1': must be one of \['mse', 'psnr'\]"):
+        training.training_loss("l1")
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -180,6 +203,24 @@ def test_train_lowers_loss_and_writes_files(images, tmp_path):
     np.testing.assert_allclose(
         models.reconstruct(final, x, m), models.reconstruct(model, x, m), atol=1e-6
     )
+    assert isinstance(models.load_predictor(out["best"]), models.MaskTokenViT)
+
+
+def test_train_with_the_psnr_loss_raises_the_mean_psnr(images, tmp_path):
+    model = models.build_vit(**TINY, fill="token")
+    out = training.train(
+        model,
+        (images[:64], images[64:]),
+        epochs=4,
+        batch_size=16,
+        run_dir=tmp_path / "run",
+        verbose=0,
+        lr=3e-3,
+        loss="psnr",
+    )
+    val = out["history"]["val_loss"]  # minus the mean masked PSNR of the validation images, dB
+    assert val[-1] < val[0] - 1.0 and all(v < 0 for v in val)
+    assert out["settings"]["loss"] == "psnr"
     assert isinstance(models.load_predictor(out["best"]), models.MaskTokenViT)
 
 
@@ -276,6 +317,8 @@ def test_train_bad_inputs(images, tmp_path):
         training.train(vit, images, save_root=tmp_path)
     with pytest.raises(ValueError, match=r"loss_on='nothing': must be one of"):
         training.train(vit, images, run_dir=tmp_path, loss_on="nothing")
+    with pytest.raises(ValueError, match=r"loss='ssim': must be one of \['mse', 'psnr'\]"):
+        training.train(vit, images, run_dir=tmp_path, loss="ssim")
     with pytest.raises(
         ValueError, match=r"lr_schedule='step': must be one of \['cosine', 'plateau'\]"
     ):
