@@ -1353,6 +1353,13 @@ def _add_bench(subparsers):
         help="training loss of the learned predictors: mse (default) or psnr (minus each image's "
         "masked-region PSNR, averaged)",
     )
+    quality.add_argument(
+        "--eval-ratios",
+        nargs="+",
+        type=float,
+        metavar="R",
+        help="mask ratios the models are scored at (default: 0.5, the ratio they train at)",
+    )
     quality.set_defaults(func=_cmd_bench_quality)
 
 
@@ -1398,6 +1405,8 @@ def _cmd_bench_quality(args) -> int:
         kwargs["output"] = args.output
     if args.predictors:
         kwargs["predictors"] = tuple(args.predictors)
+    if args.eval_ratios:
+        kwargs["eval_ratios"] = tuple(args.eval_ratios)
     import keras
 
     print(

@@ -131,6 +131,7 @@ def bench_quality(
     *,
     minutes_per_model: float = 30.0,
     ratio: float = 0.5,
+    eval_ratios=None,
     strategies=QUALITY_STRATEGIES,
     plan: str = "mixed",
     recipe: str = "tuned",
@@ -155,6 +156,9 @@ def bench_quality(
     ``{"aae": {"image_weight": 0.001}}``); ``grayscale`` trains and scores on one-channel images
     (:func:`helpers.data.load_dataset`); ``loss`` is the learned predictors' training loss
     (``mse`` or ``psnr``, :func:`helpers.training.train`), shown in the settings column.
+    The models train on masks of ``ratio``; ``eval_ratios`` (default: ``ratio`` alone) are the
+    ratios they are scored at, one row per predictor, strategy and ratio (``train_ratio`` records
+    ``ratio``).
     """
     from tqdm import tqdm
 
@@ -167,6 +171,7 @@ def bench_quality(
     from .training import LOSSES
 
     ratio = check_ratio(ratio)
+    eval_ratios = tuple(check_ratio(r, "eval_ratios") for r in (eval_ratios or (ratio,)))
     check_choice(plan, "plan", QUALITY_PLANS)
     check_recipe(recipe)
     check_positive_number(minutes_per_model, "minutes_per_model")
@@ -195,8 +200,9 @@ def bench_quality(
     csv_path.unlink(missing_ok=True)
     grid = grid_shape(ds.image_shape[:2], patch_size)
     masks = {
-        s: make_mask(s, ratio, n_images=len(ds.x_test), grid=grid, seed=mask_seed)
+        (s, r): make_mask(s, r, n_images=len(ds.x_test), grid=grid, seed=mask_seed)
         for s in strategies
+        for r in eval_ratios
     }
     jobs = [(p, s) for p in predictors for s in strategies]
     bar = tqdm(jobs, desc="bench quality", unit="cell", disable=not progress)
@@ -221,35 +227,39 @@ def bench_quality(
                 **train_kw,
             )
         model, info = trained[key]
-        summary, predicted = score_predictor(model, ds.x_test, masks[strategy])
-        row = {"predictor": predictor, "strategy": strategy, "ratio": ratio, "plan": plan}
         described = _describe(*settings.get(predictor, ({}, None)))
         if loss != "mse" and predictor not in NON_LEARNED:
             described += f", loss={loss}"
-        row.update(recipe=recipe, settings=described)
-        row.update(channels=ds.image_shape[-1], matmul_gflops=gflops)
-        row.update(n_train=len(ds.x_train), n_test=len(ds.x_test), epochs=info["epochs"])
-        row["train_minutes"] = round(info["seconds"] / 60, 2)
-        row["total_minutes"] = round((time.perf_counter() - start) / 60, 2)
-        row.update({k: round(v, 4) for k, v in summary.items()})
-        row["sharpness"] = round(sharpness(ds.x_test, predicted, masks[strategy]), 4)
-        rows.append(row)
-        append_row(csv_path, row)
+        for test_ratio in eval_ratios:
+            mask = masks[strategy, test_ratio]
+            summary, predicted = score_predictor(model, ds.x_test, mask)
+            row = {"predictor": predictor, "strategy": strategy, "ratio": test_ratio}
+            row.update(train_ratio=ratio, plan=plan, recipe=recipe, settings=described)
+            row.update(channels=ds.image_shape[-1], matmul_gflops=gflops)
+            row.update(n_train=len(ds.x_train), n_test=len(ds.x_test), epochs=info["epochs"])
+            row["train_minutes"] = round(info["seconds"] / 60, 2)
+            row["total_minutes"] = round((time.perf_counter() - start) / 60, 2)
+            row.update({k: round(v, 4) for k, v in summary.items()})
+            row["sharpness"] = round(sharpness(ds.x_test, predicted, mask), 4)
+            rows.append(row)
+            append_row(csv_path, row)
     bar.close()
     write_atomic(out / "quality.json", json.dumps(rows, indent=2) + "\n")
     return rows
 
 
 def format_quality(rows) -> str:
-    """The quality table as Markdown."""
+    """The quality table as Markdown; with a ratio column where the rows have several ratios."""
+    several = len({r.get("ratio") for r in rows}) > 1
     lines = [
-        "| predictor | strategy | masked PSNR (dB) | image PSNR (dB) | SSIM | sharpness | epochs "
-        "| training (min) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| predictor | strategy | " + ("ratio | " if several else "") + "masked PSNR (dB) | "
+        "image PSNR (dB) | SSIM | sharpness | epochs | training (min) |",
+        "|---|---|" + ("---|" if several else "") + "---|---|---|---|---|---|",
     ]
     for r in rows:
+        ratio = f"{r['ratio']:.0%} | " if several else ""
         lines.append(
-            f"| {r['predictor']} | {r['strategy']} | {r['psnr_masked_mean']:.2f} ± "
+            f"| {r['predictor']} | {r['strategy']} | {ratio}{r['psnr_masked_mean']:.2f} ± "
             f"{r['psnr_masked_std']:.2f} | "
             f"{r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | "
             f"{r.get('sharpness', float('nan')):.2f} | "

@@ -735,6 +735,12 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
     code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--loss", "l1")
     assert code == 2 and "--loss" in err and "'l1'" in err
     code, _, _ = _main(
+        capsys, "bench", "quality", "--data-dir", tmp_path, "--eval-ratios", "0.3", "0.7"
+    )
+    assert code == 0 and calls[-1]["eval_ratios"] == (0.3, 0.7)
+    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--eval-ratios", "x")
+    assert code == 2 and "--eval-ratios" in err and "'x'" in err
+    code, _, _ = _main(
         capsys, "bench", "quality", "--data-dir", tmp_path, "--grayscale", "--image-weight", "0.001"
     )
     assert code == 0 and calls[-1]["grayscale"] is True

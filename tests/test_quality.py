@@ -134,6 +134,32 @@ def test_bench_quality_in_gray_with_the_autoencoders_and_an_image_discriminator(
     )
 
 
+def test_bench_quality_scores_each_model_at_every_eval_ratio(tmp_path):
+    data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
+    rows = quality.bench_quality(
+        data,
+        minutes_per_model=0.02,
+        eval_ratios=(0.3, 0.7),
+        strategies=("random", "rows"),
+        predictors=("vit", "mean_colour"),
+        output=tmp_path / "out",
+        batch_size=8,
+        model_kwargs=TINY,
+        progress=False,
+    )
+    assert [(r["predictor"], r["strategy"], r["ratio"]) for r in rows] == [
+        (p, s, r) for p in ("vit", "mean_colour") for s in ("random", "rows") for r in (0.3, 0.7)
+    ]
+    assert {r["train_ratio"] for r in rows} == {0.5}
+    # one model per predictor: the ViT's rows share its training
+    assert len({(r["epochs"], r["train_minutes"]) for r in rows[:4]}) == 1
+    # the masks differ by ratio: more hidden pixels give a different score
+    assert rows[4]["mse_masked_mean"] != rows[5]["mse_masked_mean"]
+    table = quality.format_quality(rows)
+    assert "| ratio |" in table and "| vit | rows | 70% |" in table
+    assert "| ratio |" not in quality.format_quality(rows[:1])
+
+
 def test_bench_quality_bad_settings(tmp_path):
     data = write_cifar_folder(tmp_path / "cifar", n=8, train_batches=1)
     with pytest.raises(ValueError, match="plan=.*: must be one of"):
@@ -142,6 +168,8 @@ def test_bench_quality_bad_settings(tmp_path):
         quality.bench_quality(data, minutes_per_model=0, output=tmp_path / "o")
     with pytest.raises(ValueError, match="ratio=.*: must be strictly between 0 and 1"):
         quality.bench_quality(data, ratio=1.0, output=tmp_path / "o")
+    with pytest.raises(ValueError, match=r"eval_ratios=0.0: must be strictly between 0 and 1"):
+        quality.bench_quality(data, eval_ratios=(0.5, 0.0), output=tmp_path / "o")
     with pytest.raises(ValueError, match=r"recipe='best': must be one of \['reference', 'tuned'\]"):
         quality.bench_quality(data, recipe="best", output=tmp_path / "o")
     with pytest.raises(ValueError, match=r"loss='l1': must be one of \['mse', 'psnr'\]"):
