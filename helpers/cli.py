@@ -1325,9 +1325,10 @@ def _add_bench(subparsers):
     quality.add_argument(
         "--recipe",
         choices=RECIPES,
-        default="tuned",
-        help="model settings: tuned (default: no dropout, sine-cosine start of the position "
-        "embeddings) or reference (the builders' defaults)",
+        default="long",
+        help="model settings (helpers.recipes): long (default: the measured best for 30 minutes "
+        "per model; tuned with the ViT's mask token alone and the PSNR loss for the ViT and the "
+        "CNN), tuned (the notebooks' short budgets) or reference (the seed design)",
     )
     quality.add_argument(
         "--grayscale",
@@ -1348,17 +1349,27 @@ def _add_bench(subparsers):
     )
     quality.add_argument(
         "--loss",
-        default="mse",
+        default=None,
         choices=("mse", "psnr"),
-        help="training loss of the learned predictors: mse (default) or psnr (minus each image's "
-        "masked-region PSNR, averaged)",
+        help="training loss of every learned predictor: mse, or psnr (minus each image's "
+        "masked-region PSNR, averaged); default: each model's in the recipe (long: psnr for the "
+        "ViT and the CNN, mse for the others)",
+    )
+    quality.add_argument(
+        "--ratio-range",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="train on a mask ratio drawn per batch from LOW-HIGH, as the notebooks do "
+        "(default: 0.5 alone)",
     )
     quality.add_argument(
         "--eval-ratios",
         nargs="+",
         type=float,
         metavar="R",
-        help="mask ratios the models are scored at (default: 0.5, the ratio they train at)",
+        help="mask ratios the models are scored at (default: the training ratio, or the range's "
+        "low, middle and high)",
     )
     quality.set_defaults(func=_cmd_bench_quality)
 
@@ -1407,6 +1418,8 @@ def _cmd_bench_quality(args) -> int:
         kwargs["predictors"] = tuple(args.predictors)
     if args.eval_ratios:
         kwargs["eval_ratios"] = tuple(args.eval_ratios)
+    if args.ratio_range:
+        kwargs["ratio"] = tuple(args.ratio_range)
     import keras
 
     print(

@@ -14,7 +14,10 @@ sharpness of the filled-in region (:func:`helpers.metrics.sharpness`), training 
 
 Training (the same for every model and recipe): Adam, a linear warm-up then a cosine decay of the
 learning rate over the wall-time budget (:class:`helpers.training.TimeBudget`, so a faster or
-slower machine fills its minutes), horizontal flips, loss on the masked patches only.
+slower machine fills its minutes), horizontal flips, loss on the masked patches (the MAE: on every
+patch). The default recipe is ``long``, the measured best for these 30-minute budgets: ``tuned``
+below, with the mask-token ViT's hidden patches entering as the mask token alone and minus each
+image's PSNR as the ViT's and the CNN's loss (:mod:`helpers.recipes`).
 
 Model settings and peak learning rate (``recipe``, :mod:`helpers.recipes`): ``reference`` is the
 seed design (dropout 0.1, position embeddings started from small random values, lr 1e-3);
@@ -35,7 +38,13 @@ import json
 import time
 from pathlib import Path
 
-from ._checks import check_choice, check_positive_int, check_positive_number, check_ratio
+from ._checks import (
+    SettingError,
+    check_choice,
+    check_positive_int,
+    check_positive_number,
+    check_ratio,
+)
 from ._io import write_atomic
 from .metrics import sharpness
 from .recipes import NON_LEARNED, PREDICTORS, check_recipe
@@ -68,12 +77,13 @@ def train_within_budget(
     batch_size: int = 64,
     seed: int = 0,
     model_kwargs=None,
-    loss: str = "mse",
+    loss: str | None = None,
     verbose=0,
 ) -> tuple:
     """Build ``name`` with ``recipe`` (``model_kwargs`` override it) and train it for ``seconds`` of
     wall time (:class:`helpers.training.TimeBudget`: the learning rate decays over the time) with
-    ``loss`` (:func:`helpers.training.train`); returns (best model, train result)."""
+    ``loss`` (:func:`helpers.training.train`; None: the recipe's); returns (best model, train
+    result)."""
     from .models import build_model, load_predictor
     from .training import train
 
@@ -116,6 +126,28 @@ def recipe_settings(recipe: str, predictor: str, model_kwargs=None) -> tuple[dic
     return kwargs, train_settings(recipe, predictor)["lr"]
 
 
+def recipe_loss(recipe: str, predictor: str, loss: str | None = None) -> str:
+    """The training loss of ``predictor``: ``loss`` where given, else ``recipe``'s (``mse`` for
+    the recipes and models that set none)."""
+    from .recipes import train_settings
+
+    return loss or train_settings(recipe, predictor).get("loss", "mse")
+
+
+def _train_ratio(ratio) -> tuple:
+    """``(ratio for train, default eval ratios, its record)`` of a ratio or a ``(low, high)``
+    range, checked."""
+    if not isinstance(ratio, (tuple, list)):
+        ratio = check_ratio(ratio)
+        return ratio, (ratio,), ratio
+    if len(ratio) != 2:
+        raise SettingError("ratio", ratio, "must be a number or a (low, high) pair")
+    low, high = (check_ratio(r, "ratio") for r in ratio)
+    if low > high:
+        raise SettingError("ratio", ratio, "a range's low end must not exceed its high end")
+    return (low, high), (low, round((low + high) / 2, 6), high), f"{low:g}-{high:g}"
+
+
 def _describe(settings: dict, lr) -> str:
     """``'dropout=0.0, lr=0.002, pos_init=sincos'``; ``'-'`` for biharmonic inpainting."""
     if lr is None:
@@ -130,11 +162,11 @@ def bench_quality(
     data_dir,
     *,
     minutes_per_model: float = 30.0,
-    ratio: float = 0.5,
+    ratio=0.5,
     eval_ratios=None,
     strategies=QUALITY_STRATEGIES,
     plan: str = "mixed",
-    recipe: str = "tuned",
+    recipe: str = "long",
     predictors=PREDICTORS,
     output="runs/bench_quality",
     patch_size: int = 4,
@@ -144,21 +176,24 @@ def bench_quality(
     val_fraction: float = 0.05,
     grayscale: bool = False,
     model_kwargs=None,
-    loss: str = "mse",
+    loss: str | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Train and score every predictor on every strategy; returns the rows of the table.
 
     ``minutes_per_model`` is the wall-clock training budget of one predictor: one model on all the
     strategies (``plan="mixed"``), or split evenly over one model per strategy (``per_strategy``).
-    ``recipe`` picks the model settings (see the module docstring); ``model_kwargs`` maps a
+    ``recipe`` picks the model settings (see the module docstring; default ``long``, the
+    measured best for 30 minutes, :mod:`helpers.recipes`); ``model_kwargs`` maps a
     predictor to builder arguments that override them (e.g. tiny sizes in tests, or
     ``{"aae": {"image_weight": 0.001}}``); ``grayscale`` trains and scores on one-channel images
     (:func:`helpers.data.load_dataset`); ``loss`` is the learned predictors' training loss
-    (``mse`` or ``psnr``, :func:`helpers.training.train`), shown in the settings column.
-    The models train on masks of ``ratio``; ``eval_ratios`` (default: ``ratio`` alone) are the
-    ratios they are scored at, one row per predictor, strategy and ratio (``train_ratio`` records
-    ``ratio``).
+    (``mse`` or ``psnr``, :func:`helpers.training.train`; None: each model's in ``recipe``),
+    shown in the settings column where it is not ``mse``.
+    The models train on masks of ``ratio``, or of a ratio drawn per batch from a range
+    ``(low, high)`` as in the notebooks; ``eval_ratios`` (default: ``ratio``, or a range's low,
+    middle and high) are the ratios they are scored at, one row per predictor, strategy and ratio
+    (``train_ratio`` records ``ratio``: ``0.5`` or ``"0.3-0.7"``).
     """
     from tqdm import tqdm
 
@@ -170,14 +205,15 @@ def bench_quality(
     from .patches import grid_shape
     from .training import LOSSES
 
-    ratio = check_ratio(ratio)
-    eval_ratios = tuple(check_ratio(r, "eval_ratios") for r in (eval_ratios or (ratio,)))
+    ratio, default_eval, train_ratio = _train_ratio(ratio)
+    eval_ratios = tuple(check_ratio(r, "eval_ratios") for r in (eval_ratios or default_eval))
     check_choice(plan, "plan", QUALITY_PLANS)
     check_recipe(recipe)
     check_positive_number(minutes_per_model, "minutes_per_model")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(patch_size, "patch_size")
-    check_choice(loss, "loss", LOSSES)
+    if loss is not None:
+        check_choice(loss, "loss", LOSSES)
     for p in predictors:
         check_choice(p, "predictor", PREDICTORS)
     learned = [p for p in predictors if p not in NON_LEARNED]
@@ -208,7 +244,6 @@ def bench_quality(
     bar = tqdm(jobs, desc="bench quality", unit="cell", disable=not progress)
     trained: dict[str, tuple] = {}
     train_kw = dict(patch_size=patch_size, batch_size=batch_size, seed=seed, recipe=recipe)
-    train_kw["loss"] = loss
     for predictor, strategy in bar:
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
@@ -224,17 +259,18 @@ def bench_quality(
                 seconds,
                 out / "models" / key,
                 model_kwargs=settings[predictor][0],
+                loss=recipe_loss(recipe, predictor, loss),
                 **train_kw,
             )
         model, info = trained[key]
         described = _describe(*settings.get(predictor, ({}, None)))
-        if loss != "mse" and predictor not in NON_LEARNED:
-            described += f", loss={loss}"
+        if predictor not in NON_LEARNED and recipe_loss(recipe, predictor, loss) != "mse":
+            described += f", loss={recipe_loss(recipe, predictor, loss)}"
         for test_ratio in eval_ratios:
             mask = masks[strategy, test_ratio]
             summary, predicted = score_predictor(model, ds.x_test, mask)
             row = {"predictor": predictor, "strategy": strategy, "ratio": test_ratio}
-            row.update(train_ratio=ratio, plan=plan, recipe=recipe, settings=described)
+            row.update(train_ratio=train_ratio, plan=plan, recipe=recipe, settings=described)
             row.update(channels=ds.image_shape[-1], matmul_gflops=gflops)
             row.update(n_train=len(ds.x_train), n_test=len(ds.x_test), epochs=info["epochs"])
             row["train_minutes"] = round(info["seconds"] / 60, 2)

@@ -616,7 +616,7 @@ def train(
     patience: int = 10,
     augment: bool | None = None,
     loss_on: str | None = None,
-    loss: str = "mse",
+    loss: str | None = None,
     score_fn="variance",
     verbose="auto",
     callbacks=(),
@@ -640,9 +640,9 @@ def train(
             the ``backup/`` of ``BackupAndRestore``: ``run_dir``, else ``save_root/run_name``.
             Calling again with the same folder after an interruption continues where it stopped;
             after a completed run the backup is gone and training starts again from epoch 0.
-        recipe: ``tuned`` or ``reference`` (:mod:`helpers.recipes`): the defaults of ``lr``,
-            ``lr_schedule`` and ``augment`` for the model (its ``builder``); a value given here
-            wins.
+        recipe: ``tuned``, ``long`` or ``reference`` (:mod:`helpers.recipes`): the defaults of
+            ``lr``, ``lr_schedule``, ``augment``, ``loss_on`` and ``loss`` for the model (its
+            ``builder``); a value given here wins.
         lr, lr_schedule: Adam learning rate; ``plateau`` halves it when the monitored loss stalls
             for 3 epochs, ``cosine`` warms up linearly for ``warmup_epochs`` (with ``minutes``: the
             first 5 % of the time) then decays (cosine).
@@ -652,7 +652,8 @@ def train(
         loss_on: ``masked`` (MSE over masked patches) or ``all``; None for the recipe's.
         loss: ``mse`` (the MSE over the weighted pixels) or ``psnr`` (minus each image's PSNR
             over them, averaged: :class:`NegativePSNR`); ``loss`` and ``val_loss`` are then
-            minus the mean PSNR in dB.
+            minus the mean PSNR in dB. None: the recipe's (``psnr`` for the ViT and the CNN in
+            ``long``, else ``mse``).
         verbose: Keras verbosity: ``"auto"``/1 progress bar, 2 one line per epoch, 0 silent.
         callbacks: extra Keras callbacks (run after the built-in ones).
         jit_compile: passed to ``compile``; ``"auto"``: see :func:`_jit_compile`.
@@ -681,6 +682,7 @@ def train(
     lr_schedule = defaults["lr_schedule"] if lr_schedule is None else lr_schedule
     augment = defaults["augment"] if augment is None else bool(augment)
     loss_on = defaults["loss_on"] if loss_on is None else loss_on
+    loss = defaults.get("loss", "mse") if loss is None else loss
     epochs, seconds = _budget(epochs, images, minutes, len(x_train))
     check_choice(loss_on, "loss_on", LOSS_ON)
     check_choice(loss, "loss", LOSSES)

@@ -714,9 +714,9 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         {
             "data_dir": str(tmp_path),
             "plan": "mixed",
-            "recipe": "tuned",
+            "recipe": "long",
             "grayscale": False,
-            "loss": "mse",
+            "loss": None,
             "minutes_per_model": 0.5,
             "output": tmp_path / "q",
             "predictors": ("vit", "biharmonic"),
@@ -728,7 +728,7 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         "plan": "mixed",
         "recipe": "reference",
         "grayscale": False,
-        "loss": "mse",
+        "loss": None,
     }
     code, _, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--loss", "psnr")
     assert code == 0 and calls[-1]["loss"] == "psnr"
@@ -738,6 +738,12 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         capsys, "bench", "quality", "--data-dir", tmp_path, "--eval-ratios", "0.3", "0.7"
     )
     assert code == 0 and calls[-1]["eval_ratios"] == (0.3, 0.7)
+    code, _, _ = _main(
+        capsys, "bench", "quality", "--data-dir", tmp_path, "--ratio-range", "0.3", "0.7"
+    )
+    assert code == 0 and calls[-1]["ratio"] == (0.3, 0.7)
+    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--ratio-range", "0.3")
+    assert code == 2 and "--ratio-range" in err
     code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--eval-ratios", "x")
     assert code == 2 and "--eval-ratios" in err and "'x'" in err
     code, _, _ = _main(

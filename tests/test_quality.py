@@ -77,6 +77,14 @@ def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path)
         {"dropout": 0.2, "pos_init": "sincos", "fill": "harmonic", "depth": 1},
         2e-3,
     )
+    assert quality.recipe_settings("long", "vit")[0]["fill"] == "token"
+    assert [quality.recipe_loss("long", p) for p in ("vit", "cnn", "mae")] == [
+        "psnr",
+        "psnr",
+        "mse",
+    ]
+    assert quality.recipe_loss("tuned", "vit") == "mse"
+    assert quality.recipe_loss("long", "vit", "mse") == "mse"  # a given loss wins
     data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
     rows = quality.bench_quality(
         data,
@@ -88,10 +96,13 @@ def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path)
         model_kwargs=TINY,
         progress=False,
     )
+    # the default recipe is long: tuned's start, the mask token alone and the PSNR loss
     assert (
-        rows[0]["recipe"] == "tuned"
+        rows[0]["recipe"] == "long"
         and "pos_init=sincos" in rows[0]["settings"]
         and "lr=0.002" in rows[0]["settings"]
+        and "fill=token" in rows[0]["settings"]
+        and rows[0]["settings"].endswith(", loss=psnr")
     )
     from helpers.models import load_predictor
 
@@ -99,9 +110,9 @@ def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path)
     assert (
         model.get_layer("pos_embed").init == "sincos" and model.get_layer("block_0").dropout == 0.0
     )
-    assert (
-        model.get_layer("mask_token").mode == "add"
-    )  # the tuned ViT starts from the harmonic fill
+    assert model.get_layer("mask_token").mode == "replace"  # the mask token alone, no fill
+    history = (tmp_path / "out" / "models" / "vit" / "history.csv").read_text().splitlines()
+    assert float(history[-1].split(",")[history[0].split(",").index("loss")]) < 0  # minus PSNR
 
 
 def test_bench_quality_in_gray_with_the_autoencoders_and_an_image_discriminator(tmp_path):
@@ -160,6 +171,29 @@ def test_bench_quality_scores_each_model_at_every_eval_ratio(tmp_path):
     assert "| ratio |" not in quality.format_quality(rows[:1])
 
 
+def test_bench_quality_trains_on_a_ratio_range_and_scores_its_ends_and_middle(tmp_path):
+    data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
+    rows = quality.bench_quality(
+        data,
+        minutes_per_model=0.02,
+        ratio=(0.3, 0.7),
+        strategies=("columns",),
+        predictors=("mae", "biharmonic"),
+        output=tmp_path / "out",
+        batch_size=8,
+        model_kwargs=TINY,
+        progress=False,
+    )
+    assert [(r["predictor"], r["ratio"]) for r in rows] == [
+        (p, r) for p in ("mae", "biharmonic") for r in (0.3, 0.5, 0.7)
+    ]
+    assert {r["train_ratio"] for r in rows} == {"0.3-0.7"}
+    from helpers.models import load_predictor
+
+    # built for the range's low end, so the MAE takes 30 % masks
+    assert load_predictor(tmp_path / "out" / "models" / "mae" / "final.keras").min_masked == 19
+
+
 def test_bench_quality_bad_settings(tmp_path):
     data = write_cifar_folder(tmp_path / "cifar", n=8, train_batches=1)
     with pytest.raises(ValueError, match="plan=.*: must be one of"):
@@ -170,7 +204,15 @@ def test_bench_quality_bad_settings(tmp_path):
         quality.bench_quality(data, ratio=1.0, output=tmp_path / "o")
     with pytest.raises(ValueError, match=r"eval_ratios=0.0: must be strictly between 0 and 1"):
         quality.bench_quality(data, eval_ratios=(0.5, 0.0), output=tmp_path / "o")
-    with pytest.raises(ValueError, match=r"recipe='best': must be one of \['reference', 'tuned'\]"):
+    with pytest.raises(ValueError, match=r"ratio=\(0.7, 0.3\): a range's low end must not exceed"):
+        quality.bench_quality(data, ratio=(0.7, 0.3), output=tmp_path / "o")
+    with pytest.raises(ValueError, match=r"ratio=\(0.3, 0.5, 0.7\): must be a number or a \(low"):
+        quality.bench_quality(data, ratio=(0.3, 0.5, 0.7), output=tmp_path / "o")
+    with pytest.raises(ValueError, match=r"ratio=1.2: must be strictly between 0 and 1"):
+        quality.bench_quality(data, ratio=(0.3, 1.2), output=tmp_path / "o")
+    with pytest.raises(
+        ValueError, match=r"recipe='best': must be one of \['long', 'reference', 'tuned'\]"
+    ):
         quality.bench_quality(data, recipe="best", output=tmp_path / "o")
     with pytest.raises(ValueError, match=r"loss='l1': must be one of \['mse', 'psnr'\]"):
         quality.bench_quality(data, loss="l1", output=tmp_path / "o")

@@ -31,8 +31,33 @@ def test_recipes_differ_where_the_benchmark_says():
         "augment": False,
         "loss_on": "masked",
     }
-    with pytest.raises(ValueError, match=r"recipe='fast': must be one of \['reference', 'tuned'\]"):
+    with pytest.raises(
+        ValueError, match=r"recipe='fast': must be one of \['long', 'reference', 'tuned'\]"
+    ):
         recipes.model_settings("fast", "vit")
+
+
+def test_long_is_tuned_with_the_mask_token_and_the_psnr_loss_where_measured():
+    # the mask-token ViT: the mask token alone and the PSNR loss; the CNN: the PSNR loss
+    assert recipes.model_settings("long", "vit") == {
+        **recipes.model_settings("tuned", "vit"),
+        "fill": "token",
+    }
+    for name in ("vit", "cnn"):
+        assert recipes.train_settings("long", name) == {
+            **recipes.train_settings("tuned", name),
+            "loss": "psnr",
+        }
+    # the models it was not measured on keep tuned's settings
+    for name in ("mae", "vit_cnn", "aae"):
+        assert recipes.model_settings("long", name) == recipes.model_settings("tuned", name)
+    for name in ("mae", "vit_cnn", "aae", "pretrained_vit"):
+        assert recipes.train_settings("long", name) == recipes.train_settings("tuned", name)
+    assert "loss" not in recipes.train_settings("tuned", "vit")  # tuned trains on the MSE
+    model, train = recipes.resolve("long", "vit", fill="harmonic", lr=1e-3)
+    assert model["fill"] == "harmonic" and train["lr"] == 1e-3 and train["loss"] == "psnr"
+    vit = models.build_model("vit", recipe="long", embed_dim=16, depth=1, num_heads=2, mlp_dim=32)
+    assert "harmonic_fill" not in [layer.name for layer in vit.layers]
 
 
 def test_builders_default_to_tuned_and_build_model_takes_a_recipe():

@@ -224,6 +224,26 @@ def test_train_with_the_psnr_loss_raises_the_mean_psnr(images, tmp_path):
     assert isinstance(models.load_predictor(out["best"]), models.MaskTokenViT)
 
 
+def test_train_takes_the_loss_from_the_recipe_unless_one_is_given(images, tmp_path):
+    data = (images[:32], images[32:48])
+    run = dict(epochs=1, batch_size=16, verbose=0)
+    long = training.train(
+        models.build_vit(**TINY, fill="token"), data, recipe="long", run_dir=tmp_path / "a", **run
+    )
+    assert long["settings"]["loss"] == "psnr" and long["history"]["val_loss"][-1] < 0
+    given = training.train(
+        models.build_vit(**TINY, fill="token"),
+        data,
+        recipe="long",
+        loss="mse",
+        run_dir=tmp_path / "b",
+        **run,
+    )
+    assert "loss" not in given["settings"] and given["history"]["val_loss"][-1] > 0
+    tuned = training.train(models.build_vit(**TINY), data, run_dir=tmp_path / "c", **run)
+    assert "loss" not in tuned["settings"] and tuned["settings"]["recipe"] == "tuned"
+
+
 class Interrupt(keras.callbacks.Callback):
     """Raise at the end of epoch ``at`` (after the built-in callbacks have saved it)."""
 
