@@ -197,6 +197,15 @@ def test_train_with_the_psnr_loss(tmp_path, capsys):
     with open(tmp_path / "vit-random-0.50-seed0" / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert float(rows[0]["val_loss"]) < -5  # minus a mean PSNR in dB, not an MSE
+    # the long recipe trains the ViT on the PSNR loss without --loss
+    code, out, err = _main(
+        capsys, "train", "--model", "vit", "--embed-dim", "16", "--depth", "1", "--num-heads", "2",
+        "--mlp-dim", "32", "--recipe", "long", "--epochs", "1", "--output", tmp_path / "long",
+        *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    with open(tmp_path / "long" / "vit-random-0.50-seed0" / "history.csv", newline="") as f:
+        assert float(next(csv.DictReader(f))["val_loss"]) < -5
     code, out, err = _main(capsys, "train", "--model", "vit", "--loss", "l1")
     assert code == 2 and "--loss" in err and "'l1'" in err
 
