@@ -145,18 +145,19 @@ def test_bench_quality_in_gray_with_the_autoencoders_and_an_image_discriminator(
     )
 
 
-def test_bench_quality_scores_each_model_at_every_eval_ratio(tmp_path):
+def _tiny_bench(tmp_path, **kwargs):
+    """bench_quality with tiny models and a short budget on 12 fake CIFAR images."""
     data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
-    rows = quality.bench_quality(
-        data,
-        minutes_per_model=0.02,
+    settings = dict(minutes_per_model=0.02, output=tmp_path / "out", batch_size=8)
+    return quality.bench_quality(data, model_kwargs=TINY, progress=False, **settings, **kwargs)
+
+
+def test_bench_quality_scores_each_model_at_every_eval_ratio(tmp_path):
+    rows = _tiny_bench(
+        tmp_path,
         eval_ratios=(0.3, 0.7),
         strategies=("random", "rows"),
         predictors=("vit", "mean_colour"),
-        output=tmp_path / "out",
-        batch_size=8,
-        model_kwargs=TINY,
-        progress=False,
     )
     assert [(r["predictor"], r["strategy"], r["ratio"]) for r in rows] == [
         (p, s, r) for p in ("vit", "mean_colour") for s in ("random", "rows") for r in (0.3, 0.7)
@@ -172,17 +173,8 @@ def test_bench_quality_scores_each_model_at_every_eval_ratio(tmp_path):
 
 
 def test_bench_quality_trains_on_a_ratio_range_and_scores_its_ends_and_middle(tmp_path):
-    data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
-    rows = quality.bench_quality(
-        data,
-        minutes_per_model=0.02,
-        ratio=(0.3, 0.7),
-        strategies=("columns",),
-        predictors=("mae", "biharmonic"),
-        output=tmp_path / "out",
-        batch_size=8,
-        model_kwargs=TINY,
-        progress=False,
+    rows = _tiny_bench(
+        tmp_path, ratio=(0.3, 0.7), strategies=("columns",), predictors=("mae", "biharmonic")
     )
     assert [(r["predictor"], r["ratio"]) for r in rows] == [
         (p, r) for p in ("mae", "biharmonic") for r in (0.3, 0.5, 0.7)
