@@ -1357,13 +1357,17 @@ def _add_bench(subparsers):
         "masked-region PSNR, averaged); default: each model's in the recipe (long: psnr for the "
         "ViT and the CNN, mse for the others)",
     )
-    quality.add_argument(
+    ratios = quality.add_mutually_exclusive_group()
+    ratios.add_argument(
         "--ratio-range",
         nargs=2,
         type=float,
         metavar=("LOW", "HIGH"),
         help="train on a mask ratio drawn per batch from LOW-HIGH, as the notebooks do "
-        "(default: 0.5 alone)",
+        "(default: 0.3 0.7)",
+    )
+    ratios.add_argument(
+        "--ratio", type=float, metavar="R", help="train on masks of this one ratio instead"
     )
     quality.add_argument(
         "--eval-ratios",
@@ -1422,6 +1426,8 @@ def _cmd_bench_quality(args) -> int:
         kwargs["eval_ratios"] = tuple(args.eval_ratios)
     if args.ratio_range:
         kwargs["ratio"] = tuple(args.ratio_range)
+    if args.ratio is not None:
+        kwargs["ratio"] = args.ratio
     import keras
 
     print(

@@ -4,13 +4,14 @@
 ``--predictors`` (the ViTs, the CNN, the adversarial autoencoder with ``--latent-weight`` and
 ``--image-weight``, the ViT + CNN decoder) on the folder's training batches within a wall-clock
 budget per model, and scores them and the non-learned ones on the folder's ``test_batch`` with the
-same fixed masks (random, rows, columns at 50%), in colour or ``--grayscale``. Plans: ``mixed``
-(default) trains one model per predictor on masks of all the strategies (one strategy drawn per
-batch) for the whole budget; ``per_strategy`` trains one model per strategy, each for an equal
-share of the budget. It prints one table (masked-region PSNR, whole-image PSNR, SSIM, the
-sharpness of the filled-in region (:func:`helpers.metrics.sharpness`), training time) and writes
-``quality.json``/``quality.csv``, whose rows also record the machine's matmul speed at the start
-(:func:`matmul_gflops`), since a time budget buys more epochs on a faster day.
+same fixed masks (random, rows, columns at 30, 50 and 70 %), in colour or ``--grayscale``. Plans:
+``mixed`` (default) trains one model per predictor on masks of all the strategies (one strategy
+drawn per batch, and a ratio from 30-70 %, as in the notebooks) for the whole budget;
+``per_strategy`` trains one model per strategy, each for an equal share of the budget. It prints
+one table (masked-region PSNR, whole-image PSNR, SSIM, the sharpness of the filled-in region
+(:func:`helpers.metrics.sharpness`), training time) and writes ``quality.json``/``quality.csv``,
+whose rows also record the machine's matmul speed at the start (:func:`matmul_gflops`), since a
+time budget buys more epochs on a faster day.
 
 Training (the same for every model and recipe): Adam, a linear warm-up then a cosine decay of the
 learning rate over the wall-time budget (:class:`helpers.training.TimeBudget`, so a faster or
@@ -50,6 +51,8 @@ from .metrics import sharpness
 from .recipes import NON_LEARNED, PREDICTORS, check_recipe
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
+# training ratios drawn per batch, as in the notebooks; the models are scored at 30, 50 and 70 %
+QUALITY_RATIO_RANGE = (0.3, 0.7)
 
 
 def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
@@ -162,7 +165,7 @@ def bench_quality(
     data_dir,
     *,
     minutes_per_model: float = 30.0,
-    ratio=0.5,
+    ratio=QUALITY_RATIO_RANGE,
     eval_ratios=None,
     strategies=QUALITY_STRATEGIES,
     plan: str = "mixed",
@@ -190,10 +193,11 @@ def bench_quality(
     (:func:`helpers.data.load_dataset`); ``loss`` is the learned predictors' training loss
     (``mse`` or ``psnr``, :func:`helpers.training.train`; None: each model's in ``recipe``),
     shown in the settings column where it is not ``mse``.
-    The models train on masks of ``ratio``, or of a ratio drawn per batch from a range
-    ``(low, high)`` as in the notebooks; ``eval_ratios`` (default: ``ratio``, or a range's low,
-    middle and high) are the ratios they are scored at, one row per predictor, strategy and ratio
-    (``train_ratio`` records ``ratio``: ``0.5`` or ``"0.3-0.7"``).
+    The models train on masks of a ratio drawn per batch from a range ``ratio=(low, high)``
+    (default 30-70 %, as in the notebooks), or of one ``ratio``; ``eval_ratios`` (default: the
+    range's low, middle and high, or the one ``ratio``) are the ratios they are scored at, one row
+    per predictor, strategy and ratio (``train_ratio`` records ``ratio``: ``"0.3-0.7"`` or
+    ``0.5``).
     """
     from tqdm import tqdm
 

@@ -753,6 +753,13 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
     assert code == 0 and calls[-1]["ratio"] == (0.3, 0.7)
     code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--ratio-range", "0.3")
     assert code == 2 and "--ratio-range" in err
+    code, _, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--ratio", "0.5")
+    assert code == 0 and calls[-1]["ratio"] == 0.5
+    code, _, err = _main(
+        capsys, "bench", "quality", "--data-dir", tmp_path, "--ratio", "0.5", "--ratio-range",
+        "0.3", "0.7",
+    )  # fmt: skip
+    assert code == 2 and "not allowed with" in err
     code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--eval-ratios", "x")
     assert code == 2 and "--eval-ratios" in err and "'x'" in err
     code, _, _ = _main(

@@ -52,17 +52,19 @@ def test_bench_quality_trains_scores_and_writes_the_table(tmp_path, plan, predic
         model_kwargs=TINY,
         progress=False,
     )
-    assert [(r["predictor"], r["strategy"]) for r in rows] == [
-        (p, s) for p in predictors for s in ("random", "rows")
+    # trained on 30-70 % by default, scored at 30, 50 and 70 %
+    assert [(r["predictor"], r["strategy"], r["ratio"]) for r in rows] == [
+        (p, s, r) for p in predictors for s in ("random", "rows") for r in (0.3, 0.5, 0.7)
     ]
     for r in rows:
         assert r["n_test"] == 20 and r["plan"] == plan and 0 < r["psnr_masked_mean"] < 100
         assert (r["epochs"] == 0) == (r["predictor"] == "biharmonic")
-    assert len(list(csv.DictReader(open(out / "quality.csv")))) == 2 * len(predictors)
+        assert r["train_ratio"] == "0.3-0.7"
+    assert len(list(csv.DictReader(open(out / "quality.csv")))) == 6 * len(predictors)
     assert json.loads((out / "quality.json").read_text()) == rows
     assert len([p for p in (out / "models").iterdir() if (p / "final.keras").exists()]) == n_models
     table = quality.format_quality(rows)
-    assert table.count("\n") == 1 + 2 * len(predictors) and "| vit | rows |" in table
+    assert table.count("\n") == 1 + 6 * len(predictors) and "| vit | rows | 70% |" in table
 
 
 def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path):
@@ -126,6 +128,7 @@ def test_bench_quality_in_gray_with_the_autoencoders_and_an_image_discriminator(
         output=tmp_path / "out",
         batch_size=8,
         grayscale=True,
+        ratio=0.5,
         model_kwargs=kwargs,
         loss="psnr",
         progress=False,
@@ -155,6 +158,7 @@ def _tiny_bench(tmp_path, **kwargs):
 def test_bench_quality_scores_each_model_at_every_eval_ratio(tmp_path):
     rows = _tiny_bench(
         tmp_path,
+        ratio=0.5,
         eval_ratios=(0.3, 0.7),
         strategies=("random", "rows"),
         predictors=("vit", "mean_colour"),
