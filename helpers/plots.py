@@ -60,9 +60,21 @@ def metric_label(key: str) -> str:
     return key
 
 
-def _curve_label(metric: str) -> str:
-    """The y-axis label of a training curve that shows training and validation values together."""
-    return "loss (MSE)" if metric == "loss" else metric_label(metric)
+def _curve_label(metric: str, values=None) -> str:
+    """The y-axis label of a training curve that shows training and validation values together;
+    a loss whose ``values`` are all negative is the PSNR loss (minus the mean PSNR)."""
+    if metric != "loss":
+        return metric_label(metric)
+    return "loss (minus the mean PSNR, dB)" if _psnr_loss(values) else "loss (MSE)"
+
+
+PSNR_CURVE_LABEL = "PSNR (dB): minus the PSNR loss"
+
+
+def _psnr_loss(values) -> bool:
+    """Whether a loss curve is :class:`helpers.training.NegativePSNR`'s (minus a PSNR in dB:
+    negative), not an MSE (positive)."""
+    return values is not None and len(values) > 0 and max(values) < 0
 
 
 def hide_patches(images, mask, patch_size: int) -> np.ndarray:
@@ -344,7 +356,7 @@ def plot_history(history: dict, metrics=("loss",), title=None):
                 ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=label)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(_curve_label(metric))
+        ax.set_ylabel(_curve_label(metric, history.get(metric)))
         ax.legend()
         ax.grid(alpha=0.3)
     if title:
@@ -474,29 +486,38 @@ def plot_matrix(
 def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale: bool = True):
     """Training curves of several runs on one axis: ``histories`` maps a label to a history dict
     (Keras ``History.history`` or :func:`helpers.training.read_history` columns); the training
-    ``metric`` is drawn solid and ``val_{metric}`` dashed, in the same colour per run."""
+    ``metric`` is drawn solid and ``val_{metric}`` dashed, in the same colour per run. Runs trained
+    on the PSNR loss (a negative loss) are drawn as PSNR in dB, on a second, linear axis on the
+    right when MSE runs share the figure."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    psnr_runs = [k for k, h in histories.items() if metric == "loss" and _psnr_loss(h.get(metric))]
+    psnr_ax = None
+    if psnr_runs:
+        psnr_ax = ax.twinx() if len(psnr_runs) < len(histories) else ax
+        psnr_ax.set_ylabel(PSNR_CURVE_LABEL)
     for i, (label, history) in enumerate(histories.items()):
-        color = f"C{i}"
+        target, sign = (psnr_ax, -1.0) if label in psnr_runs else (ax, 1.0)
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
             values = history.get(key)
             if values is not None and len(values):
-                ax.plot(
+                target.plot(
                     np.arange(1, len(values) + 1),
-                    values,
+                    sign * np.asarray(values, dtype=float),
                     style,
-                    color=color,
+                    color=f"C{i}",
                     marker="o",
                     ms=3,
                     label=f"{label} ({'validation' if key.startswith('val_') else 'training'})",
                 )
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(_curve_label(metric) + (" (log scale)" if log_scale else ""))
-    if log_scale:
-        ax.set_yscale("log")
+    if psnr_ax is not ax:  # the MSE runs on the left axis
+        ax.set_ylabel(_curve_label(metric) + (" (log scale)" if log_scale else ""))
+        if log_scale:
+            ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    lines = ax.get_lines() + (psnr_ax.get_lines() if psnr_ax not in (None, ax) else [])
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -179,6 +179,26 @@ def test_histories_draw_training_and_validation_per_run():
     plt.close(fig)
 
 
+def test_histories_draw_psnr_loss_runs_as_psnr_on_their_own_axis():
+    mse = {"loss": [0.03, 0.02], "val_loss": [0.025, 0.02]}
+    psnr = {"loss": [-17.0, -18.5], "val_loss": [-17.5, -19.0]}  # minus the mean PSNR, dB
+    fig = plots.plot_histories({"mae": mse, "vit": psnr})
+    left, right = fig.axes
+    assert left.get_yscale() == "log" and left.get_ylabel() == "loss (MSE) (log scale)"
+    assert right.get_yscale() == "linear" and "PSNR" in right.get_ylabel()
+    assert list(right.get_lines()[1].get_ydata()) == [17.5, 19.0]
+    legend = [t.get_text() for t in left.get_legend().get_texts()]
+    assert legend == ["mae (training)", "mae (validation)", "vit (training)", "vit (validation)"]
+    plt.close(fig)
+    fig = plots.plot_histories({"vit": psnr})  # PSNR runs alone: one linear axis
+    assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "linear"
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == [17.0, 18.5]
+    plt.close(fig)
+    fig = plots.plot_history(psnr)
+    assert fig.axes[0].get_ylabel() == "loss (minus the mean PSNR, dB)"
+    plt.close(fig)
+
+
 def _epoch_ticks(ax):
     ax.figure.canvas.draw()
     lo, hi = ax.get_xlim()
