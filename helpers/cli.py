@@ -1357,6 +1357,14 @@ def _add_bench(subparsers):
         "masked-region PSNR, averaged); default: each model's in the recipe (long: psnr for the "
         "ViT and the CNN, mse for the others)",
     )
+    quality.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        metavar="S",
+        help="seed of the weights, the validation split and the training masks (default: 0; the "
+        "test masks keep seed 0, so runs of different seeds are scored on the same masks)",
+    )
     ratios = quality.add_mutually_exclusive_group()
     ratios.add_argument(
         "--ratio-range",
@@ -1428,6 +1436,8 @@ def _cmd_bench_quality(args) -> int:
         kwargs["ratio"] = tuple(args.ratio_range)
     if args.ratio is not None:
         kwargs["ratio"] = args.ratio
+    if args.seed:
+        kwargs["seed"] = args.seed
     import keras
 
     print(

@@ -755,6 +755,10 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
     assert code == 2 and "--ratio-range" in err
     code, _, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--ratio", "0.5")
     assert code == 0 and calls[-1]["ratio"] == 0.5
+    code, _, _ = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--seed", "1")
+    assert code == 0 and calls[-1]["seed"] == 1
+    code, _, err = _main(capsys, "bench", "quality", "--data-dir", tmp_path, "--seed", "-1")
+    assert code == 2 and "--seed" in err
     code, _, err = _main(
         capsys, "bench", "quality", "--data-dir", tmp_path, "--ratio", "0.5", "--ratio-range",
         "0.3", "0.7",
