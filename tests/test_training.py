@@ -444,7 +444,9 @@ def test_recipe_sets_the_training_defaults_and_arguments_win(images, tmp_path):
         **kw,
     )
     assert mine["settings"]["lr"] == 5e-4 and mine["settings"]["augment"] is True
-    with pytest.raises(ValueError, match=r"recipe='best': must be one of \['reference', 'tuned'\]"):
+    with pytest.raises(
+        ValueError, match=r"recipe='best': must be one of \['long', 'reference', 'tuned'\]"
+    ):
         training.train(
             models.build_vit(**TINY), images[:32], run_dir=tmp_path / "d", recipe="best", **kw
         )
