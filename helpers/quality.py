@@ -22,7 +22,7 @@ image's PSNR as the ViT's and the CNN's loss (:mod:`helpers.recipes`).
 
 Model settings and peak learning rate (``recipe``, :mod:`helpers.recipes`): ``reference`` is the
 seed design (dropout 0.1, position embeddings started from small random values, lr 1e-3);
-``tuned`` (default) changes the Transformers only: position embeddings started from a 2-D
+``tuned`` (the notebooks' default) changes the Transformers only: position embeddings from a 2-D
 sine-cosine table (still learned), no dropout, peak learning rate 2e-3 instead of 1e-3. Why: a
 random start leaves a Transformer to find out which patches are neighbours before it can
 interpolate from them, and in 30 minutes of CPU training the models underfit (the training
