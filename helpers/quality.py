@@ -268,8 +268,9 @@ def bench_quality(
             )
         model, info = trained[key]
         described = _describe(*settings.get(predictor, ({}, None)))
-        if predictor not in NON_LEARNED and recipe_loss(recipe, predictor, loss) != "mse":
-            described += f", loss={recipe_loss(recipe, predictor, loss)}"
+        trained_with = recipe_loss(recipe, predictor, loss)
+        if predictor not in NON_LEARNED and trained_with != "mse":
+            described += f", loss={trained_with}"
         for test_ratio in eval_ratios:
             mask = masks[strategy, test_ratio]
             summary, predicted = score_predictor(model, ds.x_test, mask)
