@@ -22,7 +22,7 @@ image's PSNR as the ViT's and the CNN's loss (:mod:`helpers.recipes`).
 
 Model settings and peak learning rate (``recipe``, :mod:`helpers.recipes`): ``reference`` is the
 seed design (dropout 0.1, position embeddings started from small random values, lr 1e-3);
-``tuned`` (the notebooks' default) changes the Transformers only: position embeddings from a 2-D
+``tuned`` (default) changes the Transformers only: position embeddings started from a 2-D
 sine-cosine table (still learned), no dropout, peak learning rate 2e-3 instead of 1e-3. Why: a
 random start leaves a Transformer to find out which patches are neighbours before it can
 interpolate from them, and in 30 minutes of CPU training the models underfit (the training
@@ -268,9 +268,8 @@ def bench_quality(
             )
         model, info = trained[key]
         described = _describe(*settings.get(predictor, ({}, None)))
-        trained_with = recipe_loss(recipe, predictor, loss)
-        if predictor not in NON_LEARNED and trained_with != "mse":
-            described += f", loss={trained_with}"
+        if predictor not in NON_LEARNED and recipe_loss(recipe, predictor, loss) != "mse":
+            described += f", loss={recipe_loss(recipe, predictor, loss)}"
         for test_ratio in eval_ratios:
             mask = masks[strategy, test_ratio]
             summary, predicted = score_predictor(model, ds.x_test, mask)
