@@ -3,9 +3,10 @@
 ``python -m helpers bench speed`` prints:
 - mask generation for 50,000 images per strategy (the random/rows/columns draws are vectorised);
 - the metrics on 10,000 images, and batched SSIM against a per-image ``skimage`` loop;
-- training images per second of the mask-token ViT and the MAE-style ViT (default and light
-  decoder) at 50% and 75%, against a plain-Keras ViT of the same configuration, with and without
-  drawing masks per batch, and (on TensorFlow) with and without XLA;
+- training images per second of the mask-token ViT and the MAE-style ViT (with the mask token
+  alone and with the harmonic fill) at 50% and 75%, against a plain-Keras ViT of the same
+  configuration, with and without drawing masks per batch, and (on TensorFlow) with and without
+  XLA;
 - the autoencoders (CNN, adversarial autoencoder, ViT + CNN decoder) against the mask-token ViT,
   at 50 %;
 - the pretrained ViT (:mod:`helpers.pretrained`) with a ViT-B/16-sized backbone (random weights:
@@ -240,43 +241,38 @@ def bench_training(
     seed: int = 0,
     vit_kwargs: dict | None = None,
     mae_kwargs: dict | None = None,
-    light_decoder: dict | None = None,
 ) -> list[dict]:
     """Training images per second, in one run, and the ratios that matter:
 
     - a plain-Keras mask-token ViT of the same configuration (:func:`plain_keras_vit`), the
       project's mask-token ViT and its MAE-style ViT (built with ``min_mask_ratio`` = the ratio, so
       its encoder sees only the visible patches), on the same in-memory images and masks;
-    - the MAE-style ViT again with a light decoder (``light_decoder`` over ``mae_kwargs``; default
-      :data:`LIGHT_DECODER`: one block, half the encoder's width), the design of MAE's paper;
     - the project's ViT again through the training data pipeline
       (:class:`helpers.training.MaskingDataset`: masks drawn for every batch), to show what
       drawing the masks costs;
     - on TensorFlow, the project's ViT with XLA off (the default before it was turned on for
       dropout-free models on a CPU), at the first ratio;
-    - the mask-token ViT with the harmonic fill of the tuned recipe, against the same ViT without
-      it.
+    - the mask-token ViT and the MAE-style ViT with the harmonic fill of the tuned recipe, against
+      the same models without it, and the one against the other.
 
     At each ratio the models are timed interleaved (:func:`_interleaved_speeds`: ``repeats``
     rounds of ``epochs`` epochs each, the median round), over their training steps
     (:class:`_StepClock`). ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their
-    default sizes, the tuned recipe; the mask-token ViT with ``fill="token"``, the configuration
-    of the plain-Keras reference).
+    default sizes, the tuned recipe; both with ``fill="token"``, the configuration of the
+    plain-Keras reference, except in the rows of the harmonic fill).
     """
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
-    vit_kwargs, mae_kwargs = {"fill": "token", **(vit_kwargs or {})}, dict(mae_kwargs or {})
-    light_kwargs = {**mae_kwargs, **(LIGHT_DECODER if light_decoder is None else light_decoder)}
-    names = {**_SPEED_NAMES, "mae_light": _light_name(light_kwargs)}
+    vit_kwargs = {"fill": "token", **(vit_kwargs or {})}
+    mae_kwargs = {"fill": "token", **(mae_kwargs or {})}
+    names = {**_SPEED_NAMES, "mae": _mae_name(mae_kwargs)}
     rounds = f"median of {repeats} x {epochs} epoch{'s' * (epochs > 1)}"
     label = f"{n_images} images, {rounds}, batch {batch_size}"
     rows, ratio_rows = [], []
     for ratio in ratios:
         keras.utils.set_random_seed(seed)
         no_xla = keras.backend.backend() == "tensorflow" and ratio == ratios[0]
-        runners = _training_runners(
-            images, ratio, seed, vit_kwargs, mae_kwargs, light_kwargs, batch_size, no_xla
-        )
+        runners = _training_runners(images, ratio, seed, vit_kwargs, mae_kwargs, batch_size, no_xla)
         speed = _interleaved_speeds(runners, n_images, epochs=epochs, repeats=repeats)
         rows += [
             {"what": f"{names[k]}, {ratio:.0%} masked, {label}", "images_per_s": v}
@@ -290,33 +286,30 @@ def bench_training(
     return rows + ratio_rows
 
 
-LIGHT_DECODER = {"decoder_dim": 64, "decoder_depth": 1, "decoder_mlp_dim": 128}
-"""The MAE-style ViT's light decoder of ``bench speed``: 2x the mask-token ViT's speed at 75 %,
-0.1-0.3 dB below the default decoder after 30 minutes (README, *Speed*)."""
-
 _SPEED_NAMES = {
     "plain": "plain-Keras ViT (reference)",
     "vit": "mask-token ViT",
-    "mae": "MAE-style ViT",
     "fill": "mask-token ViT + harmonic fill",
+    "mae_fill": "MAE-style ViT + harmonic fill",
     "vit_pipeline": "mask-token ViT + masks drawn per batch",
     "no_xla": "mask-token ViT without XLA",
 }
 
 
-def _light_name(kwargs) -> str:
-    """The light-decoder MAE's row name, with its decoder's width and depth."""
+def _mae_name(kwargs) -> str:
+    """The MAE's row name, with its decoder's width and depth."""
     defaults = inspect.signature(build_mae).parameters
     width, depth = (kwargs.get(k, defaults[k].default) for k in ("decoder_dim", "decoder_depth"))
-    return f"MAE-style ViT, light decoder ({width} wide, {depth} block{'s' * (depth > 1)})"
+    return f"MAE-style ViT (decoder {width} wide, {depth} block{'s' * (depth > 1)})"
 
 
 _SPEED_RATIOS = (  # (what, numerator, denominator) of bench_training's ratios
     ("mask-token ViT / plain-Keras ViT", "vit", "plain"),
     ("MAE / mask-token ViT", "mae", "vit"),
-    ("MAE with the light decoder / mask-token ViT", "mae_light", "vit"),
     ("with / without mask drawing", "vit_pipeline", "vit"),
-    ("with / without harmonic fill", "fill", "vit"),
+    ("with / without harmonic fill (mask-token ViT)", "fill", "vit"),
+    ("with / without harmonic fill (MAE)", "mae_fill", "mae"),
+    ("MAE / mask-token ViT, both with the harmonic fill", "mae_fill", "fill"),
     ("XLA on / off (TensorFlow, mask-token ViT)", "vit", "no_xla"),
 )
 
@@ -328,9 +321,7 @@ def _fit_set(images, ratio, seed):
     return {"images": images, "mask": mask.astype(np.float32)}, images, weight
 
 
-def _training_runners(
-    images, ratio, seed, vit_kwargs, mae_kwargs, light_kwargs, batch_size, no_xla
-) -> dict:
+def _training_runners(images, ratio, seed, vit_kwargs, mae_kwargs, batch_size, no_xla) -> dict:
     """The runners (:func:`_fit_runner`) of :func:`bench_training` at ``ratio``, on the same
     images and masks; the key ``no_xla`` only when ``no_xla``."""
     batch, fit = _fit_set(images, ratio, seed), dict(batch_size=batch_size)
@@ -341,8 +332,10 @@ def _training_runners(
         "plain": plain_keras_vit(**sizes),
         "vit": build_model("vit", seed=seed, **vit_kwargs),
         "mae": build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs),
-        "mae_light": build_model("mae", seed=seed, min_mask_ratio=ratio, **light_kwargs),
         "fill": build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"}),
+        "mae_fill": build_model(
+            "mae", seed=seed, min_mask_ratio=ratio, **{**mae_kwargs, "fill": "harmonic"}
+        ),
     }
     runners = {name: _fit_runner(model, batch, **fit) for name, model in models.items()}
     runners["vit_pipeline"] = _pipeline_runner(
@@ -478,7 +471,6 @@ SPEED_SETTINGS = {
                 "decoder_num_heads": 2,
                 "decoder_mlp_dim": 32,
             },
-            "light_decoder": {"decoder_dim": 8, "decoder_num_heads": 2, "decoder_mlp_dim": 16},
         },
         "pipeline": {"n_images": 512, "batch_size": 256},
         "autoencoders": {

@@ -295,12 +295,12 @@ def test_train_bad_values_exit_2(tmp_path, capsys, argv, words):
     assert not any(tmp_path.iterdir())  # nothing was written
 
 
-def test_train_fill_is_an_option_of_the_vit_only(tmp_path, capsys):
+def test_train_fill_is_an_option_of_the_transformers_only(tmp_path, capsys):
     code, out, err = _main(
         capsys,
         "train",
         "--model",
-        "mae",
+        "cnn",
         "--fill",
         "token",
         "--epochs",
@@ -309,7 +309,7 @@ def test_train_fill_is_an_option_of_the_vit_only(tmp_path, capsys):
         tmp_path,
         *FAST,
     )
-    assert code == 2 and "--fill is an option of --model vit/vit_cnn, not of --model mae" in err
+    assert code == 2 and "--fill is an option of --model vit/mae/vit_cnn, not of --model cnn" in err
     assert not any(tmp_path.iterdir())
 
 
@@ -630,16 +630,17 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
         "ratio: skimage loop / batched SSIM",
         "plain-Keras ViT (reference), 50% masked",
         "mask-token ViT, 75% masked",
-        "MAE-style ViT, 75% masked",
+        "MAE-style ViT (decoder 16 wide, 1 block), 75% masked",
+        "MAE-style ViT + harmonic fill, 75% masked",
         "mask-token ViT + masks drawn per batch, 50% masked",
         "ratio: MAE / mask-token ViT, 50% masked",
         "ratio: MAE / mask-token ViT, 75% masked",
-        "MAE-style ViT, light decoder (8 wide, 1 block), 75% masked",
-        "ratio: MAE with the light decoder / mask-token ViT, 75% masked",
+        "ratio: MAE / mask-token ViT, both with the harmonic fill, 75% masked",
+        "ratio: with / without harmonic fill (MAE), 50% masked",
         "ratio: mask-token ViT / plain-Keras ViT, 75% masked",
         "ratio: with / without mask drawing, 50% masked",
         "mask-token ViT + harmonic fill, 50% masked",
-        "ratio: with / without harmonic fill, 75% masked",
+        "ratio: with / without harmonic fill (mask-token ViT), 75% masked",
         "input pipeline, mixed random/rows/columns, 30-70 %, flips, batch 256",
         "input pipeline, importance (variance), 50 %, batch 256",
         "ratio: adversarial autoencoder (latent + image discriminators) / mask-token ViT",
@@ -651,7 +652,7 @@ def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
     ratio_lines = [ln for ln in out.splitlines() if ln.startswith("ratio: ") and "masked" in ln]
     xla = "ratio: XLA on / off (TensorFlow, mask-token ViT), 50% masked" in out
     assert xla == (keras_backend() == "tensorflow")
-    assert len(ratio_lines) == 10 + xla
+    assert len(ratio_lines) == 12 + xla
     assert all(float(ln.rsplit("x", 1)[1]) > 0 for ln in ratio_lines)
     ips = [float(ln.split()[-2]) for ln in out.splitlines() if ln.endswith("images/s")]
     assert len(ips) == 14 + 4 + 2 + xla and all(v > 0 for v in ips)  # + autoencoders, pretrained

@@ -89,9 +89,11 @@ def test_masked_content_cannot_influence_output(tiny_models, images, kind, ratio
     np.testing.assert_allclose(out, a, atol=1e-6)
 
 
-def test_token_vit_ignores_masked_content_too(images):
-    model = build("vit", fill="token")
-    assert model.get_layer("mask_token").mode == "replace"
+@pytest.mark.parametrize("kind", ["vit", "mae"])
+def test_token_transformers_ignore_masked_content_too(images, kind):
+    model = build(kind, fill="token")
+    token = model.get_layer("mask_token" if kind == "vit" else "decoder_mask_token")
+    assert token.mode == "replace"
     mask = mask_for(images, 0.5, seed=3)
     nan = np.where(patch_mask_to_pixels(mask, P, SHAPE), np.nan, images).astype(np.float32)
     a = keras.ops.convert_to_numpy(model(inputs_of(images, mask), training=False))
@@ -99,10 +101,11 @@ def test_token_vit_ignores_masked_content_too(images):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_untrained_harmonic_vit_returns_the_fill(images):
+@pytest.mark.parametrize("kind", ["vit", "mae"])
+def test_untrained_harmonic_transformers_return_the_fill(images, kind):
     """The correction head starts at zero: the output is the harmonic fill, which keeps the visible
     patches, reproduces a flat image, stays within the visible values and continues a ramp."""
-    model = build("vit", fill="harmonic", fill_iterations=200)
+    model = build(kind, fill="harmonic", fill_iterations=200)
     mask = mask_for(images, 0.5, seed=1)
     out = patchify(keras.ops.convert_to_numpy(model(inputs_of(images, mask), training=False)), P)
     patches = patchify(images, P)
@@ -362,6 +365,10 @@ def test_float16_is_refused_on_a_cpu():
         ),
         (
             lambda: models.build_vit(**{**TINY, "fill": "zeros"}),
+            r"fill='zeros': must be one of \['harmonic', 'token'\]",
+        ),
+        (
+            lambda: models.build_mae(**{**TINY_MAE, "fill": "zeros"}),
             r"fill='zeros': must be one of \['harmonic', 'token'\]",
         ),
         (

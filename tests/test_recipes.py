@@ -12,7 +12,12 @@ def test_recipes_differ_where_the_benchmark_says():
         "fill": "harmonic",
     }
     assert recipes.model_settings("reference", "vit")["fill"] == "token"
-    assert recipes.model_settings("reference", "mae") == {"dropout": 0.1, "pos_init": "random"}
+    assert recipes.model_settings("reference", "mae") == {
+        "dropout": 0.1,
+        "pos_init": "random",
+        "fill": "token",
+    }
+    assert recipes.model_settings("tuned", "mae")["fill"] == "harmonic"
     assert recipes.model_settings("tuned", "cnn") == {"dropout": 0.0, "skips": True}
     assert recipes.model_settings("reference", "cnn") == {"dropout": 0.1, "skips": False}
     assert recipes.train_settings("tuned", "vit") == {
@@ -83,6 +88,11 @@ def test_builders_default_to_tuned_and_build_model_takes_a_recipe():
     )
     assert "harmonic_fill" in [layer.name for layer in tuned.layers]
     assert "harmonic_fill" not in [layer.name for layer in ref.layers]
+    mae_sizes = dict(sizes, decoder_dim=8, decoder_num_heads=2, decoder_mlp_dim=16)
+    tuned_mae = models.build_mae(**mae_sizes)
+    ref_mae = models.build_model("mae", recipe="reference", **mae_sizes)
+    assert "harmonic_fill" in [layer.name for layer in tuned_mae.layers]
+    assert "harmonic_fill" not in [layer.name for layer in ref_mae.layers]
     mixed = models.build_model(
         "vit", recipe="reference", pos_init="sincos", **sizes
     )  # an argument wins
@@ -124,9 +134,11 @@ def test_resolve_keeps_the_recipe_where_an_override_is_unset():
         recipes.resolve("tuned", "vit", loss_on="hidden")
 
 
-def test_resolve_takes_a_fill_for_the_mask_token_vit_only():
+def test_resolve_takes_a_fill_for_the_transformers_only():
     assert recipes.resolve("reference", "vit", fill="harmonic")[0]["fill"] == "harmonic"
     assert recipes.resolve("tuned", "vit", fill="token")[0]["fill"] == "token"
-    assert "fill" not in recipes.resolve("tuned", "mae", fill="token")[0]
+    assert recipes.resolve("tuned", "mae", fill="token")[0]["fill"] == "token"
+    assert recipes.resolve("reference", "mae", fill="harmonic")[0]["fill"] == "harmonic"
+    assert "fill" not in recipes.resolve("tuned", "cnn", fill="token")[0]
     with pytest.raises(ValueError, match=r"fill='zeros': must be one of \['harmonic', 'token'\]"):
-        recipes.resolve("tuned", "mae", fill="zeros")
+        recipes.resolve("tuned", "cnn", fill="zeros")
