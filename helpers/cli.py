@@ -460,12 +460,21 @@ def _add_train(subparsers):
         "the visible pixels plus the mask token (the head predicts a correction) or as the mask "
         "token alone (default: the recipe's)",
     )
-    size.add_argument("--decoder-dim", type=_count, metavar="D", help="mae: decoder token width")
-    size.add_argument("--decoder-depth", type=_count, metavar="N", help="mae: decoder blocks")
     size.add_argument(
-        "--decoder-num-heads", type=_count, metavar="H", help="mae: decoder attention heads"
+        "--decoder-dim", type=_count, metavar="D", help="mae: decoder token width (default 64)"
     )
-    size.add_argument("--decoder-mlp-dim", type=_count, metavar="D", help="mae: decoder MLP width")
+    size.add_argument(
+        "--decoder-depth", type=_count, metavar="N", help="mae: decoder blocks (default 1)"
+    )
+    size.add_argument(
+        "--decoder-num-heads",
+        type=_count,
+        metavar="H",
+        help="mae: decoder attention heads (default 4)",
+    )
+    size.add_argument(
+        "--decoder-mlp-dim", type=_count, metavar="D", help="mae: decoder MLP width (default 128)"
+    )
     size.add_argument(
         "--min-mask-ratio",
         type=_ratio,

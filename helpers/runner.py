@@ -315,6 +315,7 @@ def value_checks() -> dict:
         "augment": choice(("", "yes", "no")),
         "loss_on": choice(("", *LOSS_ON)),
         "fill": choice(("", *VIT_FILLS)),
+        "probe_fill": choice(("", *VIT_FILLS)),
         "train_strategies": each(choice(STRATEGIES)),
         "ratio_range": ratio_range,
         "minutes": lambda value, name: _non_negative(value, name),

@@ -53,8 +53,12 @@ def test_long_is_tuned_with_the_mask_token_and_the_psnr_loss_where_measured():
             **recipes.train_settings("tuned", name),
             "loss": "psnr",
         }
-    # the models it was not measured on keep tuned's settings
-    for name in ("mae", "vit_cnn", "aae"):
+    # the MAE's decoder too takes the mask token alone; the other models keep tuned's settings
+    assert recipes.model_settings("long", "mae") == {
+        **recipes.model_settings("tuned", "mae"),
+        "fill": "token",
+    }
+    for name in ("vit_cnn", "aae"):
         assert recipes.model_settings("long", name) == recipes.model_settings("tuned", name)
     for name in ("mae", "vit_cnn", "aae", "pretrained_vit"):
         assert recipes.train_settings("long", name) == recipes.train_settings("tuned", name)
