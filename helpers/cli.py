@@ -460,21 +460,13 @@ def _add_train(subparsers):
         "the visible pixels plus the mask token (the head predicts a correction) or as the mask "
         "token alone (default: the recipe's)",
     )
-    size.add_argument(
-        "--decoder-dim", type=_count, metavar="D", help="mae: decoder token width (default 64)"
-    )
-    size.add_argument(
-        "--decoder-depth", type=_count, metavar="N", help="mae: decoder blocks (default 1)"
-    )
-    size.add_argument(
-        "--decoder-num-heads",
-        type=_count,
-        metavar="H",
-        help="mae: decoder attention heads (default 4)",
-    )
-    size.add_argument(
-        "--decoder-mlp-dim", type=_count, metavar="D", help="mae: decoder MLP width (default 128)"
-    )
+    for flag, metavar, what in (
+        ("--decoder-dim", "D", "decoder token width (default 64)"),
+        ("--decoder-depth", "N", "decoder blocks (default 1)"),
+        ("--decoder-num-heads", "H", "decoder attention heads (default 4)"),
+        ("--decoder-mlp-dim", "D", "decoder MLP width (default 128)"),
+    ):
+        size.add_argument(flag, type=_count, metavar=metavar, help=f"mae: {what}")
     size.add_argument(
         "--min-mask-ratio",
         type=_ratio,
