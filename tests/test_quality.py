@@ -72,7 +72,10 @@ def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path)
         {"dropout": 0.1, "pos_init": "random", "fill": "token"},
         1e-3,
     )
-    assert quality.recipe_settings("tuned", "mae") == ({"dropout": 0.0, "pos_init": "sincos"}, 2e-3)
+    assert quality.recipe_settings("tuned", "mae") == (
+        {"dropout": 0.0, "pos_init": "sincos", "fill": "harmonic"},
+        2e-3,
+    )
     assert quality.recipe_settings("tuned", "cnn") == ({"dropout": 0.0, "skips": True}, 3e-3)
     assert quality.recipe_settings("reference", "cnn") == ({"dropout": 0.1, "skips": False}, 1e-3)
     assert quality.recipe_settings("tuned", "vit", {"vit": {"dropout": 0.2, "depth": 1}}) == (
