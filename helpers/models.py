@@ -241,16 +241,22 @@ def _colour_shape(image_shape) -> tuple:
     return (*image_shape[:2], 3 if image_shape[2] == 1 else image_shape[2])
 
 
-def _colour_in(images, image_shape):
-    """``(images, image_shape)`` with three channels: one-channel images go through a learned 1x1
-    convolution (``gray_to_rgb``) started as a copy of the gray value into each channel, so that
-    the layers after it are those of a colour model (:func:`gray_variant`)."""
+def _gray_adapter():
+    """The learned 1x1 convolution ``gray_to_rgb`` from one channel to three, started as a copy
+    of the gray value into each channel."""
+    adapter = layers.Conv2D(3, 1, dtype="float32", name="gray_to_rgb")
+    adapter.build((None, None, None, 1))
+    adapter.set_weights([np.ones((1, 1, 1, 3), np.float32), np.zeros(3, np.float32)])
+    return adapter
+
+
+def _colour_in(images, image_shape, adapter=None):
+    """``(images, image_shape)`` with three channels: one-channel images go through ``adapter``
+    (default: a new :func:`_gray_adapter`), so that the layers after it are those of a colour
+    model (:func:`gray_variant`)."""
     if image_shape[2] != 1:
         return images, tuple(image_shape)
-    adapter = layers.Conv2D(3, 1, dtype="float32", name="gray_to_rgb")
-    out = adapter(images)
-    adapter.set_weights([np.ones((1, 1, 1, 3), np.float32), np.zeros(3, np.float32)])
-    return out, _colour_shape(image_shape)
+    return (adapter or _gray_adapter())(images), _colour_shape(image_shape)
 
 
 def _colour_patches(patches, image_shape, patch_size):
@@ -262,6 +268,23 @@ def _colour_patches(patches, image_shape, patch_size):
     image = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="gray_image")(patches)
     rgb, _ = _colour_in(image, image_shape)
     return mim.Patchify(patch_size, dtype="float32", name="rgb_patches")(rgb)
+
+
+def _mae_guess(images, patches, mask, adapter, patch_size, fill_iterations):
+    """The MAE's harmonic fill: of the colour ``patches``, or with a gray ``adapter`` of the gray
+    ``images``, then through that adapter (as :func:`_colour_patches`: no gradient has to flow
+    through the fill's loop, and the adapter learns from the guess too)."""
+    image_shape = tuple(images.shape[1:])
+    fill = mim.HarmonicFill(
+        image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
+    )
+    if adapter is None:
+        return fill(patches, mask)
+    gray = mim.Patchify(patch_size, dtype="float32", name="gray_patches")(images)
+    guess = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="gray_guess")(
+        fill(gray, mask)
+    )
+    return mim.Patchify(patch_size, dtype="float32", name="rgb_guess")(adapter(guess))
 
 
 def _gray_out(images, image_shape):
@@ -375,7 +398,8 @@ class MaeViT(MaskedImageModel):
         n_keep = num_patches - n_masked(min_mask_ratio, num_patches)
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
-            rgb, shape = _colour_in(images, image_shape)
+            adapter = _gray_adapter() if image_shape[2] == 1 else None
+            rgb, shape = _colour_in(images, image_shape, adapter)
             patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(rgb)
             # encoder: visible tokens only (plus zeroed, key-masked fillers when more are hidden)
             x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
@@ -393,9 +417,7 @@ class MaeViT(MaskedImageModel):
             x = mim.MaskToken(name="decoder_mask_token")(x, mask)
             guess = None
             if fill == "harmonic":  # every position also gets the fill's patch (a guess if hidden)
-                guess = mim.HarmonicFill(
-                    shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
-                )(patches, mask)
+                guess = _mae_guess(images, patches, mask, adapter, patch_size, fill_iterations)
                 fill_tokens = mim.PatchEmbedding(decoder_dim, name="decoder_fill_embed")(guess)
                 x = layers.Add(name="decoder_plus_fill")([x, fill_tokens])
             x = mim.PositionEmbedding(pos_init, grid, name="decoder_pos_embed")(x)
