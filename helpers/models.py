@@ -259,14 +259,15 @@ def _colour_in(images, image_shape, adapter=None):
     return (adapter or _gray_adapter())(images), _colour_shape(image_shape)
 
 
-def _colour_patches(patches, image_shape, patch_size):
+def _colour_patches(patches, image_shape, patch_size, adapter=None):
     """Patches of one-channel images as patches of three channels through :func:`_colour_in`'s
-    adapter (the harmonic fill runs before it, on the gray image: the fill is linear, so that is
-    the same as filling the adapted image, and no gradient has to flow through its loop)."""
+    ``adapter`` (default: a new one; the harmonic fill runs before it, on the gray image: the fill
+    is linear, so that is the same as filling the adapted image, and no gradient has to flow
+    through its loop)."""
     if image_shape[2] != 1:
         return patches
     image = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="gray_image")(patches)
-    rgb, _ = _colour_in(image, image_shape)
+    rgb, _ = _colour_in(image, image_shape, adapter)
     return mim.Patchify(patch_size, dtype="float32", name="rgb_patches")(rgb)
 
 
@@ -281,10 +282,7 @@ def _mae_guess(images, patches, mask, adapter, patch_size, fill_iterations):
     if adapter is None:
         return fill(patches, mask)
     gray = mim.Patchify(patch_size, dtype="float32", name="gray_patches")(images)
-    guess = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="gray_guess")(
-        fill(gray, mask)
-    )
-    return mim.Patchify(patch_size, dtype="float32", name="rgb_guess")(adapter(guess))
+    return _colour_patches(fill(gray, mask), image_shape, patch_size, adapter)
 
 
 def _gray_out(images, image_shape):
