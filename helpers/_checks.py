@@ -42,6 +42,19 @@ def check_ratio(ratio, name: str = "ratio") -> float:
     return value
 
 
+def check_ratio_spec(ratio) -> tuple[float, float]:
+    """A ratio, or a (low, high) range with 0 < low <= high < 1."""
+    if isinstance(ratio, (tuple, list)):
+        if len(ratio) != 2:
+            raise SettingError("ratio", ratio, "must be a number or a (low, high) pair")
+        low, high = check_ratio(ratio[0]), check_ratio(ratio[1])
+        if low > high:
+            raise SettingError("ratio", ratio, "a (low, high) range must have low <= high")
+        return low, high
+    value = check_ratio(ratio)
+    return value, value
+
+
 def check_positive_number(value, name: str) -> float:
     """Return ``value`` as a float if it is a number > 0 (a learning rate, minutes)."""
     if isinstance(value, bool) or not isinstance(value, Real):

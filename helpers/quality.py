@@ -40,11 +40,11 @@ import time
 from pathlib import Path
 
 from ._checks import (
-    SettingError,
     check_choice,
     check_positive_int,
     check_positive_number,
     check_ratio,
+    check_ratio_spec,
 )
 from ._io import write_atomic
 from .metrics import sharpness
@@ -143,11 +143,7 @@ def _train_ratio(ratio) -> tuple:
     if not isinstance(ratio, (tuple, list)):
         ratio = check_ratio(ratio)
         return ratio, (ratio,), ratio
-    if len(ratio) != 2:
-        raise SettingError("ratio", ratio, "must be a number or a (low, high) pair")
-    low, high = (check_ratio(r, "ratio") for r in ratio)
-    if low > high:
-        raise SettingError("ratio", ratio, "a range's low end must not exceed its high end")
+    low, high = check_ratio_spec(ratio)
     return (low, high), (low, round((low + high) / 2, 6), high), f"{low:g}-{high:g}"
 
 

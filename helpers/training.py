@@ -35,7 +35,7 @@ from ._checks import (
     check_images,
     check_positive_int,
     check_positive_number,
-    check_ratio,
+    check_ratio_spec,
 )
 from ._io import atomic_path, read_csv, write_csv
 from .devices import check_devices, data_parallel
@@ -53,19 +53,6 @@ BEST, FINAL, HISTORY, BACKUP = "best.keras", "final.keras", "history.csv", "back
 # --------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------
-def _check_ratio_spec(ratio):
-    """A ratio, or a (low, high) range with 0 < low <= high < 1."""
-    if isinstance(ratio, (tuple, list)):
-        if len(ratio) != 2:
-            raise SettingError("ratio", ratio, "must be a number or a (low, high) pair")
-        low, high = check_ratio(ratio[0]), check_ratio(ratio[1])
-        if low > high:
-            raise SettingError("ratio", ratio, "a (low, high) range must have low <= high")
-        return low, high
-    value = check_ratio(ratio)
-    return value, value
-
-
 def _check_strategy_spec(strategy) -> tuple[str, ...]:
     """A strategy name, or a non-empty list of them (one drawn per batch)."""
     if isinstance(strategy, str):
@@ -126,7 +113,7 @@ class MaskingDataset(keras.utils.PyDataset):
         self.grid = grid_shape(images.shape[1:3], patch_size)
         self.strategies = _check_strategy_spec(strategy)
         self.strategy = strategy if isinstance(strategy, str) else list(self.strategies)
-        self.ratio = _check_ratio_spec(ratio)
+        self.ratio = check_ratio_spec(ratio)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.seed = check_positive_int(seed, "seed", minimum=0)
         self.fresh_masks = bool(fresh_masks)
@@ -728,6 +715,14 @@ def train(
     if loss != "mse":  # recorded where it is not the default
         settings["loss"] = loss
     return _result(folder, previous, seconds_here, bool(fit.epoch), settings)
+
+
+def describe_loss(settings: dict) -> str:
+    """What a training run minimised, in words, from the ``settings`` :func:`train` returns:
+    ``'MSE on the hidden patches'``, ``'minus the PSNR on every patch'``."""
+    what = "minus the PSNR" if settings.get("loss", "mse") == "psnr" else "MSE"
+    where = "every patch" if settings.get("loss_on", "masked") == "all" else "the hidden patches"
+    return f"{what} on {where}"
 
 
 def training_images(model, data) -> tuple[np.ndarray, np.ndarray | None]:

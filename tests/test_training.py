@@ -242,6 +242,10 @@ def test_train_takes_the_loss_from_the_recipe_unless_one_is_given(images, tmp_pa
     assert "loss" not in given["settings"] and given["history"]["val_loss"][-1] > 0
     tuned = training.train(models.build_vit(**TINY), data, run_dir=tmp_path / "c", **run)
     assert "loss" not in tuned["settings"] and tuned["settings"]["recipe"] == "tuned"
+    # in words, for plot titles
+    assert training.describe_loss(long["settings"]) == "minus the PSNR on the hidden patches"
+    assert training.describe_loss(tuned["settings"]) == "MSE on the hidden patches"
+    assert training.describe_loss({**tuned["settings"], "loss_on": "all"}) == "MSE on every patch"
 
 
 class Interrupt(keras.callbacks.Callback):
