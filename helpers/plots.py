@@ -378,14 +378,24 @@ PREDICTOR_STYLE = {
 }
 
 
+RATIO_DODGE = (
+    0.8  # percentage points between neighbouring predictors' points in plot_metric_vs_ratio
+)
+
+
 def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, title=None):
     """One panel per strategy: ``metric`` (mean with std bars) against the mask ratio, a line per
     predictor.
 
     ``rows`` are sweep rows (``helpers.experiments``) with ``{metric}_mean`` and ``{metric}_std``.
+    The predictors' points sit side by side around each ratio (:data:`RATIO_DODGE` percentage
+    points apart), so that two predictors with the same scores (the two ViTs in the quick profile)
+    both stay visible; the std bars (the spread over images, not an uncertainty of the mean) are
+    drawn light.
     """
     strategies = strategies or list(dict.fromkeys(r["strategy"] for r in rows))
     predictors = list(dict.fromkeys(r["predictor"] for r in rows))
+    dodge = {p: (i - (len(predictors) - 1) / 2) * RATIO_DODGE for i, p in enumerate(predictors)}
     fig, axes = plt.subplots(
         1, len(strategies), figsize=(3.6 * len(strategies), 3.3), squeeze=False, sharey=True
     )
@@ -400,7 +410,9 @@ def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, tit
                 continue
             x, y, e = map(np.array, zip(*pts))
             style = PREDICTOR_STYLE.get(p, dict(label=p))
-            ax.errorbar(x * 100, y, yerr=e, capsize=3, **style)
+            bars = ax.errorbar(x * 100 + dodge[p], y, yerr=e, capsize=2, elinewidth=0.8, **style)
+            for line in bars.lines[1] + bars.lines[2]:  # caps and bars
+                line.set_alpha(0.45)
         ax.set_title(strategy)
         ax.set_xlabel("mask ratio (%)")
         ax.grid(alpha=0.3)

@@ -266,6 +266,26 @@ def test_metric_vs_ratio_names_the_metric_in_words():
     plt.close(fig)
 
 
+def test_metric_vs_ratio_keeps_predictors_with_equal_scores_apart():
+    rows = [
+        dict(strategy="random", predictor=p, ratio=r, psnr_masked_mean=20 - r, psnr_masked_std=3)
+        for p in ("vit", "mae", "cnn")
+        for r in (0.3, 0.5)
+    ]
+    fig = plots.plot_metric_vs_ratio(rows)
+    bars = fig.axes[0].containers  # one errorbar container per predictor
+    assert [b.get_label() for b in bars] == [
+        "ViT (mask token)",
+        "ViT (MAE-style)",
+        "CNN autoencoder",
+    ]
+    xs = [tuple(b.lines[0].get_xdata()) for b in bars]
+    d = plots.RATIO_DODGE
+    assert d > 0 and np.allclose(xs, [(30 - d, 50 - d), (30, 50), (30 + d, 50 + d)])
+    assert [tuple(b.lines[0].get_ydata()) for b in bars] == [(19.7, 19.5)] * 3
+    plt.close(fig)
+
+
 def test_matrix_axes_and_title_say_which_way_round():
     fig = plots.plot_matrix(
         np.array([[20.0, 12.0], [15.0, 18.0]]), ["random", "rows"], title="ViT at 50%"
