@@ -378,9 +378,8 @@ PREDICTOR_STYLE = {
 }
 
 
-RATIO_DODGE = (
-    0.8  # percentage points between neighbouring predictors' points in plot_metric_vs_ratio
-)
+# percentage points between neighbouring predictors' points in plot_metric_vs_ratio
+RATIO_DODGE = 0.8
 
 
 def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, title=None):
