@@ -233,32 +233,48 @@ def test_probe_table_and_findings():
     assert "training ratio that teaches most is 70% (0.775)" in text
     assert "2 of 4 encoders beat the probe on the same encoder with random weights (0.600)" in text
     assert "4 of 4 encoders beat the probe on raw pixels (0.500)" in text
-    # PSNR ranks (tied) 3.5 1.5 3.5 1.5 against accuracy ranks 1 3 2 4: rho = -0.894
-    assert "better reconstruction went with worse features" in text and "-0.89)" in text
+    # 4 encoders: no ordering of 4 is rare enough for a rank correlation to say anything
+    assert "4 encoders are too few to say whether better reconstruction went with" in text
+    assert "Spearman" not in text
     se = np.sqrt(0.67 * 0.33 / 1000)
     assert f"standard error of {se:.3f}" in text
+
+
+def _ratio_cells(*accuracy):
+    """One random-mask encoder per ratio 0.1, 0.2, ...: PSNR falls with the ratio (_probe_rows)."""
+    return {("random", round(0.1 * (i + 1), 1)): a for i, a in enumerate(accuracy)}
 
 
 @pytest.mark.parametrize(
     "accuracy, verdict",
     [
-        ({("random", 0.3): 0.8, ("random", 0.5): 0.7, ("random", 0.7): 0.6}, "better features"),
-        (  # PSNR ranks 4 3 2 1, accuracy ranks 2 4 1 3: rho = 0
-            {
-                ("random", 0.3): 0.6,
-                ("random", 0.4): 0.8,
-                ("random", 0.6): 0.5,
-                ("random", 0.7): 0.7,
-            },
-            "did not tell",
+        # PSNR and accuracy in the same order: rho = +1, exact p = 2 / 5! = 0.017
+        (
+            _ratio_cells(0.8, 0.75, 0.7, 0.65, 0.6),
+            "better reconstruction went with better features",
         ),
+        (_ratio_cells(0.6, 0.65, 0.7, 0.75, 0.8), "better reconstruction went with worse features"),
+        # rho = +0.9, yet 10 of the 120 orderings of 5 reach |rho| >= 0.9: p = 0.083
+        (_ratio_cells(0.7, 0.8, 0.65, 0.6, 0.55), "did not tell"),
+        (_ratio_cells(0.6, 0.8, 0.5, 0.7, 0.65), "did not tell"),
     ],
 )
 def test_probe_findings_say_what_the_correlation_says(accuracy, verdict):
     text = " ".join(report.probe_findings(_probe_rows(accuracy), [], "mae"))
     assert verdict in text
+    assert "Across the 5 models" in text
     assert "strategy that teaches most" not in text  # one strategy: nothing to compare
     assert "standard error" not in text and "baseline" not in text
+
+
+def test_probe_findings_of_one_ratio_compare_the_strategies_alone():
+    rows = _probe_rows({("random", 0.5): 0.7, ("rows", 0.5): 0.72, ("columns", 0.5): 0.75})
+    text = report.probe_findings(rows, [], "mae")
+    assert "The training strategy that teaches most is columns (0.750), the one that teaches " in (
+        " ".join(text)
+    )
+    assert not any("Averaged" in t or "training ratio that" in t for t in text)
+    assert "3 encoders are too few to say whether" in text[-1]
 
 
 def test_probe_findings_of_equal_encoders():
@@ -279,6 +295,19 @@ def test_spearman():
     assert report.spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert report.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert np.isnan(report.spearman([1, 2, 3], [5, 5, 5]))  # constant: undefined
+
+
+def test_spearman_test_gives_the_permutation_p_value():
+    rho, p = report.spearman_test([1, 2, 3, 4, 5], [10, 20, 30, 40, 50])
+    assert rho == pytest.approx(1.0) and p == pytest.approx(2 / 120)  # 2 of the 5! orderings
+    rho, p = report.spearman_test([1, 2, 3, 4, 5], [2, 1, 3, 4, 5])
+    assert rho == pytest.approx(0.9) and p == pytest.approx(0.0833, abs=1e-3)
+    # 9 values: 20,000 random pairings, the same with the same seed
+    x, y = np.arange(9), [1, 0, 3, 2, 5, 4, 7, 6, 8]
+    rho, p = report.spearman_test(x, y)
+    assert rho == pytest.approx(1 - 6 * 8 / 720) and 0 < p < 0.01
+    assert report.spearman_test(x, y) == (rho, p)
+    assert np.isnan(report.spearman_test([1, 2, 3], [5, 5, 5])[1])
 
 
 def test_plot_probe_vs_psnr():
