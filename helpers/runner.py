@@ -273,7 +273,7 @@ def value_checks() -> dict:
     from .data import DATASETS, IMAGE_SIZE
     from .experiments import MODEL_SIZES, PLANS
     from .masking import SCORES, STRATEGIES
-    from .recipes import PREDICTORS, RECIPES, VIT_FILLS
+    from .recipes import LEARNED, PREDICTORS, RECIPES, VIT_FILLS
     from .report import HIGHER_IS_BETTER
     from .training import LOSS_ON
 
@@ -316,6 +316,11 @@ def value_checks() -> dict:
         "loss_on": choice(("", *LOSS_ON)),
         "fill": choice(("", *VIT_FILLS)),
         "probe_fill": choice(("", *VIT_FILLS)),
+        "probe_predictors": each(choice(LEARNED)),
+        "probe_strategies": each(choice(STRATEGIES)),
+        "probe_ratios": each(check_ratio),
+        "probe_epochs": count(0),
+        "probe_n_test": count(0),
         "train_strategies": each(choice(STRATEGIES)),
         "ratio_range": ratio_range,
         "minutes": lambda value, name: _non_negative(value, name),

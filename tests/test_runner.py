@@ -204,6 +204,25 @@ def test_values_are_checked_against_the_declared_types(project):
             "03_vit_masked_reconstruction",
             "is 'zeros': must be one of ['', 'harmonic', 'token']",
         ),
+        (
+            "probe_predictors",
+            "[mae, biharmonic]",
+            "05_mask_ratio_experiments",
+            "probe_predictors='biharmonic': must be one of ['aae', 'cnn', 'mae', 'vit', 'vit_cnn']",
+        ),
+        (
+            "probe_strategies",
+            "[rows, randm]",
+            "05_mask_ratio_experiments",
+            "probe_strategies='randm': must be one of",
+        ),
+        (
+            "probe_ratios",
+            "[0.5, 75]",
+            "05_mask_ratio_experiments",
+            "probe_ratios=75: must be strictly between 0 and 1",
+        ),
+        ("probe_epochs", "-5", "05_mask_ratio_experiments", "is -5: must be an integer >= 0"),
     ],
 )
 def test_values_are_checked_with_the_package_checks_before_anything_runs(
