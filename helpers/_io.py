@@ -37,8 +37,9 @@ def write_atomic(path, text: str) -> None:
 
 
 def read_csv(path) -> list[dict]:
-    """Rows of a CSV file written by :func:`write_csv`, numbers as floats (other values as text);
-    ``[]`` when the file does not exist."""
+    """Rows of a CSV file written by :func:`write_csv`, whole numbers as ints and other numbers as
+    floats (so that a rewrite keeps ``1000`` as ``1000``), other values as text; ``[]`` when the
+    file does not exist."""
     path = Path(path)
     if not path.exists():
         return []
@@ -47,10 +48,12 @@ def read_csv(path) -> list[dict]:
 
 
 def _number(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return v
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except (TypeError, ValueError):
+            pass
+    return v
 
 
 def write_csv(path, rows: list[dict], columns=None) -> None:

@@ -35,16 +35,20 @@ def test_atomic_path_replaces_only_when_the_block_succeeds(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]
 
 
-def test_csv_rows_round_trip_with_numbers_as_floats_and_new_columns(tmp_path):
+def test_csv_rows_round_trip_with_numbers_and_new_columns(tmp_path):
     path = tmp_path / "rows.csv"
     assert read_csv(path) == []
     write_csv(path, [{"predictor": "vit", "psnr": 27.5}, {"predictor": "cnn", "epochs": 5}])
     rows = read_csv(path)
     assert rows == [
         {"predictor": "vit", "psnr": 27.5, "epochs": ""},
-        {"predictor": "cnn", "psnr": "", "epochs": 5.0},
+        {"predictor": "cnn", "psnr": "", "epochs": 5},
     ]
+    assert isinstance(rows[1]["epochs"], int) and isinstance(rows[0]["psnr"], float)
     assert path.read_text().splitlines()[0] == "predictor,psnr,epochs"
+    # rewritten (as append_row does), a whole number stays one: 5, not 5.0
+    write_csv(path, [*rows, {"predictor": "mae", "psnr": 26.0, "epochs": 7}])
+    assert path.read_text().splitlines()[1:] == ["vit,27.5,", "cnn,,5", "mae,26.0,7"]
 
 
 def test_writable_dir_names_the_option_and_leaves_nothing_behind(tmp_path):
