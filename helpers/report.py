@@ -400,8 +400,8 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
     if len(cells) < MIN_CORRELATION_CELLS and np.ptp(acc) > 0:
         out.append(
             f"{len(cells)} encoders are too few to say whether better reconstruction went with "
-            f"better features: a rank correlation needs {MIN_CORRELATION_CELLS} or more (more "
-            "training ratios or strategies)."
+            f"better features: a rank correlation needs at least {MIN_CORRELATION_CELLS} (probe "
+            "more training ratios or strategies)."
         )
     elif len(cells) >= MIN_CORRELATION_CELLS:
         rho, p_value = spearman_test([c["psnr"] for c in cells], acc)
