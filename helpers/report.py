@@ -352,6 +352,30 @@ def spearman_test(x, y, seed: int = 0) -> tuple[float, float]:
     return rho, float(result.pvalue)
 
 
+def _psnr_and_features(cells, acc) -> str | None:
+    """The findings' sentence on whether better reconstruction went with better features; None
+    where the accuracies (or PSNRs) are all equal."""
+    if np.ptp(acc) == 0:
+        return None
+    if len(cells) < MIN_CORRELATION_CELLS:
+        return (
+            f"{len(cells)} encoders are too few to say whether better reconstruction went with "
+            f"better features: a rank correlation needs at least {MIN_CORRELATION_CELLS} (probe "
+            "more training ratios or strategies)."
+        )
+    rho, p_value = spearman_test([c["psnr"] for c in cells], acc)
+    if not np.isfinite(rho):
+        return None
+    if p_value >= SIGNIFICANCE:
+        verdict = "reconstruction quality did not tell which encoder has the better features"
+    else:
+        verdict = f"better reconstruction went with {'better' if rho > 0 else 'worse'} features"
+    return (
+        f"Across the {len(cells)} models, {verdict} (Spearman's rho between masked-region PSNR and "
+        f"probe accuracy {rho:+.2f}, permutation p = {p_value:.2f})."
+    )
+
+
 def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) -> list[str]:
     """Sentences on what the probe says of the encoders of ``predictor`` trained on each
     (strategy, ratio): the best and worst, the strategy and the ratio that teach most on average,
@@ -373,9 +397,9 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
             f"at {best['ratio']:.0%} (probe accuracy {best['accuracy']:.3f}); the worst on "
             f"{worst['strategy']} masks at {worst['ratio']:.0%} ({worst['accuracy']:.3f})."
         ]
-    axes = (("strategy", "strategy", str), ("ratio", "ratio", "{:.0%}".format))
-    for (part, key, fmt), (_, other, _) in zip(axes, axes[::-1]):
-        averaged = len({c[other] for c in cells}) > 1
+    # a mean per strategy is "averaged over the other axis" only where several ratios were probed
+    both_axes = all(len({c[k] for c in cells}) > 1 for k in ("strategy", "ratio"))
+    for part, key, fmt in (("strategy", "strategy", str), ("ratio", "ratio", "{:.0%}".format)):
         groups = {
             g: [c["accuracy"] for c in cells if c[key] == g]
             for g in dict.fromkeys(c[key] for c in cells)
@@ -385,7 +409,7 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
             top, low = max(means, key=means.get), min(means, key=means.get)
             if means[top] == means[low]:
                 continue
-            lead = "Averaged over the other axis, the" if averaged else "The"
+            lead = "Averaged over the other axis, the" if both_axes else "The"
             out.append(
                 f"{lead} training {part} that teaches most is {fmt(top)} ({means[top]:.3f}), the "
                 f"one that teaches least {fmt(low)} ({means[low]:.3f})."
@@ -397,26 +421,9 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
             out.append(
                 f"{above} of {len(cells)} encoders beat the probe on {label} ({base[key]:.3f})."
             )
-    if len(cells) < MIN_CORRELATION_CELLS and np.ptp(acc) > 0:
-        out.append(
-            f"{len(cells)} encoders are too few to say whether better reconstruction went with "
-            f"better features: a rank correlation needs at least {MIN_CORRELATION_CELLS} (probe "
-            "more training ratios or strategies)."
-        )
-    elif len(cells) >= MIN_CORRELATION_CELLS:
-        rho, p_value = spearman_test([c["psnr"] for c in cells], acc)
-        if np.isfinite(rho):
-            if p_value < SIGNIFICANCE:
-                better = "better" if rho > 0 else "worse"
-                verdict = f"better reconstruction went with {better} features"
-            else:
-                verdict = (
-                    "reconstruction quality did not tell which encoder has the better features"
-                )
-            out.append(
-                f"Across the {len(cells)} models, {verdict} (Spearman's rho between masked-region "
-                f"PSNR and probe accuracy {rho:+.2f}, permutation p = {p_value:.2f})."
-            )
+    sentence = _psnr_and_features(cells, acc)
+    if sentence:
+        out.append(sentence)
     if n_test:
         p = float(np.mean(acc))
         se = float(np.sqrt(p * (1 - p) / n_test))
