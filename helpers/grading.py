@@ -14,14 +14,25 @@ grade``.
   it is refused; nothing is unpickled) in its own process (:func:`run_worker`, ``python -m
   helpers.grading``) that is stopped past a time limit and a memory limit. A broken, malicious,
   too large or too slow submission gets a row with the reason; the others are graded all the same.
-- References, run the same way on the same masks: biharmonic inpainting and the mean-colour guess.
-- Output: ``grades.csv`` (one row per student and per reference), ``leaderboard.md`` (the ranking
-  and the rubric), ``grading.json`` (the settings, the mask seed and every row), each written
-  atomically.
+- Untrained twin: in the same process, under the same limits, every submitted model is also
+  rebuilt from its own config with fresh weights (:func:`helpers.models.untrained_twin`, seed
+  :data:`TWIN_SEED`, in safe mode) and that twin is scored on the same images and masks; what
+  training added is the model's masked-region PSNR minus its twin's. A model that cannot be
+  rebuilt, or whose twin fails, is not graded, with the reason. So a classical fill built into the
+  architecture (the package's ``fill="harmonic"`` models start as harmonic inpainting) earns
+  nothing for learning unless training improved on it.
+- References, run the same way on the same masks: biharmonic inpainting and the mean-colour guess
+  (they do not learn: no twin).
+- Output: ``grades.csv`` (one row per student and per reference; per strategy the masked-region
+  PSNR and SSIM, the twin's masked-region PSNR ``<strategy>_psnr_masked_untrained`` and
+  ``<strategy>_training_added`` in dB), ``leaderboard.md`` (the ranking and the rubric),
+  ``grading.json`` (the settings, the mask seed and every row), each written atomically.
 
 Rubric (:data:`RUBRIC`, per strategy; 12 points in all for three strategies): 1 point when the
-model returns finite images of the right shape, 1 more when its masked-region PSNR beats the
-mean-colour guess, 2 more when it reaches biharmonic inpainting's.
+model returns finite images of the right shape; 2 points when training added at least
+:data:`MIN_TRAINING_GAIN_DB` (1 dB) of masked-region PSNR over its untrained twin (same
+architecture, fresh weights); 1 point when its masked-region PSNR is at least biharmonic
+inpainting's. The mean-colour guess is shown for comparison and earns or costs nothing.
 
 The notebooks' own exercises are graded by nbgrader: :func:`make_course` (``python -m helpers
 course``) writes the course folder that ``nbgrader generate_assignment`` and ``autograde`` use.
@@ -55,16 +66,24 @@ from ._io import write_atomic, write_csv
 GRADED_STRATEGIES = ("random", "rows", "columns")
 REFERENCES = ("biharmonic", "mean_colour")
 MODEL_NAME = "model.keras"  # the one graded when a folder holds several .keras files
-RUBRIC = (  # (column, points per strategy, what earns them)
+TWIN_SEED = 0  # the seed of every submission's untrained twin (fresh weights, same architecture)
+MIN_TRAINING_GAIN_DB = 1.0  # masked-region PSNR (dB) training must add over the untrained twin
+RUBRIC = (  # (criterion, points per strategy, what earns them)
     ("runs", 1, "returns finite images of the right shape"),
-    ("beats_mean_colour", 1, "masked-region PSNR above the mean-colour guess"),
-    ("beats_biharmonic", 2, "masked-region PSNR at least biharmonic inpainting's"),
+    (
+        "training_added",
+        2,
+        f"training added at least {MIN_TRAINING_GAIN_DB:g} dB of masked-region PSNR over its "
+        "untrained twin (same architecture, fresh weights)",
+    ),
+    ("beats_biharmonic", 1, "masked-region PSNR at least biharmonic inpainting's"),
 )
 GRADES_CSV = "grades.csv"
 LEADERBOARD = "leaderboard.md"
 GRADING_JSON = "grading.json"
 RESULT = "result.json"  # what a worker writes
 METRICS = ("psnr_masked", "ssim")
+TWIN_COLUMNS = ("psnr_masked_untrained", "training_added")  # per strategy, students only
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,6 +163,24 @@ class _Refused(Exception):
     """The reason a submission gets no points, as the grader writes it."""
 
 
+def _untrained_twin(model):
+    """``model`` rebuilt from its config with fresh weights (seed :data:`TWIN_SEED`), in safe mode
+    as the model was loaded; any failure is the submission's."""
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    from .models import untrained_twin
+
+    try:
+        with SafeModeScope(True):
+            return untrained_twin(model, seed=TWIN_SEED)
+    except Exception as exc:  # untrusted config: any failure is the submission's
+        text = " ".join(str(exc).split())[:300]
+        raise _Refused(
+            "could not be rebuilt from its config with fresh weights in safe mode, for its "
+            f"untrained twin ({type(exc).__name__}: {text})"
+        ) from None
+
+
 def _check_interface(model, mask: np.ndarray) -> None:
     """Refuse a Keras model whose inputs are not ``images`` and ``mask``, or an MAE built for
     masks that hide more patches than ``mask`` does."""
@@ -198,24 +235,43 @@ def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np
 
 def grade_one(model: str, work: Path, strategies, batch_size: int = 256) -> dict:
     """Score ``model`` on the images and masks the grader wrote in ``work`` (``images.npy``,
-    ``mask_<strategy>.npy``): per strategy, the mean of each of :data:`METRICS` and the seconds."""
+    ``mask_<strategy>.npy``): per strategy, the mean of each of :data:`METRICS` and the seconds;
+    for a submission (not a reference) also its untrained twin's masked-region PSNR
+    (``<strategy>_psnr_masked_untrained``) and ``<strategy>_training_added``, the model's minus
+    the twin's (dB); None for a reference."""
     from .metrics import evaluate
     from .models import mask_patch_size
 
     images = np.load(work / "images.npy", allow_pickle=False)
+    masks = {s: np.load(work / f"mask_{s}.npy", allow_pickle=False) for s in strategies}
     start = time.perf_counter()
     predictor = _load_graded(model)
     row = {"load_seconds": round(time.perf_counter() - start, 3)}
-    for strategy in strategies:
-        mask = np.load(work / f"mask_{strategy}.npy", allow_pickle=False)
-        start = time.perf_counter()
+
+    def scored(predictor, strategy):
+        mask = masks[strategy]
         predicted = _predict(predictor, images, mask, batch_size)
+        patch = mask_patch_size(images.shape[1:3], mask.shape[1])
+        values = evaluate(images, predicted, mask, patch)
+        return {metric: round(float(np.mean(values[metric])), 4) for metric in METRICS}
+
+    for strategy in strategies:
+        start = time.perf_counter()
+        values = scored(predictor, strategy)
         row[f"{strategy}_seconds"] = round(time.perf_counter() - start, 3)
-        values = evaluate(
-            images, predicted, mask, mask_patch_size(images.shape[1:3], mask.shape[1])
-        )
-        for metric in METRICS:
-            row[f"{strategy}_{metric}"] = round(float(np.mean(values[metric])), 4)
+        row.update({f"{strategy}_{metric}": v for metric, v in values.items()})
+    if model in REFERENCES:  # no weights, nothing learned: no twin
+        row.update({f"{s}_{c}": None for s in strategies for c in TWIN_COLUMNS})
+        return row
+    twin = _untrained_twin(predictor)
+    del predictor  # the twin is scored alone, within the same memory limit
+    for strategy in strategies:
+        try:
+            psnr = scored(twin, strategy)["psnr_masked"]
+        except _Refused as exc:
+            raise _Refused(f"its untrained twin (fresh weights) failed: {exc}") from None
+        row[f"{strategy}_psnr_masked_untrained"] = psnr
+        row[f"{strategy}_training_added"] = round(row[f"{strategy}_psnr_masked"] - psnr, 4)
     return row
 
 
@@ -298,7 +354,7 @@ def score(row: dict, references: dict, strategies) -> int:
         psnr = row[f"{strategy}_psnr_masked"]
         earned = {
             "runs": True,
-            "beats_mean_colour": psnr > references["mean_colour"][f"{strategy}_psnr_masked"],
+            "training_added": row[f"{strategy}_training_added"] >= MIN_TRAINING_GAIN_DB,
             "beats_biharmonic": psnr >= references["biharmonic"][f"{strategy}_psnr_masked"],
         }
         points += sum(p for column, p, _ in RUBRIC if earned[column])
@@ -311,6 +367,7 @@ def max_score(strategies) -> int:
 
 def _columns(strategies) -> list[str]:
     per = [f"{s}_{m}" for s in strategies for m in METRICS]
+    per += [f"{s}_{c}" for s in strategies for c in TWIN_COLUMNS]
     return [
         "student",
         "kind",
@@ -343,13 +400,16 @@ def leaderboard(rows: list[dict], settings: dict) -> str:
     then the rows that could not be graded with the reason, then the rubric."""
     strategies = settings["strategies"]
     head = ["#", "student", "score"]
-    head += [f"{s} PSNR (dB) / SSIM" for s in strategies] + ["seconds"]
+    head += [f"{s} PSNR (dB) / SSIM" for s in strategies]
+    head += [f"{s} untrained twin PSNR / training added (dB)" for s in strategies] + ["seconds"]
     lines = [
         "# Leaderboard",
         "",
         f"{settings['n_test']} hidden test images, {', '.join(strategies)} masks at "
         f"{settings['ratio']:.0%}, masked-region PSNR and whole-image SSIM (mean over the "
-        "images); references in italics. Rubric below.",
+        "images); the untrained twin is the same model rebuilt from its config with fresh "
+        "weights, and training added is the model's masked-region PSNR minus the twin's; "
+        "references (no twin: they do not learn) in italics. Rubric below.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -361,6 +421,7 @@ def leaderboard(rows: list[dict], settings: dict) -> str:
         cells = [str(rank) if student else "", row["student"] if student else f"*{row['student']}*"]
         cells.append(f"{row['score']} / {row['max_score']}" if student else "")
         cells += [f"{row[f'{s}_psnr_masked']:.2f} / {row[f'{s}_ssim']:.3f}" for s in strategies]
+        cells += [_twin_cell(row, s) for s in strategies]
         cells.append(f"{row['seconds']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     failed = [r for r in rows if r["status"] != "graded"]
@@ -371,6 +432,14 @@ def leaderboard(rows: list[dict], settings: dict) -> str:
     lines += [f"- {points}: {what}" for _, points, what in RUBRIC]
     lines.append(f"- {max_score(strategies)} points in all")
     return "\n".join(lines) + "\n"
+
+
+def _twin_cell(row: dict, strategy: str) -> str:
+    """``twin PSNR / +added`` of a student's row; empty for a reference (no twin)."""
+    twin = row.get(f"{strategy}_psnr_masked_untrained")
+    if twin is None:
+        return ""
+    return f"{twin:.2f} / {row[f'{strategy}_training_added']:+.2f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,6 +500,8 @@ def grade(
         "memory_mb": memory_mb,
         "max_model_mb": max_model_mb,
         "rubric": [{"column": c, "points": p, "for": w} for c, p, w in RUBRIC],
+        "min_training_gain_db": MIN_TRAINING_GAIN_DB,
+        "twin_seed": TWIN_SEED,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     with tempfile.TemporaryDirectory(prefix="grading-") as tmp:

@@ -1,8 +1,11 @@
 """python -m helpers grade: a fake class of submissions graded end to end, each model in its own
-process; broken, malicious, oversized, too slow and too large ones get a row with the reason."""
+process; broken, malicious, oversized, too slow and too large ones get a row with the reason; every
+model is also scored as its untrained twin (fresh weights), and only what training added earns the
+learning points."""
 
 import csv
 import json
+import pickle
 import zipfile
 
 import keras
@@ -12,7 +15,14 @@ from test_evaluation import write_cifar_folder
 
 from helpers import grading
 from helpers.cli import main
-from helpers.models import build_aae, build_cnn_autoencoder, build_mae, build_vit, build_vit_cnn
+from helpers.models import (
+    build_aae,
+    build_cnn_autoencoder,
+    build_mae,
+    build_model,
+    build_vit,
+    build_vit_cnn,
+)
 
 TINY = dict(image_shape=(32, 32, 3), patch_size=4, seed=0)
 
@@ -28,10 +38,14 @@ def write_class(root):
     """One folder per student: what each one is, and how it must be graded."""
     for name in ("ada", "ben", "cy", "dee", "eve", "fay", "gil", "hal", "ivy"):
         (root / name).mkdir(parents=True)
-    # ada: a constant 0.5 (Rescaling by 0, offset 0.5): on uniform noise, better than both
-    # references
-    functional(keras.layers.Rescaling(0.0, offset=0.5)).save(root / "ada" / "model.keras")
-    # ben: returns its input: the hidden pixels it is given are 0, never the originals
+    # ada: a constant 0.5, as weights (a Dense layer with kernel 0 and bias 0.5): on uniform noise,
+    # better than both references; its untrained twin (random kernel, bias 0) gives about 0 where
+    # the pixels are hidden, so "training" added several dB
+    ada = functional(keras.layers.Dense(3, name="constant"))
+    ada.get_layer("constant").set_weights([np.zeros((3, 3), "float32"), np.full(3, 0.5, "float32")])
+    ada.save(root / "ada" / "model.keras")
+    # ben: returns its input: the hidden pixels it is given are 0, never the originals; no weights,
+    # so its twin is itself and training added nothing
     functional(keras.layers.Identity()).save(root / "ben" / "best.keras")
     # cy: a Lambda layer (Python code): refused by safe mode
     functional(keras.layers.Lambda(lambda t: t * 0.5)).save(root / "cy" / "model.keras")
@@ -101,9 +115,29 @@ def test_scores_follow_the_rubric(graded):
         assert psnr["ada"] > psnr["mean_colour"] > psnr["biharmonic"], (s, psnr)
         # ben returns the 0s it was given where pixels are hidden: far below both references
         assert psnr["ben"] < 8 and psnr["ben"] < psnr["biharmonic"], (s, psnr)
+        # ada's twin is far below it; ben, without weights, is its own twin
+        assert rows["ada"][f"{s}_training_added"] >= grading.MIN_TRAINING_GAIN_DB + 1, (s, rows)
+        assert rows["ben"][f"{s}_training_added"] == 0, (s, rows)
     assert rows["ada"]["score"] == rows["ada"]["max_score"] == 12
     assert rows["ben"]["score"] == 3 * per["runs"]
     assert all(rows[name]["score"] is None for name in grading.REFERENCES)
+
+
+def test_the_untrained_twin_is_scored_and_training_added_is_the_difference(graded):
+    rows = rows_by_name(graded[1])
+    for s in grading.GRADED_STRATEGIES:
+        for name in ("ada", "ben"):
+            row = rows[name]
+            twin = row[f"{s}_psnr_masked_untrained"]
+            assert isinstance(twin, float) and np.isfinite(twin), (name, s)
+            assert row[f"{s}_training_added"] == pytest.approx(
+                row[f"{s}_psnr_masked"] - twin, abs=1e-3
+            ), (name, s)
+        assert rows["ben"][f"{s}_psnr_masked_untrained"] == rows["ben"][f"{s}_psnr_masked"]
+        assert rows["ada"][f"{s}_psnr_masked_untrained"] < 8, s  # ~0 where hidden: as ben
+        for name in grading.REFERENCES:  # they do not learn: no twin
+            assert rows[name][f"{s}_psnr_masked_untrained"] is None, (name, s)
+            assert rows[name][f"{s}_training_added"] is None, (name, s)
 
 
 def test_the_files_say_the_same(graded):
@@ -113,15 +147,26 @@ def test_the_files_say_the_same(graded):
         table = list(csv.DictReader(f))
     assert [r["student"] for r in table] == [r["student"] for r in result["rows"]]
     ada = next(r for r in table if r["student"] == "ada")
-    assert float(ada["random_psnr_masked"]) == pytest.approx(
-        rows_by_name(result)["ada"]["random_psnr_masked"]
-    )
+    ada_row = rows_by_name(result)["ada"]
+    for column in ("random_psnr_masked", "random_psnr_masked_untrained", "random_training_added"):
+        assert float(ada[column]) == pytest.approx(ada_row[column]), column
     assert ada["model"] == "ada/model.keras" and float(ada["seconds"]) > 0
+    biharmonic = next(r for r in table if r["student"] == "biharmonic")
+    assert biharmonic["random_psnr_masked_untrained"] == biharmonic["random_training_added"] == ""
     saved = json.loads((out / grading.GRADING_JSON).read_text())
     assert saved["settings"]["mask_seed"] == 7 and saved["settings"]["n_test"] == 24
+    assert saved["settings"]["min_training_gain_db"] == grading.MIN_TRAINING_GAIN_DB == 1.0
+    saved_ada = next(r for r in saved["rows"] if r["student"] == "ada")
+    assert saved_ada["rows_training_added"] == ada_row["rows_training_added"]
+    assert saved_ada["rows_psnr_masked_untrained"] == ada_row["rows_psnr_masked_untrained"]
     board = (out / grading.LEADERBOARD).read_text()
     assert board.index("| 1 | ada | 12 / 12 |") < board.index("| 2 | ben | 3 / 12 |")
     assert "*biharmonic*" in board and "## Not graded" in board and "12 points in all" in board
+    twin, added = ada_row["columns_psnr_masked_untrained"], ada_row["columns_training_added"]
+    assert f"| {twin:.2f} / {added:+.2f} |" in board and "untrained twin" in board
+    assert (
+        "- 2: training added at least 1 dB of masked-region PSNR over its untrained twin" in board
+    )
     assert not list(out.glob(".*partial*"))
 
 
@@ -143,6 +188,78 @@ def test_the_same_mask_seed_gives_the_same_grades(graded, tmp_path):
     assert rows_by_name(other)["ben"]["rows_ssim"] != before["rows_ssim"]
     fresh = json.loads((tmp_path / "out" / grading.GRADING_JSON).read_text())
     assert fresh["settings"]["mask_seed"] == 7
+
+
+def test_a_model_that_cannot_be_rebuilt_for_its_twin_is_refused():
+    with pytest.raises(grading._Refused, match="could not be rebuilt .*untrained twin"):
+        grading._untrained_twin(object())  # no from_config: as a config that no longer builds
+
+
+def checker_images(n, seed):
+    """Images a classical fill cannot guess but a model learns at once: a random colour each, plus
+    a one-pixel checkerboard of +-0.25 (the same in every patch). Harmonic inpainting smooths the
+    checkerboard away where pixels are hidden."""
+    rng = np.random.default_rng(seed)
+    i, j = np.indices((32, 32))
+    sign = np.where((i + j) % 2, 1.0, -1.0)[None, :, :, None]
+    return (rng.uniform(0.3, 0.7, (n, 1, 1, 3)) + 0.25 * sign).astype(np.float32)
+
+
+def test_training_earns_points_a_built_in_harmonic_fill_does_not(tmp_path):
+    """An untrained harmonic-fill ViT starts as harmonic inpainting: it scores what its untrained
+    twin scores and earns no learning points; the same model trained a few steps does."""
+    from helpers.masking import make_mask
+    from helpers.patches import patch_mask_to_pixels
+    from helpers.training import masked_mse
+
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    test = np.round(checker_images(12, 0) * 255).astype(np.uint8)
+    batch = {b"data": test.transpose(0, 3, 1, 2).reshape(12, 3072), b"labels": [0] * 12}
+    (hidden / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+
+    def vit():
+        return build_model("vit", fill="harmonic", embed_dim=32, depth=1, mlp_dim=64, seed=0)
+
+    for name in ("untrained", "trained"):
+        (tmp_path / "subs" / name).mkdir(parents=True)
+    vit().save(tmp_path / "subs" / "untrained" / "model.keras")
+    model = vit()
+    train = checker_images(64, 1)
+    strategies = enumerate(grading.GRADED_STRATEGIES)
+    masks = [make_mask(s, 0.5, images=train, patch_size=4, seed=k) for k, s in strategies]
+    mask = np.concatenate(masks).astype(np.float32)
+    x = np.concatenate([train] * len(masks))
+    weight = patch_mask_to_pixels(mask, 4, (32, 32))[..., 0].astype(np.float32)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=masked_mse())
+    model.fit(
+        {"images": x, "mask": mask}, x, sample_weight=weight, batch_size=64, epochs=2, verbose=0
+    )
+    model.save(tmp_path / "subs" / "trained" / "model.keras")
+
+    result = grading.grade(tmp_path / "subs", hidden, tmp_path / "out", mask_seed=3, progress=False)
+    rows = rows_by_name(result)
+    untrained, trained = rows["untrained"], rows["trained"]
+    assert untrained["status"] == trained["status"] == "graded"
+    per = {column: points for column, points, _ in grading.RUBRIC}
+    for s in grading.GRADED_STRATEGIES:
+        # the untrained model is its own twin: nothing added
+        assert abs(untrained[f"{s}_training_added"]) < 1e-3, (s, untrained)
+        assert trained[f"{s}_psnr_masked_untrained"] == pytest.approx(
+            untrained[f"{s}_psnr_masked"], abs=1e-3
+        )
+        assert trained[f"{s}_training_added"] >= grading.MIN_TRAINING_GAIN_DB, (s, trained)
+    for row in (untrained, trained):  # the rubric, strategy by strategy
+        assert row["score"] == sum(
+            per["runs"]
+            + per["training_added"] * (row[f"{s}_training_added"] >= 1.0)
+            + per["beats_biharmonic"]
+            * (row[f"{s}_psnr_masked"] >= rows["biharmonic"][f"{s}_psnr_masked"])
+            for s in grading.GRADED_STRATEGIES
+        ), row
+    assert untrained["score"] <= 3 * (per["runs"] + per["beats_biharmonic"])
+    assert trained["score"] >= 3 * (per["runs"] + per["training_added"])
+    assert untrained["score"] < trained["score"]
 
 
 @pytest.mark.parametrize(
