@@ -394,6 +394,7 @@ def compare_predictors(
     mask_seed: int = 0,
     score_fn="variance",
     with_sharpness: bool = False,
+    untrained: dict | None = None,
 ) -> tuple[list[dict], dict, np.ndarray]:
     """Reconstruct ``images`` with every predictor of ``predictors`` (label -> model or
     :class:`~helpers.models.BiharmonicInpainter`) under one mask drawn from ``mask_seed``.
@@ -402,8 +403,15 @@ def compare_predictors(
     mean/std of every metric of :func:`helpers.metrics.evaluate`), label -> reconstructed images,
     and the boolean mask (N, L) they all had to fill in. ``with_sharpness``: each row also has the
     ``sharpness`` of its filled-in region (:func:`helpers.metrics.sharpness`), a column of
-    :func:`format_comparison`.
+    :func:`format_comparison`. ``untrained``: label -> the learned model's untrained twin
+    (:func:`helpers.models.untrained_twin`); the twin is scored on the same masks and the row of
+    that label gets ``psnr_masked_untrained`` and ``training_added`` (dB of masked-region PSNR
+    that training added), a column of :func:`format_comparison`.
     """
+    untrained = untrained or {}
+    unknown = [label for label in untrained if label not in predictors]
+    if unknown:
+        raise SettingError("untrained", unknown, f"must name predictors of {list(predictors)}")
     if not isinstance(predictors, dict) or not predictors:
         raise SettingError("predictors", predictors, "must be a non-empty dict label -> predictor")
     strategy = check_choice(strategy, "strategy", STRATEGIES)
@@ -418,12 +426,17 @@ def compare_predictors(
         summary, recon[label] = score_predictor(predictor, images, mask)
         if with_sharpness:
             summary["sharpness"] = sharpness(images, recon[label], mask)
+        if label in untrained:
+            twin, _ = score_predictor(untrained[label], images, mask)
+            summary["psnr_masked_untrained"] = twin["psnr_masked_mean"]
+            summary["training_added"] = summary["psnr_masked_mean"] - twin["psnr_masked_mean"]
         rows.append({"predictor": label, **summary, "seconds": time.perf_counter() - start})
     return rows, recon, mask
 
 
 def format_comparison(rows: list[dict]) -> str:
-    """A plain-text table of :func:`compare_predictors` rows: mean ± std of each metric."""
+    """A plain-text table of :func:`compare_predictors` rows: mean ± std of each metric, the
+    sharpness and what training added, where the rows have them."""
     keys = [
         (k, label)
         for k, label in METRIC_LABELS
@@ -431,11 +444,16 @@ def format_comparison(rows: list[dict]) -> str:
     ]
     width = max(len(r["predictor"]) for r in rows)
     sharp = "sharpness" in rows[0]
+    added = any("training_added" in r for r in rows)
     head = f"{'predictor':<{width}}" + "".join(f"  {label:>24}" for _, label in keys)
-    lines = [head + ("  sharpness" if sharp else "")]
+    lines = [head + ("  sharpness" if sharp else "") + ("  training added (dB)" if added else "")]
     for r in rows:
         cells = "".join(f"  {r[f'{k}_mean']:>15.3f} ± {r[f'{k}_std']:<6.3f}" for k, _ in keys)
-        lines.append(
-            f"{r['predictor']:<{width}}{cells}" + (f"  {r['sharpness']:9.2f}" if sharp else "")
-        )
+        if sharp:
+            cells += f"  {r['sharpness']:9.2f}"
+        if "training_added" in r:
+            cells += f"  {r['training_added']:+20.2f}"
+        elif added:
+            cells += f"  {'-':>20}"
+        lines.append(f"{r['predictor']:<{width}}{cells}")
     return "\n".join(lines)

@@ -419,6 +419,17 @@ def predictor_for(
     return model
 
 
+def untrained_for(config: SweepConfig, run: Run, predictor: str, model):
+    """The untrained twin of a cell's model (:func:`helpers.models.untrained_twin`: its
+    architecture, the sweep's seed), built once per model of the run."""
+    from .models import untrained_twin
+
+    key = ("untrained", id(model))
+    if key not in run.loaded:
+        run.loaded[key] = untrained_twin(model, seed=config.seed)
+    return run.loaded[key]
+
+
 def cell_model(config: SweepConfig, predictor: str, strategy: str, ratio: float) -> str:
     """The name of the model (folder) that answers a cell of a learned predictor."""
     strategy = "mixed" if config.plan == "mixed" else strategy
@@ -511,6 +522,12 @@ def evaluate_cell(
     t1 = time.perf_counter()
     mask = eval_masks(dataset, config, run, eval_strategy or strategy, ratio, pretrained=pretrained)
     summary, _ = score_predictor(model, dataset.x_test, mask)
+    if predictor not in NON_LEARNED:  # what training added: the untrained twin on the same masks
+        twin, _ = score_predictor(
+            untrained_for(config, run, predictor, model), dataset.x_test, mask
+        )
+        summary["psnr_masked_untrained"] = twin["psnr_masked_mean"]
+        summary["training_added"] = summary["psnr_masked_mean"] - twin["psnr_masked_mean"]
     t2 = time.perf_counter()
     if eval_strategy:
         row = {"predictor": predictor, "train_strategy": strategy, "eval_strategy": eval_strategy}

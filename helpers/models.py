@@ -12,6 +12,10 @@ know which model it holds.
   masked token is replaced by one learnable mask token (its content is zeroed before the
   projection, so the model never sees it); learnable position embeddings; pre-LN Transformer
   blocks; LayerNorm; a Dense head with a sigmoid predicts every patch.
+- ``vit_biharmonic`` (:func:`build_vit` with ``fill="harmonic"``): "ViT refining biharmonic", the
+  mask-token ViT whose hidden patches enter as the harmonic fill of the visible pixels plus the
+  mask token; its head predicts a correction to that classical fill. Untrained it scores what the
+  fill scores, so it is never a default and never called a plain ViT.
 - ``mae`` (:func:`build_mae`): MAE-style ViT (He et al., 2022). The encoder runs on a fixed number
   ``n_keep = L - n_masked(min_mask_ratio, L)`` of tokens (JAX needs static shapes), chosen
   visible-first by :class:`~helpers.layers.TokenSelector`. When an image hides more patches
@@ -19,9 +23,9 @@ know which model it holds.
   patches: their content is zeroed before the projection and they are excluded as attention keys,
   so the visible tokens are encoded exactly as if only they were there. A light decoder (one
   block, half the encoder's width) gets the encoded tokens back in place, a decoder mask token at
-  every masked position and its own position embeddings, and predicts every patch; with the
-  tuned recipe's ``fill="harmonic"`` each position also gets its patch of a smooth guess from the
-  visible pixels and the head predicts the correction to that guess. A mask hiding *fewer*
+  every masked position and its own position embeddings, and predicts every patch; with
+  ``fill="harmonic"`` (never a default) each position also gets its patch of a smooth guess from
+  the visible pixels and the head predicts the correction to that guess. A mask hiding *fewer*
   patches than ``L - n_keep`` cannot be handled (a visible patch would be dropped):
   :func:`reconstruct` and the training data raise an error for it (``model.min_masked``). Build
   with a larger ``min_mask_ratio`` for a faster model at high ratios.
@@ -68,7 +72,7 @@ from ._checks import (
 from .devices import check_precision, policy_name
 from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels
-from .recipes import BUILDERS, NON_LEARNED, VIT_FILLS
+from .recipes import BUILDERS, NON_LEARNED, VIT_FILLS, label
 
 CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
 
@@ -173,6 +177,11 @@ class MaskedImageModel(keras.Model):
 
     builder = ""
     min_masked = 0
+
+    @property
+    def label(self) -> str:
+        """What the model is called in tables and figures (:func:`helpers.recipes.label`)."""
+        return label(self.builder, self.settings.get("fill"))
 
     def __init__(self, inputs, outputs, settings: dict, **kwargs):
         super().__init__(inputs, outputs, **kwargs)
@@ -330,7 +339,10 @@ def vit_encoder(
 class MaskTokenViT(MaskedImageModel):
     """Mask-token ViT (see the module docstring and :func:`build_vit`)."""
 
-    builder = "vit"
+    @property
+    def builder(self) -> str:
+        """``vit``, or ``vit_biharmonic`` when its hidden patches start from the harmonic fill."""
+        return "vit_biharmonic" if self.settings["fill"] == "harmonic" else "vit"
 
     def __init__(
         self,
@@ -342,7 +354,7 @@ class MaskTokenViT(MaskedImageModel):
         mlp_dim=256,
         dropout=0.0,
         pos_init="sincos",
-        fill="harmonic",
+        fill="token",
         fill_iterations=128,
         mixed_precision=False,
         name="vit",
@@ -562,7 +574,7 @@ class VitCnnAutoencoder(MaskedImageModel):
         decoder_filters=(64, 32),
         dropout=0.0,
         pos_init="sincos",
-        fill="harmonic",
+        fill="token",
         fill_iterations=128,
         mixed_precision=False,
         name="vit_cnn",
@@ -620,7 +632,7 @@ def build_vit(
     mlp_dim: int = 256,
     dropout: float = 0.0,
     pos_init: str = "sincos",
-    fill: str = "harmonic",
+    fill: str = "token",
     fill_iterations: int = 128,
     seed: int | None = 0,
     mixed_precision: bool | str = False,
@@ -669,7 +681,7 @@ def build_mae(
     dropout: float = 0.0,
     pos_init: str = "sincos",
     min_mask_ratio: float = 0.5,
-    fill: str = "harmonic",
+    fill: str = "token",
     fill_iterations: int = 128,
     seed: int | None = 0,
     mixed_precision: bool | str = False,
@@ -677,19 +689,14 @@ def build_mae(
     """MAE-style ViT, same inputs and output as :func:`build_vit`.
 
     ``fill="token"``: the decoder gets a learned mask token at every hidden position, and its
-    head (a sigmoid) predicts the pixels. ``fill="harmonic"`` (the tuned recipe): every position
+    head (a sigmoid) predicts the pixels (every recipe). ``fill="harmonic"``: every position
     of the decoder also gets the patch of a smooth guess from the visible pixels
     (:class:`helpers.layers.HarmonicFill`, ``fill_iterations`` steps; a visible patch's guess is
     the patch itself), and the head (started at zero) predicts the correction to that guess, as in
     :func:`build_vit`. The encoder sees the visible patches only in both cases.
 
-    The decoder is light, as in MAE's paper: one block, half the encoder's width. It trains 2.2x
-    as fast as the mask-token ViT at 75 % masking (README, *Speed*). Notebook 03's budget on the
-    embedded sample (4 epochs, masks of every strategy at 30-70 %, 200 test images, masked PSNR at
-    50 % random / rows / columns, 2026-12-06): with the harmonic fill the light decoder scores
-    27.61 / 26.52 / 25.97 dB and a decoder as wide as the encoder with two blocks 27.62 / 26.52 /
-    25.94; with the mask token alone 22.95 / 22.82 / 22.55 and 23.57 / 23.43 / 23.10, against
-    22.37 / 22.33 / 22.14 for the mean-colour guess.
+    The decoder is light, as in MAE's paper: one block, half the encoder's width, so the model
+    trains faster than the mask-token ViT at high ratios (``python -m helpers bench speed``).
 
     The encoder sees ``L - n_masked(min_mask_ratio, L)`` tokens; every mask given to the model must
     hide at least ``model.min_masked = n_masked(min_mask_ratio, L)`` patches.
@@ -742,7 +749,7 @@ def build_vit_cnn(
     decoder_filters=None,
     dropout: float = 0.0,
     pos_init: str = "sincos",
-    fill: str = "harmonic",
+    fill: str = "token",
     fill_iterations: int = 128,
     seed: int | None = 0,
     mixed_precision: bool | str = False,
@@ -756,7 +763,7 @@ def build_vit_cnn(
     entry of ``decoder_filters`` (default: 64, 32, ... halving, one per doubling, so
     ``log2(patch_size)`` entries); a 3x3 convolution with tanh gives the image. ``fill="token"``:
     a hidden patch enters the encoder as the mask token alone and the tanh output, mapped to
-    [0, 1], is the image. ``fill="harmonic"`` (the tuned recipe, as :func:`build_vit`): a hidden
+    [0, 1], is the image (every recipe). ``fill="harmonic"`` (as :func:`build_vit`): a hidden
     patch enters as the harmonic fill of the visible pixels plus the mask token, the decoder's
     last feature map is joined by the fill image, and the tanh output (started at zero) is the
     correction added to the fill, clipped to [0, 1].
@@ -932,7 +939,8 @@ def _twos(n: int) -> int:
 
 
 def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None = None, **kwargs):
-    """Build a model by name: ``vit``, ``mae``, ``cnn``, ``vit_cnn``, ``aae`` or ``pretrained_vit``
+    """Build a model by name: ``vit``, ``mae``, ``cnn``, ``vit_cnn``, ``aae``, ``vit_biharmonic``
+    (the mask-token ViT refining the harmonic fill) or ``pretrained_vit``
     (:mod:`helpers.pretrained`, around a downloaded backbone: ``preset=...``), with the model
     settings of ``recipe`` (:mod:`helpers.recipes`: ``tuned``, the builders' defaults, or
     ``reference``); ``kwargs`` go to its builder and override the recipe. ``lowest_ratio``: the
@@ -946,8 +954,18 @@ def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None 
         kwargs.setdefault("min_mask_ratio", lowest_ratio)
     if name == "pretrained_vit":
         return pretrained.build_pretrained_vit(**kwargs)
-    builders = {"vit": build_vit, "mae": build_mae, "cnn": build_cnn_autoencoder}
-    return {**builders, "vit_cnn": build_vit_cnn, "aae": build_aae}[name](**kwargs)
+    builders = {"vit": build_vit, "vit_biharmonic": build_vit, "mae": build_mae}
+    builders.update({"cnn": build_cnn_autoencoder, "vit_cnn": build_vit_cnn, "aae": build_aae})
+    return builders[name](**kwargs)
+
+
+def untrained_twin(model: keras.Model, seed: int | None = 0) -> keras.Model:
+    """The same architecture as ``model`` with the initial weights of ``seed``: rebuilt from its
+    config (as a saved ``.keras`` file is), nothing copied from its trained weights. A model of
+    :func:`build_model` built with ``seed`` gets back the very weights it started from, so
+    ``score(model) - score(untrained_twin(model, seed))`` is what training added."""
+    _seed(seed)
+    return type(model).from_config(model.get_config())
 
 
 # --------------------------------------------------------------------------------------------

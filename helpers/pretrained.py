@@ -6,8 +6,8 @@ google/vit-base-patch16-224) fine-tuned to reconstruct masked images.
   written by ``save_to_preset``, or a Hugging Face folder with ``config.json`` +
   ``model.safetensors``), with an error that lists what it tried when none is reachable.
 - :class:`PretrainedViT` (builder ``pretrained_vit``, :func:`build_pretrained_vit`): the masked
-  image (hidden pixels grey) and the pixel mask as a fourth channel, with the harmonic fill of the
-  hidden pixels in front by default (``fill="harmonic"``), a learned 1x1 convolution to
+  image (hidden pixels grey) and the pixel mask as a fourth channel (with ``fill="harmonic"``,
+  never a default, the harmonic fill of the hidden pixels in front), a learned 1x1 convolution to
   the three channels the backbone expects (started as a copy of the colours, the mask channel at
   0), resized to the backbone's input size and scaled to its [-1, 1] range; the backbone's patch
   tokens (class token dropped) laid out on its patch grid, projected, resized back to the image
@@ -204,7 +204,7 @@ class PretrainedViT(MaskedImageModel):
         head_dim=64,
         fine_tune="head",
         backbone_lr_scale=0.1,
-        fill="harmonic",
+        fill="grey",
         fill_iterations=128,
         preset="",
         mixed_precision=False,
@@ -281,7 +281,7 @@ def build_pretrained_vit(
     head_dim: int = 64,
     fine_tune: str = "head",
     backbone_lr_scale: float = 0.1,
-    fill: str = "harmonic",
+    fill: str = "grey",
     fill_iterations: int = 128,
     seed: int | None = 0,
     mixed_precision: bool | str = False,
@@ -290,13 +290,13 @@ def build_pretrained_vit(
     images of ``image_shape`` and masks of ``patch_size``-pixel patches. The images are resized
     to the backbone's input size (224 x 224 for ViT-B/16: a 32-pixel CIFAR-10 image becomes 196
     tokens of 16 x 16 upsampled pixels). ``fine_tune``: ``head`` (the backbone frozen) or
-    ``all`` (the backbone's steps times ``backbone_lr_scale``). ``fill="harmonic"`` (as the tuned
-    recipe of the mask-token ViT): the harmonic fill of the visible pixels
-    (:class:`helpers.layers.HarmonicFill`, ``fill_iterations`` steps) joins the input, and the
-    head's tanh output, started at 0, is a correction added to it, so the model starts at the
-    fill's quality; ``"grey"``: hidden pixels enter grey and a sigmoid head gives the pixels.
-    The new layers are seeded by
-    ``seed``; the backbone's weights are the preset's."""
+    ``all`` (the backbone's steps times ``backbone_lr_scale``). ``fill="grey"`` (the default):
+    hidden pixels enter grey and a sigmoid head gives the pixels. ``fill="harmonic"`` (a model
+    that refines a classical fill, as ``vit_biharmonic``): the harmonic fill of the visible
+    pixels (:class:`helpers.layers.HarmonicFill`, ``fill_iterations`` steps) joins the input, and
+    the head's tanh output, started at 0, is a correction added to it, so the model starts at the
+    fill's quality. The new layers are seeded by ``seed``; the backbone's weights are the
+    preset's."""
     image_shape = _check_image_shape(image_shape)
     check_patch_size(patch_size, image_shape)
     check_positive_int(head_dim, "head_dim")

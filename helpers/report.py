@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .recipes import LEARNED
+from .recipes import LABELS, LEARNED
 
-NAMES = {
-    "vit": "ViT (mask token)",
-    "mae": "ViT (MAE-style)",
-    "cnn": "CNN autoencoder",
-    "vit_cnn": "ViT + CNN decoder",
-    "aae": "adversarial autoencoder",
-    "biharmonic": "biharmonic",
-    "mean_colour": "mean colour",
-}
+NAMES = LABELS
 HIGHER_IS_BETTER = {
     "psnr_masked_mean": True,
     "psnr_mean": True,
@@ -30,6 +22,9 @@ FLOOR = "mean_colour"  # what a model that learned nothing scores
 FLOOR_MARGIN_DB = (
     1.0  # a learned model must beat the floor by this much masked-region PSNR in every cell
 )
+# ... and training must have added this much masked-region PSNR over its untrained twin (the same
+# architecture and seed with its initial weights: ``training_added`` of the sweep's rows)
+TRAINING_MARGIN_DB = 1.0
 
 
 def _strategies(rows):
@@ -62,17 +57,23 @@ def best_predictor(rows, strategy: str, ratio: float, metric: str = "psnr_masked
 
 
 def results_table(rows, metric: str = "psnr_masked_mean", digits: int = 2) -> str:
-    """A Markdown table: one row per (strategy, ratio), one column per predictor, best in bold."""
+    """A Markdown table: one row per (strategy, ratio), one column per predictor, best in bold.
+    ``metric="training_added"``: what training added to each learned predictor over its
+    untrained twin (dB, signed), one column per learned predictor, nothing in bold."""
+    added = metric == "training_added"
     predictors = _predictors(rows)
+    if added:
+        predictors = [p for p in predictors if p in LEARNED]
+        rows = [{**r, metric: _training_added(r)} for r in rows if r["predictor"] in predictors]
     head = "| strategy | ratio | " + " | ".join(NAMES.get(p, p) for p in predictors) + " |"
     lines = [head, "|" + "---|" * (len(predictors) + 2)]
     for s in _strategies(rows):
         for ratio in _ratios(rows):
-            best = best_predictor(rows, s, ratio, metric)
+            best = None if added else best_predictor(rows, s, ratio, metric)
             cells = []
             for p in predictors:
                 v = _value(rows, s, ratio, p, metric)
-                text = "–" if not np.isfinite(v) else f"{v:.{digits}f}"
+                text = "–" if not np.isfinite(v) else f"{v:{'+' if added else ''}.{digits}f}"
                 cells.append(f"**{text}**" if p == best else text)
             lines.append(f"| {s} | {ratio:.0%} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -109,6 +110,53 @@ def learned_nothing(rows, margin: float = FLOOR_MARGIN_DB) -> dict[str, tuple[in
     return flagged
 
 
+def learned_little(rows, margin: float = TRAINING_MARGIN_DB) -> dict[str, tuple[int, int]]:
+    """Learned predictors whose training added less than ``margin`` dB of masked-region PSNR over
+    their untrained twin in some cells: predictor -> (such cells, cells with a twin). Rows without
+    ``training_added`` (older results) flag nothing."""
+    flagged = {}
+    for p in (p for p in _predictors(rows) if p in LEARNED):
+        added = np.array([_training_added(r) for r in rows if r["predictor"] == p])
+        added = added[np.isfinite(added)]
+        if np.any(added < margin):
+            flagged[p] = (int(np.sum(added < margin)), len(added))
+    return flagged
+
+
+def _training_added(row) -> float:
+    value = row.get("training_added")
+    return float("nan") if value in (None, "") else float(value)
+
+
+def training_added(rows) -> str:
+    """One sentence: what training added to each learned predictor over its untrained twin, the
+    range over the cells (empty when the rows have no ``training_added``)."""
+    parts = []
+    for p in (p for p in _predictors(rows) if p in LEARNED):
+        added = np.array([_training_added(r) for r in rows if r["predictor"] == p])
+        added = added[np.isfinite(added)]
+        if len(added):
+            span = f"{added.min():+.2f} to {added.max():+.2f}" if len(added) > 1 else ""
+            parts.append(f"{NAMES.get(p, p)} {span or f'{added[0]:+.2f}'} dB")
+    if not parts:
+        return ""
+    return (
+        "Training added, over each learned model's untrained twin (the same architecture and "
+        "seed with its initial weights) on the same masks, in masked-region PSNR over the cells: "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def _little_warnings(flagged) -> list[str]:
+    return [
+        f"Warning: training added less than {TRAINING_MARGIN_DB:g} dB to the {NAMES.get(p, p)} "
+        f"over its untrained twin in {bad} of {n} cells: what it scores is what it started from, "
+        "not what it learned; no conclusion is drawn from it."
+        for p, (bad, n) in flagged.items()
+    ]
+
+
 def _floor_warnings(flagged) -> list[str]:
     return [
         f"Warning: the {NAMES.get(p, p)} is within {FLOOR_MARGIN_DB:g} dB of the mean-colour guess "
@@ -143,13 +191,20 @@ def findings(
 ) -> list[str]:
     """Sentences stating what the numbers say; each number is computed from ``rows``/``matrix``.
 
-    With mean-colour rows, a warning comes first for every learned predictor of
-    :func:`learned_nothing`, and that predictor is left out of the ratio-robustness comparison;
-    the mean-colour guess itself is no contender in the win counts and strategy averages.
+    They start from what training added (:func:`training_added`). A warning follows for every
+    learned predictor of :func:`learned_little` (training added under 1 dB over its untrained
+    twin) and of :func:`learned_nothing` (within 1 dB of the mean-colour guess), and no conclusion
+    is drawn from it: it is left out of the ratio-robustness comparison and of the comparisons of
+    the mask-token ViT. The mean-colour guess itself is no contender in the win counts and
+    strategy averages.
     """
-    flagged = learned_nothing(rows)
-    out = _floor_warnings(flagged)
-    contenders = [r for r in rows if r["predictor"] != FLOOR] or rows
+    little = learned_little(rows)
+    flagged = {**learned_nothing(rows), **little}
+    out = [s for s in [training_added(rows)] if s]
+    out += _little_warnings(little) + _floor_warnings(learned_nothing(rows))
+    base = [r for r in rows if r["predictor"] != FLOOR] or rows
+    contenders = [r for r in base if r["predictor"] not in flagged] or base
+    left_out = [p for p in _predictors(base) if p not in _predictors(contenders)]
     strategies, ratios, predictors = (
         _strategies(contenders),
         _ratios(contenders),
@@ -163,7 +218,11 @@ def findings(
         f"{n_cells} "
         f"(strategy, ratio) cells; "
         + ", ".join(f"{NAMES.get(p, p)} {n}" for p, n in wins.items() if p != leader)
-        + "."
+        + (
+            f" ({', '.join(NAMES.get(p, p) for p in left_out)}: flagged above)."
+            if left_out
+            else "."
+        )
     )
     robust_candidates = [p for p in predictors if p not in flagged]
     if len(ratios) > 1 and robust_candidates:
@@ -173,7 +232,7 @@ def findings(
         ("biharmonic", "The mask-token ViT beats biharmonic inpainting in {} of {} cells"),
         ("cnn", "Against the CNN autoencoder the mask-token ViT wins {} of {} cells"),
     ):
-        if "vit" in predictors and other in predictors:
+        if "vit" in predictors and other in predictors and not {"vit", other} & set(flagged):
             margins = [
                 _value(rows, s, r, "vit", metric) - _value(rows, s, r, other, metric)
                 for s in strategies

@@ -369,3 +369,33 @@ def test_compare_predictors_uses_one_mask_for_all(tmp_path):
         evaluation.compare_predictors({"z": zero}, images, strategy="spiral", ratio=0.5)
     with pytest.raises(evaluation.SettingError, match="predictors"):
         evaluation.compare_predictors({}, images, strategy="rows", ratio=0.5)
+
+
+def test_compare_predictors_says_what_training_added():
+    from helpers import evaluation, models
+
+    rng = np.random.default_rng(1)
+    images = rng.random((6, 32, 32, 3)).astype(np.float32)
+    model = models.build_model("vit", seed=2, **TINY)
+    twin = models.untrained_twin(model, seed=2)
+    for w in model.trainable_variables:  # "training": the model moves away from its start
+        w.assign(w * 0.5)
+    kw = dict(strategy="random", ratio=0.5, mask_seed=0)
+    alone, _, _ = evaluation.compare_predictors({"vit": twin}, images, **kw)
+    rows, _, _ = evaluation.compare_predictors(
+        {"vit": model, "biharmonic": models.BiharmonicInpainter()},
+        images,
+        untrained={"vit": twin},
+        **kw,
+    )
+    assert rows[0]["psnr_masked_untrained"] == pytest.approx(alone[0]["psnr_masked_mean"])
+    assert rows[0]["training_added"] == pytest.approx(
+        rows[0]["psnr_masked_mean"] - alone[0]["psnr_masked_mean"]
+    )
+    assert "training_added" not in rows[1]
+    table = evaluation.format_comparison(rows).splitlines()
+    assert table[0].endswith("training added (dB)")
+    assert table[1].endswith(f"{rows[0]['training_added']:+.2f}") and table[2].endswith("-")
+    with pytest.raises(evaluation.SettingError) as info:
+        evaluation.compare_predictors({"vit": model}, images, untrained={"cnn": twin}, **kw)
+    assert info.value.param == "untrained" and info.value.value == ["cnn"]

@@ -31,6 +31,7 @@ TINY_AAE = dict(TINY_CNN, latent_dim=4, image_weight=1e-3)
 def build(kind, **kw):
     return {
         "vit": lambda: models.build_vit(**{**TINY, **kw}),
+        "vit_biharmonic": lambda: models.build_model("vit_biharmonic", **{**TINY, **kw}),
         "mae": lambda: models.build_mae(**{**TINY_MAE, **kw}),
         "cnn": lambda: models.build_cnn_autoencoder(**{**TINY_CNN, **kw}),
         "vit_cnn": lambda: models.build_vit_cnn(**{**TINY_VIT_CNN, **kw}),
@@ -555,3 +556,21 @@ def test_vit_cnn_decodes_the_latent_grid_with_transposed_convolutions(tiny_model
 def test_vit_cnn_bad_settings(kw, message):
     with pytest.raises(ValueError, match=message):
         models.build_vit_cnn(**{**TINY_VIT_CNN, **kw})
+
+
+@pytest.mark.parametrize("kind", ["vit", "mae", "cnn", "vit_biharmonic"])
+def test_the_untrained_twin_has_the_initial_weights_and_the_class(kind):
+    sizes = {"cnn": dict(filters=(4, 8))}.get(
+        kind, dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=32)
+    )
+    if kind == "mae":
+        sizes.update(decoder_dim=16, decoder_num_heads=2, decoder_mlp_dim=16)
+    model = models.build_model(kind, seed=4, **sizes)
+    start = [w.copy() for w in model.get_weights()]
+    for w in model.trainable_variables:
+        w.assign(w + 1.0)
+    twin = models.untrained_twin(model, seed=4)
+    assert type(twin) is type(model) and twin.get_config() == model.get_config()
+    assert all(np.array_equal(a, b) for a, b in zip(start, twin.get_weights(), strict=True))
+    other = models.untrained_twin(model, seed=5)
+    assert not all(np.array_equal(a, b) for a, b in zip(start, other.get_weights(), strict=True))

@@ -6,18 +6,20 @@ from helpers import models, recipes
 
 
 def test_recipes_differ_where_the_benchmark_says():
+    # every recipe enters a hidden patch as the mask token alone: what a model scores is learned
+    for recipe in recipes.RECIPES:
+        for name in ("vit", "mae", "vit_cnn"):
+            assert recipes.model_settings(recipe, name)["fill"] == "token"
     assert recipes.model_settings("tuned", "vit") == {
         "dropout": 0.0,
         "pos_init": "sincos",
-        "fill": "harmonic",
+        "fill": "token",
     }
-    assert recipes.model_settings("reference", "vit")["fill"] == "token"
     assert recipes.model_settings("reference", "mae") == {
         "dropout": 0.1,
         "pos_init": "random",
         "fill": "token",
     }
-    assert recipes.model_settings("tuned", "mae")["fill"] == "harmonic"
     assert recipes.model_settings("tuned", "cnn") == {"dropout": 0.0, "skips": True}
     assert recipes.model_settings("reference", "cnn") == {"dropout": 0.1, "skips": False}
     assert recipes.train_settings("tuned", "vit") == {
@@ -25,10 +27,12 @@ def test_recipes_differ_where_the_benchmark_says():
         "lr_schedule": "cosine",
         "augment": True,
         "loss_on": "masked",
+        "loss": "psnr",
     }
     assert (
         recipes.train_settings("tuned", "mae")["loss_on"] == "all"
     )  # the MAE's decoder learns positions sooner
+    assert "loss" not in recipes.train_settings("tuned", "mae")  # the MSE
     assert recipes.train_settings("tuned", "cnn")["lr"] == 3e-3
     assert recipes.train_settings("reference", "vit") == {
         "lr": 1e-3,
@@ -36,33 +40,44 @@ def test_recipes_differ_where_the_benchmark_says():
         "augment": False,
         "loss_on": "masked",
     }
-    with pytest.raises(
-        ValueError, match=r"recipe='fast': must be one of \['long', 'reference', 'tuned'\]"
-    ):
+    with pytest.raises(ValueError, match=r"recipe='fast'") as info:
         recipes.model_settings("fast", "vit")
+    assert isinstance(info.value, ValueError) and "tuned" in str(info.value)
 
 
-def test_long_is_tuned_with_the_mask_token_and_the_psnr_loss_where_measured():
-    # the mask-token ViT: the mask token alone and the PSNR loss; the CNN: the PSNR loss
-    assert recipes.model_settings("long", "vit") == {
-        **recipes.model_settings("tuned", "vit"),
-        "fill": "token",
-    }
-    for name in ("vit", "cnn"):
-        assert recipes.train_settings("long", name) == {
-            **recipes.train_settings("tuned", name),
-            "loss": "psnr",
-        }
-    # the MAE's decoder too takes the mask token alone; the other models keep tuned's settings
-    assert recipes.model_settings("long", "mae") == {
-        **recipes.model_settings("tuned", "mae"),
-        "fill": "token",
-    }
-    for name in ("vit_cnn", "aae"):
+def test_the_vit_refining_biharmonic_is_its_own_predictor_and_never_a_default():
+    for recipe in recipes.RECIPES:
+        assert recipes.model_settings(recipe, "vit_biharmonic")["fill"] == "harmonic"
+        assert recipes.train_settings(recipe, "vit_biharmonic") == recipes.train_settings(
+            recipe, "vit"
+        )
+    assert recipes.label("vit") == "ViT (mask token)"
+    assert recipes.label("vit_biharmonic") == "ViT refining biharmonic"
+    assert recipes.label("vit", fill="harmonic") == "ViT (mask token) refining biharmonic"
+    assert recipes.label("mae", fill="harmonic").endswith("refining biharmonic")
+    sizes = dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=32)
+    plain, refining = (
+        models.build_model("vit", **sizes),
+        models.build_model("vit_biharmonic", **sizes),
+    )
+    assert (plain.builder, plain.label) == ("vit", "ViT (mask token)")
+    assert (refining.builder, refining.label) == ("vit_biharmonic", "ViT refining biharmonic")
+    assert "harmonic_fill" in [layer.name for layer in refining.layers]
+    assert "harmonic_fill" not in [layer.name for layer in plain.layers]
+    # a vit given the fill is called what it is
+    assert models.build_model("vit", fill="harmonic", **sizes).builder == "vit_biharmonic"
+
+
+def test_long_is_tuned_with_the_psnr_loss_for_the_cnn_too():
+    for name in recipes.LEARNED:
         assert recipes.model_settings("long", name) == recipes.model_settings("tuned", name)
-    for name in ("mae", "vit_cnn", "aae", "pretrained_vit"):
+    assert recipes.train_settings("long", "cnn") == {
+        **recipes.train_settings("tuned", "cnn"),
+        "loss": "psnr",
+    }
+    assert "loss" not in recipes.train_settings("tuned", "cnn")  # tuned trains the CNN on the MSE
+    for name in ("vit", "mae", "vit_cnn", "aae", "pretrained_vit", "vit_biharmonic"):
         assert recipes.train_settings("long", name) == recipes.train_settings("tuned", name)
-    assert "loss" not in recipes.train_settings("tuned", "vit")  # tuned trains on the MSE
     model, train = recipes.resolve("long", "vit", fill="harmonic", lr=1e-3)
     assert model["fill"] == "harmonic" and train["lr"] == 1e-3 and train["loss"] == "psnr"
     vit = models.build_model("vit", recipe="long", embed_dim=16, depth=1, num_heads=2, mlp_dim=32)
@@ -86,17 +101,15 @@ def test_builders_default_to_tuned_and_build_model_takes_a_recipe():
         not any(layer.name.startswith("skip_") for layer in plain.layers)
         and plain.get_layer("enc_drop_0").rate == 0.1
     )
-    assert (
-        tuned.get_layer("mask_token").mode == "add"
-        and ref.get_layer("mask_token").mode == "replace"
-    )
-    assert "harmonic_fill" in [layer.name for layer in tuned.layers]
-    assert "harmonic_fill" not in [layer.name for layer in ref.layers]
+    for model in (tuned, ref):  # a hidden patch is the mask token alone in both
+        assert model.get_layer("mask_token").mode == "replace"
+        assert "harmonic_fill" not in [layer.name for layer in model.layers]
     mae_sizes = dict(sizes, decoder_dim=8, decoder_num_heads=2, decoder_mlp_dim=16)
-    tuned_mae = models.build_mae(**mae_sizes)
-    ref_mae = models.build_model("mae", recipe="reference", **mae_sizes)
-    assert "harmonic_fill" in [layer.name for layer in tuned_mae.layers]
-    assert "harmonic_fill" not in [layer.name for layer in ref_mae.layers]
+    for mae in (models.build_mae(**mae_sizes), models.build_model("mae", "reference", **mae_sizes)):
+        assert "harmonic_fill" not in [layer.name for layer in mae.layers]
+    assert "harmonic_fill" in [
+        layer.name for layer in models.build_mae(**mae_sizes, fill="harmonic").layers
+    ]
     mixed = models.build_model(
         "vit", recipe="reference", pos_init="sincos", **sizes
     )  # an argument wins

@@ -107,17 +107,51 @@ def test_a_flagged_model_is_not_called_robust_to_the_ratio():
 
 def test_the_mean_colour_guess_is_no_contender_in_wins_and_averages():
     text = " ".join(report.findings(_rows_with_a_flat_cnn()))
+    # the flagged CNN is no contender either: no conclusion is drawn from it
     assert (
-        "ViT (mask token) has the best masked-region PSNR in 4 of 4 (strategy, ratio) cells; CNN "
-        "autoencoder 0, biharmonic 0." in text
+        "ViT (mask token) has the best masked-region PSNR in 4 of 4 (strategy, ratio) cells; "
+        "biharmonic 0 (CNN autoencoder: flagged above)." in text
     )
-    # at 30%: random (21 + 15.4 + 17.75) / 3 = 18.05, rows (18 + 10.9 + 14.75) / 3 = 14.55, without
-    # the guess
+    # at 30%: random (21 + 17.75) / 2 = 19.375, rows (18 + 14.75) / 2 = 16.375, without the guess
+    # and the flagged CNN
     assert (
-        "At 30%, rows masking is the hardest (14.55 dB averaged over predictors) and random the "
-        "easiest (18.05 dB)." in text
+        "At 30%, rows masking is the hardest (16.38 dB averaged over predictors) and random the "
+        "easiest (19.38 dB)." in text
     )
     assert "mean colour" not in text
+
+
+def _with_twins(rows, added):
+    """``rows`` with ``training_added`` for the learned predictors: predictor -> dB."""
+    return [
+        {**r, "training_added": added[r["predictor"]]} if r["predictor"] in added else r
+        for r in rows
+    ]
+
+
+def test_findings_start_from_what_training_added():
+    rows = _with_twins(_rows_with_a_flat_cnn(), {"vit": 12.5, "cnn": 3.0})
+    lines = report.findings(rows)
+    assert lines[0].startswith("Training added, over each learned model's untrained twin")
+    assert "ViT (mask token) +12.50 to +12.50 dB; CNN autoencoder +3.00 to +3.00 dB." in lines[0]
+    assert report.learned_little(rows) == {}
+
+
+def test_a_model_that_training_barely_changed_is_flagged_and_left_out():
+    # the ViT starts from a fill: it beats biharmonic, but training added 0.2 dB
+    rows = _with_twins(_rows_with_a_flat_cnn(), {"vit": 0.2, "cnn": 3.0})
+    assert report.learned_little(rows) == {"vit": (4, 4)}
+    lines = report.findings(rows)
+    assert lines[1] == (
+        "Warning: training added less than 1 dB to the ViT (mask token) over its untrained twin "
+        "in 4 of 4 cells: what it scores is what it started from, not what it learned; no "
+        "conclusion is drawn from it."
+    )
+    text = " ".join(lines)
+    assert "The mask-token ViT beats biharmonic" not in text
+    assert "(ViT (mask token), CNN autoencoder: flagged above)" in text
+    # without the column (older results) nothing is flagged for it
+    assert report.learned_little(_rows_with_a_flat_cnn()) == {}
 
 
 def test_no_warning_without_mean_colour_results():
@@ -321,3 +355,10 @@ def test_plot_probe_vs_psnr():
     plt.close(fig)
     with pytest.raises(ValueError, match="cells is empty"):
         plots.plot_probe_vs_psnr([])
+
+
+def test_a_table_of_what_training_added():
+    rows = _with_twins(_rows_with_a_flat_cnn(), {"vit": 12.5, "cnn": 0.25})
+    table = report.results_table(rows, "training_added").splitlines()
+    assert table[0] == "| strategy | ratio | ViT (mask token) | CNN autoencoder |"
+    assert table[2] == "| random | 30% | +12.50 | +0.25 |" and "**" not in "".join(table)
