@@ -1,0 +1,204 @@
+"""The course checkpoints: Transformers and a CNN trained long enough to show what they can do.
+
+The notebooks train a student's own models for a few minutes: enough to see a loss fall and what
+training adds, not enough to see what a trained Transformer does. The checkpoints in
+``checkpoints/`` (the project's root) are that: each ``NAME.keras`` was trained with the
+project's own ``python -m helpers train`` on the CIFAR-10 subset, and ``NAME.json`` beside it is
+its provenance: the command, the commit, a hash of the training data, minutes, epochs, images
+seen, and its metrics when it was published:
+
+- ``heldout``: masked-region PSNR (dB) on the ``test_batch`` of the training folder, images the
+  model never saw, at 30/50/70 % random, rows and columns masks (seed 0), with the untrained
+  twin, biharmonic inpainting and the mean-colour guess on the same masks;
+- ``reproduce``: masked-region PSNR and SSIM on a fixed set that ships with the project (the
+  first :data:`REPRODUCE_N` test images of the embedded ``sample`` dataset, seed 0, 50 % masks),
+  which a test recomputes from the committed file.
+
+``python -m helpers checkpoint --run RUN_DIR --name NAME --data-dir DIR --command "..."``
+publishes a trained run (its ``best.keras``) with that provenance; :func:`load` reads one back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import SettingError, check_choice
+from ._io import write_atomic
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+NAMES = ("vit", "mae", "cnn")  # the course's checkpoints
+STRATEGIES = ("random", "rows", "columns")
+RATIOS = (0.3, 0.5, 0.7)
+REPRODUCE_N = 200
+REFERENCES = ("biharmonic", "mean_colour")
+
+
+def path(name: str, folder=None) -> Path:
+    """The ``.keras`` file of the checkpoint ``name`` (in ``folder``, default
+    :data:`CHECKPOINT_DIR`)."""
+    check_choice(name, "checkpoint", NAMES)
+    return Path(folder or CHECKPOINT_DIR) / f"{name}.keras"
+
+
+def provenance(name: str, folder=None) -> dict:
+    """The provenance of the checkpoint ``name``: what :func:`publish` wrote."""
+    return json.loads(path(name, folder).with_suffix(".json").read_text())
+
+
+def available(name: str, folder=None) -> bool:
+    return path(name, folder).exists() and path(name, folder).with_suffix(".json").exists()
+
+
+def load(name: str, folder=None):
+    """The checkpoint ``name`` as a Keras model (safe mode), with an error that says how to
+    rebuild it when the file is missing."""
+    from .models import load_predictor
+
+    file = path(name, folder)
+    if not file.exists():
+        raise SettingError(
+            "checkpoint",
+            name,
+            f"no {file.name} in {file.parent}; the README's 'Course checkpoints' section has the "
+            "command that rebuilds it",
+        )
+    return load_predictor(file)
+
+
+def data_hash(data_dir) -> str:
+    """SHA-256 of the training batches of a CIFAR-10 python-batch folder (``data_batch_*`` in
+    name order, symbolic links followed)."""
+    digest = hashlib.sha256()
+    files = sorted(Path(data_dir).glob("data_batch_*"), key=lambda p: (len(p.name), p.name))
+    if not files:
+        raise SettingError("data_dir", str(data_dir), "holds no data_batch_* files")
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def reproduce_set():
+    """The fixed images and masks the ``reproduce`` metrics are computed on: the first
+    :data:`REPRODUCE_N` test images of the embedded sample dataset (seed 0) and, per strategy, a
+    50 % mask of seed 0."""
+    from .data import load_dataset
+    from .masking import make_mask
+
+    images = load_dataset("sample", n_test=REPRODUCE_N, seed=0).x_test
+    masks = {s: make_mask(s, 0.5, images=images, patch_size=4, seed=0) for s in STRATEGIES}
+    return images, masks
+
+
+def reproduce_metrics(model) -> dict:
+    """``{strategy: {"psnr_masked": dB, "ssim": value}}`` of ``model`` on :func:`reproduce_set`."""
+    from .evaluation import score_predictor
+
+    images, masks = reproduce_set()
+    out = {}
+    for strategy, mask in masks.items():
+        summary, _ = score_predictor(model, images, mask)
+        out[strategy] = {
+            "psnr_masked": round(summary["psnr_masked_mean"], 4),
+            "ssim": round(summary["ssim_mean"], 5),
+        }
+    return out
+
+
+def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
+    """Masked-region PSNR of ``model``, its untrained twin and the references on the
+    ``test_batch`` of ``data_dir``: ``{"model"|"untrained"|reference: {"strategy@ratio": dB}}``."""
+    from .evaluation import load_test_images, score_predictor
+    from .masking import make_mask
+    from .models import load_predictor, untrained_twin
+
+    images = load_test_images("cifar10", data_dir)
+    predictors = {"model": model, "untrained": untrained_twin(model, seed)}
+    predictors.update({name: load_predictor(name) for name in REFERENCES})
+    out = {name: {} for name in predictors}
+    for strategy in STRATEGIES:
+        for ratio in RATIOS:
+            mask = make_mask(strategy, ratio, images=images, patch_size=4, seed=0)
+            for name, predictor in predictors.items():
+                summary, _ = score_predictor(predictor, images, mask)
+                out[name][f"{strategy}@{ratio:g}"] = round(summary["psnr_masked_mean"], 4)
+    return out
+
+
+def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
+    """Copy ``run_dir/best.keras`` to the checkpoint ``name`` and write its provenance; both
+    written to a temporary file and renamed. Returns the ``.keras`` path."""
+    from .models import load_predictor
+    from .training import BEST, read_history
+
+    run_dir = Path(run_dir)
+    target = path(name, folder)
+    best = run_dir / BEST
+    if not best.exists():
+        raise SettingError("run", str(run_dir), f"holds no {BEST}: train it first")
+    model = load_predictor(best)
+    if model.builder != name:
+        raise SettingError("name", name, f"the run's model is a {model.builder!r}")
+    history = read_history(run_dir / "history.csv")
+    start = time.perf_counter()
+    record = {
+        "name": name,
+        "label": model.label,
+        "command": command,
+        "commit": _commit(),
+        "data_sha256": data_hash(data_dir),
+        "minutes": round(sum(float(r["seconds"]) for r in history) / 60, 1),
+        "epochs": len(history),
+        "images_seen": int(float(history[-1]["images_seen"])) if history else 0,
+        "parameters": int(model.count_params()),
+        "settings": model.get_config(),
+        "heldout": heldout_metrics(model, data_dir),
+        "reproduce": reproduce_metrics(model),
+    }
+    record["scoring_seconds"] = round(time.perf_counter() - start, 1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(best, tmp)
+    tmp.replace(target)
+    write_atomic(target.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
+    return target
+
+
+def heldout_table(record: dict, ratio: float = 0.5) -> list[dict]:
+    """Rows of the held-out metrics at ``ratio``: one per predictor, one column per strategy, plus
+    the model's margin over biharmonic inpainting."""
+    cells = [f"{s}@{ratio:g}" for s in STRATEGIES]
+    rows = []
+    for who in ("model", "untrained", *REFERENCES):
+        rows.append(
+            {"predictor": who, **{c.split("@")[0]: record["heldout"][who][c] for c in cells}}
+        )
+    margin = {
+        c.split("@")[0]: record["heldout"]["model"][c] - record["heldout"]["biharmonic"][c]
+        for c in cells
+    }
+    rows.append({"predictor": "model - biharmonic", **margin})
+    return rows
+
+
+def close_enough(a, b, tolerance: float = 0.02) -> bool:
+    """Two metric values within ``tolerance`` (dB or SSIM units): float arithmetic differs a
+    little between machines and BLAS builds."""
+    return bool(np.isclose(a, b, atol=tolerance, rtol=0))
