@@ -261,7 +261,8 @@ def _add_train(subparsers):
         required=True,
         choices=BUILDERS,
         help="mask-token ViT, MAE-style ViT, convolutional autoencoder, ViT + CNN decoder, "
-        "adversarial autoencoder, or a pretrained ViT fine-tuned (--preset)",
+        "adversarial autoencoder, ViT refining biharmonic (the mask-token ViT started from the "
+        "harmonic fill), or a pretrained ViT fine-tuned (--preset)",
     )
     p.add_argument(
         "--strategy",
@@ -368,11 +369,10 @@ def _add_train(subparsers):
         default="tuned",
         choices=RECIPES,
         help="tuned (default: sine-cosine position start, no dropout, peak lr 2e-3 for the "
-        "Transformers, "
-        "warm-up + cosine decay, flips), long (tuned with the mask token alone for vit and the "
-        "psnr loss for vit and cnn: the measured best for 30 minutes and more) or reference "
-        "(random position start, dropout 0.1, lr 1e-3 "
-        "halved on plateaus, no flips); the options below override it",
+        "Transformers, warm-up + cosine decay, flips, the psnr loss for vit), long (tuned with "
+        "the psnr loss for cnn too: for 30 minutes and more) or reference (random position "
+        "start, dropout 0.1, lr 1e-3 halved on plateaus, no flips, mse); in every recipe a hidden "
+        "patch enters the Transformers as the mask token alone; the options below override it",
     )
     p.add_argument(
         "--lr", type=_positive, default=None, help="Adam learning rate (default: the recipe's)"
@@ -400,7 +400,7 @@ def _add_train(subparsers):
         default=None,
         choices=("mse", "psnr"),
         help="mse, or psnr: minus each image's PSNR over those patches, averaged (the mean PSNR "
-        "the tables report); default: the recipe's (psnr for vit and cnn in long, else mse)",
+        "the tables report); default: the recipe's (psnr for vit, and for cnn in long; else mse)",
     )
     p.add_argument(
         "--early-stopping", action="store_true", help="stop when the validation loss stalls"
@@ -456,9 +456,9 @@ def _add_train(subparsers):
     size.add_argument(
         "--fill",
         choices=("harmonic", "token"),
-        help="vit, mae, vit_cnn: a hidden patch enters (mae: its decoder) as a harmonic fill of "
-        "the visible pixels plus the mask token (the head predicts a correction) or as the mask "
-        "token alone (default: the recipe's)",
+        help="vit, mae, vit_cnn: a hidden patch enters (mae: its decoder) as the mask token "
+        "alone (default) or as a harmonic fill of the visible pixels plus the mask token, the "
+        "head predicting a correction: a model refining a classical fill (vit_biharmonic)",
     )
     for flag, metavar, what in (
         ("--decoder-dim", "D", "decoder token width (default 64)"),
@@ -1330,9 +1330,9 @@ def _add_bench(subparsers):
         "--recipe",
         choices=RECIPES,
         default="long",
-        help="model settings (helpers.recipes): long (default: the measured best for 30 minutes "
-        "per model; tuned with the ViT's mask token alone and the PSNR loss for the ViT and the "
-        "CNN), tuned (the notebooks' short budgets) or reference (the seed design)",
+        help="model settings (helpers.recipes): long (default: for 30 minutes per model; tuned "
+        "with the PSNR loss for the CNN too), tuned (the notebooks' short budgets) or reference "
+        "(the seed design)",
     )
     quality.add_argument(
         "--grayscale",
@@ -1456,9 +1456,57 @@ def _cmd_bench_quality(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# checkpoint
+# --------------------------------------------------------------------------------------------
+def _add_checkpoint(subparsers):
+    from .checkpoints import NAMES
+
+    p = subparsers.add_parser(
+        "checkpoint",
+        help="publish a trained run as a course checkpoint (checkpoints/NAME.keras + NAME.json)",
+        description="Copy RUN/best.keras to checkpoints/NAME.keras and write NAME.json: the "
+        "training command,\nthe commit, a hash of the training data, minutes, epochs, images "
+        "seen, and the metrics\non the folder's test_batch (held out) and on a fixed set of "
+        "sample images.",
+        epilog="example:\n  python -m helpers checkpoint --run runs/course/vit --name vit "
+        '--data-dir runs/course_data \\\n    --command "python -m helpers train --model vit ..."',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run", required=True, metavar="DIR", help="a run folder of train")
+    p.add_argument("--name", required=True, choices=NAMES, help="the checkpoint's name")
+    p.add_argument(
+        "--data-dir",
+        required=True,
+        metavar="DIR",
+        help="the CIFAR-10 folder it was trained on (its test_batch: never trained on)",
+    )
+    p.add_argument("--command", required=True, help="the train command that made the run")
+    p.add_argument("--folder", metavar="DIR", help="where to write (default: checkpoints/)")
+    p.set_defaults(func=_cmd_checkpoint)
+
+
+def _cmd_checkpoint(args) -> int:
+    from .checkpoints import heldout_table, provenance, publish
+
+    target = publish(args.run, args.name, args.data_dir, args.command, folder=args.folder)
+    record = provenance(args.name, target.parent)
+    print(
+        f"{target} ({record['epochs']} epochs, {record['images_seen']:,} images seen, "
+        f"{record['minutes']} min); held-out masked-region PSNR (dB) at 50 %:"
+    )
+    for row in heldout_table(record):
+        print(
+            f"  {row['predictor']:<20}"
+            + "".join(f"{row[s]:>9.2f}" for s in row if s != "predictor")
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 COMMANDS = (
     _add_run,
     _add_train,
+    _add_checkpoint,
     _add_evaluate,
     _add_probe,
     _add_sweep,
