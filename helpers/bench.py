@@ -252,14 +252,14 @@ def bench_training(
       drawing the masks costs;
     - on TensorFlow, the project's ViT with XLA off (the default before it was turned on for
       dropout-free models on a CPU), at the first ratio;
-    - the mask-token ViT and the MAE-style ViT with the harmonic fill of the tuned recipe, against
-      the same models without it, and the one against the other.
+    - the mask-token ViT and the MAE-style ViT with the harmonic fill (``vit_biharmonic`` and its
+      MAE twin), against the same models without it, and the one against the other.
 
     At each ratio the models are timed interleaved (:func:`_interleaved_speeds`: ``repeats``
     rounds of ``epochs`` epochs each, the median round), over their training steps
     (:class:`_StepClock`). ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their
-    default sizes, the tuned recipe; both with ``fill="token"``, the configuration of the
-    plain-Keras reference, except in the rows of the harmonic fill).
+    default sizes, the tuned recipe: the mask token alone, the configuration of the plain-Keras
+    reference, except in the rows of the harmonic fill).
     """
 
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)

@@ -77,8 +77,9 @@ MODEL_SIZES = {
         "cnn": {"filters": (16, 32, 64)},
         "vit_cnn": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128},
         "aae": {"filters": (16, 32, 64)},
+        "vit_biharmonic": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128},
     },
-    "reference": {"vit": {}, "mae": {}, "cnn": {}, "vit_cnn": {}, "aae": {}},
+    "reference": {"vit": {}, "mae": {}, "cnn": {}, "vit_cnn": {}, "aae": {}, "vit_biharmonic": {}},
 }
 
 

@@ -357,9 +357,10 @@ class MaskTokenViT(MaskedImageModel):
         fill="token",
         fill_iterations=128,
         mixed_precision=False,
-        name="vit",
+        name=None,
         **kwargs,
     ):
+        name = name or ("vit_biharmonic" if fill == "harmonic" else "vit")
         settings = _settings(locals())
         with _policy(mixed_precision):
             images, mask = _inputs(image_shape, patch_size)
@@ -964,8 +965,10 @@ def untrained_twin(model: keras.Model, seed: int | None = 0) -> keras.Model:
     config (as a saved ``.keras`` file is), nothing copied from its trained weights. A model of
     :func:`build_model` built with ``seed`` gets back the very weights it started from, so
     ``score(model) - score(untrained_twin(model, seed))`` is what training added."""
+    config = keras.saving.serialize_keras_object(model)  # the architecture, no weights
     _seed(seed)
-    return type(model).from_config(model.get_config())
+    # safe mode: an untrusted model's config (a grader's submission) runs no Python code
+    return keras.saving.deserialize_keras_object(config, safe_mode=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ time budget buys more epochs on a faster day.
 Training (the same for every model and recipe): Adam, a linear warm-up then a cosine decay of the
 learning rate over the wall-time budget (:class:`helpers.training.TimeBudget`, so a faster or
 slower machine fills its minutes), horizontal flips, loss on the masked patches (the MAE: on every
-patch). The default recipe is ``long``, the measured best for these 30-minute budgets: ``tuned``
-below, with the mask-token ViT's hidden patches entering as the mask token alone and minus each
-image's PSNR as the ViT's and the CNN's loss (:mod:`helpers.recipes`).
+patch). The default recipe is ``long``, for these 30-minute budgets: ``tuned`` below, with minus
+each image's PSNR as the CNN's loss too (:mod:`helpers.recipes`). In every recipe a hidden patch
+enters the Transformers as the mask token alone.
 
 Model settings and peak learning rate (``recipe``, :mod:`helpers.recipes`): ``reference`` is the
 seed design (dropout 0.1, position embeddings started from small random values, lr 1e-3);

@@ -6,6 +6,7 @@ import pytest
 
 from helpers import experiments
 from helpers.data import load_dataset
+from helpers.recipes import LEARNED
 
 TINY = {
     "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
@@ -56,6 +57,13 @@ def test_sweep_writes_rows_provenance_and_models(tiny_data, tmp_path):
     for r in rows:
         assert r["n_test"] == 8 and r["ratio"] == 0.5 and r["plan"] == "per_strategy"
         assert 0 < r["psnr_masked_mean"] < 100 and -1 <= r["ssim_mean"] <= 1
+        # what training added: the learned model's untrained twin on the cell's masks
+        if r["predictor"] == "vit":
+            assert r["training_added"] == pytest.approx(
+                r["psnr_masked_mean"] - r["psnr_masked_untrained"], abs=1e-5
+            )
+        else:
+            assert "training_added" not in r and "psnr_masked_untrained" not in r
     prov = json.loads((run.path / "provenance.json").read_text())
     assert prov["dataset"]["name"] == "sample" and prov["dataset"]["test"] == 8
     assert prov["profile"] == "test" and prov["config"]["epochs"] == 1
@@ -256,10 +264,9 @@ def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
 
 def test_model_sizes():
     small = experiments.model_sizes("small")
-    assert set(small) == {"vit", "mae", "cnn", "vit_cnn", "aae"} and small["vit"]["embed_dim"] == 64
-    assert experiments.model_sizes("reference") == {
-        "vit": {}, "mae": {}, "cnn": {}, "vit_cnn": {}, "aae": {}
-    }  # fmt: skip
+    assert set(small) == set(LEARNED) and small["vit"]["embed_dim"] == 64
+    assert small["vit_biharmonic"] == small["vit"]
+    assert experiments.model_sizes("reference") == {name: {} for name in LEARNED}
     small["vit"]["embed_dim"] = 1
     assert experiments.model_sizes("small")["vit"]["embed_dim"] == 64  # a copy
     with pytest.raises(

@@ -396,7 +396,7 @@ def test_float16_is_refused_on_a_cpu():
         (
             lambda: models.build_model("resnet"),
             r"model name='resnet': must be one of \['aae', 'cnn', 'mae', 'pretrained_vit', 'vit', "
-            r"'vit_cnn'\]",
+            r"'vit_biharmonic', 'vit_cnn'\]",
         ),
         (
             lambda: models.load_predictor("nearest"),

@@ -123,12 +123,14 @@ def test_shapes_and_interface(preset, images):
 
 def test_adapter_starts_as_a_copy_of_the_colours(preset, images):
     """At the start the backbone sees the masked image itself: the mask channel has weight 0."""
-    model = models.build_model("pretrained_vit", preset=preset, head_dim=8)
+    model = models.build_model("pretrained_vit", preset=preset, head_dim=8, fill="harmonic")
     kernel, bias = model.get_layer("to_rgb").get_weights()
     # the harmonic fill's colours copied; the grey-filled image and the mask channel at 0
     np.testing.assert_array_equal(kernel[0, 0], np.vstack([np.eye(3), np.zeros((4, 3))]))
     assert not bias.any()
-    gray = models.build_model("pretrained_vit", preset=preset, head_dim=8, image_shape=(32, 32, 1))
+    gray = models.build_model(
+        "pretrained_vit", preset=preset, head_dim=8, image_shape=(32, 32, 1), fill="harmonic"
+    )
     np.testing.assert_array_equal(
         gray.get_layer("to_rgb").get_weights()[0][0, 0], [[1] * 3, [0] * 3, [0] * 3]
     )
@@ -139,8 +141,13 @@ def test_adapter_starts_as_a_copy_of_the_colours(preset, images):
     assert out.shape == x.shape
 
 
-def test_it_starts_at_the_harmonic_fill_and_grey_is_one_setting_away(preset, images):
-    model = models.build_model("pretrained_vit", preset=preset, head_dim=8)
+def test_grey_is_the_default_and_the_harmonic_fill_one_setting_away(preset, images):
+    default = models.build_model("pretrained_vit", preset=preset, head_dim=8)
+    assert default.settings["fill"] == "grey"
+    assert "harmonic_fill" not in [layer.name for layer in default.layers]
+    assert default.label == "pretrained ViT"
+    model = models.build_model("pretrained_vit", preset=preset, head_dim=8, fill="harmonic")
+    assert model.label == "pretrained ViT refining biharmonic"
     mask = masking.make_mask("random", 0.5, n_images=4, grid=(8, 8), seed=0)
     out = models.reconstruct(model, images[:4], mask)
     probe = keras.Model(model.input, model.get_layer("fill_image").output)

@@ -73,13 +73,14 @@ def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path)
         1e-3,
     )
     assert quality.recipe_settings("tuned", "mae") == (
-        {"dropout": 0.0, "pos_init": "sincos", "fill": "harmonic"},
+        {"dropout": 0.0, "pos_init": "sincos", "fill": "token"},
         2e-3,
     )
+    assert quality.recipe_settings("tuned", "vit_biharmonic")[0]["fill"] == "harmonic"
     assert quality.recipe_settings("tuned", "cnn") == ({"dropout": 0.0, "skips": True}, 3e-3)
     assert quality.recipe_settings("reference", "cnn") == ({"dropout": 0.1, "skips": False}, 1e-3)
     assert quality.recipe_settings("tuned", "vit", {"vit": {"dropout": 0.2, "depth": 1}}) == (
-        {"dropout": 0.2, "pos_init": "sincos", "fill": "harmonic", "depth": 1},
+        {"dropout": 0.2, "pos_init": "sincos", "fill": "token", "depth": 1},
         2e-3,
     )
     assert quality.recipe_settings("long", "vit")[0]["fill"] == "token"
@@ -88,7 +89,8 @@ def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path)
         "psnr",
         "mse",
     ]
-    assert quality.recipe_loss("tuned", "vit") == "mse"
+    assert quality.recipe_loss("tuned", "vit") == "psnr"
+    assert quality.recipe_loss("tuned", "cnn") == "mse"
     assert quality.recipe_loss("long", "vit", "mse") == "mse"  # a given loss wins
     data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
     rows = quality.bench_quality(

@@ -208,7 +208,7 @@ def test_values_are_checked_against_the_declared_types(project):
             "probe_predictors",
             "[mae, biharmonic]",
             "05_mask_ratio_experiments",
-            "probe_predictors='biharmonic': must be one of ['aae', 'cnn', 'mae', 'vit', 'vit_cnn']",
+            "probe_predictors='biharmonic': must be one of ['aae', 'cnn', 'mae', 'vit', 'vit_biharmonic', 'vit_cnn']",
         ),
         (
             "probe_strategies",

@@ -172,8 +172,7 @@ def read_csv(path):
 
 
 def test_train_lowers_loss_and_writes_files(images, tmp_path):
-    # the token ViT starts from nothing; the harmonic one starts from a fill that noise images
-    # defeat
+    # the token ViT starts from nothing (the harmonic one from a fill that noise images defeat)
     model = models.build_vit(**TINY, fill="token")
     out = training.train(
         model,
@@ -183,6 +182,7 @@ def test_train_lowers_loss_and_writes_files(images, tmp_path):
         run_dir=tmp_path / "run",
         verbose=0,
         lr=3e-3,
+        loss="mse",
     )
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} == {
@@ -241,11 +241,15 @@ def test_train_takes_the_loss_from_the_recipe_unless_one_is_given(images, tmp_pa
     )
     assert "loss" not in given["settings"] and given["history"]["val_loss"][-1] > 0
     tuned = training.train(models.build_vit(**TINY), data, run_dir=tmp_path / "c", **run)
-    assert "loss" not in tuned["settings"] and tuned["settings"]["recipe"] == "tuned"
+    assert tuned["settings"]["loss"] == "psnr" and tuned["settings"]["recipe"] == "tuned"
+    ref = training.train(
+        models.build_vit(**TINY), data, recipe="reference", run_dir=tmp_path / "d", **run
+    )
+    assert "loss" not in ref["settings"]
     # in words, for plot titles
     assert training.describe_loss(long["settings"]) == "minus the PSNR on the hidden patches"
-    assert training.describe_loss(tuned["settings"]) == "MSE on the hidden patches"
-    assert training.describe_loss({**tuned["settings"], "loss_on": "all"}) == "MSE on every patch"
+    assert training.describe_loss(ref["settings"]) == "MSE on the hidden patches"
+    assert training.describe_loss({**ref["settings"], "loss_on": "all"}) == "MSE on every patch"
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -420,6 +424,7 @@ def test_recipe_sets_the_training_defaults_and_arguments_win(images, tmp_path):
         "lr_schedule": "cosine",
         "augment": True,
         "loss_on": "masked",
+        "loss": "psnr",
     }
     ref = training.train(
         models.build_vit(**TINY), images[:32], run_dir=tmp_path / "b", recipe="reference", **kw
