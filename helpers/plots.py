@@ -371,6 +371,7 @@ PREDICTOR_STYLE = {
     "cnn": dict(color="tab:orange", marker="^", label="CNN autoencoder"),
     "vit_cnn": dict(color="tab:purple", marker="D", label="ViT + CNN decoder"),
     "aae": dict(color="tab:red", marker="P", label="adversarial autoencoder"),
+    "vit_biharmonic": dict(color="tab:cyan", marker="*", label="ViT refining biharmonic"),
     "biharmonic": dict(color="tab:gray", marker="x", label="biharmonic inpainting"),
     "mean_colour": dict(
         color="black", marker="v", linestyle=":", label="mean colour (learned nothing)"

@@ -232,7 +232,17 @@ class NegativePSNR(keras.losses.Loss):
         counted = keras.ops.cast(count > 0, error.dtype)
         mse = total / keras.ops.maximum(count, 1e-12)
         psnr = (-10.0 / math.log(10.0)) * keras.ops.log(mse + self.floor)
-        return -keras.ops.sum(psnr * counted) / keras.ops.maximum(keras.ops.sum(counted), 1.0)
+        loss = -keras.ops.sum(psnr * counted) / keras.ops.maximum(keras.ops.sum(counted), 1.0)
+        # Under tf.distribute Keras sums the replicas' gradients and multiplies the reported loss
+        # by the number of replicas, because its own losses divide themselves by it in __call__
+        # (Keras 3.15); this __call__ does the same (tests/test_devices.py checks the curves)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            if replicas > 1:
+                loss = loss / float(replicas)
+        return loss
 
     def get_config(self):
         return {**super().get_config(), "floor": self.floor}

@@ -60,6 +60,15 @@ def pytest_configure(config):
         config.pluginmanager.register(_NbvalIgnoreStderr(), "nbval-ignore-stderr")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The notebooks' checks (nbval re-executes every notebook, models trained included) are in
+    the slow tier; test functions are marked in their modules."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_unconfigure(config):
     for folder in (_FIGURES_TMP, _RESULTS_TMP):
         if folder:

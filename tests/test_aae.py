@@ -47,6 +47,7 @@ def changed(before, model):
     }
 
 
+@pytest.mark.slow
 def test_one_training_step_moves_both_discriminators_and_the_autoencoder(images, tmp_path):
     model = models.build_aae(**TINY, image_weight=1e-3)
     before = snapshot(model)
@@ -84,6 +85,7 @@ def test_each_player_learns_only_from_its_own_loss():
     )
 
 
+@pytest.mark.slow
 def test_the_latent_weight_reaches_the_encoder(images, tmp_path):
     runs = {}
     for weight in (0.0, 0.0, 1.0):
@@ -97,6 +99,7 @@ def test_the_latent_weight_reaches_the_encoder(images, tmp_path):
     assert not np.allclose(runs[0], runs[2])  # the adversarial term changed the encoder's step
 
 
+@pytest.mark.slow
 def test_reconstruction_loss_falls_over_a_few_epochs(images, tmp_path):
     model = models.build_aae(**TINY, image_weight=1e-3)
     out = training.train(
@@ -117,6 +120,7 @@ class WeightsAtStart(keras.callbacks.Callback):
             self.first = (epoch, snapshot(self.model))
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_where_it_stopped(images, tmp_path):
     kwargs = dict(epochs=3, batch_size=32, verbose=0, run_dir=tmp_path / "run")
     data = (images[:64], images[64:])
@@ -228,6 +232,7 @@ JAX_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'jax[cpu]')"
 )
@@ -237,6 +242,7 @@ def test_adversarial_training_under_jax(tmp_path):
     assert "jax aae ok" in out.stdout
 
 
+@pytest.mark.slow
 def test_the_sweep_and_the_gradient_importance_take_it(tmp_path):
     from helpers import experiments, importance
     from helpers.data import load_dataset

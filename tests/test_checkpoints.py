@@ -27,6 +27,7 @@ def published(tmp_path_factory):
     return target, data_dir
 
 
+@pytest.mark.slow
 def test_publish_writes_the_model_and_its_provenance(published):
     target, data_dir = published
     record = checkpoints.provenance("vit", target.parent)
@@ -46,6 +47,7 @@ def test_publish_writes_the_model_and_its_provenance(published):
     assert again == record["reproduce"]
 
 
+@pytest.mark.slow
 def test_a_missing_checkpoint_or_run_is_named(tmp_path, published):
     with pytest.raises(SettingError) as info:
         checkpoints.load("vit", tmp_path)
@@ -70,6 +72,7 @@ def test_the_data_hash_changes_with_the_data(tmp_path):
 COMMITTED = [n for n in checkpoints.NAMES if checkpoints.available(n)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMMITTED)
 def test_a_committed_checkpoint_reproduces_its_recorded_metrics(name):
     record = json.loads(checkpoints.path(name).with_suffix(".json").read_text())

@@ -131,6 +131,7 @@ _STARTUP_NOISE = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["evaluate", "run"])
 def test_module_start_up_hides_tensorflow_notices(tmp_path, command):
     # evaluate imports keras (TensorFlow backend) and writes the backend into its table; run's

@@ -73,6 +73,7 @@ def trained(tmp_path_factory):
 # --------------------------------------------------------------------------------------------
 # train
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_train_writes_the_model_files_and_the_history(trained, capsys):
     folder = trained["vit"]
     for name in ("best.keras", "final.keras", "history.csv"):
@@ -84,6 +85,7 @@ def test_train_writes_the_model_files_and_the_history(trained, capsys):
     )
 
 
+@pytest.mark.slow
 def test_train_size_options_reach_the_saved_model(trained):
     from helpers.models import load_predictor
 
@@ -101,6 +103,7 @@ def test_train_size_options_reach_the_saved_model(trained):
     )
 
 
+@pytest.mark.slow
 def test_train_prints_where_the_files_went(tmp_path, capsys):
     code, out, err = _main(
         capsys,
@@ -130,6 +133,7 @@ def test_train_prints_where_the_files_went(tmp_path, capsys):
     assert "val_loss" in out and (folder / "final.keras").is_file()
 
 
+@pytest.mark.slow
 def test_train_vit_cnn_takes_its_decoder_options(tmp_path, capsys):
     from helpers.models import load_predictor
 
@@ -166,6 +170,7 @@ def test_train_vit_cnn_takes_its_decoder_options(tmp_path, capsys):
     assert code == 2 and "--latent-dim is an option of --model vit_cnn" in err
 
 
+@pytest.mark.slow
 def test_train_aae_takes_its_adversarial_options(tmp_path, capsys):
     from helpers.models import load_predictor
 
@@ -186,6 +191,7 @@ def test_train_aae_takes_its_adversarial_options(tmp_path, capsys):
     assert code == 2 and "--image-weight is an option of --model aae, not of --model cnn" in err
 
 
+@pytest.mark.slow
 def test_train_with_the_psnr_loss(tmp_path, capsys):
     import csv
 
@@ -224,6 +230,7 @@ class _InterruptAfter:
         return Interrupt()
 
 
+@pytest.mark.slow
 def test_running_the_same_command_again_resumes(tmp_path, capsys, monkeypatch):
     import helpers.training as training
 
@@ -372,6 +379,7 @@ def _evaluate(capsys, model, out, *extra, data_dir=None, strategy="random", rati
     )
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_path, capsys):
     from helpers.masking import make_mask
     from helpers.metrics import evaluate, summarize
@@ -419,6 +427,7 @@ def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_p
     assert "PSNR masked region (dB)" in out and f"{got['psnr_masked_mean']:.5f}" in out
 
 
+@pytest.mark.slow
 def test_evaluate_twice_gives_the_same_numbers(trained, cifar, tmp_path, capsys):
     results = []
     for name in ("a", "b"):
@@ -443,6 +452,7 @@ def test_evaluate_twice_gives_the_same_numbers(trained, cifar, tmp_path, capsys)
     )
 
 
+@pytest.mark.slow
 def test_evaluate_with_gradient_scores(trained, cifar, tmp_path, capsys):
     code, out, err = _evaluate(
         capsys,
@@ -524,6 +534,7 @@ def test_evaluate_on_the_sample_test_split(tmp_path, capsys):
     assert got["dataset"] == "sample" and got["data_dir"] is None and got["n_test"] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, words",
     [
@@ -622,6 +633,7 @@ def test_evaluate_unknown_strategy_is_a_usage_error(cifar, tmp_path, capsys):
 # --------------------------------------------------------------------------------------------
 # bench
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bench_speed_quick_prints_every_part_and_the_ratios(capsys):
     code, out, err = _main(capsys, "bench", "speed", "--quick")
     assert code == 0, err
@@ -793,6 +805,7 @@ def test_help_lists_the_commands(capsys):
 SWEEP = ["sweep", "--n-train", "48", "--n-test", "8", "--epochs", "1", "--batch-size", "16"]
 
 
+@pytest.mark.slow
 def test_sweep_command_records_the_probe_and_resumes(capsys, tmp_path, monkeypatch):
     from helpers import experiments, training
 

@@ -19,6 +19,8 @@ from test_evaluation import write_cifar_folder
 from helpers import grading
 from helpers.cli import main
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 POINTS = {  # graded cells of each notebook: grade_id -> points
     "01_data_and_patches.ipynb": {"ex1_patchify": 2, "ex1_unpatchify": 1},

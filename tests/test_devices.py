@@ -17,6 +17,8 @@ import pytest
 from helpers import devices, models, training
 from helpers._checks import SettingError
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains
+
 TINY = dict(image_shape=(32, 32, 3), patch_size=4, embed_dim=16, depth=1, num_heads=2, mlp_dim=32)
 
 SCRIPT = textwrap.dedent(

@@ -24,6 +24,8 @@ from helpers.models import (
     build_vit_cnn,
 )
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains
+
 TINY = dict(image_shape=(32, 32, 3), patch_size=4, seed=0)
 
 

@@ -104,6 +104,7 @@ def test_gray_and_colour_images_are_not_mixed_up(gray_images, mask):
         models.reconstruct(colour_model, gray_images, m)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vit", "mae"])
 def test_a_gray_transformer_trains(kind, tmp_path):
     """One epoch on TensorFlow with XLA: the gradient reaches the adapter (the harmonic fill runs
@@ -129,6 +130,7 @@ def test_metrics_and_pictures_of_one_channel(gray_images, mask):
     assert any(im.get_cmap().name == "gray" for im in images)
 
 
+@pytest.mark.slow
 def test_the_command_line_trains_and_evaluates_gray_models(tmp_path, capsys):
     common = ["--dataset", "sample", "--n-train", "64", "--epochs", "1", "--grayscale"]
     assert main(["train", "--model", "cnn", *common, "--output", str(tmp_path), "--quiet"]) == 0

@@ -36,6 +36,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # starts a JAX process
 def test_patches_and_masking_under_jax():
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     out = subprocess.run(

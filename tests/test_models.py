@@ -483,6 +483,7 @@ def run_under_jax(script: str, timeout: int = 300):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'jax[cpu]')"
 )

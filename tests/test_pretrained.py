@@ -170,6 +170,7 @@ def test_resize_to_a_larger_backbone(tmp_path, images):
     assert models.reconstruct(model, images[:2], mask).shape == images[:2].shape
 
 
+@pytest.mark.slow
 def test_head_only_training_leaves_the_backbone_and_full_fine_tuning_changes_it(
     preset, images, tmp_path
 ):
@@ -191,6 +192,7 @@ def test_head_only_training_leaves_the_backbone_and_full_fine_tuning_changes_it(
     assert any(not np.array_equal(a, b) for a, b in zip(before, backbone_weights(full)))
 
 
+@pytest.mark.slow
 def test_backbone_learning_rate_scale(preset, images):
     """One Adam step moves a backbone weight by about lr x scale (Adam's first step is lr per
     weight, whatever the gradient's size), the new layers by lr."""
@@ -213,6 +215,7 @@ def test_backbone_learning_rate_scale(preset, images):
     assert moves[0.1][1] == pytest.approx(1e-3, rel=0.05)
 
 
+@pytest.mark.slow
 def test_keras_round_trip_and_safe_mode(preset, images, tmp_path):
     model = models.build_model("pretrained_vit", preset=preset, head_dim=8, fine_tune="all")
     training.train(model, images, epochs=1, batch_size=20, run_dir=tmp_path, verbose=0)
@@ -270,6 +273,7 @@ def test_unreachable_preset_names_every_try(monkeypatch):
     assert "ConnectionError" in text and "local folder" in text
 
 
+@pytest.mark.slow
 def test_cli_trains_it_from_a_local_preset(preset, tmp_path):
     from helpers.cli import main
 
@@ -286,6 +290,7 @@ def test_cli_trains_it_from_a_local_preset(preset, tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_fine_tuning_under_jax(preset, tmp_path):
     script = f"""

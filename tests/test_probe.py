@@ -55,6 +55,7 @@ def test_bad_labels():
         probe.confusion_matrix(np.array([0.5]), np.array([0]), 3)
 
 
+@pytest.mark.slow
 def test_the_probe_learns_a_linear_rule_and_not_random_labels():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1200, 16)).astype(np.float32)

@@ -34,6 +34,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "plan, predictors, n_models",
     [("mixed", ("biharmonic", "vit", "cnn"), 2), ("per_strategy", ("vit",), 2)],
@@ -67,6 +68,7 @@ def test_bench_quality_trains_scores_and_writes_the_table(tmp_path, plan, predic
     assert table.count("\n") == 1 + 6 * len(predictors) and "| vit | rows | 70% |" in table
 
 
+@pytest.mark.slow
 def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path):
     assert quality.recipe_settings("reference", "vit") == (
         {"dropout": 0.1, "pos_init": "random", "fill": "token"},
@@ -122,6 +124,7 @@ def test_recipes_set_the_model_settings_and_model_kwargs_override_them(tmp_path)
     assert float(history[-1].split(",")[history[0].split(",").index("loss")]) < 0  # minus PSNR
 
 
+@pytest.mark.slow
 def test_bench_quality_in_gray_with_the_autoencoders_and_an_image_discriminator(tmp_path):
     data = write_cifar_folder(tmp_path / "cifar", n=12, train_batches=1)
     kwargs = {**TINY, "aae": {**TINY["aae"], "image_weight": 0.001}}
@@ -160,6 +163,7 @@ def _tiny_bench(tmp_path, **kwargs):
     return quality.bench_quality(data, model_kwargs=TINY, progress=False, **settings, **kwargs)
 
 
+@pytest.mark.slow
 def test_bench_quality_scores_each_model_at_every_eval_ratio(tmp_path):
     rows = _tiny_bench(
         tmp_path,
@@ -181,6 +185,7 @@ def test_bench_quality_scores_each_model_at_every_eval_ratio(tmp_path):
     assert "| ratio |" not in quality.format_quality(rows[:1])
 
 
+@pytest.mark.slow
 def test_bench_quality_trains_on_a_ratio_range_and_scores_its_ends_and_middle(tmp_path):
     rows = _tiny_bench(
         tmp_path, ratio=(0.3, 0.7), strategies=("columns",), predictors=("mae", "biharmonic")

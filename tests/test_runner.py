@@ -208,7 +208,8 @@ def test_values_are_checked_against_the_declared_types(project):
             "probe_predictors",
             "[mae, biharmonic]",
             "05_mask_ratio_experiments",
-            "probe_predictors='biharmonic': must be one of ['aae', 'cnn', 'mae', 'vit', 'vit_biharmonic', 'vit_cnn']",
+            "probe_predictors='biharmonic': must be one of ['aae', 'cnn', 'mae', 'vit', "
+            "'vit_biharmonic', 'vit_cnn']",
         ),
         (
             "probe_strategies",
@@ -439,6 +440,7 @@ def _figures_snapshot():
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*")} if folder.exists() else {}
 
 
+@pytest.mark.slow
 def test_smoke_profile_end_to_end(tmp_path):
     before = _figures_snapshot()
     res = _helpers(["run", "--profile", "smoke", "--output", "out"], cwd=tmp_path)
@@ -480,6 +482,7 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert all((out / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in figures)
 
 
+@pytest.mark.slow
 def test_failing_notebook_exits_1_and_names_notebook_cell_and_error(tmp_path):
     # a value every check lets through, which fails only when the notebook runs: no CIFAR-10 there
     res = _helpers(

@@ -206,6 +206,7 @@ def test_train_lowers_loss_and_writes_files(images, tmp_path):
     assert isinstance(models.load_predictor(out["best"]), models.MaskTokenViT)
 
 
+@pytest.mark.slow
 def test_train_with_the_psnr_loss_raises_the_mean_psnr(images, tmp_path):
     model = models.build_vit(**TINY, fill="token")
     out = training.train(
@@ -224,6 +225,7 @@ def test_train_with_the_psnr_loss_raises_the_mean_psnr(images, tmp_path):
     assert isinstance(models.load_predictor(out["best"]), models.MaskTokenViT)
 
 
+@pytest.mark.slow
 def test_train_takes_the_loss_from_the_recipe_unless_one_is_given(images, tmp_path):
     data = (images[:32], images[32:48])
     run = dict(epochs=1, batch_size=16, verbose=0)
@@ -273,6 +275,7 @@ class Record(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption(images, tmp_path):
     run = tmp_path / "resume"
     kwargs = dict(epochs=3, batch_size=32, run_dir=run, verbose=0, seed=1)
@@ -310,6 +313,7 @@ def test_resume_after_interruption(images, tmp_path):
     assert third.epochs == [0] and len(read_csv(run / "history.csv")) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mae", "cnn"])
 def test_train_other_models_with_cosine_schedule(images, tmp_path, kind):
     if kind == "mae":
@@ -374,6 +378,7 @@ def test_save_atomic_leaves_no_partial_file(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Budgets, recipes, XLA
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_budget_in_images_rounds_up_to_whole_epochs_and_counts_images(images, tmp_path):
     out = training.train(
         models.build_vit(**TINY),
@@ -387,6 +392,7 @@ def test_budget_in_images_rounds_up_to_whole_epochs_and_counts_images(images, tm
     assert out["history"]["images_seen"] == [40, 80, 120]
 
 
+@pytest.mark.slow
 def test_time_budget_stops_training_and_decays_the_learning_rate(images, tmp_path):
     budget = training.TimeBudget(60.0, 2e-3, warmup_fraction=0.1, alpha=0.01)
     lr = [budget.learning_rate(f) for f in (0.0, 0.05, 0.1, 0.55, 1.0, 2.0)]
@@ -415,6 +421,7 @@ def test_budget_errors(images, tmp_path):
         training.train(vit, images, run_dir=tmp_path, images=-5)
 
 
+@pytest.mark.slow
 def test_recipe_sets_the_training_defaults_and_arguments_win(images, tmp_path):
     kw = dict(epochs=1, batch_size=32, verbose=0)
     tuned = training.train(models.build_vit(**TINY), images[:32], run_dir=tmp_path / "a", **kw)
