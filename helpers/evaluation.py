@@ -384,6 +384,16 @@ def format_table(results: dict) -> str:
 # --------------------------------------------------------------------------------------------
 # Several predictors on the same masks (the notebooks' comparisons)
 # --------------------------------------------------------------------------------------------
+def add_training_added(summary: dict, twin, images: np.ndarray, mask: np.ndarray) -> dict:
+    """Score ``twin`` (a learned model's untrained twin, :func:`helpers.models.untrained_twin`) on
+    the same images and mask as ``summary`` and add ``psnr_masked_untrained`` and
+    ``training_added`` (dB of masked-region PSNR that training added) to it."""
+    scored, _ = score_predictor(twin, images, mask)
+    summary["psnr_masked_untrained"] = scored["psnr_masked_mean"]
+    summary["training_added"] = summary["psnr_masked_mean"] - scored["psnr_masked_mean"]
+    return summary
+
+
 def compare_predictors(
     predictors: dict,
     images: np.ndarray,
@@ -427,9 +437,7 @@ def compare_predictors(
         if with_sharpness:
             summary["sharpness"] = sharpness(images, recon[label], mask)
         if label in untrained:
-            twin, _ = score_predictor(untrained[label], images, mask)
-            summary["psnr_masked_untrained"] = twin["psnr_masked_mean"]
-            summary["training_added"] = summary["psnr_masked_mean"] - twin["psnr_masked_mean"]
+            add_training_added(summary, untrained[label], images, mask)
         rows.append({"predictor": label, **summary, "seconds": time.perf_counter() - start})
     return rows, recon, mask
 

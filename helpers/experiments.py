@@ -514,7 +514,7 @@ def evaluate_cell(
 ) -> dict:  # fmt: skip
     """Train or load the predictor of a cell and score it on the test set with the cell's masks
     (``eval_strategy`` masks when given, for the cross-strategy matrix): one row of results."""
-    from .evaluation import score_predictor
+    from .evaluation import add_training_added, score_predictor
 
     t0 = time.perf_counter()
     model = predictor_for(
@@ -524,11 +524,8 @@ def evaluate_cell(
     mask = eval_masks(dataset, config, run, eval_strategy or strategy, ratio, pretrained=pretrained)
     summary, _ = score_predictor(model, dataset.x_test, mask)
     if predictor not in NON_LEARNED:  # what training added: the untrained twin on the same masks
-        twin, _ = score_predictor(
-            untrained_for(config, run, predictor, model), dataset.x_test, mask
-        )
-        summary["psnr_masked_untrained"] = twin["psnr_masked_mean"]
-        summary["training_added"] = summary["psnr_masked_mean"] - twin["psnr_masked_mean"]
+        twin = untrained_for(config, run, predictor, model)
+        add_training_added(summary, twin, dataset.x_test, mask)
     t2 = time.perf_counter()
     if eval_strategy:
         row = {"predictor": predictor, "train_strategy": strategy, "eval_strategy": eval_strategy}

@@ -114,13 +114,11 @@ def learned_little(rows, margin: float = TRAINING_MARGIN_DB) -> dict[str, tuple[
     """Learned predictors whose training added less than ``margin`` dB of masked-region PSNR over
     their untrained twin in some cells: predictor -> (such cells, cells with a twin). Rows without
     ``training_added`` (older results) flag nothing."""
-    flagged = {}
-    for p in (p for p in _predictors(rows) if p in LEARNED):
-        added = np.array([_training_added(r) for r in rows if r["predictor"] == p])
-        added = added[np.isfinite(added)]
-        if np.any(added < margin):
-            flagged[p] = (int(np.sum(added < margin)), len(added))
-    return flagged
+    return {
+        p: (int(np.sum(added < margin)), len(added))
+        for p, added in _added_by_predictor(rows).items()
+        if np.any(added < margin)
+    }
 
 
 def _training_added(row) -> float:
@@ -128,16 +126,23 @@ def _training_added(row) -> float:
     return float("nan") if value in (None, "") else float(value)
 
 
+def _added_by_predictor(rows) -> dict[str, np.ndarray]:
+    """Learned predictor -> what training added in each of its cells that has a twin (dB)."""
+    out = {}
+    for p in (p for p in _predictors(rows) if p in LEARNED):
+        added = np.array([_training_added(r) for r in rows if r["predictor"] == p])
+        if np.isfinite(added).any():
+            out[p] = added[np.isfinite(added)]
+    return out
+
+
 def training_added(rows) -> str:
     """One sentence: what training added to each learned predictor over its untrained twin, the
     range over the cells (empty when the rows have no ``training_added``)."""
     parts = []
-    for p in (p for p in _predictors(rows) if p in LEARNED):
-        added = np.array([_training_added(r) for r in rows if r["predictor"] == p])
-        added = added[np.isfinite(added)]
-        if len(added):
-            span = f"{added.min():+.2f} to {added.max():+.2f}" if len(added) > 1 else ""
-            parts.append(f"{NAMES.get(p, p)} {span or f'{added[0]:+.2f}'} dB")
+    for p, added in _added_by_predictor(rows).items():
+        span = f"{added.min():+.2f}" + (f" to {added.max():+.2f}" if len(added) > 1 else "")
+        parts.append(f"{NAMES.get(p, p)} {span} dB")
     if not parts:
         return ""
     return (
@@ -198,10 +203,10 @@ def findings(
     the mask-token ViT. The mean-colour guess itself is no contender in the win counts and
     strategy averages.
     """
-    little = learned_little(rows)
-    flagged = {**learned_nothing(rows), **little}
+    little, nothing = learned_little(rows), learned_nothing(rows)
+    flagged = {**nothing, **little}
     out = [s for s in [training_added(rows)] if s]
-    out += _little_warnings(little) + _floor_warnings(learned_nothing(rows))
+    out += _little_warnings(little) + _floor_warnings(nothing)
     base = [r for r in rows if r["predictor"] != FLOOR] or rows
     contenders = [r for r in base if r["predictor"] not in flagged] or base
     left_out = [p for p in _predictors(base) if p not in _predictors(contenders)]
