@@ -1,10 +1,11 @@
 """Input checks shared by every module, called where a value enters (the command line, the
 builders, ``train``, ``make_mask``, the loaders); the functions inside trust their callers.
 
-A bad value raises :class:`SettingError` (a ``ValueError``) whose message names the parameter, the
-value and what is allowed (``ratio=1.5: must be strictly between 0 and 1``); a value of the wrong
-type raises ``TypeError``; a bad array (images, masks) raises ``ValueError`` or ``TypeError`` that
-says which array and what was expected."""
+A bad value raises :class:`SettingError` (a ``ValueError``); a value of the wrong type raises
+:class:`SettingTypeError` (a ``SettingError`` that is also a ``TypeError``). Both carry ``param``
+(the parameter's name), ``value`` and ``problem`` (what is wrong and what is allowed), and their
+message reads ``ratio=1.5: must be strictly between 0 and 1``. For an array (images, masks) the
+value is a short description of it: its shape, its dtype or its type."""
 
 from __future__ import annotations
 
@@ -29,12 +30,16 @@ class SettingError(ValueError):
         return f"--{self.param.replace('_', '-')} {self.value!r}: {self.problem}"
 
 
+class SettingTypeError(SettingError, TypeError):
+    """A value of the wrong type (a string for a number, a list for an array); still a
+    ``TypeError`` for callers."""
+
+
 def check_ratio(ratio, name: str = "ratio") -> float:
     """Return ``ratio`` as a float if it lies strictly between 0 and 1."""
     if isinstance(ratio, bool) or not isinstance(ratio, Real):
-        raise TypeError(
-            f"{name}={ratio!r}: must be a number strictly between 0 and 1, not a "
-            f"{type(ratio).__name__}"
+        raise SettingTypeError(
+            name, ratio, f"must be a number strictly between 0 and 1, not a {type(ratio).__name__}"
         )
     value = float(ratio)
     if math.isnan(value) or not 0.0 < value < 1.0:
@@ -58,8 +63,8 @@ def check_ratio_spec(ratio) -> tuple[float, float]:
 def check_positive_number(value, name: str) -> float:
     """Return ``value`` as a float if it is a number > 0 (a learning rate, minutes)."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(
-            f"{name}={value!r}: must be a positive number, not a {type(value).__name__}"
+        raise SettingTypeError(
+            name, value, f"must be a positive number, not a {type(value).__name__}"
         )
     if not value > 0:  # NaN too
         raise SettingError(name, value, "must be a positive number")
@@ -69,7 +74,7 @@ def check_positive_number(value, name: str) -> float:
 def check_nonnegative_number(value, name: str) -> float:
     """Return ``value`` as a float if it is a number >= 0 (a loss weight; 0 turns a term off)."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name}={value!r}: must be a number >= 0, not a {type(value).__name__}")
+        raise SettingTypeError(name, value, f"must be a number >= 0, not a {type(value).__name__}")
     if not value >= 0:  # NaN too
         raise SettingError(name, value, "must be a number >= 0")
     return float(value)
@@ -78,8 +83,8 @@ def check_nonnegative_number(value, name: str) -> float:
 def check_fraction(value, name: str) -> float:
     """Return ``value`` as a float if it lies in [0, 1) (a dropout rate, a validation share)."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(
-            f"{name}={value!r}: must be a number in [0, 1), not a {type(value).__name__}"
+        raise SettingTypeError(
+            name, value, f"must be a number in [0, 1), not a {type(value).__name__}"
         )
     if not 0.0 <= value < 1.0:
         raise SettingError(name, value, "must be a number in [0, 1)")
@@ -89,8 +94,8 @@ def check_fraction(value, name: str) -> float:
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     """Return ``value`` as an int if it is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"{name}={value!r}: must be an integer >= {minimum}, not a {type(value).__name__}"
+        raise SettingTypeError(
+            name, value, f"must be an integer >= {minimum}, not a {type(value).__name__}"
         )
     if value < minimum:
         raise SettingError(name, value, f"must be an integer >= {minimum}")
@@ -110,28 +115,26 @@ def check_images(images, name: str = "images", *, value_range: bool = True) -> n
     Returns the array unchanged (no copy) so callers can use it directly.
     """
     if not isinstance(images, np.ndarray):
-        raise TypeError(
-            f"{name} must be a NumPy array of shape (N, H, W, C), got {type(images).__name__}"
+        raise SettingTypeError(
+            name, type(images).__name__, "must be a NumPy array of shape (N, H, W, C)"
         )
     if images.ndim != 4:
-        raise ValueError(
-            f"{name} must have rank 4 (N, H, W, C), channels last; got shape {images.shape} (rank "
-            f"{images.ndim})"
+        raise SettingError(
+            name, images.shape, f"must have rank 4 (N, H, W, C), channels last; rank {images.ndim}"
         )
     if images.shape[-1] not in (1, 3):
-        raise ValueError(
-            f"{name} must be channels last with 1 or 3 channels; got shape {images.shape}"
-        )
+        raise SettingError(name, images.shape, "must be channels last with 1 or 3 channels")
     if images.dtype not in (np.float32, np.float64, np.float16):
-        raise TypeError(
-            f"{name} must be a float array with values in [0, 1] (float16/32/64), got dtype "
-            f"{images.dtype}; "
-            "divide uint8 images by 255"
+        raise SettingTypeError(
+            name,
+            str(images.dtype),
+            "must be a float array with values in [0, 1] (float16/32/64); divide uint8 images by "
+            "255",
         )
     if value_range and images.size:
         lo, hi = float(np.min(images)), float(np.max(images))
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:
-            raise ValueError(f"{name} values must lie in [0, 1], got min {lo:.4g} and max {hi:.4g}")
+            raise SettingError(name, (lo, hi), "values (min, max) must lie in [0, 1]")
     return images
 
 
@@ -152,15 +155,19 @@ def check_mask(
 ) -> np.ndarray:
     """Check a boolean patch mask of shape (N, L); True marks a masked (hidden) patch."""
     if not isinstance(mask, np.ndarray):
-        raise TypeError(
-            f"{name} must be a boolean NumPy array of shape (N, L), got {type(mask).__name__}"
+        raise SettingTypeError(
+            name, type(mask).__name__, "must be a boolean NumPy array of shape (N, L)"
         )
     if mask.dtype != bool:
-        raise TypeError(f"{name} must have dtype bool (True = masked patch), got {mask.dtype}")
+        raise SettingTypeError(name, str(mask.dtype), "must have dtype bool (True = masked patch)")
     if mask.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, L) (images, patches), got shape {mask.shape}")
+        raise SettingError(name, mask.shape, "must have shape (N, L) (images, patches)")
     if n_images is not None and mask.shape[0] != n_images:
-        raise ValueError(f"{name} has {mask.shape[0]} rows but there are {n_images} images")
+        raise SettingError(
+            name, mask.shape, f"has {mask.shape[0]} rows but there are {n_images} images"
+        )
     if n_patches is not None and mask.shape[1] != n_patches:
-        raise ValueError(f"{name} has {mask.shape[1]} patches per image, expected {n_patches}")
+        raise SettingError(
+            name, mask.shape, f"has {mask.shape[1]} patches per image, expected {n_patches}"
+        )
     return mask

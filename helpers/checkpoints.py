@@ -72,6 +72,20 @@ def load(name: str, folder=None):
     return load_predictor(file)
 
 
+def label(name: str, folder=None) -> str:
+    """The checkpoint's name in tables and figures: its model's label and "(course checkpoint)"."""
+    return f"{provenance(name, folder)['label']} (course checkpoint)"
+
+
+def describe(name: str, folder=None) -> str:
+    """One sentence on how the checkpoint ``name`` was made, for captions."""
+    r = provenance(name, folder)
+    return (
+        f"{label(name, folder)}: trained {r['minutes']:g} min on the CIFAR-10 subset "
+        f"({r['epochs']} epochs, {r['images_seen']:,} images seen, {r['parameters']:,} parameters)"
+    )
+
+
 def data_hash(data_dir) -> str:
     """SHA-256 of the training batches of a CIFAR-10 python-batch folder (``data_batch_*`` in
     name order, symbolic links followed)."""
@@ -97,13 +111,16 @@ def _commit() -> str:
 
 def reproduce_set():
     """The fixed images and masks the ``reproduce`` metrics are computed on: the first
-    :data:`REPRODUCE_N` test images of the embedded sample dataset (seed 0) and, per strategy, a
-    50 % mask of seed 0."""
+    :data:`REPRODUCE_N` test images of the embedded sample dataset (seed 0) and, per strategy, its
+    50 % masks of seed 0 (:func:`helpers.masking.cell_seed`): notebook 03's test set and masks."""
     from .data import load_dataset
-    from .masking import make_mask
+    from .masking import cell_seed, make_mask
 
     images = load_dataset("sample", n_test=REPRODUCE_N, seed=0).x_test
-    masks = {s: make_mask(s, 0.5, images=images, patch_size=4, seed=0) for s in STRATEGIES}
+    masks = {
+        s: make_mask(s, 0.5, images=images, patch_size=4, seed=cell_seed(0, s, 0.5))
+        for s in STRATEGIES
+    }
     return images, masks
 
 
@@ -126,7 +143,7 @@ def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
     """Masked-region PSNR of ``model``, its untrained twin and the references on the
     ``test_batch`` of ``data_dir``: ``{"model"|"untrained"|reference: {"strategy@ratio": dB}}``."""
     from .evaluation import load_test_images, score_predictor
-    from .masking import make_mask
+    from .masking import cell_seed, make_mask
     from .models import load_predictor, untrained_twin
 
     images = load_test_images("cifar10", data_dir)
@@ -135,7 +152,9 @@ def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
     out = {name: {} for name in predictors}
     for strategy in STRATEGIES:
         for ratio in RATIOS:
-            mask = make_mask(strategy, ratio, images=images, patch_size=4, seed=0)
+            mask = make_mask(
+                strategy, ratio, images=images, patch_size=4, seed=cell_seed(seed, strategy, ratio)
+            )
             for name, predictor in predictors.items():
                 summary, _ = score_predictor(predictor, images, mask)
                 out[name][f"{strategy}@{ratio:g}"] = round(summary["psnr_masked_mean"], 4)

@@ -42,8 +42,8 @@ def _param(text: str):
 
     try:
         return parse_override(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except SettingError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc.problem}") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_choice, check_fraction, check_positive_int
+from ._checks import SettingError, check_choice, check_fraction, check_positive_int
 
 DATASETS = ("sample", "cifar10")
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -30,7 +30,15 @@ IMAGE_SIZE = 32
 
 
 class DatasetError(RuntimeError):
-    """A dataset is missing, corrupt or not in the expected format."""
+    """A dataset is missing, corrupt or not in the expected format.
+
+    ``param`` and ``value``: the argument refused (``data_dir``, or the ``path`` of a batch file
+    that is corrupt or holds something else), as in :class:`helpers._checks.SettingError`; None
+    when no argument is to blame (CIFAR-10 is not cached and cannot be downloaded)."""
+
+    def __init__(self, message: str, param: str | None = None, value=None):
+        super().__init__(message)
+        self.param, self.value, self.problem = param, value, message
 
 
 @dataclass
@@ -100,7 +108,9 @@ def _unpickle(path: Path):
         KeyError,
     ) as exc:
         raise DatasetError(
-            f"CIFAR-10 file {path.name} is corrupt or not a python-batch file: {exc}"
+            f"CIFAR-10 file {path.name} is corrupt or not a python-batch file: {exc}",
+            "path",
+            str(path),
         ) from exc
 
 
@@ -111,7 +121,9 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
         keys = sorted(d) if isinstance(d, dict) else type(d).__name__
         raise DatasetError(
-            f"CIFAR-10 file {path.name} must hold a dict with b'data' and b'labels', got {keys}"
+            f"CIFAR-10 file {path.name} must hold a dict with b'data' and b'labels', got {keys}",
+            "path",
+            str(path),
         )
     data, labels = d[b"data"], d[b"labels"]
     if (
@@ -124,7 +136,9 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
         dtype = getattr(data, "dtype", type(data).__name__)
         raise DatasetError(
             f"CIFAR-10 file {path.name}: b'data' must be uint8 of shape (N, 3072), got {shape} "
-            f"{dtype}"
+            f"{dtype}",
+            "path",
+            str(path),
         )
     labels = np.asarray(labels)
     if (
@@ -134,7 +148,9 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     ):
         raise DatasetError(
             f"CIFAR-10 file {path.name}: b'labels' must be {data.shape[0]} integers in 0..9, got "
-            f"shape {labels.shape}"
+            f"shape {labels.shape}",
+            "path",
+            str(path),
         )
     images = data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return images, labels.astype(np.int64)
@@ -158,7 +174,11 @@ def _cifar_names(folder: Path) -> list[str]:
     d = _unpickle(meta)
     names = d.get(b"label_names") if isinstance(d, dict) else None
     if not isinstance(names, list):
-        raise DatasetError(f"CIFAR-10 file {meta.name} must hold b'label_names', a list of names")
+        raise DatasetError(
+            f"CIFAR-10 file {meta.name} must hold b'label_names', a list of names",
+            "path",
+            str(meta),
+        )
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
@@ -182,7 +202,9 @@ def find_cifar10(data_dir=None, download: bool = True) -> Path:
         raise DatasetError(
             f"data_dir={str(data_dir)!r} holds no CIFAR-10 python batches: expected "
             "data_batch_1..N and "
-            f"test_batch (and batches.meta) in it or in its {CIFAR_DIRNAME}/ subfolder"
+            f"test_batch (and batches.meta) in it or in its {CIFAR_DIRNAME}/ subfolder",
+            "data_dir",
+            str(data_dir),
         )
     cached = keras_cache_dir() / CIFAR_DIRNAME
     if _has_batches(cached):
@@ -352,7 +374,7 @@ def _subset(x, y, n, rng, name):
         return x, y
     n = check_positive_int(n, name)
     if n > len(x):
-        raise ValueError(f"{name}={n} is more than the {len(x)} images available")
+        raise SettingError(name, n, f"is more than the {len(x)} images available")
     idx = np.sort(rng.choice(len(x), size=n, replace=False))
     return x[idx], y[idx]
 
@@ -435,5 +457,5 @@ def to_gray(images: np.ndarray) -> np.ndarray:
 
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be (N, H, W, 3) colour images, got shape {images.shape}")
+        raise SettingError("images", images.shape, "must be (N, H, W, 3) colour images")
     return rgb2gray(images)[..., None].astype(np.float32)

@@ -30,7 +30,7 @@ import numpy as np
 from ._checks import SettingError, check_choice, check_patch_size, check_positive_int, check_ratio
 from ._io import write_atomic
 from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
-from .masking import SCORES, STRATEGIES, make_mask
+from .masking import SCORES, STRATEGIES, cell_seed, make_mask
 from .metrics import sharpness
 from .recipes import NON_LEARNED
 
@@ -230,7 +230,8 @@ def evaluate_predictor(
     score_fn=None,
     batch_size: int = 256,
 ) -> dict:
-    """Score ``predictor`` on ``images`` with masks drawn from ``mask_seed``.
+    """Score ``predictor`` on ``images`` with the masks of the cell (``strategy``, ``ratio``) drawn
+    from ``mask_seed`` (:func:`helpers.masking.cell_seed`: the sweep's masks for the same seed).
 
     ``score_fn`` (``importance`` only): a name of :data:`helpers.masking.SCORES`, ``"gradient"``
     (:func:`helpers.importance.gradient_score_fn` of the predictor) or a function
@@ -257,7 +258,7 @@ def evaluate_predictor(
         images=images,
         patch_size=patch_size,
         score_fn=_score_fn(score, predictor),
-        seed=mask_seed,
+        seed=cell_seed(mask_seed, strategy, ratio),
     )
     summary, predicted = score_predictor(predictor, images, mask, batch_size=batch_size)
     return {
@@ -407,7 +408,8 @@ def compare_predictors(
     untrained: dict | None = None,
 ) -> tuple[list[dict], dict, np.ndarray]:
     """Reconstruct ``images`` with every predictor of ``predictors`` (label -> model or
-    :class:`~helpers.models.BiharmonicInpainter`) under one mask drawn from ``mask_seed``.
+    :class:`~helpers.models.BiharmonicInpainter`) under one mask, the sweep's for ``mask_seed``
+    (:func:`helpers.masking.cell_seed`).
 
     Returns ``(rows, reconstructions, mask)``: one row per predictor (``predictor`` and the
     mean/std of every metric of :func:`helpers.metrics.evaluate`), label -> reconstructed images,
@@ -428,7 +430,12 @@ def compare_predictors(
     ratio = check_ratio(ratio)
     patch_size = check_patch_size(patch_size, images.shape[1:3])
     mask = make_mask(
-        strategy, ratio, images=images, patch_size=patch_size, score_fn=score_fn, seed=mask_seed
+        strategy,
+        ratio,
+        images=images,
+        patch_size=patch_size,
+        score_fn=score_fn,
+        seed=cell_seed(mask_seed, strategy, ratio),
     )
     rows, recon = [], {}
     for label, predictor in predictors.items():

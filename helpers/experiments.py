@@ -32,6 +32,7 @@ one encoder per (strategy, ratio): which masking teaches the best features.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -45,7 +46,7 @@ from tqdm import tqdm
 
 from ._checks import PRECISIONS, SettingError, check_choice, check_positive_int, check_ratio
 from ._io import read_csv, write_atomic, write_csv
-from .masking import STRATEGIES, make_mask
+from .masking import STRATEGIES, cell_seed, make_mask
 from .recipes import NON_LEARNED, PREDICTORS, RECIPES
 
 PLANS = ("mixed", "per_strategy", "per_cell")
@@ -303,10 +304,23 @@ class CachedScores:
 
 def pretrained_training(path, predictor: str | None = None) -> dict:
     """What the history beside a saved model says of its training: ``epochs`` and ``images_seen``
-    (None where there is no ``history.csv``), the model file it came from and the ``predictor``."""
+    (None where there is no ``history.csv``), the model file it came from and the ``predictor``;
+    for a course checkpoint (a ``NAME.json`` beside it) its name, minutes, epochs and images
+    seen."""
     from .training import HISTORY, read_history
 
     path = Path(path)
+    card = path.with_suffix(".json")  # a course checkpoint's provenance (helpers.checkpoints)
+    if card.exists():
+        record = json.loads(card.read_text())
+        return {
+            "predictor": predictor,
+            "pretrained": str(path),
+            "checkpoint": record.get("name"),
+            "minutes": record.get("minutes"),
+            "epochs": record.get("epochs"),
+            "images_seen": record.get("images_seen"),
+        }
     history = path.parent / HISTORY
     rows = read_history(history) if history.exists() else []
     seen = rows[-1].get("images_seen") if rows else None
@@ -323,15 +337,14 @@ def check_pretrained(config: SweepConfig, pretrained: dict | None) -> dict[str, 
     refused unless the plan is ``mixed`` (such a model answers every cell) and the files exist."""
     pretrained = {p: Path(path) for p, path in (pretrained or {}).items()}
     if pretrained and config.plan != "mixed":
-        raise ValueError(
-            "pretrained models need plan 'mixed' (one model per predictor), got plan "
-            f"{config.plan!r}"
+        raise SettingError(
+            "plan", config.plan, "pretrained models need plan 'mixed' (one model per predictor)"
         )
     learned = [k for k in config.predictors if k not in NON_LEARNED]
     for p, path in pretrained.items():
         check_choice(p, "pretrained predictor", learned)
         if not path.is_file():
-            raise FileNotFoundError(f"pretrained[{p!r}]: no saved model at {str(path)!r}")
+            raise FileNotFoundError(errno.ENOENT, f"pretrained[{p!r}]: no saved model", str(path))
     return pretrained
 
 
@@ -361,9 +374,11 @@ def check_same_settings(dataset, config: SweepConfig, run: Run) -> None:
         f"{part}.{k}" for part in now for k in now[part] if old[part].get(k) != now[part][k]
     )
     if diff:
-        raise ValueError(
-            f"run folder {run.path} holds results of other settings (differs in "
-            f"{', '.join(diff)}); use another run name, or delete the folder to start again"
+        raise SettingError(
+            "run",
+            str(run.path),
+            f"this run folder holds results of other settings (differs in {', '.join(diff)}); use "
+            "another run name, or delete the folder to start again",
         )
 
 
@@ -497,7 +512,7 @@ def eval_masks(
     score_fn = "variance"
     if strategy == "importance":
         score_fn = importance_scores(dataset, config, run, pretrained=pretrained)
-    seed = config.mask_seed + STRATEGIES.index(strategy) * 1000 + int(round(ratio * 100))
+    seed = cell_seed(config.mask_seed, strategy, ratio)
     return make_mask(
         strategy,
         ratio,
@@ -633,9 +648,11 @@ def run_matrix(
     as they finish): the (A, B) table of masked-region PSNR."""
     check_ratio(ratio)
     if config.plan == "mixed":
-        raise ValueError(
+        raise SettingError(
+            "plan",
+            config.plan,
             "the cross-strategy matrix needs one model per training strategy: plan "
-            "'per_strategy' or 'per_cell', not 'mixed'"
+            "'per_strategy' or 'per_cell'",
         )
     run = run if isinstance(run, Run) else Run(run)
     record_start(dataset, config, run)

@@ -552,8 +552,27 @@ EXERCISE_NOTEBOOKS = (  # the committed notebooks that hold nbgrader exercises (
     "01_data_and_patches.ipynb",
     "02_masking_strategies.ipynb",
     "03_vit_masked_reconstruction.ipynb",
+    "04_autoencoder_baseline.ipynb",
+    "05_mask_ratio_experiments.ipynb",
     "06_report.ipynb",
 )
+
+
+def answered(function, *args, **kwargs) -> bool:
+    """False when ``function(*args, **kwargs)`` raises ``NotImplementedError`` (the stub nbgrader
+    leaves in a student's answer cell), else True; any other error propagates.
+
+    An exercise's test cell runs its tests only when the exercise is answered and ends with the
+    points earned: ``0`` for an unanswered exercise, so that Run All of an unanswered notebook
+    goes on to the end (nbgrader reads a number as the last output of a grade cell as its score).
+    A wrong answer fails an assertion, as before."""
+    try:
+        function(*args, **kwargs)
+    except NotImplementedError:
+        return False
+    return True
+
+
 NBGRADER_CONFIG = '''\
 """nbgrader settings of this course folder (written by python -m helpers course)."""
 
@@ -569,6 +588,10 @@ c.CourseDirectory.root = str(Path(__file__).resolve().parent)
 c.ExecutePreprocessor.timeout = {timeout}
 # figures of the students' runs stay in the course folder, not in the project's figures/
 os.environ.setdefault("HELPERS_FIGURES_DIR", str(Path(__file__).resolve().parent / "figures"))
+# each student's sweep (notebook 05) and report (06) use a results folder beside their notebooks
+# (a relative path: every kernel starts in the folder of the notebook it runs), never the
+# project's committed results
+os.environ.setdefault("HELPERS_RESULTS_DIR", "results")
 # every kernel nbgrader starts (and nbgrader itself) may map at most this many bytes: a notebook
 # that asks for more gets a MemoryError in its own cell (TensorFlow maps about 3.2 GB virtual)
 if {memory_bytes} and hasattr(resource, "RLIMIT_AS"):
@@ -584,13 +607,18 @@ def make_course(
     notebooks=EXERCISE_NOTEBOOKS,
     timeout: int = 1800,
     memory_mb: float | None = 16384,
+    parameters: dict | None = None,
 ):
     """An nbgrader course folder: ``nbgrader_config.py`` and ``source/<assignment>/`` holding
     ``notebooks`` (the solution versions, from the project's ``notebooks/``), outputs cleared.
-    The config stops a notebook cell after ``timeout`` seconds and limits every kernel's address
-    space to ``memory_mb`` MB (None: no limit). Returns the folder. ``nbgrader
-    generate_assignment <assignment>`` then writes the student versions to ``release/``."""
+    The config stops a notebook cell after ``timeout`` seconds, limits every kernel's address
+    space to ``memory_mb`` MB (None: no limit) and gives each notebook folder its own results
+    folder. ``parameters``: notebook stem -> {parameter: value}, injected after the notebook's
+    parameters cell as papermill does (a smaller assignment: fewer epochs, fewer images).
+    Returns the folder. ``nbgrader generate_assignment <assignment>`` then writes the student
+    versions to ``release/``."""
     import nbformat
+    from papermill.parameterize import parameterize_notebook
 
     if not assignment or not assignment.replace("-", "").replace("_", "").isalnum():
         raise SettingError(
@@ -606,8 +634,14 @@ def make_course(
     folder = Path(folder)
     target = folder / "source" / assignment
     target.mkdir(parents=True, exist_ok=True)
+    parameters = dict(parameters or {})
+    unknown = sorted(set(parameters) - {Path(n).stem for n in notebooks})
+    if unknown:
+        raise SettingError("parameters", unknown, "allowed: the stems of the course's notebooks")
     for name in notebooks:
         nb = nbformat.read(source_dir / name, as_version=4)
+        if parameters.get(Path(name).stem):
+            nb = parameterize_notebook(nb, parameters[Path(name).stem], kernel_name="python3")
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None

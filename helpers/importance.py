@@ -24,7 +24,14 @@ import math
 
 import numpy as np
 
-from ._checks import check_images, check_mask, check_patch_size, check_positive_int
+from ._checks import (
+    SettingError,
+    SettingTypeError,
+    check_images,
+    check_mask,
+    check_patch_size,
+    check_positive_int,
+)
 from .models import MaskedImageModel, check_fits
 from .patches import grid_shape, patch_mask_to_pixels, patchify
 
@@ -119,8 +126,10 @@ def gradient_scores(
     check_patch_size(patch_size, images.shape[1:3])
     batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(model, MaskedImageModel):
-        raise ValueError(
-            f"gradient_scores needs a Keras model (vit, mae or cnn); {model!r} has no gradients"
+        raise SettingTypeError(
+            "model",
+            type(model).__name__,
+            "gradient_scores needs a Keras model (vit, mae or cnn); this one has no gradients",
         )
     check_fits(model, images.shape[1:], patch_size)
     gh, gw = grid_shape(images.shape[1:3], patch_size)
@@ -133,9 +142,10 @@ def gradient_scores(
         need = _default_groups(model, n_patches)
         groups = need if groups is None else check_positive_int(groups, "groups", minimum=2)
         if groups < need or groups > n_patches:
-            raise ValueError(
-                f"groups must be between {need} and {n_patches} for this {model.name} model, got "
-                f"{groups}"
+            raise SettingError(
+                "groups",
+                groups,
+                f"must be between {need} and {n_patches} for this {model.name} model",
             )
         masks = partition_masks(images.shape[0], n_patches, groups, seed=seed)
     for m in masks:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from ._checks import SettingError
 from .patches import patchify_ops, unpatchify_ops
 
 PACKAGE = "helpers"
@@ -151,7 +152,7 @@ class MaskToken(layers.Layer):
     def __init__(self, mode: str = "replace", **kwargs):
         super().__init__(**kwargs)
         if mode not in MASK_TOKEN_MODES:
-            raise ValueError(f"mode must be one of {list(MASK_TOKEN_MODES)}, got {mode!r}")
+            raise SettingError("mode", mode, f"must be one of {list(MASK_TOKEN_MODES)}")
         self.mode = mode
 
     def build(self, input_shape):
@@ -194,7 +195,7 @@ class HarmonicFill(layers.Layer):
         self.patch_size = int(patch_size)
         self.iterations = int(iterations)
         if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {iterations!r}")
+            raise SettingError("iterations", iterations, "must be >= 0")
 
     def call(self, patches, patch_mask):
         hidden = _hidden(patch_mask)
@@ -243,8 +244,8 @@ def sincos_position_embedding(grid, width: int):
 
     gh, gw = (int(v) for v in grid)
     if width % 4:
-        raise ValueError(
-            f"a sine-cosine position embedding needs a token width divisible by 4, got {width}"
+        raise SettingError(
+            "width", width, "a sine-cosine position embedding needs a token width divisible by 4"
         )
     omega = 1.0 / 10000 ** (np.arange(width // 4, dtype=np.float64) / (width / 4.0))
 
@@ -271,9 +272,9 @@ class PositionEmbedding(layers.Layer):
     def __init__(self, init: str = "random", grid=None, **kwargs):
         super().__init__(**kwargs)
         if init not in POSITION_INITS:
-            raise ValueError(f"init must be one of {list(POSITION_INITS)}, got {init!r}")
+            raise SettingError("init", init, f"must be one of {list(POSITION_INITS)}")
         if init == "sincos" and grid is None:
-            raise ValueError("init='sincos' needs the patch grid (rows, columns)")
+            raise SettingError("grid", grid, "init='sincos' needs the patch grid (rows, columns)")
         self.init = init
         self.grid = None if grid is None else tuple(int(v) for v in grid)
 
@@ -281,9 +282,10 @@ class PositionEmbedding(layers.Layer):
         length, width = int(input_shape[-2]), int(input_shape[-1])
         if self.init == "sincos":
             if self.grid[0] * self.grid[1] != length:
-                raise ValueError(
-                    f"grid {self.grid} has {self.grid[0] * self.grid[1]} patches, the tokens "
-                    f"{length}"
+                raise SettingError(
+                    "grid",
+                    self.grid,
+                    f"has {self.grid[0] * self.grid[1]} patches, the tokens {length}",
                 )
             table = sincos_position_embedding(self.grid, width)[None]
             initializer = keras.initializers.Constant(table)

@@ -21,7 +21,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._checks import check_choice, check_images, check_positive_int, check_ratio
+from ._checks import (
+    SettingError,
+    SettingTypeError,
+    check_choice,
+    check_images,
+    check_positive_int,
+    check_ratio,
+)
 from .patches import grid_shape, patch_mask_to_pixels, patchify
 
 STRATEGIES = ("random", "rows", "columns", "importance")
@@ -40,13 +47,13 @@ def _rng(seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or a numpy.random.Generator, got {seed!r}")
+        raise SettingTypeError("seed", seed, "must be an int or a numpy.random.Generator")
     return np.random.default_rng(int(seed))
 
 
 def _check_grid(grid) -> tuple[int, int]:
     if len(grid) != 2:
-        raise ValueError(f"grid must be (rows, columns) of the patch grid, got {grid!r}")
+        raise SettingError("grid", grid, "must be (rows, columns) of the patch grid")
     return check_positive_int(grid[0], "grid rows"), check_positive_int(grid[1], "grid columns")
 
 
@@ -123,18 +130,27 @@ def importance_masking(
     if isinstance(score_fn, str):
         score_fn = SCORES[check_choice(score_fn, "score_fn", SCORES)]
     scores = np.asarray(score_fn(images, patch_size), dtype=np.float64)
+    name = getattr(score_fn, "__name__", repr(score_fn))
     if scores.shape != (images.shape[0], gh * gw):
-        raise ValueError(
-            f"score_fn must return shape {(images.shape[0], gh * gw)} (images, patches), got "
-            f"{scores.shape}"
+        raise SettingError(
+            "score_fn",
+            name,
+            f"must return shape {(images.shape[0], gh * gw)} (images, patches), got {scores.shape}",
         )
     if not np.all(np.isfinite(scores)):
-        raise ValueError("score_fn returned NaN or infinite scores")
+        raise SettingError("score_fn", name, "returned NaN or infinite scores")
     tiebreak = _rng(seed).random(scores.shape)
     order = np.lexsort((tiebreak, -scores), axis=1)  # highest score first, random among equals
     mask = np.zeros(scores.shape, dtype=bool)
     np.put_along_axis(mask, order[:, :k], True, axis=1)
     return mask
+
+
+def cell_seed(seed: int, strategy: str, ratio: float) -> int:
+    """The seed of the evaluation masks of one (strategy, ratio) cell, from a run's ``seed``:
+    notebooks 03, 04 and 05, the sweep, ``evaluate`` and the benchmarks score the same test
+    images with the same masks for the same seed, and each cell has masks of its own."""
+    return int(seed) + STRATEGIES.index(strategy) * 1000 + int(round(float(ratio) * 100))
 
 
 def make_mask(
@@ -158,17 +174,21 @@ def make_mask(
     if images is not None:
         check_images(images)
         if patch_size is None:
-            raise ValueError("patch_size is required when images are given")
+            raise SettingError("patch_size", None, "is required when images are given")
         grid = grid_shape(images.shape[1:3], patch_size)
         n_images = images.shape[0]
     if strategy == "importance":
         if images is None or patch_size is None:
-            raise ValueError(
-                "strategy 'importance' needs images and patch_size to score the patches"
+            raise SettingError(
+                "images", images, "strategy 'importance' needs images and patch_size to score them"
             )
         return importance_masking(images, patch_size, ratio, score_fn=score_fn, seed=seed)
     if n_images is None or grid is None:
-        raise ValueError(f"strategy {strategy!r} needs n_images and grid, or images and patch_size")
+        raise SettingError(
+            "n_images" if n_images is None else "grid",
+            None,
+            f"strategy {strategy!r} needs n_images and grid, or images and patch_size",
+        )
     draw = {"random": random_masking, "rows": rows_masking, "columns": columns_masking}[strategy]
     return draw(n_images, grid, ratio, seed=seed)
 
@@ -180,7 +200,11 @@ def apply_mask(
     check_images(images)
     pixels = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])
     if pixels.shape[0] != images.shape[0]:
-        raise ValueError(f"mask has {pixels.shape[0]} rows but there are {images.shape[0]} images")
+        raise SettingError(
+            "mask",
+            np.shape(mask),
+            f"has {pixels.shape[0]} rows but there are {images.shape[0]} images",
+        )
     return np.where(pixels, np.asarray(fill, dtype=images.dtype), images)
 
 

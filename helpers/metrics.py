@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ._checks import check_images, check_mask
+from ._checks import SettingError, check_images, check_mask
 from .patches import grid_shape, patch_mask_to_pixels, patch_size_of
 
 MAX_PSNR = 100.0  # dB, reported when the error is exactly zero
@@ -25,8 +25,8 @@ def _pair(original, predicted):
     check_images(original, "original")
     check_images(predicted, "predicted", value_range=False)
     if original.shape != predicted.shape:
-        raise ValueError(
-            f"predicted must have the shape of original {original.shape}, got {predicted.shape}"
+        raise SettingError(
+            "predicted", predicted.shape, f"must have the shape of original {original.shape}"
         )
 
 
@@ -101,9 +101,10 @@ def ssim(
     """
     _pair(original, predicted)
     if min(original.shape[1:3]) < win_size or win_size % 2 == 0 or win_size < 3:
-        raise ValueError(
-            f"win_size must be odd, >= 3 and at most the image side {min(original.shape[1:3])}, "
-            f"got {win_size}"
+        raise SettingError(
+            "win_size",
+            win_size,
+            f"must be odd, >= 3 and at most the image side {min(original.shape[1:3])}",
         )
     if len(original) > chunk:  # small chunks stay in cache: several times faster than one big array
         return np.concatenate(

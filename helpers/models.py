@@ -50,6 +50,7 @@ recipe="reference")`` builds the seed design (random start, dropout 0.1).
 
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import contextmanager
 
@@ -60,6 +61,7 @@ from keras import layers, ops
 from . import layers as mim
 from ._checks import (
     SettingError,
+    SettingTypeError,
     check_choice,
     check_fraction,
     check_images,
@@ -82,7 +84,7 @@ CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
 # --------------------------------------------------------------------------------------------
 def _check_image_shape(image_shape) -> tuple[int, int, int]:
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
-        raise ValueError(f"image_shape must be (H, W, C), e.g. (32, 32, 3); got {image_shape!r}")
+        raise SettingError("image_shape", image_shape, "must be (H, W, C), e.g. (32, 32, 3)")
     h, w, c = (
         check_positive_int(v, name)
         for v, name in zip(image_shape, ("image height", "image width", "channels"))
@@ -93,17 +95,20 @@ def _check_image_shape(image_shape) -> tuple[int, int, int]:
 def _check_heads(width: int, num_heads: int, width_name: str, heads_name: str) -> None:
     if width % num_heads:
         allowed = [d for d in range(1, width + 1) if width % d == 0]
-        raise ValueError(
-            f"{width_name}={width} must be divisible by {heads_name}={num_heads}; "
-            f"allowed {heads_name} for {width_name}={width}: {allowed}"
+        raise SettingError(
+            heads_name,
+            num_heads,
+            f"must divide {width_name}={width}; allowed {heads_name} for {width_name}={width}: "
+            f"{allowed}",
         )
 
 
 def _check_sincos_width(width: int, name: str, pos_init: str) -> None:
     if pos_init == "sincos" and width % 4:
-        raise ValueError(
-            f"{name}={width} must be divisible by 4 for pos_init='sincos' (a sine and a cosine per "
-            "axis)"
+        raise SettingError(
+            name,
+            width,
+            "must be divisible by 4 for pos_init='sincos' (a sine and a cosine per axis)",
         )
 
 
@@ -845,14 +850,15 @@ def _check_cnn(image_shape, patch_size, filters, dropout) -> tuple[tuple, tuple,
     h, w, c = _check_image_shape(image_shape)
     check_patch_size(patch_size, (h, w))
     if not isinstance(filters, (tuple, list)) or not filters:
-        raise ValueError(f"filters must be a non-empty list of positive ints, got {filters!r}")
+        raise SettingError("filters", filters, "must be a non-empty list of positive ints")
     filters = tuple(check_positive_int(f, "filters entries") for f in filters)
     factor = 2 ** len(filters)
     if h % factor or w % factor:
-        raise ValueError(
-            f"image size {h}x{w} must be divisible by 2**len(filters) = {factor} (one halving per "
-            "stage); "
-            f"got filters={list(filters)}, use at most {min(_twos(h), _twos(w))} stages"
+        raise SettingError(
+            "filters",
+            list(filters),
+            f"the image size {h}x{w} must be divisible by 2**len(filters) = {factor} (one halving "
+            f"per stage); use at most {min(_twos(h), _twos(w))} stages",
         )
     return (h, w, c), filters, check_fraction(dropout, "dropout")
 
@@ -1056,9 +1062,10 @@ def check_fits(
     """Raise :class:`SettingError` unless ``predictor`` takes images of ``image_shape`` with masks
     of ``patch_size`` patches hiding ``hidden`` (the fewest in a batch) or ``ratio`` of them."""
     if not isinstance(predictor, (MaskedImageModel, Inpainter)):
-        raise TypeError(
-            f"predictor must be a model from helpers.models (build_* or load_predictor), "
-            f"got {type(predictor).__name__}"
+        raise SettingTypeError(
+            "predictor",
+            type(predictor).__name__,
+            "must be a model from helpers.models (build_* or load_predictor)",
         )
     want = predictor.image_shape
     if want is not None and tuple(image_shape) != want:
@@ -1160,20 +1167,22 @@ def load_predictor(path_or_name):
         return _NON_LEARNED_CLASSES[path_or_name]()
     path = os.fspath(path_or_name)
     if not path.endswith(".keras"):
-        raise ValueError(
-            f"path_or_name must be one of {list(NON_LEARNED)} or a path to a .keras file, got "
-            f"{path_or_name!r}"
+        raise SettingError(
+            "path_or_name",
+            path_or_name,
+            f"must be one of {list(NON_LEARNED)} or a path to a .keras file",
         )
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no saved model at {path!r}")
+        raise FileNotFoundError(errno.ENOENT, "no saved model", path)
     model = keras.saving.load_model(path, compile=False)
     if not isinstance(model, MaskedImageModel):
-        raise ValueError(
-            f"{path!r} holds a {type(model).__name__} with inputs "
-            f"{[t.name for t in model.inputs]}: it was written by an "
-            "older version of this package, whose models took patches or a masked image; this "
-            "version's models take "
-            "images and a mask. Retrain it (python -m helpers train ...)."
+        raise SettingError(
+            "path_or_name",
+            path,
+            f"holds a {type(model).__name__} with inputs {[t.name for t in model.inputs]}: it was "
+            "written by an older version of this package, whose models took patches or a masked "
+            "image; this version's models take images and a mask. Retrain it (python -m helpers "
+            "train ...).",
         )
     return model
 

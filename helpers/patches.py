@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ._checks import check_patch_size, check_positive_int
+from ._checks import SettingError, check_patch_size, check_positive_int
 
 
 def grid_shape(image_shape, patch_size: int) -> tuple[int, int]:
@@ -29,9 +29,10 @@ def patch_size_of(n_patches: int, image_shape) -> int:
     h, w = int(image_shape[0]), int(image_shape[1])
     p = math.isqrt(h * w // n_patches) if 0 < n_patches <= h * w else 0
     if p == 0 or p * p * n_patches != h * w or h % p or w % p:
-        raise ValueError(
-            f"mask has {n_patches} patches per image: no square patch size cuts a {h}x{w} image"
-            " into that many"
+        raise SettingError(
+            "mask",
+            f"{n_patches} patches per image",
+            f"no square patch size cuts a {h}x{w} image into that many",
         )
     return p
 
@@ -39,7 +40,7 @@ def patch_size_of(n_patches: int, image_shape) -> int:
 def _check_batch(images, name="images"):
     if getattr(images, "ndim", None) != 4:
         shape = getattr(images, "shape", None)
-        raise ValueError(f"{name} must have rank 4 (N, H, W, C), channels last; got shape {shape}")
+        raise SettingError(name, shape, "must have rank 4 (N, H, W, C), channels last")
 
 
 def patchify(images: np.ndarray, patch_size: int) -> np.ndarray:
@@ -64,16 +65,17 @@ def unpatchify(patches: np.ndarray, patch_size: int, image_shape) -> np.ndarray:
 
 def _check_patch_layout(patches, patch_size, image_shape):
     if len(image_shape) != 3:
-        raise ValueError(f"image_shape must be (H, W, C), got {tuple(image_shape)}")
+        raise SettingError("image_shape", tuple(image_shape), "must be (H, W, C)")
     h, w, c = (int(v) for v in image_shape)
     check_positive_int(c, "image_shape channels")
     gh, gw = grid_shape((h, w), patch_size)
     expected = (gh * gw, patch_size * patch_size * c)
     if len(patches.shape) != 3 or tuple(patches.shape[1:]) != expected:
-        raise ValueError(
-            f"patches must have shape (N, {expected[0]}, {expected[1]}) for image_shape "
-            f"{tuple(image_shape)} "
-            f"and patch_size {patch_size}; got {tuple(patches.shape)}"
+        raise SettingError(
+            "patches",
+            tuple(patches.shape),
+            f"must have shape (N, {expected[0]}, {expected[1]}) for image_shape "
+            f"{tuple(image_shape)} and patch_size {patch_size}",
         )
     return h, w, c
 
@@ -108,8 +110,8 @@ def patch_mask_to_pixels(mask: np.ndarray, patch_size: int, image_shape) -> np.n
     gh, gw = grid_shape((h, w), patch_size)
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2 or mask.shape[1] != gh * gw:
-        raise ValueError(
-            f"mask must have shape (N, {gh * gw}) for a {gh}x{gw} patch grid, got {mask.shape}"
+        raise SettingError(
+            "mask", mask.shape, f"must have shape (N, {gh * gw}) for a {gh}x{gw} patch grid"
         )
     grid = mask.reshape(-1, gh, gw)
     pixels = np.repeat(np.repeat(grid, patch_size, axis=1), patch_size, axis=2)

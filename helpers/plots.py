@@ -11,14 +11,16 @@ which ``python -m helpers run`` uses to keep figures of other profiles apart.
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Patch
+from matplotlib import patheffects
+from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from ._checks import check_images, check_mask
+from ._checks import SettingError, check_images, check_mask
 from ._io import atomic_path
 from .metrics import composite as composite_images
 from .patches import grid_shape, patch_mask_to_pixels
@@ -84,7 +86,11 @@ def hide_patches(images, mask, patch_size: int) -> np.ndarray:
     images = np.asarray(images)
     pixels = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])
     if pixels.shape[0] != images.shape[0]:
-        raise ValueError(f"mask has {pixels.shape[0]} rows but there are {images.shape[0]} images")
+        raise SettingError(
+            "mask",
+            np.shape(mask),
+            f"has {pixels.shape[0]} rows but there are {images.shape[0]} images",
+        )
     rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
     return np.where(pixels, np.asarray(HIDDEN_COLOUR, dtype=rgb.dtype), rgb)
 
@@ -120,7 +126,7 @@ def save_fig(fig, name: str, dpi: int = DPI, folder=None) -> Path:
     """Write ``fig`` to ``figures/<name>.png`` (or ``folder/<name>.png``) atomically and close
     it. Returns the path."""
     if not name or "/" in name or "\\" in name:
-        raise ValueError(f"name must be a plain file name without folders, got {name!r}")
+        raise SettingError("name", name, "must be a plain file name without folders")
     folder = figures_dir() if folder is None else Path(folder)
     path = folder / (name if name.endswith(".png") else f"{name}.png")
     try:
@@ -177,7 +183,8 @@ def plot_images(images, labels=None, class_names=None, n: int = 16, cols: int = 
 
 
 def plot_patch_grid(image, patch_size: int, title=None):
-    """One image with the patch grid drawn over it and each patch numbered."""
+    """One image with the patch grid drawn over it and each patch numbered (white numbers with a
+    black outline, readable on light and dark patches alike)."""
     check_images(image[None])
     gh, gw = grid_shape(image.shape[:2], patch_size)
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -195,8 +202,9 @@ def plot_patch_grid(image, patch_size: int, title=None):
                     str(r * gw + c),
                     ha="center",
                     va="center",
-                    fontsize=6,
-                    color="yellow",
+                    fontsize=8,
+                    color="white",
+                    path_effects=[patheffects.withStroke(linewidth=1.5, foreground="black")],
                 )
     return fig
 
@@ -293,18 +301,33 @@ def plot_reconstructions(
     reconstructions,
     patch_size: int,
     n: int = 6,
-    error_map: bool = True,
+    error_map: bool | str = True,
     title=None,
     composite: bool = True,
+    error_max: float | None = None,
 ):
-    """Rows of original | masked | reconstruction(s) | error map for ``n`` images.
+    """Rows of original | masked | reconstruction(s) | error map(s) for ``n`` images.
 
-    ``reconstructions`` is one array (N, H, W, C) or a dict label -> array, to compare predictors
-    side by side. Hidden patches are drawn in :data:`HIDDEN_COLOUR`. With ``composite`` (the
-    default) each reconstruction is shown as it is scored: visible pixels from the original, hidden
-    pixels from the prediction. The error map is |original - reconstruction| of the *first*
-    reconstruction, averaged over channels (zero on the visible patches of a composite), on a fixed
-    colour scale 0 to 0.5 (pixel values are in [0, 1]) with a colour bar.
+    Hidden patches are drawn in :data:`HIDDEN_COLOUR`. An error map is |original -
+    reconstruction| averaged over channels (zero on the visible patches of a composite). All error
+    maps share one colour scale (a colour bar "absolute error"), from 0 to the 99th percentile of
+    the errors shown (:func:`error_limit`), so that the gap between two predictors shows.
+    Column titles are wrapped (:data:`TITLE_WIDTH` characters a line) so that long predictor
+    names do not run into each other.
+
+    Args:
+        original: images (N, H, W, C) in [0, 1].
+        mask: patch mask (N, L), 1 = hidden.
+        reconstructions: one array (N, H, W, C) or a dict label -> array, to compare predictors
+            side by side (the labels are the column titles; they may hold line breaks).
+        patch_size: side of a patch in pixels.
+        n: how many images (rows).
+        error_map: True: the error map of the *first* reconstruction; ``"all"``: one per
+            reconstruction, in the same order; False: none.
+        title: the figure's title.
+        composite: show each reconstruction as it is scored: visible pixels from the original,
+            hidden pixels from the prediction.
+        error_max: the top of the error colour scale; None: :func:`error_limit` of the maps shown.
     """
     check_images(original, "original")
     check_mask(mask, n_images=original.shape[0])
@@ -312,36 +335,63 @@ def plot_reconstructions(
         reconstructions = {"reconstructed": reconstructions}
     n = min(n, len(original))
     labels = list(reconstructions)
+    shown = {
+        k: np.clip(np.asarray(v[:n], dtype=original.dtype), 0, 1)
+        for k, v in reconstructions.items()
+    }
     if composite:
-        reconstructions = {
-            k: composite_images(
-                original[:n], np.asarray(v[:n], dtype=original.dtype), mask[:n], patch_size
-            )
-            for k, v in reconstructions.items()
+        shown = {
+            k: composite_images(original[:n], v, mask[:n], patch_size) for k, v in shown.items()
         }
-    ncols = 2 + len(labels) + int(error_map)
+    mapped = labels if error_map == "all" else labels[:1] if error_map else []
+    errors = {k: np.abs(original[:n] - shown[k]).mean(axis=-1) for k in mapped}
+    if errors:
+        hidden = patch_mask_to_pixels(mask[:n], patch_size, original.shape[1:3])[..., 0]
+        vmax = error_max or error_limit(list(errors.values()), hidden if composite else None)
+    ncols = 2 + len(labels) + len(mapped)
     fig, axes = plt.subplots(n, ncols, figsize=(1.7 * ncols, 1.8 * n), squeeze=False)
     masked = hide_patches(original[:n], mask[:n], patch_size)
     for r in range(n):
         _show(axes[r, 0], original[r], "original" if r == 0 else None)
         _show(axes[r, 1], masked[r], f"masked ({mask[r].mean():.0%})" if r == 0 else None)
         for c, label in enumerate(labels):
-            _show(axes[r, 2 + c], np.asarray(reconstructions[label][r]), label if r == 0 else None)
-        if error_map:
-            err = np.abs(original[r] - np.clip(reconstructions[labels[0]][r], 0, 1)).mean(axis=-1)
-            ax = axes[r, -1]
-            err_im = ax.imshow(err, cmap="magma", vmin=0, vmax=0.5)
+            _show(axes[r, 2 + c], shown[label][r], _wrap(label) if r == 0 else None)
+        for c, label in enumerate(mapped):
+            ax = axes[r, 2 + len(labels) + c]
+            err_im = ax.imshow(errors[label][r], cmap="magma", vmin=0, vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"|error| {labels[0]}" if len(labels) > 1 else "|error|", fontsize=9)
+                name = f"|error| {label}" if len(labels) > 1 else "|error|"
+                ax.set_title(_wrap(name), fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    if error_map:
+    if errors:
         _column_colorbar(fig, err_im, axes[:, -1], "absolute error", extend="max")
     _hidden_legend(fig)
     return fig
+
+
+# characters a line of a column title of plot_reconstructions (about 1.3 inch at 9 pt)
+TITLE_WIDTH = 16
+
+
+def _wrap(text: str, width: int = TITLE_WIDTH) -> str:
+    """``text`` with each of its lines wrapped to ``width`` characters (words are not split)."""
+    return "\n".join(
+        textwrap.fill(line, width, break_long_words=False) or line for line in str(text).split("\n")
+    )
+
+
+def error_limit(errors, where=None, percentile: float = 99.0) -> float:
+    """The top of a shared colour scale of error maps: the ``percentile`` of all the ``errors``
+    (a list of arrays of one shape) at the pixels ``where`` is True (default, or where it holds
+    none: every pixel); at least 1e-3, so that perfect predictions still get a scale."""
+    errors = np.stack([np.asarray(e, dtype=float) for e in errors])
+    if where is not None and np.any(where):
+        errors = errors[:, np.asarray(where, dtype=bool)]
+    return max(float(np.percentile(errors, percentile)), 1e-3)
 
 
 def plot_history(history: dict, metrics=("loss",), title=None):
@@ -366,8 +416,8 @@ def plot_history(history: dict, metrics=("loss",), title=None):
 
 
 PREDICTOR_STYLE = {
-    "vit": dict(color="tab:blue", marker="o", label="ViT (mask token)"),
-    "mae": dict(color="tab:green", marker="s", label="ViT (MAE-style)"),
+    "vit": dict(color="tab:blue", marker="o", label="mask-token ViT"),
+    "mae": dict(color="tab:green", marker="s", label="MAE-style ViT"),
     "cnn": dict(color="tab:orange", marker="^", label="CNN autoencoder"),
     "vit_cnn": dict(color="tab:purple", marker="D", label="ViT + CNN decoder"),
     "aae": dict(color="tab:red", marker="P", label="adversarial autoencoder"),
@@ -536,6 +586,93 @@ def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale:
     return fig
 
 
+def plot_training_curves(
+    histories: dict,
+    losses=None,
+    psnr_key: str = "val_psnr_masked",
+    title=None,
+    log_scale: bool = True,
+):
+    """Each model's training curves on an axis of its own, and one shared axis for a measure that
+    all the models have in common.
+
+    The models' losses differ (the mask-token ViT's MSE on the hidden patches, the MAE's on every
+    patch, a PSNR loss), so one number of two losses says nothing about which model is better:
+    each model gets a panel of its loss (training solid, validation dashed), its y-label saying
+    which loss it is. The last panel draws the ``psnr_key`` curve of every history that holds it
+    (the masked-region PSNR of the validation images), in the models' colours; it is left out when
+    no history holds that key.
+
+    Args:
+        histories: label -> history dict (Keras ``History.history``, or the ``history`` of
+            :func:`helpers.training.train`'s result).
+        losses: label -> the loss of that model in words (e.g.
+            :func:`helpers.training.describe_loss`), the y-label of its panel; default: MSE or
+            minus the PSNR, told from the values.
+        psnr_key: the history key of the measure the models share.
+        title: the figure's title.
+        log_scale: draw a positive loss (an MSE) on a log scale.
+    """
+    if not histories:
+        raise SettingError("histories", histories, "is empty: no training curves to plot")
+    losses = dict(losses or {})
+    shared = {k: _curve(h, psnr_key) for k, h in histories.items()}
+    shared = {k: v for k, v in shared.items() if v is not None}
+    ncols = len(histories) + bool(shared)
+    fig, axes = plt.subplots(1, ncols, figsize=(3.6 * ncols, 3.4), squeeze=False)
+    for i, (label, history) in enumerate(histories.items()):
+        _loss_panel(axes[0, i], history, f"C{i}", losses.get(label), log_scale)
+        axes[0, i].set_title(_wrap(label, 40), fontsize=10)
+    if shared:
+        ax = axes[0, -1]
+        for i, label in enumerate(histories):
+            if label in shared:
+                _epoch_plot(ax, shared[label], "-", color=f"C{i}", label=label)
+        ax.set_ylabel(_wrap(metric_label(psnr_key), 40))
+        ax.set_title("all models: the same measure", fontsize=10)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _curve(history: dict, key: str):
+    """``history[key]`` as floats, or None when it is missing, empty or all NaN."""
+    values = history.get(key)
+    if values is None or len(values) == 0:
+        return None
+    values = np.asarray(values, dtype=float)
+    return None if np.all(np.isnan(values)) else values
+
+
+def _epoch_plot(ax, values, style: str, **kwargs):
+    """``values`` against epochs 1, 2, ... (whole-number ticks)."""
+    ax.plot(np.arange(1, len(values) + 1), values, style, marker="o", ms=3, **kwargs)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def _loss_panel(ax, history: dict, colour, description, log_scale: bool):
+    """One model's ``loss`` (solid) and ``val_loss`` (dashed) in ``colour``; the y-label says
+    which loss (``description``, or :func:`_curve_label`), log-scaled for a positive loss."""
+    curves = {"training": _curve(history, "loss"), "validation": _curve(history, "val_loss")}
+    for (name, values), style in zip(curves.items(), ("-", "--")):
+        if values is not None:
+            _epoch_plot(ax, values, style, color=colour, label=name)
+    shown = [v for v in curves.values() if v is not None]
+    ax.set_ylabel(
+        _wrap(f"loss: {description}", 40)
+        if description
+        else _curve_label("loss", shown[0] if shown else None)
+    )
+    if log_scale and shown and all(np.nanmin(v) > 0 for v in shown):
+        ax.set_yscale("log")
+    if shown:
+        ax.legend(fontsize=8)
+
+
 def plot_patch_scores(
     images,
     scores,
@@ -554,8 +691,8 @@ def plot_patch_scores(
     scores = np.asarray(scores, dtype=float)
     gh, gw = images.shape[1] // patch_size, images.shape[2] // patch_size
     if scores.shape != (images.shape[0], gh * gw):
-        raise ValueError(
-            f"scores must have shape (N, L) = {(images.shape[0], gh * gw)}, got {scores.shape}"
+        raise SettingError(
+            "scores", scores.shape, f"must have shape (N, L) = {(images.shape[0], gh * gw)}"
         )
     n = min(n, len(images))
     fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 3.8), squeeze=False)
@@ -611,16 +748,25 @@ def plot_confusion(matrix, class_names, title=None):
 STRATEGY_MARKERS = {"random": "o", "rows": "s", "columns": "D", "importance": "^"}
 
 
-def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None):
+def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None, reference=None):
     """Does better reconstruction mean better features? One point per encoder: its masked-region
     PSNR (x) against its linear probe's accuracy (y), the marker its training strategy, the colour
     its training ratio; dashed lines for the ``baselines`` (name -> accuracy) and a dotted one for
-    ``chance``.
+    ``chance``; vertical dash-dotted lines for the ``reference`` PSNRs, named above the axes,
+    which the x-range always includes, so that the axis shows how far the encoders are from,
+    e.g., the mean-colour guess.
 
-    ``cells``: dicts with ``strategy``, ``ratio``, ``psnr`` and ``accuracy``
-    (:func:`helpers.report.probe_cells`)."""
+    Args:
+        cells: dicts with ``strategy``, ``ratio``, ``psnr`` and ``accuracy``
+            (:func:`helpers.report.probe_cells`).
+        baselines: name -> probe accuracy of a baseline (horizontal lines).
+        chance: the accuracy of always guessing the most frequent class.
+        title: the figure's title.
+        reference: name -> masked-region PSNR (dB) of a non-learned predictor (e.g.
+            ``{"mean colour": 22.3, "biharmonic": 28.0}``), drawn as labelled vertical lines.
+    """
     if not cells:
-        raise ValueError("cells is empty: no probe results to plot")
+        raise SettingError("cells", cells, "is empty: no probe results to plot")
     ratios = sorted({float(c["ratio"]) for c in cells})
     colours = plt.cm.viridis(np.linspace(0.1, 0.85, len(ratios)))
     fig, ax = plt.subplots(figsize=(5.8, 4.0))
@@ -657,11 +803,265 @@ def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None):
         plt.Line2D([], [], marker="o", color=c, ls="", label=f"{r:.0%}")
         for r, c in zip(ratios, colours)
     ]
+    _psnr_references(ax, [c["psnr"] for c in cells], reference or {})
     ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_xlabel("masked-region PSNR of the model (dB)")
     ax.set_ylabel("linear probe accuracy")
     ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=10)
+    if title:  # above the reference labels
+        ax.set_title(title, fontsize=10, pad=14 if reference else 6)
     fig.tight_layout()
+    return fig
+
+
+def _psnr_references(ax, psnrs, reference: dict):
+    """Vertical lines at the ``reference`` PSNRs (name -> dB), labelled above the axes, and an
+    x-range that holds them and the points' ``psnrs``, with a margin of 5% of the range (at least
+    0.3 dB)."""
+    for name, value in reference.items():
+        ax.axvline(value, color="tab:red", linestyle="-.", lw=1)
+        ax.annotate(
+            name,
+            (value, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="tab:red",
+        )
+    if reference:
+        values = [float(v) for v in [*psnrs, *reference.values()]]
+        pad = max(0.05 * (max(values) - min(values)), 0.3)
+        ax.set_xlim(min(values) - pad, max(values) + pad)
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture diagrams of the two Transformers, drawn from a model's own settings
+# --------------------------------------------------------------------------------------------
+ARCH_BOX_WIDTH = 3.0  # inches, one box of plot_architecture
+ARCH_FONT = 9  # points: readable at 100 dpi
+ARCH_LINE = 0.19  # inches a line of box text takes (9 pt, line spacing 1.3)
+ARCH_GAP = 0.34  # inches between two boxes: an arrow
+ARCH_WRAP = 36  # characters a line of box text
+ARCH_COLOURS = {"data": "white", "encoder": "#dbe8f6", "decoder": "#dcf0dc"}
+TOKEN_COLOUR = (0.3, 0.5, 0.8)  # a token of a visible patch in the token strips
+TOKEN_EXAMPLE = (0, 1, 0, 0, 1, 1, 0, 1)  # the 8 tokens a strip shows: 1 = hidden patch
+
+
+def plot_architecture(model, title=None):
+    """A diagram of one of the course's Transformers, from its own settings (``get_config``).
+
+    Boxes from the input image through the patches, the tokens and the Transformer blocks to the
+    reconstructed patches and image, each with the shape of what it puts out (N images); the
+    left column runs down, the right one up. Strips of 8 example tokens show which tokens are
+    hidden: the mask-token ViT keeps all its tokens and replaces the hidden ones by a learned
+    mask token; the MAE's encoder sees the visible tokens only and its decoder gets mask tokens
+    at the hidden positions. A legend names the colours.
+
+    Args:
+        model: a mask-token ViT (``build_model("vit")``, also ``"vit_biharmonic"``) or an
+            MAE-style ViT (``build_model("mae")``).
+        title: the figure's title; default: the model's name and its number of weights.
+    """
+    builder = getattr(model, "builder", "")
+    if builder not in ("vit", "vit_biharmonic", "mae"):
+        raise SettingError(
+            "model", type(model).__name__, "must be a mask-token ViT or an MAE-style ViT"
+        )
+    s = _architecture_numbers(model)
+    columns = _mae_columns(s) if builder == "mae" else _vit_columns(s)
+    if title is None:
+        title = f"{model.label}: {model.count_params():,} weights (N = images in a batch)"
+    return _draw_architecture(columns, title, s["L"])
+
+
+def _architecture_numbers(model) -> dict:
+    """The model's settings plus what follows from them: the patch grid's ``L`` patches of
+    ``P`` values (3 channels: a gray model works in colour), ``keep`` tokens in the MAE's
+    encoder, ``pos`` (how the position embedding starts)."""
+    s = dict(model.get_config())
+    h, w, c = (int(v) for v in s["image_shape"])
+    p = int(s["patch_size"])
+    gh, gw = grid_shape((h, w), p)
+    s.update(h=h, w=w, c=c, p=p, L=gh * gw, P=p * p * 3, image=f"N × {h} × {w} × {c}")
+    s["keep"] = gh * gw - int(getattr(model, "min_masked", 0))
+    s["pos"] = "started as sine-cosine" if s.get("pos_init") == "sincos" else "started at random"
+    return s
+
+
+def _patch_boxes(s) -> list:
+    """The input image and its patches, as boxes ``(kind, lines, tokens)``."""
+    patchify = [f"patchify: {s['p']} × {s['p']} patches, row by row", f"N × {s['L']} × {s['P']}"]
+    if s["c"] == 1:
+        patchify.insert(1, "(gray: a 1 × 1 convolution to 3 channels)")
+    return [("data", ["input image", s["image"]], None), ("encoder", patchify, None)]
+
+
+def _head_boxes(s, width: int, kind: str) -> list:
+    """The linear head to ``P`` values a patch and the reconstructed image."""
+    if s.get("fill") == "harmonic":
+        head = [f"linear head {width} → {s['P']}: a correction", "+ the guess, clipped to [0, 1]"]
+    else:
+        head = [f"linear head {width} → {s['P']}, sigmoid"]
+    out = ["unpatchify: reconstructed image", s["image"]]
+    if s["c"] == 1:
+        out.insert(1, "(a 1 × 1 convolution back to gray)")
+    return [
+        (kind, [*head, f"N × {s['L']} × {s['P']} reconstructed patches"], None),
+        ("data", out, None),
+    ]
+
+
+def _blocks(name: str, depth, heads, width, mlp) -> list:
+    return [f"{name} × {depth}", f"{heads} heads, width {width}, MLP {mlp}"]
+
+
+def _vit_columns(s) -> list:
+    """The mask-token ViT: every token goes through the Transformer."""
+    d, tokens = s["embed_dim"], f"N × {s['L']} × {s['embed_dim']}"
+    harmonic = s.get("fill") == "harmonic"
+    down = _patch_boxes(s)
+    if harmonic:
+        guess = ["harmonic fill: a smooth guess at each hidden patch from the visible pixels"]
+        down.append(("encoder", [*guess, f"N × {s['L']} × {s['P']}"], None))
+    token = (
+        "+ a learned mask token on each hidden token"
+        if harmonic
+        else ("each hidden token replaced by one learned mask token")
+    )
+    down += [
+        ("encoder", [f"patch embedding: linear {s['P']} → {d}", tokens], None),
+        ("encoder", [token, tokens], "all"),
+        ("encoder", [f"+ learned position embedding ({s['pos']})", tokens], None),
+    ]
+    blocks = _blocks("Transformer block", s["depth"], s["num_heads"], d, s["mlp_dim"])
+    up = [("encoder", [*blocks, "then LayerNorm", tokens], "all"), *_head_boxes(s, d, "encoder")]
+    return [(f"tokens: all {s['L']} patches", down), ("Transformer and head", up)]
+
+
+def _mae_columns(s) -> list:
+    """The MAE-style ViT: the encoder sees the visible tokens only, the decoder all positions."""
+    d, dd, n, keep = s["embed_dim"], s["decoder_dim"], s["L"], s["keep"]
+    embed = [
+        f"patch embedding: linear {s['P']} → {d}",
+        f"+ learned position embedding ({s['pos']})",
+    ]
+    selected = ["keep the visible tokens only:", f"{keep} of {n} (every mask hides ≥ {n - keep})"]
+    blocks = _blocks("Transformer block", s["depth"], s["num_heads"], d, s["mlp_dim"])
+    down = [
+        *_patch_boxes(s),
+        ("encoder", [*embed, f"N × {n} × {d}"], None),
+        ("encoder", [*selected, f"N × {keep} × {d}"], "visible"),
+        ("encoder", [*blocks, "then LayerNorm", f"N × {keep} × {d}"], "visible"),
+    ]
+    restore = ["tokens back in place, a learned mask token at each hidden position"]
+    if s.get("fill") == "harmonic":
+        restore.append("+ the embedded harmonic fill (a smooth guess) of every patch")
+    decoder = _blocks(
+        "decoder block", s["decoder_depth"], s["decoder_num_heads"], dd, s["decoder_mlp_dim"]
+    )
+    up = [
+        ("decoder", [f"linear {d} → {dd}", f"N × {keep} × {dd}"], "visible"),
+        ("decoder", [*restore, f"N × {n} × {dd}"], "all"),
+        ("decoder", [f"+ learned position embedding ({s['pos']})", f"N × {n} × {dd}"], None),
+        ("decoder", [*decoder, "then LayerNorm", f"N × {n} × {dd}"], "all"),
+        *_head_boxes(s, dd, "decoder"),
+    ]
+    return [("encoder: visible tokens only", down), (f"decoder: all {n} positions", up)]
+
+
+def _box_height(lines, tokens) -> float:
+    return 0.16 + ARCH_LINE * len(lines) + (0.24 if tokens else 0.0)
+
+
+def _token_strip(ax, x_centre: float, y: float, tokens: str):
+    """A row of :data:`TOKEN_EXAMPLE`'s tokens: ``all`` with the hidden ones as mask tokens
+    (:data:`HIDDEN_COLOUR`), ``visible`` the visible ones alone."""
+    colours = [HIDDEN_COLOUR if hidden else TOKEN_COLOUR for hidden in TOKEN_EXAMPLE]
+    if tokens == "visible":
+        colours = [c for c in colours if c == TOKEN_COLOUR]
+    size, step = 0.13, 0.17
+    left = x_centre - (step * len(colours) - (step - size)) / 2
+    for i, colour in enumerate(colours):
+        ax.add_patch(
+            Rectangle((left + i * step, y), size, size, facecolor=colour, edgecolor="0.3", lw=0.5)
+        )
+
+
+def _draw_box(ax, x: float, y: float, height: float, kind: str, lines, tokens):
+    ax.add_patch(
+        FancyBboxPatch(
+            (x, y), ARCH_BOX_WIDTH, height, boxstyle="round,pad=0,rounding_size=0.06",
+            facecolor=ARCH_COLOURS[kind], edgecolor="0.35", lw=0.8,
+        )
+    )  # fmt: skip
+    ax.text(
+        x + ARCH_BOX_WIDTH / 2, y + height - 0.08, "\n".join(lines),
+        ha="center", va="top", fontsize=ARCH_FONT, linespacing=1.3,
+    )  # fmt: skip
+    if tokens:
+        _token_strip(ax, x + ARCH_BOX_WIDTH / 2, y + 0.08, tokens)
+
+
+def _arrow(ax, start, end):
+    ax.annotate(
+        "", xy=end, xytext=start,
+        arrowprops=dict(arrowstyle="-|>", color="0.3", lw=1.2, shrinkA=0, shrinkB=0),
+    )  # fmt: skip
+
+
+def _draw_architecture(columns, title: str, n_tokens: int):
+    """Two columns of boxes ``(header, [(kind, lines, tokens), ...])`` on a figure whose data
+    units are inches: the first runs down, the second up, their bottom boxes side by side and
+    joined by an arrow."""
+    columns = [
+        (head, [(k, [_wrap(t, ARCH_WRAP) for t in lines], tok) for k, lines, tok in boxes])
+        for head, boxes in columns
+    ]
+    heights = [
+        [_box_height("\n".join(b[1]).split("\n"), b[2]) for b in boxes] for _, boxes in columns
+    ]
+    stacks = [sum(h) + ARCH_GAP * (len(h) - 1) for h in heights]
+    title = _wrap(title, 80)
+    bottom, top = 0.75, 0.45 + 0.2 * (title.count("\n") + 1)
+    width, height = 2 * ARCH_BOX_WIDTH + 1.3, bottom + max(stacks) + top
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    ends = []
+    for i, ((header, boxes), hs) in enumerate(zip(columns, heights)):
+        x = 0.3 + i * (ARCH_BOX_WIDTH + 0.7)
+        centre = x + ARCH_BOX_WIDTH / 2
+        ys = [bottom + sum(hs[:j]) + ARCH_GAP * j for j in range(len(hs))]  # upwards
+        if i == 0:  # the first column runs down: its first box on top
+            ys = [bottom + sum(hs[j + 1 :]) + ARCH_GAP * (len(hs) - 1 - j) for j in range(len(hs))]
+        for (kind, lines, tokens), y, h in zip(boxes, ys, hs):
+            _draw_box(ax, x, y, h, kind, "\n".join(lines).split("\n"), tokens)
+        for j in range(len(hs) - 1):
+            start = (centre, ys[j]) if i == 0 else (centre, ys[j] + hs[j])
+            end = (centre, ys[j + 1] + hs[j + 1]) if i == 0 else (centre, ys[j + 1])
+            _arrow(ax, start, end)
+        ax.text(centre, bottom + stacks[i] + 0.1, header, ha="center", va="bottom",
+                fontsize=ARCH_FONT + 1, fontweight="bold")  # fmt: skip
+        ends.append((x, hs[-1] if i == 0 else hs[0]))
+    join = bottom + min(h for _, h in ends) / 2
+    _arrow(ax, (ends[0][0] + ARCH_BOX_WIDTH, join), (ends[1][0], join))
+    ax.text(width / 2, height - 0.12, title, ha="center", va="top", fontsize=ARCH_FONT + 2)
+    ax.legend(
+        handles=[
+            Patch(facecolor=TOKEN_COLOUR, edgecolor="0.3", label="token of a visible patch"),
+            Patch(facecolor=HIDDEN_COLOUR, edgecolor="0.3", label="mask token (hidden patch)"),
+        ],
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.01),
+        ncol=2,
+        frameon=False,
+        fontsize=ARCH_FONT,
+        title=f"token strips: 8 of the {n_tokens} tokens",
+        title_fontsize=ARCH_FONT,
+    )
     return fig

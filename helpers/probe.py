@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import SettingError, check_positive_int, check_positive_number
+from ._checks import SettingError, SettingTypeError, check_positive_int, check_positive_number
 from ._io import write_atomic, write_csv
 from .recipes import NON_LEARNED
 
@@ -35,7 +35,7 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """Counts (n_classes, n_classes): row = true class, column = predicted class."""
     y_true, y_pred = _labels(y_true, n_classes, "y_true"), _labels(y_pred, n_classes, "y_pred")
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true and y_pred differ in shape: {y_true.shape} vs {y_pred.shape}")
+        raise SettingError("y_pred", y_pred.shape, f"must have the shape of y_true {y_true.shape}")
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(matrix, (y_true, y_pred), 1)
     return matrix
@@ -43,12 +43,14 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
 
 def _labels(y, n_classes, name) -> np.ndarray:
     y = np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(
-            f"{name} must be a 1-D array of integer class labels, got {y.dtype} {y.shape}"
-        )
+    if y.ndim != 1:
+        raise SettingError(name, y.shape, "must be a 1-D array of integer class labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise SettingTypeError(name, str(y.dtype), "must be a 1-D array of integer class labels")
     if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"{name} holds labels outside [0, {n_classes}): {y.min()}..{y.max()}")
+        raise SettingError(
+            name, (int(y.min()), int(y.max())), f"labels (min, max) must lie in [0, {n_classes})"
+        )
     return y.astype(np.int64)
 
 
@@ -59,7 +61,7 @@ def probe_metrics(matrix: np.ndarray) -> dict:
     matrix = np.asarray(matrix, dtype=np.float64)
     n = matrix.sum()
     if n == 0:
-        raise ValueError("the confusion matrix is empty: no test image")
+        raise SettingError("matrix", matrix.shape, "the confusion matrix is empty: no test image")
     tp = np.diag(matrix)
     true_n, pred_n = matrix.sum(axis=1), matrix.sum(axis=0)
     seen = (true_n + pred_n) > 0

@@ -47,8 +47,8 @@ PREDICTORS = (*LEARNED, *NON_LEARNED)
 VIT_FILLS = ("harmonic", "token")  # how a hidden patch enters the mask-token ViT: build_vit
 # what each predictor is called in tables, figures and sentences
 LABELS = {
-    "vit": "ViT (mask token)",
-    "mae": "ViT (MAE-style)",
+    "vit": "mask-token ViT",
+    "mae": "MAE-style ViT",
     "cnn": "CNN autoencoder",
     "vit_cnn": "ViT + CNN decoder",
     "aae": "adversarial autoencoder",

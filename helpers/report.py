@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import SettingError
 from .recipes import LABELS, LEARNED
 
 NAMES = LABELS
@@ -51,21 +52,31 @@ def best_predictor(rows, strategy: str, ratio: float, metric: str = "psnr_masked
     values = {p: _value(rows, strategy, ratio, p, metric) for p in _predictors(rows)}
     values = {p: v for p, v in values.items() if np.isfinite(v)}
     if not values:
-        raise ValueError(f"no results for strategy {strategy!r} at ratio {ratio}")
+        raise SettingError("strategy", strategy, f"has no results at ratio {ratio} in these rows")
     pick = max if HIGHER_IS_BETTER.get(metric, True) else min
     return pick(values, key=values.get)
 
 
-def results_table(rows, metric: str = "psnr_masked_mean", digits: int = 2) -> str:
+def _names(names=None) -> dict:
+    """The predictors' names in tables and sentences: :data:`NAMES`, with ``names`` (predictor ->
+    name, e.g. "mask-token ViT (course checkpoint)") where given."""
+    return {**NAMES, **(names or {})}
+
+
+def results_table(
+    rows, metric: str = "psnr_masked_mean", digits: int = 2, names: dict | None = None
+) -> str:
     """A Markdown table: one row per (strategy, ratio), one column per predictor, best in bold.
     ``metric="training_added"``: what training added to each learned predictor over its
-    untrained twin (dB, signed), one column per learned predictor, nothing in bold."""
+    untrained twin (dB, signed), one column per learned predictor, nothing in bold. ``names``:
+    the predictors' names where they are not :data:`NAMES` (:func:`_names`)."""
+    nm = _names(names)
     added = metric == "training_added"
     predictors = _predictors(rows)
     if added:
         predictors = [p for p in predictors if p in LEARNED]
         rows = [{**r, metric: _training_added(r)} for r in rows if r["predictor"] in predictors]
-    head = "| strategy | ratio | " + " | ".join(NAMES.get(p, p) for p in predictors) + " |"
+    head = "| strategy | ratio | " + " | ".join(nm.get(p, p) for p in predictors) + " |"
     lines = [head, "|" + "---|" * (len(predictors) + 2)]
     for s in _strategies(rows):
         for ratio in _ratios(rows):
@@ -136,13 +147,14 @@ def _added_by_predictor(rows) -> dict[str, np.ndarray]:
     return out
 
 
-def training_added(rows) -> str:
+def training_added(rows, names: dict | None = None) -> str:
     """One sentence: what training added to each learned predictor over its untrained twin, the
     range over the cells (empty when the rows have no ``training_added``)."""
+    nm = _names(names)
     parts = []
     for p, added in _added_by_predictor(rows).items():
         span = f"{added.min():+.2f}" + (f" to {added.max():+.2f}" if len(added) > 1 else "")
-        parts.append(f"{NAMES.get(p, p)} {span} dB")
+        parts.append(f"{nm.get(p, p)} {span} dB")
     if not parts:
         return ""
     return (
@@ -153,18 +165,18 @@ def training_added(rows) -> str:
     )
 
 
-def _little_warnings(flagged) -> list[str]:
+def _little_warnings(flagged, nm) -> list[str]:
     return [
-        f"Warning: training added less than {TRAINING_MARGIN_DB:g} dB to the {NAMES.get(p, p)} "
+        f"Warning: training added less than {TRAINING_MARGIN_DB:g} dB to the {nm.get(p, p)} "
         f"over its untrained twin in {bad} of {n} cells: what it scores is what it started from, "
         "not what it learned; no conclusion is drawn from it."
         for p, (bad, n) in flagged.items()
     ]
 
 
-def _floor_warnings(flagged) -> list[str]:
+def _floor_warnings(flagged, nm) -> list[str]:
     return [
-        f"Warning: the {NAMES.get(p, p)} is within {FLOOR_MARGIN_DB:g} dB of the mean-colour guess "
+        f"Warning: the {nm.get(p, p)} is within {FLOOR_MARGIN_DB:g} dB of the mean-colour guess "
         "(or below it) "
         f"in {bad} of {n} cells: it has not learned to use the visible patches; conclusions about "
         "it are not meaningful."
@@ -172,7 +184,7 @@ def _floor_warnings(flagged) -> list[str]:
     ]
 
 
-def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str) -> str:
+def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str, nm) -> str:
     """How much hiding ``hi`` instead of ``lo`` costs the predictor losing most and the one losing
     least."""
     drops = {
@@ -182,9 +194,9 @@ def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str)
         for p in predictors
     }
     most, least = max(drops, key=drops.get), min(drops, key=drops.get)
-    costs = f"{drops[most]:.2f} dB for {NAMES.get(most, most)}"
+    costs = f"{drops[most]:.2f} dB for {nm.get(most, most)}"
     if least != most:
-        costs += f" and {drops[least]:.2f} dB for {NAMES.get(least, least)}"
+        costs += f" and {drops[least]:.2f} dB for {nm.get(least, least)}"
     return (
         f"Hiding {hi:.0%} instead of {lo:.0%} of the patches costs {costs} (masked-region "
         "PSNR, mean over strategies)."
@@ -192,7 +204,11 @@ def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str)
 
 
 def findings(
-    rows, matrix=None, matrix_strategies=None, metric: str = "psnr_masked_mean"
+    rows,
+    matrix=None,
+    matrix_strategies=None,
+    metric: str = "psnr_masked_mean",
+    names: dict | None = None,
 ) -> list[str]:
     """Sentences stating what the numbers say; each number is computed from ``rows``/``matrix``.
 
@@ -201,12 +217,13 @@ def findings(
     twin) and of :func:`learned_nothing` (within 1 dB of the mean-colour guess), and no conclusion
     is drawn from it: it is left out of the ratio-robustness comparison and of the comparisons of
     the mask-token ViT. The mean-colour guess itself is no contender in the win counts and
-    strategy averages.
+    strategy averages. ``names``: the predictors' names where they are not :data:`NAMES`.
     """
+    nm = _names(names)
     little, nothing = learned_little(rows), learned_nothing(rows)
     flagged = {**nothing, **little}
-    out = [s for s in [training_added(rows)] if s]
-    out += _little_warnings(little) + _floor_warnings(nothing)
+    out = [s for s in [training_added(rows, names)] if s]
+    out += _little_warnings(little, nm) + _floor_warnings(nothing, nm)
     base = [r for r in rows if r["predictor"] != FLOOR] or rows
     contenders = [r for r in base if r["predictor"] not in flagged] or base
     left_out = [p for p in _predictors(base) if p not in _predictors(contenders)]
@@ -219,23 +236,21 @@ def findings(
     wins = win_counts(contenders, metric)
     leader = max(wins, key=wins.get)
     out.append(
-        f"{NAMES.get(leader, leader)} has the best masked-region PSNR in {wins[leader]} of "
+        f"{nm.get(leader, leader)} has the best masked-region PSNR in {wins[leader]} of "
         f"{n_cells} "
         f"(strategy, ratio) cells; "
-        + ", ".join(f"{NAMES.get(p, p)} {n}" for p, n in wins.items() if p != leader)
-        + (
-            f" ({', '.join(NAMES.get(p, p) for p in left_out)}: flagged above)."
-            if left_out
-            else "."
-        )
+        + ", ".join(f"{nm.get(p, p)} {n}" for p, n in wins.items() if p != leader)
+        + (f" ({', '.join(nm.get(p, p) for p in left_out)}: flagged above)." if left_out else ".")
     )
     robust_candidates = [p for p in predictors if p not in flagged]
     if len(ratios) > 1 and robust_candidates:
-        out.append(_ratio_cost(rows, robust_candidates, strategies, ratios[0], ratios[-1], metric))
+        out.append(
+            _ratio_cost(rows, robust_candidates, strategies, ratios[0], ratios[-1], metric, nm)
+        )
     out += _difficulty(rows, strategies, ratios, predictors, metric)
     for other, sentence in (
-        ("biharmonic", "The mask-token ViT beats biharmonic inpainting in {} of {} cells"),
-        ("cnn", "Against the CNN autoencoder the mask-token ViT wins {} of {} cells"),
+        ("biharmonic", "The {vit} beats biharmonic inpainting in {} of {} cells"),
+        ("cnn", "Against the {cnn} the {vit} wins {} of {} cells"),
     ):
         if "vit" in predictors and other in predictors and not {"vit", other} & set(flagged):
             margins = [
@@ -245,10 +260,64 @@ def findings(
             ]
             beats = int(np.sum(np.array(margins) > 0))
             out.append(
-                sentence.format(beats, n_cells) + f" (mean margin {np.nanmean(margins):+.2f} dB)."
+                sentence.format(beats, n_cells, vit=nm["vit"], cnn=nm["cnn"])
+                + f" (mean margin {np.nanmean(margins):+.2f} dB)."
             )
     if matrix is not None and matrix_strategies and np.isfinite(np.asarray(matrix, float)).all():
         out.append(_transfer(np.asarray(matrix, dtype=float), matrix_strategies))
+    return out
+
+
+def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]:
+    """The numbers behind notebook 06's written question, from the run being graded: at
+    ``ratio``, each strategy's masked-region PSNR per learned predictor and averaged over them
+    (hardest and easiest), whether the mask-token ViT beats biharmonic inpainting, and what
+    training added to it. ``rows``: that run's sweep rows (``Run.rows()``)."""
+    nm = _names(names)
+    ratios = _ratios(rows)
+    if not ratios:
+        raise SettingError("rows", len(rows), "no sweep rows: run notebook 05 first")
+    ratio = min(ratios, key=lambda r: abs(r - ratio))
+    strategies = _strategies(rows)
+    learned = [p for p in _predictors(rows) if p in LEARNED]
+    out = []
+    if learned:
+        mean = {
+            s: np.nanmean([_value(rows, s, ratio, p, "psnr_masked_mean") for p in learned])
+            for s in strategies
+        }
+        per = "; ".join(
+            f"{nm.get(p, p)}: "
+            + ", ".join(
+                f"{s} {_value(rows, s, ratio, p, 'psnr_masked_mean'):.2f}" for s in strategies
+            )
+            for p in learned
+        )
+        out.append(
+            f"(a) At {ratio:.0%} the hardest strategy for the learned models is "
+            f"{min(mean, key=mean.get)} ({min(mean.values()):.2f} dB averaged over them), the "
+            f"easiest {max(mean, key=mean.get)} ({max(mean.values()):.2f} dB); per model (dB): "
+            f"{per}."
+        )
+    if "vit" in _predictors(rows) and "biharmonic" in _predictors(rows):
+        margins = [
+            _value(rows, s, r, "vit", "psnr_masked_mean")
+            - _value(rows, s, r, "biharmonic", "psnr_masked_mean")
+            for s in strategies
+            for r in ratios
+        ]
+        added = _added_by_predictor(rows).get("vit")
+        wins = int(np.sum(np.array(margins) > 0))
+        out.append(
+            f"(c) The {nm['vit']} beats biharmonic inpainting in {wins} "
+            f"of {len(margins)} cells (mean margin {np.nanmean(margins):+.2f} dB)"
+            + (
+                f"; training added {added.min():+.2f} to {added.max():+.2f} dB over its untrained "
+                "twin."
+                if added is not None and len(added)
+                else "."
+            )
+        )
     return out
 
 
@@ -299,7 +368,12 @@ def limits(provenance: dict) -> str:
         parts = []
         for key, t in sorted(trained.items()):
             seen = f", {t['images_seen']:,} images seen" if t.get("images_seen") else ""
-            parts.append(f"{t.get('predictor') or key} {t.get('epochs')} epochs{seen}")
+            where = (
+                f" (the course checkpoint: {t['minutes']:g} min on the CIFAR-10 subset)"
+                if t.get("checkpoint")
+                else ""
+            )
+            parts.append(f"{t.get('predictor') or key}{where} {t.get('epochs')} epochs{seen}")
         budget = "models trained " + "; ".join(parts)
     return (
         f"Dataset {ds.get('name')} ({ds.get('source')}): {ds.get('train')} training, "
@@ -357,7 +431,7 @@ def probe_table(rows, predictor: str, digits: int = 3) -> str:
     accuracy in bold."""
     cells = probe_cells(rows, predictor)
     if not cells:
-        raise ValueError(f"no probe results for predictor {predictor!r} in these rows")
+        raise SettingError("predictor", predictor, "has no probe results in these rows")
     ratios = sorted({c["ratio"] for c in cells})
     best = max(c["accuracy"] for c in cells)
     lines = [
@@ -449,7 +523,7 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
     error of an accuracy, sqrt(p(1-p)/n), says which differences are within its noise."""
     cells = probe_cells(rows, predictor)
     if not cells:
-        raise ValueError(f"no probe results for predictor {predictor!r} in these rows")
+        raise SettingError("predictor", predictor, "has no probe results in these rows")
     name = NAMES.get(predictor, predictor)
     acc = np.array([c["accuracy"] for c in cells])
     best, worst = cells[int(np.argmax(acc))], cells[int(np.argmin(acc))]

@@ -56,7 +56,15 @@ _TYPES = {
 
 
 class RunnerError(Exception):
-    """A profile, a notebook selection or a parameter is wrong; nothing was run."""
+    """A profile, a notebook selection or a parameter is wrong; nothing was run.
+
+    ``param`` and ``value``: what was refused, as in :class:`helpers._checks.SettingError`: the
+    ``profile``, the ``notebooks`` entry, ``notebooks_dir``, or a notebook parameter and its
+    value."""
+
+    def __init__(self, message: str, param: str | None = None, value=None):
+        super().__init__(message)
+        self.param, self.value, self.problem = param, value, message
 
 
 class NotebookFailed(Exception):
@@ -144,30 +152,44 @@ def load_profile(name: str, params_dir=PARAMS_DIR) -> dict:
     names = available_profiles(params_dir)
     if name not in names:
         raise RunnerError(
-            f"unknown profile {name!r}; available profiles: {', '.join(names) or '(none)'}"
+            f"unknown profile {name!r}; available profiles: {', '.join(names) or '(none)'}",
+            "profile",
+            name,
         )
     path = Path(params_dir) / f"{name}.yaml"
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise RunnerError(f"profile {name!r} ({path.name}) is not valid YAML: {exc}") from exc
+        raise RunnerError(
+            f"profile {name!r} ({path.name}) is not valid YAML: {exc}", "profile", name
+        ) from exc
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise RunnerError(f"profile {name!r} must be a mapping with keys {', '.join(PROFILE_KEYS)}")
+        raise RunnerError(
+            f"profile {name!r} must be a mapping with keys {', '.join(PROFILE_KEYS)}",
+            "profile",
+            name,
+        )
     extra = sorted(set(raw) - set(PROFILE_KEYS))
     if extra:
         raise RunnerError(
-            f"profile {name!r} has unknown keys {extra}; allowed: {', '.join(PROFILE_KEYS)}"
+            f"profile {name!r} has unknown keys {extra}; allowed: {', '.join(PROFILE_KEYS)}",
+            "profile",
+            name,
         )
     common = raw.get("common") or {}
     per_notebook = raw.get("notebooks") or {}
     if not isinstance(common, dict):
-        raise RunnerError(f"profile {name!r}: 'common' must map parameter names to values")
+        raise RunnerError(
+            f"profile {name!r}: 'common' must map parameter names to values", "profile", name
+        )
     if not isinstance(per_notebook, dict) or not all(
         isinstance(v, dict) or v is None for v in per_notebook.values()
     ):
         raise RunnerError(
-            f"profile {name!r}: 'notebooks' must map notebook names to mappings of parameters"
+            f"profile {name!r}: 'notebooks' must map notebook names to mappings of parameters",
+            "profile",
+            name,
         )
     return {
         "description": str(raw.get("description") or ""),
@@ -239,11 +261,11 @@ def parse_override(item: str) -> tuple[str, str]:
     (so ``-p dataset=no`` stays a string), read with :func:`parse_value` otherwise.
     """
     if "=" not in item:
-        raise ValueError(f"expected name=value, got {item!r}")
+        raise SettingError("item", item, "expected name=value")
     name, text = item.split("=", 1)
     name = name.strip()
     if not name.isidentifier():
-        raise ValueError(f"expected name=value with a Python identifier as name, got {item!r}")
+        raise SettingError("item", item, "expected name=value with a Python identifier as name")
     return name, text
 
 
@@ -262,7 +284,9 @@ def _check_type(notebook: str, name: str, value, declared: dict):
     if not ok:
         raise RunnerError(
             f"parameter {name!r} of notebook {notebook} must be {declared['inferred_type_name']} "
-            f"(default {declared.get('default')}), got {value!r} ({type(value).__name__})"
+            f"(default {declared.get('default')}), got {value!r} ({type(value).__name__})",
+            name,
+            value,
         )
 
 
@@ -351,7 +375,7 @@ def _check_value(notebook: str, name: str, value, checks: dict):
         same = isinstance(exc, SettingError) and exc.value == value
         problem = exc.problem if same else exc
         raise RunnerError(
-            f"parameter {name!r} of notebook {notebook} is {value!r}: {problem}"
+            f"parameter {name!r} of notebook {notebook} is {value!r}: {problem}", name, value
         ) from None
 
 
@@ -379,7 +403,9 @@ def _select_notebooks(notebooks, available: dict, folder: str) -> list[str]:
         stem = resolve_notebook(key, available)
         if stem is None:
             raise RunnerError(
-                f"no notebook {key!r} in {folder}/; available: {', '.join(available)}"
+                f"no notebook {key!r} in {folder}/; available: {', '.join(available)}",
+                "notebooks",
+                key,
             )
         if stem not in selected:
             selected.append(stem)
@@ -394,13 +420,17 @@ def _profile_values(profile: str, spec: dict, available: dict, declared: dict) -
         if stem is None:
             raise RunnerError(
                 f"profile {profile!r} names notebook {key!r}, which does not exist; available: "
-                f"{', '.join(available)}"
+                f"{', '.join(available)}",
+                "profile",
+                profile,
             )
         unknown = sorted(set(values) - set(declared[stem]))
         if unknown:
             raise RunnerError(
                 f"profile {profile!r}: notebook {stem} declares no parameter "
-                f"{', '.join(map(repr, unknown))}; it declares: {_allowed(declared, [stem])}"
+                f"{', '.join(map(repr, unknown))}; it declares: {_allowed(declared, [stem])}",
+                unknown[0],
+                values[unknown[0]],
             )
         per_notebook.setdefault(stem, {}).update(values)
     return per_notebook
@@ -425,7 +455,11 @@ def plan_run(
     spec = load_profile(profile, params_dir)
     available = find_notebooks(notebooks_dir)
     if not available:
-        raise RunnerError(f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}")
+        raise RunnerError(
+            f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}",
+            "notebooks_dir",
+            str(notebooks_dir),
+        )
     selected = _select_notebooks(notebooks, available, Path(notebooks_dir).name)
     declared = {stem: declared_parameters(available[stem]) for stem in available}
     per_notebook = _profile_values(profile, spec, available, declared)
@@ -443,7 +477,9 @@ def plan_run(
             prefix = f"profile {profile!r}: " if names is spec["common"] else ""
             raise RunnerError(
                 f"{prefix}unknown parameter {', '.join(map(repr, unknown))} {where}; "
-                f"allowed: {_allowed(declared, stems)}"
+                f"allowed: {_allowed(declared, stems)}",
+                unknown[0],
+                names[unknown[0]],
             )
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     checks = value_checks()

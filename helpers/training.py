@@ -31,6 +31,7 @@ import numpy as np
 
 from ._checks import (
     SettingError,
+    SettingTypeError,
     check_choice,
     check_images,
     check_positive_int,
@@ -40,6 +41,7 @@ from ._checks import (
 from ._io import atomic_path, read_csv, write_csv
 from .devices import check_devices, data_parallel
 from .masking import STRATEGIES, make_mask, n_masked
+from .metrics import psnr_from_mse
 from .models import MaskedImageModel, check_fits
 from .patches import grid_shape, patch_mask_to_pixels
 
@@ -125,12 +127,12 @@ class MaskingDataset(keras.utils.PyDataset):
         self.epoch = 0
         n_patches = self.grid[0] * self.grid[1]
         if min_masked is not None and n_masked(self.ratio[0], n_patches) < min_masked:
-            raise ValueError(
-                f"ratio {ratio!r} hides {n_masked(self.ratio[0], n_patches)} of {n_patches} "
-                "patches, but the model "
-                f"needs at least {min_masked} hidden (an MAE built with min_mask_ratio ~ "
-                f"{min_masked / n_patches:.2f}); "
-                f"use ratio >= {min_masked / n_patches:.2f}"
+            raise SettingError(
+                "ratio",
+                ratio,
+                f"hides {n_masked(self.ratio[0], n_patches)} of {n_patches} patches, but the "
+                f"model needs at least {min_masked} hidden (an MAE built with min_mask_ratio ~ "
+                f"{min_masked / n_patches:.2f}); use ratio >= {min_masked / n_patches:.2f}",
             )
 
     def __len__(self) -> int:
@@ -292,6 +294,32 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             print(f"\nEpoch {epoch + 1}: {self.monitor} improved to {value:.5f}, saved {self.path}")
 
 
+class ValidationPSNR(keras.callbacks.Callback):
+    """``val_psnr_masked`` in the logs of every epoch: the mean over the validation images of
+    each image's masked-region PSNR (dB, the tables' measure) on the validation masks, which are
+    drawn once. Every model gets it whatever its loss, so the curves of models trained on
+    different losses can share one axis (:func:`helpers.plots.plot_training_curves`)."""
+
+    def __init__(self, val_ds):
+        super().__init__()
+        self.val_ds = val_ds
+
+    def on_epoch_end(self, epoch, logs=None):
+        psnr = []
+        for index in range(len(self.val_ds)):
+            inputs, images, weight = self.val_ds[index]
+            keep = weight.reshape(len(weight), -1).sum(axis=1) > 0  # not a padding copy
+            predicted = np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64)
+            hidden = patch_mask_to_pixels(
+                inputs["mask"] > 0.5, self.val_ds.patch_size, images.shape[1:3]
+            )
+            error = ((predicted - images) ** 2 * hidden).sum(axis=(1, 2, 3))
+            mse = error / np.maximum(hidden.sum(axis=(1, 2, 3)) * images.shape[-1], 1)
+            psnr.append(psnr_from_mse(mse)[keep])
+        if logs is not None and psnr:
+            logs["val_psnr_masked"] = float(np.mean(np.concatenate(psnr)))
+
+
 class HistoryCSV(keras.callbacks.Callback):
     """Per-epoch logs in a CSV file (``epoch`` first, then the sorted log keys, ``seconds``).
 
@@ -364,9 +392,10 @@ def _split(data):
         return data.x_train, x_val
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
-            raise ValueError(
-                "data must be a Dataset, an array or an (x_train, x_val) pair; got a sequence of "
-                f"{len(data)}"
+            raise SettingError(
+                "data",
+                f"a {type(data).__name__} of {len(data)}",
+                "must be a Dataset, an array or an (x_train, x_val) pair",
             )
         return data[0], data[1]
     return data, None
@@ -382,9 +411,7 @@ def run_folder(run_dir=None, run_name=None, save_root=SAVE_ROOT) -> Path:
         or os.sep in run_name
         or run_name in (".", "..")
     ):
-        raise ValueError(
-            f"run_name must be a plain folder name (or pass run_dir), got {run_name!r}"
-        )
+        raise SettingError("run_name", run_name, "must be a plain folder name (or pass run_dir)")
     return Path(save_root) / run_name
 
 
@@ -507,16 +534,14 @@ class _ImagesSeen(keras.callbacks.Callback):
 def _budget(epochs, images, minutes, n_train: int) -> tuple[int, float | None]:
     """(most epochs, seconds or None) from one budget: ``epochs``, ``images`` seen, or
     ``minutes``."""
-    given = [
-        name
-        for name, v in (("epochs", epochs), ("images", images), ("minutes", minutes))
-        if v is not None
-    ]
+    values = {"epochs": epochs, "images": images, "minutes": minutes}
+    given = [name for name, v in values.items() if v is not None]
     if len(given) > 1 and given != ["epochs", "minutes"]:
-        raise ValueError(
+        raise SettingError(  # names the second budget given
+            given[1],
+            values[given[1]],
             "give one training budget: epochs, images or minutes (minutes may come with epochs as "
-            "a "
-            f"cap); got {', '.join(given)}"
+            f"a cap); got {', '.join(given)}",
         )
     seconds = None
     if minutes is not None:
@@ -565,16 +590,20 @@ def compile_model(model, learning_rate, jit_compile="auto", loss: str = "mse") -
         model._initial_epoch = None  # Keras keeps the epoch of an earlier restore on the model
 
 
-def _callbacks(folder, train_ds, previous, monitor, seconds, lr, lr_schedule, patience=None):
-    """The callbacks of a run in ``folder``: epoch sync, images seen, backup (resume), history,
-    best model; a :class:`TimeBudget` when ``seconds`` is given; the plateau schedule; early
-    stopping after ``patience`` epochs without progress when given. ``previous``: the history
-    rows of the interrupted run being resumed (or ``[]``)."""
+def _callbacks(
+    folder, train_ds, previous, monitor, seconds, lr, lr_schedule, patience=None, val_ds=None
+):
+    """The callbacks of a run in ``folder``: epoch sync, images seen, the validation PSNR (when
+    there is ``val_ds``), backup (resume), history, best model; a :class:`TimeBudget` when
+    ``seconds`` is given; the plateau schedule; early stopping after ``patience`` epochs without
+    progress when given. ``previous``: the history rows of the interrupted run being resumed (or
+    ``[]``)."""
     best_so_far = min((r[monitor] for r in previous if monitor in r), default=math.inf)
     seen = previous[-1].get("images_seen", 0) if previous else 0
     cbs = [
         _EpochSync(train_ds),
         _ImagesSeen(len(train_ds.images), train_ds.batch_size, seen=seen),
+        *([ValidationPSNR(val_ds)] if val_ds is not None else []),
         keras.callbacks.BackupAndRestore(str(folder / BACKUP), delete_checkpoint=True),
         HistoryCSV(folder / HISTORY),
         AtomicCheckpoint(folder / BEST, monitor=monitor, initial_best=best_so_far),
@@ -703,7 +732,9 @@ def train(
     previous = read_history(history_path) if resuming else []
     monitor = "val_loss" if val_ds is not None else "loss"
     patience = check_positive_int(patience, "patience") if early_stopping else None
-    cbs = _callbacks(folder, train_ds, previous, monitor, seconds, lr, lr_schedule, patience)
+    cbs = _callbacks(
+        folder, train_ds, previous, monitor, seconds, lr, lr_schedule, patience, val_ds=val_ds
+    )
     with data_parallel(devices):
         trained = model if devices == 1 else _replica(model)
         compile_model(trained, learning_rate, jit_compile, loss=loss)
@@ -739,9 +770,11 @@ def training_images(model, data) -> tuple[np.ndarray, np.ndarray | None]:
     """The training and validation images of ``data`` (see :func:`train`), checked against
     ``model``; no validation images: None."""
     if not isinstance(model, MaskedImageModel):
-        raise ValueError(
+        raise SettingTypeError(
+            "model",
+            type(model).__name__,
             "train needs a Keras model from helpers.models (build_vit, build_mae, "
-            f"build_cnn_autoencoder), got {model!r}"
+            "build_cnn_autoencoder)",
         )
     x_train, x_val = _split(data)
     if x_val is not None and len(x_val) == 0:

@@ -7,12 +7,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _refused import refused
 from test_models import run_under_jax
 from test_training import Interrupt
 
 from helpers import layers as mim
 from helpers import masking, models, training
-from helpers._checks import SettingError
+from helpers._checks import SettingError, SettingTypeError
 from helpers._io import read_csv
 
 SHAPE = (16, 16, 3)
@@ -158,7 +159,7 @@ def test_saved_model_reconstructs_the_same_and_scores_its_games(images, tmp_path
     assert set(models.adversary_scores(models.build_aae(**TINY), images[:8], mask)) == {
         "latent_real", "latent_fake"
     }  # fmt: skip
-    with pytest.raises(SettingError, match="model='cnn'"):
+    with refused("model", "cnn"):
         models.adversary_scores(
             models.build_cnn_autoencoder(SHAPE, 4, filters=(4, 8)), images, mask
         )
@@ -191,25 +192,26 @@ def test_a_gray_model_takes_gray_images_only(images):
     mask = masking.make_mask("rows", 0.5, images=x, patch_size=4, seed=0)
     out = models.reconstruct(gray, x, mask)
     assert out.shape == x.shape and ((0 <= out) & (out <= 1)).all()
-    with pytest.raises(SettingError, match=r"images=\(16, 16, 3\).*\(16, 16, 1\)"):
+    with refused("images", (16, 16, 3), problem="(16, 16, 1)"):
         models.reconstruct(gray, images[:4], mask)
-    with pytest.raises(SettingError, match=r"images=\(16, 16, 1\).*\(16, 16, 3\)"):
+    with refused("images", (16, 16, 1), problem="(16, 16, 3)"):
         models.reconstruct(models.build_aae(**TINY), x, mask)
 
 
 @pytest.mark.parametrize(
-    "kw, error, match",
+    "kw, error",
     [
-        ({"latent_weight": -0.1}, SettingError, r"latent_weight=-0.1: must be a number >= 0"),
-        ({"image_weight": float("nan")}, SettingError, r"image_weight=nan"),
-        ({"image_weight": "0.001"}, TypeError, r"image_weight='0.001': must be a number"),
-        ({"latent_dim": 0}, SettingError, r"latent_dim=0: must be an integer >= 1"),
-        ({"filters": (4, 8, 8, 8, 8)}, ValueError, r"divisible by 2\*\*len\(filters\) = 32"),
-        ({"dropout": 1.0}, SettingError, r"dropout=1.0"),
+        ({"latent_weight": -0.1}, SettingError),
+        ({"image_weight": float("nan")}, SettingError),
+        ({"image_weight": "0.001"}, SettingTypeError),
+        ({"latent_dim": 0}, SettingError),
+        ({"filters": (4, 8, 8, 8, 8)}, SettingError),
+        ({"dropout": 1.0}, SettingError),
     ],
 )
-def test_bad_settings_are_refused_before_anything_is_built(kw, error, match):
-    with pytest.raises(error, match=match):
+def test_bad_settings_are_refused_before_anything_is_built(kw, error):
+    ((param, value),) = kw.items()
+    with refused(param, value, error):
         models.build_aae(**{**TINY, **kw})
 
 

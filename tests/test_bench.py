@@ -4,7 +4,7 @@ import time
 
 import keras
 import numpy as np
-import pytest
+from _refused import refused
 
 from helpers import bench
 
@@ -31,7 +31,7 @@ def test_interleaved_speeds_warm_up_each_runner_then_take_the_median_round():
 
 
 def test_interleaved_speeds_refuse_no_rounds():
-    with pytest.raises(ValueError, match="repeats"):
+    with refused("repeats", 0):
         bench._interleaved_speeds({"a": lambda epochs: 1.0}, 10, epochs=1, repeats=0)
 
 

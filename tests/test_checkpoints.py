@@ -33,7 +33,7 @@ def test_publish_writes_the_model_and_its_provenance(published):
     record = checkpoints.provenance("vit", target.parent)
     assert target.exists() and not list(target.parent.glob(".*tmp"))
     assert record["command"] == "python -m helpers train ..." and record["epochs"] == 1
-    assert record["images_seen"] > 0 and record["label"] == "ViT (mask token)"
+    assert record["images_seen"] > 0 and record["label"] == "mask-token ViT"
     assert record["data_sha256"] == checkpoints.data_hash(data_dir)
     for who in ("model", "untrained", "biharmonic", "mean_colour"):
         assert set(record["heldout"][who]) == {

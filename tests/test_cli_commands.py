@@ -281,7 +281,7 @@ def test_running_the_same_command_again_resumes(tmp_path, capsys, monkeypatch):
         (["--embed-dim", "15"], ["embed_dim=15", "num_heads"]),
         (
             ["--pos-init", "sincos", "--embed-dim", "18"],
-            ["embed_dim=18", "divisible by 4", "sincos"],
+            ["--embed-dim 18", "divisible by 4", "sincos"],
         ),
         (
             ["--dataset", "cifar10", "--data-dir", "/no/such/folder"],
@@ -814,7 +814,7 @@ def test_sweep_command_records_the_probe_and_resumes(capsys, tmp_path, monkeypat
     args += ["--ratios", "0.3", "0.7", "--plan", "per_cell", "--probe-epochs", "1"]
     code, out, err = _main(capsys, *args)
     assert code == 0, err
-    assert "| random | 30% |" in out and "linear probe of the ViT (MAE-style) encoders" in out
+    assert "| random | 30% |" in out and "linear probe of the MAE-style ViT encoders" in out
     assert "| trained on | 30% | 70% |" in out and f"written: {run}" in out
     rows = experiments.Run(run).rows()
     assert [(r["predictor"], r["ratio"]) for r in rows] == [

@@ -123,7 +123,7 @@ def test_readme_is_short_and_starts_with_the_quick_start():
     assert "pytest" in text and "python -m helpers run --profile quick" in text
     heading = next((i for i, line in enumerate(lines) if line.startswith("## Results")), None)
     assert heading is not None and heading < HEADLINE_WITHIN, "the results come too late"
-    assert "figures/06_metric_vs_ratio.png" in "\n".join(lines[:HEADLINE_WITHIN])
+    assert "figures/03_reconstructions.png" in "\n".join(lines[:HEADLINE_WITHIN])
 
 
 def test_readme_has_no_dated_diary():

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from _refused import refused
 
 from helpers import experiments
 from helpers.data import load_dataset
@@ -197,24 +198,21 @@ def test_append_row_adds_columns_and_keeps_rows(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kw, message",
+    "kw, param, value",
     [
-        ({"strategies": ("diagonal",)}, "strategies='diagonal': must be one of"),
-        ({"ratios": (0.5, 1.0)}, "ratios=1.0: must be strictly between 0 and 1"),
-        ({"predictors": ("resnet",)}, r"predictors='resnet': must be one of \[.*'mean_colour'.*\]"),
-        ({"plan": "each"}, r"plan='each': must be one of \['mixed', 'per_cell', 'per_strategy'\]"),
-        (
-            {"ratio_range": (0.7, 0.3)},
-            r"ratio_range=\(0.7, 0.3\): must be \(low, high\) with low < high",
-        ),
-        ({"epochs": 0}, "epochs=0: must be an integer >= 1"),
-        ({"precision": "half"}, r"precision='half': must be one of \['float32'"),
-        ({"devices": 0}, "devices=0: must be an integer >= 1"),
-        ({"probe_epochs": -1}, "probe_epochs=-1: must be an integer >= 0"),
+        ({"strategies": ("diagonal",)}, "strategies", "diagonal"),
+        ({"ratios": (0.5, 1.0)}, "ratios", 1.0),
+        ({"predictors": ("resnet",)}, "predictors", "resnet"),
+        ({"plan": "each"}, "plan", "each"),
+        ({"ratio_range": (0.7, 0.3)}, "ratio_range", (0.7, 0.3)),
+        ({"epochs": 0}, "epochs", 0),
+        ({"precision": "half"}, "precision", "half"),
+        ({"devices": 0}, "devices", 0),
+        ({"probe_epochs": -1}, "probe_epochs", -1),
     ],
 )
-def test_bad_config_is_rejected(kw, message):
-    with pytest.raises((ValueError, TypeError), match=message):
+def test_bad_config_is_rejected(kw, param, value):
+    with refused(param, value):
         _config(**kw)
 
 
@@ -223,9 +221,7 @@ def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
     config = _config(strategies=("rows",), predictors=("biharmonic",))
     experiments.run_sweep(tiny_data, config, run, progress=False)
     experiments.run_sweep(tiny_data, config, run, progress=False)  # same settings: fine
-    with pytest.raises(
-        ValueError, match=r"holds results of other settings \(differs in config.epochs\)"
-    ):
+    with refused("run", str(run.path), problem="(differs in config.epochs)"):
         experiments.run_sweep(
             tiny_data,
             _config(strategies=("rows",), predictors=("biharmonic",), epochs=2),
@@ -240,30 +236,30 @@ def test_a_run_folder_refuses_results_of_other_settings(tiny_data, tmp_path):
     gray = replace(
         tiny_data, **{k: to_gray(getattr(tiny_data, k)) for k in ("x_train", "x_val", "x_test")}
     )
-    with pytest.raises(ValueError, match=r"differs in dataset.image_shape"):
+    with refused("run", str(run.path), problem="differs in dataset.image_shape"):
         experiments.run_sweep(gray, config, run, progress=False)
     # sizes of predictors it does not run (a model added to MODEL_SIZES later) do not matter
     wider = _config(
         strategies=("rows",), predictors=("biharmonic",), model_kwargs={**TINY, "x": {}}
     )
     experiments.run_sweep(tiny_data, wider, run, progress=False)
-    with pytest.raises(ValueError, match=r"differs in config.model_kwargs"):
-        sizes = {**TINY, "vit": {**TINY["vit"], "depth": 2}}
-        vit_run = experiments.Run(tmp_path / "vit")
+    sizes = {**TINY, "vit": {**TINY["vit"], "depth": 2}}
+    vit_run = experiments.Run(tmp_path / "vit")
+    with refused("run", str(vit_run.path), problem="differs in config.model_kwargs"):
         experiments.record_start(tiny_data, _config(predictors=("vit",)), vit_run)
         experiments.run_sweep(
             tiny_data, _config(predictors=("vit",), model_kwargs=sizes), vit_run, progress=False
         )
     rows = dict(strategies=("rows",), predictors=("biharmonic",))
     experiments.run_sweep(tiny_data, _config(**rows, devices=2), run, progress=False)  # same
-    with pytest.raises(ValueError, match=r"differs in config.precision"):
+    with refused("run", str(run.path), problem="differs in config.precision"):
         experiments.run_sweep(tiny_data, _config(**rows, precision="mixed_bfloat16"), run)
     provenance = json.loads((run.path / "provenance.json").read_text())
     del provenance["config"]["precision"], provenance["config"]["devices"]  # an older run
     (run.path / "provenance.json").write_text(json.dumps(provenance))
     experiments.run_sweep(tiny_data, config, run, progress=False)  # missing: the defaults
     other = load_dataset("sample", n_train=48, n_test=4, val_fraction=0.25, seed=0)
-    with pytest.raises(ValueError, match=r"dataset.test"):
+    with refused("run", str(run.path), problem="dataset.test"):
         experiments.run_sweep(other, config, run, progress=False)
 
 
@@ -274,9 +270,7 @@ def test_model_sizes():
     assert experiments.model_sizes("reference") == {name: {} for name in LEARNED}
     small["vit"]["embed_dim"] = 1
     assert experiments.model_sizes("small")["vit"]["embed_dim"] == 64  # a copy
-    with pytest.raises(
-        ValueError, match=r"model_size='huge': must be one of \['reference', 'small'\]"
-    ):
+    with refused("model_size", "huge"):
         experiments.model_sizes("huge")
 
 
@@ -295,9 +289,7 @@ def test_mixed_plan_trains_one_model_per_predictor_for_every_cell(tiny_data, tmp
         and prov["images_seen"] == len(tiny_data.x_train)
         and prov["recipe"] == "tuned"
     )
-    with pytest.raises(
-        ValueError, match="cross-strategy matrix needs one model per training strategy"
-    ):
+    with refused("plan", "mixed"):
         experiments.run_matrix(tiny_data, config, run, 0.5)
 
 
@@ -332,15 +324,16 @@ def test_pretrained_models_are_used_instead_of_training(tiny_data, tmp_path, mon
         "epochs": 2,
         "images_seen": 80,
     }
-    with pytest.raises(ValueError, match="pretrained models need plan 'mixed'"):
+    with refused("plan", _config().plan, problem="pretrained models need plan 'mixed'"):
         experiments.run_sweep(tiny_data, _config(), tmp_path / "r2", pretrained={"vit": path})
-    with pytest.raises(FileNotFoundError, match=r"pretrained\['vit'\]: no saved model"):
+    with pytest.raises(FileNotFoundError) as info:
         experiments.run_sweep(
             tiny_data,
             _config(plan="mixed"),
             tmp_path / "r3",
             pretrained={"vit": tmp_path / "nope.keras"},
         )
+    assert info.value.filename == str(tmp_path / "nope.keras") and "['vit']" in info.value.strerror
 
 
 def test_one_cell_by_hand_matches_the_sweep(tiny_data, tmp_path):
@@ -411,12 +404,10 @@ def test_a_mixed_sweep_probes_its_one_model_per_predictor(tiny_data, tmp_path):
 def test_probing_needs_labels_of_two_classes(tiny_data, tmp_path):
     import dataclasses
 
-    from helpers._checks import SettingError
-
     one_class = dataclasses.replace(
         tiny_data, y_train=np.zeros_like(tiny_data.y_train), y_val=np.zeros_like(tiny_data.y_val)
     )
     config = _config(strategies=("random",), predictors=("vit",), probe_epochs=1)
-    with pytest.raises(SettingError, match="dataset='sample': needs labels of at least two"):
+    with refused("dataset", "sample"):
         experiments.run_sweep(one_class, config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()  # refused before anything was trained or written

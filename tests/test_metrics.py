@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from _refused import refused
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from helpers import masking, metrics
+from helpers._checks import SettingTypeError
 from helpers.patches import patch_mask_to_pixels
 
 
@@ -94,26 +96,26 @@ def test_the_patch_size_follows_from_the_mask():
         assert metrics.sharpness(a, b, m) == metrics.sharpness(a, b, m, p)
         assert np.array_equal(metrics.composite(a, b, m), metrics.composite(a, b, m, p))
     # 48 patches cut no 32x32 image into squares; a patch size given must agree with the mask
-    with pytest.raises(ValueError, match="mask has 48 patches per image.*32x32"):
+    with refused("mask", "48 patches per image"):
         metrics.mse_masked(a, b, np.zeros((5, 48), bool))
-    with pytest.raises(ValueError, match="mask has 64 patches per image, expected 16"):
+    with refused("mask", (5, 64), problem="expected 16"):
         metrics.evaluate(a, b, masking.make_mask("rows", 0.5, n_images=5, grid=(8, 8)), 8)
 
 
 def test_bad_inputs_are_rejected():
     a, b = _random_pair(4)
     m = masking.make_mask("random", 0.5, n_images=4, grid=(8, 8))
-    with pytest.raises(ValueError, match="predicted must have the shape"):
+    with refused("predicted", (2, 32, 32, 3)):
         metrics.evaluate(a, b[:2], m, 4)
-    with pytest.raises(ValueError, match="mask has 2 rows but there are 4 images"):
+    with refused("mask", (2, 64)):
         metrics.evaluate(a, b, m[:2], 4)
-    with pytest.raises(TypeError, match="mask must have dtype bool"):
+    with refused("mask", str(m.astype(int).dtype), SettingTypeError):
         metrics.evaluate(a, b, m.astype(int), 4)
-    with pytest.raises(ValueError, match="patch_size=.*: must divide"):
+    with refused("patch_size", 5):
         metrics.composite(a, b, m, 5)
-    with pytest.raises(TypeError, match="original must be a float array"):
+    with refused("original", "uint8", SettingTypeError):
         metrics.evaluate((a * 255).astype(np.uint8), b, m, 4)
-    with pytest.raises(ValueError, match=r"original values must lie in \[0, 1\]"):
+    with refused("original", (float((a * 2).min()), float((a * 2).max()))):
         metrics.evaluate(a * 2, b, m, 4)
 
 
@@ -137,5 +139,5 @@ def test_sharpness_of_the_filled_in_region():
     noise_outside = np.where(pixels, images, rng.random(images.shape)).astype(np.float32)
     assert metrics.sharpness(images, noise_outside, mask, 4) == pytest.approx(1.0)
     assert np.isnan(metrics.sharpness(np.full_like(images, 0.3), images, mask, 4))
-    with pytest.raises(ValueError, match="predicted must have the shape"):
+    with refused("predicted", (2, 16, 16, 3)):
         metrics.sharpness(images, images[:2], mask, 4)
