@@ -1,207 +1,41 @@
-"""Command line: ``python -m helpers <command> ...``.
+"""Command line: ``python -m helpers <command> ...`` (docs/cli.md describes every command).
 
-Commands are argparse subcommands; each module-level ``_add_<command>(subparsers)`` adds its
-parser and sets ``func`` to a handler ``(args) -> exit code``; :data:`COMMANDS` lists them:
-``run`` (the notebooks), ``train`` (one model), ``evaluate`` (one predictor on a test set),
-``probe`` (the linear probe of an encoder), ``sweep`` (notebook 05's sweep, headless), ``grade``,
-``course`` and ``bench`` (``speed`` and ``quality`` benchmarks).
-
+Each command is a handler ``_cmd_<command>(args) -> exit code`` declared by :func:`_command`
+with its options (:data:`COMMANDS`); its docstring is its help. Every option is declared once, in
+:data:`_OPTIONS`; :func:`_add` adds it to the commands that take it, with their defaults.
 Exit codes: 0 success, 1 a notebook failed, 2 a usage or configuration error (nothing ran; the
-message names the option, the value and what is allowed), 130 interrupted (``train`` resumes when
-run again).
+message names the option, the value and what is allowed), 130 interrupted (``train`` resumes).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
-import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, _checks
 from . import quality as _quality
-from ._checks import (
-    PRECISIONS,
-    SettingError,
-    check_fraction,
-    check_nonnegative_number,
-    check_patch_size,
-    check_positive_int,
-    check_positive_number,
-    check_ratio,
-)
+from ._checks import PRECISIONS, SettingError
 from ._io import writable_dir
+from ._startup import quiet_tensorflow
+from .checkpoints import NAMES as CHECKPOINT_NAMES
+from .data import DATASETS
+from .evaluation import SCORE_CHOICES
+from .experiments import MODEL_SIZES, PLANS, SweepConfig
+from .grading import GRADED_STRATEGIES
+from .masking import SCORES, STRATEGIES, n_masked
 from .recipes import BUILDERS, PREDICTORS, RECIPES
-
-
-def _param(text: str):
-    from .runner import parse_override
-
-    try:
-        return parse_override(text)
-    except SettingError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc.problem}") from None
-
-
-# --------------------------------------------------------------------------------------------
-# run
-# --------------------------------------------------------------------------------------------
-# long only because it declares one option per argparse call: no logic to split
-def _add_run(subparsers):
-    p = subparsers.add_parser(
-        "run",
-        help="execute the numbered notebooks with papermill, parameters from a profile",
-        description=(
-            "Execute the numbered notebooks in notebooks/ in order with papermill (kernel "
-            "python3,\n"
-            "working directory notebooks/), parameters from params/PROFILE.yaml and -p overrides.\n"
-            "Executed copies go to OUTPUT/notebooks/, figures to OUTPUT/figures/.\n"
-            "Parameters named *_dir are paths; relative ones are taken from the current directory."
-        ),
-        epilog=(
-            "examples:\n"
-            "  python -m helpers run --profile quick --output runs/quick\n"
-            "  python -m helpers run --profile smoke --output runs/smoke --notebooks 01 02\n"
-            "  python -m helpers run --profile full --output runs/full "
-            "-p data_dir=../shared/data/cifar-10-batches-py"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--profile",
-        required=True,
-        metavar="NAME",
-        help="parameter profile params/NAME.yaml (quick, smoke, full, ...)",
-    )
-    p.add_argument(
-        "--output",
-        metavar="DIR",
-        type=Path,
-        help="folder for executed notebooks and figures (default: runs/NAME)",
-    )
-    p.add_argument(
-        "--notebooks",
-        nargs="+",
-        metavar="NB",
-        help="notebooks to run, by number (01) or name (default: all, in order)",
-    )
-    p.add_argument(
-        "-p",
-        "--param",
-        dest="params",
-        action="append",
-        type=_param,
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a parameter in every notebook that declares it (YAML values: 5, 0.5, [0.3, "
-        "0.7])",
-    )
-    p.add_argument(
-        "--dry-run", action="store_true", help="check the profile and print the plan; run nothing"
-    )
-    p.add_argument(
-        "--no-progress", action="store_true", help="no papermill progress bar, even on a terminal"
-    )
-    p.set_defaults(func=_cmd_run)
-
-
-def _cmd_run(args) -> int:
-    from . import runner
-
-    try:
-        steps = runner.plan_run(args.profile, args.notebooks, dict(args.params))
-    except runner.RunnerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    output = args.output or Path("runs") / args.profile
-    spec = runner.load_profile(args.profile)
-    print(f"profile {args.profile}: {spec['description']}".rstrip(": "))
-    print(
-        f"{len(steps)} notebook(s) -> {output}/notebooks, figures -> {output}/figures, results -> "
-        f"{output}/results"
-    )
-    print(runner.format_plan(steps))
-    if args.dry_run:
-        return 0
-    start = time.perf_counter()
-    progress = False if args.no_progress else None
-    try:
-        runner.run_steps(steps, output, progress_bar=progress, profile=args.profile)
-    except runner.NotebookFailed as exc:
-        print(exc.report(), file=sys.stderr)
-        return 1
-    print(f"done: {len(steps)} notebook(s) in {time.perf_counter() - start:.1f} s")
-    return 0
 
 
 class _UsageError(Exception):
     """A bad command-line value found by a handler: printed as ``error: ...``, exit code 2."""
 
 
-def _output_dir(value: str) -> Path:
-    """argparse ``type`` of an output folder: checked writable before any work."""
-    try:
-        return writable_dir(value)
-    except SettingError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} {exc.problem}") from None
-
-
-# TensorFlow's start-up lines that TF_CPP_MIN_LOG_LEVEL does not hide (absl writes them before its
-# log level is read) or that only level 3 would hide together with real errors: the CUDA probes of a
-# machine without a GPU, the CPU-instruction notice, the oneDNN notices (also the one TensorFlow
-# 2.21 logs at error level when its first boolean op falls back to Eigen, on AVX-512 CPUs too).
-_TF_STARTUP_NOISE = re.compile(
-    r"All log messages before absl::InitializeLog|cudart_stub\.cc|Could not find cuda drivers"
-    r"|failed call to cuInit|cpu_feature_guard|This TensorFlow binary is optimized"
-    r"|rebuild TensorFlow with the appropriate compiler flags|oneDNN custom "
-    r"operations|TF_ENABLE_ONEDNN_OPTS|oneDNN supports DT_BOOL only"
-    r"|Unable to register cu(DNN|FFT|BLAS) factory"
-)
-
-
-def _quiet_tensorflow():
-    """Import Keras (and start TensorFlow's devices) without TensorFlow's C++ start-up lines on
-    stderr.
-
-    Sets TF_CPP_MIN_LOG_LEVEL=2 unless it is set; while Keras is imported, stderr (file descriptor
-    2,
-    where the C++ code writes) goes to a temporary file, and afterwards every line of it is written
-    to stderr except the start-up notices in :data:`_TF_STARTUP_NOISE`, so real errors still show.
-    With TF_CPP_MIN_LOG_LEVEL 0 or 1 nothing is filtered. TF_ENABLE_ONEDNN_OPTS is left alone.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() in ("0", "1"):
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable stderr to filter
-        return
-    with tempfile.TemporaryFile() as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            import keras
-
-            if keras.backend.backend() == "tensorflow":
-                import tensorflow as tf
-
-                tf.config.list_physical_devices()  # the CUDA probe happens here, not at import
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            log.seek(0)
-            lines = log.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not _TF_STARTUP_NOISE.search(line)))
-            sys.stderr.flush()
-
-
 def _checked(check, convert=float, *args):
-    """An argparse ``type``: ``convert`` the text, then ``check`` it (:mod:`helpers._checks`), so a
-    bad value is a usage error, before any work, that names the value and what is allowed."""
+    """An argparse ``type``: ``convert`` the text, then ``check`` it (:mod:`helpers._checks`)."""
 
     def parse(text: str):
         try:
@@ -213,447 +47,293 @@ def _checked(check, convert=float, *args):
     return parse
 
 
-_ratio = _checked(check_ratio)
-_positive = _checked(check_positive_number)
-_fraction = _checked(check_fraction)
-_nonnegative = _checked(check_nonnegative_number)
-_count = _checked(check_positive_int, int)  # >= 1
-_seed = _checked(check_positive_int, int, 0)  # >= 0
-_patch_size = _checked(lambda p, _name: check_patch_size(p, (32, 32)), int)
+_ratio = _checked(_checks.check_ratio)
+_positive = _checked(_checks.check_positive_number)
+_fraction = _checked(_checks.check_fraction)
+_nonnegative = _checked(_checks.check_nonnegative_number)
+_count = _checked(_checks.check_positive_int, int)  # >= 1
+_seed = _checked(_checks.check_positive_int, int, 0)  # >= 0
+_patch_size = _checked(lambda p, _name: _checks.check_patch_size(p, (32, 32)), int)
 
 
-# --------------------------------------------------------------------------------------------
-# train
-# --------------------------------------------------------------------------------------------
-# long only because it declares one option per argparse call: no logic to split
-def _add_train(subparsers):
-    from .data import DATASETS
-    from .masking import SCORES, STRATEGIES
-
-    p = subparsers.add_parser(
-        "train",
-        help="train one model (vit, mae, cnn, vit_cnn, aae, pretrained_vit) to reconstruct "
-        "masked patches",
-        description=(
-            "Build a model with helpers.models.build_model and train it with "
-            "helpers.training.train.\n"
-            "Files go to OUTPUT/RUN_NAME: best.keras (lowest validation loss), final.keras, "
-            "history.csv.\n"
-            "Running the same command again after an interruption resumes where it stopped;\n"
-            "after a completed run it trains again from epoch 0."
-        ),
-        epilog=(
-            "examples:\n"
-            "  python -m helpers train --model vit --strategy random --ratio 0.5 --dataset sample "
-            "--epochs 5 --output saved_models\n"
-            "  python -m helpers train --model mae --ratio-range 0.3 0.7 --dataset cifar10 "
-            "--data-dir data/cifar-10-batches-py --n-train 20000 --minutes 30 --output "
-            "saved_models\n"
-            "  python -m helpers train --model vit --recipe reference --epochs 5 --output "
-            "saved_models\n"
-            "  python -m helpers train --model pretrained_vit --preset vit_b16_folder "
-            "--fine-tune head --epochs 2 --output saved_models"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        choices=BUILDERS,
-        help="mask-token ViT, MAE-style ViT, convolutional autoencoder, ViT + CNN decoder, "
-        "adversarial autoencoder, ViT refining biharmonic (the mask-token ViT started from the "
-        "harmonic fill), or a pretrained ViT fine-tuned (--preset)",
-    )
-    p.add_argument(
-        "--strategy",
-        default=["random"],
-        nargs="+",
-        choices=STRATEGIES,
-        help="masking strategy, or several: one of them drawn for every batch (default: random)",
-    )
-    ratio = p.add_mutually_exclusive_group()
-    ratio.add_argument(
-        "--ratio",
-        type=_ratio,
-        default=None,
-        metavar="R",
-        help="masking ratio in (0, 1) (default: 0.5)",
-    )
-    ratio.add_argument(
-        "--ratio-range",
-        type=_ratio,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        help="draw a ratio uniformly in [LOW, HIGH] for every batch instead of --ratio",
-    )
-    p.add_argument(
-        "--score",
-        default="variance",
-        choices=tuple(SCORES),
-        help="patch score of the importance strategy (default: variance)",
-    )
-    p.add_argument(
-        "--dataset", default="sample", choices=DATASETS, help="dataset (default: sample, embedded)"
-    )
-    p.add_argument(
-        "--data-dir", metavar="DIR", help="CIFAR-10 python-batch folder (--dataset cifar10)"
-    )
-    p.add_argument(
-        "--grayscale",
-        action="store_true",
-        help="one-channel images (skimage.color.rgb2gray); the Transformers reach three channels "
-        "through a learned 1x1 adapter",
-    )
-    p.add_argument(
-        "--n-train",
-        type=_seed,
-        default=0,
-        metavar="N",
-        help="seeded random subset of N training images (default: all)",
-    )
-    p.add_argument(
-        "--val-fraction",
-        type=_fraction,
-        default=0.1,
-        metavar="F",
-        help="fraction of the training images kept for validation (default: 0.1)",
-    )
-    p.add_argument(
-        "--patch-size",
-        type=_patch_size,
-        default=4,
-        metavar="P",
-        help="patch side in pixels (default: 4)",
-    )
-    budget = p.add_argument_group("budget (one of them; default: 10 epochs)")
-    budget.add_argument(
-        "--epochs", type=_count, metavar="E", help="epochs (with --minutes: the most epochs)"
-    )
-    budget.add_argument(
-        "--images",
-        type=_count,
-        metavar="N",
-        help="training images to see (rounded up to whole epochs)",
-    )
-    budget.add_argument(
-        "--minutes",
-        type=_positive,
-        metavar="M",
-        help="wall-clock minutes; the learning rate warms up and decays over them (not "
-        "deterministic)",
-    )
-    p.add_argument(
-        "--batch-size", type=_count, default=64, metavar="B", help="batch size (default: 64)"
-    )
-    p.add_argument(
-        "--seed",
-        type=_seed,
-        default=0,
-        metavar="S",
-        help="seed of the data subset, weights, masks (default: 0)",
-    )
-    p.add_argument(
-        "--output",
-        required=True,
-        type=_output_dir,
-        metavar="DIR",
-        help="folder that holds the run folders",
-    )
-    p.add_argument(
-        "--run-name",
-        metavar="NAME",
-        help="run folder name (default: MODEL-STRATEGY-RATIO-seedS, e.g. vit-random-0.50-seed0)",
-    )
-    p.add_argument(
-        "--recipe",
-        default="tuned",
-        choices=RECIPES,
-        help="tuned (default: sine-cosine position start, no dropout, peak lr 2e-3 for the "
-        "Transformers, warm-up + cosine decay, flips, the psnr loss for vit), long (tuned with "
-        "the psnr loss for cnn too: for 30 minutes and more) or reference (random position "
-        "start, dropout 0.1, lr 1e-3 halved on plateaus, no flips, mse); in every recipe a hidden "
-        "patch enters the Transformers as the mask token alone; the options below override it",
-    )
-    p.add_argument(
-        "--lr", type=_positive, default=None, help="Adam learning rate (default: the recipe's)"
-    )
-    p.add_argument(
-        "--lr-schedule",
-        default=None,
-        choices=("plateau", "cosine"),
-        help="halve on plateau, or warm-up + cosine decay (default: the recipe's)",
-    )
-    p.add_argument(
-        "--augment",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="random horizontal flips (default: the recipe's)",
-    )
-    p.add_argument(
-        "--loss-on",
-        default=None,
-        choices=("masked", "all"),
-        help="MSE over the masked patches or over all (default: the recipe's)",
-    )
-    p.add_argument(
-        "--loss",
-        default=None,
-        choices=("mse", "psnr"),
-        help="mse, or psnr: minus each image's PSNR over those patches, averaged (the mean PSNR "
-        "the tables report); default: the recipe's (psnr for vit, and for cnn in long; else mse)",
-    )
-    p.add_argument(
-        "--early-stopping", action="store_true", help="stop when the validation loss stalls"
-    )
-    p.add_argument(
-        "--patience",
-        type=_count,
-        default=10,
-        metavar="E",
-        help="epochs without improvement before stopping (default: 10)",
-    )
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="float32",
-        help="dtype policy: float32 (default), mixed_bfloat16 (CPU or GPU) or mixed_float16 (GPU, "
-        "with loss scaling); loss and metrics stay float32",
-    )
-    p.add_argument(
-        "--devices",
-        type=_count,
-        default=1,
-        metavar="N",
-        help="train data parallel on N local devices (GPUs; JAX: keras.distribution.DataParallel, "
-        "TensorFlow: MirroredStrategy); --batch-size is the global batch, a multiple of N",
-    )
-    p.add_argument(
-        "--workers",
-        type=_count,
-        default=1,
-        metavar="N",
-        help="threads that assemble the batches (default: 1); more where a GPU waits for them",
-    )
-    p.add_argument(
-        "--quiet", action="store_true", help="no progress bar (the default when not on a terminal)"
-    )
-    size = p.add_argument_group(
-        "model size (default: the builder's defaults and the recipe's settings)"
-    )
-    size.add_argument("--embed-dim", type=_count, metavar="D", help="vit/mae: token width")
-    size.add_argument(
-        "--depth", type=_count, metavar="N", help="vit/mae: Transformer blocks (of the encoder)"
-    )
-    size.add_argument("--num-heads", type=_count, metavar="H", help="vit/mae: attention heads")
-    size.add_argument(
-        "--mlp-dim", type=_count, metavar="D", help="vit/mae: hidden width of the MLPs"
-    )
-    size.add_argument(
-        "--pos-init",
-        choices=("random", "sincos"),
-        help="vit/mae: start of the learnable position embeddings (default: the recipe's)",
-    )
-    size.add_argument(
-        "--fill",
-        choices=("harmonic", "token"),
-        help="vit, mae, vit_cnn: a hidden patch enters (mae: its decoder) as the mask token "
-        "alone (default) or as a harmonic fill of the visible pixels plus the mask token, the "
-        "head predicting a correction: a model refining a classical fill (vit_biharmonic)",
-    )
-    for flag, metavar, what in (
-        ("--decoder-dim", "D", "decoder token width (default 64)"),
-        ("--decoder-depth", "N", "decoder blocks (default 1)"),
-        ("--decoder-num-heads", "H", "decoder attention heads (default 4)"),
-        ("--decoder-mlp-dim", "D", "decoder MLP width (default 128)"),
-    ):
-        size.add_argument(flag, type=_count, metavar=metavar, help=f"mae: {what}")
-    size.add_argument(
-        "--min-mask-ratio",
-        type=_ratio,
-        metavar="R",
-        help="mae: fewest hidden patches it handles (default: the lowest training ratio)",
-    )
-    size.add_argument(
-        "--filters",
-        type=_count,
-        nargs="+",
-        metavar="F",
-        help="cnn, aae: filters per stage, e.g. 32 64 128",
-    )
-    size.add_argument(
-        "--latent-dim",
-        type=_count,
-        metavar="D",
-        help="vit_cnn: latent values per token; aae: code values per position of the bottleneck",
-    )
-    size.add_argument(
-        "--latent-weight",
-        type=_nonnegative,
-        metavar="W",
-        help="aae: weight of the encoder's adversarial loss against the prior (default 0.0001)",
-    )
-    size.add_argument(
-        "--image-weight",
-        type=_nonnegative,
-        metavar="W",
-        help="aae: weight of the image discriminator's adversarial loss (Context Encoders: "
-        "0.001; default 0, no image discriminator)",
-    )
-    size.add_argument(
-        "--decoder-filters",
-        type=_count,
-        nargs="+",
-        metavar="F",
-        help="vit_cnn: filters per doubling of the decoder, log2(patch size) of them, e.g. 64 32",
-    )
-    size.add_argument("--dropout", type=_fraction, metavar="P", help="dropout rate in [0, 1)")
-    transfer = p.add_argument_group(
-        "pretrained backbone (--model pretrained_vit; helpers.pretrained)"
-    )
-    transfer.add_argument(
-        "--preset",
-        metavar="PRESET_OR_FOLDER",
-        help="keras-hub preset name (default vit_base_patch16_224_imagenet, google/vit-base-"
-        "patch16-224), hf://google/vit-base-patch16-224, or a local folder (Keras preset or "
-        "Hugging Face config.json + model.safetensors)",
-    )
-    transfer.add_argument(
-        "--fine-tune",
-        choices=("head", "all"),
-        help="head: the backbone frozen (default); all: the backbone trains too, slower",
-    )
-    transfer.add_argument(
-        "--backbone-lr-scale",
-        type=_positive,
-        metavar="S",
-        help="with --fine-tune all: the backbone's learning rate as a fraction of --lr "
-        "(default 0.1)",
-    )
-    transfer.add_argument(
-        "--head-dim", type=_count, metavar="D", help="width of the decoding head (default 64)"
-    )
-    p.set_defaults(func=_cmd_train)
+def _output_dir(value: str) -> Path:
+    """argparse ``type`` of an output folder: checked writable before any work."""
+    try:
+        return writable_dir(value)
+    except SettingError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} {exc.problem}") from None
 
 
-_TRANSFORMER_SIZE = ("embed_dim", "depth", "num_heads", "mlp_dim", "pos_init")
-_VIT_SIZE = _TRANSFORMER_SIZE + ("fill",)
-_MAE_SIZE = (
-    "decoder_dim",
-    "decoder_depth",
-    "decoder_num_heads",
-    "decoder_mlp_dim",
-    "min_mask_ratio",
-    "fill",
-)
-_SIZE_OPTIONS = {
-    "vit": _VIT_SIZE,
-    "mae": _TRANSFORMER_SIZE + _MAE_SIZE,
-    "cnn": ("filters",),
-    "vit_cnn": _VIT_SIZE + ("latent_dim", "decoder_filters"),
-    "aae": ("filters", "latent_dim", "latent_weight", "image_weight"),
-    "pretrained_vit": ("preset", "fine_tune", "backbone_lr_scale", "head_dim"),
-}  # per --model
+def _param(text: str):
+    """argparse ``type`` of ``-p NAME=VALUE``: ``(name, value)``, the value read as YAML."""
+    from .runner import parse_override
+
+    try:
+        return parse_override(text)
+    except SettingError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc.problem}") from None
+
+
+def _existing_dir(path) -> None:
+    if not Path(path).expanduser().is_dir():
+        problem = "no such folder (a CIFAR-10 python-batch folder is expected)"
+        raise SettingError("data_dir", path, problem)
+
+
+# -------------------- Every option, declared once: flags -> add_argument keywords ----------
+def _o(help, type=None, default=None, metavar=None, **kwargs) -> dict:
+    """``add_argument`` keywords, the help first and the unset ones left out."""
+    kwargs |= {"help": help, "type": type, "default": default, "metavar": metavar}
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+_D = "(default: %(default)s)"
+_ON = {"action": "store_true"}
+_LOSSES, _WHERE, _RANGE, _NV = ("mse", "psnr"), ("masked", "all"), ("LOW", "HIGH"), "NAME=VALUE"
+_OPTIONS = {
+    # data
+    "--dataset": _o(f"dataset {_D}", default="sample", choices=DATASETS),
+    "--data-dir": _o("CIFAR-10 python-batch folder (default: the Keras cache)", metavar="DIR"),
+    "--grayscale": _o("one-channel images (skimage.color.rgb2gray)", **_ON),
+    "--n-train": _o("seeded subset of N training images (default: 0, all)", _seed, 0, "N"),
+    "--n-test": _o(f"the first N test images, 0: all {_D}", _seed, 0, "N"),
+    "--val-fraction": _o(f"share of the images kept for validation {_D}", _fraction, 0.1, "F"),
+    "--seed": _o(f"seed of the data subset, weights and training masks {_D}", _seed, 0, "S"),
+    # masking
+    "--strategy": _o("masking strategy", choices=STRATEGIES, required=True),
+    "--strategies": _o("masking strategies", None, None, "S", nargs="+", choices=STRATEGIES),
+    "--ratio": _o(f"masking ratio in (0, 1) {_D}", _ratio, metavar="R"),
+    "--ratio-range": _o("a ratio drawn in [LOW, HIGH] per batch", _ratio, None, _RANGE, nargs=2),
+    "--ratios": _o("masking ratios (default: 0.3 0.5 0.7)", _ratio, nargs="+", metavar="R"),
+    "--eval-ratios": _o("ratios scored (default: the training ones)", _ratio, None, "R", nargs="+"),
+    "--score": _o("importance strategy's patch score (default: variance)", choices=SCORE_CHOICES),
+    "--patch-size": _o(f"patch side in pixels {_D}", _patch_size, 4, "P"),
+    "--mask-seed": _o(f"seed of the masks {_D}", _seed, 0, "S"),
+    # models and training
+    "--model": _o("a saved .keras model", metavar="PATH", required=True),
+    "--recipe": _o(f"model and training settings (helpers.recipes) {_D}", choices=RECIPES),
+    "--predictors": _o("predictors (default: all)", nargs="+", choices=PREDICTORS, metavar="P"),
+    "--plan": _o(f"one model per predictor, per strategy or per cell {_D}", choices=PLANS),
+    "--model-size": _o(f"ViT tokens of 64, 2 blocks, or notebook 03's {_D}", choices=MODEL_SIZES),
+    "--epochs": _o(f"training epochs {_D}", _count, metavar="E"),
+    "--images": _o("training images to see (rounded up to whole epochs)", _count, metavar="N"),
+    "--minutes": _o("wall-clock minutes; the learning rate decays over them", _positive, None, "M"),
+    "--minutes-per-model": _o("training time per model in minutes", _positive, metavar="M"),
+    "--batch-size": _o(f"batch size {_D}", _count, 64, "B"),
+    "--lr": _o("Adam learning rate (default: the recipe's)", _positive, metavar="LR"),
+    "--lr-schedule": _o("plateau or cosine (default: the recipe's)", choices=("plateau", "cosine")),
+    "--augment": _o("random flips (default: the recipe's)", action=argparse.BooleanOptionalAction),
+    "--loss-on": _o("loss over the masked patches or all (default: the recipe's)", choices=_WHERE),
+    "--loss": _o("psnr: minus each image's PSNR (default: the recipe's)", choices=_LOSSES),
+    "--early-stopping": _o("stop when the validation loss stalls", **_ON),
+    "--patience": _o(f"epochs without improvement before stopping {_D}", _count, 10, "E"),
+    "--precision": _o(f"dtype policy; mixed_float16 needs a GPU {_D}", choices=PRECISIONS),
+    "--devices": _o(f"train data parallel on N devices {_D}", _count, 1, "N"),
+    "--workers": _o(f"threads that assemble the batches {_D}", _count, 1, "N"),
+    "--probe-epochs": _o(f"> 0: the linear probe of each encoder, E epochs {_D}", _seed, 0, "E"),
+    # model size: an option of the --model kinds whose class takes it (_takes)
+    "--embed-dim": _o("token width", _count, metavar="D"),
+    "--depth": _o("Transformer blocks (of the encoder)", _count, metavar="N"),
+    "--num-heads": _o("attention heads", _count, metavar="H"),
+    "--mlp-dim": _o("hidden width of the MLPs", _count, metavar="D"),
+    "--pos-init": _o("start of the position embeddings", choices=("random", "sincos")),
+    "--fill": _o("hidden patch: mask token, or harmonic fill + it", choices=("harmonic", "token")),
+    "--decoder-dim": _o("decoder token width (default 64)", _count, metavar="D"),
+    "--decoder-depth": _o("decoder blocks (default 1)", _count, metavar="N"),
+    "--decoder-num-heads": _o("decoder attention heads (default 4)", _count, metavar="H"),
+    "--decoder-mlp-dim": _o("decoder MLP width (default 128)", _count, metavar="D"),
+    "--min-mask-ratio": _o("fewest hidden patches (default: lowest ratio)", _ratio, metavar="R"),
+    "--filters": _o("filters per stage, e.g. 32 64 128", _count, nargs="+", metavar="F"),
+    "--latent-dim": _o("latent values per token or position", _count, metavar="D"),
+    "--latent-weight": _o("aae: prior's adversarial loss (default 1e-4)", _nonnegative, None, "W"),
+    "--image-weight": _o("aae: image discriminator's loss (default 0)", _nonnegative, None, "W"),
+    "--decoder-filters": _o("filters per doubling, e.g. 64 32", _count, nargs="+", metavar="F"),
+    "--dropout": _o("dropout rate in [0, 1)", _fraction, metavar="P"),
+    "--preset": _o("keras-hub preset, hf://... or a local folder", metavar="PRESET_OR_FOLDER"),
+    "--fine-tune": _o("head: the backbone frozen (default); all", choices=("head", "all")),
+    "--backbone-lr-scale": _o("the backbone's share of --lr (default 0.1)", _positive, metavar="S"),
+    "--head-dim": _o("width of the decoding head (default 64)", _count, metavar="D"),
+    # output and the rest
+    "--output": _o("output folder", _output_dir, metavar="DIR", required=True),
+    "--run-name": _o("run folder name (default: MODEL-STRATEGY-RATIO-seedS)", metavar="NAME"),
+    "--run": _o("a run folder of train", metavar="DIR", required=True),
+    "--quiet": _o("no progress bar (the default when not on a terminal)", **_ON),
+    "--profile": _o("parameter profile params/NAME.yaml", metavar="NAME", required=True),
+    "--notebooks": _o("by number (01) or name (default: all, in order)", nargs="+", metavar="NB"),
+    "--param": _o("override a parameter (YAML)", _param, [], _NV, action="append", dest="params"),
+    "--dry-run": _o("check the profile and print the plan; run nothing", **_ON),
+    "--no-progress": _o("no papermill progress bar, even on a terminal", **_ON),
+    "--submissions": _o("one folder per student", metavar="DIR", required=True),
+    "--timeout": _o(f"time limit of each model's process {_D}", _positive, metavar="SECONDS"),
+    "--memory-mb": _o(f"memory limit of each process {_D}", _positive, metavar="MB"),
+    "--max-model-mb": _o(f"largest model file accepted {_D}", _positive, 200.0, "MB"),
+    "--assignment": _o(f"assignment name {_D}", default="mim", metavar="NAME"),
+    "--name": _o("the checkpoint's name", choices=CHECKPOINT_NAMES, required=True),
+    "--command": _o("the train command that made the run", required=True),
+    "--folder": _o("where to write (default: checkpoints/)", metavar="DIR"),
+    "--quick": _o("much smaller sizes and tiny models (seconds, for tests)", **_ON),
+}
+_SIZE = "--embed-dim --depth --num-heads --mlp-dim --pos-init --fill --decoder-dim --decoder-depth"
+_SIZE += " --decoder-num-heads --decoder-mlp-dim --min-mask-ratio --filters --latent-dim"
+_SIZE += " --latent-weight --image-weight --decoder-filters --dropout"
+_BACKBONE = "--preset --fine-tune --backbone-lr-scale --head-dim"
+_DATA = "--dataset --data-dir --grayscale"
+_NEEDED = {"required": True}
+_CIFAR = {"required": True, "help": "CIFAR-10 python-batch folder (its test_batch: held out)"}
+_MAYBE = {"required": False, "help": "output folder (default: in runs/)"}
+
+
+def _add(p, flags: str, setup=None, **changes):
+    """Add the options ``flags`` (keys of :data:`_OPTIONS`, space separated) to the parser or group
+    ``p``, then those of ``setup(p)``; ``--n-test=200``: a default, read as from the command line;
+    ``changes`` by name (``n_test=[]``): a default, or a dict of add_argument keywords."""
+    for flag, _, default in (f.partition("=") for f in flags.split()):
+        change = changes.get(flag[2:].replace("-", "_"), {})
+        kwargs = {**_OPTIONS[flag], **(change if isinstance(change, dict) else {})}
+        kwargs |= {"default": default} if default else {}
+        p.add_argument(*(("-p", flag) if flag == "--param" else (flag,)), **kwargs)
+    if setup:
+        setup(p)
+    p.set_defaults(**{name: v for name, v in changes.items() if not isinstance(v, dict)})
+
+
+COMMANDS: list = []  # (name, handler, options, changes), in the order of --help
+_GROUPS = {"bench": "benchmarks: speed (masks, metrics, training throughput) and quality"}
+
+
+def _command(name: str, options: str = "", setup=None, **changes):
+    """Make the decorated function, whose docstring is the help, the handler of command ``name``
+    (``bench speed``: of a group in :data:`_GROUPS`) with the options of :func:`_add`."""
+
+    def declare(func):
+        COMMANDS.append((name, func, options, {"setup": setup, **changes}))
+        return func
+
+    return declare
+
+
+def _pick(args, names: str) -> dict:
+    return {name: getattr(args, name) for name in names.split()}
+
+
+@_command("run", "--profile --output --notebooks --param --dry-run --no-progress", output=_MAYBE)
+def _cmd_run(args) -> int:
+    """execute the numbered notebooks with papermill, parameters from a profile"""
+    from . import runner
+
+    try:
+        steps = runner.plan_run(args.profile, args.notebooks, dict(args.params))
+    except runner.RunnerError as exc:
+        raise _UsageError(str(exc)) from None
+    output = args.output or Path("runs") / args.profile
+    about = runner.load_profile(args.profile)["description"]
+    print(f"profile {args.profile}: {about}".rstrip(": "))
+    print(f"{len(steps)} notebook(s) -> {output}/notebooks, figures -> {output}/figures, ", end="")
+    print(f"results -> {output}/results\n{runner.format_plan(steps)}")
+    if args.dry_run:
+        return 0
+    start, progress = time.perf_counter(), False if args.no_progress else None
+    try:
+        runner.run_steps(steps, output, progress_bar=progress, profile=args.profile)
+    except runner.NotebookFailed as exc:
+        print(exc.report(), file=sys.stderr)
+        return 1
+    print(f"done: {len(steps)} notebook(s) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _train_groups(p):
+    _add(p.add_mutually_exclusive_group(), "--ratio --ratio-range")
+    _add(p.add_argument_group("budget (one; default: 10 epochs)"), "--epochs --images --minutes")
+    _add(p.add_argument_group("model size (of the --model kinds whose class takes it)"), _SIZE)
+    _add(p.add_argument_group("pretrained backbone (--model pretrained_vit)"), _BACKBONE)
+    p.set_defaults(ratio=0.5)
+
+
+# the class of each --model (vit_biharmonic: the vit's), whose parameters are its size options
+_CLASSES = {"vit": "MaskTokenViT", "mae": "MaeViT", "cnn": "CnnAutoencoder"}
+_CLASSES |= {"vit_cnn": "VitCnnAutoencoder", "aae": "AdversarialAutoencoder"}
+_CLASSES |= {"pretrained_vit": "PretrainedViT"}
+_NOT_OPTIONS = {"pretrained_vit": {"fill"}}  # its fill (grey or harmonic) is not --fill's
+
+
+def _takes(model: str) -> set[str]:
+    """The size options (by name) of ``--model model``: the parameters of its class."""
+    from . import models, pretrained
+
+    cls = {**vars(pretrained), **vars(models)}[_CLASSES.get(model, "MaskTokenViT")]
+    return set(inspect.signature(cls.__init__).parameters) - _NOT_OPTIONS.get(model, set())
 
 
 def _model_kwargs(args, low: float) -> dict:
     """Builder keyword arguments from the size options; options of another model kind are errors."""
-    allowed = _SIZE_OPTIONS[args.model]
-    kwargs = {
-        "image_shape": (32, 32, 1 if args.grayscale else 3),
-        "patch_size": args.patch_size,
-        "seed": args.seed,
-        "mixed_precision": args.precision,
-    }
-    for name in dict.fromkeys(sum(_SIZE_OPTIONS.values(), ())) | {"dropout": None}:
+    kwargs = {"image_shape": (32, 32, 1 if args.grayscale else 3), "patch_size": args.patch_size}
+    kwargs |= {"seed": args.seed, "mixed_precision": args.precision}
+    for name in (f[2:].replace("-", "_") for f in f"{_SIZE} {_BACKBONE}".split()):
         value = getattr(args, name)
-        if value is None:
-            continue
-        if name != "dropout" and name not in allowed:
-            owners = [k for k, names in _SIZE_OPTIONS.items() if name in names]
-            raise _UsageError(
-                f"--{name.replace('_', '-')} is an option of --model {'/'.join(owners)}, not of "
-                f"--model {args.model}"
-            )
-        kwargs[name] = tuple(value) if isinstance(value, list) else value
+        if value is not None and name not in _takes(args.model):
+            owners = "/".join(m for m in _CLASSES if name in _takes(m))
+            flag = f"--{name.replace('_', '-')} is an option of --model {owners}, not of"
+            raise _UsageError(f"{flag} --model {args.model}")
+        if value is not None:
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
     if args.model == "mae":
-        mmr = kwargs.setdefault("min_mask_ratio", low)
-        from .masking import n_masked
-
-        n_patches = (32 // args.patch_size) ** 2 if 32 % args.patch_size == 0 else None
-        if n_patches and n_masked(mmr, n_patches) > n_masked(low, n_patches):
-            raise _UsageError(
-                f"--min-mask-ratio {mmr!r}: the MAE would need at least {n_masked(mmr, n_patches)} "
-                "hidden patches, "
-                f"but the lowest training ratio {low} hides {n_masked(low, n_patches)}; allowed: "
-                f"--min-mask-ratio <= {low}"
-            )
+        mmr, n = kwargs.setdefault("min_mask_ratio", low), (32 // args.patch_size) ** 2
+        if n_masked(mmr, n) > n_masked(low, n):
+            problem = f"the MAE would need at least {n_masked(mmr, n)} hidden patches, but the "
+            problem += f"lowest training ratio {low} hides {n_masked(low, n)}; allowed: "
+            raise SettingError("min_mask_ratio", mmr, f"{problem}--min-mask-ratio <= {low}")
     return kwargs
 
 
-def _default_run_name(args) -> str:
+def _check_train_args(args):
+    """``train``'s checks across options; sets the budget and run name; the ratio and the lowest."""
+    ratio = low = args.ratio
     if args.ratio_range:
-        ratio = f"{args.ratio_range[0]:.2f}to{args.ratio_range[1]:.2f}"
-    else:
-        ratio = f"{args.ratio:.2f}"
-    return f"{args.model}-{'+'.join(args.strategy)}-{ratio}-seed{args.seed}"
-
-
-def _train_ratio(args):
-    """The ratio (or ratio range) and the lowest ratio of ``train``'s options."""
-    if not args.ratio_range:
-        args.ratio = 0.5 if args.ratio is None else args.ratio
-        return args.ratio, args.ratio
-    low, high = args.ratio_range
-    if low > high:
-        raise _UsageError(f"--ratio-range {low} {high}: LOW must be <= HIGH")
-    return (low, high), low
-
-
-def _check_train_args(args) -> None:
-    """The checks of ``train`` that involve several options (single values are checked by their
-    argparse types); sets the default budget."""
+        ratio, low = tuple(args.ratio_range), args.ratio_range[0]
+        if ratio[0] > ratio[1]:
+            raise _UsageError(f"--ratio-range {ratio[0]} {ratio[1]}: LOW must be <= HIGH")
     given = {"--epochs": args.epochs, "--images": args.images, "--minutes": args.minutes}
     budgets = [option for option, value in given.items() if value is not None]
     if len(budgets) > 1 and budgets != ["--epochs", "--minutes"]:
-        raise _UsageError(
-            f"{' and '.join(budgets)}: give one budget (--minutes may come with --epochs as a cap)"
-        )
-    if not budgets:
-        args.epochs = 10
-    data_dir = args.data_dir
-    if (
-        args.dataset == "cifar10"
-        and data_dir is not None
-        and not Path(data_dir).expanduser().is_dir()
-    ):
-        raise _UsageError(
-            f"--data-dir {data_dir!r}: no such folder (a CIFAR-10 python-batch folder is expected)"
-        )
-    args.run_name = args.run_name or _default_run_name(args)
+        one = "give one budget (--minutes may come with --epochs as a cap)"
+        raise _UsageError(f"{' and '.join(budgets)}: {one}")
+    args.epochs = args.epochs if budgets else 10
+    if args.dataset == "cifar10" and args.data_dir is not None:
+        _existing_dir(args.data_dir)
+    shown = "to".join(f"{r:.2f}" for r in ratio) if args.ratio_range else f"{ratio:.2f}"
+    name = f"{args.model}-{'+'.join(args.strategy)}-{shown}-seed{args.seed}"
+    args.run_name = args.run_name or name
     if os.sep in args.run_name or args.run_name in ("", ".", ".."):
-        raise _UsageError(f"--run-name {args.run_name!r}: must be a plain folder name")
+        raise SettingError("run_name", args.run_name, "must be a plain folder name")
+    return ratio, low
 
 
+@_command(
+    "train",
+    f"--model --strategy --score {_DATA} --n-train --val-fraction --patch-size --batch-size --seed"
+    " --output --run-name --recipe=tuned --lr --lr-schedule --augment --loss-on --loss"
+    " --early-stopping --patience --precision=float32 --devices --workers --quiet",
+    _train_groups,
+    model={"choices": BUILDERS, "metavar": None, "help": "the model to build"},
+    strategy={"nargs": "+", "required": False, "default": ["random"]},
+    score={"choices": SCORES, "default": "variance"},
+)
 def _cmd_train(args) -> int:
+    """train one model to reconstruct masked patches
+
+    example: python -m helpers train --model mae --ratio-range 0.3 0.7 --minutes 30 --output m"""
     from .data import DatasetError, load_dataset
-    from .models import build_model
-    from .training import BACKUP, FINAL, HISTORY, read_history, train
-
-    ratio, low = _train_ratio(args)
-    _check_train_args(args)
     from .devices import check_devices
+    from .models import build_model
+    from .training import BACKUP, BEST, FINAL, HISTORY, read_history, train
 
+    ratio, low = _check_train_args(args)
     check_devices(args.devices, args.batch_size)
     kwargs = _model_kwargs(args, low)
     try:
-        data = load_dataset(
-            args.dataset,
-            data_dir=args.data_dir,
-            n_train=args.n_train or None,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            grayscale=args.grayscale,
-        )
+        names, n_train = "data_dir val_fraction seed grayscale", args.n_train or None
+        data = load_dataset(args.dataset, n_train=n_train, **_pick(args, names))
     except (DatasetError, ValueError) as exc:
         raise _UsageError(f"--dataset {args.dataset}: {exc}") from None
     try:
@@ -662,573 +342,117 @@ def _cmd_train(args) -> int:
         raise
     except (ValueError, TypeError) as exc:
         raise _UsageError(f"--model {args.model}: {exc}") from None
-
     folder = args.output / args.run_name
     shown = "-".join(f"{r:.2f}" for r in ratio) if isinstance(ratio, tuple) else f"{ratio:.2f}"
-    print(data.summary())
-    print(
-        f"{args.model}: {model.count_params():,} parameters; {'/'.join(args.strategy)} masks, "
-        f"ratio {shown}; run folder {folder}"
-    )
+    print(f"{data.summary()}\n{args.model}: {model.count_params():,} parameters; ", end="")
+    print(f"{'/'.join(args.strategy)} masks, ratio {shown}; run folder {folder}")
     if (folder / BACKUP).exists() and (folder / HISTORY).exists():
-        done = len(read_history(folder / HISTORY))
-        of = f" of {args.epochs}" if args.minutes is None else ""
+        done, of = len(read_history(folder / HISTORY)), f" of {args.epochs}" * (not args.minutes)
         print(f"resuming the interrupted run in {folder} ({done}{of} epochs in history.csv)")
     elif (folder / FINAL).exists():
         print(f"note: {folder} holds a completed run; training again from epoch 0 replaces it")
-    options = ("epochs", "images", "minutes", "batch_size", "seed", "recipe", "lr", "lr_schedule")
-    options += ("early_stopping", "patience", "augment", "loss_on", "loss", "devices", "workers")
+    options = "epochs images minutes batch_size seed recipe lr lr_schedule early_stopping patience"
+    options = _pick(args, f"{options} augment loss_on loss devices workers")
+    strategy = args.strategy[0] if len(args.strategy) == 1 else list(args.strategy)
+    options |= {"strategy": strategy, "ratio": ratio, "run_dir": folder, "score_fn": args.score}
     try:
-        result = train(
-            model,
-            data,
-            strategy=args.strategy[0] if len(args.strategy) == 1 else list(args.strategy),
-            ratio=ratio,
-            run_dir=folder,
-            score_fn=args.score,
-            verbose=1 if (sys.stdout.isatty() and not args.quiet) else 0,
-            **{name: getattr(args, name) for name in options},
-        )
+        result = train(model, data, verbose=int(sys.stdout.isatty() and not args.quiet), **options)
     except ValueError as exc:  # settings only the training data can check (an MAE's ratio)
         raise _UsageError(str(exc)) from None
-    _print_training(result, folder)
-    return 0
-
-
-def _print_training(result: dict, folder: Path) -> None:
-    from .training import BEST, FINAL, HISTORY
-
     history = result["history"]
     final = {k: history[k][-1] for k in ("loss", "val_loss") if history.get(k)}
     losses = ", ".join(f"{k} {v:.5f}" for k, v in final.items())
     if history.get("val_loss"):
         losses += f", best val_loss {min(history['val_loss']):.5f}"
-    print(
-        f"trained {result['epochs']} epoch(s), {result['images_seen']:,} images seen "
-        f"({result['seconds']:.1f} s this call, compilation included): {losses}"
-    )
-    print(f"best model:  {folder / BEST}")
-    print(f"final model: {folder / FINAL}")
+    print(f"trained {result['epochs']} epoch(s), {result['images_seen']:,} images seen ", end="")
+    print(f"({result['seconds']:.1f} s this call, compilation included): {losses}")
+    print(f"best model:  {folder / BEST}\nfinal model: {folder / FINAL}")
     print(f"history:     {folder / HISTORY}")
+    return 0
 
 
-# --------------------------------------------------------------------------------------------
-# evaluate
-# --------------------------------------------------------------------------------------------
-# long only because it declares one option per argparse call: no logic to split
-def _add_evaluate(subparsers):
-    from .data import DATASETS
-    from .evaluation import SCORE_CHOICES
-    from .masking import STRATEGIES
+@_command("checkpoint", "--run --name --data-dir --command --folder", data_dir=_CIFAR)
+def _cmd_checkpoint(args) -> int:
+    """publish a trained run as a course checkpoint (checkpoints/NAME.keras + NAME.json)"""
+    from .checkpoints import heldout_table, provenance, publish
 
-    p = subparsers.add_parser(
-        "evaluate",
-        help="score a saved model (or biharmonic inpainting, or the mean-colour guess) on a test "
-        "set with fixed masks",
-        description=(
-            "Reconstruct the test images (test_batch of a CIFAR-10 python-batch folder, all or the "
-            "first N;\n"
-            "or the test split of the embedded sample set) with masks drawn from a fixed seed, and "
-            "write\n"
-            "OUTPUT/metrics.json and OUTPUT/metrics.csv: masked-region MSE and PSNR, whole-image "
-            "PSNR and\n"
-            "SSIM (mean and std over the images) with the settings. Only test_batch is needed."
-        ),
-        epilog=(
-            "examples:\n"
-            "  python -m helpers evaluate --model saved_models/vit-random-0.50-seed0/best.keras "
-            "--dataset cifar10 "
-            "--data-dir data/cifar-10-batches-py --strategy random --ratio 0.5 --output "
-            "results/eval-vit\n"
-            "  python -m helpers evaluate --model biharmonic --dataset sample --strategy rows "
-            "--ratio 0.3 "
-            "--n-test 200 --output results/eval-biharmonic\n"
-            "  python -m helpers evaluate --model mean_colour --dataset sample --strategy rows "
-            "--ratio 0.3 "
-            "--n-test 200 --output results/eval-mean-colour"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        metavar="PATH|biharmonic|mean_colour",
-        help="a saved .keras model, or biharmonic (inpainting) or mean_colour (the visible mean "
-        "colour), not learned",
-    )
-    p.add_argument(
-        "--dataset", default="cifar10", choices=DATASETS, help="dataset (default: cifar10)"
-    )
-    p.add_argument(
-        "--data-dir", metavar="DIR", help="folder holding test_batch (default: the Keras cache)"
-    )
-    p.add_argument(
-        "--grayscale",
-        action="store_true",
-        help="one-channel images (skimage.color.rgb2gray); the Transformers reach three channels "
-        "through a learned 1x1 adapter",
-    )
-    p.add_argument("--strategy", required=True, choices=STRATEGIES, help="masking strategy")
-    p.add_argument(
-        "--ratio", required=True, type=_ratio, metavar="R", help="masking ratio in (0, 1)"
-    )
-    p.add_argument(
-        "--output",
-        required=True,
-        type=_output_dir,
-        metavar="DIR",
-        help="folder for metrics.json and metrics.csv",
-    )
-    p.add_argument(
-        "--n-test",
-        type=_seed,
-        default=0,
-        metavar="N",
-        help="the first N test images (default: all)",
-    )
-    p.add_argument(
-        "--mask-seed", type=_seed, default=0, metavar="S", help="seed of the masks (default: 0)"
-    )
-    p.add_argument(
-        "--patch-size",
-        type=_patch_size,
-        default=4,
-        metavar="P",
-        help="patch side in pixels (default: 4)",
-    )
-    p.add_argument(
-        "--score",
-        choices=SCORE_CHOICES,
-        default=None,
-        help="importance strategy: patch score (default: variance; gradient: the model's own "
-        "gradients)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=_count,
-        default=256,
-        metavar="B",
-        help="images per prediction batch (default: 256)",
-    )
-    p.set_defaults(func=_cmd_evaluate)
+    target = publish(args.run, args.name, args.data_dir, args.command, folder=args.folder)
+    record = provenance(args.name, target.parent)
+    print(f"{target} ({record['epochs']} epochs, {record['images_seen']:,} images seen, ", end="")
+    print(f"{record['minutes']} min); held-out masked-region PSNR (dB) at 50 %:")
+    for row in heldout_table(record):
+        cells = "".join(f"{row[s]:>9.2f}" for s in row if s != "predictor")
+        print(f"  {row['predictor']:<20}{cells}")
+    return 0
 
 
+@_command(
+    "evaluate",
+    "--model --dataset=cifar10 --data-dir --grayscale --strategy --ratio --output --n-test"
+    " --mask-seed --patch-size --score --batch-size=256",
+    model={"metavar": "PATH|biharmonic|mean_colour", "help": "a .keras model, or not learned"},
+    ratio=_NEEDED,
+)
 def _cmd_evaluate(args) -> int:
+    """score a saved model, biharmonic or the mean-colour guess on a test set with fixed masks
+
+    example: python -m helpers evaluate --model biharmonic --strategy rows --ratio 0.3 --output e"""
     from . import evaluation
 
     if args.score is not None and args.strategy != "importance":
-        print(
-            f"note: --score {args.score} is ignored: it applies to --strategy importance only",
-            file=sys.stderr,
-        )
-    results = evaluation.run_evaluation(
-        args.model,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        strategy=args.strategy,
-        ratio=args.ratio,
-        n_test=args.n_test,
-        mask_seed=args.mask_seed,
-        patch_size=args.patch_size,
-        score=args.score if args.strategy == "importance" else None,
-        batch_size=args.batch_size,
-        grayscale=args.grayscale,
-    )
+        note = f"note: --score {args.score} is ignored: it applies to --strategy importance only"
+        print(note, file=sys.stderr)
+    names = "dataset data_dir strategy ratio n_test mask_seed patch_size batch_size grayscale"
+    score = args.score if args.strategy == "importance" else None
+    results = evaluation.run_evaluation(args.model, score=score, **_pick(args, names))
     json_path, csv_path = evaluation.write_results(args.output, results)
     print(evaluation.format_table(results))
     print(f"\nwritten: {json_path}, {csv_path} ({results['seconds']:.1f} s)")
     return 0
 
 
-# --------------------------------------------------------------------------------------------
-# grade
-# --------------------------------------------------------------------------------------------
-# long only because it declares one option per argparse call: no logic to split
-def _add_grade(subparsers):
-    from .grading import GRADED_STRATEGIES, MODEL_NAME
-
-    p = subparsers.add_parser(
-        "grade",
-        help="score every student's submitted model on a hidden test set (grades.csv, "
-        "leaderboard.md)",
-        description=(
-            "Grade one .keras model per student folder of SUBMISSIONS on the test_batch of a\n"
-            "hidden CIFAR-10 python-batch folder, with random, rows and columns masks from a mask "
-            "seed\n"
-            "the students do not know (a fresh one unless --mask-seed is given), next to "
-            "biharmonic\n"
-            "inpainting and the mean-colour guess on the same masks. Each model is loaded in safe "
-            "mode\n"
-            "(no Lambda layers, no Python code) in its own process with a time and a memory "
-            "limit;\n"
-            "a submission that cannot be graded gets a row saying why. Writes OUTPUT/grades.csv,\n"
-            "OUTPUT/leaderboard.md (ranking and rubric) and OUTPUT/grading.json (settings, mask "
-            "seed).\n"
-            "Exit code 0 once every submission has a row; 2 for a wrong command line."
-        ),
-        epilog=(
-            "layout:\n"
-            "  SUBMISSIONS/alice/model.keras\n"
-            "  SUBMISSIONS/bob/best.keras     (one .keras file per folder, or name one "
-            f"{MODEL_NAME})\n"
-            "example:\n"
-            "  python -m helpers grade --submissions submissions --data-dir "
-            "hidden/cifar-10-batches-py --output grades"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--submissions", required=True, metavar="DIR", help="one folder per student")
-    p.add_argument(
-        "--data-dir", required=True, metavar="DIR", help="hidden folder holding test_batch"
-    )
-    p.add_argument(
-        "--output",
-        required=True,
-        type=_output_dir,
-        metavar="DIR",
-        help="folder for grades.csv, leaderboard.md and grading.json",
-    )
-    p.add_argument(
-        "--ratio", type=_ratio, default=0.5, metavar="R", help="masking ratio (default: 0.5)"
-    )
-    p.add_argument(
-        "--strategies",
-        nargs="+",
-        choices=GRADED_STRATEGIES,
-        default=list(GRADED_STRATEGIES),
-        help="masking strategies (default: all three)",
-    )
-    p.add_argument(
-        "--n-test",
-        type=_seed,
-        default=0,
-        metavar="N",
-        help="the first N test images (default: all)",
-    )
-    p.add_argument(
-        "--mask-seed",
-        type=_seed,
-        default=None,
-        metavar="S",
-        help="seed of the masks (default: a fresh secret one, written to grading.json)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=_positive,
-        default=600.0,
-        metavar="SECONDS",
-        help="time limit of each model's process (default: 600)",
-    )
-    p.add_argument(
-        "--memory-mb",
-        type=_positive,
-        default=4096.0,
-        metavar="MB",
-        help="memory limit of each model's process (default: 4096)",
-    )
-    p.add_argument(
-        "--max-model-mb",
-        type=_positive,
-        default=200.0,
-        metavar="MB",
-        help="largest model file accepted, packed or unpacked (default: 200)",
-    )
-    p.set_defaults(func=_cmd_grade)
-
-
-def _cmd_grade(args) -> int:
-    from .grading import grade
-
-    result = grade(
-        args.submissions,
-        args.data_dir,
-        args.output,
-        ratio=args.ratio,
-        strategies=args.strategies,
-        n_test=args.n_test,
-        mask_seed=args.mask_seed,
-        timeout=args.timeout,
-        memory_mb=args.memory_mb,
-        max_model_mb=args.max_model_mb,
-    )
-    print(result["paths"][1].read_text())  # leaderboard.md
-    print("written: " + ", ".join(str(p) for p in result["paths"]))
-    return 0
-
-
-def _add_course(subparsers):
-    from .grading import EXERCISE_NOTEBOOKS
-
-    p = subparsers.add_parser(
-        "course",
-        help="an nbgrader course folder with the notebooks' exercises",
-        description=(
-            "Write an nbgrader course folder: nbgrader_config.py and source/ASSIGNMENT/ with the\n"
-            f"notebooks that hold exercises ({', '.join(EXERCISE_NOTEBOOKS)}),\n"
-            "the complete solution versions with their outputs cleared. Then, in that folder:\n"
-            "nbgrader generate_assignment ASSIGNMENT (student versions in release/), collect the\n"
-            "students' notebooks in submitted/STUDENT/ASSIGNMENT/, nbgrader autograde ASSIGNMENT,\n"
-            "nbgrader generate_feedback ASSIGNMENT, nbgrader export (grades.csv)."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--output", required=True, type=_output_dir, metavar="DIR", help="course folder")
-    p.add_argument(
-        "--assignment", default="mim", metavar="NAME", help="assignment name (default: mim)"
-    )
-    p.add_argument(
-        "--timeout",
-        type=_count,
-        default=1800,
-        metavar="SECONDS",
-        help="longest a notebook cell may run when nbgrader executes it (default: 1800)",
-    )
-    p.add_argument(
-        "--memory-mb",
-        type=_positive,
-        default=16384.0,
-        metavar="MB",
-        help="address space of each notebook's kernel (default: 16384; TensorFlow maps ~3,200)",
-    )
-    p.set_defaults(func=_cmd_course)
-
-
-def _cmd_course(args) -> int:
-    from .grading import make_course
-
-    folder = make_course(
-        args.output, args.assignment, timeout=args.timeout, memory_mb=args.memory_mb
-    )
-    print(f"course folder: {folder}")
-    print(f"next: cd {folder} && nbgrader generate_assignment {args.assignment}")
-    return 0
-
-
-# --------------------------------------------------------------------------------------------
-# probe
-# --------------------------------------------------------------------------------------------
-def _add_probe(subparsers):
-    from .data import DATASETS
-
-    p = subparsers.add_parser(
-        "probe",
-        help="linear probe of a trained model's encoder: accuracy, macro-F1, Cohen's kappa",
-        description=(
-            "Freeze the encoder of a saved model (vit, mae, cnn, vit_cnn, aae), take one feature "
-            "vector per image\n"
-            "with nothing hidden, train BatchNorm (no scale, no shift) + one Dense layer on the "
-            "training labels\n"
-            "and score the test images: accuracy, macro-F1, Cohen's kappa. Two baselines in the "
-            "same run: the\n"
-            "raw pixels and the same encoder with random weights. Writes OUTPUT/probe.csv,\n"
-            "OUTPUT/probe.json and OUTPUT/confusion.png."
-        ),
-        epilog=(
-            "example:\n"
-            "  python -m helpers probe --model saved_models/03_vit/best.keras --dataset cifar10 "
-            "--data-dir ../shared/data/cifar-10-batches-py --output runs/probe-vit"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", required=True, metavar="PATH", help="a saved .keras model")
-    p.add_argument(
-        "--dataset", default="cifar10", choices=DATASETS, help="dataset (default: cifar10)"
-    )
-    p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 folder (default: the Keras cache)")
-    p.add_argument(
-        "--grayscale",
-        action="store_true",
-        help="one-channel images (skimage.color.rgb2gray); the Transformers reach three channels "
-        "through a learned 1x1 adapter",
-    )
-    p.add_argument(
-        "--output", required=True, type=_output_dir, metavar="DIR", help="folder for the results"
-    )
-    p.add_argument(
-        "--n-train", type=_seed, default=0, metavar="N", help="training images (default: all)"
-    )
-    p.add_argument(
-        "--n-test", type=_seed, default=0, metavar="N", help="test images (default: all)"
-    )
-    p.add_argument(
-        "--epochs", type=_count, default=100, metavar="E", help="probe epochs (default: 100)"
-    )
-    p.add_argument(
-        "--lr", type=_positive, default=1e-2, metavar="LR", help="Adam's rate (default: 1e-2)"
-    )
-    p.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed (default: 0)")
-    p.set_defaults(func=_cmd_probe)
-
-
+@_command(
+    "probe",
+    "--model --dataset=cifar10 --data-dir --grayscale --output --n-train --n-test --epochs=100"
+    " --lr=1e-2 --seed",
+)
 def _cmd_probe(args) -> int:
+    """linear probe of a trained model's encoder: accuracy, macro-F1, Cohen's kappa"""
     from . import probe
 
-    result = probe.run_probe(
-        args.model,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        n_train=args.n_train or None,
-        n_test=args.n_test or None,
-        epochs=args.epochs,
-        lr=args.lr,
-        seed=args.seed,
-        grayscale=args.grayscale,
-    )
+    sizes = {"n_train": args.n_train or None, "n_test": args.n_test or None}
+    names = "dataset data_dir epochs lr seed grayscale"
+    result = probe.run_probe(args.model, **sizes, **_pick(args, names))
     paths = probe.write_probe(args.output, result)
     print(probe.format_probe(result))
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 
-# --------------------------------------------------------------------------------------------
-# sweep
-# --------------------------------------------------------------------------------------------
-# long only because it declares one option per argparse call: no logic to split
-def _add_sweep(subparsers):
-    from .data import DATASETS
-    from .experiments import MODEL_SIZES, PLANS, SweepConfig
-    from .masking import STRATEGIES
-
-    defaults = SweepConfig()
-    p = subparsers.add_parser(
-        "sweep",
-        help="the strategy x ratio x predictor sweep of notebook 05, headless, with the linear "
-        "probe of each encoder as an option",
-        description=(
-            "Train (or reuse) the models of each (strategy, ratio, predictor) cell, score them "
-            "on the same test\n"
-            "images with the same masks, and append one row per cell to RUN/metrics.csv "
-            "(provenance.json beside it,\n"
-            "models in RUN/models/). A sweep started again skips the finished cells. With "
-            "--probe-epochs E the\n"
-            "linear probe of every trained encoder (helpers.probe) is recorded next to its PSNR, "
-            "with its two\n"
-            "baselines in RUN/probe.csv: with --plan per_cell, which masking teaches the best "
-            "features."
-        ),
-        epilog=(
-            "example (which masking teaches most, on the shared CIFAR-10 subset):\n"
-            "  python -m helpers sweep --run runs/probe-cifar --dataset cifar10 --data-dir "
-            "../shared/data/cifar-10-batches-py \\\n"
-            "      --predictors mae --strategies random rows columns --plan per_cell --epochs 25 "
-            "--probe-epochs 50"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--run",
-        required=True,
-        metavar="NAME|DIR",
-        help="the run folder; a plain name is a folder of the project's results/ (or of "
-        "$HELPERS_RESULTS_DIR)",
-    )
-    p.add_argument(
-        "--dataset", default="sample", choices=DATASETS, help="dataset (default: sample)"
-    )
-    p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 folder (default: the Keras cache)")
-    p.add_argument(
-        "--grayscale", action="store_true", help="one-channel images (skimage.color.rgb2gray)"
-    )
-    p.add_argument(
-        "--n-train", type=_seed, default=0, metavar="N", help="training images (default: all)"
-    )
-    p.add_argument(
-        "--n-test", type=_seed, default=200, metavar="N", help="test images (default: 200; 0: all)"
-    )
-    p.add_argument(
-        "--strategies",
-        nargs="+",
-        choices=STRATEGIES,
-        default=list(defaults.strategies),
-        metavar="S",
-        help=f"masking strategies (default: all of {', '.join(STRATEGIES)})",
-    )
-    p.add_argument(
-        "--ratios",
-        nargs="+",
-        type=_ratio,
-        default=list(defaults.ratios),
-        metavar="R",
-        help="masking ratios (default: 0.3 0.5 0.7)",
-    )
-    p.add_argument(
-        "--predictors",
-        nargs="+",
-        choices=PREDICTORS,
-        default=list(defaults.predictors),
-        metavar="P",
-        help=f"predictors (default: all of {', '.join(PREDICTORS)})",
-    )
-    p.add_argument(
-        "--plan",
-        choices=PLANS,
-        default=defaults.plan,
-        help="mixed: one model per predictor; per_strategy; per_cell (default: mixed)",
-    )
-    p.add_argument(
-        "--epochs",
-        type=_count,
-        default=defaults.epochs,
-        metavar="E",
-        help=f"training epochs per model (default: {defaults.epochs})",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=_count,
-        default=defaults.batch_size,
-        metavar="B",
-        help=f"batch size (default: {defaults.batch_size})",
-    )
-    p.add_argument(
-        "--model-size",
-        choices=sorted(MODEL_SIZES),
-        default="small",
-        help="small (ViT tokens of 64, 2 blocks) or reference (notebook 03's); default small",
-    )
-    p.add_argument(
-        "--recipe",
-        choices=RECIPES,
-        default=defaults.recipe,
-        help=f"training recipe (default: {defaults.recipe})",
-    )
-    p.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed (default: 0)")
-    p.add_argument(
-        "--probe-epochs",
-        type=_seed,
-        default=0,
-        metavar="E",
-        help="> 0: the linear probe of each trained encoder, trained E epochs (default: 0, none)",
-    )
-    p.set_defaults(func=_cmd_sweep)
+_S = SweepConfig()  # the sweep's defaults
 
 
+@_command(
+    "sweep",
+    f"--run {_DATA} --n-train --n-test=200 --strategies --ratios --predictors --plan={_S.plan}"
+    f" --epochs={_S.epochs} --batch-size={_S.batch_size} --model-size=small"
+    f" --recipe={_S.recipe} --seed --probe-epochs",
+    run={"metavar": "NAME|DIR", "help": "the run folder; a plain name: one of results/"},
+    **{k: list(getattr(_S, k)) for k in ("strategies", "ratios", "predictors")},
+)
 def _cmd_sweep(args) -> int:
+    """the strategy x ratio x predictor sweep of notebook 05, headless, with the linear probe"""
     from . import experiments, report
     from .data import DatasetError, load_dataset
 
     run = experiments.Run(args.run)
     writable_dir(run.path, "run")  # before the data is read or anything is trained
-    config = experiments.SweepConfig(
-        strategies=args.strategies,
-        ratios=args.ratios,
-        predictors=args.predictors,
-        plan=args.plan,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        recipe=args.recipe,
-        model_kwargs=experiments.model_sizes(args.model_size),
-        probe_epochs=args.probe_epochs,
-    )
+    names = "strategies ratios predictors plan epochs batch_size seed recipe probe_epochs"
+    sizes = experiments.model_sizes(args.model_size)
+    config = experiments.SweepConfig(model_kwargs=sizes, **_pick(args, names))
+    sizes = {"n_train": args.n_train or None, "n_test": args.n_test or None}
     try:
-        ds = load_dataset(
-            args.dataset,
-            data_dir=args.data_dir,
-            n_train=args.n_train or None,
-            n_test=args.n_test or None,
-            seed=args.seed,
-            grayscale=args.grayscale,
-        )
+        ds = load_dataset(args.dataset, **_pick(args, "data_dir seed grayscale"), **sizes)
     except DatasetError as exc:
         raise SettingError("data_dir", args.data_dir, str(exc)) from None
     extra = {"profile": "python -m helpers sweep", "model_size": args.model_size}
@@ -1236,217 +460,102 @@ def _cmd_sweep(args) -> int:
     print("masked-region PSNR (dB), mean over the test images; best per row in **bold**")
     print(report.results_table(rows, "psnr_masked_mean"))
     for predictor in (p for p in config.predictors if report.probe_cells(rows, p)):
-        print(
-            f"\nlinear probe of the {report.NAMES.get(predictor, predictor)} encoders: accuracy "
-            "(masked-region PSNR of the model)"
-        )
+        name = report.NAMES.get(predictor, predictor)
+        print(f"\nlinear probe of the {name} encoders: accuracy (masked-region PSNR of the model)")
         print(report.probe_table(rows, predictor))
-        for sentence in report.probe_findings(
-            rows, run.probe_rows(), predictor, n_test=run.provenance()["probe"]["n_test"]
-        ):
+        n_test = run.provenance()["probe"]["n_test"]
+        for sentence in report.probe_findings(rows, run.probe_rows(), predictor, n_test=n_test):
             print(f"- {sentence}")
     print(f"\nwritten: {run.path}")
     return 0
 
 
-# --------------------------------------------------------------------------------------------
-# bench
-# --------------------------------------------------------------------------------------------
-# long only because it declares one option per argparse call: no logic to split
-def _add_bench(subparsers):
-    p = subparsers.add_parser(
-        "bench",
-        help="benchmarks: speed (masks, metrics, training throughput) and quality",
-        description="Benchmarks, measured in one run and reported as ratios where two things are "
-        "compared.",
-        epilog=(
-            "examples:\n"
-            "  python -m helpers bench speed\n"
-            "  python -m helpers bench speed --quick\n"
-            "  python -m helpers bench quality --data-dir data/cifar-10-batches-py "
-            "--minutes-per-model 10"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
-    speed = sub.add_parser(
-        "speed",
-        help="mask generation, metrics vs skimage, ViT vs MAE training throughput",
-        description=(
-            "Mask generation for 50,000 images; metrics on 10,000 images and batched SSIM\n"
-            "against a per-image skimage loop; training images/s of the mask-token ViT and the\n"
-            "MAE-style ViT (default sizes, with the mask token alone and with the harmonic fill)\n"
-            "at 50% and 75% masking against a plain-Keras ViT of the same configuration, with and\n"
-            "without per-batch masks and XLA; the autoencoders and the pretrained ViT (ViT-B/16\n"
-            "size, random weights); the input pipeline alone. Ratios measured in one run. About\n"
-            "7 minutes on 2 CPU cores (419 s and 421 s measured); --quick is much smaller (tiny\n"
-            "models, for tests)."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    speed.add_argument(
-        "--quick",
-        action="store_true",
-        help="much smaller sizes and tiny models (seconds, for tests)",
-    )
-    speed.set_defaults(func=_cmd_bench_speed)
-    quality = sub.add_parser(
-        "quality",
-        help="reconstruction quality of each predictor for a fixed training time "
-        "(helpers.bench.bench_quality)",
-        description="Train each predictor for a fixed time on CIFAR-10 and compare the "
-        "reconstruction quality.",
-    )
-    quality.add_argument(
-        "--data-dir", required=True, metavar="DIR", help="CIFAR-10 python-batch folder"
-    )
-    quality.add_argument(
-        "--minutes-per-model",
-        type=_positive,
-        metavar="M",
-        help="training time per model in minutes",
-    )
-    quality.add_argument(
-        "--output",
-        type=_output_dir,
-        metavar="DIR",
-        help="folder for the results (default: runs/bench_quality)",
-    )
-    quality.add_argument(
-        "--plan",
-        choices=_quality.QUALITY_PLANS,
-        default="mixed",
-        help="mixed: one model per predictor on all strategies (default); per_strategy: one per "
-        "strategy",
-    )
-    quality.add_argument(
-        "--predictors",
-        nargs="+",
-        choices=PREDICTORS,
-        metavar="P",
-        help=f"predictors to train and score (default: {' '.join(PREDICTORS)})",
-    )
-    quality.add_argument(
-        "--recipe",
-        choices=RECIPES,
-        default="long",
-        help="model settings (helpers.recipes): long (default: for 30 minutes per model; tuned "
-        "with the PSNR loss for the CNN too), tuned (the notebooks' short budgets) or reference "
-        "(the seed design)",
-    )
-    quality.add_argument(
-        "--grayscale",
-        action="store_true",
-        help="train and score on one-channel images (skimage.color.rgb2gray)",
-    )
-    quality.add_argument(
-        "--latent-weight",
-        type=_nonnegative,
-        metavar="W",
-        help="aae: weight of the adversarial loss against the prior (default 0.0001)",
-    )
-    quality.add_argument(
-        "--image-weight",
-        type=_nonnegative,
-        metavar="W",
-        help="aae: weight of the image discriminator's adversarial loss (default 0: none)",
-    )
-    quality.add_argument(
-        "--loss",
-        default=None,
-        choices=("mse", "psnr"),
-        help="training loss of every learned predictor: mse, or psnr (minus each image's "
-        "masked-region PSNR, averaged); default: each model's in the recipe (long: psnr for the "
-        "ViT and the CNN, mse for the others)",
-    )
-    quality.add_argument(
-        "--seed",
-        type=_seed,
-        default=0,
-        metavar="S",
-        help="seed of the weights, the validation split and the training masks (default: 0; the "
-        "test masks keep seed 0, so runs of different seeds are scored on the same masks)",
-    )
-    ratios = quality.add_mutually_exclusive_group()
-    ratios.add_argument(
-        "--ratio-range",
-        nargs=2,
-        type=float,
-        metavar=("LOW", "HIGH"),
-        help="train on a mask ratio drawn per batch from LOW-HIGH, as the notebooks do "
-        "(default: 0.3 0.7)",
-    )
-    ratios.add_argument(
-        "--ratio", type=float, metavar="R", help="train on masks of this one ratio instead"
-    )
-    quality.add_argument(
-        "--eval-ratios",
-        nargs="+",
-        type=float,
-        metavar="R",
-        help="mask ratios the models are scored at (default: the training ratio, or the range's "
-        "low, middle and high)",
-    )
-    quality.set_defaults(func=_cmd_bench_quality)
+@_command(
+    "grade",
+    "--submissions --data-dir --output --ratio=0.5 --strategies --n-test --mask-seed --timeout=600"
+    " --memory-mb=4096 --max-model-mb",
+    data_dir=_CIFAR,
+    strategies={"choices": GRADED_STRATEGIES, "default": list(GRADED_STRATEGIES)},
+    mask_seed={"default": None, "help": "seed of the masks (default: a fresh secret one)"},
+)
+def _cmd_grade(args) -> int:
+    """score every student's submitted model on a hidden test set (grades.csv, leaderboard.md)"""
+    from .grading import grade
+
+    names = "ratio strategies n_test mask_seed timeout memory_mb max_model_mb"
+    result = grade(args.submissions, args.data_dir, args.output, **_pick(args, names))
+    print(result["paths"][1].read_text())  # leaderboard.md
+    print("written: " + ", ".join(str(p) for p in result["paths"]))
+    return 0
 
 
-def _cmd_bench_speed(args) -> int:
+@_command(
+    "course",
+    "--output --assignment --timeout=1800 --memory-mb=16384",
+    timeout={"type": _count, "help": f"longest a notebook cell may run {_D}"},
+)
+def _cmd_course(args) -> int:
+    """an nbgrader course folder with the notebooks' exercises"""
+    from .grading import make_course
+
+    folder = make_course(args.output, args.assignment, **_pick(args, "timeout memory_mb"))
+    print(f"course folder: {folder}")
+    print(f"next: cd {folder} && nbgrader generate_assignment {args.assignment}")
+    return 0
+
+
+def _quality_ratios(p):
+    ratio = {"help": "one training ratio instead (default: a range, 0.3 0.7)"}
+    _add(p.add_mutually_exclusive_group(), "--ratio-range --ratio", ratio=ratio)
+
+
+def _keras_line(name: str) -> None:
     import keras
 
+    print(f"{name}: keras {keras.__version__}, backend {keras.backend.backend()}, ", end="")
+    print(f"{os.cpu_count()} CPU(s)", flush=True)
+
+
+@_command("bench speed", "--quick")
+def _cmd_bench_speed(args) -> int:
+    """mask generation, metrics vs skimage, ViT vs MAE training throughput"""
     from . import bench
 
-    print(
-        f"bench speed{' --quick' if args.quick else ''}: keras {keras.__version__}, backend "
-        f"{keras.backend.backend()}, "
-        f"{os.cpu_count()} CPU(s)",
-        flush=True,
-    )
+    _keras_line(f"bench speed{' --quick' if args.quick else ''}")
     start = time.perf_counter()
 
-    def report(title, rows):
-        print(f"\n{title}\n{bench.format_rows(rows)}", flush=True)
-
-    bench.bench_speed(quick=args.quick, report=report)
+    report = bench.format_rows
+    bench.bench_speed(
+        quick=args.quick, report=lambda t, r: print(f"\n{t}\n{report(r)}", flush=True)
+    )
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return 0
 
 
+@_command(
+    "bench quality",
+    "--data-dir --minutes-per-model --output --plan=mixed --predictors --recipe=long --grayscale"
+    " --latent-weight --image-weight --loss --seed --eval-ratios",
+    _quality_ratios,
+    data_dir=_CIFAR,
+    output=_MAYBE,
+    plan={"choices": _quality.QUALITY_PLANS},
+)
 def _cmd_bench_quality(args) -> int:
-    if not Path(args.data_dir).expanduser().is_dir():
-        raise _UsageError(
-            f"--data-dir {args.data_dir!r}: no such folder (a CIFAR-10 python-batch folder is "
-            "expected)"
-        )
-    kwargs = {"data_dir": args.data_dir, "plan": args.plan, "recipe": args.recipe}
-    kwargs["grayscale"], kwargs["loss"] = args.grayscale, args.loss
-    aae = {k: getattr(args, k) for k in ("latent_weight", "image_weight")}
-    aae = {k: v for k, v in aae.items() if v is not None}
-    if aae:
-        if args.predictors and "aae" not in args.predictors:
-            names = " / ".join(f"--{k.replace('_', '-')}" for k in aae)
-            raise _UsageError(f"{names}: options of the aae predictor, which --predictors omits")
-        kwargs["model_kwargs"] = {"aae": aae}
-    if args.minutes_per_model is not None:
-        kwargs["minutes_per_model"] = args.minutes_per_model
-    if args.output is not None:
-        kwargs["output"] = args.output
-    if args.predictors:
-        kwargs["predictors"] = tuple(args.predictors)
-    if args.eval_ratios:
-        kwargs["eval_ratios"] = tuple(args.eval_ratios)
-    if args.ratio_range:
-        kwargs["ratio"] = tuple(args.ratio_range)
-    if args.ratio is not None:
-        kwargs["ratio"] = args.ratio
-    if args.seed:
-        kwargs["seed"] = args.seed
-    import keras
-
-    print(
-        f"bench quality: keras {keras.__version__}, backend {keras.backend.backend()}, "
-        f"{os.cpu_count()} CPU(s)",
-        flush=True,
-    )
+    """reconstruction quality of each predictor for a fixed training time (CIFAR-10)"""
+    _existing_dir(args.data_dir)
+    kwargs = _pick(args, "data_dir plan recipe grayscale loss")
+    aae = {k: v for k, v in _pick(args, "latent_weight image_weight").items() if v is not None}
+    if aae and args.predictors and "aae" not in args.predictors:
+        names = " / ".join(f"--{k.replace('_', '-')}" for k in aae)
+        raise _UsageError(f"{names}: options of the aae predictor, which --predictors omits")
+    optional = {"model_kwargs": {"aae": aae} if aae else None, "seed": args.seed or None}
+    optional |= _pick(args, "minutes_per_model output")
+    for name in ("predictors", "eval_ratios", "ratio_range"):
+        optional[name] = tuple(getattr(args, name)) if getattr(args, name) else None
+    optional["ratio"] = optional.pop("ratio_range") or args.ratio
+    kwargs |= {k: v for k, v in optional.items() if v is not None}
+    _keras_line("bench quality")
     start = time.perf_counter()
     rows = _quality.bench_quality(**kwargs)
     print(_quality.format_quality(rows))
@@ -1456,91 +565,34 @@ def _cmd_bench_quality(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# checkpoint
-# --------------------------------------------------------------------------------------------
-def _add_checkpoint(subparsers):
-    from .checkpoints import NAMES
-
-    p = subparsers.add_parser(
-        "checkpoint",
-        help="publish a trained run as a course checkpoint (checkpoints/NAME.keras + NAME.json)",
-        description="Copy RUN/best.keras to checkpoints/NAME.keras and write NAME.json: the "
-        "training command,\nthe commit, a hash of the training data, minutes, epochs, images "
-        "seen, and the metrics\non the folder's test_batch (held out) and on a fixed set of "
-        "sample images.",
-        epilog="example:\n  python -m helpers checkpoint --run runs/course/vit --name vit "
-        '--data-dir runs/course_data \\\n    --command "python -m helpers train --model vit ..."',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--run", required=True, metavar="DIR", help="a run folder of train")
-    p.add_argument("--name", required=True, choices=NAMES, help="the checkpoint's name")
-    p.add_argument(
-        "--data-dir",
-        required=True,
-        metavar="DIR",
-        help="the CIFAR-10 folder it was trained on (its test_batch: never trained on)",
-    )
-    p.add_argument("--command", required=True, help="the train command that made the run")
-    p.add_argument("--folder", metavar="DIR", help="where to write (default: checkpoints/)")
-    p.set_defaults(func=_cmd_checkpoint)
-
-
-def _cmd_checkpoint(args) -> int:
-    from .checkpoints import heldout_table, provenance, publish
-
-    target = publish(args.run, args.name, args.data_dir, args.command, folder=args.folder)
-    record = provenance(args.name, target.parent)
-    print(
-        f"{target} ({record['epochs']} epochs, {record['images_seen']:,} images seen, "
-        f"{record['minutes']} min); held-out masked-region PSNR (dB) at 50 %:"
-    )
-    for row in heldout_table(record):
-        print(
-            f"  {row['predictor']:<20}"
-            + "".join(f"{row[s]:>9.2f}" for s in row if s != "predictor")
-        )
-    return 0
-
-
-# --------------------------------------------------------------------------------------------
-COMMANDS = (
-    _add_run,
-    _add_train,
-    _add_checkpoint,
-    _add_evaluate,
-    _add_probe,
-    _add_sweep,
-    _add_grade,
-    _add_course,
-    _add_bench,
-)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m helpers",
-        description="Masked image modeling with Vision Transformers: run the course notebooks "
-        "headless, train and\n"
-        "evaluate one model, probe its encoder, grade students' models, benchmark.",
+    about = (
+        "Masked image modeling: run the notebooks headless, train, evaluate, probe, grade, bench."
     )
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=about)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in COMMANDS:
-        add(subparsers)
+    subparsers = {"": parser.add_subparsers(dest="command", metavar="COMMAND", required=True)}
+    for name, func, options, changes in COMMANDS:
+        group, _, leaf = name.rpartition(" ")
+        if group and group not in subparsers:  # bench: the parent of its commands
+            about = _GROUPS[group]
+            g = subparsers[""].add_parser(group, help=about, description=about)
+            subparsers[group] = g.add_subparsers(dest=f"{group}_command", metavar="BENCH")
+            subparsers[group].required = True
+        doc, rd = inspect.getdoc(func), argparse.RawDescriptionHelpFormatter
+        p = subparsers[group].add_parser(leaf, help=doc.split("\n")[0], description=doc)
+        p.formatter_class = rd
+        _add(p, options, func=func, **changes)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    # every command imports Keras; --help and usage errors have exited before this
-    _quiet_tensorflow()
+    quiet_tensorflow()  # every command imports Keras; --help and usage errors have exited before
     try:
         return args.func(args)
-    except _UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SettingError as exc:  # a bad value found by the package's checks
-        print(f"error: {exc.cli_message()}", file=sys.stderr)
+    except (_UsageError, SettingError) as exc:  # SettingError: found by the package's checks
+        print(f"error: {getattr(exc, 'cli_message', exc.__str__)()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -522,10 +522,11 @@ _KERNEL_SHUTDOWN_NOISE = re.compile(r"\[IPKernelApp\] ERROR \| KeyboardInterrupt
 
 def kernel_noise(line: str) -> bool:
     """Whether a line of a kernel's stderr is noise: TensorFlow's C++ start-up notices
-    (``cli._TF_STARTUP_NOISE``) or the interrupt that comes with every kernel shutdown."""
-    from .cli import _TF_STARTUP_NOISE
+    (:data:`helpers._startup.TF_STARTUP_NOISE`) or the interrupt that comes with every kernel
+    shutdown."""
+    from ._startup import TF_STARTUP_NOISE
 
-    return bool(_TF_STARTUP_NOISE.search(line) or _KERNEL_SHUTDOWN_NOISE.search(line))
+    return bool(TF_STARTUP_NOISE.search(line) or _KERNEL_SHUTDOWN_NOISE.search(line))
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import cli
+from helpers import _startup, cli
 
 
 def _main(capsys, *argv):
@@ -203,5 +203,5 @@ def test_start_up_filter_keeps_other_lines():
         "Traceback (most recent call last):",
         "ImportError: libcudnn.so.9: cannot open shared object file",
     ]
-    assert all(cli._TF_STARTUP_NOISE.search(line) for line in noise)
-    assert not any(cli._TF_STARTUP_NOISE.search(line) for line in kept)
+    assert all(_startup.TF_STARTUP_NOISE.search(line) for line in noise)
+    assert not any(_startup.TF_STARTUP_NOISE.search(line) for line in kept)
