@@ -1,4 +1,5 @@
-"""Files written whole or not at all: a temporary file in the same folder, then a rename."""
+"""Files written whole or not at all (a temporary file in the same folder, then a rename), and
+where the project keeps its folders."""
 
 from __future__ import annotations
 
@@ -8,6 +9,20 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from ._checks import SettingError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_folder(name: str) -> Path:
+    """The project's folder ``name`` (``results``, ``figures``, ``checkpoints``) when the package
+    runs from a checkout of the project (``pyproject.toml`` beside it); else ``name`` in the
+    current folder: a student who installed the package as a wheel keeps them beside the
+    notebooks."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / name
+    return Path(name)
 
 
 @contextmanager
@@ -71,8 +86,6 @@ def writable_dir(path, param: str = "output") -> Path:
     """Check, before any work, that files can be written in the folder ``path`` (made and removed
     again when missing, so nothing is left behind); raises :class:`helpers._checks.SettingError`
     naming ``param`` otherwise."""
-    from ._checks import SettingError
-
     path = Path(path)
     missing = [p for p in (path, *path.parents) if not p.exists()]
     try:

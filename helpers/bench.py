@@ -34,6 +34,7 @@ from . import masking, metrics
 from ._checks import check_positive_int
 from .models import build_mae, build_model
 from .patches import patch_mask_to_pixels
+from .pretrained import build_pretrained_vit
 from .training import MaskingDataset, compile_model
 
 
@@ -64,7 +65,7 @@ def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0)
 
     The skimage loop runs on ``loop_images`` images and is scaled to ``n_images`` (it is linear).
     """
-    from skimage.metrics import structural_similarity
+    from skimage.metrics import structural_similarity  # lazy: slow to import
 
     rng = np.random.default_rng(seed)
     a = rng.random((n_images, 32, 32, 3), dtype=np.float32)
@@ -136,9 +137,8 @@ def plain_keras_vit(
 
 class _StepClock(keras.callbacks.Callback):
     """Seconds from each epoch's first training step to the end of its last, summed: the steps
-    (fetching their batches included) without Keras's work between epochs, which took 0.1-0.6 s
-    per epoch on this CPU, different from one ``fit`` to the next: noise next to the 2-3 s
-    epochs of :func:`bench_training` (2026-12-04)."""
+    (fetching their batches included) without Keras's work between epochs, which varies from one
+    ``fit`` to the next."""
 
     def on_train_begin(self, logs=None):
         self.seconds = 0.0
@@ -386,9 +386,7 @@ def bench_pretrained(
     with masks at 50 %, backbone frozen (``head``) and fine-tuned (``all``), in one run.
     ``backbone``: ``ViTBackbone`` keyword arguments (default ViT-B/16 at 224: 12 blocks, width
     768, MLP 3072, 12 heads, patches of 16), built with random weights."""
-    import keras_hub
-
-    from .pretrained import build_pretrained_vit
+    import keras_hub  # heavy, optional
 
     sizes = backbone or dict(
         image_shape=(224, 224, 3), patch_size=16, num_layers=12, num_heads=12, hidden_dim=768,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -30,9 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import SettingError, check_choice
-from ._io import write_atomic
+from ._io import project_folder, write_atomic
+from .data import load_dataset
+from .evaluation import load_test_images, score_predictor
+from .masking import cell_seed, make_mask
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_DIR = project_folder("checkpoints")
 NAMES = ("vit", "mae", "cnn")  # the course's checkpoints
 STRATEGIES = ("random", "rows", "columns")
 RATIOS = (0.3, 0.5, 0.7)
@@ -59,7 +61,7 @@ def available(name: str, folder=None) -> bool:
 def load(name: str, folder=None):
     """The checkpoint ``name`` as a Keras model (safe mode), with an error that says how to
     rebuild it when the file is missing."""
-    from .models import load_predictor
+    from .models import load_predictor  # lazy: pulls in Keras
 
     file = path(name, folder)
     if not file.exists():
@@ -113,9 +115,6 @@ def reproduce_set():
     """The fixed images and masks the ``reproduce`` metrics are computed on: the first
     :data:`REPRODUCE_N` test images of the embedded sample dataset (seed 0) and, per strategy, its
     50 % masks of seed 0 (:func:`helpers.masking.cell_seed`): notebook 03's test set and masks."""
-    from .data import load_dataset
-    from .masking import cell_seed, make_mask
-
     images = load_dataset("sample", n_test=REPRODUCE_N, seed=0).x_test
     masks = {
         s: make_mask(s, 0.5, images=images, patch_size=4, seed=cell_seed(0, s, 0.5))
@@ -126,8 +125,6 @@ def reproduce_set():
 
 def reproduce_metrics(model) -> dict:
     """``{strategy: {"psnr_masked": dB, "ssim": value}}`` of ``model`` on :func:`reproduce_set`."""
-    from .evaluation import score_predictor
-
     images, masks = reproduce_set()
     out = {}
     for strategy, mask in masks.items():
@@ -142,9 +139,7 @@ def reproduce_metrics(model) -> dict:
 def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
     """Masked-region PSNR of ``model``, its untrained twin and the references on the
     ``test_batch`` of ``data_dir``: ``{"model"|"untrained"|reference: {"strategy@ratio": dB}}``."""
-    from .evaluation import load_test_images, score_predictor
-    from .masking import cell_seed, make_mask
-    from .models import load_predictor, untrained_twin
+    from .models import load_predictor, untrained_twin  # lazy: pulls in Keras
 
     images = load_test_images("cifar10", data_dir)
     predictors = {"model": model, "untrained": untrained_twin(model, seed)}
@@ -162,10 +157,11 @@ def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
 
 
 def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
-    """Copy ``run_dir/best.keras`` to the checkpoint ``name`` and write its provenance; both
-    written to a temporary file and renamed. Returns the ``.keras`` path."""
-    from .models import load_predictor
-    from .training import BEST, read_history
+    """Save the model of ``run_dir/best.keras`` (without the optimizer's state) as the checkpoint
+    ``name`` and write its provenance; both written to a temporary file and renamed. Returns the
+    ``.keras`` path."""
+    from .models import load_predictor  # lazy: pulls in Keras
+    from .training import BEST, read_history, save_atomic  # lazy: pulls in Keras
 
     run_dir = Path(run_dir)
     target = path(name, folder)
@@ -193,9 +189,7 @@ def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
     }
     record["scoring_seconds"] = round(time.perf_counter() - start, 1)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(best, tmp)
-    tmp.replace(target)
+    save_atomic(model, target)  # loaded uncompiled: the weights without the optimizer's state
     write_atomic(target.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
     return target
 

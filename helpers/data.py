@@ -219,7 +219,7 @@ def find_cifar10(data_dir=None, download: bool = True) -> Path:
             f"CIFAR-10 is not in the Keras cache ({cached}) and download=False. {hint}"
         )
     try:
-        import keras
+        import keras  # lazy: Keras is heavy
 
         path = keras.utils.get_file(fname="cifar-10-python.tar.gz", origin=CIFAR_URL, extract=True)
     except Exception as exc:  # no network, refused, interrupted
@@ -263,7 +263,7 @@ GAP = 8  # pixels of the photograph left unused between the training and test re
 
 
 def _photo(name: str) -> np.ndarray:
-    import skimage.data
+    import skimage.data  # lazy: slow to import
 
     img = getattr(skimage.data, name)()
     if img.ndim == 2:
@@ -309,7 +309,7 @@ def make_sample_dataset(
     downscale reaches a few pixels, well inside the gap). Crops are spread evenly over
     photographs and scales.
     """
-    from skimage.transform import rescale
+    from skimage.transform import rescale  # lazy: slow to import
 
     n_train = check_positive_int(n_train, "n_train")
     n_test = check_positive_int(n_test, "n_test")
@@ -453,7 +453,7 @@ def load_dataset(
 def to_gray(images: np.ndarray) -> np.ndarray:
     """Colour images (N, H, W, 3) in [0, 1] -> one channel (N, H, W, 1) float32,
     ``skimage.color.rgb2gray`` (0.2125 R + 0.7154 G + 0.0721 B)."""
-    from skimage.color import rgb2gray
+    from skimage.color import rgb2gray  # lazy: slow to import
 
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:

@@ -39,15 +39,15 @@ def policy_name(precision) -> str:
 def accelerator() -> str:
     """``gpu``, ``tpu`` or ``cpu``: the kind of device the backend computes on."""
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # that backend only
 
         return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     if keras.backend.backend() == "jax":
-        import jax
+        import jax  # that backend only
 
         return jax.default_backend()
     if keras.backend.backend() == "torch":
-        import torch
+        import torch  # that backend only
 
         return "gpu" if torch.cuda.is_available() else "cpu"
     return "cpu"
@@ -71,7 +71,7 @@ def local_devices() -> list[str]:
     (logical devices on TensorFlow)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # that backend only
 
         return [d.name for d in tf.config.list_logical_devices("GPU")] or [
             d.name for d in tf.config.list_logical_devices("CPU")
@@ -117,7 +117,7 @@ def data_parallel(devices: int):
         return
     chosen = local_devices()[:devices]
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # that backend only
 
         with tf.distribute.MirroredStrategy(chosen).scope():
             yield

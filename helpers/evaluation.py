@@ -29,9 +29,17 @@ import numpy as np
 
 from ._checks import SettingError, check_choice, check_patch_size, check_positive_int, check_ratio
 from ._io import write_atomic
-from .data import CIFAR_DIRNAME, DATASETS, DatasetError, keras_cache_dir, read_cifar_batch
+from .data import (
+    CIFAR_DIRNAME,
+    DATASETS,
+    DatasetError,
+    keras_cache_dir,
+    load_dataset,
+    read_cifar_batch,
+    to_gray,
+)
 from .masking import SCORES, STRATEGIES, cell_seed, make_mask
-from .metrics import sharpness
+from .metrics import evaluate, sharpness, summarize
 from .recipes import NON_LEARNED
 
 METRICS_JSON = "metrics.json"
@@ -118,8 +126,6 @@ def load_test_images(
 
     n_test = _check_n_test(n_test)
     if dataset == "sample":
-        from .data import load_dataset
-
         images = load_dataset("sample", seed=0).x_test
     else:
         if data_dir is None:
@@ -149,8 +155,6 @@ def load_test_images(
             )
         images = images[:n_test]
     if grayscale:
-        from .data import to_gray
-
         images = to_gray(images)
     return images
 
@@ -179,7 +183,7 @@ def check_model_path(model) -> None:
 
 def load_model(model):
     """The non-learned predictor for a name of :data:`NON_LEARNED`, else the saved model."""
-    from .models import load_predictor
+    from .models import load_predictor  # lazy: pulls in Keras
 
     check_model_path(model)
     try:
@@ -201,7 +205,7 @@ def _score_fn(score, predictor):
     if score is None or callable(score):
         return score if score is not None else "variance"
     if score == "gradient":
-        from .importance import gradient_score_fn
+        from .importance import gradient_score_fn  # lazy: pulls in Keras
 
         return gradient_score_fn(predictor)
     return score
@@ -212,8 +216,7 @@ def score_predictor(
 ) -> tuple[dict, np.ndarray]:
     """Reconstruct ``images`` with ``mask`` hidden and score the composite: returns
     (mean and std of every metric of :func:`helpers.metrics.evaluate`, the reconstructed images)."""
-    from .metrics import evaluate, summarize
-    from .models import reconstruct
+    from .models import reconstruct  # lazy: pulls in Keras
 
     predicted = reconstruct(predictor, images, mask, batch_size=batch_size)
     return summarize(evaluate(images, predicted, mask)), predicted
@@ -229,6 +232,7 @@ def evaluate_predictor(
     mask_seed: int = 0,
     score_fn=None,
     batch_size: int = 256,
+    untrained=None,
 ) -> dict:
     """Score ``predictor`` on ``images`` with the masks of the cell (``strategy``, ``ratio``) drawn
     from ``mask_seed`` (:func:`helpers.masking.cell_seed`: the sweep's masks for the same seed).
@@ -241,9 +245,11 @@ def evaluate_predictor(
     ``importance``), ``n_test``, ``n_masked`` (patches hidden per image), ``seconds``, then
     ``{metric}_mean`` and ``{metric}_std`` for ``mse_masked``, ``psnr_masked``, ``mse``, ``psnr``
     and ``ssim`` (:func:`helpers.metrics.summarize` of :func:`helpers.metrics.evaluate`), and
-    ``sharpness`` of the filled-in region (:func:`helpers.metrics.sharpness`).
+    ``sharpness`` of the filled-in region (:func:`helpers.metrics.sharpness`); with
+    ``untrained`` (the predictor's untrained twin, :func:`helpers.models.untrained_twin`) also
+    ``psnr_masked_untrained`` and ``training_added`` on the same masks.
     """
-    from .models import check_fits
+    from .models import check_fits  # lazy: pulls in Keras
 
     strategy = check_choice(strategy, "strategy", STRATEGIES)
     ratio = check_ratio(ratio)
@@ -261,6 +267,8 @@ def evaluate_predictor(
         seed=cell_seed(mask_seed, strategy, ratio),
     )
     summary, predicted = score_predictor(predictor, images, mask, batch_size=batch_size)
+    if untrained is not None:
+        add_training_added(summary, untrained, images, mask)
     return {
         "strategy": strategy,
         "ratio": ratio,
@@ -305,9 +313,12 @@ def run_evaluation(
     images = load_test_images(dataset, data_dir, n_test, grayscale=grayscale)
     patch_size = check_patch_size(patch_size, images.shape[1:3])
 
-    import keras
+    import keras  # lazy: Keras is heavy
+
+    from .models import MaskedImageModel, untrained_twin  # lazy: pulls in Keras
 
     predictor = load_model(model)
+    twin = untrained_twin(predictor, seed=0) if isinstance(predictor, MaskedImageModel) else None
     result = evaluate_predictor(
         predictor,
         images,
@@ -317,6 +328,7 @@ def run_evaluation(
         mask_seed=mask_seed,
         score_fn=score,
         batch_size=batch_size,
+        untrained=twin,
     )
     settings = {
         "model": str(model),
@@ -379,6 +391,12 @@ def format_table(results: dict) -> str:
             )
     if "sharpness" in results:  # one ratio for the set (helpers.metrics.sharpness): no std
         lines.append(f"{'sharpness hidden region':<{width}}  {results['sharpness']:10.5f}")
+    if "training_added" in results:
+        lines.append(
+            f"\ntraining added {results['training_added']:+.2f} dB of masked-region PSNR over the "
+            f"model's untrained twin ({results['psnr_masked_untrained']:.2f} dB: the same "
+            "architecture and seed 0, its initial weights, on the same masks)"
+        )
     return "\n".join(lines)
 
 

@@ -45,13 +45,15 @@ import numpy as np
 from tqdm import tqdm
 
 from ._checks import PRECISIONS, SettingError, check_choice, check_positive_int, check_ratio
-from ._io import read_csv, write_atomic, write_csv
+from ._io import project_folder, read_csv, write_atomic, write_csv
+from .evaluation import add_training_added, score_predictor
 from .masking import STRATEGIES, cell_seed, make_mask
+from .probe import labelled_split, pixel_features, probe_source, random_copy
 from .recipes import NON_LEARNED, PREDICTORS, RECIPES
 
 PLANS = ("mixed", "per_strategy", "per_cell")
 MIXED_STRATEGIES = ("random", "rows", "columns")  # what a ``mixed`` model is trained on
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RESULTS_DIR = project_folder("results")
 METRICS_FILE = "metrics.csv"
 MATRIX_FILE = "matrix.csv"
 PROVENANCE_FILE = "provenance.json"
@@ -189,8 +191,8 @@ def append_row(path, row: dict) -> None:
 
 def environment() -> dict:
     """Backend, versions and device of this process."""
-    import keras
-    import skimage
+    import keras  # lazy: Keras is heavy
+    import skimage  # lazy: slow to import
 
     info = {
         "python": platform.python_version(),
@@ -203,18 +205,18 @@ def environment() -> dict:
     backend = info["backend"]
     try:
         if backend == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # that backend only
 
             info["tensorflow"] = tf.__version__
             gpus = tf.config.list_physical_devices("GPU")
             info["device"] = f"GPU x{len(gpus)}" if gpus else "CPU"
         elif backend == "jax":
-            import jax
+            import jax  # that backend only
 
             info["jax"] = jax.__version__
             info["device"] = ", ".join(sorted({d.platform for d in jax.devices()}))
         elif backend == "torch":
-            import torch
+            import torch  # that backend only
 
             info["torch"] = torch.__version__
             info["device"] = "cuda" if torch.cuda.is_available() else "cpu"
@@ -302,12 +304,22 @@ class CachedScores:
         return np.stack([self.cache[k] for k in keys])
 
 
+def shown_path(path) -> str:
+    """``path`` as results files record it: relative to the project's root when it lies inside
+    (a committed checkpoint: ``checkpoints/vit.keras``), so no file names a machine's folders."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def pretrained_training(path, predictor: str | None = None) -> dict:
     """What the history beside a saved model says of its training: ``epochs`` and ``images_seen``
     (None where there is no ``history.csv``), the model file it came from and the ``predictor``;
     for a course checkpoint (a ``NAME.json`` beside it) its name, minutes, epochs and images
     seen."""
-    from .training import HISTORY, read_history
+    from .training import HISTORY, read_history  # lazy: pulls in Keras
 
     path = Path(path)
     card = path.with_suffix(".json")  # a course checkpoint's provenance (helpers.checkpoints)
@@ -315,7 +327,7 @@ def pretrained_training(path, predictor: str | None = None) -> dict:
         record = json.loads(card.read_text())
         return {
             "predictor": predictor,
-            "pretrained": str(path),
+            "pretrained": shown_path(path),
             "checkpoint": record.get("name"),
             "minutes": record.get("minutes"),
             "epochs": record.get("epochs"),
@@ -326,7 +338,7 @@ def pretrained_training(path, predictor: str | None = None) -> dict:
     seen = rows[-1].get("images_seen") if rows else None
     return {
         "predictor": predictor,
-        "pretrained": str(path),
+        "pretrained": shown_path(path),
         "epochs": len(rows) if rows else None,
         "images_seen": int(float(seen)) if seen not in (None, "") else None,
     }
@@ -397,7 +409,9 @@ def record_start(dataset, config: SweepConfig, run: Run, *, pretrained=None, **e
         },
         config=asdict(config),
         environment=environment(),
-        pretrained={p: str(path) for p, path in check_pretrained(config, pretrained).items()},
+        pretrained={
+            p: shown_path(path) for p, path in check_pretrained(config, pretrained).items()
+        },
         **extra,
     )
 
@@ -413,7 +427,7 @@ def predictor_for(
     model already saved in the run folder, or a model trained now and saved there. Models are
     loaded once per :class:`Run` object (``run.loaded``), so the cells that share a model share
     it."""
-    from .models import load_predictor
+    from .models import load_predictor  # lazy: pulls in Keras
 
     if predictor in NON_LEARNED:
         return load_predictor(predictor)
@@ -438,7 +452,7 @@ def predictor_for(
 def untrained_for(config: SweepConfig, run: Run, predictor: str, model):
     """The untrained twin of a cell's model (:func:`helpers.models.untrained_twin`: its
     architecture, the sweep's seed), built once per model of the run."""
-    from .models import untrained_twin
+    from .models import untrained_twin  # lazy: pulls in Keras
 
     key = ("untrained", id(model))
     if key not in run.loaded:
@@ -455,8 +469,8 @@ def cell_model(config: SweepConfig, predictor: str, strategy: str, ratio: float)
 def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, verbose=0):
     """Build and train the model ``key`` of the run's plan into ``run.models / key`` and record
     its training in the provenance."""
-    from .models import build_model
-    from .training import train
+    from .models import build_model  # lazy: pulls in Keras
+    from .training import train  # lazy: pulls in Keras
 
     kwargs = dict(config.model_kwargs.get(predictor, {}))
     low = train_ratio[0] if isinstance(train_ratio, tuple) else train_ratio
@@ -494,7 +508,7 @@ def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, 
 def importance_scores(dataset, config: SweepConfig, run: Run, *, pretrained=None) -> CachedScores:
     """Gradient scores of the scorer (the mask-token ViT trained on random masks of this plan),
     cached on the run (``run.loaded["scorer"]``)."""
-    from .importance import gradient_score_fn
+    from .importance import gradient_score_fn  # lazy: pulls in Keras
 
     if "scorer" not in run.loaded:
         ratios = sorted(config.ratios)
@@ -529,8 +543,6 @@ def evaluate_cell(
 ) -> dict:  # fmt: skip
     """Train or load the predictor of a cell and score it on the test set with the cell's masks
     (``eval_strategy`` masks when given, for the cross-strategy matrix): one row of results."""
-    from .evaluation import add_training_added, score_predictor
-
     t0 = time.perf_counter()
     model = predictor_for(
         dataset, config, run, predictor, strategy, ratio, pretrained=pretrained, verbose=verbose
@@ -562,8 +574,6 @@ def probe_model(dataset, config: SweepConfig, run: Run, predictor: str, model, k
     ``kappa``, ...), computed once and kept in the run's ``probe.csv``, with the two baselines of
     the run (the pixels; the predictor's encoder with random weights) computed first when missing.
     The probe trains on the training and validation labels and is scored on the test images."""
-    from .probe import labelled_split, pixel_features, probe_source, random_copy
-
     done = {r["model"]: r for r in run.probe_rows()}
     wanted = [("pixels", "", "pixels"), (f"{predictor}-random", predictor, "random_encoder")]
     wanted.append((key, predictor, "encoder"))
@@ -618,8 +628,6 @@ def run_sweep(
     ``.keras`` model used instead of training one (plan ``mixed`` only)."""
     run = run if isinstance(run, Run) else Run(run)
     if config.probe_epochs:  # labels the probe can learn, before anything is trained
-        from .probe import labelled_split
-
         labelled_split(dataset)
     record_start(dataset, config, run, pretrained=pretrained, **(extra_provenance or {}))
     done = {cell_id(r["strategy"], float(r["ratio"]), r["predictor"]) for r in run.rows()}

@@ -44,6 +44,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +54,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ._checks import (
     SettingError,
@@ -62,6 +64,11 @@ from ._checks import (
     check_ratio,
 )
 from ._io import write_atomic, write_csv
+from .checkpoints import CHECKPOINT_DIR
+from .evaluation import load_test_images
+from .masking import make_mask
+from .metrics import evaluate
+from .patches import patch_mask_to_pixels
 
 GRADED_STRATEGIES = ("random", "rows", "columns")
 REFERENCES = ("biharmonic", "mean_colour")
@@ -146,11 +153,11 @@ def check_archive(path: Path, max_mb: float) -> str | None:
 # --------------------------------------------------------------------------------------------
 def _load_graded(model: str):
     """A reference by name, or the submitted ``.keras`` file loaded in safe mode."""
-    from .models import load_predictor
+    from .models import load_predictor  # lazy: pulls in Keras
 
     if model in REFERENCES:
         return load_predictor(model)
-    import keras
+    import keras  # lazy: Keras is heavy
 
     try:
         return keras.saving.load_model(model, compile=False, safe_mode=True)
@@ -166,7 +173,7 @@ class _Refused(Exception):
 def _untrained_twin(model):
     """``model`` rebuilt from its config with fresh weights (seed :data:`TWIN_SEED`), in safe mode
     as the model was loaded; any failure is the submission's."""
-    from .models import untrained_twin
+    from .models import untrained_twin  # lazy: pulls in Keras
 
     try:  # untrained_twin deserializes the config in safe mode
         return untrained_twin(model, seed=TWIN_SEED)
@@ -197,8 +204,7 @@ def _check_interface(model, mask: np.ndarray) -> None:
 def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:
     """The model's images for ``images`` with ``mask`` hidden, checked: shape and finite values.
     The hidden pixels are set to 0 before the model sees them: what is graded is never given."""
-    from .models import mask_patch_size
-    from .patches import patch_mask_to_pixels
+    from .models import mask_patch_size  # lazy: pulls in Keras
 
     _check_interface(model, mask)
     pixels = patch_mask_to_pixels(
@@ -236,8 +242,7 @@ def grade_one(model: str, work: Path, strategies, batch_size: int = 256) -> dict
     for a submission (not a reference) also its untrained twin's masked-region PSNR
     (``<strategy>_psnr_masked_untrained``) and ``<strategy>_training_added``, the model's minus
     the twin's (dB); None for a reference."""
-    from .metrics import evaluate
-    from .models import mask_patch_size
+    from .models import mask_patch_size  # lazy: pulls in Keras
 
     images = np.load(work / "images.npy", allow_pickle=False)
     masks = {s: np.load(work / f"mask_{s}.npy", allow_pickle=False) for s in strategies}
@@ -469,11 +474,6 @@ def grade(
 
     ``timeout`` (seconds) and ``memory_mb`` hold for each model's process; ``max_model_mb`` for
     its file. Returns ``{"rows": [...], "settings": {...}, "paths": [...]}``."""
-    from tqdm import tqdm
-
-    from .evaluation import load_test_images
-    from .masking import make_mask
-
     ratio = check_ratio(ratio)
     strategies = [
         check_choice(s, "strategies", GRADED_STRATEGIES) for s in dict.fromkeys(strategies)
@@ -617,8 +617,8 @@ def make_course(
     parameters cell as papermill does (a smaller assignment: fewer epochs, fewer images).
     Returns the folder. ``nbgrader generate_assignment <assignment>`` then writes the student
     versions to ``release/``."""
-    import nbformat
-    from papermill.parameterize import parameterize_notebook
+    import nbformat  # lazy: notebooks only
+    from papermill.parameterize import parameterize_notebook  # lazy: notebooks only
 
     if not assignment or not assignment.replace("-", "").replace("_", "").isalnum():
         raise SettingError(
@@ -653,7 +653,23 @@ def make_course(
         course="masked-image-modeling", timeout=timeout, memory_bytes=memory_bytes
     )
     write_atomic(folder / "nbgrader_config.py", config)
+    _student_kit(target)
     return folder
+
+
+def _student_kit(target: Path) -> None:
+    """Beside the notebooks of an assignment (nbgrader releases every file of it): the course
+    checkpoints (``checkpoints/``), which a package installed as a wheel finds in the folder the
+    notebooks run in, and ``requirements.txt``, the project's without its editable install."""
+    files = sorted(CHECKPOINT_DIR.glob("*.keras")) + sorted(CHECKPOINT_DIR.glob("*.json"))
+    if files:
+        (target / "checkpoints").mkdir(exist_ok=True)
+    for file in files:
+        shutil.copyfile(file, target / "checkpoints" / file.name)
+    source = CHECKPOINT_DIR.parent / "requirements.txt"
+    if source.is_file():
+        lines = [ln for ln in source.read_text().splitlines() if not ln.strip().startswith("-e")]
+        write_atomic(target / "requirements.txt", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
+from keras import ops
 
 from ._checks import (
     SettingError,
@@ -38,11 +40,9 @@ from .patches import grid_shape, patch_mask_to_pixels, patchify
 
 def _input_gradient(fn, x):
     """Gradient of the scalar ``fn(x)`` with respect to the tensor ``x``, on the Keras backend."""
-    import keras
-
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # that backend only
 
         x = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
@@ -50,11 +50,11 @@ def _input_gradient(fn, x):
             y = fn(x)
         return tape.gradient(y, x)
     if backend == "jax":
-        import jax
+        import jax  # that backend only
 
         return jax.jit(jax.grad(fn))(x)
     if backend == "torch":
-        import torch
+        import torch  # that backend only
 
         x = x.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(fn(x), x)
@@ -66,8 +66,6 @@ def _input_gradient(fn, x):
 
 def _loss_fn(model, mask: np.ndarray, patch_size: int, image_shape):
     """The loss as a function of the images: sum over images of the MSE over hidden values."""
-    from keras import ops
-
     patch_mask = ops.convert_to_tensor(mask.astype("float32"))  # (n, L)
     pixels = ops.convert_to_tensor(
         patch_mask_to_pixels(mask, patch_size, image_shape).astype("float32")
@@ -84,8 +82,6 @@ def _loss_fn(model, mask: np.ndarray, patch_size: int, image_shape):
 
 
 def _scores_one_mask(model, images, mask, patch_size):
-    from keras import ops
-
     fn = _loss_fn(model, mask, patch_size, images.shape[1:])
     grad = ops.convert_to_numpy(_input_gradient(fn, ops.convert_to_tensor(images)))
     return np.sqrt(np.sum(np.square(patchify(grad, patch_size)), axis=-1))

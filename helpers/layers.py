@@ -24,15 +24,24 @@ A patch mask is a float tensor ``(N, L)`` with 1 for a hidden (masked) patch, 0 
 - :class:`LatentAdversary`, :class:`ImageAdversary`: the adversarial autoencoder's two
   discriminators (codes against a prior, filled-in images against real ones), identities at
   inference; in training each adds its game's loss (:func:`_adversarial_loss`).
+
+Last, the base every learned predictor builds on (:mod:`helpers.models` and
+:mod:`helpers.pretrained`): :class:`MaskedImageModel` and the checks, dtype policy, seed and inputs
+their builders share.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import keras
+import numpy as np
 from keras import layers, ops
 
-from ._checks import SettingError
-from .patches import patchify_ops, unpatchify_ops
+from ._checks import SettingError, check_images, check_positive_int
+from .devices import policy_name
+from .patches import grid_shape, patchify_ops, unpatchify_ops
+from .recipes import label
 
 PACKAGE = "helpers"
 
@@ -183,10 +192,15 @@ class HarmonicFill(layers.Layer):
     values (harmonic inpainting, a cousin of scikit-image's biharmonic one): the hidden pixels
     start at the image's mean visible colour, then ``iterations`` Jacobi steps replace each hidden
     pixel by the mean of its four neighbours. No weights. The content of hidden patches is zeroed
-    first, so it never reaches the output. On the embedded sample (500 test images, 50 % hidden,
-    2026-11-30) 128 steps score 27.85 / 26.41 / 26.17 dB of masked PSNR on random / rows / columns
-    masks (64 steps: 27.61 / 26.00 / 25.76), against 28.44 / 27.15 / 26.52 for biharmonic
-    inpainting and 22.37 / 22.18 / 22.17 for the mean colour.
+    first, so it never reaches the output.
+
+    Args:
+        image_shape: (H, W, C) of the images the patches come from.
+        patch_size: side of a square patch in pixels.
+        iterations: Jacobi steps.
+
+    Call ``(patches, patch_mask)``: patches (N, L, p*p*C) and the patch mask (N, L), 1 = hidden;
+    returns patches (N, L, p*p*C), the visible ones unchanged.
     """
 
     def __init__(self, image_shape, patch_size: int, iterations: int = 128, **kwargs):
@@ -240,8 +254,6 @@ def sincos_position_embedding(grid, width: int):
     ``1 / 10000 ** (k / (width / 4))``; nearby patches get similar vectors, so attention can find
     a patch's neighbours from the first step instead of learning where they are.
     """
-    import numpy as np
-
     gh, gw = (int(v) for v in grid)
     if width % 4:
         raise SettingError(
@@ -404,7 +416,7 @@ class TokenSelector(layers.Layer):
 
 def _one_hot(ids, length, dtype):
     """(N, K) positions -> (N, K, L) one-hot rows: gathers and scatters become batched matmuls,
-    which XLA compiles well (a ``take_along_axis`` was 15x slower under XLA on CPU)."""
+    which XLA compiles well on a CPU, unlike a ``take_along_axis``."""
     return ops.one_hot(ids, length, dtype=dtype)
 
 
@@ -572,3 +584,119 @@ class ImageAdversary(_Adversary):
 
     def get_config(self):
         return {**super().get_config(), "patch_size": self.patch_size}
+
+
+# --------------------------------------------------------------------------------------------
+# The base of the learned predictors (helpers.models, helpers.pretrained) and what building one
+# takes
+# --------------------------------------------------------------------------------------------
+CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
+
+
+def _check_image_shape(image_shape) -> tuple[int, int, int]:
+    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
+        raise SettingError("image_shape", image_shape, "must be (H, W, C), e.g. (32, 32, 3)")
+    h, w, c = (
+        check_positive_int(v, name)
+        for v, name in zip(image_shape, ("image height", "image width", "channels"))
+    )
+    return h, w, c
+
+
+@contextmanager
+def _policy(mixed_precision):
+    """Build under the dtype policy of ``mixed_precision`` (``False``/``"float32"``, ``True``/
+    ``"mixed_float16"``, ``"mixed_bfloat16"``; :mod:`helpers.devices`), then restore the previous
+    policy."""
+    name = policy_name(mixed_precision)
+    if name == "float32":
+        yield
+        return
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _seed(seed):
+    if seed is not None:
+        keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
+
+
+class MaskedImageModel(keras.Model):
+    """Base of the learned predictors: ``{"images": (N, H, W, C), "mask": (N, L)} -> images``.
+
+    A functional Keras model built by its subclass from its settings (as keras-hub's
+    backbones): ``get_config`` returns those settings, so a saved ``.keras`` file rebuilds the
+    same model, and what a caller needs to know about the inputs is an attribute:
+    ``image_shape``, ``patch_size`` and ``min_masked`` (the fewest patches a mask must hide; 0
+    except for the MAE). ``builder`` names the model in :mod:`helpers.recipes`.
+    """
+
+    builder = ""
+    min_masked = 0
+
+    @property
+    def label(self) -> str:
+        """What the model is called in tables and figures (:func:`helpers.recipes.label`)."""
+        return label(self.builder, self.settings.get("fill"))
+
+    def __init__(self, inputs, outputs, settings: dict, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        self.settings = settings
+        self.image_shape = tuple(int(v) for v in settings["image_shape"])
+        self.patch_size = int(settings["patch_size"])
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self.settings}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
+
+    def lr_scales(self) -> dict:
+        """Variable path -> learning-rate multiplier for the variables that learn slower than the
+        rest (:class:`helpers.training.ScaledAdam`); none here."""
+        return {}
+
+    # the encoder's last layer: tokens (N, L, D) for the Transformers, a map (N, h, w, D) for a CNN
+    feature_layer = "norm"
+
+    def feature_model(self) -> keras.Model:
+        """``{"images", "mask"} -> (N, D)``: the encoder's output averaged over its tokens (or
+        positions), the features a linear probe reads (:mod:`helpers.probe`); the mask given is
+        all zeros, so nothing is hidden."""
+        out = self.get_layer(self.feature_layer).output
+        pool = (
+            layers.GlobalAveragePooling1D if len(out.shape) == 3 else layers.GlobalAveragePooling2D
+        )
+        return keras.Model(self.input, pool(dtype="float32", name="features")(out))
+
+    def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """One feature vector per image (N, D) float32 from :meth:`feature_model`, nothing
+        hidden."""
+        check_images(images)
+        model = self.feature_model()
+        n_patches = int(np.prod(grid_shape(images.shape[1:3], self.patch_size)))
+        out = []
+        for start in range(0, len(images), check_positive_int(batch_size, "batch_size")):
+            batch = images[start : start + batch_size].astype(np.float32, copy=False)
+            inputs = {"images": batch, "mask": np.zeros((len(batch), n_patches), np.float32)}
+            out.append(np.asarray(model.predict_on_batch(inputs), dtype=np.float32))
+        return np.concatenate(out)
+
+
+def _settings(arguments: dict) -> dict:
+    """A model's settings from its ``__init__``'s ``locals()``: every argument but ``self``,
+    ``name`` and Keras' own ``kwargs``; lists (as JSON gives them back) as tuples."""
+    skip = ("self", "name", "kwargs", "__class__")
+    return {
+        k: tuple(v) if isinstance(v, list) else v for k, v in arguments.items() if k not in skip
+    }
+
+
+def _inputs(image_shape, patch_size):
+    gh, gw = grid_shape(image_shape[:2], patch_size)
+    return keras.Input(tuple(image_shape), name="images"), keras.Input((gh * gw,), name="mask")

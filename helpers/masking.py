@@ -37,7 +37,15 @@ ScoreFn = Callable[[np.ndarray, int], np.ndarray]
 
 
 def n_masked(ratio: float, n_patches: int) -> int:
-    """Number of patches hidden at ``ratio``: round(ratio * L), kept within [1, L - 1]."""
+    """Number of patches hidden at ``ratio``.
+
+    Args:
+        ratio: fraction of the patches to hide, in (0, 1).
+        n_patches: patches per image L, at least 2.
+
+    Returns:
+        ``round(ratio * L)`` kept within [1, L - 1].
+    """
     ratio = check_ratio(ratio)
     n_patches = check_positive_int(n_patches, "n_patches", minimum=2)
     return int(min(max(round(ratio * n_patches), 1), n_patches - 1))
@@ -58,7 +66,17 @@ def _check_grid(grid) -> tuple[int, int]:
 
 
 def random_masking(n_images: int, grid, ratio: float, seed=0) -> np.ndarray:
-    """Hide k patches per image, uniformly at random."""
+    """Hide k patches per image, uniformly at random.
+
+    Args:
+        n_images: masks to draw (N).
+        grid: (rows, columns) of the patch grid; L = rows * columns.
+        ratio: fraction of the patches to hide, in (0, 1); k = :func:`n_masked` (ratio, L).
+        seed: an int or a ``numpy.random.Generator``.
+
+    Returns:
+        bool (N, L), True = hidden patch, row-major over the grid.
+    """
     gh, gw = _check_grid(grid)
     n = check_positive_int(n_images, "n_images")
     k = n_masked(ratio, gh * gw)
@@ -83,7 +101,18 @@ def _line_masking(n: int, lines: int, length: int, k: int, rng: np.random.Genera
 
 
 def rows_masking(n_images: int, grid, ratio: float, seed=0) -> np.ndarray:
-    """Hide whole rows of the patch grid, then a contiguous run in one more row."""
+    """Hide whole rows of the patch grid (in random order), then a contiguous run in one more
+    row, k patches in all.
+
+    Args:
+        n_images: masks to draw (N).
+        grid: (rows, columns) of the patch grid; L = rows * columns.
+        ratio: fraction of the patches to hide, in (0, 1); k = :func:`n_masked` (ratio, L).
+        seed: an int or a ``numpy.random.Generator``.
+
+    Returns:
+        bool (N, L), True = hidden patch, row-major over the grid.
+    """
     gh, gw = _check_grid(grid)
     n = check_positive_int(n_images, "n_images")
     k = n_masked(ratio, gh * gw)
@@ -91,7 +120,18 @@ def rows_masking(n_images: int, grid, ratio: float, seed=0) -> np.ndarray:
 
 
 def columns_masking(n_images: int, grid, ratio: float, seed=0) -> np.ndarray:
-    """Hide whole columns of the patch grid, then a contiguous run in one more column."""
+    """Hide whole columns of the patch grid (in random order), then a contiguous run in one more
+    column, k patches in all.
+
+    Args:
+        n_images: masks to draw (N).
+        grid: (rows, columns) of the patch grid; L = rows * columns.
+        ratio: fraction of the patches to hide, in (0, 1); k = :func:`n_masked` (ratio, L).
+        seed: an int or a ``numpy.random.Generator``.
+
+    Returns:
+        bool (N, L), True = hidden patch, row-major over the grid.
+    """
     gh, gw = _check_grid(grid)
     n = check_positive_int(n_images, "n_images")
     k = n_masked(ratio, gh * gw)
@@ -100,14 +140,31 @@ def columns_masking(n_images: int, grid, ratio: float, seed=0) -> np.ndarray:
 
 
 def variance_score(images: np.ndarray, patch_size: int) -> np.ndarray:
-    """Model-free importance: the pixel variance of each patch, (N, L)."""
+    """Model-free importance: the pixel variance of each patch.
+
+    Args:
+        images: (N, H, W, C) in [0, 1].
+        patch_size: side of a square patch; must divide H and W.
+
+    Returns:
+        (N, L), one score per patch.
+    """
     check_images(images)
     return patchify(images, patch_size).var(axis=2)
 
 
 def edge_score(images: np.ndarray, patch_size: int) -> np.ndarray:
-    """Model-free importance: mean Sobel edge energy of each patch (grey levels), (N, L)."""
-    from scipy import ndimage
+    """Model-free importance: the mean Sobel edge energy of each patch, on grey levels (the mean
+    of the channels).
+
+    Args:
+        images: (N, H, W, C) in [0, 1].
+        patch_size: side of a square patch; must divide H and W.
+
+    Returns:
+        float64 (N, L), one score per patch.
+    """
+    from scipy import ndimage  # lazy: slow to import
 
     check_images(images)
     grey = images.mean(axis=-1, dtype=np.float64)
@@ -123,7 +180,19 @@ SCORES = {"variance": variance_score, "edge": edge_score}
 def importance_masking(
     images: np.ndarray, patch_size: int, ratio: float, score_fn: ScoreFn | str = "variance", seed=0
 ) -> np.ndarray:
-    """Hide the k patches with the highest score; ties are broken at random (seeded)."""
+    """Hide the k patches with the highest score; ties are broken at random (seeded).
+
+    Args:
+        images: (N, H, W, C) in [0, 1].
+        patch_size: side of a square patch; must divide H and W.
+        ratio: fraction of the patches to hide, in (0, 1); k = :func:`n_masked` (ratio, L).
+        score_fn: ``"variance"``, ``"edge"`` (:data:`SCORES`) or a function
+            ``(images, patch_size) -> (N, L)`` of finite scores.
+        seed: an int or a ``numpy.random.Generator``, for the tie-break.
+
+    Returns:
+        bool (N, L), True = hidden patch.
+    """
     check_images(images)
     gh, gw = grid_shape(images.shape[1:3], patch_size)
     k = n_masked(ratio, gh * gw)
@@ -164,10 +233,19 @@ def make_mask(
     score_fn: ScoreFn | str = "variance",
     seed=0,
 ) -> np.ndarray:
-    """Draw masks (N, L) for any strategy.
+    """Draw masks for any strategy.
 
-    ``random``/``rows``/``columns`` need ``n_images`` and ``grid`` (or ``images`` and
-    ``patch_size``, from which both follow); ``importance`` needs ``images`` and ``patch_size``.
+    Args:
+        strategy: ``random``, ``rows``, ``columns`` or ``importance`` (:data:`STRATEGIES`).
+        ratio: fraction of the patches to hide, in (0, 1).
+        n_images, grid: N and the patch grid (rows, columns); ``random``/``rows``/``columns``
+            need them, or ``images`` and ``patch_size``, from which both follow.
+        images, patch_size: (N, H, W, C) and the patch side; ``importance`` needs them.
+        score_fn: the importance score (:func:`importance_masking`).
+        seed: an int or a ``numpy.random.Generator``.
+
+    Returns:
+        bool (N, L), True = hidden patch.
     """
     check_choice(strategy, "strategy", STRATEGIES)
     check_ratio(ratio)
@@ -196,7 +274,17 @@ def make_mask(
 def apply_mask(
     images: np.ndarray, mask: np.ndarray, patch_size: int, fill: float = 0.5
 ) -> np.ndarray:
-    """Images with the masked patches replaced by ``fill`` (grey by default)."""
+    """Images with the hidden patches replaced by ``fill``.
+
+    Args:
+        images: (N, H, W, C).
+        mask: (N, L), 1/True = hidden patch.
+        patch_size: side of a square patch.
+        fill: the value of every hidden pixel (0.5: grey).
+
+    Returns:
+        (N, H, W, C) of ``images``' dtype.
+    """
     check_images(images)
     pixels = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])
     if pixels.shape[0] != images.shape[0]:
@@ -209,5 +297,12 @@ def apply_mask(
 
 
 def masked_fraction(mask: np.ndarray) -> float:
-    """Fraction of patches hidden, over the whole batch."""
+    """Fraction of patches hidden.
+
+    Args:
+        mask: (N, L), 1/True = hidden patch.
+
+    Returns:
+        The mean over the whole batch.
+    """
     return float(np.mean(mask))

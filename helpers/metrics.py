@@ -44,8 +44,17 @@ def composite(
 ) -> np.ndarray:
     """Visible pixels from ``original``, masked pixels from ``predicted`` (clipped to [0, 1]).
 
-    ``patch_size`` here and in the other functions of this module: None (the default) takes the
-    one the mask's width implies (64 patches of a 32x32 image: 4); a value given is checked."""
+    Args:
+        original: (N, H, W, C) in [0, 1].
+        predicted: (N, H, W, C), the predictor's full images.
+        mask: (N, L), 1 = hidden patch.
+        patch_size: here and in the other functions of this module, None (the default) takes the
+            one the mask's width implies (64 patches of a 32x32 image: 4); a value given is
+            checked.
+
+    Returns:
+        (N, H, W, C) of ``original``'s dtype.
+    """
     _pair(original, predicted)
     pixels = _pixel_mask(mask, patch_size, original)
     return np.where(pixels, np.clip(predicted, 0.0, 1.0), original).astype(
@@ -54,7 +63,16 @@ def composite(
 
 
 def mse_masked(original, predicted, mask, patch_size=None) -> np.ndarray:
-    """Per-image mean squared error over the masked pixels only."""
+    """Mean squared error over the hidden pixels, per image.
+
+    Args:
+        original, predicted: (N, H, W, C); ``predicted`` is clipped to [0, 1].
+        mask: (N, L), 1 = hidden patch.
+        patch_size: as in :func:`composite`.
+
+    Returns:
+        float64 (N,).
+    """
     _pair(original, predicted)
     pixels = _pixel_mask(mask, patch_size, original)
     err = (original.astype(np.float64) - np.clip(predicted, 0.0, 1.0)) ** 2 * pixels
@@ -63,13 +81,29 @@ def mse_masked(original, predicted, mask, patch_size=None) -> np.ndarray:
 
 
 def mse(original, predicted) -> np.ndarray:
-    """Per-image mean squared error over all pixels."""
+    """Mean squared error over all pixels, per image.
+
+    Args:
+        original, predicted: (N, H, W, C); ``predicted`` is not clipped.
+
+    Returns:
+        float64 (N,).
+    """
     _pair(original, predicted)
     return ((original.astype(np.float64) - predicted) ** 2).mean(axis=(1, 2, 3))
 
 
 def psnr_from_mse(mse_values, data_range: float = 1.0) -> np.ndarray:
-    """PSNR in dB; a zero error gives :data:`MAX_PSNR`."""
+    """PSNR in dB of mean squared errors.
+
+    Args:
+        mse_values: array-like of MSEs.
+        data_range: the largest pixel value minus the smallest (1 for images in [0, 1]).
+
+    Returns:
+        float64 of ``mse_values``' shape, ``10 log10(data_range**2 / mse)``, at most
+        :data:`MAX_PSNR` (what a zero error gives).
+    """
     mse_values = np.asarray(mse_values, dtype=np.float64)
     with np.errstate(divide="ignore"):
         values = 10.0 * np.log10(data_range**2 / mse_values)
@@ -98,6 +132,14 @@ def ssim(
     skimage filters with a uniform window (reflected at the border), then averages the SSIM map
     without a border of ``(win_size - 1) // 2`` pixels; the windows centred on the kept pixels
     never reach past the image, so only full windows are computed here (no padding needed).
+
+    Args:
+        original, predicted: (N, H, W, C) in [0, 1].
+        win_size: odd side of the uniform window, from 3 to the image's shorter side.
+        chunk: images computed together (a memory bound; the values do not depend on it).
+
+    Returns:
+        float64 (N,).
     """
     _pair(original, predicted)
     if min(original.shape[1:3]) < win_size or win_size % 2 == 0 or win_size < 3:
@@ -127,10 +169,17 @@ def ssim(
 
 
 def evaluate(original, predicted, mask, patch_size=None, batch_size=512) -> dict[str, np.ndarray]:
-    """Per-image metrics of a prediction, scored on its composite.
+    """Per-image metrics of a prediction, scored on its composite (:func:`composite`).
 
-    Returns ``mse_masked``, ``psnr_masked`` (masked pixels), ``mse``, ``psnr`` and ``ssim``
-    (whole composite image), each an array of one value per image.
+    Args:
+        original, predicted: (N, H, W, C).
+        mask: (N, L), 1 = hidden patch.
+        patch_size: as in :func:`composite`.
+        batch_size: images scored together (a memory bound; the values do not depend on it).
+
+    Returns:
+        ``mse_masked``, ``psnr_masked`` (hidden pixels), ``mse``, ``psnr`` and ``ssim`` (the
+        whole composite), each float64 (N,).
     """
     _pair(original, predicted)
     _pixel_mask(mask, patch_size, original)
@@ -155,7 +204,14 @@ def evaluate(original, predicted, mask, patch_size=None, batch_size=512) -> dict
 
 
 def summarize(values: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean and standard deviation of each per-image metric: ``{name}_mean``, ``{name}_std``."""
+    """Mean and standard deviation of each per-image metric.
+
+    Args:
+        values: name -> per-image values, as :func:`evaluate` returns.
+
+    Returns:
+        ``{name}_mean`` and ``{name}_std`` (population standard deviation) per name, as floats.
+    """
     out = {}
     for key, v in values.items():
         out[f"{key}_mean"] = float(np.mean(v))

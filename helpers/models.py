@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import errno
 import os
-from contextlib import contextmanager
 
 import keras
 import numpy as np
 from keras import layers, ops
 
 from . import layers as mim
+from . import pretrained  # registers PretrainedViT for load_predictor and safe-mode loads
 from ._checks import (
     SettingError,
     SettingTypeError,
@@ -71,27 +71,24 @@ from ._checks import (
     check_positive_int,
     check_ratio,
 )
-from .devices import check_precision, policy_name
+from .devices import check_precision
+from .layers import (  # the base the learned predictors share with helpers.pretrained
+    CNN_FILL,
+    MaskedImageModel,
+    _check_image_shape,
+    _inputs,
+    _policy,
+    _seed,
+    _settings,
+)
 from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels
-from .recipes import BUILDERS, NON_LEARNED, VIT_FILLS, label
-
-CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
+from .recipes import BUILDERS, NON_LEARNED, VIT_FILLS, model_settings
 
 
 # --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
-def _check_image_shape(image_shape) -> tuple[int, int, int]:
-    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
-        raise SettingError("image_shape", image_shape, "must be (H, W, C), e.g. (32, 32, 3)")
-    h, w, c = (
-        check_positive_int(v, name)
-        for v, name in zip(image_shape, ("image height", "image width", "channels"))
-    )
-    return h, w, c
-
-
 def _check_heads(width: int, num_heads: int, width_name: str, heads_name: str) -> None:
     if width % num_heads:
         allowed = [d for d in range(1, width + 1) if width % d == 0]
@@ -132,28 +129,6 @@ def _check_transformer(
     return image_shape
 
 
-@contextmanager
-def _policy(mixed_precision):
-    """Build under the dtype policy of ``mixed_precision`` (``False``/``"float32"``, ``True``/
-    ``"mixed_float16"``, ``"mixed_bfloat16"``; :mod:`helpers.devices`), then restore the previous
-    policy."""
-    name = policy_name(mixed_precision)
-    if name == "float32":
-        yield
-        return
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def _seed(seed):
-    if seed is not None:
-        keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
-
-
 def _head(x, out_dim, name="head"):
     """Dense + sigmoid kept in float32, also under mixed precision."""
     return layers.Dense(out_dim, activation="sigmoid", dtype="float32", name=name)(x)
@@ -170,83 +145,6 @@ def _guess_plus(x, guess, out_dim):
 # --------------------------------------------------------------------------------------------
 # The learned predictors: Keras models that take images and a mask and return images
 # --------------------------------------------------------------------------------------------
-class MaskedImageModel(keras.Model):
-    """Base of the learned predictors: ``{"images": (N, H, W, C), "mask": (N, L)} -> images``.
-
-    A functional Keras model built by its subclass from its settings (as keras-hub's
-    backbones): ``get_config`` returns those settings, so a saved ``.keras`` file rebuilds the
-    same model, and what a caller needs to know about the inputs is an attribute:
-    ``image_shape``, ``patch_size`` and ``min_masked`` (the fewest patches a mask must hide; 0
-    except for the MAE). ``builder`` names the model in :mod:`helpers.recipes`.
-    """
-
-    builder = ""
-    min_masked = 0
-
-    @property
-    def label(self) -> str:
-        """What the model is called in tables and figures (:func:`helpers.recipes.label`)."""
-        return label(self.builder, self.settings.get("fill"))
-
-    def __init__(self, inputs, outputs, settings: dict, **kwargs):
-        super().__init__(inputs, outputs, **kwargs)
-        self.settings = settings
-        self.image_shape = tuple(int(v) for v in settings["image_shape"])
-        self.patch_size = int(settings["patch_size"])
-
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self.settings}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**config)
-
-    def lr_scales(self) -> dict:
-        """Variable path -> learning-rate multiplier for the variables that learn slower than the
-        rest (:class:`helpers.training.ScaledAdam`); none here."""
-        return {}
-
-    # the encoder's last layer: tokens (N, L, D) for the Transformers, a map (N, h, w, D) for a CNN
-    feature_layer = "norm"
-
-    def feature_model(self) -> keras.Model:
-        """``{"images", "mask"} -> (N, D)``: the encoder's output averaged over its tokens (or
-        positions), the features a linear probe reads (:mod:`helpers.probe`); the mask given is
-        all zeros, so nothing is hidden."""
-        out = self.get_layer(self.feature_layer).output
-        pool = (
-            layers.GlobalAveragePooling1D if len(out.shape) == 3 else layers.GlobalAveragePooling2D
-        )
-        return keras.Model(self.input, pool(dtype="float32", name="features")(out))
-
-    def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """One feature vector per image (N, D) float32 from :meth:`feature_model`, nothing
-        hidden."""
-        check_images(images)
-        model = self.feature_model()
-        n_patches = int(np.prod(grid_shape(images.shape[1:3], self.patch_size)))
-        out = []
-        for start in range(0, len(images), check_positive_int(batch_size, "batch_size")):
-            batch = images[start : start + batch_size].astype(np.float32, copy=False)
-            inputs = {"images": batch, "mask": np.zeros((len(batch), n_patches), np.float32)}
-            out.append(np.asarray(model.predict_on_batch(inputs), dtype=np.float32))
-        return np.concatenate(out)
-
-
-def _settings(arguments: dict) -> dict:
-    """A model's settings from its ``__init__``'s ``locals()``: every argument but ``self``,
-    ``name`` and Keras' own ``kwargs``; lists (as JSON gives them back) as tuples."""
-    skip = ("self", "name", "kwargs", "__class__")
-    return {
-        k: tuple(v) if isinstance(v, list) else v for k, v in arguments.items() if k not in skip
-    }
-
-
-def _inputs(image_shape, patch_size):
-    gh, gw = grid_shape(image_shape[:2], patch_size)
-    return keras.Input(tuple(image_shape), name="images"), keras.Input((gh * gw,), name="mask")
-
-
 RGB_TO_GRAY = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray's weights
 
 
@@ -891,12 +789,10 @@ def build_aae(
     :func:`adversary_scores` tells how each game stands. With ``skips`` (the ``tuned`` recipe)
     the decoder also sees the encoder's stage inputs, so the code carries only part of the image.
 
-    ``latent_weight`` 1e-4 by default: measured 2026-12-01 (5 epochs on the embedded sample,
-    mixed masks, 500 test crops at 50 % random masks), the CNN 25.02 dB; ``latent_weight`` 0,
-    1e-4 and 1e-3 gave 25.04, 24.90 and 24.25 dB, the discriminator's mean "prior" probability
-    for the codes 0.02, 0.25 and 0.29 (0.5 would be a perfect match). A resumed training draws
-    other prior samples than an uninterrupted one would (Keras keeps no random-number state in a
-    backup); it is otherwise the same run.
+    ``latent_weight``: the weight of the code's adversarial loss; ``image_weight``: the image
+    discriminator's (0: no image discriminator). A resumed training draws other prior samples
+    than an uninterrupted one would (Keras keeps no random-number state in a backup); it is
+    otherwise the same run.
     """
     image_shape, filters, dropout = _check_cnn(image_shape, patch_size, filters, dropout)
     latent_dim = check_positive_int(latent_dim, "latent_dim")
@@ -953,8 +849,6 @@ def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None 
     ``reference``); ``kwargs`` go to its builder and override the recipe. ``lowest_ratio``: the
     lowest ratio the model will be trained or scored at; the MAE is built for it
     (``min_mask_ratio``) unless told otherwise."""
-    from .recipes import model_settings
-
     check_choice(name, "model name", BUILDERS)
     kwargs = {**model_settings(recipe, name), **kwargs}
     if name == "mae" and lowest_ratio is not None:
@@ -1008,7 +902,7 @@ class BiharmonicInpainter(Inpainter):
 
     def fill(self, images: np.ndarray, mask: np.ndarray, patch_size: int) -> np.ndarray:
         """Full images (N, H, W, C) float32 with the masked patches inpainted."""
-        from skimage.restoration import inpaint_biharmonic
+        from skimage.restoration import inpaint_biharmonic  # lazy: slow to import
 
         pixels = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])[..., 0]
         out = np.empty(images.shape, dtype=np.float32)
@@ -1185,8 +1079,3 @@ def load_predictor(path_or_name):
             "train ...).",
         )
     return model
-
-
-# Last, as it builds on this module: registers PretrainedViT, so that load_predictor and safe-mode
-# loads read it (keras-hub itself is imported only when one is built).
-from . import pretrained  # noqa: E402

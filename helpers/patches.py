@@ -18,14 +18,30 @@ from ._checks import SettingError, check_patch_size, check_positive_int
 
 
 def grid_shape(image_shape, patch_size: int) -> tuple[int, int]:
-    """Patch grid (rows, columns) for images of ``image_shape`` = (H, W[, C])."""
+    """The patch grid of an image.
+
+    Args:
+        image_shape: (H, W) or (H, W, C).
+        patch_size: side ``p`` of a square patch; must divide H and W.
+
+    Returns:
+        ``(H // p, W // p)``: patch rows and columns.
+    """
     p = check_patch_size(patch_size, image_shape)
     return int(image_shape[0]) // p, int(image_shape[1]) // p
 
 
 def patch_size_of(n_patches: int, image_shape) -> int:
-    """The square patch size that cuts an image of ``image_shape`` = (H, W[, C]) into
-    ``n_patches`` patches (what a mask of shape (N, n_patches) implies)."""
+    """The square patch size that a mask of shape (N, ``n_patches``) implies.
+
+    Args:
+        n_patches: patches per image.
+        image_shape: (H, W) or (H, W, C).
+
+    Returns:
+        The patch side ``p`` with ``(H // p) * (W // p) == n_patches``; a SettingError when no
+        square patch cuts the image into that many.
+    """
     h, w = int(image_shape[0]), int(image_shape[1])
     p = math.isqrt(h * w // n_patches) if 0 < n_patches <= h * w else 0
     if p == 0 or p * p * n_patches != h * w or h % p or w % p:
@@ -44,7 +60,16 @@ def _check_batch(images, name="images"):
 
 
 def patchify(images: np.ndarray, patch_size: int) -> np.ndarray:
-    """(N, H, W, C) -> (N, L, p*p*C)."""
+    """Cut images into patches (NumPy).
+
+    Args:
+        images: (N, H, W, C).
+        patch_size: side ``p`` of a square patch; must divide H and W.
+
+    Returns:
+        (N, L, p*p*C), ``L = (H/p) * (W/p)`` patches in row-major order, each flattened in
+        (row, column, channel) order.
+    """
     images = np.asarray(images)
     _check_batch(images)
     n, h, w, c = images.shape
@@ -55,7 +80,16 @@ def patchify(images: np.ndarray, patch_size: int) -> np.ndarray:
 
 
 def unpatchify(patches: np.ndarray, patch_size: int, image_shape) -> np.ndarray:
-    """(N, L, p*p*C) -> (N, H, W, C) for ``image_shape`` = (H, W, C)."""
+    """Put patches back into images (NumPy): the inverse of :func:`patchify`.
+
+    Args:
+        patches: (N, L, p*p*C).
+        patch_size: side ``p`` of a square patch.
+        image_shape: (H, W, C) of the images.
+
+    Returns:
+        (N, H, W, C).
+    """
     patches = np.asarray(patches)
     h, w, c = _check_patch_layout(patches, patch_size, image_shape)
     gh, gw, p = h // patch_size, w // patch_size, patch_size
@@ -81,8 +115,16 @@ def _check_patch_layout(patches, patch_size, image_shape):
 
 
 def patchify_ops(images, patch_size: int):
-    """``keras.ops`` version of :func:`patchify` (static image size)."""
-    from keras import ops
+    """:func:`patchify` with ``keras.ops``, for use inside a model on any backend.
+
+    Args:
+        images: a tensor (N, H, W, C) whose H, W and C are static.
+        patch_size: side ``p`` of a square patch; must divide H and W.
+
+    Returns:
+        A tensor (N, L, p*p*C).
+    """
+    from keras import ops  # lazy: Keras is heavy
 
     _check_batch(images)
     _, h, w, c = images.shape
@@ -94,8 +136,17 @@ def patchify_ops(images, patch_size: int):
 
 
 def unpatchify_ops(patches, patch_size: int, image_shape):
-    """``keras.ops`` version of :func:`unpatchify`."""
-    from keras import ops
+    """:func:`unpatchify` with ``keras.ops``, for use inside a model on any backend.
+
+    Args:
+        patches: a tensor (N, L, p*p*C).
+        patch_size: side ``p`` of a square patch.
+        image_shape: (H, W, C) of the images.
+
+    Returns:
+        A tensor (N, H, W, C).
+    """
+    from keras import ops  # lazy: Keras is heavy
 
     h, w, c = _check_patch_layout(patches, patch_size, image_shape)
     gh, gw, p = h // patch_size, w // patch_size, patch_size
@@ -105,7 +156,16 @@ def unpatchify_ops(patches, patch_size: int, image_shape):
 
 
 def patch_mask_to_pixels(mask: np.ndarray, patch_size: int, image_shape) -> np.ndarray:
-    """Expand a patch mask (N, L) to a pixel mask (N, H, W, 1); True = masked pixel."""
+    """Expand a patch mask to a pixel mask.
+
+    Args:
+        mask: (N, L), 1/True = hidden patch.
+        patch_size: side ``p`` of a square patch.
+        image_shape: (H, W) or (H, W, C) of the images.
+
+    Returns:
+        bool (N, H, W, 1), True = hidden pixel.
+    """
     h, w = int(image_shape[0]), int(image_shape[1])
     gh, gw = grid_shape((h, w), patch_size)
     mask = np.asarray(mask, dtype=bool)

@@ -21,11 +21,11 @@ from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ._checks import SettingError, check_images, check_mask
-from ._io import atomic_path
+from ._io import atomic_path, project_folder
 from .metrics import composite as composite_images
 from .patches import grid_shape, patch_mask_to_pixels
 
-FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
+FIGURES_DIR = project_folder("figures")
 DPI = 120
 
 # The one colour of a hidden (masked) patch in every figure, RGB in [0, 1].
@@ -142,8 +142,8 @@ def save_fig(fig, name: str, dpi: int = DPI, folder=None) -> Path:
 def show_and_save(fig, name: str, dpi: int = DPI) -> Path:
     """Show ``fig`` in the notebook (once), then :func:`save_fig` it. Returns the path."""
     try:
-        from IPython import get_ipython
-        from IPython.display import display
+        from IPython import get_ipython  # optional: notebooks only
+        from IPython.display import display  # optional: notebooks only
 
         if get_ipython() is not None:
             display(fig)

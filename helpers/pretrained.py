@@ -44,7 +44,7 @@ from ._checks import (
     check_positive_number,
 )
 from .devices import check_precision
-from .models import (
+from .layers import (
     CNN_FILL,
     MaskedImageModel,
     _check_image_shape,
@@ -120,7 +120,7 @@ def load_backbone(preset=DEFAULT_PRESET):
     gets a clear error), a ``ViTBackbone`` (returned as is), or a preset name or ``hf://`` URI
     (downloaded and cached by keras-hub). For the default name the Hugging Face URI is tried
     next; when none loads, the error lists each try and how to work offline."""
-    import keras_hub
+    import keras_hub  # heavy, optional
 
     if isinstance(preset, keras_hub.models.ViTBackbone):
         return preset
@@ -153,7 +153,7 @@ def save_tiny_backbone(
     """Save a small ``ViTBackbone`` with random weights (seeded) as a Keras preset in ``folder``
     (written to a temporary folder beside it, then renamed) and return the folder. It is not
     pretrained: it stands in for the download where there is no network."""
-    import keras_hub
+    import keras_hub  # heavy, optional
 
     folder = Path(folder)
     _seed(seed)
@@ -211,7 +211,7 @@ class PretrainedViT(MaskedImageModel):
         name="pretrained_vit",
         **kwargs,
     ):
-        import keras_hub
+        import keras_hub  # heavy, optional
 
         settings = _settings(locals())
         h, w, c = image_shape

@@ -17,9 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ._checks import SettingError, SettingTypeError, check_positive_int, check_positive_number
 from ._io import write_atomic, write_csv
+from .data import DatasetError, load_dataset
+from .evaluation import load_model
 from .recipes import NON_LEARNED
 
 PROBE_CSV = "probe.csv"
@@ -87,7 +90,7 @@ def train_probe(
 ):
     """A Keras classifier ``BatchNormalization(center=False, scale=False) -> Dense(n_classes)``
     trained on the features ``x_train`` (N, D) with Adam and cross-entropy."""
-    import keras
+    import keras  # lazy: Keras is heavy
 
     check_positive_int(epochs, "epochs")
     check_positive_number(lr, "lr")
@@ -116,7 +119,7 @@ def score_features(
 
 def encoder_of(model):
     """``model`` (a loaded predictor) if it has an encoder to probe; else a SettingError."""
-    from .models import MaskedImageModel
+    from .models import MaskedImageModel  # lazy: pulls in Keras
 
     if not isinstance(model, MaskedImageModel):
         name = getattr(model, "name", model)
@@ -131,7 +134,7 @@ def encoder_of(model):
 
 def random_copy(model, seed: int = 0):
     """The same architecture with fresh random weights (the probe's second baseline)."""
-    import keras
+    import keras  # lazy: Keras is heavy
 
     keras.utils.set_random_seed(seed)
     return type(model).from_config(model.get_config())
@@ -236,11 +239,6 @@ def run_probe(
     """Load the model and the labelled dataset (training and validation images together train the
     probe), probe the encoder and both baselines. Returns ``{"settings", "rows", "confusion",
     "class_names"}``."""
-    from tqdm import tqdm
-
-    from .data import DatasetError, load_dataset
-    from .evaluation import load_model
-
     if isinstance(model_path, str) and model_path in NON_LEARNED:  # before the data is read
         encoder_of(model_path)
     check_positive_int(epochs, "epochs")
@@ -291,7 +289,7 @@ def run_probe(
 def write_probe(output, result: dict) -> list[Path]:
     """``probe.csv`` (one row per feature source), ``probe.json`` (everything) and
     ``confusion.png`` (the encoder's confusion matrix), each written atomically."""
-    from .plots import plot_confusion, save_fig
+    from .plots import plot_confusion, save_fig  # lazy: pulls in matplotlib
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

@@ -25,12 +25,8 @@ seed design (dropout 0.1, position embeddings started from small random values, 
 ``tuned`` (default) changes the Transformers only: position embeddings started from a 2-D
 sine-cosine table (still learned), no dropout, peak learning rate 2e-3 instead of 1e-3. Why: a
 random start leaves a Transformer to find out which patches are neighbours before it can
-interpolate from them, and in 30 minutes of CPU training the models underfit (the training
-loss stays above the validation loss). Measured on the shared CIFAR-10 subset with 6-minute
-runs of the mask-token ViT (mixed strategies, 50%), masked-region PSNR random/rows/columns:
-reference 15.66/14.90/15.50 dB; dropout off 15.69/14.95/15.50; plus the sine-cosine start
-17.14/15.84/16.62; plus lr 2e-3 (``tuned``) 17.53/16.17/16.85. The README has the table and the
-30-minute results.
+interpolate from them, and in short CPU budgets the models underfit. The measurements are in
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -38,6 +34,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
 
 from ._checks import (
     check_choice,
@@ -47,8 +46,13 @@ from ._checks import (
     check_ratio_spec,
 )
 from ._io import write_atomic
+from .data import load_dataset
+from .evaluation import add_training_added, score_predictor
+from .experiments import append_row
+from .masking import make_mask
 from .metrics import sharpness
-from .recipes import NON_LEARNED, PREDICTORS, check_recipe
+from .patches import grid_shape
+from .recipes import LOSSES, NON_LEARNED, PREDICTORS, check_recipe, model_settings, train_settings
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
 # training ratios drawn per batch, as in the notebooks; the models are scored at 30, 50 and 70 %
@@ -57,11 +61,9 @@ QUALITY_RATIO_RANGE = (0.3, 0.7)
 
 def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
     """This machine's speed now: GFLOP/s of NumPy's float32 ``n`` x ``n`` matrix product, best of
-    ``repeat``. A time-budgeted benchmark trains more epochs on a faster day (this CPU has ranged
-    from about 120 to 380), so each row of ``bench quality`` records it."""
-    import numpy as np
-
-    from .bench import _timed
+    ``repeat``. A time-budgeted benchmark trains more epochs on a faster day, so each row of
+    ``bench quality`` records it."""
+    from .bench import _timed  # lazy: pulls in Keras
 
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     return 2 * n**3 / _timed(lambda: a @ a, repeat) / 1e9
@@ -87,8 +89,8 @@ def train_within_budget(
     wall time (:class:`helpers.training.TimeBudget`: the learning rate decays over the time) with
     ``loss`` (:func:`helpers.training.train`; None: the recipe's); returns (best model, train
     result)."""
-    from .models import build_model, load_predictor
-    from .training import train
+    from .models import build_model, load_predictor  # lazy: pulls in Keras
+    from .training import train  # lazy: pulls in Keras
 
     kwargs = {
         "image_shape": dataset.image_shape,
@@ -123,8 +125,6 @@ QUALITY_PLANS = ("mixed", "per_strategy")
 def recipe_settings(recipe: str, predictor: str, model_kwargs=None) -> tuple[dict, float]:
     """(builder keyword arguments, peak learning rate) of ``predictor`` under ``recipe``
     (:mod:`helpers.recipes`); the arguments are updated by ``model_kwargs[predictor]``."""
-    from .recipes import model_settings, train_settings
-
     kwargs = {**model_settings(recipe, predictor), **(model_kwargs or {}).get(predictor, {})}
     return kwargs, train_settings(recipe, predictor)["lr"]
 
@@ -132,8 +132,6 @@ def recipe_settings(recipe: str, predictor: str, model_kwargs=None) -> tuple[dic
 def recipe_loss(recipe: str, predictor: str, loss: str | None = None) -> str:
     """The training loss of ``predictor``: ``loss`` where given, else ``recipe``'s (``mse`` for
     the recipes and models that set none)."""
-    from .recipes import train_settings
-
     return loss or train_settings(recipe, predictor).get("loss", "mse")
 
 
@@ -195,15 +193,7 @@ def bench_quality(
     per predictor, strategy and ratio (``train_ratio`` records ``ratio``: ``"0.3-0.7"`` or
     ``0.5``).
     """
-    from tqdm import tqdm
-
-    from .data import load_dataset
-    from .evaluation import score_predictor
-    from .experiments import append_row
-    from .masking import make_mask
-    from .models import load_predictor
-    from .patches import grid_shape
-    from .training import LOSSES
+    from .models import load_predictor, untrained_twin  # lazy: pulls in Keras
 
     ratio, default_eval, train_ratio = _train_ratio(ratio)
     eval_ratios = tuple(check_ratio(r, "eval_ratios") for r in (eval_ratios or default_eval))
@@ -263,12 +253,15 @@ def bench_quality(
                 **train_kw,
             )
         model, info = trained[key]
+        twin = None if predictor in NON_LEARNED else untrained_twin(model, seed=seed)
         described = _describe(*settings.get(predictor, ({}, None)))
         if predictor not in NON_LEARNED and recipe_loss(recipe, predictor, loss) != "mse":
             described += f", loss={recipe_loss(recipe, predictor, loss)}"
         for test_ratio in eval_ratios:
             mask = masks[strategy, test_ratio]
             summary, predicted = score_predictor(model, ds.x_test, mask)
+            if twin is not None:  # what training added: the untrained twin on the same masks
+                add_training_added(summary, twin, ds.x_test, mask)
             row = {"predictor": predictor, "strategy": strategy, "ratio": test_ratio}
             row.update(train_ratio=train_ratio, plan=plan, recipe=recipe, settings=described)
             row.update(channels=ds.image_shape[-1], matmul_gflops=gflops)
@@ -289,15 +282,20 @@ def format_quality(rows) -> str:
     several = len({r.get("ratio") for r in rows}) > 1
     lines = [
         "| predictor | strategy | " + ("ratio | " if several else "") + "masked PSNR (dB) | "
-        "image PSNR (dB) | SSIM | sharpness | epochs | training (min) |",
-        "|---|---|" + ("---|" if several else "") + "---|---|---|---|---|---|",
+        "training added (dB) | image PSNR (dB) | SSIM | sharpness | epochs | training (min) |",
+        "|---|---|" + ("---|" if several else "") + "---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = f"{r['ratio']:.0%} | " if several else ""
         lines.append(
             f"| {r['predictor']} | {r['strategy']} | {ratio}{r['psnr_masked_mean']:.2f} ± "
             f"{r['psnr_masked_std']:.2f} | "
-            f"{r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | "
+            + (
+                f"{float(r['training_added']):+.2f} | "
+                if r.get("training_added") not in (None, "")
+                else "– | "
+            )
+            + f"{r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | "
             f"{r.get('sharpness', float('nan')):.2f} | "
             f"{int(r['epochs'])} | "
             f"{r['train_minutes']:.1f} |"

@@ -58,6 +58,8 @@ LABELS = {
     "mean_colour": "mean colour",
 }
 RECIPES = ("tuned", "long", "reference")
+LOSS_ON = ("masked", "all")  # the patches the loss is taken on: the hidden ones or every one
+LOSSES = ("mse", "psnr")  # the training losses: the MSE, or minus each image's PSNR
 
 _TRANSFORMER = {
     "tuned": {"dropout": 0.0, "pos_init": "sincos"},
@@ -182,8 +184,6 @@ def resolve(
     if augment:
         train["augment"] = check_choice(augment, "augment", ("yes", "no")) == "yes"
     if loss_on:
-        from .training import LOSS_ON
-
         train["loss_on"] = check_choice(loss_on, "loss_on", LOSS_ON)
     return model, train
 

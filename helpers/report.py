@@ -408,6 +408,7 @@ def probe_cells(rows, predictor: str) -> list[dict]:
                     "psnr": float(r["psnr_masked_mean"]),
                     "accuracy": float(r["probe_accuracy"]),
                     "kappa": float(r["probe_kappa"]),
+                    "training_added": _training_added(r),
                 }
             )
     return out
@@ -427,8 +428,9 @@ def probe_baselines(probe_rows, predictor: str) -> dict[str, float]:
 
 def probe_table(rows, predictor: str, digits: int = 3) -> str:
     """A Markdown table: one row per training strategy, one column per training ratio; each cell
-    the probe's accuracy of the encoder trained there and that model's masked-region PSNR; the best
-    accuracy in bold."""
+    the probe's accuracy of the encoder trained there, that model's masked-region PSNR and what
+    training added to it over its untrained twin (where the rows have it); the best accuracy in
+    bold."""
     cells = probe_cells(rows, predictor)
     if not cells:
         raise SettingError("predictor", predictor, "has no probe results in these rows")
@@ -446,14 +448,18 @@ def probe_table(rows, predictor: str, digits: int = 3) -> str:
                 texts.append("–")
                 continue
             acc = f"{c['accuracy']:.{digits}f}"
-            texts.append(f"{f'**{acc}**' if c['accuracy'] == best else acc} ({c['psnr']:.2f} dB)")
+            added = c["training_added"]
+            added = "" if np.isnan(added) else f", training added {added:+.2f} dB"
+            texts.append(
+                f"{f'**{acc}**' if c['accuracy'] == best else acc} ({c['psnr']:.2f} dB{added})"
+            )
         lines.append(f"| {s} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
 
 
 def spearman(x, y) -> float:
     """Spearman's rank correlation (scipy.stats.spearmanr); NaN when either side is constant."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: slow to import
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -465,7 +471,7 @@ def spearman_test(x, y, seed: int = 0) -> tuple[float, float]:
     """(rho, p): Spearman's rho and its two-sided permutation p-value (scipy.stats.permutation_test
     over the pairings of ``x`` and ``y``): exact up to 8 values, else 20,000 random pairings drawn
     with ``seed``. (NaN, NaN) where :func:`spearman` is NaN."""
-    from scipy.stats import permutation_test, rankdata
+    from scipy.stats import permutation_test, rankdata  # lazy: slow to import
 
     rho = spearman(x, y)
     if not np.isfinite(rho):

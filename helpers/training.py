@@ -13,10 +13,9 @@
   warm-up + cosine decay, flips), a budget in epochs, images seen or minutes (:class:`TimeBudget`),
   best and final models, a CSV history (with the images seen), optional early stopping,
   ``BackupAndRestore`` so that calling :func:`train` again with the same run folder resumes an
-  interrupted run. On a CPU, TensorFlow compiles dropout-free models with XLA (about 2x faster).
-  Model files are written under a temporary name
-  and moved into place with ``os.replace``, so ``best.keras``/``final.keras`` are never half
-  written.
+  interrupted run. On a CPU, TensorFlow compiles dropout-free models with XLA. Model files are
+  written under a temporary name and moved into place with ``os.replace``, so
+  ``best.keras``/``final.keras`` are never half written.
 """
 
 from __future__ import annotations
@@ -44,9 +43,8 @@ from .masking import STRATEGIES, make_mask, n_masked
 from .metrics import psnr_from_mse
 from .models import MaskedImageModel, check_fits
 from .patches import grid_shape, patch_mask_to_pixels
+from .recipes import LOSS_ON, LOSSES, train_settings
 
-LOSS_ON = ("masked", "all")
-LOSSES = ("mse", "psnr")
 LR_SCHEDULES = ("plateau", "cosine")
 SAVE_ROOT = "saved_models"
 BEST, FINAL, HISTORY, BACKUP = "best.keras", "final.keras", "history.csv", "backup"
@@ -239,7 +237,7 @@ class NegativePSNR(keras.losses.Loss):
         # by the number of replicas, because its own losses divide themselves by it in __call__
         # (Keras 3.15); this __call__ does the same (tests/test_devices.py checks the curves)
         if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # that backend only
 
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             if replicas > 1:
@@ -309,7 +307,8 @@ class ValidationPSNR(keras.callbacks.Callback):
         for index in range(len(self.val_ds)):
             inputs, images, weight = self.val_ds[index]
             keep = weight.reshape(len(weight), -1).sum(axis=1) > 0  # not a padding copy
-            predicted = np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64)
+            # a direct call: under tf.distribute predict_on_batch gathers the replicas' outputs
+            predicted = np.asarray(self.model(inputs, training=False), dtype=np.float64)
             hidden = patch_mask_to_pixels(
                 inputs["mask"] > 0.5, self.val_ds.patch_size, images.shape[1:3]
             )
@@ -430,26 +429,49 @@ def _learning_rate(lr, lr_schedule, warmup_epochs, epochs, steps):
     )
 
 
-def _dropout_rates(model) -> list[float]:
-    """Rates of every Dropout layer inside ``model`` (nested layers included)."""
-    import keras
+def _sublayers(layer) -> list:
+    """Every layer inside ``layer``, nested ones included, each once, found through public
+    attributes only: a model's ``layers``, and the layers a custom layer holds in its public
+    attributes (alone, or in a list, tuple or dict)."""
+    seen, found, todo = {id(layer)}, [], [layer]
+    while todo:
+        current = todo.pop()
+        children = list(current.layers) if isinstance(current, keras.Model) else []
+        for name, value in vars(current).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(value, dict):
+                value = list(value.values())
+            children += [v for v in (value if isinstance(value, (list, tuple)) else [value])]
+        for child in children:
+            if isinstance(child, keras.layers.Layer) and id(child) not in seen:
+                seen.add(id(child))
+                found.append(child)
+                todo.append(child)
+    return found
 
-    return [
-        float(layer.rate)
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, keras.layers.Dropout)
-    ]
+
+def _dropout_rates(model) -> list[float]:
+    """Rates of every Dropout layer inside ``model`` (nested layers included), a multi-head
+    attention's (which keeps its Dropout layer private) read from its ``dropout``."""
+    rates = []
+    for layer in _sublayers(model):
+        if isinstance(layer, keras.layers.Dropout):
+            rates.append(float(layer.rate))
+        elif isinstance(layer, keras.layers.MultiHeadAttention):
+            rates.append(float(layer.dropout))
+    return rates
 
 
 def _jit_compile(value, model=None):
     """``"auto"``: XLA, except for the TensorFlow backend on a CPU-only machine when ``model`` has
-    dropout (XLA's random numbers made dropout ~15x slower there: 9 instead of 140 MAE training
-    images/s). Without dropout XLA is the faster choice on the CPU too (``bench speed``). Never
+    dropout (XLA's random numbers make dropout much slower there). Without dropout XLA is the
+    faster choice on the CPU too (``bench speed``). Never
     inside a TensorFlow strategy of several replicas (``train(devices=N)``): XLA cannot reach the
     variables of MirroredStrategy's other replicas."""
     if keras.backend.backend() != "tensorflow":
         return value if value == "auto" else bool(value)
-    import tensorflow as tf
+    import tensorflow as tf  # that backend only
 
     if tf.distribute.get_strategy().num_replicas_in_sync > 1:
         return False
@@ -564,9 +586,18 @@ class ScaledAdam(keras.optimizers.Adam):
         super().__init__(learning_rate, **kwargs)
         self.scales = {str(k): float(v) for k, v in (scales or {}).items()}
 
+    def build(self, variables):
+        if not self.built:  # the path of each variable, in the order of its index
+            self.variable_paths = tuple(v.path for v in variables)
+        super().build(variables)
+
     def update_step(self, gradient, variable, learning_rate):
-        # on TensorFlow ``variable`` is the tf.Variable behind the Keras one: look up its path
-        path = self._trainable_variables[self._get_variable_index(variable)].path
+        # On TensorFlow ``variable`` is the tf.Variable behind the Keras one (a replica's copy of
+        # it under a strategy of several devices), which has no path. Keras has no public way
+        # from it to its index: ``_get_variable_index``, which every built-in optimizer's
+        # ``update_step`` calls, checked against Keras 3.15
+        # (tests/test_training.py::test_scaled_adam_scales_the_step_of_the_listed_variables).
+        path = self.variable_paths[self._get_variable_index(variable)]
         if path in self.scales:
             learning_rate = learning_rate * self.scales[path]
         super().update_step(gradient, variable, learning_rate)
@@ -586,8 +617,11 @@ def compile_model(model, learning_rate, jit_compile="auto", loss: str = "mse") -
         optimizer=adam, loss=training_loss(loss), jit_compile=_jit_compile(jit_compile, model)
     )
     model.optimizer.build(model.trainable_variables)  # else TensorFlow traces the train step twice
+    # Keras keeps the epoch that BackupAndRestore restored on the model, and every later fit
+    # starts there; no public way to clear it (checked against Keras 3.15,
+    # tests/test_training.py::test_compile_model_forgets_the_epoch_of_an_earlier_restore)
     if hasattr(model, "_initial_epoch"):
-        model._initial_epoch = None  # Keras keeps the epoch of an earlier restore on the model
+        model._initial_epoch = None
 
 
 def _callbacks(
@@ -678,8 +712,8 @@ def train(
         loss_on: ``masked`` (MSE over masked patches) or ``all``; None for the recipe's.
         loss: ``mse`` (the MSE over the weighted pixels) or ``psnr`` (minus each image's PSNR
             over them, averaged: :class:`NegativePSNR`); ``loss`` and ``val_loss`` are then
-            minus the mean PSNR in dB. None: the recipe's (``psnr`` for the ViT and the CNN in
-            ``long``, else ``mse``).
+            minus the mean PSNR in dB. None: the recipe's
+            (:func:`helpers.recipes.train_settings`).
         verbose: Keras verbosity: ``"auto"``/1 progress bar, 2 one line per epoch, 0 silent.
         callbacks: extra Keras callbacks (run after the built-in ones).
         jit_compile: passed to ``compile``; ``"auto"``: see :func:`_jit_compile`.
@@ -700,8 +734,6 @@ def train(
     (training images per second of this call) and ``settings`` (recipe, lr, lr_schedule, augment,
     loss_on, and loss unless it is ``mse``).
     """
-    from .recipes import train_settings
-
     x_train, x_val = training_images(model, data)
     defaults = train_settings(recipe, model.builder)
     lr = defaults["lr"] if lr is None else lr

@@ -381,9 +381,9 @@ def _evaluate(capsys, model, out, *extra, data_dir=None, strategy="random", rati
 
 @pytest.mark.slow
 def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_path, capsys):
-    from helpers.masking import make_mask
+    from helpers.masking import cell_seed, make_mask
     from helpers.metrics import evaluate, summarize
-    from helpers.models import load_predictor, reconstruct
+    from helpers.models import load_predictor, reconstruct, untrained_twin
 
     model_path = trained["vit"] / "best.keras"
     code, out, err = _evaluate(
@@ -413,8 +413,15 @@ def test_evaluate_writes_the_metrics_of_the_metrics_module(trained, cifar, tmp_p
 
     images = expected_images(cifar)
     model = load_predictor(model_path)
-    mask = make_mask("columns", 0.5, images=images, patch_size=4, seed=7)
+    mask = make_mask("columns", 0.5, images=images, patch_size=4, seed=cell_seed(7, "columns", 0.5))
     want = summarize(evaluate(images, reconstruct(model, images, mask), mask, 4))
+    twin = untrained_twin(model, seed=0)  # what training added: the twin on the same masks
+    start = summarize(evaluate(images, reconstruct(twin, images, mask), mask, 4))
+    assert got["psnr_masked_untrained"] == pytest.approx(start["psnr_masked_mean"], rel=1e-9)
+    assert got["training_added"] == pytest.approx(
+        want["psnr_masked_mean"] - start["psnr_masked_mean"], rel=1e-9
+    )
+    assert f"training added {got['training_added']:+.2f} dB" in out
     for key in ("mse_masked", "psnr_masked", "psnr", "ssim"):
         for stat in ("mean", "std"):
             assert got[f"{key}_{stat}"] == pytest.approx(want[f"{key}_{stat}"], rel=1e-9), (
@@ -490,6 +497,7 @@ def test_evaluate_biharmonic(cifar, tmp_path, capsys):
         and got["n_test"] == 5
         and np.isfinite(got["psnr_masked_mean"])
     )
+    assert "training_added" not in got and "training added" not in out  # it does not learn
 
 
 def test_evaluate_mean_colour(cifar, tmp_path, capsys):
@@ -702,6 +710,7 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         "strategy": "rows",
         "psnr_masked_mean": 20.5,
         "psnr_masked_std": 1.25,
+        "training_added": 6.5,
         "psnr_mean": 23.0,
         "ssim_mean": 0.8,
         "sharpness": 0.93,
@@ -730,7 +739,7 @@ def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp
         "biharmonic",
     )
     assert code == 0
-    assert "| vit | rows | 20.50 ± 1.25 | 23.00 | 0.800 | 0.93 | 7 | 9.5 |" in out
+    assert "| vit | rows | 20.50 ± 1.25 | +6.50 | 23.00 | 0.800 | 0.93 | 7 | 9.5 |" in out
     assert "250 GFLOP/s" in out
     assert calls == [
         {

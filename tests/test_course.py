@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from test_evaluation import write_cifar_folder
 
-from helpers import grading
+from helpers import checkpoints, grading
 from helpers.cli import main
 
 pytestmark = pytest.mark.slow  # every test here starts processes or trains
@@ -258,11 +258,17 @@ def test_a_fake_class_is_graded_end_to_end(tmp_path):
 
 def test_the_course_command(tmp_path, capsys):
     assert main(["course", "--output", str(tmp_path / "c"), "--assignment", "hw1"]) == 0
-    assert sorted(p.name for p in (tmp_path / "c" / "source" / "hw1").iterdir()) == sorted(POINTS)
+    notebooks = (tmp_path / "c" / "source" / "hw1").glob("*.ipynb")
+    assert sorted(p.name for p in notebooks) == sorted(POINTS)
     config = (tmp_path / "c" / "nbgrader_config.py").read_text()
     assert "c.ExecutePreprocessor.timeout = 1800" in config
     assert f"if {16384 * 2**20} and" in config
     assert "nbgrader generate_assignment hw1" in capsys.readouterr().out
+    kit = tmp_path / "c" / "source" / "hw1"  # released with the notebooks
+    requirements = (kit / "requirements.txt").read_text()
+    assert "tensorflow==" in requirements and "-e ." not in requirements
+    shipped = sorted(p.name for p in checkpoints.CHECKPOINT_DIR.glob("*.keras"))
+    assert sorted(p.name for p in (kit / "checkpoints").glob("*.keras")) == shipped
     assert main(["course", "--output", str(tmp_path / "d"), "--assignment", "../x"]) == 2
 
 

@@ -1,5 +1,7 @@
 """helpers._io: whole files or none, CSV rows, output folders checked before any work."""
 
+from pathlib import Path
+
 import pytest
 
 from helpers._checks import SettingError
@@ -58,3 +60,11 @@ def test_writable_dir_names_the_option_and_leaves_nothing_behind(tmp_path):
     with pytest.raises(SettingError) as info:
         writable_dir(tmp_path / "file" / "out", "output")
     assert info.value.param == "output" and info.value.value == str(tmp_path / "file" / "out")
+
+
+def test_folders_are_the_projects_in_a_checkout_and_local_in_a_wheel(tmp_path, monkeypatch):
+    from helpers import _io
+
+    assert _io.project_folder("results") == _io.PROJECT_ROOT / "results"  # this checkout
+    monkeypatch.setattr(_io, "PROJECT_ROOT", tmp_path)  # site-packages: no pyproject.toml
+    assert _io.project_folder("checkpoints") == Path("checkpoints")

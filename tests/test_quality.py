@@ -62,6 +62,11 @@ def test_bench_quality_trains_scores_and_writes_the_table(tmp_path, plan, predic
         assert r["n_test"] == 20 and r["plan"] == plan and 0 < r["psnr_masked_mean"] < 100
         assert (r["epochs"] == 0) == (r["predictor"] == "biharmonic")
         assert r["train_ratio"] == "0.3-0.7"
+        learned = r["predictor"] != "biharmonic"  # its untrained twin scored on the same masks
+        assert ("training_added" in r) == learned
+        if learned:
+            added = r["psnr_masked_mean"] - r["psnr_masked_untrained"]
+            assert r["training_added"] == pytest.approx(added, abs=2e-4)
     assert len(list(csv.DictReader(open(out / "quality.csv")))) == 6 * len(predictors)
     assert json.loads((out / "quality.json").read_text()) == rows
     assert len([p for p in (out / "models").iterdir() if (p / "final.keras").exists()]) == n_models

@@ -261,6 +261,9 @@ def test_probe_table_and_findings():
     assert table[0] == "| trained on | 30% | 70% |"
     assert table[2] == "| random | 0.550 (27.00 dB) | 0.750 (23.00 dB) |"
     assert table[3] == "| rows | 0.580 (27.00 dB) | **0.800** (23.00 dB) |"
+    rows[0]["training_added"] = "14.5"  # rows of a sweep that scored the untrained twins
+    table = report.probe_table(rows, "mae").splitlines()
+    assert table[2] == "| random | 0.550 (27.00 dB, training added +14.50 dB) | 0.750 (23.00 dB) |"
     text = " ".join(report.probe_findings(rows, BASELINES, "mae", n_test=1000))
     assert "best features was trained on rows masks at 70% (probe accuracy 0.800)" in text
     assert "worst on random masks at 30% (0.550)" in text

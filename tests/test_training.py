@@ -481,3 +481,42 @@ def test_xla_on_the_cpu_only_without_dropout():
         is False
     )
     assert training._jit_compile(False, models.build_vit(**TINY)) is False
+
+
+def _two_dense():
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.Dense(3)(inputs)))
+
+
+def test_scaled_adam_scales_the_step_of_the_listed_variables():
+    """ScaledAdam finds a variable's path through ``Optimizer._get_variable_index`` (no public
+    way, checked against Keras 3.15): Adam's first step moves every weight by about lr, a listed
+    one by lr x its scale."""
+    keras.utils.set_random_seed(0)
+    model = _two_dense()
+    kernel = model.get_layer("out").kernel
+    model.compile(optimizer=training.ScaledAdam(1e-3, {kernel.path: 0.1}), loss="mse")
+    before = [np.array(v) for v in model.trainable_variables]
+    x = np.random.default_rng(0).random((8, 4)).astype(np.float32)
+    model.train_on_batch(x, np.zeros((8, 2), np.float32))
+    moves = {
+        v.path: np.abs(np.array(v) - b).max() for v, b in zip(model.trainable_variables, before)
+    }
+    assert moves.pop(kernel.path) == pytest.approx(1e-4, rel=0.05)
+    assert all(m == pytest.approx(1e-3, rel=0.05) for m in moves.values())
+
+
+def test_compile_model_forgets_the_epoch_of_an_earlier_restore(tmp_path):
+    """Keras (3.15) keeps the epoch that ``BackupAndRestore`` restored in the model's private
+    ``_initial_epoch``, and every later ``fit`` starts there; compile_model clears it (no public
+    way). Fails when Keras renames or drops it."""
+    model = _two_dense()
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((4, 4), np.float32), np.zeros((4, 2), np.float32)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False)
+    model.fit(x, y, epochs=1, callbacks=[backup], verbose=0)
+    model.fit(x, y, epochs=2, callbacks=[backup], verbose=0)  # resumes at epoch 1
+    assert model._initial_epoch == 1, "Keras no longer keeps the restored epoch there"
+    training.compile_model(model, 1e-3, jit_compile=False)
+    model.compile(optimizer="sgd", loss="mse")
+    assert len(model.fit(x, y, epochs=2, verbose=0).epoch) == 2
