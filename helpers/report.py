@@ -235,11 +235,11 @@ def findings(
     n_cells = len(strategies) * len(ratios)
     wins = win_counts(contenders, metric)
     leader = max(wins, key=wins.get)
+    others = [f"{nm.get(p, p)} {n}" for p, n in wins.items() if p != leader]
     out.append(
         f"{nm.get(leader, leader)} has the best masked-region PSNR in {wins[leader]} of "
-        f"{n_cells} "
-        f"(strategy, ratio) cells; "
-        + ", ".join(f"{nm.get(p, p)} {n}" for p, n in wins.items() if p != leader)
+        f"{n_cells} (strategy, ratio) cells"
+        + (f"; {', '.join(others)}" if others else "")
         + (f" ({', '.join(nm.get(p, p) for p in left_out)}: flagged above)." if left_out else ".")
     )
     robust_candidates = [p for p in predictors if p not in flagged]
