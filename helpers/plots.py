@@ -433,9 +433,12 @@ PREDICTOR_STYLE = {
 RATIO_DODGE = 0.8
 
 
-def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, title=None):
+def plot_metric_vs_ratio(
+    rows, metric: str = "psnr_masked", strategies=None, title=None, names=None
+):
     """One panel per strategy: ``metric`` (mean with std bars) against the mask ratio, a line per
-    predictor.
+    predictor, labelled with ``names[predictor]`` where given (for example "mask-token ViT (course
+    checkpoint)"), else the predictor's usual label.
 
     ``rows`` are sweep rows (``helpers.experiments``) with ``{metric}_mean`` and ``{metric}_std``.
     The predictors' points sit side by side around each ratio (:data:`RATIO_DODGE` percentage
@@ -459,7 +462,9 @@ def plot_metric_vs_ratio(rows, metric: str = "psnr_masked", strategies=None, tit
             if not pts:
                 continue
             x, y, e = map(np.array, zip(*pts))
-            style = PREDICTOR_STYLE.get(p, dict(label=p))
+            style = dict(PREDICTOR_STYLE.get(p, dict(label=p)))
+            if names and p in names:
+                style["label"] = names[p]
             bars = ax.errorbar(x * 100 + dodge[p], y, yerr=e, capsize=2, elinewidth=0.8, **style)
             for line in bars.lines[1] + bars.lines[2]:  # caps and bars
                 line.set_alpha(0.45)

@@ -285,6 +285,18 @@ def test_metric_vs_ratio_keeps_predictors_with_equal_scores_apart():
     plt.close(fig)
 
 
+def test_metric_vs_ratio_labels_lines_with_the_runs_names():
+    rows = [
+        dict(strategy="random", predictor=p, ratio=r, psnr_masked_mean=20 - r, psnr_masked_std=3)
+        for p in ("vit", "biharmonic")
+        for r in (0.3, 0.5)
+    ]
+    fig = plots.plot_metric_vs_ratio(rows, names={"vit": "mask-token ViT (course checkpoint)"})
+    labels = [b.get_label() for b in fig.axes[0].containers]
+    assert labels == ["mask-token ViT (course checkpoint)", "biharmonic inpainting"]
+    plt.close(fig)
+
+
 def test_matrix_axes_and_title_say_which_way_round():
     fig = plots.plot_matrix(
         np.array([[20.0, 12.0], [15.0, 18.0]]), ["random", "rows"], title="ViT at 50%"
