@@ -786,6 +786,7 @@ def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None, reference
                 s=55,
                 edgecolor="black",
                 linewidth=0.5,
+                zorder=3,
             )
     lines = dict(baselines or {})
     if chance is not None:
@@ -800,6 +801,8 @@ def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None, reference
             va="bottom",
             fontsize=8,
             color="dimgrey",
+            bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=0.5),
+            zorder=2,  # under the points (zorder 3): a name never hides a measurement
         )
     handles = [
         plt.Line2D([], [], marker=STRATEGY_MARKERS.get(s, "o"), color="grey", ls="", label=s)
