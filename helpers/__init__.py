@@ -1,15 +1,18 @@
 """Masked image modeling with Vision Transformers: the package the course notebooks import.
 
-Modules: ``data`` (CIFAR-10 and the embedded sample dataset), ``patches`` (patchify/unpatchify),
-``masking`` (random, rows, columns, importance), ``metrics`` (MSE, PSNR, SSIM on composites),
-``layers`` and ``models`` (mask-token ViT, MAE-style ViT, CNN autoencoder, ViT encoder + CNN
-decoder; biharmonic inpainting and the mean-colour guess, not learned), ``pretrained`` (a
-pretrained keras-hub ViT fine-tuned for reconstruction), ``training``, ``devices``
-(several devices, mixed precision), ``importance`` (gradient patch scores), ``evaluation``,
-``probe`` (linear probe of an encoder), ``grading`` (students' models on a hidden test set; the
-nbgrader course), ``experiments`` (sweep and cross-strategy matrix), ``report``, ``plots``
-(pictures and ``save_fig``), ``runner`` and ``cli`` (``python -m helpers``), ``bench`` and
-``quality`` (benchmarks).
+The core, what a student reads: ``data`` (CIFAR-10 and the embedded sample dataset), ``patches``
+(patchify/unpatchify), ``masking`` (random, rows, columns, importance), ``metrics`` (MSE, PSNR,
+SSIM on composites), ``layers`` and ``models`` (mask-token ViT, MAE-style ViT, CNN autoencoder,
+ViT encoder + CNN decoder; biharmonic inpainting and the mean-colour guess, not learned),
+``pretrained`` (a pretrained keras-hub ViT fine-tuned for reconstruction), ``training``,
+``devices`` (several devices, mixed precision), ``recipes`` (training recipes), ``importance``
+(gradient patch scores), ``plots`` (pictures and ``save_fig``), ``checkpoints`` (the course
+checkpoints, loaded) and ``exercises`` (what the notebooks' exercise tests call).
+
+The tools, :mod:`helpers.tools`, run the course around it: the command line (``python -m
+helpers``), the notebook runner, evaluation, sweeps and reports, the linear probe, publishing
+checkpoints, grading and benchmarks. They import the core; the core never imports them, and
+``import helpers`` loads none of them.
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""``python -m helpers``: see :mod:`helpers.cli`."""
+"""``python -m helpers``: see :mod:`helpers.tools.cli`."""
 
 import os
 
@@ -7,6 +7,6 @@ import os
 # since it changes the numerics. Set TF_CPP_MIN_LOG_LEVEL=0 yourself to see everything.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from .cli import main  # noqa: E402
+from .tools.cli import main  # noqa: E402
 
 raise SystemExit(main())

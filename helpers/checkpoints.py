@@ -11,35 +11,25 @@ seen, and its metrics when it was published:
   model never saw, at 30/50/70 % random, rows and columns masks (seed 0), with the untrained
   twin, biharmonic inpainting and the mean-colour guess on the same masks;
 - ``reproduce``: masked-region PSNR and SSIM on a fixed set that ships with the project (the
-  first :data:`REPRODUCE_N` test images of the embedded ``sample`` dataset, seed 0, 50 % masks),
-  which a test recomputes from the committed file.
+  first 200 test images of the embedded ``sample`` dataset, seed 0, 50 % masks), which a test
+  recomputes from the committed file.
 
-``python -m helpers checkpoint --run RUN_DIR --name NAME --data-dir DIR --command "..."``
-publishes a trained run (its ``best.keras``) with that provenance; :func:`load` reads one back.
+This module finds and loads them (:func:`load`) and reads their provenance. Publishing a trained
+run with that provenance (``python -m helpers checkpoint --run RUN_DIR --name NAME --data-dir DIR
+--command "..."``) and computing its metrics is the course tooling's job:
+:mod:`helpers.tools.publishing`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
-import time
 from pathlib import Path
 
-import numpy as np
-
 from ._checks import SettingError, check_choice
-from ._io import project_folder, write_atomic
-from .data import load_dataset
-from .evaluation import load_test_images, score_predictor
-from .masking import cell_seed, make_mask
+from ._io import project_folder
 
 CHECKPOINT_DIR = project_folder("checkpoints")
 NAMES = ("vit", "mae", "cnn")  # the course's checkpoints
-STRATEGIES = ("random", "rows", "columns")
-RATIOS = (0.3, 0.5, 0.7)
-REPRODUCE_N = 200
-REFERENCES = ("biharmonic", "mean_colour")
 
 
 def path(name: str, folder=None) -> Path:
@@ -50,7 +40,8 @@ def path(name: str, folder=None) -> Path:
 
 
 def provenance(name: str, folder=None) -> dict:
-    """The provenance of the checkpoint ``name``: what :func:`publish` wrote."""
+    """The provenance of the checkpoint ``name``: what
+    :func:`helpers.tools.publishing.publish` wrote."""
     return json.loads(path(name, folder).with_suffix(".json").read_text())
 
 
@@ -86,132 +77,3 @@ def describe(name: str, folder=None) -> str:
         f"{label(name, folder)}: trained {r['minutes']:g} min on the CIFAR-10 subset "
         f"({r['epochs']} epochs, {r['images_seen']:,} images seen, {r['parameters']:,} parameters)"
     )
-
-
-def data_hash(data_dir) -> str:
-    """SHA-256 of the training batches of a CIFAR-10 python-batch folder (``data_batch_*`` in
-    name order, symbolic links followed)."""
-    digest = hashlib.sha256()
-    files = sorted(Path(data_dir).glob("data_batch_*"), key=lambda p: (len(p.name), p.name))
-    if not files:
-        raise SettingError("data_dir", str(data_dir), "holds no data_batch_* files")
-    for file in files:
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
-def _commit() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
-
-
-def reproduce_set():
-    """The fixed images and masks the ``reproduce`` metrics are computed on: the first
-    :data:`REPRODUCE_N` test images of the embedded sample dataset (seed 0) and, per strategy, its
-    50 % masks of seed 0 (:func:`helpers.masking.cell_seed`): notebook 03's test set and masks."""
-    images = load_dataset("sample", n_test=REPRODUCE_N, seed=0).x_test
-    masks = {
-        s: make_mask(s, 0.5, images=images, patch_size=4, seed=cell_seed(0, s, 0.5))
-        for s in STRATEGIES
-    }
-    return images, masks
-
-
-def reproduce_metrics(model) -> dict:
-    """``{strategy: {"psnr_masked": dB, "ssim": value}}`` of ``model`` on :func:`reproduce_set`."""
-    images, masks = reproduce_set()
-    out = {}
-    for strategy, mask in masks.items():
-        summary, _ = score_predictor(model, images, mask)
-        out[strategy] = {
-            "psnr_masked": round(summary["psnr_masked_mean"], 4),
-            "ssim": round(summary["ssim_mean"], 5),
-        }
-    return out
-
-
-def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
-    """Masked-region PSNR of ``model``, its untrained twin and the references on the
-    ``test_batch`` of ``data_dir``: ``{"model"|"untrained"|reference: {"strategy@ratio": dB}}``."""
-    from .models import load_predictor, untrained_twin  # lazy: pulls in Keras
-
-    images = load_test_images("cifar10", data_dir)
-    predictors = {"model": model, "untrained": untrained_twin(model, seed)}
-    predictors.update({name: load_predictor(name) for name in REFERENCES})
-    out = {name: {} for name in predictors}
-    for strategy in STRATEGIES:
-        for ratio in RATIOS:
-            mask = make_mask(
-                strategy, ratio, images=images, patch_size=4, seed=cell_seed(seed, strategy, ratio)
-            )
-            for name, predictor in predictors.items():
-                summary, _ = score_predictor(predictor, images, mask)
-                out[name][f"{strategy}@{ratio:g}"] = round(summary["psnr_masked_mean"], 4)
-    return out
-
-
-def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
-    """Save the model of ``run_dir/best.keras`` (without the optimizer's state) as the checkpoint
-    ``name`` and write its provenance; both written to a temporary file and renamed. Returns the
-    ``.keras`` path."""
-    from .models import load_predictor  # lazy: pulls in Keras
-    from .training import BEST, read_history, save_atomic  # lazy: pulls in Keras
-
-    run_dir = Path(run_dir)
-    target = path(name, folder)
-    best = run_dir / BEST
-    if not best.exists():
-        raise SettingError("run", str(run_dir), f"holds no {BEST}: train it first")
-    model = load_predictor(best)
-    if model.builder != name:
-        raise SettingError("name", name, f"the run's model is a {model.builder!r}")
-    history = read_history(run_dir / "history.csv")
-    start = time.perf_counter()
-    record = {
-        "name": name,
-        "label": model.label,
-        "command": command,
-        "commit": _commit(),
-        "data_sha256": data_hash(data_dir),
-        "minutes": round(sum(float(r["seconds"]) for r in history) / 60, 1),
-        "epochs": len(history),
-        "images_seen": int(float(history[-1]["images_seen"])) if history else 0,
-        "parameters": int(model.count_params()),
-        "settings": model.get_config(),
-        "heldout": heldout_metrics(model, data_dir),
-        "reproduce": reproduce_metrics(model),
-    }
-    record["scoring_seconds"] = round(time.perf_counter() - start, 1)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic(model, target)  # loaded uncompiled: the weights without the optimizer's state
-    write_atomic(target.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
-    return target
-
-
-def heldout_table(record: dict, ratio: float = 0.5) -> list[dict]:
-    """Rows of the held-out metrics at ``ratio``: one per predictor, one column per strategy, plus
-    the model's margin over biharmonic inpainting."""
-    cells = [f"{s}@{ratio:g}" for s in STRATEGIES]
-    rows = []
-    for who in ("model", "untrained", *REFERENCES):
-        rows.append(
-            {"predictor": who, **{c.split("@")[0]: record["heldout"][who][c] for c in cells}}
-        )
-    margin = {
-        c.split("@")[0]: record["heldout"]["model"][c] - record["heldout"]["biharmonic"][c]
-        for c in cells
-    }
-    rows.append({"predictor": "model - biharmonic", **margin})
-    return rows
-
-
-def close_enough(a, b, tolerance: float = 0.02) -> bool:
-    """Two metric values within ``tolerance`` (dB or SSIM units): float arithmetic differs a
-    little between machines and BLAS builds."""
-    return bool(np.isclose(a, b, atol=tolerance, rtol=0))

@@ -666,8 +666,8 @@ class MaskedImageModel(keras.Model):
 
     def feature_model(self) -> keras.Model:
         """``{"images", "mask"} -> (N, D)``: the encoder's output averaged over its tokens (or
-        positions), the features a linear probe reads (:mod:`helpers.probe`); the mask given is
-        all zeros, so nothing is hidden."""
+        positions), the features a linear probe reads (:mod:`helpers.tools.probe`); the mask given
+        is all zeros, so nothing is hidden."""
         out = self.get_layer(self.feature_layer).output
         pool = (
             layers.GlobalAveragePooling1D if len(out.shape) == 3 else layers.GlobalAveragePooling2D

@@ -440,11 +440,11 @@ def plot_metric_vs_ratio(
     predictor, labelled with ``names[predictor]`` where given (for example "mask-token ViT (course
     checkpoint)"), else the predictor's usual label.
 
-    ``rows`` are sweep rows (``helpers.experiments``) with ``{metric}_mean`` and ``{metric}_std``.
-    The predictors' points sit side by side around each ratio (:data:`RATIO_DODGE` percentage
-    points apart), so that two predictors with the same scores (the two ViTs in the quick profile)
-    both stay visible; the std bars (the spread over images, not an uncertainty of the mean) are
-    drawn light.
+    ``rows`` are sweep rows (``helpers.tools.experiments``) with ``{metric}_mean`` and
+    ``{metric}_std``. The predictors' points sit side by side around each ratio
+    (:data:`RATIO_DODGE` percentage points apart), so that two predictors with the same scores (the
+    two ViTs in the quick profile) both stay visible; the std bars (the spread over images, not an
+    uncertainty of the mean) are drawn light.
     """
     strategies = strategies or list(dict.fromkeys(r["strategy"] for r in rows))
     predictors = list(dict.fromkeys(r["predictor"] for r in rows))
@@ -763,7 +763,7 @@ def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None, reference
 
     Args:
         cells: dicts with ``strategy``, ``ratio``, ``psnr`` and ``accuracy``
-            (:func:`helpers.report.probe_cells`).
+            (:func:`helpers.tools.report.probe_cells`).
         baselines: name -> probe accuracy of a baseline (horizontal lines).
         chance: the accuracy of always guessing the most frequent class.
         title: the figure's title.

@@ -246,8 +246,9 @@ def test_adversarial_training_under_jax(tmp_path):
 
 @pytest.mark.slow
 def test_the_sweep_and_the_gradient_importance_take_it(tmp_path):
-    from helpers import experiments, importance
+    from helpers import importance
     from helpers.data import load_dataset
+    from helpers.tools import experiments
 
     data = load_dataset("sample", n_train=48, n_test=8, val_fraction=0.25, seed=0)
     tiny = {"filters": (4, 8), "latent_dim": 4, "image_weight": 1e-3}

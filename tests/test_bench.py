@@ -1,4 +1,4 @@
-"""helpers.bench's timing: interleaved rounds and the clock over the training steps."""
+"""helpers.tools.bench's timing: interleaved rounds and the clock over the training steps."""
 
 import time
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from _refused import refused
 
-from helpers import bench
+from helpers.tools import bench
 
 
 def _runner(name, seconds, calls):

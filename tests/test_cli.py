@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import _startup, cli
+from helpers.tools import _startup, cli
 
 
 def _main(capsys, *argv):

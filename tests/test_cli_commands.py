@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_evaluation import expected_images, write_cifar_folder
 
-from helpers import cli
+from helpers.tools import cli
 
 TINY = ["--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--mlp-dim", "32"]
 TINY_MAE = TINY + [
@@ -702,7 +702,7 @@ def test_bench_quality_rejects_bad_options(tmp_path, capsys):
 
 
 def test_bench_quality_calls_bench_quality_and_prints_the_table(monkeypatch, tmp_path, capsys):
-    from helpers import quality
+    from helpers.tools import quality
 
     calls = []
     row = {
@@ -816,7 +816,8 @@ SWEEP = ["sweep", "--n-train", "48", "--n-test", "8", "--epochs", "1", "--batch-
 
 @pytest.mark.slow
 def test_sweep_command_records_the_probe_and_resumes(capsys, tmp_path, monkeypatch):
-    from helpers import experiments, training
+    from helpers import training
+    from helpers.tools import experiments
 
     run = tmp_path / "run"
     args = SWEEP + ["--run", run, "--predictors", "mae", "biharmonic", "--strategies", "random"]

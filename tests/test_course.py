@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from test_evaluation import write_cifar_folder
 
-from helpers import checkpoints, grading
-from helpers.cli import main
+from helpers import checkpoints
+from helpers.tools import grading
+from helpers.tools.cli import main
 
 pytestmark = pytest.mark.slow  # every test here starts processes or trains
 

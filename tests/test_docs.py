@@ -8,7 +8,7 @@
   one of its options, as ``build_parser`` defines them;
 - the documents are about the course, not about how it was developed.
 
-Fast: no TensorFlow (``helpers.cli`` imports it only when a command runs).
+Fast: no TensorFlow (``helpers.tools.cli`` imports it only when a command runs).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import build_parser
+from helpers.tools.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -1,4 +1,4 @@
-"""helpers.evaluation: test images from a CIFAR-format folder, fixed-seed evaluation, result
+"""helpers.tools.evaluation: test images from a CIFAR-format folder, fixed-seed evaluation, result
 files."""
 
 import csv
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from _refused import refused
 
-from helpers import evaluation
-from helpers.evaluation import SettingError
+from helpers.tools import evaluation
+from helpers.tools.evaluation import SettingError
 
 TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
 TINY_MAE = {
@@ -333,7 +333,8 @@ def test_write_results_replaces_the_old_files(tmp_path):
 
 
 def test_compare_predictors_uses_one_mask_for_all(tmp_path):
-    from helpers import evaluation, models
+    from helpers import models
+    from helpers.tools import evaluation
 
     rng = np.random.default_rng(0)
     images = rng.random((6, 16, 16, 3)).astype(np.float32)
@@ -365,7 +366,8 @@ def test_compare_predictors_uses_one_mask_for_all(tmp_path):
 
 
 def test_compare_predictors_says_what_training_added():
-    from helpers import evaluation, models
+    from helpers import models
+    from helpers.tools import evaluation
 
     rng = np.random.default_rng(1)
     images = rng.random((6, 32, 32, 3)).astype(np.float32)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from _refused import refused
 
-from helpers import experiments
 from helpers.data import load_dataset
 from helpers.recipes import LEARNED
+from helpers.tools import experiments
 
 TINY = {
     "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
@@ -337,7 +337,7 @@ def test_pretrained_models_are_used_instead_of_training(tiny_data, tmp_path, mon
 
 
 def test_one_cell_by_hand_matches_the_sweep(tiny_data, tmp_path):
-    from helpers.evaluation import score_predictor
+    from helpers.tools.evaluation import score_predictor
 
     config = _config(strategies=("columns",), predictors=("biharmonic",))
     run = experiments.Run(tmp_path / "run")
@@ -354,7 +354,7 @@ def test_one_cell_by_hand_matches_the_sweep(tiny_data, tmp_path):
 
 @pytest.mark.slow
 def test_the_sweep_probes_each_trained_encoder_once(tiny_data, tmp_path, monkeypatch):
-    from helpers import probe
+    from helpers.tools import probe
 
     run = experiments.Run(tmp_path / "run")
     config = _config(

@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 from test_evaluation import write_cifar_folder
 
-from helpers import grading
-from helpers.cli import main
 from helpers.models import (
     build_aae,
     build_cnn_autoencoder,
@@ -23,6 +21,8 @@ from helpers.models import (
     build_vit,
     build_vit_cnn,
 )
+from helpers.tools import grading
+from helpers.tools.cli import main
 
 pytestmark = pytest.mark.slow  # every test here starts processes or trains
 

@@ -8,8 +8,8 @@ from _refused import refused
 from skimage.color import rgb2gray
 
 from helpers import data, metrics, models, plots, training
-from helpers.cli import main
 from helpers.masking import make_mask
+from helpers.tools.cli import main
 
 TINY = dict(depth=1, num_heads=2, embed_dim=16, mlp_dim=16, seed=0)
 MAE = dict(decoder_depth=1, decoder_dim=16, decoder_num_heads=2, decoder_mlp_dim=16)

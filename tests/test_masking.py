@@ -183,8 +183,8 @@ def test_apply_mask_greys_out_hidden_patches(sample_images):
 
 
 def test_every_cell_has_masks_of_its_own_and_the_notebooks_share_them():
-    from helpers import evaluation
     from helpers.models import MeanColourInpainter
+    from helpers.tools import evaluation
 
     cells = [(s, r) for s in masking.STRATEGIES for r in (0.3, 0.5, 0.7)]
     assert len({masking.cell_seed(0, s, r) for s, r in cells}) == len(cells)

@@ -370,7 +370,7 @@ def test_patch_scores_picture(images):
 
 
 def test_every_predictor_of_the_sweep_has_its_own_colour_and_a_label_in_words():
-    from helpers.experiments import PREDICTORS
+    from helpers.tools.experiments import PREDICTORS
 
     styles = [plots.PREDICTOR_STYLE[p] for p in PREDICTORS]
     assert len({s["color"] for s in styles}) == len(PREDICTORS)

@@ -275,7 +275,7 @@ def test_unreachable_preset_names_every_try(monkeypatch):
 
 @pytest.mark.slow
 def test_cli_trains_it_from_a_local_preset(preset, tmp_path):
-    from helpers.cli import main
+    from helpers.tools.cli import main
 
     code = main(
         ["train", "--model", "pretrained_vit", "--preset", str(preset), "--fine-tune", "all",

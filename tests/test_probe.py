@@ -10,10 +10,10 @@ import pytest
 from _refused import refused
 from test_evaluation import write_cifar_folder
 
-from helpers import probe
 from helpers._checks import SettingTypeError
-from helpers.cli import main
 from helpers.models import build_aae, build_cnn_autoencoder, build_mae, build_vit, build_vit_cnn
+from helpers.tools import probe
+from helpers.tools.cli import main
 
 TINY = dict(image_shape=(32, 32, 3), patch_size=4, seed=0)
 TINY_VIT = dict(depth=1, num_heads=2, embed_dim=16, mlp_dim=16)

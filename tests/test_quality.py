@@ -1,4 +1,4 @@
-"""helpers.quality: the quality benchmark end to end on a tiny CIFAR-format folder and tiny
+"""helpers.tools.quality: the quality benchmark end to end on a tiny CIFAR-format folder and tiny
 models."""
 
 import csv
@@ -8,7 +8,7 @@ import pytest
 from _refused import refused
 from test_evaluation import write_cifar_folder
 
-from helpers import quality
+from helpers.tools import quality
 
 TINY = {
     "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},

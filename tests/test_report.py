@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from _refused import refused
 
-from helpers import plots, report
+from helpers import plots
+from helpers.tools import report
 
 
 def _rows():

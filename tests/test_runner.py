@@ -1,4 +1,4 @@
-"""helpers.runner: profiles, parameter checks, and notebook runs (tiny notebooks and the real
+"""helpers.tools.runner: profiles, parameter checks, and notebook runs (tiny notebooks and the real
 ones)."""
 
 import ast
@@ -14,7 +14,7 @@ import pytest
 from _refused import refused
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from helpers import runner
+from helpers.tools import runner
 
 ROOT = runner.ROOT
 NOTEBOOKS = runner.find_notebooks()

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ._checks import SettingError, SettingTypeError, check_positive_int, check_positive_number
-from ._io import write_atomic, write_csv
-from .data import DatasetError, load_dataset
+from .._checks import SettingError, SettingTypeError, check_positive_int, check_positive_number
+from .._io import write_atomic, write_csv
+from ..data import DatasetError, load_dataset
+from ..recipes import NON_LEARNED
 from .evaluation import load_model
-from .recipes import NON_LEARNED
 
 PROBE_CSV = "probe.csv"
 PROBE_JSON = "probe.json"
@@ -119,7 +119,7 @@ def score_features(
 
 def encoder_of(model):
     """``model`` (a loaded predictor) if it has an encoder to probe; else a SettingError."""
-    from .models import MaskedImageModel  # lazy: pulls in Keras
+    from ..models import MaskedImageModel  # lazy: pulls in Keras
 
     if not isinstance(model, MaskedImageModel):
         name = getattr(model, "name", model)
@@ -289,7 +289,7 @@ def run_probe(
 def write_probe(output, result: dict) -> list[Path]:
     """``probe.csv`` (one row per feature source), ``probe.json`` (everything) and
     ``confusion.png`` (the encoder's confusion matrix), each written atomically."""
-    from .plots import plot_confusion, save_fig  # lazy: pulls in matplotlib
+    from ..plots import plot_confusion, save_fig  # lazy: pulls in matplotlib
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Tables and findings computed from sweep results, for the report notebook.
 
 Nothing here trains or evaluates: it reads rows of ``metrics.csv``/``matrix.csv`` (see
-:mod:`helpers.experiments`) and turns them into tables and sentences, so every number in the
+:mod:`helpers.tools.experiments`) and turns them into tables and sentences, so every number in the
 report comes from the results files.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import SettingError
-from .recipes import LABELS, LEARNED
+from .._checks import SettingError
+from ..recipes import LABELS, LEARNED
 
 NAMES = LABELS
 HIGHER_IS_BETTER = {

@@ -21,7 +21,7 @@ The ``importance`` strategy ranks patches by the gradients of a trained scorer: 
 trained on ``random`` masks of the same plan (trained first, whatever the cell order).
 
 With ``probe_epochs`` > 0 the sweep also asks what each model's training taught its encoder: the
-linear probe of :mod:`helpers.probe` (the frozen encoder's features of the unmasked images, a
+linear probe of :mod:`helpers.tools.probe` (the frozen encoder's features of the unmasked images, a
 linear classifier trained on the labels) runs once per trained model, and every row of a learned
 predictor gets ``probe_accuracy``, ``probe_macro_f1`` and ``probe_kappa`` beside its PSNR. The
 probe's rows, with its two baselines (the raw pixels, once per run; the predictor's encoder with
@@ -44,12 +44,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ._checks import PRECISIONS, SettingError, check_choice, check_positive_int, check_ratio
-from ._io import project_folder, read_csv, write_atomic, write_csv
+from .._checks import PRECISIONS, SettingError, check_choice, check_positive_int, check_ratio
+from .._io import PROJECT_ROOT, project_folder, read_csv, write_atomic, write_csv
+from ..masking import STRATEGIES, cell_seed, make_mask
+from ..recipes import NON_LEARNED, PREDICTORS, RECIPES
 from .evaluation import add_training_added, score_predictor
-from .masking import STRATEGIES, cell_seed, make_mask
 from .probe import labelled_split, pixel_features, probe_source, random_copy
-from .recipes import NON_LEARNED, PREDICTORS, RECIPES
 
 PLANS = ("mixed", "per_strategy", "per_cell")
 MIXED_STRATEGIES = ("random", "rows", "columns")  # what a ``mixed`` model is trained on
@@ -307,9 +307,8 @@ class CachedScores:
 def shown_path(path) -> str:
     """``path`` as results files record it: relative to the project's root when it lies inside
     (a committed checkpoint: ``checkpoints/vit.keras``), so no file names a machine's folders."""
-    root = Path(__file__).resolve().parent.parent
     try:
-        return Path(path).resolve().relative_to(root).as_posix()
+        return Path(path).resolve().relative_to(PROJECT_ROOT).as_posix()
     except ValueError:
         return str(path)
 
@@ -319,7 +318,7 @@ def pretrained_training(path, predictor: str | None = None) -> dict:
     (None where there is no ``history.csv``), the model file it came from and the ``predictor``;
     for a course checkpoint (a ``NAME.json`` beside it) its name, minutes, epochs and images
     seen."""
-    from .training import HISTORY, read_history  # lazy: pulls in Keras
+    from ..training import HISTORY, read_history  # lazy: pulls in Keras
 
     path = Path(path)
     card = path.with_suffix(".json")  # a course checkpoint's provenance (helpers.checkpoints)
@@ -427,7 +426,7 @@ def predictor_for(
     model already saved in the run folder, or a model trained now and saved there. Models are
     loaded once per :class:`Run` object (``run.loaded``), so the cells that share a model share
     it."""
-    from .models import load_predictor  # lazy: pulls in Keras
+    from ..models import load_predictor  # lazy: pulls in Keras
 
     if predictor in NON_LEARNED:
         return load_predictor(predictor)
@@ -452,7 +451,7 @@ def predictor_for(
 def untrained_for(config: SweepConfig, run: Run, predictor: str, model):
     """The untrained twin of a cell's model (:func:`helpers.models.untrained_twin`: its
     architecture, the sweep's seed), built once per model of the run."""
-    from .models import untrained_twin  # lazy: pulls in Keras
+    from ..models import untrained_twin  # lazy: pulls in Keras
 
     key = ("untrained", id(model))
     if key not in run.loaded:
@@ -469,8 +468,8 @@ def cell_model(config: SweepConfig, predictor: str, strategy: str, ratio: float)
 def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, verbose=0):
     """Build and train the model ``key`` of the run's plan into ``run.models / key`` and record
     its training in the provenance."""
-    from .models import build_model  # lazy: pulls in Keras
-    from .training import train  # lazy: pulls in Keras
+    from ..models import build_model  # lazy: pulls in Keras
+    from ..training import train  # lazy: pulls in Keras
 
     kwargs = dict(config.model_kwargs.get(predictor, {}))
     low = train_ratio[0] if isinstance(train_ratio, tuple) else train_ratio
@@ -508,7 +507,7 @@ def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, 
 def importance_scores(dataset, config: SweepConfig, run: Run, *, pretrained=None) -> CachedScores:
     """Gradient scores of the scorer (the mask-token ViT trained on random masks of this plan),
     cached on the run (``run.loaded["scorer"]``)."""
-    from .importance import gradient_score_fn  # lazy: pulls in Keras
+    from ..importance import gradient_score_fn  # lazy: pulls in Keras
 
     if "scorer" not in run.loaded:
         ratios = sorted(config.ratios)

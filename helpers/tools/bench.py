@@ -30,12 +30,12 @@ import keras
 import numpy as np
 from keras import layers
 
-from . import masking, metrics
-from ._checks import check_positive_int
-from .models import build_mae, build_model
-from .patches import patch_mask_to_pixels
-from .pretrained import build_pretrained_vit
-from .training import MaskingDataset, compile_model
+from .. import masking, metrics
+from .._checks import check_positive_int
+from ..models import build_mae, build_model
+from ..patches import patch_mask_to_pixels
+from ..pretrained import build_pretrained_vit
+from ..training import MaskingDataset, compile_model
 
 
 def _timed(fn, repeat: int = 3) -> float:

@@ -12,8 +12,9 @@ grade``.
 - Every submission is untrusted: its file is checked as a zip archive (size, uncompressed size)
   before Keras opens it, loaded with ``safe_mode=True`` (a ``Lambda`` layer or any Python code in
   it is refused; nothing is unpickled) in its own process (:func:`run_worker`, ``python -m
-  helpers.grading``) that is stopped past a time limit and a memory limit. A broken, malicious,
-  too large or too slow submission gets a row with the reason; the others are graded all the same.
+  helpers.tools.grading``) that is stopped past a time limit and a memory limit. A broken,
+  malicious, too large or too slow submission gets a row with the reason; the others are graded
+  all the same.
 - Untrained twin: in the same process, under the same limits, every submitted model is also
   rebuilt from its own config with fresh weights (:func:`helpers.models.untrained_twin`, seed
   :data:`TWIN_SEED`, in safe mode) and that twin is scored on the same images and masks; what
@@ -56,19 +57,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ._checks import (
+from .._checks import (
     SettingError,
     check_choice,
     check_positive_int,
     check_positive_number,
     check_ratio,
 )
-from ._io import write_atomic, write_csv
-from .checkpoints import CHECKPOINT_DIR
+from .._io import PROJECT_ROOT, write_atomic, write_csv
+from ..checkpoints import CHECKPOINT_DIR
+from ..masking import make_mask
+from ..metrics import evaluate
+from ..patches import patch_mask_to_pixels
 from .evaluation import load_test_images
-from .masking import make_mask
-from .metrics import evaluate
-from .patches import patch_mask_to_pixels
 
 GRADED_STRATEGIES = ("random", "rows", "columns")
 REFERENCES = ("biharmonic", "mean_colour")
@@ -153,7 +154,7 @@ def check_archive(path: Path, max_mb: float) -> str | None:
 # --------------------------------------------------------------------------------------------
 def _load_graded(model: str):
     """A reference by name, or the submitted ``.keras`` file loaded in safe mode."""
-    from .models import load_predictor  # lazy: pulls in Keras
+    from ..models import load_predictor  # lazy: pulls in Keras
 
     if model in REFERENCES:
         return load_predictor(model)
@@ -173,7 +174,7 @@ class _Refused(Exception):
 def _untrained_twin(model):
     """``model`` rebuilt from its config with fresh weights (seed :data:`TWIN_SEED`), in safe mode
     as the model was loaded; any failure is the submission's."""
-    from .models import untrained_twin  # lazy: pulls in Keras
+    from ..models import untrained_twin  # lazy: pulls in Keras
 
     try:  # untrained_twin deserializes the config in safe mode
         return untrained_twin(model, seed=TWIN_SEED)
@@ -204,7 +205,7 @@ def _check_interface(model, mask: np.ndarray) -> None:
 def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:
     """The model's images for ``images`` with ``mask`` hidden, checked: shape and finite values.
     The hidden pixels are set to 0 before the model sees them: what is graded is never given."""
-    from .models import mask_patch_size  # lazy: pulls in Keras
+    from ..models import mask_patch_size  # lazy: pulls in Keras
 
     _check_interface(model, mask)
     pixels = patch_mask_to_pixels(
@@ -242,7 +243,7 @@ def grade_one(model: str, work: Path, strategies, batch_size: int = 256) -> dict
     for a submission (not a reference) also its untrained twin's masked-region PSNR
     (``<strategy>_psnr_masked_untrained``) and ``<strategy>_training_added``, the model's minus
     the twin's (dB); None for a reference."""
-    from .models import mask_patch_size  # lazy: pulls in Keras
+    from ..models import mask_patch_size  # lazy: pulls in Keras
 
     images = np.load(work / "images.npy", allow_pickle=False)
     masks = {s: np.load(work / f"mask_{s}.npy", allow_pickle=False) for s in strategies}
@@ -278,7 +279,7 @@ def grade_one(model: str, work: Path, strategies, batch_size: int = 256) -> dict
 
 
 def run_worker(argv) -> int:
-    """``python -m helpers.grading MODEL WORK OUT STRATEGY...``: grade one model and write
+    """``python -m helpers.tools.grading MODEL WORK OUT STRATEGY...``: grade one model and write
     ``{"ok": true, ...}`` or ``{"ok": false, "reason": ...}`` to ``OUT``. Exit code 0 either way;
     anything else means the process itself failed."""
     model, work, out, *strategies = argv
@@ -311,9 +312,9 @@ def run_isolated(
     result, or ``{"ok": False, "reason": ...}`` saying why there is none."""
     out = work / f"result-{secrets.token_hex(4)}.json"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(PROJECT_ROOT)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "helpers.grading", model, str(work), str(out), *strategies]
+    cmd = [sys.executable, "-m", "helpers.tools.grading", model, str(work), str(out), *strategies]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             cmd, cwd=work, env=env, stdout=log, stderr=log, start_new_session=True
@@ -558,21 +559,6 @@ EXERCISE_NOTEBOOKS = (  # the committed notebooks that hold nbgrader exercises (
 )
 
 
-def answered(function, *args, **kwargs) -> bool:
-    """False when ``function(*args, **kwargs)`` raises ``NotImplementedError`` (the stub nbgrader
-    leaves in a student's answer cell), else True; any other error propagates.
-
-    An exercise's test cell runs its tests only when the exercise is answered and ends with the
-    points earned: ``0`` for an unanswered exercise, so that Run All of an unanswered notebook
-    goes on to the end (nbgrader reads a number as the last output of a grade cell as its score).
-    A wrong answer fails an assertion, as before."""
-    try:
-        function(*args, **kwargs)
-    except NotImplementedError:
-        return False
-    return True
-
-
 NBGRADER_CONFIG = '''\
 """nbgrader settings of this course folder (written by python -m helpers course)."""
 
@@ -627,7 +613,7 @@ def make_course(
     check_positive_int(timeout, "timeout")
     if memory_mb is not None:
         check_positive_number(memory_mb, "memory_mb")
-    source_dir = Path(__file__).resolve().parent.parent / "notebooks"
+    source_dir = PROJECT_ROOT / "notebooks"
     missing = [n for n in notebooks if not (source_dir / n).is_file()]
     if missing:
         raise SettingError("notebooks", missing, f"allowed: notebooks of {source_dir}")

@@ -16,18 +16,18 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, _checks
+from .. import __version__, _checks
+from .._checks import PRECISIONS, SettingError
+from .._io import writable_dir
+from ..checkpoints import NAMES as CHECKPOINT_NAMES
+from ..data import DATASETS
+from ..masking import SCORES, STRATEGIES, n_masked
+from ..recipes import BUILDERS, PREDICTORS, RECIPES
 from . import quality as _quality
-from ._checks import PRECISIONS, SettingError
-from ._io import writable_dir
 from ._startup import quiet_tensorflow
-from .checkpoints import NAMES as CHECKPOINT_NAMES
-from .data import DATASETS
 from .evaluation import SCORE_CHOICES
 from .experiments import MODEL_SIZES, PLANS, SweepConfig
 from .grading import GRADED_STRATEGIES
-from .masking import SCORES, STRATEGIES, n_masked
-from .recipes import BUILDERS, PREDICTORS, RECIPES
 
 
 class _UsageError(Exception):
@@ -259,7 +259,7 @@ _NOT_OPTIONS = {"pretrained_vit": {"fill"}}  # its fill (grey or harmonic) is no
 
 def _takes(model: str) -> set[str]:
     """The size options (by name) of ``--model model``: the parameters of its class."""
-    from . import models, pretrained
+    from .. import models, pretrained
 
     cls = {**vars(pretrained), **vars(models)}[_CLASSES.get(model, "MaskTokenViT")]
     return set(inspect.signature(cls.__init__).parameters) - _NOT_OPTIONS.get(model, set())
@@ -323,10 +323,10 @@ def _cmd_train(args) -> int:
     """train one model to reconstruct masked patches
 
     example: python -m helpers train --model mae --ratio-range 0.3 0.7 --minutes 30 --output m"""
-    from .data import DatasetError, load_dataset
-    from .devices import check_devices
-    from .models import build_model
-    from .training import BACKUP, BEST, FINAL, HISTORY, read_history, train
+    from ..data import DatasetError, load_dataset
+    from ..devices import check_devices
+    from ..models import build_model
+    from ..training import BACKUP, BEST, FINAL, HISTORY, read_history, train
 
     ratio, low = _check_train_args(args)
     check_devices(args.devices, args.batch_size)
@@ -374,7 +374,8 @@ def _cmd_train(args) -> int:
 @_command("checkpoint", "--run --name --data-dir --command --folder", data_dir=_CIFAR)
 def _cmd_checkpoint(args) -> int:
     """publish a trained run as a course checkpoint (checkpoints/NAME.keras + NAME.json)"""
-    from .checkpoints import heldout_table, provenance, publish
+    from ..checkpoints import provenance
+    from .publishing import heldout_table, publish
 
     target = publish(args.run, args.name, args.data_dir, args.command, folder=args.folder)
     record = provenance(args.name, target.parent)
@@ -442,8 +443,8 @@ _S = SweepConfig()  # the sweep's defaults
 )
 def _cmd_sweep(args) -> int:
     """the strategy x ratio x predictor sweep of notebook 05, headless, with the linear probe"""
+    from ..data import DatasetError, load_dataset
     from . import experiments, report
-    from .data import DatasetError, load_dataset
 
     run = experiments.Run(args.run)
     writable_dir(run.path, "run")  # before the data is read or anything is trained

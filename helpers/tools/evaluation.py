@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import SettingError, check_choice, check_patch_size, check_positive_int, check_ratio
-from ._io import write_atomic
-from .data import (
+from .._checks import SettingError, check_choice, check_patch_size, check_positive_int, check_ratio
+from .._io import write_atomic
+from ..data import (
     CIFAR_DIRNAME,
     DATASETS,
     DatasetError,
@@ -38,9 +38,9 @@ from .data import (
     read_cifar_batch,
     to_gray,
 )
-from .masking import SCORES, STRATEGIES, cell_seed, make_mask
-from .metrics import evaluate, sharpness, summarize
-from .recipes import NON_LEARNED
+from ..masking import SCORES, STRATEGIES, cell_seed, make_mask
+from ..metrics import evaluate, sharpness, summarize
+from ..recipes import NON_LEARNED
 
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
@@ -80,7 +80,7 @@ def _not_learned(model) -> bool:
     """A name of :data:`NON_LEARNED` or a non-learned predictor object."""
     if isinstance(model, str):
         return model in NON_LEARNED
-    from .models import Inpainter  # imports Keras: only once a predictor exists
+    from ..models import Inpainter  # imports Keras: only once a predictor exists
 
     return isinstance(model, Inpainter)
 
@@ -183,7 +183,7 @@ def check_model_path(model) -> None:
 
 def load_model(model):
     """The non-learned predictor for a name of :data:`NON_LEARNED`, else the saved model."""
-    from .models import load_predictor  # lazy: pulls in Keras
+    from ..models import load_predictor  # lazy: pulls in Keras
 
     check_model_path(model)
     try:
@@ -205,7 +205,7 @@ def _score_fn(score, predictor):
     if score is None or callable(score):
         return score if score is not None else "variance"
     if score == "gradient":
-        from .importance import gradient_score_fn  # lazy: pulls in Keras
+        from ..importance import gradient_score_fn  # lazy: pulls in Keras
 
         return gradient_score_fn(predictor)
     return score
@@ -216,7 +216,7 @@ def score_predictor(
 ) -> tuple[dict, np.ndarray]:
     """Reconstruct ``images`` with ``mask`` hidden and score the composite: returns
     (mean and std of every metric of :func:`helpers.metrics.evaluate`, the reconstructed images)."""
-    from .models import reconstruct  # lazy: pulls in Keras
+    from ..models import reconstruct  # lazy: pulls in Keras
 
     predicted = reconstruct(predictor, images, mask, batch_size=batch_size)
     return summarize(evaluate(images, predicted, mask)), predicted
@@ -249,7 +249,7 @@ def evaluate_predictor(
     ``untrained`` (the predictor's untrained twin, :func:`helpers.models.untrained_twin`) also
     ``psnr_masked_untrained`` and ``training_added`` on the same masks.
     """
-    from .models import check_fits  # lazy: pulls in Keras
+    from ..models import check_fits  # lazy: pulls in Keras
 
     strategy = check_choice(strategy, "strategy", STRATEGIES)
     ratio = check_ratio(ratio)
@@ -315,7 +315,7 @@ def run_evaluation(
 
     import keras  # lazy: Keras is heavy
 
-    from .models import MaskedImageModel, untrained_twin  # lazy: pulls in Keras
+    from ..models import MaskedImageModel, untrained_twin  # lazy: pulls in Keras
 
     predictor = load_model(model)
     twin = untrained_twin(predictor, seed=0) if isinstance(predictor, MaskedImageModel) else None

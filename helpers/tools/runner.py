@@ -31,10 +31,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._checks import SettingError
-from ._io import atomic_path
+from .._checks import SettingError
+from .._io import PROJECT_ROOT, atomic_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 NOTEBOOKS_DIR = ROOT / "notebooks"
 PARAMS_DIR = ROOT / "params"
 KERNEL_NAME = "python3"
@@ -293,13 +293,13 @@ def _check_type(notebook: str, name: str, value, declared: dict):
 def value_checks() -> dict:
     """Parameter name -> ``check(value, name)`` of the package, run after the type check; raises
     ValueError or TypeError naming the parameter, the value and what is allowed."""
-    from ._checks import check_choice, check_patch_size, check_positive_int, check_ratio
-    from .data import DATASETS, IMAGE_SIZE
+    from .._checks import check_choice, check_patch_size, check_positive_int, check_ratio
+    from ..data import DATASETS, IMAGE_SIZE
+    from ..masking import SCORES, STRATEGIES
+    from ..recipes import LEARNED, PREDICTORS, RECIPES, VIT_FILLS
+    from ..training import LOSS_ON
     from .experiments import MODEL_SIZES, PLANS
-    from .masking import SCORES, STRATEGIES
-    from .recipes import LEARNED, PREDICTORS, RECIPES, VIT_FILLS
     from .report import HIGHER_IS_BETTER
-    from .training import LOSS_ON
 
     def choice(allowed):
         return lambda value, name: check_choice(value, name, allowed)
@@ -522,7 +522,7 @@ _KERNEL_SHUTDOWN_NOISE = re.compile(r"\[IPKernelApp\] ERROR \| KeyboardInterrupt
 
 def kernel_noise(line: str) -> bool:
     """Whether a line of a kernel's stderr is noise: TensorFlow's C++ start-up notices
-    (:data:`helpers._startup.TF_STARTUP_NOISE`) or the interrupt that comes with every kernel
+    (:data:`helpers.tools._startup.TF_STARTUP_NOISE`) or the interrupt that comes with every kernel
     shutdown."""
     from ._startup import TF_STARTUP_NOISE
 

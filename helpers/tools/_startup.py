@@ -1,6 +1,6 @@
 """TensorFlow's start-up noise: the lines its C++ code writes to stderr when Keras is imported,
 hidden by the command line (:func:`quiet_tensorflow`) and by ``run``'s kernels
-(:func:`helpers.runner.kernel_noise`)."""
+(:func:`helpers.tools.runner.kernel_noise`)."""
 
 from __future__ import annotations
 

@@ -38,21 +38,21 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ._checks import (
+from .._checks import (
     check_choice,
     check_positive_int,
     check_positive_number,
     check_ratio,
     check_ratio_spec,
 )
-from ._io import write_atomic
-from .data import load_dataset
+from .._io import write_atomic
+from ..data import load_dataset
+from ..masking import make_mask
+from ..metrics import sharpness
+from ..patches import grid_shape
+from ..recipes import LOSSES, NON_LEARNED, PREDICTORS, check_recipe, model_settings, train_settings
 from .evaluation import add_training_added, score_predictor
 from .experiments import append_row
-from .masking import make_mask
-from .metrics import sharpness
-from .patches import grid_shape
-from .recipes import LOSSES, NON_LEARNED, PREDICTORS, check_recipe, model_settings, train_settings
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
 # training ratios drawn per batch, as in the notebooks; the models are scored at 30, 50 and 70 %
@@ -89,8 +89,8 @@ def train_within_budget(
     wall time (:class:`helpers.training.TimeBudget`: the learning rate decays over the time) with
     ``loss`` (:func:`helpers.training.train`; None: the recipe's); returns (best model, train
     result)."""
-    from .models import build_model, load_predictor  # lazy: pulls in Keras
-    from .training import train  # lazy: pulls in Keras
+    from ..models import build_model, load_predictor  # lazy: pulls in Keras
+    from ..training import train  # lazy: pulls in Keras
 
     kwargs = {
         "image_shape": dataset.image_shape,
@@ -193,7 +193,7 @@ def bench_quality(
     per predictor, strategy and ratio (``train_ratio`` records ``ratio``: ``"0.3-0.7"`` or
     ``0.5``).
     """
-    from .models import load_predictor, untrained_twin  # lazy: pulls in Keras
+    from ..models import load_predictor, untrained_twin  # lazy: pulls in Keras
 
     ratio, default_eval, train_ratio = _train_ratio(ratio)
     eval_ratios = tuple(check_ratio(r, "eval_ratios") for r in (eval_ratios or default_eval))
