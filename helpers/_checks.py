@@ -35,6 +35,18 @@ class SettingTypeError(SettingError, TypeError):
     ``TypeError`` for callers."""
 
 
+def check_hidden(hidden: int, need: int, n_patches: int, param: str, value, **words) -> None:
+    """Refuse (``param``, ``value``) masks hiding ``hidden`` of ``n_patches`` patches for a model
+    built for masks hiding ``need`` or more (its ``min_masked``); ``words``: model=, allowed=."""
+    if hidden < need:
+        least = f"{need / n_patches:.2f}"
+        allowed = f"ratio >= {least}, or build it with a smaller min_mask_ratio"
+        words = {"model": "the model", "allowed": allowed, **words}
+        problem = "hides {} of {} patches, but {model} needs at least {} hidden (min_mask_ratio ~ "
+        problem += "{}); allowed: {allowed}"
+        raise SettingError(param, value, problem.format(hidden, n_patches, need, least, **words))
+
+
 def check_ratio(ratio, name: str = "ratio") -> float:
     """Return ``ratio`` as a float if it lies strictly between 0 and 1."""
     if isinstance(ratio, bool) or not isinstance(ratio, Real):

@@ -632,10 +632,12 @@ class MaskedImageModel(keras.Model):
     backbones): ``get_config`` returns those settings, so a saved ``.keras`` file rebuilds the
     same model, and what a caller needs to know about the inputs is an attribute:
     ``image_shape``, ``patch_size`` and ``min_masked`` (the fewest patches a mask must hide; 0
-    except for the MAE). ``builder`` names the model in :mod:`helpers.recipes`.
+    except for the MAE). ``builder`` names the model in :mod:`helpers.recipes`; ``learned`` (as
+    on the classical fills of :mod:`helpers.models`) says it learns.
     """
 
     builder = ""
+    learned = True
     min_masked = 0
 
     @property

@@ -64,6 +64,7 @@ from ._checks import (
     SettingTypeError,
     check_choice,
     check_fraction,
+    check_hidden,
     check_images,
     check_mask,
     check_nonnegative_number,
@@ -83,7 +84,7 @@ from .layers import (  # the base the learned predictors share with helpers.pret
 )
 from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels
-from .recipes import BUILDERS, NON_LEARNED, VIT_FILLS, model_settings
+from .recipes import BUILDERS, NON_LEARNED, VIT_FILLS, min_hidden_bound, model_settings
 
 
 # --------------------------------------------------------------------------------------------
@@ -851,12 +852,11 @@ def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None 
     (``min_mask_ratio``) unless told otherwise."""
     check_choice(name, "model name", BUILDERS)
     kwargs = {**model_settings(recipe, name), **kwargs}
-    if name == "mae" and lowest_ratio is not None:
+    if min_hidden_bound(name) and lowest_ratio is not None:
         kwargs.setdefault("min_mask_ratio", lowest_ratio)
-    if name == "pretrained_vit":
-        return pretrained.build_pretrained_vit(**kwargs)
     builders = {"vit": build_vit, "vit_biharmonic": build_vit, "mae": build_mae}
     builders.update({"cnn": build_cnn_autoencoder, "vit_cnn": build_vit_cnn, "aae": build_aae})
+    builders["pretrained_vit"] = pretrained.build_pretrained_vit
     return builders[name](**kwargs)
 
 
@@ -879,6 +879,7 @@ class Inpainter:
     ``{"images", "mask"}``) over :meth:`fill`; any image shape and patch size."""
 
     name = "inpainter"
+    learned = False
     image_shape = None
     patch_size = None
     min_masked = 0
@@ -931,7 +932,7 @@ class MeanColourInpainter(Inpainter):
         return np.where(hidden, mean, images).astype(np.float32)
 
 
-_NON_LEARNED_CLASSES = {"biharmonic": BiharmonicInpainter, "mean_colour": MeanColourInpainter}
+_CLASSICAL = {c.name: c for c in (BiharmonicInpainter, MeanColourInpainter)}  # NON_LEARNED
 
 
 # --------------------------------------------------------------------------------------------
@@ -978,16 +979,10 @@ def check_fits(
     gh, gw = grid_shape(image_shape[:2], patch_size)
     if ratio is not None:
         hidden = n_masked(ratio, gh * gw)
-    need = predictor.min_masked
-    if hidden is not None and hidden < need:
-        raise SettingError(
-            "ratio" if ratio is not None else "mask",
-            ratio if ratio is not None else f"{hidden} hidden",
-            f"hides {hidden} of {gh * gw} patches, but this {predictor.name} model was built for "
-            "masks "
-            f"hiding at least {need} (min_mask_ratio ~ {need / (gh * gw):.2f}); "
-            f"allowed: ratio >= {need / (gh * gw):.2f}, or build it with a smaller min_mask_ratio",
-        )
+    if hidden is not None:
+        param, value = ("ratio", ratio) if ratio is not None else ("mask", f"{hidden} hidden")
+        model = f"this {predictor.name} model"
+        check_hidden(hidden, predictor.min_masked, gh * gw, param, value, model=model)
 
 
 def reconstruct(
@@ -1057,8 +1052,8 @@ def gray_variant(model: MaskedImageModel) -> MaskedImageModel:
 def load_predictor(path_or_name):
     """``"biharmonic"`` or ``"mean_colour"`` gives that non-learned predictor; a path loads a saved
     ``.keras`` model (one written by this version of the package)."""
-    if isinstance(path_or_name, str) and path_or_name in NON_LEARNED:
-        return _NON_LEARNED_CLASSES[path_or_name]()
+    if isinstance(path_or_name, str) and path_or_name in _CLASSICAL:
+        return _CLASSICAL[path_or_name]()
     path = os.fspath(path_or_name)
     if not path.endswith(".keras"):
         raise SettingError(

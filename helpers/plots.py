@@ -24,6 +24,7 @@ from ._checks import SettingError, check_images, check_mask
 from ._io import atomic_path, project_folder
 from .metrics import composite as composite_images
 from .patches import grid_shape, patch_mask_to_pixels
+from .recipes import is_vit, min_hidden_bound
 
 FIGURES_DIR = project_folder("figures")
 DPI = 120
@@ -874,12 +875,12 @@ def plot_architecture(model, title=None):
         title: the figure's title; default: the model's name and its number of weights.
     """
     builder = getattr(model, "builder", "")
-    if builder not in ("vit", "vit_biharmonic", "mae"):
+    if not is_vit(builder):
         raise SettingError(
             "model", type(model).__name__, "must be a mask-token ViT or an MAE-style ViT"
         )
     s = _architecture_numbers(model)
-    columns = _mae_columns(s) if builder == "mae" else _vit_columns(s)
+    columns = _mae_columns(s) if min_hidden_bound(builder) else _vit_columns(s)
     if title is None:
         title = f"{model.label}: {model.count_params():,} weights (N = images in a batch)"
     return _draw_architecture(columns, title, s["L"])

@@ -56,6 +56,7 @@ from .layers import (
 
 DEFAULT_PRESET = "vit_base_patch16_224_imagenet"  # keras-hub's google/vit-base-patch16-224
 HF_PRESET = "hf://google/vit-base-patch16-224"  # the same weights from the Hugging Face hub
+HF_VIT = "vit"  # the model_type of a Hugging Face ViT's config.json (not a helpers.recipes name)
 FINE_TUNE = ("head", "all")
 FILLS = ("harmonic", "grey")  # what the hidden pixels start as (build_pretrained_vit)
 TINY = "tiny"  # notebook 03's name for a tiny local backbone (save_tiny_backbone)
@@ -96,7 +97,7 @@ def _check_folder(folder: Path) -> None:
     except (OSError, ValueError) as exc:
         raise SettingError("preset", str(folder), f"config.json is not JSON ({exc})") from None
     if "model_type" in config:  # Hugging Face
-        if config["model_type"] != "vit":
+        if config["model_type"] != HF_VIT:
             raise SettingError(
                 "preset", str(folder), f"is a Hugging Face {config['model_type']!r} model; "
                 "allowed: a ViT (model_type 'vit')",

@@ -129,6 +129,24 @@ TRAIN_SETTINGS["long"] = {
 }
 
 
+def learns(predictor) -> bool:
+    """Whether ``predictor`` learns: a predictor object says so (``learned``: the Keras models do,
+    the classical fills do not); of names and saved models' paths, all but :data:`NON_LEARNED`."""
+    if isinstance(predictor, str):
+        return predictor not in NON_LEARNED
+    return getattr(predictor, "learned", True)  # a foreign Keras model learns
+
+
+def min_hidden_bound(name: str) -> bool:
+    """Whether ``name`` is built for masks hiding at least ``min_mask_ratio`` of them (the MAE)."""
+    return name == "mae"
+
+
+def is_vit(name: str) -> bool:
+    """Whether the model ``name`` is a ViT: a Transformer encoder and a per-patch head."""
+    return name in ("vit", "vit_biharmonic", "mae")
+
+
 def check_recipe(recipe) -> str:
     return check_choice(recipe, "recipe", RECIPES)
 

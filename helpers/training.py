@@ -32,6 +32,7 @@ from ._checks import (
     SettingError,
     SettingTypeError,
     check_choice,
+    check_hidden,
     check_images,
     check_positive_int,
     check_positive_number,
@@ -124,14 +125,7 @@ class MaskingDataset(keras.utils.PyDataset):
         self.pad_to = check_positive_int(pad_to, "pad_to")
         self.epoch = 0
         n_patches = self.grid[0] * self.grid[1]
-        if min_masked is not None and n_masked(self.ratio[0], n_patches) < min_masked:
-            raise SettingError(
-                "ratio",
-                ratio,
-                f"hides {n_masked(self.ratio[0], n_patches)} of {n_patches} patches, but the "
-                f"model needs at least {min_masked} hidden (an MAE built with min_mask_ratio ~ "
-                f"{min_masked / n_patches:.2f}); use ratio >= {min_masked / n_patches:.2f}",
-            )
+        check_hidden(n_masked(self.ratio[0], n_patches), min_masked or 0, n_patches, "ratio", ratio)
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)

@@ -15,7 +15,7 @@ from helpers import layers as mim
 from helpers import masking, metrics, models
 from helpers._checks import SettingTypeError
 from helpers.patches import patch_mask_to_pixels, patchify
-from helpers.recipes import LEARNED, NON_LEARNED, PREDICTORS
+from helpers.recipes import LEARNED, PREDICTORS, learns
 
 SHAPE = (16, 16, 3)
 P = 4
@@ -256,7 +256,7 @@ def test_model_config_roundtrip(tiny_models):
 
 @pytest.mark.parametrize("name", PREDICTORS)
 def test_reconstruct_gives_full_images(tiny_models, images, name):
-    predictor = models.load_predictor(name) if name in NON_LEARNED else tiny_models[name]
+    predictor = models.load_predictor(name) if not learns(name) else tiny_models[name]
     mask = mask_for(images, 0.5, strategy="rows")
     out = models.reconstruct(predictor, images, mask, batch_size=2)
     assert out.shape == images.shape and out.dtype == np.float32

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from .. import __version__, _checks
-from .._checks import PRECISIONS, SettingError
+from .._checks import PRECISIONS, SettingError, check_hidden
 from .._io import writable_dir
 from ..checkpoints import NAMES as CHECKPOINT_NAMES
 from ..data import DATASETS
 from ..masking import SCORES, STRATEGIES, n_masked
-from ..recipes import BUILDERS, PREDICTORS, RECIPES
+from ..recipes import BUILDERS, PREDICTORS, RECIPES, min_hidden_bound
 from . import quality as _quality
 from ._startup import quiet_tensorflow
 from .evaluation import SCORE_CHOICES
@@ -277,12 +277,10 @@ def _model_kwargs(args, low: float) -> dict:
             raise _UsageError(f"{flag} --model {args.model}")
         if value is not None:
             kwargs[name] = tuple(value) if isinstance(value, list) else value
-    if args.model == "mae":
+    if min_hidden_bound(args.model):
         mmr, n = kwargs.setdefault("min_mask_ratio", low), (32 // args.patch_size) ** 2
-        if n_masked(mmr, n) > n_masked(low, n):
-            problem = f"the MAE would need at least {n_masked(mmr, n)} hidden patches, but the "
-            problem += f"lowest training ratio {low} hides {n_masked(low, n)}; allowed: "
-            raise SettingError("min_mask_ratio", mmr, f"{problem}--min-mask-ratio <= {low}")
+        words = {"model": "the MAE", "allowed": f"--min-mask-ratio <= {low}, the lowest ratio"}
+        check_hidden(n_masked(low, n), n_masked(mmr, n), n, "min_mask_ratio", mmr, **words)
     return kwargs
 
 

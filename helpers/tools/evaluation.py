@@ -40,7 +40,7 @@ from ..data import (
 )
 from ..masking import SCORES, STRATEGIES, cell_seed, make_mask
 from ..metrics import evaluate, sharpness, summarize
-from ..recipes import NON_LEARNED
+from ..recipes import NON_LEARNED, learns
 
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
@@ -64,7 +64,7 @@ def check_score(score, strategy: str, model) -> str | None:
     """The importance score name to use (None unless the strategy is ``importance``)."""
     if score is not None and score not in SCORE_CHOICES and not callable(score):
         check_choice(score, "score", SCORE_CHOICES)
-    if score == "gradient" and _not_learned(model):
+    if score == "gradient" and not learns(model):
         raise SettingError(
             "score",
             score,
@@ -74,15 +74,6 @@ def check_score(score, strategy: str, model) -> str | None:
     if strategy != "importance":
         return None
     return "variance" if score is None else score
-
-
-def _not_learned(model) -> bool:
-    """A name of :data:`NON_LEARNED` or a non-learned predictor object."""
-    if isinstance(model, str):
-        return model in NON_LEARNED
-    from ..models import Inpainter  # imports Keras: only once a predictor exists
-
-    return isinstance(model, Inpainter)
 
 
 def _check_n_test(n_test):
@@ -162,21 +153,15 @@ def load_test_images(
 def check_model_path(model) -> None:
     """``model`` must be a name of :data:`NON_LEARNED` or an existing ``.keras`` file (checked
     without loading)."""
-    if isinstance(model, str) and model in NON_LEARNED:
+    if isinstance(model, str) and not learns(model):
         return
     path = Path(os.fspath(model))
-    if not str(path).endswith(".keras"):
+    if not (str(path).endswith(".keras") and path.is_file()):
+        problem = "no such file; give" if str(path).endswith(".keras") else "must be"
         raise SettingError(
             "model",
             str(model),
-            "must be a .keras file saved by train (e.g. RUN/best.keras) or one of "
-            f"{', '.join(NON_LEARNED)}",
-        )
-    if not path.is_file():
-        raise SettingError(
-            "model",
-            str(model),
-            "no such file; give a saved .keras model (e.g. RUN/best.keras) or one of "
+            f"{problem} a .keras file saved by train (e.g. RUN/best.keras) or one of "
             f"{', '.join(NON_LEARNED)}",
         )
 
@@ -187,9 +172,7 @@ def load_model(model):
 
     check_model_path(model)
     try:
-        return load_predictor(
-            model if isinstance(model, str) and model in NON_LEARNED else os.fspath(model)
-        )
+        return load_predictor(model)
     except Exception as exc:  # corrupt or foreign file
         raise SettingError(
             "model",
@@ -315,10 +298,10 @@ def run_evaluation(
 
     import keras  # lazy: Keras is heavy
 
-    from ..models import MaskedImageModel, untrained_twin  # lazy: pulls in Keras
+    from ..models import untrained_twin  # lazy: pulls in Keras
 
     predictor = load_model(model)
-    twin = untrained_twin(predictor, seed=0) if isinstance(predictor, MaskedImageModel) else None
+    twin = untrained_twin(predictor, seed=0) if predictor.learned else None
     result = evaluate_predictor(
         predictor,
         images,

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from .._checks import PRECISIONS, SettingError, check_choice, check_positive_int, check_ratio
 from .._io import PROJECT_ROOT, project_folder, read_csv, write_atomic, write_csv
 from ..masking import STRATEGIES, cell_seed, make_mask
-from ..recipes import NON_LEARNED, PREDICTORS, RECIPES
+from ..recipes import PREDICTORS, RECIPES, learns
 from .evaluation import add_training_added, score_predictor
 from .probe import labelled_split, pixel_features, probe_source, random_copy
 
@@ -351,7 +351,7 @@ def check_pretrained(config: SweepConfig, pretrained: dict | None) -> dict[str, 
         raise SettingError(
             "plan", config.plan, "pretrained models need plan 'mixed' (one model per predictor)"
         )
-    learned = [k for k in config.predictors if k not in NON_LEARNED]
+    learned = [k for k in config.predictors if learns(k)]
     for p, path in pretrained.items():
         check_choice(p, "pretrained predictor", learned)
         if not path.is_file():
@@ -428,7 +428,7 @@ def predictor_for(
     it."""
     from ..models import load_predictor  # lazy: pulls in Keras
 
-    if predictor in NON_LEARNED:
+    if not learns(predictor):
         return load_predictor(predictor)
     pretrained = check_pretrained(config, pretrained)
     train_ratio = config.training_ratio(ratio)
@@ -549,7 +549,7 @@ def evaluate_cell(
     t1 = time.perf_counter()
     mask = eval_masks(dataset, config, run, eval_strategy or strategy, ratio, pretrained=pretrained)
     summary, _ = score_predictor(model, dataset.x_test, mask)
-    if predictor not in NON_LEARNED:  # what training added: the untrained twin on the same masks
+    if model.learned:  # what training added: the untrained twin on the same masks
         twin = untrained_for(config, run, predictor, model)
         add_training_added(summary, twin, dataset.x_test, mask)
     t2 = time.perf_counter()
@@ -560,7 +560,7 @@ def evaluate_cell(
     row.update({"ratio": ratio, "plan": config.plan, "n_test": len(dataset.x_test)})
     row.update({k: round(v, 6) for k, v in summary.items()})
     row.update({"train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)})
-    if config.probe_epochs and predictor not in NON_LEARNED and not eval_strategy:
+    if config.probe_epochs and learns(predictor) and not eval_strategy:
         probed = probe_model(
             dataset, config, run, predictor, model, cell_model(config, predictor, strategy, ratio)
         )

@@ -60,6 +60,7 @@ from tqdm import tqdm
 from .._checks import (
     SettingError,
     check_choice,
+    check_hidden,
     check_positive_int,
     check_positive_number,
     check_ratio,
@@ -194,12 +195,11 @@ def _check_interface(model, mask: np.ndarray) -> None:
         raise _Refused(
             f"wrong interface: its inputs are {names}; a graded model takes 'images' and 'mask'"
         )
-    hidden = int(mask.sum(axis=1).min())
-    if hidden < getattr(model, "min_masked", 0):
-        raise _Refused(
-            f"built for masks hiding at least {model.min_masked} patches; the graded masks hide "
-            f"{hidden} of {mask.shape[1]} (build it with a smaller min_mask_ratio)"
-        )
+    need, hidden = getattr(model, "min_masked", 0), int(mask.sum(axis=1).min())
+    try:
+        check_hidden(hidden, need, mask.shape[1], "mask", hidden)
+    except SettingError as exc:
+        raise _Refused(f"the graded masks: {exc.problem}") from None
 
 
 def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .._checks import SettingError, SettingTypeError, check_positive_int, check_positive_number
 from .._io import write_atomic, write_csv
 from ..data import DatasetError, load_dataset
-from ..recipes import NON_LEARNED
+from ..recipes import learns
 from .evaluation import load_model
 
 PROBE_CSV = "probe.csv"
@@ -118,14 +118,11 @@ def score_features(
 
 
 def encoder_of(model):
-    """``model`` (a loaded predictor) if it has an encoder to probe; else a SettingError."""
-    from ..models import MaskedImageModel  # lazy: pulls in Keras
-
-    if not isinstance(model, MaskedImageModel):
-        name = getattr(model, "name", model)
+    """``model`` (a predictor or a path) if it learns, an encoder to probe; else a SettingError."""
+    if not learns(model):
         raise SettingError(
             "model",
-            name,
+            getattr(model, "name", model),
             "has no encoder to probe; allowed: a .keras model saved by train (vit, mae, cnn, "
             "vit_cnn, aae)",
         )
@@ -239,8 +236,7 @@ def run_probe(
     """Load the model and the labelled dataset (training and validation images together train the
     probe), probe the encoder and both baselines. Returns ``{"settings", "rows", "confusion",
     "class_names"}``."""
-    if isinstance(model_path, str) and model_path in NON_LEARNED:  # before the data is read
-        encoder_of(model_path)
+    encoder_of(model_path)  # a classical fill's name: refused before the data is read
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     check_positive_number(lr, "lr")

@@ -50,7 +50,7 @@ from ..data import load_dataset
 from ..masking import make_mask
 from ..metrics import sharpness
 from ..patches import grid_shape
-from ..recipes import LOSSES, NON_LEARNED, PREDICTORS, check_recipe, model_settings, train_settings
+from ..recipes import LOSSES, PREDICTORS, check_recipe, learns, model_settings, train_settings
 from .evaluation import add_training_added, score_predictor
 from .experiments import append_row
 
@@ -206,7 +206,7 @@ def bench_quality(
         check_choice(loss, "loss", LOSSES)
     for p in predictors:
         check_choice(p, "predictor", PREDICTORS)
-    learned = [p for p in predictors if p not in NON_LEARNED]
+    learned = [p for p in predictors if learns(p)]
     settings = {p: recipe_settings(recipe, p, model_kwargs) for p in learned}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,7 +238,7 @@ def bench_quality(
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
         key = predictor if plan == "mixed" else f"{predictor}-{strategy}"
-        if predictor in NON_LEARNED:
+        if not learns(predictor):
             trained[key] = load_predictor(predictor), {"epochs": 0, "seconds": 0.0}
         elif key not in trained:
             trained[key] = train_within_budget(
@@ -253,9 +253,9 @@ def bench_quality(
                 **train_kw,
             )
         model, info = trained[key]
-        twin = None if predictor in NON_LEARNED else untrained_twin(model, seed=seed)
+        twin = untrained_twin(model, seed=seed) if model.learned else None
         described = _describe(*settings.get(predictor, ({}, None)))
-        if predictor not in NON_LEARNED and recipe_loss(recipe, predictor, loss) != "mse":
+        if learns(predictor) and recipe_loss(recipe, predictor, loss) != "mse":
             described += f", loss={recipe_loss(recipe, predictor, loss)}"
         for test_ratio in eval_ratios:
             mask = masks[strategy, test_ratio]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import SettingError
-from ..recipes import LABELS, LEARNED
+from ..recipes import LABELS, learns
 
 NAMES = LABELS
 HIGHER_IS_BETTER = {
@@ -74,7 +74,7 @@ def results_table(
     added = metric == "training_added"
     predictors = _predictors(rows)
     if added:
-        predictors = [p for p in predictors if p in LEARNED]
+        predictors = [p for p in predictors if learns(p)]
         rows = [{**r, metric: _training_added(r)} for r in rows if r["predictor"] in predictors]
     head = "| strategy | ratio | " + " | ".join(nm.get(p, p) for p in predictors) + " |"
     lines = [head, "|" + "---|" * (len(predictors) + 2)]
@@ -107,7 +107,7 @@ def learned_nothing(rows, margin: float = FLOOR_MARGIN_DB) -> dict[str, tuple[in
         return {}
     cells = [(s, r) for s in _strategies(rows) for r in _ratios(rows)]
     flagged = {}
-    for p in (p for p in _predictors(rows) if p in LEARNED):
+    for p in (p for p in _predictors(rows) if learns(p)):
         gains = np.array(
             [
                 _value(rows, s, r, p, "psnr_masked_mean")
@@ -140,7 +140,7 @@ def _training_added(row) -> float:
 def _added_by_predictor(rows) -> dict[str, np.ndarray]:
     """Learned predictor -> what training added in each of its cells that has a twin (dB)."""
     out = {}
-    for p in (p for p in _predictors(rows) if p in LEARNED):
+    for p in (p for p in _predictors(rows) if learns(p)):
         added = np.array([_training_added(r) for r in rows if r["predictor"] == p])
         if np.isfinite(added).any():
             out[p] = added[np.isfinite(added)]
@@ -279,7 +279,7 @@ def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]
         raise SettingError("rows", len(rows), "no sweep rows: run notebook 05 first")
     ratio = min(ratios, key=lambda r: abs(r - ratio))
     strategies = _strategies(rows)
-    learned = [p for p in _predictors(rows) if p in LEARNED]
+    learned = [p for p in _predictors(rows) if learns(p)]
     out = []
     if learned:
         mean = {
