@@ -2,8 +2,9 @@
 
 The core, what a student reads: ``data`` (CIFAR-10 and the embedded sample dataset), ``patches``
 (patchify/unpatchify), ``masking`` (random, rows, columns, importance), ``metrics`` (MSE, PSNR,
-SSIM on composites), ``layers`` and ``models`` (mask-token ViT, MAE-style ViT, CNN autoencoder,
-ViT encoder + CNN decoder; biharmonic inpainting and the mean-colour guess, not learned),
+SSIM on composites), ``layers``, ``base`` (the learned models' base class), ``vit`` (the
+mask-token ViT in one file), ``mae`` (the MAE-style ViT) and ``models`` (every predictor: those
+two, CNN autoencoder, ViT encoder + CNN decoder; biharmonic inpainting and the mean-colour guess),
 ``pretrained`` (a pretrained keras-hub ViT fine-tuned for reconstruction), ``training``,
 ``devices`` (several devices, mixed precision), ``recipes`` (training recipes), ``importance``
 (gradient patch scores), ``plots`` (pictures and ``save_fig``), ``checkpoints`` (the course

@@ -24,24 +24,16 @@ A patch mask is a float tensor ``(N, L)`` with 1 for a hidden (masked) patch, 0 
 - :class:`LatentAdversary`, :class:`ImageAdversary`: the adversarial autoencoder's two
   discriminators (codes against a prior, filled-in images against real ones), identities at
   inference; in training each adds its game's loss (:func:`_adversarial_loss`).
-
-Last, the base every learned predictor builds on (:mod:`helpers.models` and
-:mod:`helpers.pretrained`): :class:`MaskedImageModel` and the checks, dtype policy, seed and inputs
-their builders share.
 """
 
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from ._checks import SettingError, check_images, check_positive_int
-from .devices import policy_name
-from .patches import grid_shape, patchify_ops, unpatchify_ops
-from .recipes import label
+from ._checks import SettingError
+from .patches import patchify_ops, unpatchify_ops
 
 PACKAGE = "helpers"
 
@@ -584,121 +576,3 @@ class ImageAdversary(_Adversary):
 
     def get_config(self):
         return {**super().get_config(), "patch_size": self.patch_size}
-
-
-# --------------------------------------------------------------------------------------------
-# The base of the learned predictors (helpers.models, helpers.pretrained) and what building one
-# takes
-# --------------------------------------------------------------------------------------------
-CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
-
-
-def _check_image_shape(image_shape) -> tuple[int, int, int]:
-    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
-        raise SettingError("image_shape", image_shape, "must be (H, W, C), e.g. (32, 32, 3)")
-    h, w, c = (
-        check_positive_int(v, name)
-        for v, name in zip(image_shape, ("image height", "image width", "channels"))
-    )
-    return h, w, c
-
-
-@contextmanager
-def _policy(mixed_precision):
-    """Build under the dtype policy of ``mixed_precision`` (``False``/``"float32"``, ``True``/
-    ``"mixed_float16"``, ``"mixed_bfloat16"``; :mod:`helpers.devices`), then restore the previous
-    policy."""
-    name = policy_name(mixed_precision)
-    if name == "float32":
-        yield
-        return
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def _seed(seed):
-    if seed is not None:
-        keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
-
-
-class MaskedImageModel(keras.Model):
-    """Base of the learned predictors: ``{"images": (N, H, W, C), "mask": (N, L)} -> images``.
-
-    A functional Keras model built by its subclass from its settings (as keras-hub's
-    backbones): ``get_config`` returns those settings, so a saved ``.keras`` file rebuilds the
-    same model, and what a caller needs to know about the inputs is an attribute:
-    ``image_shape``, ``patch_size`` and ``min_masked`` (the fewest patches a mask must hide; 0
-    except for the MAE). ``builder`` names the model in :mod:`helpers.recipes`; ``learned`` (as
-    on the classical fills of :mod:`helpers.models`) says it learns.
-    """
-
-    builder = ""
-    learned = True
-    min_masked = 0
-
-    @property
-    def label(self) -> str:
-        """What the model is called in tables and figures (:func:`helpers.recipes.label`)."""
-        return label(self.builder, self.settings.get("fill"))
-
-    def __init__(self, inputs, outputs, settings: dict, **kwargs):
-        super().__init__(inputs, outputs, **kwargs)
-        self.settings = settings
-        self.image_shape = tuple(int(v) for v in settings["image_shape"])
-        self.patch_size = int(settings["patch_size"])
-
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self.settings}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**config)
-
-    def lr_scales(self) -> dict:
-        """Variable path -> learning-rate multiplier for the variables that learn slower than the
-        rest (:class:`helpers.training.ScaledAdam`); none here."""
-        return {}
-
-    # the encoder's last layer: tokens (N, L, D) for the Transformers, a map (N, h, w, D) for a CNN
-    feature_layer = "norm"
-
-    def feature_model(self) -> keras.Model:
-        """``{"images", "mask"} -> (N, D)``: the encoder's output averaged over its tokens (or
-        positions), the features a linear probe reads (:mod:`helpers.tools.probe`); the mask given
-        is all zeros, so nothing is hidden."""
-        out = self.get_layer(self.feature_layer).output
-        pool = (
-            layers.GlobalAveragePooling1D if len(out.shape) == 3 else layers.GlobalAveragePooling2D
-        )
-        return keras.Model(self.input, pool(dtype="float32", name="features")(out))
-
-    def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """One feature vector per image (N, D) float32 from :meth:`feature_model`, nothing
-        hidden."""
-        check_images(images)
-        model = self.feature_model()
-        n_patches = int(np.prod(grid_shape(images.shape[1:3], self.patch_size)))
-        out = []
-        for start in range(0, len(images), check_positive_int(batch_size, "batch_size")):
-            batch = images[start : start + batch_size].astype(np.float32, copy=False)
-            inputs = {"images": batch, "mask": np.zeros((len(batch), n_patches), np.float32)}
-            out.append(np.asarray(model.predict_on_batch(inputs), dtype=np.float32))
-        return np.concatenate(out)
-
-
-def _settings(arguments: dict) -> dict:
-    """A model's settings from its ``__init__``'s ``locals()``: every argument but ``self``,
-    ``name`` and Keras' own ``kwargs``; lists (as JSON gives them back) as tuples."""
-    skip = ("self", "name", "kwargs", "__class__")
-    return {
-        k: tuple(v) if isinstance(v, list) else v for k, v in arguments.items() if k not in skip
-    }
-
-
-def _inputs(image_shape, patch_size):
-    gh, gw = grid_shape(image_shape[:2], patch_size)
-    return keras.Input(tuple(image_shape), name="images"), keras.Input((gh * gw,), name="mask")

@@ -8,27 +8,16 @@ models (:class:`MaskedImageModel`) that patch the images themselves and know the
 ``image_shape``, ``patch_size`` and ``min_masked`` from their saved config; no caller needs to
 know which model it holds.
 
-- ``vit`` (:func:`build_vit`): mask-token ViT. Patches (N, L, D) are projected to tokens; every
-  masked token is replaced by one learnable mask token (its content is zeroed before the
-  projection, so the model never sees it); learnable position embeddings; pre-LN Transformer
-  blocks; LayerNorm; a Dense head with a sigmoid predicts every patch.
+- ``vit`` (:mod:`helpers.vit`, :func:`build_vit`): mask-token ViT. Patches are projected to
+  tokens; every masked token is replaced by one learnable mask token; pre-LN Transformer blocks; a
+  Dense head predicts every patch.
 - ``vit_biharmonic`` (:func:`build_vit` with ``fill="harmonic"``): "ViT refining biharmonic", the
   mask-token ViT whose hidden patches enter as the harmonic fill of the visible pixels plus the
   mask token; its head predicts a correction to that classical fill. Untrained it scores what the
   fill scores, so it is never a default and never called a plain ViT.
-- ``mae`` (:func:`build_mae`): MAE-style ViT (He et al., 2022). The encoder runs on a fixed number
-  ``n_keep = L - n_masked(min_mask_ratio, L)`` of tokens (JAX needs static shapes), chosen
-  visible-first by :class:`~helpers.layers.TokenSelector`. When an image hides more patches
-  than ``L - n_keep`` (e.g. 70% on a model built for 50%), the extra kept tokens are masked
-  patches: their content is zeroed before the projection and they are excluded as attention keys,
-  so the visible tokens are encoded exactly as if only they were there. A light decoder (one
-  block, half the encoder's width) gets the encoded tokens back in place, a decoder mask token at
-  every masked position and its own position embeddings, and predicts every patch; with
-  ``fill="harmonic"`` (never a default) each position also gets its patch of a smooth guess from
-  the visible pixels and the head predicts the correction to that guess. A mask hiding *fewer*
-  patches than ``L - n_keep`` cannot be handled (a visible patch would be dropped):
-  :func:`reconstruct` and the training data raise an error for it (``model.min_masked``). Build
-  with a larger ``min_mask_ratio`` for a faster model at high ratios.
+- ``mae`` (:mod:`helpers.mae`, :func:`build_mae`): MAE-style ViT (He et al., 2022). The encoder
+  runs on the visible tokens only (at least ``L - n_masked(min_mask_ratio, L)`` are hidden:
+  ``model.min_masked``), a light decoder predicts every patch.
 - ``cnn`` (:func:`build_cnn_autoencoder`): strided-convolution encoder, transposed-convolution
   decoder, batch normalization and dropout; inside it the hidden pixels are set to
   :data:`CNN_FILL` and the pixel mask is added as an extra channel; output the whole image.
@@ -70,300 +59,31 @@ from ._checks import (
     check_nonnegative_number,
     check_patch_size,
     check_positive_int,
-    check_ratio,
 )
-from .devices import check_precision
-from .layers import (  # the base the learned predictors share with helpers.pretrained
+from .base import (
     CNN_FILL,
+    RGB_TO_GRAY,  # noqa: F401 (models.RGB_TO_GRAY: gray_variant's start)
     MaskedImageModel,
-    _check_image_shape,
-    _inputs,
-    _policy,
-    _seed,
-    _settings,
+    build,
+    check_image_shape,
+    check_transformer,
+    colour_shape,
+    gray_out,
+    model_inputs,
+    policy,
+    seed_weights,
+    settings_of,
 )
+from .mae import MaeViT, build_mae
 from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels
 from .recipes import BUILDERS, NON_LEARNED, VIT_FILLS, min_hidden_bound, model_settings
-
-
-# --------------------------------------------------------------------------------------------
-# Checks
-# --------------------------------------------------------------------------------------------
-def _check_heads(width: int, num_heads: int, width_name: str, heads_name: str) -> None:
-    if width % num_heads:
-        allowed = [d for d in range(1, width + 1) if width % d == 0]
-        raise SettingError(
-            heads_name,
-            num_heads,
-            f"must divide {width_name}={width}; allowed {heads_name} for {width_name}={width}: "
-            f"{allowed}",
-        )
-
-
-def _check_sincos_width(width: int, name: str, pos_init: str) -> None:
-    if pos_init == "sincos" and width % 4:
-        raise SettingError(
-            name,
-            width,
-            "must be divisible by 4 for pos_init='sincos' (a sine and a cosine per axis)",
-        )
-
-
-def _check_transformer(
-    image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init="random"
-):
-    """The checked image shape (H, W, C)."""
-    image_shape = _check_image_shape(image_shape)
-    check_choice(pos_init, "pos_init", mim.POSITION_INITS)
-    check_patch_size(patch_size, image_shape)
-    for value, name in (
-        (embed_dim, "embed_dim"),
-        (depth, "depth"),
-        (num_heads, "num_heads"),
-        (mlp_dim, "mlp_dim"),
-    ):
-        check_positive_int(value, name)
-    _check_heads(embed_dim, num_heads, "embed_dim", "num_heads")
-    _check_sincos_width(embed_dim, "embed_dim", pos_init)
-    check_fraction(dropout, "dropout")
-    return image_shape
-
-
-def _head(x, out_dim, name="head"):
-    """Dense + sigmoid kept in float32, also under mixed precision."""
-    return layers.Dense(out_dim, activation="sigmoid", dtype="float32", name=name)(x)
-
-
-def _guess_plus(x, guess, out_dim):
-    """A guess's patches plus a correction that a Dense head started at zero predicts from the
-    tokens ``x``, clipped to [0, 1], in float32: the model starts at the guess."""
-    correction = layers.Dense(out_dim, kernel_initializer="zeros", dtype="float32", name="head")(x)
-    out = layers.Add(dtype="float32", name="guess_plus")([guess, correction])
-    return layers.ReLU(max_value=1.0, dtype="float32", name="clip")(out)
+from .vit import MaskTokenViT, build_vit, vit_encoder  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------
 # The learned predictors: Keras models that take images and a mask and return images
 # --------------------------------------------------------------------------------------------
-RGB_TO_GRAY = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray's weights
-
-
-def _colour_shape(image_shape) -> tuple:
-    """The image shape the Transformers' layers work in: three channels for one-channel images."""
-    return (*image_shape[:2], 3 if image_shape[2] == 1 else image_shape[2])
-
-
-def _gray_adapter():
-    """The learned 1x1 convolution ``gray_to_rgb`` from one channel to three, started as a copy
-    of the gray value into each channel."""
-    adapter = layers.Conv2D(3, 1, dtype="float32", name="gray_to_rgb")
-    adapter.build((None, None, None, 1))
-    adapter.set_weights([np.ones((1, 1, 1, 3), np.float32), np.zeros(3, np.float32)])
-    return adapter
-
-
-def _colour_in(images, image_shape, adapter=None):
-    """``(images, image_shape)`` with three channels: one-channel images go through ``adapter``
-    (default: a new :func:`_gray_adapter`), so that the layers after it are those of a colour
-    model (:func:`gray_variant`)."""
-    if image_shape[2] != 1:
-        return images, tuple(image_shape)
-    return (adapter or _gray_adapter())(images), _colour_shape(image_shape)
-
-
-def _colour_patches(patches, image_shape, patch_size, adapter=None):
-    """Patches of one-channel images as patches of three channels through :func:`_colour_in`'s
-    ``adapter`` (default: a new one; the harmonic fill runs before it, on the gray image: the fill
-    is linear, so that is the same as filling the adapted image, and no gradient has to flow
-    through its loop)."""
-    if image_shape[2] != 1:
-        return patches
-    image = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="gray_image")(patches)
-    rgb, _ = _colour_in(image, image_shape, adapter)
-    return mim.Patchify(patch_size, dtype="float32", name="rgb_patches")(rgb)
-
-
-def _mae_guess(images, patches, mask, adapter, patch_size, fill_iterations):
-    """The MAE's harmonic fill: of the colour ``patches``, or with a gray ``adapter`` of the gray
-    ``images``, then through that adapter (as :func:`_colour_patches`: no gradient has to flow
-    through the fill's loop, and the adapter learns from the guess too)."""
-    image_shape = tuple(images.shape[1:])
-    fill = mim.HarmonicFill(
-        image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
-    )
-    if adapter is None:
-        return fill(patches, mask)
-    gray = mim.Patchify(patch_size, dtype="float32", name="gray_patches")(images)
-    return _colour_patches(fill(gray, mask), image_shape, patch_size, adapter)
-
-
-def _gray_out(images, image_shape):
-    """Back to one channel when the model takes gray images: a learned 1x1 convolution
-    (``rgb_to_gray``) started as ``skimage.color.rgb2gray``'s weights (equal channels give their
-    value back)."""
-    if image_shape[2] != 1:
-        return images
-    back = layers.Conv2D(1, 1, dtype="float32", name="rgb_to_gray")
-    out = back(images)
-    back.set_weights(
-        [np.array(RGB_TO_GRAY, np.float32).reshape(1, 1, 3, 1), np.zeros(1, np.float32)]
-    )
-    return out
-
-
-def vit_encoder(
-    images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout,
-    pos_init, fill, fill_iterations,
-):  # fmt: skip
-    """The mask-token ViT's encoder on Keras tensors: ``(tokens, guess)``, the encoded tokens
-    (N, L, embed_dim) and the harmonic fill's patches (``fill="harmonic"``; else None), with
-    three channels when the images have one (:func:`_colour_patches`)."""
-    grid = grid_shape(image_shape[:2], patch_size)
-    patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
-    guess = None
-    if fill == "harmonic":  # a hidden patch starts as a smooth guess, plus the mask token
-        guess = mim.HarmonicFill(
-            image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
-        )(patches, mask)
-        guess = _colour_patches(guess, image_shape, patch_size)  # gray: to 3 channels
-        x = mim.PatchEmbedding(embed_dim, name="patch_embed")(guess)
-        x = mim.MaskToken("add", name="mask_token")(x, mask)
-    else:  # a hidden patch is the mask token alone
-        patches = _colour_patches(patches, image_shape, patch_size)  # gray: to 3 channels
-        x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
-        x = mim.MaskToken(name="mask_token")(x, mask)
-    x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
-    for i in range(depth):
-        x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(x)
-    return layers.LayerNormalization(epsilon=1e-6, name="norm")(x), guess
-
-
-@keras.saving.register_keras_serializable(package="helpers")
-class MaskTokenViT(MaskedImageModel):
-    """Mask-token ViT (see the module docstring and :func:`build_vit`)."""
-
-    @property
-    def builder(self) -> str:
-        """``vit``, or ``vit_biharmonic`` when its hidden patches start from the harmonic fill."""
-        return "vit_biharmonic" if self.settings["fill"] == "harmonic" else "vit"
-
-    def __init__(
-        self,
-        image_shape=(32, 32, 3),
-        patch_size=4,
-        embed_dim=128,
-        depth=4,
-        num_heads=4,
-        mlp_dim=256,
-        dropout=0.0,
-        pos_init="sincos",
-        fill="token",
-        fill_iterations=128,
-        mixed_precision=False,
-        name=None,
-        **kwargs,
-    ):
-        name = name or ("vit_biharmonic" if fill == "harmonic" else "vit")
-        settings = _settings(locals())
-        with _policy(mixed_precision):
-            images, mask = _inputs(image_shape, patch_size)
-            shape = _colour_shape(image_shape)
-            patch_dim = patch_size * patch_size * shape[2]
-            x, guess = vit_encoder(
-                images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
-                dropout, pos_init, fill, fill_iterations,
-            )  # fmt: skip
-            out = _head(x, patch_dim) if guess is None else _guess_plus(x, guess, patch_dim)
-            out = mim.Unpatchify(patch_size, shape, dtype="float32", name="unpatchify")(out)
-            out = _gray_out(out, image_shape)
-            super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
-
-
-@keras.saving.register_keras_serializable(package="helpers")
-class MaeViT(MaskedImageModel):
-    """MAE-style ViT (see the module docstring and :func:`build_mae`)."""
-
-    builder = "mae"
-
-    def __init__(
-        self,
-        image_shape=(32, 32, 3),
-        patch_size=4,
-        embed_dim=128,
-        depth=4,
-        num_heads=4,
-        mlp_dim=256,
-        decoder_dim=64,
-        decoder_depth=1,
-        decoder_num_heads=4,
-        decoder_mlp_dim=128,
-        dropout=0.0,
-        pos_init="sincos",
-        min_mask_ratio=0.5,
-        mixed_precision=False,
-        fill="token",
-        fill_iterations=128,
-        name="mae",
-        **kwargs,
-    ):
-        settings = _settings(locals())
-        grid = grid_shape(image_shape[:2], patch_size)
-        num_patches = grid[0] * grid[1]
-        n_keep = num_patches - n_masked(min_mask_ratio, num_patches)
-        with _policy(mixed_precision):
-            images, mask = _inputs(image_shape, patch_size)
-            adapter = _gray_adapter() if image_shape[2] == 1 else None
-            rgb, shape = _colour_in(images, image_shape, adapter)
-            patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(rgb)
-            # encoder: visible tokens only (plus zeroed, key-masked fillers when more are hidden)
-            x = mim.PatchEmbedding(embed_dim, name="patch_embed")(patches, mask)
-            x = mim.PositionEmbedding(pos_init, grid, name="pos_embed")(x)
-            ids_keep, key_mask = mim.TokenSelector(n_keep, name="select_tokens")(mask)
-            x = mim.GatherTokens(name="keep_tokens")(x, ids_keep)
-            for i in range(depth):
-                x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(
-                    x, key_mask
-                )
-            x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
-            # decoder: all L positions, mask tokens where hidden
-            x = layers.Dense(decoder_dim, name="decoder_embed")(x)
-            x = mim.ScatterTokens(num_patches, name="restore_tokens")(x, ids_keep)
-            x = mim.MaskToken(name="decoder_mask_token")(x, mask)
-            guess = None
-            if fill == "harmonic":  # every position also gets the fill's patch (a guess if hidden)
-                guess = _mae_guess(images, patches, mask, adapter, patch_size, fill_iterations)
-                fill_tokens = mim.PatchEmbedding(decoder_dim, name="decoder_fill_embed")(guess)
-                x = layers.Add(name="decoder_plus_fill")([x, fill_tokens])
-            x = mim.PositionEmbedding(pos_init, grid, name="decoder_pos_embed")(x)
-            for i in range(decoder_depth):
-                x = mim.TransformerBlock(
-                    decoder_num_heads, decoder_mlp_dim, dropout, name=f"decoder_block_{i}"
-                )(x)
-            x = layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")(x)
-            patch_dim = patches.shape[-1]
-            out = _head(x, patch_dim) if guess is None else _guess_plus(x, guess, patch_dim)
-            out = mim.Unpatchify(patch_size, shape, dtype="float32", name="unpatchify")(out)
-            out = _gray_out(out, image_shape)
-            super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
-        self.min_masked = num_patches - n_keep
-
-    def feature_model(self) -> keras.Model:
-        """The encoder's layers over all L tokens (none is dropped: nothing is hidden), averaged;
-        the same inputs as the model, the mask unused."""
-        images, mask = _inputs(self.image_shape, self.patch_size)
-        rgb = self.get_layer("gray_to_rgb")(images) if self.image_shape[2] == 1 else images
-        x = self.get_layer("pos_embed")(
-            self.get_layer("patch_embed")(self.get_layer("patchify")(rgb))
-        )
-        for i in range(self.settings["depth"]):
-            x = self.get_layer(f"block_{i}")(x)
-        x = layers.GlobalAveragePooling1D(dtype="float32", name="features")(
-            self.get_layer("norm")(x)
-        )
-        return keras.Model({"images": images, "mask": mask}, x)
-
-
 def cnn_encoder(x, filters, dropout):
     """The CNN autoencoder's encoder on a Keras tensor: ``(bottleneck, stage inputs)``; each stage
     a stride-2 3x3 convolution, batch normalization, ReLU and dropout."""
@@ -397,7 +117,17 @@ def cnn_decoder(x, filters, dropout, skips, stage_inputs, channels):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class CnnAutoencoder(MaskedImageModel):
-    """Convolutional autoencoder (see the module docstring and :func:`build_cnn_autoencoder`)."""
+    """Convolutional autoencoder (:func:`build_cnn_autoencoder` seeds it): images and mask in
+    (the hidden pixels become :data:`CNN_FILL` and the pixel mask an extra channel inside the
+    model), images out.
+
+    Each encoder stage is a 3x3 convolution with stride 2, batch normalization, ReLU and dropout;
+    the decoder mirrors it with stride-2 transposed convolutions; a 3x3 convolution with a sigmoid
+    gives the C output channels. ``skips=True`` concatenates each encoder stage's input to the
+    decoder output of the same size (U-Net style), so the decoder sees the visible pixels at full
+    resolution instead of only through the bottleneck. ``patch_size`` is the size of the mask's
+    patches.
+    """
 
     builder = "cnn"
 
@@ -412,9 +142,11 @@ class CnnAutoencoder(MaskedImageModel):
         name="cnn",
         **kwargs,
     ):
-        settings = _settings(locals())
-        with _policy(mixed_precision):
-            images, mask = _inputs(image_shape, patch_size)
+        image_shape, filters, dropout = _check_cnn(image_shape, patch_size, filters, dropout)
+        skips = bool(skips)
+        settings = settings_of(locals())
+        with policy(mixed_precision):
+            images, mask = model_inputs(image_shape, patch_size)
             x = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
             x, stage_inputs = cnn_encoder(x, filters, dropout)
             out = cnn_decoder(x, filters, dropout, skips, stage_inputs, image_shape[2])
@@ -424,8 +156,27 @@ class CnnAutoencoder(MaskedImageModel):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class AdversarialAutoencoder(MaskedImageModel):
-    """The CNN autoencoder with a latent code regularised by a discriminator, and optionally an
-    image discriminator (see the module docstring and :func:`build_aae`)."""
+    """Adversarial autoencoder (:func:`build_aae` seeds it): the CNN autoencoder's encoder and
+    decoder with a code between them that a discriminator pushes towards the prior N(0, I)
+    (Makhzani et al., 2015), and, with ``image_weight > 0``, a second discriminator on the output
+    composited with the visible pixels (Context Encoders, Pathak et al., 2016, whose weight is
+    0.001).
+
+    The code is ``latent_dim`` values per position of the bottleneck (a 1x1 convolution; the
+    decoder starts from it). Training is the usual ``fit``: each batch's single backward pass
+    updates the autoencoder on the reconstruction loss plus ``latent_weight`` (and
+    ``image_weight``) times the non-saturating adversarial loss, and each discriminator on its
+    own classification loss (:mod:`helpers.layers`, ``LatentAdversary`` and ``ImageAdversary``;
+    simultaneous updates, the same on every backend). The discriminators are layers of the model
+    that do nothing at inference. The reported loss is the reconstruction loss alone;
+    :func:`adversary_scores` tells how each game stands. With ``skips`` (the ``tuned`` recipe)
+    the decoder also sees the encoder's stage inputs, so the code carries only part of the image.
+
+    ``latent_weight``: the weight of the code's adversarial loss; ``image_weight``: the image
+    discriminator's (0: no image discriminator). A resumed training draws other prior samples
+    than an uninterrupted one would (Keras keeps no random-number state in a backup); it is
+    otherwise the same run.
+    """
 
     builder = "aae"
 
@@ -444,9 +195,14 @@ class AdversarialAutoencoder(MaskedImageModel):
         name="aae",
         **kwargs,
     ):
-        settings = _settings(locals())
-        with _policy(mixed_precision):
-            images, mask = _inputs(image_shape, patch_size)
+        image_shape, filters, dropout = _check_cnn(image_shape, patch_size, filters, dropout)
+        latent_dim = check_positive_int(latent_dim, "latent_dim")
+        latent_weight = check_nonnegative_number(latent_weight, "latent_weight")
+        image_weight = check_nonnegative_number(image_weight, "image_weight")
+        skips = bool(skips)
+        settings = settings_of(locals())
+        with policy(mixed_precision):
+            images, mask = model_inputs(image_shape, patch_size)
             x = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
             x, stage_inputs = cnn_encoder(x, filters, dropout)
             # the code: latent_dim values per position of the bottleneck, pushed towards N(0, I)
@@ -463,7 +219,22 @@ class AdversarialAutoencoder(MaskedImageModel):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class VitCnnAutoencoder(MaskedImageModel):
-    """ViT encoder + CNN decoder (see the module docstring and :func:`build_vit_cnn`)."""
+    """ViT encoder + CNN decoder (:func:`build_vit_cnn` seeds it): images and mask in, images out.
+
+    The encoder is the mask-token ViT's (a hidden patch enters as the learned mask token) without
+    its head. Each token is projected to ``latent_dim`` values and the tokens are laid out on the
+    patch grid (H/P x W/P x latent_dim); the decoder doubles that grid back to the image with one
+    stride-2 transposed convolution (ReLU) and one residual block of two 3x3 convolutions per
+    entry of ``decoder_filters`` (default: 64, 32, ... halving, one per doubling, so
+    ``log2(patch_size)`` entries); a 3x3 convolution with tanh gives the image. ``fill="token"``:
+    a hidden patch enters the encoder as the mask token alone and the tanh output, mapped to
+    [0, 1], is the image (every recipe). ``fill="harmonic"`` (as :func:`build_vit`): a hidden
+    patch enters as the harmonic fill of the visible pixels plus the mask token, the decoder's
+    last feature map is joined by the fill image, and the tanh output (started at zero) is the
+    correction added to the fill, clipped to [0, 1].
+    ViT-B/16 sizes (``patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072``) are
+    allowed; the defaults are small for a CPU.
+    """
 
     builder = "vit_cnn"
 
@@ -476,7 +247,7 @@ class VitCnnAutoencoder(MaskedImageModel):
         num_heads=4,
         mlp_dim=256,
         latent_dim=32,
-        decoder_filters=(64, 32),
+        decoder_filters=None,
         dropout=0.0,
         pos_init="sincos",
         fill="token",
@@ -485,11 +256,19 @@ class VitCnnAutoencoder(MaskedImageModel):
         name="vit_cnn",
         **kwargs,
     ):
-        settings = _settings(locals())
+        image_shape = check_transformer(
+            image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
+        )
+        check_positive_int(latent_dim, "latent_dim")
+        check_choice(fill, "fill", VIT_FILLS)
+        check_positive_int(fill_iterations, "fill_iterations", minimum=0)
+        decoder_filters = _check_decoder_filters(decoder_filters, patch_size)
+        dropout = float(dropout)
+        settings = settings_of(locals())
         grid = grid_shape(image_shape[:2], patch_size)
-        with _policy(mixed_precision):
-            images, mask = _inputs(image_shape, patch_size)
-            shape = _colour_shape(image_shape)
+        with policy(mixed_precision):
+            images, mask = model_inputs(image_shape, patch_size)
+            shape = colour_shape(image_shape)
             x, guess = vit_encoder(  # the mask-token ViT's encoder, without its head
                 images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
                 dropout, pos_init, fill, fill_iterations,
@@ -520,233 +299,40 @@ class VitCnnAutoencoder(MaskedImageModel):
                     name="head",
                 )(x)  # fmt: skip
                 out = layers.Rescaling(0.5, offset=0.5, dtype="float32", name="to_unit")(x)
-            out = _gray_out(out, image_shape)
+            out = gray_out(out, image_shape)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
-# Builders: check the settings, seed, build
+# Builders: the models with the initial weights of a seed; the classes check their settings
 # --------------------------------------------------------------------------------------------
-def build_vit(
-    image_shape=(32, 32, 3),
-    patch_size: int = 4,
-    *,
-    embed_dim: int = 128,
-    depth: int = 4,
-    num_heads: int = 4,
-    mlp_dim: int = 256,
-    dropout: float = 0.0,
-    pos_init: str = "sincos",
-    fill: str = "token",
-    fill_iterations: int = 128,
-    seed: int | None = 0,
-    mixed_precision: bool | str = False,
-) -> MaskTokenViT:
-    """Mask-token ViT: images (N, H, W, C) and mask (N, L) in, images out.
-
-    ``fill="token"``: a hidden patch enters as the learned mask token alone and the head (a
-    sigmoid) predicts its pixels. ``fill="harmonic"``: a hidden patch enters as a smooth guess from
-    the visible pixels (:class:`helpers.layers.HarmonicFill`, ``fill_iterations`` steps) plus the
-    mask token, and the head (started at zero) predicts the correction to that guess; the model
-    starts where harmonic inpainting is and learns what smoothness misses.
-    """
-    image_shape = _check_transformer(
-        image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
-    )
-    check_choice(fill, "fill", VIT_FILLS)
-    check_positive_int(fill_iterations, "fill_iterations", minimum=0)
-    _seed(seed)
-    return MaskTokenViT(
-        image_shape,
-        patch_size,
-        embed_dim,
-        depth,
-        num_heads,
-        mlp_dim,
-        float(dropout),
-        pos_init,
-        fill,
-        fill_iterations,
-        check_precision(mixed_precision),
-    )
-
-
-def build_mae(
-    image_shape=(32, 32, 3),
-    patch_size: int = 4,
-    *,
-    embed_dim: int = 128,
-    depth: int = 4,
-    num_heads: int = 4,
-    mlp_dim: int = 256,
-    decoder_dim: int = 64,
-    decoder_depth: int = 1,
-    decoder_num_heads: int = 4,
-    decoder_mlp_dim: int = 128,
-    dropout: float = 0.0,
-    pos_init: str = "sincos",
-    min_mask_ratio: float = 0.5,
-    fill: str = "token",
-    fill_iterations: int = 128,
-    seed: int | None = 0,
-    mixed_precision: bool | str = False,
-) -> MaeViT:
-    """MAE-style ViT, same inputs and output as :func:`build_vit`.
-
-    ``fill="token"``: the decoder gets a learned mask token at every hidden position, and its
-    head (a sigmoid) predicts the pixels (every recipe). ``fill="harmonic"``: every position
-    of the decoder also gets the patch of a smooth guess from the visible pixels
-    (:class:`helpers.layers.HarmonicFill`, ``fill_iterations`` steps; a visible patch's guess is
-    the patch itself), and the head (started at zero) predicts the correction to that guess, as in
-    :func:`build_vit`. The encoder sees the visible patches only in both cases.
-
-    The decoder is light, as in MAE's paper: one block, half the encoder's width, so the model
-    trains faster than the mask-token ViT at high ratios (``python -m helpers bench speed``).
-
-    The encoder sees ``L - n_masked(min_mask_ratio, L)`` tokens; every mask given to the model must
-    hide at least ``model.min_masked = n_masked(min_mask_ratio, L)`` patches.
-    """
-    image_shape = _check_transformer(
-        image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
-    )
-    for value, name in (
-        (decoder_dim, "decoder_dim"),
-        (decoder_depth, "decoder_depth"),
-        (decoder_num_heads, "decoder_num_heads"),
-        (decoder_mlp_dim, "decoder_mlp_dim"),
-    ):
-        check_positive_int(value, name)
-    _check_heads(decoder_dim, decoder_num_heads, "decoder_dim", "decoder_num_heads")
-    _check_sincos_width(decoder_dim, "decoder_dim", pos_init)
-    check_ratio(min_mask_ratio, "min_mask_ratio")
-    check_choice(fill, "fill", VIT_FILLS)
-    check_positive_int(fill_iterations, "fill_iterations", minimum=0)
-    _seed(seed)
-    return MaeViT(
-        image_shape,
-        patch_size,
-        embed_dim,
-        depth,
-        num_heads,
-        mlp_dim,
-        decoder_dim,
-        decoder_depth,
-        decoder_num_heads,
-        decoder_mlp_dim,
-        float(dropout),
-        pos_init,
-        float(min_mask_ratio),
-        check_precision(mixed_precision),
-        fill,
-        fill_iterations,
-    )
-
-
 def build_vit_cnn(
-    image_shape=(32, 32, 3),
-    patch_size: int = 4,
-    *,
-    embed_dim: int = 128,
-    depth: int = 4,
-    num_heads: int = 4,
-    mlp_dim: int = 256,
-    latent_dim: int = 32,
-    decoder_filters=None,
-    dropout: float = 0.0,
-    pos_init: str = "sincos",
-    fill: str = "token",
-    fill_iterations: int = 128,
-    seed: int | None = 0,
-    mixed_precision: bool | str = False,
+    image_shape=(32, 32, 3), patch_size: int = 4, *, seed: int | None = 0, **settings
 ) -> VitCnnAutoencoder:
-    """ViT encoder + CNN decoder: same inputs and output as :func:`build_vit`.
-
-    The encoder is the mask-token ViT's (a hidden patch enters as the learned mask token) without
-    its head. Each token is projected to ``latent_dim`` values and the tokens are laid out on the
-    patch grid (H/P x W/P x latent_dim); the decoder doubles that grid back to the image with one
-    stride-2 transposed convolution (ReLU) and one residual block of two 3x3 convolutions per
-    entry of ``decoder_filters`` (default: 64, 32, ... halving, one per doubling, so
-    ``log2(patch_size)`` entries); a 3x3 convolution with tanh gives the image. ``fill="token"``:
-    a hidden patch enters the encoder as the mask token alone and the tanh output, mapped to
-    [0, 1], is the image (every recipe). ``fill="harmonic"`` (as :func:`build_vit`): a hidden
-    patch enters as the harmonic fill of the visible pixels plus the mask token, the decoder's
-    last feature map is joined by the fill image, and the tanh output (started at zero) is the
-    correction added to the fill, clipped to [0, 1].
-    ViT-B/16 sizes (``patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072``) are
-    allowed; the defaults are small for a CPU.
-    """
-    image_shape = _check_transformer(
-        image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
-    )
-    check_positive_int(latent_dim, "latent_dim")
-    check_choice(fill, "fill", VIT_FILLS)
-    check_positive_int(fill_iterations, "fill_iterations", minimum=0)
-    doublings = patch_size.bit_length() - 1
-    if patch_size != 2**doublings:
-        raise SettingError(
-            "patch_size", patch_size, "must be a power of 2 for the CNN decoder (1, 2, 4, 8, 16)"
-        )
-    if decoder_filters is None:
-        decoder_filters = tuple(max(64 >> i, 8) for i in range(doublings))
-    if not isinstance(decoder_filters, (tuple, list)) or len(decoder_filters) != doublings:
-        raise SettingError(
-            "decoder_filters",
-            decoder_filters,
-            f"must list {doublings} widths, one per doubling from the {patch_size}-pixel patch "
-            "grid to the image",
-        )
-    decoder_filters = tuple(
-        check_positive_int(f, "decoder_filters entries") for f in decoder_filters
-    )
-    _seed(seed)
-    return VitCnnAutoencoder(
-        image_shape,
-        patch_size,
-        embed_dim,
-        depth,
-        num_heads,
-        mlp_dim,
-        latent_dim,
-        decoder_filters,
-        float(dropout),
-        pos_init,
-        fill,
-        fill_iterations,
-        check_precision(mixed_precision),
-    )
+    """A :class:`VitCnnAutoencoder` (``settings``: its other arguments, by name) whose initial
+    weights are those of ``seed`` (None: unseeded)."""
+    return build(VitCnnAutoencoder, seed, image_shape, patch_size, **settings)
 
 
 def build_cnn_autoencoder(
-    image_shape=(32, 32, 3),
-    patch_size: int = 4,
-    *,
-    filters=(32, 64, 128),
-    dropout: float = 0.0,
-    skips: bool = True,
-    seed: int | None = 0,
-    mixed_precision: bool | str = False,
+    image_shape=(32, 32, 3), patch_size: int = 4, *, seed: int | None = 0, **settings
 ) -> CnnAutoencoder:
-    """Convolutional autoencoder: images and mask in (the hidden pixels become :data:`CNN_FILL`
-    and the pixel mask an extra channel inside the model), images out.
+    """A :class:`CnnAutoencoder` (``settings``: its other arguments, by name) whose initial
+    weights are those of ``seed`` (None: unseeded)."""
+    return build(CnnAutoencoder, seed, image_shape, patch_size, **settings)
 
-    Each encoder stage is a 3x3 convolution with stride 2, batch normalization, ReLU and dropout;
-    the decoder mirrors it with stride-2 transposed convolutions; a 3x3 convolution with a sigmoid
-    gives the C output channels. ``skips=True`` concatenates each encoder stage's input to the
-    decoder output of the same size (U-Net style), so the decoder sees the visible pixels at full
-    resolution instead of only through the bottleneck. ``patch_size`` is the size of the mask's
-    patches.
-    """
-    image_shape, filters, dropout = _check_cnn(image_shape, patch_size, filters, dropout)
-    _seed(seed)
-    return CnnAutoencoder(
-        image_shape, patch_size, filters, dropout, bool(skips),
-        check_precision(mixed_precision),
-    )  # fmt: skip
+
+def build_aae(
+    image_shape=(32, 32, 3), patch_size: int = 4, *, seed: int | None = 0, **settings
+) -> AdversarialAutoencoder:
+    """An :class:`AdversarialAutoencoder` (``settings``: its other arguments, by name) whose
+    initial weights and prior samples are those of ``seed`` (None: unseeded)."""
+    return build(AdversarialAutoencoder, seed, image_shape, patch_size, seed=seed, **settings)
 
 
 def _check_cnn(image_shape, patch_size, filters, dropout) -> tuple[tuple, tuple, float]:
     """The CNN's checked ``(image_shape, filters, dropout)``; ``filters``: one halving each."""
-    h, w, c = _check_image_shape(image_shape)
+    h, w, c = check_image_shape(image_shape)
     check_patch_size(patch_size, (h, w))
     if not isinstance(filters, (tuple, list)) or not filters:
         raise SettingError("filters", filters, "must be a non-empty list of positive ints")
@@ -762,48 +348,24 @@ def _check_cnn(image_shape, patch_size, filters, dropout) -> tuple[tuple, tuple,
     return (h, w, c), filters, check_fraction(dropout, "dropout")
 
 
-def build_aae(
-    image_shape=(32, 32, 3),
-    patch_size: int = 4,
-    *,
-    filters=(32, 64, 128),
-    latent_dim: int = 16,
-    latent_weight: float = 1e-4,
-    image_weight: float = 0.0,
-    dropout: float = 0.0,
-    skips: bool = True,
-    seed: int | None = 0,
-    mixed_precision: bool | str = False,
-) -> AdversarialAutoencoder:
-    """Adversarial autoencoder: :func:`build_cnn_autoencoder`'s encoder and decoder with a code
-    between them that a discriminator pushes towards the prior N(0, I) (Makhzani et al., 2015),
-    and, with ``image_weight > 0``, a second discriminator on the output composited with the
-    visible pixels (Context Encoders, Pathak et al., 2016, whose weight is 0.001).
-
-    The code is ``latent_dim`` values per position of the bottleneck (a 1x1 convolution; the
-    decoder starts from it). Training is the usual ``fit``: each batch's single backward pass
-    updates the autoencoder on the reconstruction loss plus ``latent_weight`` (and
-    ``image_weight``) times the non-saturating adversarial loss, and each discriminator on its
-    own classification loss (:mod:`helpers.layers`, ``LatentAdversary`` and ``ImageAdversary``;
-    simultaneous updates, the same on every backend). The discriminators are layers of the model
-    that do nothing at inference. The reported loss is the reconstruction loss alone;
-    :func:`adversary_scores` tells how each game stands. With ``skips`` (the ``tuned`` recipe)
-    the decoder also sees the encoder's stage inputs, so the code carries only part of the image.
-
-    ``latent_weight``: the weight of the code's adversarial loss; ``image_weight``: the image
-    discriminator's (0: no image discriminator). A resumed training draws other prior samples
-    than an uninterrupted one would (Keras keeps no random-number state in a backup); it is
-    otherwise the same run.
-    """
-    image_shape, filters, dropout = _check_cnn(image_shape, patch_size, filters, dropout)
-    latent_dim = check_positive_int(latent_dim, "latent_dim")
-    latent_weight = check_nonnegative_number(latent_weight, "latent_weight")
-    image_weight = check_nonnegative_number(image_weight, "image_weight")
-    _seed(seed)  # also the seed of the prior's samples (None: unseeded)
-    return AdversarialAutoencoder(
-        image_shape, patch_size, filters, latent_dim, latent_weight, image_weight, dropout,
-        bool(skips), seed, check_precision(mixed_precision),
-    )  # fmt: skip
+def _check_decoder_filters(decoder_filters, patch_size) -> tuple:
+    """The ViT + CNN decoder's widths, one per doubling from the patch grid to the image (None:
+    64, 32, ... halving, at least 8)."""
+    doublings = patch_size.bit_length() - 1
+    if patch_size != 2**doublings:
+        raise SettingError(
+            "patch_size", patch_size, "must be a power of 2 for the CNN decoder (1, 2, 4, 8, 16)"
+        )
+    if decoder_filters is None:
+        decoder_filters = tuple(max(64 >> i, 8) for i in range(doublings))
+    if not isinstance(decoder_filters, (tuple, list)) or len(decoder_filters) != doublings:
+        raise SettingError(
+            "decoder_filters",
+            decoder_filters,
+            f"must list {doublings} widths, one per doubling from the {patch_size}-pixel patch "
+            "grid to the image",
+        )
+    return tuple(check_positive_int(f, "decoder_filters entries") for f in decoder_filters)
 
 
 def adversary_scores(model, images: np.ndarray, mask: np.ndarray) -> dict:
@@ -866,7 +428,7 @@ def untrained_twin(model: keras.Model, seed: int | None = 0) -> keras.Model:
     :func:`build_model` built with ``seed`` gets back the very weights it started from, so
     ``score(model) - score(untrained_twin(model, seed))`` is what training added."""
     config = keras.saving.serialize_keras_object(model)  # the architecture, no weights
-    _seed(seed)
+    seed_weights(seed)
     # safe mode: an untrusted model's config (a grader's submission) runs no Python code
     return keras.saving.deserialize_keras_object(config, safe_mode=True)
 

@@ -43,16 +43,16 @@ from ._checks import (
     check_positive_int,
     check_positive_number,
 )
-from .devices import check_precision
-from .layers import (
+from .base import (
     CNN_FILL,
     MaskedImageModel,
-    _check_image_shape,
-    _inputs,
-    _policy,
-    _seed,
-    _settings,
+    check_image_shape,
+    model_inputs,
+    policy,
+    seed_weights,
+    settings_of,
 )
+from .devices import check_precision
 
 DEFAULT_PRESET = "vit_base_patch16_224_imagenet"  # keras-hub's google/vit-base-patch16-224
 HF_PRESET = "hf://google/vit-base-patch16-224"  # the same weights from the Hugging Face hub
@@ -157,7 +157,7 @@ def save_tiny_backbone(
     import keras_hub  # heavy, optional
 
     folder = Path(folder)
-    _seed(seed)
+    seed_weights(seed)
     backbone = keras_hub.models.ViTBackbone(
         image_shape=(image_size, image_size, 3),
         patch_size=patch_size,
@@ -214,13 +214,13 @@ class PretrainedViT(MaskedImageModel):
     ):
         import keras_hub  # heavy, optional
 
-        settings = _settings(locals())
+        settings = settings_of(locals())
         h, w, c = image_shape
-        with _policy(mixed_precision):
+        with policy(mixed_precision):
             vit = keras_hub.models.ViTBackbone.from_config({**backbone, "name": "backbone"})
             bh, bw = vit.image_shape[:2]
             ph, pw = vit.patch_size
-            images, mask = _inputs(image_shape, patch_size)
+            images, mask = model_inputs(image_shape, patch_size)
             masked = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
             guess = None
             if fill == "harmonic":  # the smooth guess joins the input; the head corrects it
@@ -298,7 +298,7 @@ def build_pretrained_vit(
     the head's tanh output, started at 0, is a correction added to it, so the model starts at the
     fill's quality. The new layers are seeded by ``seed``; the backbone's weights are the
     preset's."""
-    image_shape = _check_image_shape(image_shape)
+    image_shape = check_image_shape(image_shape)
     check_patch_size(patch_size, image_shape)
     check_positive_int(head_dim, "head_dim")
     check_choice(fine_tune, "fine_tune", FINE_TUNE)
@@ -307,7 +307,7 @@ def build_pretrained_vit(
     check_positive_int(fill_iterations, "fill_iterations", minimum=0)
     mixed_precision = check_precision(mixed_precision)
     backbone = load_backbone(preset)
-    _seed(seed)
+    seed_weights(seed)
     model = PretrainedViT(
         image_shape,
         patch_size,

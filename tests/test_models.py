@@ -546,3 +546,22 @@ def test_the_untrained_twin_has_the_initial_weights_and_the_class(kind):
     assert all(np.array_equal(a, b) for a, b in zip(start, twin.get_weights(), strict=True))
     other = models.untrained_twin(model, seed=5)
     assert not all(np.array_equal(a, b) for a, b in zip(start, other.get_weights(), strict=True))
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("vit", models.MaskTokenViT),
+        ("mae", models.MaeViT),
+        ("cnn", models.CnnAutoencoder),
+        ("vit_cnn", models.VitCnnAutoencoder),
+        ("aae", models.AdversarialAutoencoder),
+    ],
+)
+def test_a_model_class_defaults_to_the_tuned_recipe(name, cls):
+    import inspect
+
+    from helpers.recipes import model_settings
+
+    defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
+    assert {k: defaults[k] for k in model_settings("tuned", name)} == model_settings("tuned", name)
