@@ -32,7 +32,7 @@ from keras import layers
 
 from .. import masking, metrics
 from .._checks import check_positive_int
-from ..models import build_mae, build_model
+from ..models import MaeViT, build_model
 from ..patches import patch_mask_to_pixels
 from ..pretrained import build_pretrained_vit
 from ..training import MaskingDataset, compile_model
@@ -298,7 +298,7 @@ _SPEED_NAMES = {
 
 def _mae_name(kwargs) -> str:
     """The MAE's row name, with its decoder's width and depth."""
-    defaults = inspect.signature(build_mae).parameters
+    defaults = inspect.signature(MaeViT).parameters
     width, depth = (kwargs.get(k, defaults[k].default) for k in ("decoder_dim", "decoder_depth"))
     return f"MAE-style ViT (decoder {width} wide, {depth} block{'s' * (depth > 1)})"
 
