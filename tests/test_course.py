@@ -50,8 +50,8 @@ CONTEXT = {  # what an exercise's test cell reads from the notebook's own cells,
 def nbgrader(course, *args):
     """Run nbgrader in its own process in ``course`` (the venv's scripts first on PATH: nbgrader
     starts alembic by name)."""
-    env = {
-        **os.environ,
+    env = {  # without the test session's HELPERS_RESULTS_DIR: the course's own config sets it
+        **{k: v for k, v in os.environ.items() if k != "HELPERS_RESULTS_DIR"},
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
     }
     done = subprocess.run(

@@ -434,7 +434,8 @@ def _figures_snapshot():
 @pytest.mark.slow
 def test_smoke_profile_end_to_end(tmp_path):
     before = _figures_snapshot()
-    res = _helpers(["run", "--profile", "smoke", "--output", "out"], cwd=tmp_path)
+    # the timeout guards against a hung kernel; the run takes about 6 minutes on 2 quiet cores
+    res = _helpers(["run", "--profile", "smoke", "--output", "out"], cwd=tmp_path, timeout=1800)
     assert res.returncode == 0, res.stdout + res.stderr
     assert _figures_snapshot() == before, "a run must not write into the project's figures/"
     out = tmp_path / "out"
