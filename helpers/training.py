@@ -604,7 +604,7 @@ def compile_model(model, learning_rate, jit_compile="auto", loss: str = "mse") -
     """Compile ``model`` for training: Adam at ``learning_rate`` (a number or a schedule; with the
     step multipliers of the model's ``lr_scales()``, :class:`ScaledAdam`), the loss
     (:func:`training_loss`: the masked MSE by default), XLA as :func:`_jit_compile` decides; shared
-    by :func:`train`, the throughput probe and ``bench speed``."""
+    by :func:`train` and ``bench speed``."""
     scales = model.lr_scales() if isinstance(model, MaskedImageModel) else {}
     adam = ScaledAdam(learning_rate, scales) if scales else keras.optimizers.Adam(learning_rate)
     model.compile(
@@ -862,34 +862,3 @@ def _result(folder, previous, seconds_here, trained, settings) -> dict:
         "images_per_s": speed,
         "settings": settings,
     }
-
-
-def training_throughput(
-    model,
-    images,
-    *,
-    strategy: str = "random",
-    ratio=0.5,
-    batch_size: int = 128,
-    epochs: int = 1,
-    seed: int = 0,
-) -> float:
-    """Training images per second of ``model`` (compiled here with Adam and the masked MSE).
-
-    One warm-up epoch (tracing, compilation) is run first and not counted; then ``epochs`` epochs
-    over ``images`` are timed, mask drawing included. Nothing is saved.
-    """
-    ds = MaskingDataset(
-        images,
-        model.patch_size,
-        strategy=strategy,
-        ratio=ratio,
-        batch_size=batch_size,
-        seed=seed,
-        min_masked=model.min_masked,
-    )
-    compile_model(model, 1e-3)
-    model.fit(ds, epochs=1, verbose=0, shuffle=False)
-    start = time.perf_counter()
-    model.fit(ds, epochs=check_positive_int(epochs, "epochs"), verbose=0, shuffle=False)
-    return epochs * len(images) / (time.perf_counter() - start)
