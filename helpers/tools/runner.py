@@ -350,6 +350,7 @@ def value_checks() -> dict:
         "minutes": lambda value, name: _non_negative(value, name),
         "compare_epochs": count(0),
         "hybrid_epochs": count(0),
+        "aae_epochs": count(0),
         "pretrained_epochs": count(0),
         "pretrained_fine_tune": choice(("head", "all")),
         "latent_dim": count(1),
