@@ -29,7 +29,7 @@ The measurements behind these choices are in ``docs/benchmarks.md``.
 
 from __future__ import annotations
 
-from ._checks import check_choice
+from ._checks import check_choice, check_fraction, check_positive_number
 
 LEARNED = (
     "vit",
@@ -167,41 +167,45 @@ def resolve(
     recipe: str,
     name: str,
     *,
-    pos_init: str = "",
-    dropout: float = -1.0,
-    lr: float = 0.0,
-    lr_schedule: str = "",
-    augment: str = "",
-    loss_on: str = "",
-    fill: str = "",
+    pos_init: str | None = None,
+    dropout: float | None = None,
+    lr: float | None = None,
+    lr_schedule: str | None = None,
+    augment: bool | None = None,
+    loss_on: str | None = None,
+    fill: str | None = None,
 ) -> tuple[dict, dict]:
     """``(builder kwargs, train kwargs)`` of ``recipe`` for ``name``, with the notebooks' overrides.
 
-    An override left at its "unset" value keeps the recipe's setting: ``pos_init=""``,
-    ``dropout < 0``, ``lr <= 0``, ``lr_schedule=""``, ``augment=""`` (else ``"yes"`` or ``"no"``),
-    ``loss_on=""`` (else ``"masked"``: the hidden patches, or ``"all"``: every patch).
-    ``pos_init`` and ``dropout`` apply to the Transformers only (``dropout`` also to the CNN);
-    ``fill`` (``"harmonic"`` or ``"token"``, :func:`helpers.models.build_vit`) to the
-    Transformers and the ViT + CNN decoder: ``"harmonic"`` makes them refine a classical fill,
-    and :func:`label` then says so.
+    Args:
+        recipe: ``"tuned"``, ``"long"`` or ``"reference"``.
+        name: a learned predictor of :data:`LEARNED`.
+        pos_init, dropout, lr, lr_schedule, augment, loss_on, fill: overrides; ``None`` keeps the
+            recipe's setting. ``pos_init`` (``"random"`` or ``"sincos"``) and ``fill``
+            (``"token"`` or ``"harmonic"``, :func:`helpers.models.build_vit`) reach the models
+            whose recipe has that setting; ``dropout`` (in [0, 1)) every model; ``lr`` (> 0),
+            ``lr_schedule`` (``"plateau"`` or ``"cosine"``), ``augment`` (random flips) and
+            ``loss_on`` (``"masked"`` or ``"all"``) the training.
     """
     model, train = model_settings(recipe, name), train_settings(recipe, name)
     # an override is always checked, and reaches the models whose recipe has that setting
-    overrides = (("pos_init", pos_init, ("random", "sincos")), ("fill", fill, VIT_FILLS))
-    for key, value, allowed in overrides:
-        if value:
+    for key, value, allowed in (
+        ("pos_init", pos_init, ("random", "sincos")),
+        ("fill", fill, VIT_FILLS),
+    ):
+        if value is not None:
             check_choice(value, key, allowed)
             if key in model:
                 model[key] = value
-    if dropout is not None and dropout >= 0:
-        model["dropout"] = float(dropout)
-    if lr and lr > 0:
-        train["lr"] = float(lr)
-    if lr_schedule:
+    if dropout is not None:
+        model["dropout"] = check_fraction(dropout, "dropout")
+    if lr is not None:
+        train["lr"] = check_positive_number(lr, "lr")
+    if lr_schedule is not None:
         train["lr_schedule"] = check_choice(lr_schedule, "lr_schedule", ("plateau", "cosine"))
-    if augment:
-        train["augment"] = check_choice(augment, "augment", ("yes", "no")) == "yes"
-    if loss_on:
+    if augment is not None:
+        train["augment"] = bool(check_choice(augment, "augment", (True, False)))
+    if loss_on is not None:
         train["loss_on"] = check_choice(loss_on, "loss_on", LOSS_ON)
     return model, train
 

@@ -129,14 +129,14 @@ def test_resolve_keeps_the_recipe_where_an_override_is_unset():
         dropout=0.0,
         lr=3e-3,
         lr_schedule="cosine",
-        augment="yes",
+        augment=True,
         loss_on="all",
     )
     assert model == {"dropout": 0.0, "pos_init": "sincos", "fill": "token"}
     assert train == {"lr": 3e-3, "lr_schedule": "cosine", "augment": True, "loss_on": "all"}
     assert recipes.resolve("tuned", "mae")[1]["loss_on"] == "all"
     assert recipes.resolve("tuned", "mae", loss_on="masked")[1]["loss_on"] == "masked"
-    model, train = recipes.resolve("tuned", "cnn", pos_init="random", augment="no")
+    model, train = recipes.resolve("tuned", "cnn", pos_init="random", augment=False)
     assert (
         model == {"dropout": 0.0, "skips": True} and train["augment"] is False
     )  # no position embeddings in a CNN
@@ -146,6 +146,13 @@ def test_resolve_keeps_the_recipe_where_an_override_is_unset():
         recipes.resolve("tuned", "vit", lr_schedule="step")
     with refused("loss_on", "hidden"):
         recipes.resolve("tuned", "vit", loss_on="hidden")
+    # None is "not given": the old stand-ins "", -1 and 0 are refused, not read as unset
+    with refused("pos_init", ""):
+        recipes.resolve("tuned", "vit", pos_init="")
+    with refused("dropout", -1.0):
+        recipes.resolve("tuned", "vit", dropout=-1.0)
+    with refused("lr", 0.0):
+        recipes.resolve("tuned", "vit", lr=0.0)
 
 
 def test_resolve_takes_a_fill_for_the_transformers_only():

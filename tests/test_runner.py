@@ -189,13 +189,13 @@ def test_values_are_checked_against_the_declared_types(project):
             "loss_on",
             "hidden",
             "03_vit_masked_reconstruction",
-            "is 'hidden': must be one of ['', 'all', 'masked']",
+            "is 'hidden': must be one of ['all', 'masked']",
         ),
         (
             "fill",
             "zeros",
             "03_vit_masked_reconstruction",
-            "is 'zeros': must be one of ['', 'harmonic', 'token']",
+            "is 'zeros': must be one of ['harmonic', 'token']",
         ),
         (
             "probe_predictors",
@@ -217,6 +217,15 @@ def test_values_are_checked_against_the_declared_types(project):
             "probe_ratios=75: must be strictly between 0 and 1",
         ),
         ("probe_epochs", "-5", "05_mask_ratio_experiments", "is -5: must be an integer >= 0"),
+        # None is "not given": the old stand-ins are refused, not read as "the recipe's"
+        ("dropout", "-1", "03_vit_masked_reconstruction", "is -1: must be a number in [0, 1)"),
+        ("lr", "0", "03_vit_masked_reconstruction", "is 0: must be a positive number"),
+        (
+            "pos_init",
+            "",
+            "03_vit_masked_reconstruction",
+            "is '': must be one of ['random', 'sincos']",
+        ),
     ],
 )
 def test_values_are_checked_with_the_package_checks_before_anything_runs(
@@ -228,6 +237,22 @@ def test_values_are_checked_with_the_package_checks_before_anything_runs(
     message = str(info.value)  # as the command line prints it: which notebook, what is allowed
     assert message.startswith(f"parameter {name!r} of notebook {notebook} is ")
     assert allowed in message
+
+
+def test_none_means_not_given_where_the_notebook_declares_optional(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "params").mkdir()
+    _write_notebook(
+        tmp_path / "notebooks" / "01_x.ipynb",
+        "from typing import Optional\n\nlr: Optional[float] = None\nsize: int = 3",
+    )
+    (tmp_path / "params" / "p.yaml").write_text("common: {}\n")
+    assert _plan(tmp_path, overrides={"lr": "null"})[0].parameters == {"lr": None}
+    assert _plan(tmp_path, overrides={"lr": "0.01"})[0].parameters == {"lr": 0.01}
+    with refused("lr", "fast", runner.RunnerError, problem="must be Optional[float]"):
+        _plan(tmp_path, overrides={"lr": "fast"})
+    with refused("size", None, runner.RunnerError):  # not declared Optional: None is refused
+        _plan(tmp_path, overrides={"size": "null"})
 
 
 def test_values_of_parameters_other_sessions_add_are_checked(tmp_path):
@@ -378,14 +403,17 @@ def test_notebook_parameters_cell(stem):
     assigned = [
         n.target.id for n in ast.parse(tagged[0].source).body if isinstance(n, ast.AnnAssign)
     ]
-    plain = [n for n in ast.parse(tagged[0].source).body if not isinstance(n, ast.AnnAssign)]
-    assert assigned and not plain, (
-        "only annotated assignments (name: type = value  # help) in the parameters cell"
+    plain = [
+        ast.unparse(n) for n in ast.parse(tagged[0].source).body if not isinstance(n, ast.AnnAssign)
+    ]
+    assert assigned and plain in ([], ["from typing import Optional"]), (
+        "only annotated assignments (name: type = value  # help) in the parameters cell, and the "
+        "import of Optional (None: not given)"
     )
     declared = runner.declared_parameters(NOTEBOOKS[stem])
     assert list(declared) == assigned, "papermill must parse every line (no '=' in the comments)"
     for name, p in declared.items():
-        assert p["inferred_type_name"] in runner._TYPES, name
+        assert runner._declared_type(p)[0] in runner._TYPES, name
         assert p["help"], f"{name} needs a comment"
         ast.literal_eval(p["default"])  # literal defaults only
 

@@ -269,16 +269,29 @@ def parse_override(item: str) -> tuple[str, str]:
     return name, text
 
 
+def _declared_type(declared: dict) -> tuple[str, bool]:
+    """``"Optional[str]"`` -> ``("str", True)``: the type, and whether ``None`` (not given) is
+    allowed."""
+    name = declared.get("inferred_type_name", "")
+    if name.startswith("Optional[") and name.endswith("]"):
+        return name[len("Optional[") : -1], True
+    return name, False
+
+
 def _coerce(value, declared: dict):
     """A ``-p`` text as the declared type wants it; other values unchanged."""
-    if isinstance(value, str) and declared.get("inferred_type_name") != "str":
+    type_name, optional = _declared_type(declared)
+    if isinstance(value, str) and optional and value in ("null", "None", "~"):
+        return None
+    if isinstance(value, str) and type_name != "str":
         return parse_value(value)
     return value
 
 
 def _check_type(notebook: str, name: str, value, declared: dict):
-    expected = _TYPES.get(declared.get("inferred_type_name", ""))
-    if expected is None:
+    type_name, optional = _declared_type(declared)
+    expected = _TYPES.get(type_name)
+    if expected is None or (value is None and optional):
         return
     ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
     if not ok:
@@ -293,7 +306,14 @@ def _check_type(notebook: str, name: str, value, declared: dict):
 def value_checks() -> dict:
     """Parameter name -> ``check(value, name)`` of the package, run after the type check; raises
     ValueError or TypeError naming the parameter, the value and what is allowed."""
-    from .._checks import check_choice, check_patch_size, check_positive_int, check_ratio
+    from .._checks import (
+        check_choice,
+        check_fraction,
+        check_patch_size,
+        check_positive_int,
+        check_positive_number,
+        check_ratio,
+    )
     from ..data import DATASETS, IMAGE_SIZE
     from ..masking import SCORES, STRATEGIES
     from ..recipes import LEARNED, PREDICTORS, RECIPES, VIT_FILLS
@@ -332,14 +352,15 @@ def value_checks() -> dict:
         "plan": choice(PLANS),
         "model_size": choice(MODEL_SIZES),
         "metric": choice(HIGHER_IS_BETTER),
-        # "" (and dropout < 0, lr <= 0) keep the recipe's setting: helpers.recipes.resolve
+        # None (not given) keeps the recipe's setting: helpers.recipes.resolve
         "recipe": choice(RECIPES),
-        "pos_init": choice(("", "random", "sincos")),
-        "lr_schedule": choice(("", "plateau", "cosine")),
-        "augment": choice(("", "yes", "no")),
-        "loss_on": choice(("", *LOSS_ON)),
-        "fill": choice(("", *VIT_FILLS)),
-        "probe_fill": choice(("", *VIT_FILLS)),
+        "pos_init": choice(("random", "sincos")),
+        "dropout": check_fraction,
+        "lr": check_positive_number,
+        "lr_schedule": choice(("plateau", "cosine")),
+        "loss_on": choice(LOSS_ON),
+        "fill": choice(VIT_FILLS),
+        "probe_fill": choice(VIT_FILLS),
         "probe_predictors": each(choice(LEARNED)),
         "probe_strategies": each(choice(STRATEGIES)),
         "probe_ratios": each(check_ratio),
@@ -367,7 +388,7 @@ def _non_negative(value, name):
 
 def _check_value(notebook: str, name: str, value, checks: dict):
     check = checks.get(name)
-    if check is None:
+    if check is None or value is None:  # None: not given (the type check allowed it)
         return
     try:
         check(value, name)
