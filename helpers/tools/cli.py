@@ -5,6 +5,8 @@ with its options (:data:`COMMANDS`); its docstring is its help. Every option is 
 :data:`_OPTIONS`; :func:`_add` adds it to the commands that take it, with their defaults.
 Exit codes: 0 success, 1 a notebook failed, 2 a usage or configuration error (nothing ran; the
 message names the option, the value and what is allowed), 130 interrupted (``train`` resumes).
+The handlers import the modules they use when they run: Keras and TensorFlow take seconds to
+load, and ``--help`` and usage errors answer without them.
 """
 
 from __future__ import annotations

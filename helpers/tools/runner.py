@@ -23,6 +23,7 @@ directory the run was started in.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -31,8 +32,28 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._checks import SettingError
+import nbformat
+import papermill
+import yaml
+from jupyter_client.manager import AsyncKernelManager
+from papermill.exceptions import PapermillExecutionError
+
+from .._checks import (
+    SettingError,
+    check_choice,
+    check_fraction,
+    check_patch_size,
+    check_positive_int,
+    check_positive_number,
+    check_ratio,
+)
 from .._io import PROJECT_ROOT, atomic_path
+from ..data import DATASETS, IMAGE_SIZE
+from ..masking import SCORES, STRATEGIES
+from ..recipes import LEARNED, LOSS_ON, PREDICTORS, RECIPES, VIT_FILLS
+from ._startup import TF_STARTUP_NOISE
+from .experiments import MODEL_SIZES, PLANS
+from .report import HIGHER_IS_BETTER
 
 ROOT = PROJECT_ROOT
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -113,8 +134,6 @@ class NotebookFailed(Exception):
         """The failing cell's index in the source notebook: papermill inserts one cell of
         parameters."""
         try:
-            import nbformat
-
             cells = nbformat.read(str(self.output), as_version=4).cells
         except Exception:
             return None
@@ -147,8 +166,6 @@ def available_profiles(params_dir=PARAMS_DIR) -> list[str]:
 
 def load_profile(name: str, params_dir=PARAMS_DIR) -> dict:
     """Read ``params/<name>.yaml`` and check its structure; returns dict with the three keys."""
-    import yaml
-
     names = available_profiles(params_dir)
     if name not in names:
         raise RunnerError(
@@ -222,10 +239,6 @@ def resolve_notebook(key, available) -> str | None:
 def declared_parameters(path) -> dict[str, dict]:
     """Parameters of the notebook's ``parameters`` cell: name -> {inferred_type_name, default,
     help}."""
-    import logging
-
-    import papermill
-
     logger = logging.getLogger("papermill")
     level = logger.level
     logger.setLevel(
@@ -243,8 +256,6 @@ def declared_parameters(path) -> dict[str, dict]:
 def parse_value(text: str):
     """A ``-p`` value: YAML scalars and lists (``5``, ``0.5``, ``true``, ``[0.3, 0.5]``); else the
     text."""
-    import yaml
-
     if text == "":
         return ""
     try:
@@ -306,20 +317,6 @@ def _check_type(notebook: str, name: str, value, declared: dict):
 def value_checks() -> dict:
     """Parameter name -> ``check(value, name)`` of the package, run after the type check; raises
     ValueError or TypeError naming the parameter, the value and what is allowed."""
-    from .._checks import (
-        check_choice,
-        check_fraction,
-        check_patch_size,
-        check_positive_int,
-        check_positive_number,
-        check_ratio,
-    )
-    from ..data import DATASETS, IMAGE_SIZE
-    from ..masking import SCORES, STRATEGIES
-    from ..recipes import LEARNED, PREDICTORS, RECIPES, VIT_FILLS
-    from ..training import LOSS_ON
-    from .experiments import MODEL_SIZES, PLANS
-    from .report import HIGHER_IS_BETTER
 
     def choice(allowed):
         return lambda value, name: check_choice(value, name, allowed)
@@ -546,8 +543,6 @@ def kernel_noise(line: str) -> bool:
     """Whether a line of a kernel's stderr is noise: TensorFlow's C++ start-up notices
     (:data:`helpers.tools._startup.TF_STARTUP_NOISE`) or the interrupt that comes with every kernel
     shutdown."""
-    from ._startup import TF_STARTUP_NOISE
-
     return bool(TF_STARTUP_NOISE.search(line) or _KERNEL_SHUTDOWN_NOISE.search(line))
 
 
@@ -556,8 +551,6 @@ def _kernel_stderr():
     """A kernel manager class whose kernels write their process stderr to a temporary file; on exit
     every line of it but noise (:func:`kernel_noise`) goes to stderr, so a run's terminal shows what
     matters. Cell outputs are not affected."""
-    from jupyter_client.manager import AsyncKernelManager
-
     with tempfile.TemporaryFile() as log:
 
         class QuietKernelManager(AsyncKernelManager):
@@ -629,9 +622,6 @@ def run_steps(
 def _execute(step: Step, out: Path, notebooks_dir, progress_bar: bool) -> None:
     """Execute one notebook with papermill in ``notebooks_dir`` (as nbval does) into ``out``;
     any failure becomes :class:`NotebookFailed`."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     try:
         with _kernel_stderr() as manager:
             papermill.execute_notebook(
@@ -668,8 +658,6 @@ def strip_stderr(path) -> int:
     executed notebook, in place and atomically; nbval does not compare them anyway. papermill's
     ``input_path``/``output_path`` metadata are cut to the file names. Returns how many outputs
     were removed. Used before committing executed notebooks."""
-    import nbformat
-
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     removed = 0
