@@ -1,6 +1,4 @@
-"""TensorFlow's start-up noise: the lines its C++ code writes to stderr when Keras is imported,
-hidden by the command line (:func:`quiet_tensorflow`) and by ``run``'s kernels
-(:func:`helpers.tools.runner.kernel_noise`)."""
+"""TensorFlow's start-up noise on stderr, hidden by the command line and by ``run``'s kernels."""
 
 from __future__ import annotations
 
@@ -9,10 +7,8 @@ import re
 import sys
 import tempfile
 
-# TensorFlow's start-up lines that TF_CPP_MIN_LOG_LEVEL does not hide (absl writes them before its
-# log level is read) or that only level 3 would hide together with real errors: the CUDA probes of a
-# machine without a GPU, the CPU-instruction notice, the oneDNN notices (also the one TensorFlow
-# 2.21 logs at error level when its first boolean op falls back to Eigen, on AVX-512 CPUs too).
+# Lines TF_CPP_MIN_LOG_LEVEL does not hide (absl writes them before reading it) or hides only at
+# level 3, with real errors: CUDA probes without a GPU, the CPU-instruction and oneDNN notices.
 TF_STARTUP_NOISE = re.compile(
     r"All log messages before absl::InitializeLog|cudart_stub\.cc|Could not find cuda drivers"
     r"|failed call to cuInit|cpu_feature_guard|This TensorFlow binary is optimized"
@@ -23,13 +19,10 @@ TF_STARTUP_NOISE = re.compile(
 
 
 def quiet_tensorflow() -> None:
-    """Import Keras (and start TensorFlow's devices) without TensorFlow's C++ start-up lines on
-    stderr.
+    """Import Keras (and start TensorFlow's devices) without the lines of :data:`TF_STARTUP_NOISE`.
 
-    Sets TF_CPP_MIN_LOG_LEVEL=2 unless it is set; while Keras is imported, stderr (file descriptor
-    2, where the C++ code writes) goes to a temporary file, and afterwards every line of it is
-    written to stderr except the start-up notices in :data:`TF_STARTUP_NOISE`, so real errors still
-    show. With TF_CPP_MIN_LOG_LEVEL 0 or 1 nothing is filtered. TF_ENABLE_ONEDNN_OPTS is left alone.
+    Sets TF_CPP_MIN_LOG_LEVEL=2 unless it is set; file descriptor 2 goes to a temporary file during
+    the import, then every other line of it to stderr. With level 0 or 1 nothing is filtered.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() in ("0", "1"):

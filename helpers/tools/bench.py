@@ -1,22 +1,9 @@
 """Benchmarks (not tests): speed measured in one run and reported as ratios.
 
-``python -m helpers bench speed`` prints:
-- mask generation for 50,000 images per strategy (the random/rows/columns draws are vectorised);
-- the metrics on 10,000 images, and batched SSIM against a per-image ``skimage`` loop;
-- training images per second of the mask-token ViT and the MAE-style ViT (with the mask token
-  alone and with the harmonic fill) at 50% and 75%, against a plain-Keras ViT of the same
-  configuration, with and without drawing masks per batch, and (on TensorFlow) with and without
-  XLA;
-- the autoencoders (CNN, adversarial autoencoder, ViT + CNN decoder) against the mask-token ViT,
-  at 50 %;
-- the pretrained ViT (:mod:`helpers.pretrained`) with a ViT-B/16-sized backbone (random weights:
-  the speed does not depend on them, and nothing is downloaded), head only and fully fine-tuned;
-- the input pipeline alone (:class:`helpers.training.MaskingDataset`, batches of 256 as in the
-  ``full`` profile): batches and images per second, as a ratio to the ViT's training speed (an
-  accelerator waits for its data when that ratio is near 1 or below).
-
-:func:`bench_speed` runs the six parts (``quick=True``: much smaller sizes, for tests) and hands
-each part's rows to a callback as soon as they are measured; :func:`format_rows` prints them.
+``python -m helpers bench speed`` (:func:`bench_speed`) times mask generation, the metrics
+against a per-image ``skimage`` loop, training throughput of the project's models against a
+plain-Keras ViT, the autoencoders, the pretrained ViT and the input pipeline alone;
+:func:`format_rows` prints the rows.
 """
 
 from __future__ import annotations
@@ -51,20 +38,15 @@ def _timed(fn, repeat: int = 3) -> float:
 def bench_masks(n_images: int = 50_000, grid=(8, 8), ratio: float = 0.5) -> list[dict]:
     """Seconds to draw masks for ``n_images`` images with each data-free strategy."""
     rows = []
-    for strategy in ("random", "rows", "columns"):
-        sec = _timed(
-            lambda s=strategy: masking.make_mask(s, ratio, n_images=n_images, grid=grid, seed=0)
-        )
-        rows.append({"what": f"{strategy} masks, {n_images} images", "seconds": sec})
+    for s in ("random", "rows", "columns"):
+        sec = _timed(lambda s=s: masking.make_mask(s, ratio, n_images=n_images, grid=grid, seed=0))
+        rows.append({"what": f"{s} masks, {n_images} images", "seconds": sec})
     return rows
 
 
 def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0) -> list[dict]:
-    """Seconds for :func:`metrics.evaluate` on ``n_images`` images, and batched SSIM vs a skimage
-    loop.
-
-    The skimage loop runs on ``loop_images`` images and is scaled to ``n_images`` (it is linear).
-    """
+    """Seconds of :func:`metrics.evaluate` and batched SSIM on ``n_images`` images, and of a
+    skimage SSIM loop on ``loop_images`` images scaled to ``n_images``."""
     from skimage.metrics import structural_similarity  # lazy: slow to import
 
     rng = np.random.default_rng(seed)
@@ -97,15 +79,8 @@ def plain_keras_vit(
     num_heads: int = 4,
     mlp_dim: int = 256,
 ):
-    """A mask-token ViT made of stock Keras layers only (no code of this project), the speed
-    reference.
-
-    Same configuration, inputs and output as :func:`helpers.models.build_vit` with ``fill="token"``
-    (``images`` (N, H, W, C), ``mask`` (N, L) -> images): patches cut with reshapes, hidden patches
-    zeroed and projected, plus a learned vector times the mask
-    (the mask token); learned position embeddings; pre-LayerNorm blocks of
-    ``keras.layers.MultiHeadAttention`` and a GELU MLP; a sigmoid head. No dropout.
-    """
+    """The speed reference: a mask-token ViT of stock Keras layers only, with the inputs, output
+    and configuration of :func:`helpers.models.build_vit` with ``fill="token"`` (no dropout)."""
 
     class AddPositions(layers.Layer):
         def build(self, shape):
@@ -136,9 +111,7 @@ def plain_keras_vit(
 
 
 class _StepClock(keras.callbacks.Callback):
-    """Seconds from each epoch's first training step to the end of its last, summed: the steps
-    (fetching their batches included) without Keras's work between epochs, which varies from one
-    ``fit`` to the next."""
+    """Seconds of the training steps, summed over epochs, without Keras's work between epochs."""
 
     def on_train_begin(self, logs=None):
         self.seconds = 0.0
@@ -157,59 +130,37 @@ class _StepClock(keras.callbacks.Callback):
         self.seconds += self._end - self._start
 
 
-def _fit_runner(model, batch, *, batch_size: int, jit_compile="auto"):
-    """Compile ``model`` (Adam, the masked MSE) and return ``run(epochs) -> seconds`` of training
-    steps (:class:`_StepClock`) on one in-memory ``(inputs, target, weight)`` set (no mask
-    drawing)."""
-    inputs, target, weight = batch
+def _runner(model, jit_compile="auto", **data):
+    """Compile ``model`` (Adam, the masked MSE); ``run(epochs) -> seconds`` of its training steps
+    (:class:`_StepClock`) on ``data``, the keyword arguments of ``fit``."""
     compile_model(model, 1e-3, jit_compile)
 
     def run(epochs: int) -> float:
         clock = _StepClock()
-        model.fit(
-            inputs,
-            target,
-            sample_weight=weight,
-            batch_size=batch_size,
-            epochs=epochs,
-            verbose=0,
-            shuffle=False,
-            callbacks=[clock],
-        )
+        model.fit(**data, epochs=epochs, verbose=0, shuffle=False, callbacks=[clock])
         return clock.seconds
 
     return run
+
+
+def _fit_runner(model, batch, *, batch_size: int, jit_compile="auto"):
+    """:func:`_runner` on one in-memory ``(inputs, target, weight)`` set (no mask drawing)."""
+    x, y, weight = batch
+    return _runner(model, jit_compile, x=x, y=y, sample_weight=weight, batch_size=batch_size)
 
 
 def _pipeline_runner(model, images, *, ratio: float, seed: int, batch_size: int):
-    """As :func:`_fit_runner`, through :class:`helpers.training.MaskingDataset` (random masks
-    drawn for every batch), as :func:`helpers.training.train` feeds a model."""
-    ds = MaskingDataset(
-        images,
-        model.patch_size,
-        strategy="random",
-        ratio=ratio,
-        batch_size=batch_size,
-        seed=seed,
-        min_masked=model.min_masked,
+    """:func:`_runner` on a :class:`helpers.training.MaskingDataset` (random masks per batch)."""
+    kw = dict(strategy="random", ratio=ratio, batch_size=batch_size, seed=seed)
+    return _runner(
+        model, x=MaskingDataset(images, model.patch_size, min_masked=model.min_masked, **kw)
     )
-    compile_model(model, 1e-3)
-
-    def run(epochs: int) -> float:
-        clock = _StepClock()
-        model.fit(ds, epochs=epochs, verbose=0, shuffle=False, callbacks=[clock])
-        return clock.seconds
-
-    return run
 
 
 def _interleaved_speeds(runners: dict, n_images: int, *, epochs: int, repeats: int) -> dict:
-    """Images per second of each of ``runners`` (name -> ``run(epochs) -> seconds``; seconds of
-    training steps for :func:`_fit_runner` and :func:`_pipeline_runner`): one untimed
-    warm-up epoch each (tracing, compilation), then ``repeats`` rounds in which every runner
-    trains ``epochs`` epochs in turn; the median of its rounds. Interleaved, every model meets
-    the same drift of the machine's load, so the ratios between them hold better than the
-    absolute speeds."""
+    """Images per second of each of ``runners`` (name -> ``run(epochs) -> seconds``): one warm-up
+    epoch each, then ``repeats`` rounds of ``epochs`` epochs, interleaved so that every model
+    meets the same drift of the machine's load; the median round."""
     check_positive_int(repeats, "repeats")
     for run in runners.values():
         run(1)
@@ -221,14 +172,9 @@ def _interleaved_speeds(runners: dict, n_images: int, *, epochs: int, repeats: i
 
 
 def _fit_speed(model, batch, *, batch_size: int, epochs: int, jit_compile="auto") -> float:
-    """Training images per second of ``model`` on one in-memory set (:func:`_fit_runner`): one
-    untimed warm-up epoch, then ``epochs`` timed ones."""
-    return _interleaved_speeds(
-        {"model": _fit_runner(model, batch, batch_size=batch_size, jit_compile=jit_compile)},
-        len(batch[1]),
-        epochs=epochs,
-        repeats=1,
-    )["model"]
+    """Training images per second of ``model`` on one in-memory set, after a warm-up epoch."""
+    run = _fit_runner(model, batch, batch_size=batch_size, jit_compile=jit_compile)
+    return _interleaved_speeds({"model": run}, len(batch[1]), epochs=epochs, repeats=1)["model"]
 
 
 def bench_training(
@@ -242,26 +188,11 @@ def bench_training(
     vit_kwargs: dict | None = None,
     mae_kwargs: dict | None = None,
 ) -> list[dict]:
-    """Training images per second, in one run, and the ratios that matter:
+    """Training images per second at each ratio, and the ratios of :data:`_SPEED_RATIOS`.
 
-    - a plain-Keras mask-token ViT of the same configuration (:func:`plain_keras_vit`), the
-      project's mask-token ViT and its MAE-style ViT (built with ``min_mask_ratio`` = the ratio, so
-      its encoder sees only the visible patches), on the same in-memory images and masks;
-    - the project's ViT again through the training data pipeline
-      (:class:`helpers.training.MaskingDataset`: masks drawn for every batch), to show what
-      drawing the masks costs;
-    - on TensorFlow, the project's ViT with XLA off (the default before it was turned on for
-      dropout-free models on a CPU), at the first ratio;
-    - the mask-token ViT and the MAE-style ViT with the harmonic fill (``vit_biharmonic`` and its
-      MAE twin), against the same models without it, and the one against the other.
-
-    At each ratio the models are timed interleaved (:func:`_interleaved_speeds`: ``repeats``
-    rounds of ``epochs`` epochs each, the median round), over their training steps
-    (:class:`_StepClock`). ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their
-    default sizes, the tuned recipe: the mask token alone, the configuration of the plain-Keras
-    reference, except in the rows of the harmonic fill).
+    The models of :func:`_training_runners` are timed interleaved (:func:`_interleaved_speeds`).
+    ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their sizes, the mask token alone).
     """
-
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs = {"fill": "token", **(vit_kwargs or {})}
     mae_kwargs = {"fill": "token", **(mae_kwargs or {})}
@@ -322,11 +253,12 @@ def _fit_set(images, ratio, seed):
 
 
 def _training_runners(images, ratio, seed, vit_kwargs, mae_kwargs, batch_size, no_xla) -> dict:
-    """The runners (:func:`_fit_runner`) of :func:`bench_training` at ``ratio``, on the same
-    images and masks; the key ``no_xla`` only when ``no_xla``."""
+    """The runners of :func:`bench_training` at ``ratio``: a plain-Keras ViT, the mask-token ViT,
+    the MAE, both with the harmonic fill, the ViT with masks drawn per batch and (``no_xla``)
+    without XLA."""
     batch, fit = _fit_set(images, ratio, seed), dict(batch_size=batch_size)
     sizes = {
-        k: v for k, v in vit_kwargs.items() if k in ("embed_dim", "depth", "num_heads", "mlp_dim")
+        k: vit_kwargs[k] for k in ("embed_dim", "depth", "num_heads", "mlp_dim") if k in vit_kwargs
     }
     models = {
         "plain": plain_keras_vit(**sizes),
@@ -348,18 +280,10 @@ def _training_runners(images, ratio, seed, vit_kwargs, mae_kwargs, batch_size, n
 
 
 def bench_autoencoders(
-    n_images: int = 512,
-    *,
-    epochs: int = 1,
-    repeats: int = 3,
-    batch_size: int = 64,
-    seed: int = 0,
-    sizes=None,
+    n_images=512, *, epochs=1, repeats=3, batch_size=64, seed=0, sizes=None
 ) -> list[dict]:
-    """Training images per second of the CNN autoencoder, the adversarial autoencoder (both
-    discriminators on) and the ViT + CNN decoder, with the mask-token ViT as the reference, on
-    the same images and masks at 50 % (builders' default sizes, or ``sizes[name]``), timed
-    interleaved (:func:`_interleaved_speeds`)."""
+    """Training images per second of the autoencoders against the mask-token ViT at 50 %, timed
+    interleaved; ``sizes[name]``: a builder's sizes (default: its own)."""
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     batch, sizes = _fit_set(images, 0.5, seed), dict(sizes or {})
     kinds = {"vit": {}, "cnn": {}, "aae": {"image_weight": 1e-3}, "vit_cnn": {}}
@@ -381,10 +305,9 @@ def bench_autoencoders(
 def bench_pretrained(
     n_images: int = 32, *, batch_size: int = 8, epochs: int = 1, seed: int = 0, backbone=None
 ) -> list[dict]:
-    """Training images per second of :class:`helpers.pretrained.PretrainedViT` on 32-pixel images
-    with masks at 50 %, backbone frozen (``head``) and fine-tuned (``all``), in one run.
-    ``backbone``: ``ViTBackbone`` keyword arguments (default ViT-B/16 at 224: 12 blocks, width
-    768, MLP 3072, 12 heads, patches of 16), built with random weights."""
+    """Training images per second of :class:`helpers.pretrained.PretrainedViT` at 50 %, head only
+    and fine-tuned. ``backbone``: ``ViTBackbone`` keyword arguments (default: ViT-B/16 at 224,
+    random weights)."""
     import keras_hub  # heavy, optional
 
     sizes = backbone or dict(
@@ -401,20 +324,20 @@ def bench_pretrained(
         model = build_pretrained_vit(preset=vit, fine_tune=fine_tune, seed=seed)
         speed[fine_tune] = _fit_speed(model, batch, batch_size=batch_size, epochs=epochs)
         del model
+    ratio = {
+        "what": "ratio: pretrained ViT, head only / fine-tuned",
+        "ratio": speed["head"] / speed["all"],
+    }
     return [
         {"what": f"pretrained ViT ({label}), head only", "images_per_s": speed["head"]},
         {"what": f"pretrained ViT ({label}), fine-tuned", "images_per_s": speed["all"]},
-        {
-            "what": "ratio: pretrained ViT, head only / fine-tuned",
-            "ratio": speed["head"] / speed["all"],
-        },
+        ratio,
     ]
 
 
 def bench_pipeline(n_images: int = 4096, batch_size: int = 256, seed: int = 0) -> list[dict]:
-    """Batches per second of :class:`MaskingDataset` alone (masks, flips, weights; no model) for
-    the masks of the training runs: one of random/rows/columns and a ratio in 30-70 % per batch,
-    and importance masks (pixel-variance scores)."""
+    """Batches per second of :class:`MaskingDataset` alone (no model), for mixed and importance
+    masks, in one thread and in two."""
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     settings = {
         "mixed random/rows/columns, 30-70 %, flips": dict(
@@ -428,17 +351,16 @@ def bench_pipeline(n_images: int = 4096, batch_size: int = 256, seed: int = 0) -
         sec = _timed(lambda ds=ds: [ds[i] for i in range(len(ds))], repeat=2) / len(ds)
         with ThreadPoolExecutor(2) as pool:  # what PyDataset(workers=2) does: threads, in order
             two = _timed(lambda d=ds, p=pool: list(p.map(d.__getitem__, range(len(d)))), repeat=2)
+        threads = f"  the same, 2 worker threads ({os.cpu_count()} CPUs)"
         rows += [
             {"what": f"input pipeline, {what}, batch {batch_size}", "per_s": 1 / sec},
             {"what": "  the same in images", "images_per_s": batch_size / sec},
-            {
-                "what": f"  the same, 2 worker threads ({os.cpu_count()} CPUs)",
-                "per_s": len(ds) / two,
-            },
+            {"what": threads, "per_s": len(ds) / two},
         ]
     return rows
 
 
+_TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}  # a ViT of the quick run
 #: Sizes of :func:`bench_speed`: the default run (a few minutes on 2 CPU cores) and ``quick``.
 SPEED_SETTINGS = {
     False: {
@@ -457,59 +379,37 @@ SPEED_SETTINGS = {
             "epochs": 1,
             "repeats": 2,
             "batch_size": 32,
-            "vit_kwargs": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
-            "mae_kwargs": {
-                "embed_dim": 16,
-                "depth": 1,
-                "num_heads": 2,
-                "mlp_dim": 32,
-                "decoder_dim": 16,
-                "decoder_depth": 1,
-                "decoder_num_heads": 2,
-                "decoder_mlp_dim": 32,
-            },
+            "vit_kwargs": _TINY,
+            "mae_kwargs": _TINY
+            | dict(decoder_dim=16, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=32),
         },
         "pipeline": {"n_images": 512, "batch_size": 256},
         "autoencoders": {
             "n_images": 32,
             "repeats": 1,
             "batch_size": 16,
-            "sizes": {
-                "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
-                "cnn": {"filters": (4, 8)},
-                "aae": {"filters": (4, 8), "latent_dim": 4},
-                "vit_cnn": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
-            },
+            "sizes": {"vit": _TINY, "cnn": {"filters": (4, 8)}, "vit_cnn": _TINY}
+            | {"aae": {"filters": (4, 8), "latent_dim": 4}},
         },
         "pretrained": {
             "n_images": 8,
             "batch_size": 8,
-            "backbone": dict(
-                image_shape=(32, 32, 3),
-                patch_size=8,
-                num_layers=1,
-                num_heads=2,
-                hidden_dim=16,
-                mlp_dim=32,
-            ),  # fmt: skip
+            "backbone": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2)
+            | dict(hidden_dim=16, mlp_dim=32),
         },
     },
 }
 
 
 def bench_speed(quick: bool = False, report=None) -> list[dict]:
-    """Masks, metrics and training speed in one run (sizes from :data:`SPEED_SETTINGS`).
-
-    ``report(title, rows)`` is called after each part (e.g. to print it at once). Returns all rows.
-    """
+    """Every part in one run (sizes from :data:`SPEED_SETTINGS`); ``report(title, rows)`` is
+    called after each. Returns all rows."""
     settings = SPEED_SETTINGS[bool(quick)]
+    training = "training throughput" + (" (tiny models)" if quick else " (default model sizes)")
     parts = (
         ("mask generation", lambda: bench_masks(**settings["masks"])),
         ("metrics", lambda: bench_metrics(**settings["metrics"])),
-        (
-            "training throughput" + (" (tiny models)" if quick else " (default model sizes)"),
-            lambda: bench_training(**settings["training"]),
-        ),
+        (training, lambda: bench_training(**settings["training"])),
         ("autoencoders", lambda: bench_autoencoders(**settings["autoencoders"])),
         ("pretrained ViT", lambda: bench_pretrained(**settings["pretrained"])),
         ("input pipeline", lambda: _with_ratio(bench_pipeline(**settings["pipeline"]), rows)),
@@ -524,8 +424,7 @@ def bench_speed(quick: bool = False, report=None) -> list[dict]:
 
 
 def _with_ratio(pipeline: list[dict], rows: list[dict]) -> list[dict]:
-    """``pipeline`` plus its images per second as a ratio to the mask-token ViT's training speed
-    (the first such row of ``rows``)."""
+    """``pipeline`` plus its slowest images per second over the mask-token ViT's training speed."""
     vit = next(r["images_per_s"] for r in rows if r["what"].startswith("mask-token ViT, "))
     slowest = min(r["images_per_s"] for r in pipeline if "images_per_s" in r)
     what = "ratio: slowest input pipeline / mask-token ViT training, images/s"
@@ -535,14 +434,7 @@ def _with_ratio(pipeline: list[dict], rows: list[dict]) -> list[dict]:
 def format_rows(rows: list[dict]) -> str:
     """A plain-text table of benchmark rows."""
     width = max(len(r["what"]) for r in rows)
-    lines = []
-    for r in rows:
-        if "ratio" in r:
-            lines.append(f"{r['what']:<{width}}  x{r['ratio']:.2f}")
-        elif "images_per_s" in r:
-            lines.append(f"{r['what']:<{width}}  {r['images_per_s']:10.1f} images/s")
-        elif "per_s" in r:
-            lines.append(f"{r['what']:<{width}}  {r['per_s']:10.1f} batches/s")
-        else:
-            lines.append(f"{r['what']:<{width}}  {r['seconds']:10.3f} s")
-    return "\n".join(lines)
+    units = {"ratio": "x{:.2f}", "images_per_s": "{:10.1f} images/s", "per_s": "{:10.1f} batches/s"}
+    units["seconds"] = "{:10.3f} s"
+    keys = [next((k for k in units if k in r), "seconds") for r in rows]
+    return "\n".join(f"{r['what']:<{width}}  " + units[k].format(r[k]) for r, k in zip(rows, keys))

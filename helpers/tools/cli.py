@@ -1,12 +1,9 @@
 """Command line: ``python -m helpers <command> ...`` (docs/cli.md describes every command).
 
-Each command is a handler ``_cmd_<command>(args) -> exit code`` declared by :func:`_command`
-with its options (:data:`COMMANDS`); its docstring is its help. Every option is declared once, in
-:data:`_OPTIONS`; :func:`_add` adds it to the commands that take it, with their defaults.
-Exit codes: 0 success, 1 a notebook failed, 2 a usage or configuration error (nothing ran; the
-message names the option, the value and what is allowed), 130 interrupted (``train`` resumes).
-The handlers import the modules they use when they run: Keras and TensorFlow take seconds to
-load, and ``--help`` and usage errors answer without them.
+Each command is a handler ``_cmd_<command>(args) -> exit code`` declared by :func:`_command`;
+its docstring is its help. Every option is declared once, in :data:`_OPTIONS`. Exit codes: 0
+success, 1 a notebook failed, 2 a usage or configuration error, 130 interrupted. Handlers import
+Keras lazily, so ``--help`` and usage errors answer at once.
 """
 
 from __future__ import annotations
@@ -523,12 +520,8 @@ def _cmd_bench_speed(args) -> int:
     from . import bench
 
     _keras_line(f"bench speed{' --quick' if args.quick else ''}")
-    start = time.perf_counter()
-
-    report = bench.format_rows
-    bench.bench_speed(
-        quick=args.quick, report=lambda t, r: print(f"\n{t}\n{report(r)}", flush=True)
-    )
+    start, table = time.perf_counter(), bench.format_rows
+    bench.bench_speed(args.quick, lambda t, r: print(f"\n{t}\n{table(r)}", flush=True))
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -565,7 +558,6 @@ def _cmd_bench_quality(args) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     about = (
         "Masked image modeling: run the notebooks headless, train, evaluate, probe, grade, bench."

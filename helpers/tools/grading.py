@@ -1,42 +1,12 @@
-"""Grade every student's submitted model on a hidden test set: the logic behind ``python -m helpers
-grade``.
+"""Grade every student's submitted model on a hidden test set: ``python -m helpers grade``.
 
-- Submissions: one folder per student in ``SUBMISSIONS/``, holding one ``.keras`` model (or
-  several, one of them named ``model.keras``: that one is graded). The model takes the course's
-  interface: ``{"images": (N, 32, 32, 3) float32 in [0, 1], "mask": (N, 64) 0/1}`` in, full images
-  out (every model of :mod:`helpers.models` does; so does any Keras model built from Keras' own
-  layers and the package's, with those two inputs).
-- Data: the ``test_batch`` of a CIFAR-10 python-batch folder the students never saw; random, rows
-  and columns masks at 50 % drawn from a mask seed they do not know (a fresh one unless
-  ``mask_seed`` is given; it is written to ``grading.json`` so a grade can be reproduced).
-- Every submission is untrusted: its file is checked as a zip archive (size, uncompressed size)
-  before Keras opens it, loaded with ``safe_mode=True`` (a ``Lambda`` layer or any Python code in
-  it is refused; nothing is unpickled) in its own process (:func:`run_worker`, ``python -m
-  helpers.tools.grading``) that is stopped past a time limit and a memory limit. A broken,
-  malicious, too large or too slow submission gets a row with the reason; the others are graded
-  all the same.
-- Untrained twin: in the same process, under the same limits, every submitted model is also
-  rebuilt from its own config with fresh weights (:func:`helpers.models.untrained_twin`, seed
-  :data:`TWIN_SEED`, in safe mode) and that twin is scored on the same images and masks; what
-  training added is the model's masked-region PSNR minus its twin's. A model that cannot be
-  rebuilt, or whose twin fails, is not graded, with the reason. So a classical fill built into the
-  architecture (the package's ``fill="harmonic"`` models start as harmonic inpainting) earns
-  nothing for learning unless training improved on it.
-- References, run the same way on the same masks: biharmonic inpainting and the mean-colour guess
-  (they do not learn: no twin).
-- Output: ``grades.csv`` (one row per student and per reference; per strategy the masked-region
-  PSNR and SSIM, the twin's masked-region PSNR ``<strategy>_psnr_masked_untrained`` and
-  ``<strategy>_training_added`` in dB), ``leaderboard.md`` (the ranking and the rubric),
-  ``grading.json`` (the settings, the mask seed and every row), each written atomically.
-
-Rubric (:data:`RUBRIC`, per strategy; 12 points in all for three strategies): 1 point when the
-model returns finite images of the right shape; 2 points when training added at least
-:data:`MIN_TRAINING_GAIN_DB` (1 dB) of masked-region PSNR over its untrained twin (same
-architecture, fresh weights); 1 point when its masked-region PSNR is at least biharmonic
-inpainting's. The mean-colour guess is shown for comparison and earns or costs nothing.
-
-The notebooks' own exercises are graded by nbgrader: :func:`make_course` (``python -m helpers
-course``) writes the course folder that ``nbgrader generate_assignment`` and ``autograde`` use.
+Each submission (one folder per student holding a ``.keras`` model, or several with one named
+``model.keras``) is untrusted: its archive is checked, then it is loaded in safe mode and scored
+in its own process (:func:`run_worker`) under a time and a memory limit. Every model is also
+rebuilt with fresh weights (its untrained twin, seed :data:`TWIN_SEED`) and scored on the same
+masks; biharmonic inpainting and the mean-colour guess are the references. Points per strategy
+follow :data:`RUBRIC`. Writes ``grades.csv``, ``leaderboard.md`` and ``grading.json``.
+:func:`make_course` writes the nbgrader course folder of the notebooks' exercises.
 """
 
 from __future__ import annotations
@@ -90,25 +60,16 @@ RUBRIC = (  # (criterion, points per strategy, what earns them)
 GRADES_CSV = "grades.csv"
 LEADERBOARD = "leaderboard.md"
 GRADING_JSON = "grading.json"
-RESULT = "result.json"  # what a worker writes
 METRICS = ("psnr_masked", "ssim")
 TWIN_COLUMNS = ("psnr_masked_untrained", "training_added")  # per strategy, students only
 
 
-# --------------------------------------------------------------------------------------------
-# Finding the submissions
-# --------------------------------------------------------------------------------------------
 def find_submissions(folder) -> list[tuple[str, Path | None, str | None]]:
-    """``(student, model file or None, reason it cannot be graded or None)`` for every entry of
-    ``folder`` (hidden entries skipped), sorted by name."""
+    """``(student, model file or None, reason it cannot be graded or None)`` per entry, by name."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SettingError(
-            "submissions",
-            str(folder),
-            "is not a folder; allowed: a folder with one sub-folder per student, each holding "
-            "a .keras model",
-        )
+        allowed = "allowed: a folder with one sub-folder per student, each holding a .keras model"
+        raise SettingError("submissions", str(folder), f"is not a folder; {allowed}")
     found = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
@@ -150,9 +111,6 @@ def check_archive(path: Path, max_mb: float) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------------------------
-# The worker: one model, in its own process
-# --------------------------------------------------------------------------------------------
 def _load_graded(model: str):
     """A reference by name, or the submitted ``.keras`` file loaded in safe mode."""
     from ..models import load_predictor  # lazy: pulls in Keras
@@ -164,26 +122,28 @@ def _load_graded(model: str):
     try:
         return keras.saving.load_model(model, compile=False, safe_mode=True)
     except Exception as exc:  # untrusted file: any failure is the submission's
-        text = " ".join(str(exc).split())[:300]
-        raise _Refused(f"could not be loaded in safe mode ({type(exc).__name__}: {text})") from None
+        raise _Refused(f"could not be loaded in safe mode ({_error(exc)})") from None
 
 
 class _Refused(Exception):
     """The reason a submission gets no points, as the grader writes it."""
 
 
+def _error(exc: Exception) -> str:
+    """``"Type: message"`` of ``exc`` on one line, the message cut to 300 characters."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
 def _untrained_twin(model):
-    """``model`` rebuilt from its config with fresh weights (seed :data:`TWIN_SEED`), in safe mode
-    as the model was loaded; any failure is the submission's."""
+    """``model`` rebuilt from its config with fresh weights (seed :data:`TWIN_SEED`)."""
     from ..models import untrained_twin  # lazy: pulls in Keras
 
     try:  # untrained_twin deserializes the config in safe mode
         return untrained_twin(model, seed=TWIN_SEED)
     except Exception as exc:  # untrusted config: any failure is the submission's
-        text = " ".join(str(exc).split())[:300]
         raise _Refused(
             "could not be rebuilt from its config with fresh weights in safe mode, for its "
-            f"untrained twin ({type(exc).__name__}: {text})"
+            f"untrained twin ({_error(exc)})"
         ) from None
 
 
@@ -203,8 +163,7 @@ def _check_interface(model, mask: np.ndarray) -> None:
 
 
 def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:
-    """The model's images for ``images`` with ``mask`` hidden, checked: shape and finite values.
-    The hidden pixels are set to 0 before the model sees them: what is graded is never given."""
+    """The model's output for ``images`` with the ``mask`` pixels zeroed, checked."""
     from ..models import mask_patch_size  # lazy: pulls in Keras
 
     _check_interface(model, mask)
@@ -219,12 +178,10 @@ def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np
         try:
             pred = np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
         except Exception as exc:
-            text = " ".join(str(exc).split())[:300]
             shape = ", ".join(str(n) for n in images.shape[1:])
             raise _Refused(
                 f"wrong interface: it must take {{'images': (N, {shape}) float32, 'mask': "
-                f"(N, {mask.shape[1]}) 0/1}} and return images (N, {shape}) "
-                f"({type(exc).__name__}: {text})"
+                f"(N, {mask.shape[1]}) 0/1}} and return images (N, {shape}) ({_error(exc)})"
             ) from None
         if pred.shape != images[sl].shape:
             raise _Refused(
@@ -238,11 +195,8 @@ def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np
 
 
 def grade_one(model: str, work: Path, strategies, batch_size: int = 256) -> dict:
-    """Score ``model`` on the images and masks the grader wrote in ``work`` (``images.npy``,
-    ``mask_<strategy>.npy``): per strategy, the mean of each of :data:`METRICS` and the seconds;
-    for a submission (not a reference) also its untrained twin's masked-region PSNR
-    (``<strategy>_psnr_masked_untrained``) and ``<strategy>_training_added``, the model's minus
-    the twin's (dB); None for a reference."""
+    """Score ``model`` on ``work``'s ``images.npy`` and ``mask_<strategy>.npy``: per strategy the
+    mean :data:`METRICS`, the seconds and (None for a reference) the :data:`TWIN_COLUMNS` (dB)."""
     from ..models import mask_patch_size  # lazy: pulls in Keras
 
     images = np.load(work / "images.npy", allow_pickle=False)
@@ -279,9 +233,8 @@ def grade_one(model: str, work: Path, strategies, batch_size: int = 256) -> dict
 
 
 def run_worker(argv) -> int:
-    """``python -m helpers.tools.grading MODEL WORK OUT STRATEGY...``: grade one model and write
-    ``{"ok": true, ...}`` or ``{"ok": false, "reason": ...}`` to ``OUT``. Exit code 0 either way;
-    anything else means the process itself failed."""
+    """``python -m helpers.tools.grading MODEL WORK OUT STRATEGY...``: write ``{"ok": ...}`` of
+    one model to ``OUT``; exit code 0 either way."""
     model, work, out, *strategies = argv
     try:
         result = {"ok": True, **grade_one(model, Path(work), strategies)}
@@ -306,14 +259,11 @@ def _rss_mb(pid: int) -> float:
 def run_isolated(
     model: str, work: Path, strategies, *, timeout: float, memory_mb: float | None
 ) -> dict:
-    """Run :func:`run_worker` for ``model`` in a new process (its own session, so that stopping it
-    stops anything it started), stopped after ``timeout`` seconds or once its resident memory,
-    read from ``/proc`` every 50 ms, is above ``memory_mb`` MB (None: no limit); returns its
-    result, or ``{"ok": False, "reason": ...}`` saying why there is none."""
+    """Run :func:`run_worker` in a new session, killed past ``timeout`` seconds or ``memory_mb`` MB
+    of resident memory (None: no limit); its result, or ``{"ok": False, "reason": ...}``."""
     out = work / f"result-{secrets.token_hex(4)}.json"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
-    root = str(PROJECT_ROOT)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "helpers.tools.grading", model, str(work), str(out), *strategies]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
@@ -338,16 +288,11 @@ def run_isolated(
         result = json.loads(out.read_text())
         out.unlink()
         return {**result, "seconds": round(wall, 2), "peak_mb": round(peak)}
-    if why is None:
-        why = f"the grading process failed (exit code {proc.returncode}): " + (
-            tail[0][:300] if tail else "no message"
-        )
+    message = tail[0][:300] if tail else "no message"
+    why = why or f"the grading process failed (exit code {proc.returncode}): {message}"
     return {"ok": False, "reason": why, "seconds": round(wall, 2), "peak_mb": round(peak)}
 
 
-# --------------------------------------------------------------------------------------------
-# Scores, files
-# --------------------------------------------------------------------------------------------
 def score(row: dict, references: dict, strategies) -> int:
     """Points of one graded row by :data:`RUBRIC` (0 unless it ran)."""
     if not row.get("ok"):
@@ -371,21 +316,8 @@ def max_score(strategies) -> int:
 def _columns(strategies) -> list[str]:
     per = [f"{s}_{m}" for s in strategies for m in METRICS]
     per += [f"{s}_{c}" for s in strategies for c in TWIN_COLUMNS]
-    return [
-        "student",
-        "kind",
-        "status",
-        "score",
-        "max_score",
-        *per,
-        "model",
-        "size_mb",
-        "load_seconds",
-        *(f"{s}_seconds" for s in strategies),
-        "seconds",
-        "peak_mb",
-        "reason",
-    ]
+    tail = ["load_seconds", *(f"{s}_seconds" for s in strategies), "seconds", "peak_mb", "reason"]
+    return ["student", "kind", "status", "score", "max_score", *per, "model", "size_mb", *tail]
 
 
 def _ranked(rows: list[dict], strategies) -> list[dict]:
@@ -399,8 +331,7 @@ def _ranked(rows: list[dict], strategies) -> list[dict]:
 
 
 def leaderboard(rows: list[dict], settings: dict) -> str:
-    """The ranking as Markdown: graded rows by score (references among them, without a rank),
-    then the rows that could not be graded with the reason, then the rubric."""
+    """The ranking as Markdown: graded rows by score, the rows not graded, the rubric."""
     strategies = settings["strategies"]
     head = ["#", "student", "score"]
     head += [f"{s} PSNR (dB) / SSIM" for s in strategies]
@@ -445,9 +376,6 @@ def _twin_cell(row: dict, strategy: str) -> str:
     return f"{twin:.2f} / {row[f'{strategy}_training_added']:+.2f}"
 
 
-# --------------------------------------------------------------------------------------------
-# The whole class
-# --------------------------------------------------------------------------------------------
 def check_limits(timeout, memory_mb, max_model_mb) -> None:
     check_positive_number(timeout, "timeout")
     if memory_mb is not None:
@@ -470,10 +398,9 @@ def grade(
     max_model_mb: float = 200.0,
     progress: bool = True,
 ) -> dict:
-    """Grade every submission in ``submissions`` (see the module) on ``data_dir``'s
-    ``test_batch``; write ``grades.csv``, ``leaderboard.md`` and ``grading.json`` in ``output``.
+    """Grade every submission on ``data_dir``'s ``test_batch`` and write the files in ``output``.
 
-    ``timeout`` (seconds) and ``memory_mb`` hold for each model's process; ``max_model_mb`` for
+    ``timeout`` (seconds) and ``memory_mb`` hold for each model's process, ``max_model_mb`` for
     its file. Returns ``{"rows": [...], "settings": {...}, "paths": [...]}``."""
     ratio = check_ratio(ratio)
     strategies = [
@@ -486,22 +413,12 @@ def grade(
     images = load_test_images("cifar10", data_dir, n_test)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "submissions": str(submissions),
-        "data_dir": str(data_dir),
-        "n_test": len(images),
-        "ratio": ratio,
-        "strategies": strategies,
-        "mask_seed": mask_seed,
-        "patch_size": patch_size,
-        "timeout": timeout,
-        "memory_mb": memory_mb,
-        "max_model_mb": max_model_mb,
-        "rubric": [{"column": c, "points": p, "for": w} for c, p, w in RUBRIC],
-        "min_training_gain_db": MIN_TRAINING_GAIN_DB,
-        "twin_seed": TWIN_SEED,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    settings = {"submissions": str(submissions), "data_dir": str(data_dir), "n_test": len(images)}
+    settings |= dict(ratio=ratio, strategies=strategies, mask_seed=mask_seed, patch_size=patch_size)
+    settings |= dict(timeout=timeout, memory_mb=memory_mb, max_model_mb=max_model_mb)
+    settings["rubric"] = [{"column": c, "points": p, "for": w} for c, p, w in RUBRIC]
+    settings |= {"min_training_gain_db": MIN_TRAINING_GAIN_DB, "twin_seed": TWIN_SEED}
+    settings["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
     with tempfile.TemporaryDirectory(prefix="grading-") as tmp:
         work = Path(tmp)
         np.save(work / "images.npy", images)
@@ -511,11 +428,8 @@ def grade(
         limits = {"timeout": timeout, "memory_mb": memory_mb}
         jobs = [(name, "reference", name, None) for name in REFERENCES]
         jobs += [(student, "student", path, why) for student, path, why in found]
-        rows = []
-        for student, kind, path, why in tqdm(jobs, desc="grading", disable=not progress):
-            rows.append(
-                _grade_row(student, kind, path, why, work, strategies, limits, max_model_mb)
-            )
+        jobs = tqdm(jobs, desc="grading", disable=not progress)
+        rows = [_grade_row(*job, work, strategies, limits, max_model_mb) for job in jobs]
     references = {r["student"]: r for r in rows if r["kind"] == "reference"}
     broken = [r for r in references.values() if not r["ok"]]
     if broken:
@@ -546,9 +460,6 @@ def _grade_row(student, kind, path, why, work, strategies, limits, max_model_mb)
     return {**row, **result}
 
 
-# --------------------------------------------------------------------------------------------
-# The notebooks' exercises: an nbgrader course folder
-# --------------------------------------------------------------------------------------------
 EXERCISE_NOTEBOOKS = (  # the committed notebooks that hold nbgrader exercises (solution versions)
     "01_data_and_patches.ipynb",
     "02_masking_strategies.ipynb",
@@ -595,14 +506,11 @@ def make_course(
     memory_mb: float | None = 16384,
     parameters: dict | None = None,
 ):
-    """An nbgrader course folder: ``nbgrader_config.py`` and ``source/<assignment>/`` holding
-    ``notebooks`` (the solution versions, from the project's ``notebooks/``), outputs cleared.
-    The config stops a notebook cell after ``timeout`` seconds, limits every kernel's address
-    space to ``memory_mb`` MB (None: no limit) and gives each notebook folder its own results
-    folder. ``parameters``: notebook stem -> {parameter: value}, injected after the notebook's
-    parameters cell as papermill does (a smaller assignment: fewer epochs, fewer images).
-    Returns the folder. ``nbgrader generate_assignment <assignment>`` then writes the student
-    versions to ``release/``."""
+    """Write an nbgrader course folder: ``nbgrader_config.py`` and ``source/<assignment>/``.
+
+    ``timeout``: seconds a cell may run; ``memory_mb``: each kernel's address space (None: no
+    limit); ``parameters``: notebook stem -> {parameter: value}, injected as papermill does.
+    Returns the folder."""
     import nbformat  # lazy: notebooks only
     from papermill.parameterize import parameterize_notebook  # lazy: notebooks only
 
@@ -635,18 +543,14 @@ def make_course(
             cell.metadata.pop("papermill", None)
         write_atomic(target / name, nbformat.writes(nb) + "\n")
     memory_bytes = 0 if memory_mb is None else int(memory_mb * 2**20)
-    config = NBGRADER_CONFIG.format(
-        course="masked-image-modeling", timeout=timeout, memory_bytes=memory_bytes
-    )
-    write_atomic(folder / "nbgrader_config.py", config)
+    config = dict(course="masked-image-modeling", timeout=timeout, memory_bytes=memory_bytes)
+    write_atomic(folder / "nbgrader_config.py", NBGRADER_CONFIG.format(**config))
     _student_kit(target)
     return folder
 
 
 def _student_kit(target: Path) -> None:
-    """Beside the notebooks of an assignment (nbgrader releases every file of it): the course
-    checkpoints (``checkpoints/``), which a package installed as a wheel finds in the folder the
-    notebooks run in, and ``requirements.txt``, the project's without its editable install."""
+    """Copy the course checkpoints and ``requirements.txt`` (without ``-e`` lines) to ``target``."""
     files = sorted(CHECKPOINT_DIR.glob("*.keras")) + sorted(CHECKPOINT_DIR.glob("*.json"))
     if files:
         (target / "checkpoints").mkdir(exist_ok=True)

@@ -1,13 +1,9 @@
-"""Linear probe: what does masked training teach an encoder? The logic behind ``python -m helpers
-probe``.
+"""Linear probe of a trained predictor's frozen encoder: ``python -m helpers probe``.
 
-The encoder of a trained predictor is frozen and gives one feature vector per image, nothing
-hidden (:meth:`helpers.models.MaskedImageModel.features`: the mean of the encoder's tokens, or of
-the CNN bottleneck's positions). A linear classifier, BatchNorm without scale and shift and one
-Dense layer as in MAE's linear probe, is trained on the training labels and scored on the test
-images: accuracy, macro-F1 and Cohen's kappa (:func:`probe_metrics`, from the confusion matrix).
-Two baselines run in the same call, and a result only means something above both: the same probe
-on the raw pixels, and on the same encoder with random weights (built from the model's config).
+A BatchNorm (no scale, no shift) + Dense classifier, as in MAE's linear probe, is trained on the
+encoder's features (:meth:`helpers.models.MaskedImageModel.features`) and scored on the test
+images (:func:`probe_metrics`). Baselines in the same call: the raw pixels and the same encoder
+with random weights.
 """
 
 from __future__ import annotations
@@ -31,9 +27,6 @@ CONFUSION_FIGURE = "confusion.png"
 FEATURES = ("encoder", "random_encoder", "pixels")  # the probe's inputs, in table order
 
 
-# --------------------------------------------------------------------------------------------
-# Metrics
-# --------------------------------------------------------------------------------------------
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """Counts (n_classes, n_classes): row = true class, column = predicted class."""
     y_true, y_pred = _labels(y_true, n_classes, "y_true"), _labels(y_pred, n_classes, "y_pred")
@@ -58,9 +51,8 @@ def _labels(y, n_classes, name) -> np.ndarray:
 
 
 def probe_metrics(matrix: np.ndarray) -> dict:
-    """``accuracy`` (diagonal / all), ``macro_f1`` (the mean over the classes that occur, as truth
-    or prediction, of 2·TP / (2·TP + FP + FN)) and ``kappa`` (Cohen's: (p_o - p_e) / (1 - p_e),
-    p_e the agreement expected from the row and column totals; 0 when p_e is 1)."""
+    """``accuracy``, ``macro_f1`` (over the classes that occur) and Cohen's ``kappa`` (0 when the
+    expected agreement is 1) of a confusion matrix."""
     matrix = np.asarray(matrix, dtype=np.float64)
     n = matrix.sum()
     if n == 0:
@@ -75,21 +67,9 @@ def probe_metrics(matrix: np.ndarray) -> dict:
     return {"accuracy": float(p_o), "macro_f1": float(f1.mean()), "kappa": float(kappa)}
 
 
-# --------------------------------------------------------------------------------------------
-# The probe
-# --------------------------------------------------------------------------------------------
-def train_probe(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    n_classes: int,
-    *,
-    epochs: int = 100,
-    batch_size: int = 128,
-    lr: float = 1e-2,
-    seed: int = 0,
-):
-    """A Keras classifier ``BatchNormalization(center=False, scale=False) -> Dense(n_classes)``
-    trained on the features ``x_train`` (N, D) with Adam and cross-entropy."""
+def train_probe(x_train, y_train, n_classes: int, *, epochs=100, batch_size=128, lr=1e-2, seed=0):
+    """``BatchNormalization(center=False, scale=False) -> Dense(n_classes)`` trained on the features
+    ``x_train`` (N, D) with Adam and cross-entropy."""
     import keras  # lazy: Keras is heavy
 
     check_positive_int(epochs, "epochs")
@@ -138,10 +118,9 @@ def random_copy(model, seed: int = 0):
 
 
 def labelled_split(ds, image_shape=None, dataset: str | None = None) -> dict:
-    """The probe's data from a :class:`helpers.data.Dataset`: the training and validation images
-    together train it (``x_train``, ``y_train``), the test images score it (``x_test``,
-    ``y_test``), with ``n_classes``. A SettingError (naming ``dataset``) when the labels cover
-    fewer than two classes or the images do not fit ``image_shape`` (a model's)."""
+    """The probe's data from a :class:`helpers.data.Dataset`: training and validation images train
+    it, the test images score it. Raises SettingError (naming ``dataset``) for fewer than two
+    classes or images that do not fit ``image_shape``."""
     name = dataset or ds.name
     x_train = np.concatenate([ds.x_train, ds.x_val])
     y_train = np.concatenate([ds.y_train, ds.y_val]).astype(np.int64)
@@ -157,14 +136,9 @@ def labelled_split(ds, image_shape=None, dataset: str | None = None) -> dict:
             f"has images of shape {x_train.shape[1:]}; this model takes {tuple(image_shape)}",
         )
     y_test = np.asarray(ds.y_test).astype(np.int64)
-    return {
-        "x_train": x_train,
-        "y_train": y_train,
-        "x_test": ds.x_test,
-        "y_test": y_test,
-        "n_classes": n_classes,
-        "chance_accuracy": round(float(np.bincount(y_test).max() / len(y_test)), 4),
-    }
+    chance = round(float(np.bincount(y_test).max() / len(y_test)), 4)
+    split = {"x_train": x_train, "y_train": y_train, "x_test": ds.x_test, "y_test": y_test}
+    return split | {"n_classes": n_classes, "chance_accuracy": chance}
 
 
 def pixel_features(images: np.ndarray) -> np.ndarray:
@@ -173,43 +147,24 @@ def pixel_features(images: np.ndarray) -> np.ndarray:
 
 
 def feature_sources(model, seed: int = 0) -> dict:
-    """The probe's inputs (:data:`FEATURES`) as functions of images: the model's encoder, the
-    same encoder with random weights, the raw pixels."""
-    return {
-        "encoder": model.features,
-        "random_encoder": random_copy(model, seed).features,
-        "pixels": pixel_features,
-    }
+    """The probe's inputs (:data:`FEATURES`) as functions of images."""
+    random_encoder = random_copy(model, seed).features
+    return {"encoder": model.features, "random_encoder": random_encoder, "pixels": pixel_features}
 
 
 def probe_source(
-    name: str,
-    features_of,
-    split: dict,
-    *,
-    epochs: int = 100,
-    batch_size: int = 128,
-    lr: float = 1e-2,
-    seed: int = 0,
+    name: str, features_of, split: dict, *, epochs=100, batch_size=128, lr=1e-2, seed=0
 ) -> tuple[dict, np.ndarray]:
-    """Features of every image of ``split`` (:func:`labelled_split`) in one pass, the probe
-    trained on the training part and scored on the test part: (row, confusion matrix), the row
-    with ``features`` (= ``name``), ``dim``, ``accuracy``, ``macro_f1``, ``kappa`` and
-    ``seconds``."""
+    """Probe the features ``features_of`` gives for ``split`` (:func:`labelled_split`).
+
+    Returns (row, confusion matrix), the row with ``features`` (= ``name``), ``dim``, the metrics
+    and ``seconds``."""
     start = time.perf_counter()
     n = len(split["x_train"])
     features = features_of(np.concatenate([split["x_train"], split["x_test"]]))
-    metrics, matrix = score_features(
-        features[:n],
-        split["y_train"],
-        features[n:],
-        split["y_test"],
-        split["n_classes"],
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-    )
+    kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    train, test = (features[:n], split["y_train"]), (features[n:], split["y_test"])
+    metrics, matrix = score_features(*train, *test, split["n_classes"], **kwargs)
     row = {
         "features": name,
         "dim": int(features.shape[1]),
@@ -233,58 +188,40 @@ def run_probe(
     progress: bool = True,
     grayscale: bool = False,
 ) -> dict:
-    """Load the model and the labelled dataset (training and validation images together train the
-    probe), probe the encoder and both baselines. Returns ``{"settings", "rows", "confusion",
-    "class_names"}``."""
+    """Probe the encoder of ``model_path`` and both baselines on ``dataset``.
+
+    Returns ``{"settings", "rows", "confusion", "class_names"}``."""
     encoder_of(model_path)  # a classical fill's name: refused before the data is read
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     check_positive_number(lr, "lr")
     model = encoder_of(load_model(model_path))
+    data = None if data_dir is None else str(data_dir)
     try:
         ds = load_dataset(
             dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed,
             grayscale=grayscale,
         )  # fmt: skip
     except DatasetError as exc:  # missing, corrupt, or without labels
-        raise SettingError(
-            "data_dir", None if data_dir is None else str(data_dir), str(exc)
-        ) from None
+        raise SettingError("data_dir", data, str(exc)) from None
     split = labelled_split(ds, model.image_shape, dataset)
     sources = feature_sources(model, seed)
     rows, confusion = [], {}
+    kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     for name in tqdm(FEATURES, desc="probe", disable=not progress):
-        row, matrix = probe_source(
-            name, sources[name], split, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
-        )
+        row, matrix = probe_source(name, sources[name], split, **kwargs)
         rows.append(row)
         confusion[name] = matrix.tolist()
-    settings = {
-        "model": str(model_path),
-        "model_name": model.name,
-        "dataset": dataset,
-        "data_dir": None if data_dir is None else str(data_dir),
-        "grayscale": bool(grayscale),
-        "n_train": len(split["x_train"]),
-        "n_test": len(split["x_test"]),
-        "n_classes": split["n_classes"],
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "chance_accuracy": split["chance_accuracy"],
-    }
-    return {
-        "settings": settings,
-        "rows": rows,
-        "confusion": confusion,
-        "class_names": ds.class_names,
-    }
+    settings = {"model": str(model_path), "model_name": model.name, "dataset": dataset}
+    settings |= {"data_dir": data, "grayscale": bool(grayscale), "n_train": len(split["x_train"])}
+    settings |= {"n_test": len(split["x_test"]), "n_classes": split["n_classes"], "epochs": epochs}
+    settings |= {"batch_size": batch_size, "lr": lr, "seed": seed}
+    settings["chance_accuracy"] = split["chance_accuracy"]
+    return dict(settings=settings, rows=rows, confusion=confusion, class_names=ds.class_names)
 
 
 def write_probe(output, result: dict) -> list[Path]:
-    """``probe.csv`` (one row per feature source), ``probe.json`` (everything) and
-    ``confusion.png`` (the encoder's confusion matrix), each written atomically."""
+    """Write ``probe.csv``, ``probe.json`` and ``confusion.png`` (the encoder's) atomically."""
     from ..plots import plot_confusion, save_fig  # lazy: pulls in matplotlib
 
     output = Path(output)

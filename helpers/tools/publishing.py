@@ -1,16 +1,9 @@
-"""Publishing a course checkpoint (:mod:`helpers.checkpoints`) with its provenance: the logic
-behind ``python -m helpers checkpoint --run RUN_DIR --name NAME --data-dir DIR --command "..."``.
+"""Publish a course checkpoint (:mod:`helpers.checkpoints`) with its provenance:
+``python -m helpers checkpoint --run RUN_DIR --name NAME --data-dir DIR --command "..."``.
 
-:func:`publish` saves a trained run's ``best.keras`` as ``checkpoints/NAME.keras`` and writes
-``NAME.json`` beside it: the command, the commit, a hash of the training data
-(:func:`data_hash`), minutes, epochs, images seen, and two sets of metrics:
-
-- ``heldout`` (:func:`heldout_metrics`): masked-region PSNR (dB) on the ``test_batch`` of the
-  training folder at :data:`RATIOS` of each of :data:`STRATEGIES` (seed 0), with the untrained
-  twin and the :data:`REFERENCES` on the same masks;
-- ``reproduce`` (:func:`reproduce_metrics`): masked-region PSNR and SSIM on a fixed set that ships
-  with the project (the first :data:`REPRODUCE_N` test images of the embedded ``sample`` dataset,
-  seed 0, 50 % masks), which a test recomputes from the committed file.
+``NAME.json`` records the command, the commit, :func:`data_hash`, the training budget and two
+sets of metrics: :func:`heldout_metrics` on the training folder's ``test_batch`` and
+:func:`reproduce_metrics` on a fixed set that ships with the project (a test recomputes them).
 """
 
 from __future__ import annotations
@@ -37,8 +30,7 @@ REFERENCES = ("biharmonic", "mean_colour")
 
 
 def data_hash(data_dir) -> str:
-    """SHA-256 of the training batches of a CIFAR-10 python-batch folder (``data_batch_*`` in
-    name order, symbolic links followed)."""
+    """SHA-256 of the ``data_batch_*`` files of a CIFAR-10 python-batch folder, in name order."""
     digest = hashlib.sha256()
     files = sorted(Path(data_dir).glob("data_batch_*"), key=lambda p: (len(p.name), p.name))
     if not files:
@@ -50,22 +42,16 @@ def data_hash(data_dir) -> str:
 
 def _commit() -> str:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        cmd = ["git", "rev-parse", "HEAD"]
+        out = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
 
 
 def reproduce_set():
-    """The fixed images and masks the ``reproduce`` metrics are computed on: the first
-    :data:`REPRODUCE_N` test images of the embedded sample dataset (seed 0) and, per strategy, its
-    50 % masks of seed 0 (:func:`helpers.masking.cell_seed`): notebook 03's test set and masks."""
+    """Notebook 03's test set and masks: the first :data:`REPRODUCE_N` test images of the sample
+    dataset (seed 0) and, per strategy, their 50 % masks of seed 0."""
     images = load_dataset("sample", n_test=REPRODUCE_N, seed=0).x_test
     masks = {
         s: make_mask(s, 0.5, images=images, patch_size=4, seed=cell_seed(0, s, 0.5))
@@ -108,9 +94,8 @@ def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
 
 
 def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
-    """Save the model of ``run_dir/best.keras`` (without the optimizer's state) as the checkpoint
-    ``name`` and write its provenance; both written to a temporary file and renamed. Returns the
-    ``.keras`` path."""
+    """Save ``run_dir/best.keras`` (without the optimizer's state) as the checkpoint ``name`` and
+    write its provenance, both atomically. Returns the ``.keras`` path."""
     from ..models import load_predictor  # lazy: pulls in Keras
     from ..training import BEST, read_history, save_atomic  # lazy: pulls in Keras
 
@@ -148,21 +133,15 @@ def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
 def heldout_table(record: dict, ratio: float = 0.5) -> list[dict]:
     """Rows of the held-out metrics at ``ratio``: one per predictor, one column per strategy, plus
     the model's margin over biharmonic inpainting."""
-    cells = [f"{s}@{ratio:g}" for s in STRATEGIES]
-    rows = []
-    for who in ("model", "untrained", *REFERENCES):
-        rows.append(
-            {"predictor": who, **{c.split("@")[0]: record["heldout"][who][c] for c in cells}}
-        )
-    margin = {
-        c.split("@")[0]: record["heldout"]["model"][c] - record["heldout"]["biharmonic"][c]
-        for c in cells
-    }
-    rows.append({"predictor": "model - biharmonic", **margin})
-    return rows
+    cells, heldout = {s: f"{s}@{ratio:g}" for s in STRATEGIES}, record["heldout"]
+    rows = [
+        {"predictor": who, **{s: heldout[who][c] for s, c in cells.items()}}
+        for who in ("model", "untrained", *REFERENCES)
+    ]
+    margin = {s: heldout["model"][c] - heldout["biharmonic"][c] for s, c in cells.items()}
+    return rows + [{"predictor": "model - biharmonic", **margin}]
 
 
 def close_enough(a, b, tolerance: float = 0.02) -> bool:
-    """Two metric values within ``tolerance`` (dB or SSIM units): float arithmetic differs a
-    little between machines and BLAS builds."""
+    """Two metric values within ``tolerance`` (dB or SSIM units), as machines differ a little."""
     return bool(np.isclose(a, b, atol=tolerance, rtol=0))

@@ -1,23 +1,11 @@
 """Headless runs of the numbered notebooks with papermill, parameters from a YAML profile.
 
-A profile ``params/<name>.yaml`` has three optional keys::
-
-    description: one line shown by ``python -m helpers run``
-    common:                      # applied to every notebook that declares the parameter
-      dataset: cifar10
-    notebooks:                   # per-notebook values (key: file stem or its number, "02")
-      02_masking_strategies:
-        ratios: [0.5, 0.75]
-
-Every name is checked against the parameters the notebooks declare in their cell tagged
-``parameters`` (read with ``papermill.inspect_notebook``), values against the declared type
-hint and, for the well-known names of :func:`value_checks`, with the package's own checks
-(a ratio in (0, 1), a known strategy...), before anything runs. Notebooks run in order in a
-``python3`` kernel with the notebooks
-folder as working directory (as nbval does); executed copies go to ``<output>/notebooks/`` and
-figures to ``<output>/figures/`` (through ``HELPERS_FIGURES_DIR``), so runs never overwrite the
-committed ``figures/``. Parameters named ``*_dir`` are paths: relative ones are taken from the
-directory the run was started in.
+A profile ``params/<name>.yaml`` has three optional keys: ``description`` (one line),
+``common`` (values for every notebook that declares the parameter) and ``notebooks`` (per
+notebook, by stem or number: ``02``). Names and values are checked against the notebooks'
+``parameters`` cells and :func:`value_checks` before anything runs. Notebooks run in the
+notebooks folder; executed copies go to ``<output>/notebooks/``, figures to ``<output>/figures/``.
+Relative ``*_dir`` parameters are taken from the directory the run was started in.
 """
 
 from __future__ import annotations
@@ -31,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 import papermill
@@ -62,26 +51,17 @@ KERNEL_NAME = "python3"
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+$")
 PROFILE_KEYS = ("description", "common", "notebooks")
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
-# The kernel logs only errors: ipykernel 7 warns on every start that its localhost TCP sockets are
-# unencrypted.
+# ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
-_TYPES = {
-    "str": (str,),
-    "int": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-    "list": (list, tuple),
-    "dict": (dict,),
-}
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+_TYPES |= {"list": (list, tuple), "dict": (dict,)}
 
 
 class RunnerError(Exception):
     """A profile, a notebook selection or a parameter is wrong; nothing was run.
 
-    ``param`` and ``value``: what was refused, as in :class:`helpers._checks.SettingError`: the
-    ``profile``, the ``notebooks`` entry, ``notebooks_dir``, or a notebook parameter and its
-    value."""
+    ``param`` and ``value``: what was refused, as in :class:`helpers._checks.SettingError`."""
 
     def __init__(self, message: str, param: str | None = None, value=None):
         super().__init__(message)
@@ -91,60 +71,33 @@ class RunnerError(Exception):
 class NotebookFailed(Exception):
     """A notebook raised an error while it ran."""
 
-    def __init__(
-        self,
-        notebook: str,
-        output: Path,
-        cell_index=None,
-        source: str = "",
-        ename: str = "",
-        evalue: str = "",
-    ):
-        self.notebook = notebook
-        self.output = output
-        self.cell_index = cell_index
-        self.source = source
-        self.ename = ename
-        self.evalue = evalue
+    def __init__(self, notebook, output: Path, cell_index=None, source="", ename="", evalue=""):
+        self.notebook, self.output, self.cell_index = notebook, output, cell_index
+        self.source, self.ename, self.evalue = source, ename, evalue
         super().__init__(f"notebook {notebook} failed: {ename}: {evalue}")
 
     def report(self, max_lines: int = 4) -> str:
-        """Which notebook, which cell (index and start of its source), the error and where the copy
-        is."""
+        """Which notebook and cell (index, start of its source), the error and the executed copy."""
         lines = [f"FAILED: notebook {self.notebook}"]
         if self.cell_index is not None:
             lines[0] += f", cell {self.cell_index}"
             original = self._source_index()
             if original is not None and original != self.cell_index:
                 lines[0] += f" of the executed copy (cell {original} of {self.notebook}.ipynb)"
-        code = [
-            ln
-            for ln in self.source.splitlines()
-            if ln.strip() and not ln.strip().startswith("# NBVAL_")
-        ]
-        if code:
-            lines += ["    " + ln for ln in code[:max_lines]]
-            if len(code) > max_lines:
-                lines.append("    ...")
-        lines.append(f"{self.ename}: {self.evalue}")
-        lines.append(f"executed copy: {self.output}")
+        code = [ln for ln in self.source.splitlines() if ln.strip()[:8] not in ("", "# NBVAL_")]
+        lines += ["    " + ln for ln in code[:max_lines]] + ["    ..."] * (len(code) > max_lines)
+        lines += [f"{self.ename}: {self.evalue}", f"executed copy: {self.output}"]
         return "\n".join(lines)
 
     def _source_index(self):
-        """The failing cell's index in the source notebook: papermill inserts one cell of
-        parameters."""
+        """The failing cell's index in the source notebook (papermill inserts a parameters cell)."""
         try:
             cells = nbformat.read(str(self.output), as_version=4).cells
         except Exception:
             return None
-        injected = [
-            i
-            for i, c in enumerate(cells)
-            if "injected-parameters" in c.get("metadata", {}).get("tags", [])
-        ]
-        if injected and self.cell_index > injected[0]:
-            return self.cell_index - 1
-        return self.cell_index
+        tags = [c.get("metadata", {}).get("tags", []) for c in cells]
+        injected = [i for i, t in enumerate(tags) if "injected-parameters" in t]
+        return self.cell_index - (bool(injected) and self.cell_index > injected[0])
 
 
 @dataclass
@@ -156,9 +109,6 @@ class Step:
     parameters: dict = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------------------------
-# Profiles and notebooks
-# --------------------------------------------------------------------------------------------
 def available_profiles(params_dir=PARAMS_DIR) -> list[str]:
     """Names of the profiles in ``params_dir`` (``<name>.yaml``)."""
     return sorted(p.stem for p in Path(params_dir).glob("*.yaml"))
@@ -166,47 +116,32 @@ def available_profiles(params_dir=PARAMS_DIR) -> list[str]:
 
 def load_profile(name: str, params_dir=PARAMS_DIR) -> dict:
     """Read ``params/<name>.yaml`` and check its structure; returns dict with the three keys."""
-    names = available_profiles(params_dir)
+    names, keys = available_profiles(params_dir), ", ".join(PROFILE_KEYS)
+
+    def bad(problem):
+        return RunnerError(problem, "profile", name)
+
     if name not in names:
-        raise RunnerError(
-            f"unknown profile {name!r}; available profiles: {', '.join(names) or '(none)'}",
-            "profile",
-            name,
-        )
+        raise bad(f"unknown profile {name!r}; available profiles: {', '.join(names) or '(none)'}")
     path = Path(params_dir) / f"{name}.yaml"
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise RunnerError(
-            f"profile {name!r} ({path.name}) is not valid YAML: {exc}", "profile", name
-        ) from exc
+        raise bad(f"profile {name!r} ({path.name}) is not valid YAML: {exc}") from exc
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise RunnerError(
-            f"profile {name!r} must be a mapping with keys {', '.join(PROFILE_KEYS)}",
-            "profile",
-            name,
-        )
+        raise bad(f"profile {name!r} must be a mapping with keys {keys}")
     extra = sorted(set(raw) - set(PROFILE_KEYS))
     if extra:
-        raise RunnerError(
-            f"profile {name!r} has unknown keys {extra}; allowed: {', '.join(PROFILE_KEYS)}",
-            "profile",
-            name,
-        )
-    common = raw.get("common") or {}
-    per_notebook = raw.get("notebooks") or {}
+        raise bad(f"profile {name!r} has unknown keys {extra}; allowed: {keys}")
+    common, per_notebook = raw.get("common") or {}, raw.get("notebooks") or {}
     if not isinstance(common, dict):
-        raise RunnerError(
-            f"profile {name!r}: 'common' must map parameter names to values", "profile", name
-        )
+        raise bad(f"profile {name!r}: 'common' must map parameter names to values")
     if not isinstance(per_notebook, dict) or not all(
         isinstance(v, dict) or v is None for v in per_notebook.values()
     ):
-        raise RunnerError(
-            f"profile {name!r}: 'notebooks' must map notebook names to mappings of parameters",
-            "profile",
-            name,
+        raise bad(
+            f"profile {name!r}: 'notebooks' must map notebook names to mappings of parameters"
         )
     return {
         "description": str(raw.get("description") or ""),
@@ -223,17 +158,11 @@ def find_notebooks(notebooks_dir=NOTEBOOKS_DIR) -> dict[str, Path]:
 
 def resolve_notebook(key, available) -> str | None:
     """The stem that ``key`` names: a stem, a file name or the two-digit number; None if absent."""
-    key = str(key).strip()
-    if key.endswith(".ipynb"):
-        key = key[: -len(".ipynb")]
-    key = Path(key).name
+    key = Path(str(key).strip().removesuffix(".ipynb")).name
     if key in available:
         return key
-    if key.isdigit():
-        matches = [s for s in available if s.split("_", 1)[0] == f"{int(key):02d}"]
-        if len(matches) == 1:
-            return matches[0]
-    return None
+    matches = [s for s in available if key.isdigit() and s.split("_", 1)[0] == f"{int(key):02d}"]
+    return matches[0] if len(matches) == 1 else None
 
 
 def declared_parameters(path) -> dict[str, dict]:
@@ -241,18 +170,13 @@ def declared_parameters(path) -> dict[str, dict]:
     help}."""
     logger = logging.getLogger("papermill")
     level = logger.level
-    logger.setLevel(
-        logging.ERROR
-    )  # papermill warns about lines it cannot parse; tests check there are none
+    logger.setLevel(logging.ERROR)  # papermill warns about the lines it cannot parse
     try:
         return dict(papermill.inspect_notebook(str(path)))
     finally:
         logger.setLevel(level)
 
 
-# --------------------------------------------------------------------------------------------
-# Parameters
-# --------------------------------------------------------------------------------------------
 def parse_value(text: str):
     """A ``-p`` value: YAML scalars and lists (``5``, ``0.5``, ``true``, ``[0.3, 0.5]``); else the
     text."""
@@ -266,11 +190,8 @@ def parse_value(text: str):
 
 
 def parse_override(item: str) -> tuple[str, str]:
-    """``"name=value"`` -> (name, value text); raises ValueError with the expected form.
-
-    The text is converted when the notebooks are known: kept as is for a ``str`` parameter
-    (so ``-p dataset=no`` stays a string), read with :func:`parse_value` otherwise.
-    """
+    """``"name=value"`` -> (name, value text); the text is converted once the declared type is
+    known. Raises SettingError with the expected form."""
     if "=" not in item:
         raise SettingError("item", item, "expected name=value")
     name, text = item.split("=", 1)
@@ -281,8 +202,7 @@ def parse_override(item: str) -> tuple[str, str]:
 
 
 def _declared_type(declared: dict) -> tuple[str, bool]:
-    """``"Optional[str]"`` -> ``("str", True)``: the type, and whether ``None`` (not given) is
-    allowed."""
+    """``"Optional[str]"`` -> ``("str", True)``: the type, and whether ``None`` is allowed."""
     name = declared.get("inferred_type_name", "")
     if name.startswith("Optional[") and name.endswith("]"):
         return name[len("Optional[") : -1], True
@@ -304,19 +224,16 @@ def _check_type(notebook: str, name: str, value, declared: dict):
     expected = _TYPES.get(type_name)
     if expected is None or (value is None and optional):
         return
-    ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
-    if not ok:
-        raise RunnerError(
-            f"parameter {name!r} of notebook {notebook} must be {declared['inferred_type_name']} "
-            f"(default {declared.get('default')}), got {value!r} ({type(value).__name__})",
-            name,
-            value,
-        )
+    if isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected):
+        return
+    got = f"got {value!r} ({type(value).__name__})"
+    problem = f"must be {declared['inferred_type_name']} (default {declared.get('default')}), {got}"
+    raise RunnerError(f"parameter {name!r} of notebook {notebook} {problem}", name, value)
 
 
 def value_checks() -> dict:
-    """Parameter name -> ``check(value, name)`` of the package, run after the type check; raises
-    ValueError or TypeError naming the parameter, the value and what is allowed."""
+    """Parameter name -> ``check(value, name)``, run after the type check; each raises ValueError
+    or TypeError naming the parameter, the value and what is allowed."""
 
     def choice(allowed):
         return lambda value, name: check_choice(value, name, allowed)
@@ -331,49 +248,34 @@ def value_checks() -> dict:
         if len(values) != 2 or not check_ratio(values[0], name) <= check_ratio(values[1], name):
             raise SettingError(name, values, "must be [low, high] with 0 < low <= high < 1")
 
+    zero, one = count(0), count(1)  # 0 images: all of them
+    strategies = each(choice(STRATEGIES))
     return {
+        **dict.fromkeys("n_train n_test seed probe_epochs probe_n_test".split(), zero),
+        **dict.fromkeys("compare_epochs hybrid_epochs aae_epochs pretrained_epochs".split(), zero),
+        **dict.fromkeys("epochs batch_size latent_dim".split(), one),
+        **dict.fromkeys("ratio matrix_ratio".split(), check_ratio),
+        **dict.fromkeys("ratios probe_ratios".split(), each(check_ratio)),
+        **dict.fromkeys("strategies probe_strategies train_strategies".split(), strategies),
+        **dict.fromkeys("fill probe_fill".split(), choice(VIT_FILLS)),
+        **dict.fromkeys("minutes latent_weight image_weight".split(), _non_negative),
         "dataset": choice(DATASETS),
-        "n_train": count(0),
-        "n_test": count(0),
-        "seed": count(0),  # 0 images: all of them
-        "epochs": count(1),
-        "batch_size": count(1),
         "patch_size": lambda value, name: check_patch_size(value, (IMAGE_SIZE, IMAGE_SIZE)),
-        "ratio": check_ratio,
-        "matrix_ratio": check_ratio,
-        "ratios": each(check_ratio),
         "strategy": choice(STRATEGIES),
-        "strategies": each(choice(STRATEGIES)),
         "scores": each(choice(SCORES)),
         "predictors": each(choice(PREDICTORS)),
         "plan": choice(PLANS),
         "model_size": choice(MODEL_SIZES),
         "metric": choice(HIGHER_IS_BETTER),
-        # None (not given) keeps the recipe's setting: helpers.recipes.resolve
-        "recipe": choice(RECIPES),
+        "recipe": choice(RECIPES),  # None (not given) keeps the recipe's setting
         "pos_init": choice(("random", "sincos")),
         "dropout": check_fraction,
         "lr": check_positive_number,
         "lr_schedule": choice(("plateau", "cosine")),
         "loss_on": choice(LOSS_ON),
-        "fill": choice(VIT_FILLS),
-        "probe_fill": choice(VIT_FILLS),
         "probe_predictors": each(choice(LEARNED)),
-        "probe_strategies": each(choice(STRATEGIES)),
-        "probe_ratios": each(check_ratio),
-        "probe_epochs": count(0),
-        "probe_n_test": count(0),
-        "train_strategies": each(choice(STRATEGIES)),
         "ratio_range": ratio_range,
-        "minutes": lambda value, name: _non_negative(value, name),
-        "compare_epochs": count(0),
-        "hybrid_epochs": count(0),
-        "aae_epochs": count(0),
-        "pretrained_epochs": count(0),
         "pretrained_fine_tune": choice(("head", "all")),
-        "latent_dim": count(1),
-        "latent_weight": lambda value, name: _non_negative(value, name),
-        "image_weight": lambda value, name: _non_negative(value, name),
     }
 
 
@@ -393,9 +295,8 @@ def _check_value(notebook: str, name: str, value, checks: dict):
         # the problem alone when the check names this very value, else which element it was
         same = isinstance(exc, SettingError) and exc.value == value
         problem = exc.problem if same else exc
-        raise RunnerError(
-            f"parameter {name!r} of notebook {notebook} is {value!r}: {problem}", name, value
-        ) from None
+        message = f"parameter {name!r} of notebook {notebook} is {value!r}: {problem}"
+        raise RunnerError(message, name, value) from None
 
 
 def _absolute_dirs(params: dict, base: Path) -> dict:
@@ -413,19 +314,15 @@ def _allowed(declared: dict, stems) -> str:
 
 
 def _select_notebooks(notebooks, available: dict, folder: str) -> list[str]:
-    """The stems of the notebooks named by ``notebooks`` (names or numbers) in run order; all of
-    them when none are named."""
+    """The stems named by ``notebooks`` (names or numbers) in run order; all when none."""
     if not notebooks:
         return list(available)
     selected = []
     for key in notebooks:
         stem = resolve_notebook(key, available)
         if stem is None:
-            raise RunnerError(
-                f"no notebook {key!r} in {folder}/; available: {', '.join(available)}",
-                "notebooks",
-                key,
-            )
+            message = f"no notebook {key!r} in {folder}/; available: {', '.join(available)}"
+            raise RunnerError(message, "notebooks", key)
         if stem not in selected:
             selected.append(stem)
     return sorted(selected, key=list(available).index)
@@ -437,20 +334,14 @@ def _profile_values(profile: str, spec: dict, available: dict, declared: dict) -
     for key, values in spec["notebooks"].items():
         stem = resolve_notebook(key, available)
         if stem is None:
-            raise RunnerError(
-                f"profile {profile!r} names notebook {key!r}, which does not exist; available: "
-                f"{', '.join(available)}",
-                "profile",
-                profile,
-            )
+            names = ", ".join(available)
+            missing = f"names notebook {key!r}, which does not exist; available: {names}"
+            raise RunnerError(f"profile {profile!r} {missing}", "profile", profile)
         unknown = sorted(set(values) - set(declared[stem]))
         if unknown:
-            raise RunnerError(
-                f"profile {profile!r}: notebook {stem} declares no parameter "
-                f"{', '.join(map(repr, unknown))}; it declares: {_allowed(declared, [stem])}",
-                unknown[0],
-                values[unknown[0]],
-            )
+            problem = f"{', '.join(map(repr, unknown))}; it declares: {_allowed(declared, [stem])}"
+            message = f"profile {profile!r}: notebook {stem} declares no parameter {problem}"
+            raise RunnerError(message, unknown[0], values[unknown[0]])
         per_notebook.setdefault(stem, {}).update(values)
     return per_notebook
 
@@ -466,30 +357,22 @@ def plan_run(
 ) -> list[Step]:
     """Check everything and return the notebooks to run with their parameters; runs nothing.
 
-    ``notebooks``: names or numbers to run (default: all numbered notebooks). Profile entries for
-    notebooks that do not exist yet are an error only when they name them; ``common`` values go
-    to every notebook that declares them and must be declared by at least one notebook;
-    ``overrides`` (from ``-p``) likewise, among the notebooks selected.
+    ``notebooks``: names or numbers (default: all). ``common`` values and ``overrides`` (``-p``)
+    go to every notebook that declares them; at least one (selected, for ``overrides``) must.
     """
     spec = load_profile(profile, params_dir)
     available = find_notebooks(notebooks_dir)
     if not available:
-        raise RunnerError(
-            f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}",
-            "notebooks_dir",
-            str(notebooks_dir),
-        )
+        message = f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}"
+        raise RunnerError(message, "notebooks_dir", str(notebooks_dir))
     selected = _select_notebooks(notebooks, available, Path(notebooks_dir).name)
     declared = {stem: declared_parameters(available[stem]) for stem in available}
     per_notebook = _profile_values(profile, spec, available, declared)
     overrides = dict(overrides or {})
+    to_run = f"(-p): declared by none of the notebooks to run ({', '.join(selected)})"
     for where, names, stems in (
         ("in 'common', declared by no notebook", spec["common"], list(available)),
-        (
-            f"(-p): declared by none of the notebooks to run ({', '.join(selected)})",
-            overrides,
-            selected,
-        ),
+        (to_run, overrides, selected),
     ):
         unknown = sorted(n for n in names if not any(n in declared[s] for s in stems))
         if unknown:
@@ -516,41 +399,18 @@ def plan_run(
     return steps
 
 
-# --------------------------------------------------------------------------------------------
-# Running
-# --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _environ(**values):
-    """Set environment variables for the kernels started inside the block, then restore them."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-# jupyter_client interrupts every kernel before it asks it to shut down; a kernel that is handling a
-# message at that moment logs this line, which says nothing about the notebook.
+# jupyter_client interrupts every kernel before it shuts it down; a busy kernel logs this line
 _KERNEL_SHUTDOWN_NOISE = re.compile(r"\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel")
 
 
 def kernel_noise(line: str) -> bool:
-    """Whether a line of a kernel's stderr is noise: TensorFlow's C++ start-up notices
-    (:data:`helpers.tools._startup.TF_STARTUP_NOISE`) or the interrupt that comes with every kernel
-    shutdown."""
+    """Whether a kernel's stderr line is TensorFlow start-up noise or the shutdown interrupt."""
     return bool(TF_STARTUP_NOISE.search(line) or _KERNEL_SHUTDOWN_NOISE.search(line))
 
 
 @contextlib.contextmanager
 def _kernel_stderr():
-    """A kernel manager class whose kernels write their process stderr to a temporary file; on exit
-    every line of it but noise (:func:`kernel_noise`) goes to stderr, so a run's terminal shows what
-    matters. Cell outputs are not affected."""
+    """A kernel manager class whose kernels' stderr goes to stderr on exit, without the noise."""
     with tempfile.TemporaryFile() as log:
 
         class QuietKernelManager(AsyncKernelManager):
@@ -578,14 +438,10 @@ def run_steps(
     notebooks_dir=NOTEBOOKS_DIR,
     profile: str | None = None,
 ) -> list[dict]:
-    """Execute ``steps`` in order; stops at the first failure by raising :class:`NotebookFailed`.
+    """Execute ``steps`` in order; raises :class:`NotebookFailed` at the first failure.
 
-    The kernels get ``HELPERS_FIGURES_DIR=<output>/figures``,
-    ``HELPERS_RESULTS_DIR=<output>/results``
-    (so a run leaves its figures and results next to its notebooks) and ``HELPERS_PROFILE``
-    (recorded in the results' provenance).
-
-    Returns one dict per notebook: name, output path, seconds.
+    The kernels get ``HELPERS_FIGURES_DIR``, ``HELPERS_RESULTS_DIR`` (under ``output_dir``) and
+    ``HELPERS_PROFILE``. Returns one dict per notebook: name, output path, seconds.
     """
     log = log or (lambda msg, end="\n": print(msg, end=end, flush=True))
     if progress_bar is None:
@@ -595,12 +451,9 @@ def run_steps(
     out_notebooks.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     results = []
-    with _environ(
-        HELPERS_FIGURES_DIR=str(figures),
-        HELPERS_RESULTS_DIR=str(output_dir / "results"),
-        HELPERS_PROFILE=profile or "",
-        MPLBACKEND=INLINE_BACKEND,
-    ):
+    env = {"HELPERS_FIGURES_DIR": str(figures), "HELPERS_RESULTS_DIR": str(output_dir / "results")}
+    env |= {"HELPERS_PROFILE": profile or "", "MPLBACKEND": INLINE_BACKEND}
+    with mock.patch.dict(os.environ, env):
         for i, step in enumerate(steps, 1):
             out = out_notebooks / step.path.name
             head = f"[{i}/{len(steps)}] {step.name}"
@@ -620,8 +473,7 @@ def run_steps(
 
 
 def _execute(step: Step, out: Path, notebooks_dir, progress_bar: bool) -> None:
-    """Execute one notebook with papermill in ``notebooks_dir`` (as nbval does) into ``out``;
-    any failure becomes :class:`NotebookFailed`."""
+    """Execute one notebook into ``out`` in ``notebooks_dir``; any failure is NotebookFailed."""
     try:
         with _kernel_stderr() as manager:
             papermill.execute_notebook(
@@ -644,20 +496,16 @@ def _execute(step: Step, out: Path, notebooks_dir, progress_bar: bool) -> None:
 
 
 def format_plan(steps: list[Step]) -> str:
-    """One line per notebook with the parameters it gets (those it does not get keep their
-    defaults)."""
-    lines = []
-    for step in steps:
-        params = ", ".join(f"{k}={v!r}" for k, v in step.parameters.items()) or "(defaults)"
-        lines.append(f"  {step.name}: {params}")
-    return "\n".join(lines)
+    """One line per notebook with the parameters it gets."""
+    return "\n".join(
+        f"  {s.name}: {', '.join(f'{k}={v!r}' for k, v in s.parameters.items()) or '(defaults)'}"
+        for s in steps
+    )
 
 
 def strip_stderr(path) -> int:
-    """Remove the stderr outputs (library logs, warnings with this machine's paths) from an
-    executed notebook, in place and atomically; nbval does not compare them anyway. papermill's
-    ``input_path``/``output_path`` metadata are cut to the file names. Returns how many outputs
-    were removed. Used before committing executed notebooks."""
+    """Remove the stderr outputs of an executed notebook, in place, and cut papermill's
+    ``input_path``/``output_path`` to file names. Returns how many outputs were removed."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     removed = 0
