@@ -1,15 +1,12 @@
-"""Input checks shared by every module, called where a value enters (the command line, the
-builders, ``train``, ``make_mask``, the loaders); the functions inside trust their callers.
+"""Input checks, called where a value enters (the command line, builders, ``train``, loaders).
 
-A bad value raises :class:`SettingError` (a ``ValueError``); a value of the wrong type raises
-:class:`SettingTypeError` (a ``SettingError`` that is also a ``TypeError``). Both carry ``param``
-(the parameter's name), ``value`` and ``problem`` (what is wrong and what is allowed), and their
-message reads ``ratio=1.5: must be strictly between 0 and 1``. For an array (images, masks) the
-value is a short description of it: its shape, its dtype or its type."""
+A bad value raises :class:`SettingError` (a ``ValueError``), one of the wrong type
+:class:`SettingTypeError` (also a ``TypeError``); the message reads
+``ratio=1.5: must be strictly between 0 and 1``. For an array, the value is its shape, dtype or
+type."""
 
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 import numpy as np
@@ -18,8 +15,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # dtype policies (h
 
 
 class SettingError(ValueError):
-    """A bad setting: ``param`` (its name), ``value`` and ``problem`` (what is wrong and what is
-    allowed). The command line prints :meth:`cli_message` and exits with status 2."""
+    """A bad setting: ``param`` (its name), ``value`` and ``problem`` (what is wrong; allowed)."""
 
     def __init__(self, param: str, value, problem: str):
         self.param, self.value, self.problem = param, value, problem
@@ -31,8 +27,7 @@ class SettingError(ValueError):
 
 
 class SettingTypeError(SettingError, TypeError):
-    """A value of the wrong type (a string for a number, a list for an array); still a
-    ``TypeError`` for callers."""
+    """A value of the wrong type (a string for a number, a list for an array)."""
 
 
 def check_hidden(hidden: int, need: int, n_patches: int, param: str, value, **words) -> None:
@@ -47,16 +42,19 @@ def check_hidden(hidden: int, need: int, n_patches: int, param: str, value, **wo
         raise SettingError(param, value, problem.format(hidden, n_patches, need, least, **words))
 
 
+def _check_real(value, name: str, allowed: str, ok, problem: str | None = None) -> float:
+    """``value`` as a float if it is a real number (not a bool) for which ``ok(value)`` holds."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise SettingTypeError(name, value, f"must be {allowed}, not a {type(value).__name__}")
+    if not ok(value):  # NaN fails every comparison
+        raise SettingError(name, value, problem or f"must be {allowed}")
+    return float(value)
+
+
 def check_ratio(ratio, name: str = "ratio") -> float:
     """Return ``ratio`` as a float if it lies strictly between 0 and 1."""
-    if isinstance(ratio, bool) or not isinstance(ratio, Real):
-        raise SettingTypeError(
-            name, ratio, f"must be a number strictly between 0 and 1, not a {type(ratio).__name__}"
-        )
-    value = float(ratio)
-    if math.isnan(value) or not 0.0 < value < 1.0:
-        raise SettingError(name, ratio, "must be strictly between 0 and 1")
-    return value
+    allowed, problem = "a number strictly between 0 and 1", "must be strictly between 0 and 1"
+    return _check_real(ratio, name, allowed, lambda v: 0.0 < float(v) < 1.0, problem)
 
 
 def check_ratio_spec(ratio) -> tuple[float, float]:
@@ -68,39 +66,22 @@ def check_ratio_spec(ratio) -> tuple[float, float]:
         if low > high:
             raise SettingError("ratio", ratio, "a (low, high) range must have low <= high")
         return low, high
-    value = check_ratio(ratio)
-    return value, value
+    return (check_ratio(ratio),) * 2
 
 
 def check_positive_number(value, name: str) -> float:
     """Return ``value`` as a float if it is a number > 0 (a learning rate, minutes)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise SettingTypeError(
-            name, value, f"must be a positive number, not a {type(value).__name__}"
-        )
-    if not value > 0:  # NaN too
-        raise SettingError(name, value, "must be a positive number")
-    return float(value)
+    return _check_real(value, name, "a positive number", lambda v: v > 0)
 
 
 def check_nonnegative_number(value, name: str) -> float:
     """Return ``value`` as a float if it is a number >= 0 (a loss weight; 0 turns a term off)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise SettingTypeError(name, value, f"must be a number >= 0, not a {type(value).__name__}")
-    if not value >= 0:  # NaN too
-        raise SettingError(name, value, "must be a number >= 0")
-    return float(value)
+    return _check_real(value, name, "a number >= 0", lambda v: v >= 0)
 
 
 def check_fraction(value, name: str) -> float:
     """Return ``value`` as a float if it lies in [0, 1) (a dropout rate, a validation share)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise SettingTypeError(
-            name, value, f"must be a number in [0, 1), not a {type(value).__name__}"
-        )
-    if not 0.0 <= value < 1.0:
-        raise SettingError(name, value, "must be a number in [0, 1)")
-    return float(value)
+    return _check_real(value, name, "a number in [0, 1)", lambda v: 0.0 <= v < 1.0)
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
@@ -122,10 +103,7 @@ def check_choice(value, name: str, allowed) -> str:
 
 
 def check_images(images, name: str = "images", *, value_range: bool = True) -> np.ndarray:
-    """Check a batch of images: a float array (N, H, W, C), C in {1, 3}, values in [0, 1].
-
-    Returns the array unchanged (no copy) so callers can use it directly.
-    """
+    """Return ``images`` unchanged if it is a float array (N, H, W, C), C in {1, 3}, in [0, 1]."""
     if not isinstance(images, np.ndarray):
         raise SettingTypeError(
             name, type(images).__name__, "must be a NumPy array of shape (N, H, W, C)"
@@ -137,12 +115,8 @@ def check_images(images, name: str = "images", *, value_range: bool = True) -> n
     if images.shape[-1] not in (1, 3):
         raise SettingError(name, images.shape, "must be channels last with 1 or 3 channels")
     if images.dtype not in (np.float32, np.float64, np.float16):
-        raise SettingTypeError(
-            name,
-            str(images.dtype),
-            "must be a float array with values in [0, 1] (float16/32/64); divide uint8 images by "
-            "255",
-        )
+        problem = "must be a float array with values in [0, 1] (float16/32/64); divide uint8"
+        raise SettingTypeError(name, str(images.dtype), f"{problem} images by 255")
     if value_range and images.size:
         lo, hi = float(np.min(images)), float(np.max(images))
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:

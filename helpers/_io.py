@@ -1,5 +1,4 @@
-"""Files written whole or not at all (a temporary file in the same folder, then a rename), and
-where the project keeps its folders."""
+"""Files written whole or not at all (a temporary file, then a rename); the project's folders."""
 
 from __future__ import annotations
 
@@ -16,20 +15,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def project_folder(name: str) -> Path:
-    """The project's folder ``name`` (``results``, ``figures``, ``checkpoints``) when the package
-    runs from a checkout of the project (``pyproject.toml`` beside it); else ``name`` in the
-    current folder: a student who installed the package as a wheel keeps them beside the
-    notebooks."""
-    if (PROJECT_ROOT / "pyproject.toml").is_file():
-        return PROJECT_ROOT / name
-    return Path(name)
+    """The folder ``name`` (``results``, ``figures``, ``checkpoints``) of the project's checkout
+    (``pyproject.toml`` beside the package), else ``name`` in the current folder."""
+    return PROJECT_ROOT / name if (PROJECT_ROOT / "pyproject.toml").is_file() else Path(name)
 
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path in the folder of ``path`` (same suffix) for the caller to write;
-    when the block ends without an error it replaces ``path`` (``os.replace``), else it is
-    removed. Every file of the project is written through it, so none is ever half written."""
+    """Yield a temporary path beside ``path`` (same suffix) to write; it replaces ``path`` when the
+    block ends without an error, else it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -52,9 +46,8 @@ def write_atomic(path, text: str) -> None:
 
 
 def read_csv(path) -> list[dict]:
-    """Rows of a CSV file written by :func:`write_csv`, whole numbers as ints and other numbers as
-    floats (so that a rewrite keeps ``1000`` as ``1000``), other values as text; ``[]`` when the
-    file does not exist."""
+    """Rows of a CSV file, numbers as ints or floats and other values as text; ``[]`` when the file
+    does not exist."""
     path = Path(path)
     if not path.exists():
         return []
@@ -73,7 +66,7 @@ def _number(v):
 
 def write_csv(path, rows: list[dict], columns=None) -> None:
     """Write ``rows`` to the CSV at ``path`` atomically; the columns are ``columns`` or every key
-    in order of appearance (a row without one leaves it empty)."""
+    in order of appearance (empty where a row has none)."""
     columns = list(columns or dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
@@ -83,16 +76,13 @@ def write_csv(path, rows: list[dict], columns=None) -> None:
 
 
 def writable_dir(path, param: str = "output") -> Path:
-    """Check, before any work, that files can be written in the folder ``path`` (made and removed
-    again when missing, so nothing is left behind); raises :class:`helpers._checks.SettingError`
-    naming ``param`` otherwise."""
+    """Check that files can be written in the folder ``path`` (made and removed again when
+    missing); a :class:`helpers._checks.SettingError` naming ``param`` otherwise."""
     path = Path(path)
     missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
-        os.close(fd)
-        os.remove(probe)
+        tempfile.NamedTemporaryFile(prefix=".write-test.", dir=path).close()
     except OSError as exc:
         raise SettingError(
             param, str(path), f"is not a folder this user can write ({exc.strerror or exc})"

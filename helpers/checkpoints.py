@@ -1,23 +1,8 @@
 """The course checkpoints: Transformers and a CNN trained long enough to show what they can do.
 
-The notebooks train a student's own models for a few minutes: enough to see a loss fall and what
-training adds, not enough to see what a trained Transformer does. The checkpoints in
-``checkpoints/`` (the project's root) are that: each ``NAME.keras`` was trained with the
-project's own ``python -m helpers train`` on the CIFAR-10 subset, and ``NAME.json`` beside it is
-its provenance: the command, the commit, a hash of the training data, minutes, epochs, images
-seen, and its metrics when it was published:
-
-- ``heldout``: masked-region PSNR (dB) on the ``test_batch`` of the training folder, images the
-  model never saw, at 30/50/70 % random, rows and columns masks (seed 0), with the untrained
-  twin, biharmonic inpainting and the mean-colour guess on the same masks;
-- ``reproduce``: masked-region PSNR and SSIM on a fixed set that ships with the project (the
-  first 200 test images of the embedded ``sample`` dataset, seed 0, 50 % masks), which a test
-  recomputes from the committed file.
-
-This module finds and loads them (:func:`load`) and reads their provenance. Publishing a trained
-run with that provenance (``python -m helpers checkpoint --run RUN_DIR --name NAME --data-dir DIR
---command "..."``) and computing its metrics is the course tooling's job:
-:mod:`helpers.tools.publishing`.
+Each ``checkpoints/NAME.keras`` was trained with ``python -m helpers train`` on the CIFAR-10
+subset; ``NAME.json`` beside it is its provenance (command, commit, data hash, training time and
+published metrics), written by :mod:`helpers.tools.publishing`.
 """
 
 from __future__ import annotations
@@ -33,15 +18,13 @@ NAMES = ("vit", "mae", "cnn")  # the course's checkpoints
 
 
 def path(name: str, folder=None) -> Path:
-    """The ``.keras`` file of the checkpoint ``name`` (in ``folder``, default
-    :data:`CHECKPOINT_DIR`)."""
+    """The ``.keras`` file of the checkpoint ``name`` in ``folder`` (:data:`CHECKPOINT_DIR`)."""
     check_choice(name, "checkpoint", NAMES)
     return Path(folder or CHECKPOINT_DIR) / f"{name}.keras"
 
 
 def provenance(name: str, folder=None) -> dict:
-    """The provenance of the checkpoint ``name``: what
-    :func:`helpers.tools.publishing.publish` wrote."""
+    """The provenance of the checkpoint ``name`` (its ``.json`` file)."""
     return json.loads(path(name, folder).with_suffix(".json").read_text())
 
 
@@ -50,8 +33,7 @@ def available(name: str, folder=None) -> bool:
 
 
 def load(name: str, folder=None):
-    """The checkpoint ``name`` as a Keras model (safe mode), with an error that says how to
-    rebuild it when the file is missing."""
+    """The checkpoint ``name`` as a Keras model (safe mode)."""
     from .models import load_predictor  # lazy: pulls in Keras
 
     file = path(name, folder)

@@ -1,14 +1,8 @@
 """Datasets: CIFAR-10 (python-batch format) and the embedded offline ``sample`` dataset.
 
-Both give float32 images in [0, 1], channels last, with integer labels, split into training,
-validation and test sets by :func:`load_dataset`.
-
-- ``cifar10``: the standard ``cifar-10-batches-py`` folder (``data_batch_1..N``, ``test_batch``,
-  ``batches.meta``), read from ``data_dir``, else from the Keras cache, else downloaded through
-  Keras. Batch files are unpickled with an allow-list (NumPy arrays and plain containers only).
-- ``sample``: 32x32 crops of the photographs that scikit-image ships, at several scales; test
-  crops come from a strip of every photograph that no training crop touches. Deterministic for a
-  seed, needs no network. Labels name the source photograph.
+Both give float32 images in [0, 1], channels last, with integer labels (:func:`load_dataset`).
+``cifar10`` is read from ``data_dir``, else the Keras cache, else downloaded through Keras;
+``sample`` is 32x32 crops of scikit-image's photographs, deterministic for a seed, offline.
 """
 
 from __future__ import annotations
@@ -30,11 +24,8 @@ IMAGE_SIZE = 32
 
 
 class DatasetError(RuntimeError):
-    """A dataset is missing, corrupt or not in the expected format.
-
-    ``param`` and ``value``: the argument refused (``data_dir``, or the ``path`` of a batch file
-    that is corrupt or holds something else), as in :class:`helpers._checks.SettingError`; None
-    when no argument is to blame (CIFAR-10 is not cached and cannot be downloaded)."""
+    """A dataset is missing, corrupt or not in the expected format; ``param`` and ``value``: the
+    argument to blame (``data_dir`` or a batch file's ``path``), or None."""
 
     def __init__(self, message: str, param: str | None = None, value=None):
         super().__init__(message)
@@ -62,15 +53,11 @@ class Dataset:
     def summary(self) -> str:
         return (
             f"{self.name}: train {self.x_train.shape}, val {self.x_val.shape}, test "
-            f"{self.x_test.shape}, "
-            f"{len(self.class_names)} classes, {self.x_train.dtype}, "
+            f"{self.x_test.shape}, {len(self.class_names)} classes, {self.x_train.dtype}, "
             f"range [{self.x_train.min():.2f}, {self.x_train.max():.2f}]"
         )
 
 
-# --------------------------------------------------------------------------------------------
-# CIFAR-10
-# --------------------------------------------------------------------------------------------
 _ALLOWED_GLOBALS = {
     ("_codecs", "encode"),  # bytes in files written by Python 3 with pickle protocol 2
     ("numpy._core.multiarray", "_reconstruct"),
@@ -94,24 +81,16 @@ class _BatchUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _bad_file(path: Path, problem: str) -> DatasetError:
+    return DatasetError(f"CIFAR-10 file {path.name}{problem}", "path", str(path))
+
+
 def _unpickle(path: Path):
+    errors = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError)
     try:
-        raw = path.read_bytes()
-        return _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-    ) as exc:
-        raise DatasetError(
-            f"CIFAR-10 file {path.name} is corrupt or not a python-batch file: {exc}",
-            "path",
-            str(path),
-        ) from exc
+        return _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    except (*errors, IndexError, KeyError) as exc:
+        raise _bad_file(path, f" is corrupt or not a python-batch file: {exc}") from exc
 
 
 def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
@@ -120,38 +99,16 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
         keys = sorted(d) if isinstance(d, dict) else type(d).__name__
-        raise DatasetError(
-            f"CIFAR-10 file {path.name} must hold a dict with b'data' and b'labels', got {keys}",
-            "path",
-            str(path),
-        )
-    data, labels = d[b"data"], d[b"labels"]
-    if (
-        not isinstance(data, np.ndarray)
-        or data.dtype != np.uint8
-        or data.ndim != 2
-        or data.shape[1] != 3072
-    ):
+        raise _bad_file(path, f" must hold a dict with b'data' and b'labels', got {keys}")
+    data = d[b"data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape[1:] != (3072,):
         shape = getattr(data, "shape", None)
         dtype = getattr(data, "dtype", type(data).__name__)
-        raise DatasetError(
-            f"CIFAR-10 file {path.name}: b'data' must be uint8 of shape (N, 3072), got {shape} "
-            f"{dtype}",
-            "path",
-            str(path),
-        )
-    labels = np.asarray(labels)
-    if (
-        labels.shape != (data.shape[0],)
-        or labels.dtype.kind not in "iu"
-        or (labels.size and (labels.min() < 0 or labels.max() > 9))
-    ):
-        raise DatasetError(
-            f"CIFAR-10 file {path.name}: b'labels' must be {data.shape[0]} integers in 0..9, got "
-            f"shape {labels.shape}",
-            "path",
-            str(path),
-        )
+        raise _bad_file(path, f": b'data' must be uint8 of shape (N, 3072), got {shape} {dtype}")
+    labels, n = np.asarray(d[b"labels"]), data.shape[0]
+    bad = labels.shape != (n,) or labels.dtype.kind not in "iu"
+    if bad or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise _bad_file(path, f": b'labels' must be {n} integers in 0..9, got shape {labels.shape}")
     images = data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return images, labels.astype(np.int64)
 
@@ -159,55 +116,42 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
 def _cifar_names(folder: Path) -> list[str]:
     meta = folder / "batches.meta"
     if not meta.exists():
-        return [
-            "airplane",
-            "automobile",
-            "bird",
-            "cat",
-            "deer",
-            "dog",
-            "frog",
-            "horse",
-            "ship",
-            "truck",
-        ]
+        return "airplane automobile bird cat deer dog frog horse ship truck".split()
     d = _unpickle(meta)
     names = d.get(b"label_names") if isinstance(d, dict) else None
     if not isinstance(names, list):
-        raise DatasetError(
-            f"CIFAR-10 file {meta.name} must hold b'label_names', a list of names",
-            "path",
-            str(meta),
-        )
+        raise _bad_file(meta, " must hold b'label_names', a list of names")
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
 def keras_cache_dir() -> Path:
     """Where Keras keeps downloaded datasets (``$KERAS_HOME/datasets`` or ``~/.keras/datasets``)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "datasets"
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
 
 
-def _has_batches(folder: Path) -> bool:
-    return folder.is_dir() and (folder / "test_batch").exists() and any(folder.glob("data_batch_*"))
+def _with_batches(*folders: Path) -> Path | None:
+    """The first of ``folders`` that holds ``test_batch`` and ``data_batch_*`` files."""
+    for f in folders:
+        if f.is_dir() and (f / "test_batch").exists() and any(f.glob("data_batch_*")):
+            return f
+    return None
 
 
 def find_cifar10(data_dir=None, download: bool = True) -> Path:
     """Locate the ``cifar-10-batches-py`` folder: ``data_dir``, the Keras cache, or a download."""
     if data_dir:
         folder = Path(data_dir).expanduser()
-        for candidate in (folder, folder / CIFAR_DIRNAME):
-            if _has_batches(candidate):
-                return candidate
+        if found := _with_batches(folder, folder / CIFAR_DIRNAME):
+            return found
         raise DatasetError(
             f"data_dir={str(data_dir)!r} holds no CIFAR-10 python batches: expected "
-            "data_batch_1..N and "
-            f"test_batch (and batches.meta) in it or in its {CIFAR_DIRNAME}/ subfolder",
+            f"data_batch_1..N and test_batch (and batches.meta) in it or in its {CIFAR_DIRNAME}/ "
+            "subfolder",
             "data_dir",
             str(data_dir),
         )
     cached = keras_cache_dir() / CIFAR_DIRNAME
-    if _has_batches(cached):
+    if _with_batches(cached):
         return cached
     hint = (
         f"Put the python-batch files (data_batch_1..5, test_batch, batches.meta) into {cached} "
@@ -226,70 +170,48 @@ def find_cifar10(data_dir=None, download: bool = True) -> Path:
         raise DatasetError(
             f"CIFAR-10 could not be downloaded ({type(exc).__name__}: {exc}). {hint}"
         ) from exc
-    for candidate in (Path(path), Path(path) / CIFAR_DIRNAME, cached):
-        if _has_batches(candidate):
-            return candidate
+    if found := _with_batches(Path(path), Path(path) / CIFAR_DIRNAME, cached):
+        return found
     raise DatasetError(f"CIFAR-10 download finished but no batches were found near {path}. {hint}")
 
 
 def load_cifar10(data_dir=None, download: bool = True):
-    """Read all training batches and ``test_batch``: ((x_train, y_train), (x_test, y_test), names).
-
-    Images are uint8 (N, 32, 32, 3); use :func:`load_dataset` for float32 splits.
-    """
+    """Read all training batches and ``test_batch``: ((x_train, y_train), (x_test, y_test), names)
+    with uint8 images (N, 32, 32, 3)."""
     folder = find_cifar10(data_dir, download=download)
     batches = sorted(folder.glob("data_batch_*"), key=lambda p: (len(p.name), p.name))
     train = [read_cifar_batch(p) for p in batches]
     x_test, y_test = read_cifar_batch(folder / "test_batch")
-    x_train = np.concatenate([x for x, _ in train])
-    y_train = np.concatenate([y for _, y in train])
+    x_train, y_train = (np.concatenate(parts) for parts in zip(*train))
     return (x_train, y_train), (x_test, y_test), _cifar_names(folder)
 
 
-# --------------------------------------------------------------------------------------------
-# Embedded sample dataset
-# --------------------------------------------------------------------------------------------
-SAMPLE_PHOTOS = (
-    "astronaut",
-    "chelsea",
-    "coffee",
-    "rocket",
-    "immunohistochemistry",
-    "hubble_deep_field",
-)
+SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",
+                 "hubble_deep_field")  # fmt: skip
 SAMPLE_SCALES = (1.0, 0.5, 1.0 / 3.0)  # crops cover 32, 64 and 96 pixels of the photograph
 TEST_STRIP = 0.25  # right-most fraction of every photograph's columns reserved for test crops
 GAP = 8  # pixels of the photograph left unused between the training and test regions
+MIN_STD = 0.02  # crops flatter than this (saturated sky, black background) are drawn again
 
 
 def _photo(name: str) -> np.ndarray:
     import skimage.data  # lazy: slow to import
 
     img = getattr(skimage.data, name)()
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    img = img[..., :3]
+    img = np.dstack([img] * 3) if img.ndim == 2 else img[..., :3]
     return (img.astype(np.float32) / 255.0) if img.dtype == np.uint8 else img.astype(np.float32)
 
 
-MIN_STD = 0.02  # crops flatter than this (saturated sky, black background) are drawn again
-
-
 def _crops(img: np.ndarray, x_lo: int, x_hi: int, n: int, rng: np.random.Generator):
-    """``n`` random 32x32 crops with columns in [x_lo, x_hi) of ``img`` and their first columns.
-
-    Flat crops (pixel standard deviation below ``MIN_STD``) are rejected and drawn again.
-    """
-    h = img.shape[0]
+    """``n`` random 32x32 crops of ``img`` with columns in [x_lo, x_hi), and their first columns;
+    crops with a standard deviation below ``MIN_STD`` are drawn again."""
     kept = [np.empty((0, IMAGE_SIZE, IMAGE_SIZE, img.shape[2]), dtype=img.dtype)]
     cols = [np.empty(0, dtype=np.int64)]
+    offsets = np.arange(IMAGE_SIZE)
     while sum(len(c) for c in cols) < n:
-        m = 2 * n + 8
-        ys = rng.integers(0, h - IMAGE_SIZE + 1, size=m)
-        xs = rng.integers(x_lo, x_hi - IMAGE_SIZE + 1, size=m)
-        idx_y = ys[:, None] + np.arange(IMAGE_SIZE)[None, :]
-        idx_x = xs[:, None] + np.arange(IMAGE_SIZE)[None, :]
-        crops = img[idx_y[:, :, None], idx_x[:, None, :]]
+        ys = rng.integers(0, img.shape[0] - IMAGE_SIZE + 1, size=2 * n + 8)
+        xs = rng.integers(x_lo, x_hi - IMAGE_SIZE + 1, size=2 * n + 8)
+        crops = img[(ys[:, None] + offsets)[:, :, None], (xs[:, None] + offsets)[:, None, :]]
         ok = crops.std(axis=(1, 2, 3)) >= MIN_STD
         kept.append(crops[ok])
         cols.append(xs[ok])
@@ -301,74 +223,47 @@ def make_sample_dataset(
 ):
     """Build the embedded dataset: ((x_train, y_train), (x_test, y_test), names), float32 in [0, 1].
 
-    With ``return_meta`` a fourth item gives, for the train and test crops, their place in the
-    photograph's own pixels: arrays (N, 4) of photo index, first column, last column + 1, scale.
+    Training crops lie left of ``(1 - TEST_STRIP) * width - GAP`` of every photograph, test crops
+    right of ``(1 - TEST_STRIP) * width``, spread evenly over photographs and scales.
 
-    Each photograph is split at ``x_split = (1 - TEST_STRIP) * width``: training crops lie left of
-    ``x_split - GAP``, test crops right of ``x_split``, at every scale (the anti-aliasing blur of a
-    downscale reaches a few pixels, well inside the gap). Crops are spread evenly over
-    photographs and scales.
+    Args:
+        return_meta: add a fourth item, (train, test) arrays (N, 4) of each crop's photograph
+            index, first column, last column + 1 (in the photograph's pixels) and scale.
     """
     from skimage.transform import rescale  # lazy: slow to import
 
-    n_train = check_positive_int(n_train, "n_train")
-    n_test = check_positive_int(n_test, "n_test")
+    sizes = check_positive_int(n_train, "n_train"), check_positive_int(n_test, "n_test")
     rng = np.random.default_rng(seed)
     cells = [(p, s) for p in range(len(SAMPLE_PHOTOS)) for s in SAMPLE_SCALES]
-    train_counts = np.bincount(
-        rng.permutation(np.arange(n_train) % len(cells)), minlength=len(cells)
-    )
-    test_counts = np.bincount(rng.permutation(np.arange(n_test) % len(cells)), minlength=len(cells))
-    xs_train, ys_train, xs_test, ys_test, meta_train, meta_test = [], [], [], [], [], []
+    counts = [
+        np.bincount(rng.permutation(np.arange(n) % len(cells)), minlength=len(cells)) for n in sizes
+    ]
+    parts = ([], [], []), ([], [], [])  # images, labels, meta of train and test
     for photo_id, name in enumerate(SAMPLE_PHOTOS):
         photo = _photo(name)
         split = int(round(photo.shape[1] * (1 - TEST_STRIP)))
         for scale in SAMPLE_SCALES:
             cell = cells.index((photo_id, scale))
-            img = (
-                photo
-                if scale == 1.0
-                else rescale(photo, scale, anti_aliasing=True, channel_axis=-1)
-            )
+            img = rescale(photo, scale, anti_aliasing=True, channel_axis=-1) if scale < 1 else photo
             img = np.clip(img, 0.0, 1.0).astype(np.float32)
-            train_hi = int(np.floor((split - GAP) * scale))
-            test_lo = int(np.ceil(split * scale))
-            for xs, metas, lo, hi, count in (
-                (xs_train, meta_train, 0, train_hi, train_counts[cell]),
-                (xs_test, meta_test, test_lo, img.shape[1], test_counts[cell]),
+            train_hi, test_lo = int(np.floor((split - GAP) * scale)), int(np.ceil(split * scale))
+            for (xs, ys, metas), (lo, hi), count in zip(
+                parts, ((0, train_hi), (test_lo, img.shape[1])), counts
             ):
-                crops, cols = _crops(img, lo, hi, count, rng)
+                k = count[cell]
+                crops, cols = _crops(img, lo, hi, k, rng)
                 xs.append(crops)
-                metas.append(
-                    np.stack(
-                        [
-                            np.full(count, photo_id),
-                            cols / scale,
-                            (cols + IMAGE_SIZE) / scale,
-                            np.full(count, scale),
-                        ],
-                        axis=1,
-                    )
-                )
-            ys_train.append(np.full(train_counts[cell], photo_id, dtype=np.int64))
-            ys_test.append(np.full(test_counts[cell], photo_id, dtype=np.int64))
-    order_train = rng.permutation(n_train)
-    order_test = rng.permutation(n_test)
-    x_train = np.concatenate(xs_train)[order_train]
-    y_train = np.concatenate(ys_train)[order_train]
-    x_test = np.concatenate(xs_test)[order_test]
-    y_test = np.concatenate(ys_test)[order_test]
-    out = ((x_train, y_train), (x_test, y_test), list(SAMPLE_PHOTOS))
-    if return_meta:
-        return out + (
-            (np.concatenate(meta_train)[order_train], np.concatenate(meta_test)[order_test]),
-        )
-    return out
+                ys.append(np.full(k, photo_id, dtype=np.int64))
+                ends = cols / scale, (cols + IMAGE_SIZE) / scale
+                metas.append(np.stack([np.full(k, photo_id), *ends, np.full(k, scale)], axis=1))
+    orders = [rng.permutation(n) for n in sizes]
+    (x_tr, y_tr, m_tr), (x_te, y_te, m_te) = (
+        [np.concatenate(a)[order] for a in part] for part, order in zip(parts, orders)
+    )
+    out = ((x_tr, y_tr), (x_te, y_te), list(SAMPLE_PHOTOS))
+    return out + ((m_tr, m_te),) if return_meta else out
 
 
-# --------------------------------------------------------------------------------------------
-# One entry point
-# --------------------------------------------------------------------------------------------
 def _subset(x, y, n, rng, name):
     if n is None or n == 0:
         return x, y
@@ -379,11 +274,7 @@ def _subset(x, y, n, rng, name):
     return x[idx], y[idx]
 
 
-SPLIT_STREAMS = {
-    "train": 0,
-    "test": 1,
-    "val": 2,
-}  # one random stream per split, derived from the seed
+SPLIT_STREAMS = {"train": 0, "test": 1, "val": 2}  # one random stream per split of a seed
 
 
 def _split_rng(seed: int, split: str) -> np.random.Generator:
@@ -402,13 +293,14 @@ def load_dataset(
     download: bool = True,
     grayscale: bool = False,
 ) -> Dataset:
-    """Load ``name`` (``sample`` or ``cifar10``) as float32 splits in [0, 1]; ``grayscale``: one
-    channel, ``skimage.color.rgb2gray`` of the colour images (:func:`to_gray`).
+    """Load ``name`` (``sample`` or ``cifar10``) as float32 splits in [0, 1].
 
-    ``n_train``/``n_test`` take seeded random subsets (None or 0: all); ``val_fraction`` of the
-    training images (after subsetting) become the validation set. Each split draws from its own
-    generator, so the test images depend only on (name, n_test, seed) and the training and
-    validation images only on (name, n_train, val_fraction, seed).
+    Args:
+        n_train, n_test: sizes of seeded random subsets (None or 0: all).
+        val_fraction: share of the (subset) training images that become the validation set.
+        seed: each split draws from its own generator, so the test images depend only on
+            (name, n_test, seed).
+        grayscale: one channel, :func:`to_gray` of the colour images.
     """
     seed = check_positive_int(seed, "seed", minimum=0)
     check_choice(name, "dataset", DATASETS)
@@ -416,26 +308,18 @@ def load_dataset(
     if name == "sample":
         (x_tr, y_tr), (x_te, y_te), names = make_sample_dataset(seed=seed)
         source = "embedded: crops of scikit-image photographs"
-        scale = 1.0
     else:
         (x_tr, y_tr), (x_te, y_te), names = load_cifar10(data_dir, download=download)
         source = "CIFAR-10 python batches"
-        scale = 1.0 / 255.0
     x_tr, y_tr = _subset(x_tr, y_tr, n_train, _split_rng(seed, "train"), "n_train")
     x_te, y_te = _subset(x_te, y_te, n_test, _split_rng(seed, "test"), "n_test")
     n_val = int(round(len(x_tr) * val_fraction))
     perm = _split_rng(seed, "val").permutation(len(x_tr))
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
-    def as_float(x):
-        return (
-            (x.astype(np.float32) * np.float32(scale))
-            if scale != 1.0
-            else x.astype(np.float32, copy=False)
-        )
-
     def convert(x):
-        return to_gray(as_float(x)) if grayscale else as_float(x)
+        x = x.astype(np.float32, copy=False) * np.float32(1.0 if name == "sample" else 1.0 / 255.0)
+        return to_gray(x) if grayscale else x
 
     return Dataset(
         name=name,
@@ -451,8 +335,7 @@ def load_dataset(
 
 
 def to_gray(images: np.ndarray) -> np.ndarray:
-    """Colour images (N, H, W, 3) in [0, 1] -> one channel (N, H, W, 1) float32,
-    ``skimage.color.rgb2gray`` (0.2125 R + 0.7154 G + 0.0721 B)."""
+    """Colour images (N, H, W, 3) in [0, 1] -> float32 (N, H, W, 1), ``skimage.color.rgb2gray``."""
     from skimage.color import rgb2gray  # lazy: slow to import
 
     images = np.asarray(images)

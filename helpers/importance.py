@@ -1,21 +1,9 @@
 """Gradient-based patch importance: how much a model's reconstruction loss depends on each patch.
 
-``gradient_scores(model, images, patch_size)`` gives, for every patch, the L2 norm of the
-gradient of the model's reconstruction loss with respect to that patch's input pixels.
-
-Which loss, on which input: the loss a model was trained for, the MSE over the *hidden*
-patches, whose content the model never sees (the target is held constant). So the gradient of a
-visible patch measures how much the prediction of the hidden ones relies on it, and a hidden
-patch has gradient 0. To score every patch, by default (``mask=None``) the patches are split
-at random (seeded) into ``groups`` groups of equal size (2 by default: half of the patches
-visible, as at 50% masking); in pass ``g`` the patches of group ``g`` are visible and all the
-others hidden, so each patch is scored in the one pass where it is visible. Pass a boolean
-``mask`` (N, L) instead for one pass with that mask (hidden patches then score 0). The loss is
-the sum over images of each image's mean squared error over its hidden values, so the score of
-an image does not depend on the batch it is in.
-
-Only :func:`_input_gradient` knows the backend (TensorFlow ``GradientTape``, ``jax.grad``,
-``torch.autograd``); the rest is ``keras.ops``.
+The score of a patch is the L2 norm of the gradient, with respect to its input pixels, of the
+loss the model was trained for: the sum over images of the MSE over the hidden values (the target
+held constant). Hidden patches score 0, so by default the patches are split at random into
+``groups`` equal groups and each group is scored in the pass where only it is visible.
 """
 
 from __future__ import annotations
@@ -39,7 +27,7 @@ from .patches import grid_shape, patch_mask_to_pixels, patchify
 
 
 def _input_gradient(fn, x):
-    """Gradient of the scalar ``fn(x)`` with respect to the tensor ``x``, on the Keras backend."""
+    """Gradient of the scalar ``fn(x)`` with respect to the tensor ``x``."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf  # that backend only
@@ -67,39 +55,25 @@ def _input_gradient(fn, x):
 def _loss_fn(model, mask: np.ndarray, patch_size: int, image_shape):
     """The loss as a function of the images: sum over images of the MSE over hidden values."""
     patch_mask = ops.convert_to_tensor(mask.astype("float32"))  # (n, L)
-    pixels = ops.convert_to_tensor(
-        patch_mask_to_pixels(mask, patch_size, image_shape).astype("float32")
-    )  # (n,H,W,1)
+    pixels = patch_mask_to_pixels(mask, patch_size, image_shape).astype("float32")  # (n, H, W, 1)
+    pixels = ops.convert_to_tensor(pixels)
 
     def loss(x):
         pred = model({"images": x, "mask": patch_mask}, training=False)
-        err = ops.sum(
-            ops.square(ops.cast(pred, x.dtype) - ops.stop_gradient(x)) * pixels, axis=(1, 2, 3)
-        )
+        squares = ops.square(ops.cast(pred, x.dtype) - ops.stop_gradient(x))
+        err = ops.sum(squares * pixels, axis=(1, 2, 3))
         return ops.sum(err / ops.maximum(ops.sum(pixels, axis=(1, 2, 3)) * image_shape[2], 1.0))
 
     return loss
 
 
-def _scores_one_mask(model, images, mask, patch_size):
-    fn = _loss_fn(model, mask, patch_size, images.shape[1:])
-    grad = ops.convert_to_numpy(_input_gradient(fn, ops.convert_to_tensor(images)))
-    return np.sqrt(np.sum(np.square(patchify(grad, patch_size)), axis=-1))
-
-
 def partition_masks(n_images: int, n_patches: int, groups: int, seed=0) -> list[np.ndarray]:
-    """``groups`` masks (N, L): a random split of the patches into groups of (nearly) equal size;
-    in mask ``g`` only group ``g`` is visible. Every patch is visible in exactly one mask."""
+    """``groups`` bool masks (N, L) of a random split of the patches into (nearly) equal groups;
+    in mask ``g`` only group ``g`` is visible."""
     rng = np.random.default_rng(seed)
     order = np.argsort(rng.random((n_images, n_patches)), axis=1)
-    group_of = np.empty_like(order)
-    np.put_along_axis(group_of, order, np.arange(n_patches)[None, :] % groups, axis=1)
+    group_of = np.argsort(order, axis=1) % groups  # a patch's rank in the random order
     return [group_of != g for g in range(groups)]
-
-
-def _default_groups(model, n_patches):
-    """2 passes (half visible), or enough that each hides ``model.min_masked`` patches."""
-    return max(2, math.ceil(n_patches / (n_patches - model.min_masked)))
 
 
 def gradient_scores(
@@ -112,11 +86,18 @@ def gradient_scores(
     batch_size: int = 128,
     seed: int = 0,
 ) -> np.ndarray:
-    """Patch importance (N, L): L2 norm of the gradient of the reconstruction loss w.r.t. each
-    patch's input pixels (see the module docstring for the loss and the ``mask=None`` scheme).
+    """Patch importance: the gradient norm of the reconstruction loss over each patch's pixels.
 
-    ``groups``: number of passes of the default scheme (2; for an MAE at least enough passes that
-    each hides as many patches as it was built for). ``batch_size`` images per gradient pass.
+    Args:
+        model: a :class:`helpers.models.MaskedImageModel`.
+        images: (N, H, W, C) in [0, 1].
+        mask: bool (N, L) for one pass with that mask; None: the ``groups`` passes.
+        groups: passes when ``mask`` is None; default 2, or enough that each hides
+            ``model.min_masked`` patches.
+        batch_size: images per gradient pass.
+
+    Returns:
+        float32 (N, L).
     """
     check_images(images)
     check_patch_size(patch_size, images.shape[1:3])
@@ -128,14 +109,13 @@ def gradient_scores(
             "gradient_scores needs a Keras model (vit, mae or cnn); this one has no gradients",
         )
     check_fits(model, images.shape[1:], patch_size)
-    gh, gw = grid_shape(images.shape[1:3], patch_size)
-    n_patches = gh * gw
+    n_patches = math.prod(grid_shape(images.shape[1:3], patch_size))
     images = images.astype(np.float32, copy=False)
     if mask is not None:
         check_mask(mask, n_images=images.shape[0], n_patches=n_patches)
         masks = [mask]
     else:
-        need = _default_groups(model, n_patches)
+        need = max(2, math.ceil(n_patches / (n_patches - model.min_masked)))
         groups = need if groups is None else check_positive_int(groups, "groups", minimum=2)
         if groups < need or groups > n_patches:
             raise SettingError(
@@ -145,22 +125,21 @@ def gradient_scores(
             )
         masks = partition_masks(images.shape[0], n_patches, groups, seed=seed)
     for m in masks:
-        check_fits(
-            model, images.shape[1:], patch_size, hidden=int(m.sum(axis=1).min()) if m.size else None
-        )
+        hidden = int(m.sum(axis=1).min()) if m.size else None
+        check_fits(model, images.shape[1:], patch_size, hidden=hidden)
     scores = np.zeros((images.shape[0], n_patches), dtype=np.float32)
     for start in range(0, images.shape[0], batch_size):
         sl = slice(start, start + batch_size)
         for m in masks:  # each patch is visible in at most one pass (exactly one by default)
-            scores[sl] += np.where(
-                m[sl], 0.0, _scores_one_mask(model, images[sl], m[sl], patch_size)
-            )
+            fn = _loss_fn(model, m[sl], patch_size, images.shape[1:])
+            grad = ops.convert_to_numpy(_input_gradient(fn, ops.convert_to_tensor(images[sl])))
+            norms = np.linalg.norm(patchify(grad, patch_size), axis=-1)
+            scores[sl] += np.where(m[sl], 0.0, norms)
     return scores
 
 
 def gradient_score_fn(model, **kwargs):
-    """A score function ``(images, patch_size) -> (N, L)`` for ``helpers.masking.make_mask(
-    "importance", ..., score_fn=...)``; ``kwargs`` go to :func:`gradient_scores`."""
+    """:func:`gradient_scores` of ``model`` as a ``score_fn`` of ``masking.make_mask``."""
 
     def score(images, patch_size):
         return gradient_scores(model, images, patch_size, **kwargs)

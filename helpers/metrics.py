@@ -1,12 +1,8 @@
-"""Reconstruction metrics: composites, MSE and PSNR (masked region and whole image), batched SSIM.
+"""Reconstruction metrics per image: composites, MSE and PSNR (hidden region, whole image), SSIM.
 
-Every predictor returns a full image; :func:`composite` keeps the visible pixels of the original
-and takes the masked pixels from the prediction, so every predictor is scored on the same thing.
-Values are per image; :func:`summarize` gives their mean and standard deviation.
-
-SSIM follows ``skimage.metrics.structural_similarity`` with ``data_range=1`` and a channel axis
-(7x7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03, mean over the valid region and the
-channels), computed for the whole batch at once.
+Predictors return full images; :func:`composite` keeps the original's visible pixels, so every
+predictor is scored on the same thing. SSIM equals ``skimage.metrics.structural_similarity`` with
+``data_range=1`` and ``channel_axis=-1``, computed for the whole batch at once.
 """
 
 from __future__ import annotations
@@ -42,18 +38,12 @@ def _pixel_mask(mask, patch_size, images):
 def composite(
     original: np.ndarray, predicted: np.ndarray, mask: np.ndarray, patch_size: int | None = None
 ) -> np.ndarray:
-    """Visible pixels from ``original``, masked pixels from ``predicted`` (clipped to [0, 1]).
+    """Visible pixels from ``original`` (N, H, W, C) in [0, 1], hidden pixels from ``predicted``
+    (clipped to [0, 1]), in ``original``'s dtype.
 
     Args:
-        original: (N, H, W, C) in [0, 1].
-        predicted: (N, H, W, C), the predictor's full images.
-        mask: (N, L), 1 = hidden patch.
-        patch_size: here and in the other functions of this module, None (the default) takes the
-            one the mask's width implies (64 patches of a 32x32 image: 4); a value given is
-            checked.
-
-    Returns:
-        (N, H, W, C) of ``original``'s dtype.
+        mask: bool (N, L), True = hidden patch.
+        patch_size: here and below, None takes the one the mask's width implies.
     """
     _pair(original, predicted)
     pixels = _pixel_mask(mask, patch_size, original)
@@ -63,16 +53,7 @@ def composite(
 
 
 def mse_masked(original, predicted, mask, patch_size=None) -> np.ndarray:
-    """Mean squared error over the hidden pixels, per image.
-
-    Args:
-        original, predicted: (N, H, W, C); ``predicted`` is clipped to [0, 1].
-        mask: (N, L), 1 = hidden patch.
-        patch_size: as in :func:`composite`.
-
-    Returns:
-        float64 (N,).
-    """
+    """Per-image mean squared error over the hidden pixels, ``predicted`` clipped; float64 (N,)."""
     _pair(original, predicted)
     pixels = _pixel_mask(mask, patch_size, original)
     err = (original.astype(np.float64) - np.clip(predicted, 0.0, 1.0)) ** 2 * pixels
@@ -81,29 +62,13 @@ def mse_masked(original, predicted, mask, patch_size=None) -> np.ndarray:
 
 
 def mse(original, predicted) -> np.ndarray:
-    """Mean squared error over all pixels, per image.
-
-    Args:
-        original, predicted: (N, H, W, C); ``predicted`` is not clipped.
-
-    Returns:
-        float64 (N,).
-    """
+    """Mean squared error over all pixels, per image (not clipped); float64 (N,)."""
     _pair(original, predicted)
     return ((original.astype(np.float64) - predicted) ** 2).mean(axis=(1, 2, 3))
 
 
 def psnr_from_mse(mse_values, data_range: float = 1.0) -> np.ndarray:
-    """PSNR in dB of mean squared errors.
-
-    Args:
-        mse_values: array-like of MSEs.
-        data_range: the largest pixel value minus the smallest (1 for images in [0, 1]).
-
-    Returns:
-        float64 of ``mse_values``' shape, ``10 log10(data_range**2 / mse)``, at most
-        :data:`MAX_PSNR` (what a zero error gives).
-    """
+    """PSNR in dB, ``10 log10(data_range**2 / mse)`` at most :data:`MAX_PSNR`, float64."""
     mse_values = np.asarray(mse_values, dtype=np.float64)
     with np.errstate(divide="ignore"):
         values = 10.0 * np.log10(data_range**2 / mse_values)
@@ -111,10 +76,7 @@ def psnr_from_mse(mse_values, data_range: float = 1.0) -> np.ndarray:
 
 
 def _window_means(stack: np.ndarray, win_size: int) -> np.ndarray:
-    """Means over every full ``win_size`` x ``win_size`` window (valid region), via cumulative sums.
-
-    ``stack`` is (..., H, W, C); the result is (..., H - win + 1, W - win + 1, C).
-    """
+    """Means over every full window of (..., H, W, C): (..., H - win + 1, W - win + 1, C)."""
     c = np.cumsum(stack, axis=-3)
     c = np.concatenate([np.zeros_like(c[..., :1, :, :]), c], axis=-3)
     rows = c[..., win_size:, :, :] - c[..., :-win_size, :, :]
@@ -126,12 +88,8 @@ def _window_means(stack: np.ndarray, win_size: int) -> np.ndarray:
 def ssim(
     original: np.ndarray, predicted: np.ndarray, win_size: int = 7, chunk: int = 32
 ) -> np.ndarray:
-    """Per-image SSIM, equal to ``skimage.metrics.structural_similarity(a, b, data_range=1,
-    channel_axis=-1)`` for every image, computed for the whole batch at once.
-
-    skimage filters with a uniform window (reflected at the border), then averages the SSIM map
-    without a border of ``(win_size - 1) // 2`` pixels; the windows centred on the kept pixels
-    never reach past the image, so only full windows are computed here (no padding needed).
+    """Per-image SSIM, as ``skimage.metrics.structural_similarity(a, b, data_range=1,
+    channel_axis=-1)``; skimage crops the map's border, so only full windows are computed.
 
     Args:
         original, predicted: (N, H, W, C) in [0, 1].
@@ -148,13 +106,9 @@ def ssim(
             win_size,
             f"must be odd, >= 3 and at most the image side {min(original.shape[1:3])}",
         )
-    if len(original) > chunk:  # small chunks stay in cache: several times faster than one big array
-        return np.concatenate(
-            [
-                ssim(original[i : i + chunk], predicted[i : i + chunk], win_size, chunk)
-                for i in range(0, len(original), chunk)
-            ]
-        )
+    if len(original) > chunk:  # small chunks stay in cache: faster than one big array
+        parts = [slice(i, i + chunk) for i in range(0, len(original), chunk)]
+        return np.concatenate([ssim(original[s], predicted[s], win_size, chunk) for s in parts])
     x = original.astype(np.float64)
     y = predicted.astype(np.float64)
     ux, uy, uxx, uyy, uxy = _window_means(np.stack([x, y, x * x, y * y, x * y]), win_size)
@@ -169,12 +123,9 @@ def ssim(
 
 
 def evaluate(original, predicted, mask, patch_size=None, batch_size=512) -> dict[str, np.ndarray]:
-    """Per-image metrics of a prediction, scored on its composite (:func:`composite`).
+    """Per-image metrics of a prediction, scored on its :func:`composite`.
 
     Args:
-        original, predicted: (N, H, W, C).
-        mask: (N, L), 1 = hidden patch.
-        patch_size: as in :func:`composite`.
         batch_size: images scored together (a memory bound; the values do not depend on it).
 
     Returns:
@@ -189,48 +140,22 @@ def evaluate(original, predicted, mask, patch_size=None, batch_size=512) -> dict
         sl = slice(start, start + batch_size)
         o, m = original[sl], mask[sl]
         comp = composite(o, predicted[sl], m, patch_size)
-        mm = mse_masked(o, comp, m, patch_size)
-        mw = mse(o, comp)
-        parts.append(
-            {
-                "mse_masked": mm,
-                "psnr_masked": psnr_from_mse(mm),
-                "mse": mw,
-                "psnr": psnr_from_mse(mw),
-                "ssim": ssim(o, comp),
-            }
-        )
+        mm, mw = mse_masked(o, comp, m, patch_size), mse(o, comp)
+        row = dict(mse_masked=mm, psnr_masked=psnr_from_mse(mm), mse=mw, psnr=psnr_from_mse(mw))
+        parts.append({**row, "ssim": ssim(o, comp)})
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def summarize(values: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean and standard deviation of each per-image metric.
-
-    Args:
-        values: name -> per-image values, as :func:`evaluate` returns.
-
-    Returns:
-        ``{name}_mean`` and ``{name}_std`` (population standard deviation) per name, as floats.
-    """
-    out = {}
-    for key, v in values.items():
-        out[f"{key}_mean"] = float(np.mean(v))
-        out[f"{key}_std"] = float(np.std(v))
-    return out
+    """``{name}_mean`` and ``{name}_std`` (population) of each per-image metric, as floats."""
+    stats = (("mean", np.mean), ("std", np.std))
+    return {f"{key}_{s}": float(f(v)) for key, v in values.items() for s, f in stats}
 
 
 def sharpness(original, predicted, mask, patch_size=None) -> float:
-    """Sharpness of the filled-in region: the mean absolute difference between neighbouring
-    pixels (horizontal and vertical pairs, averaged over the channels) of the prediction (clipped
-    to [0, 1]), over the pairs whose two pixels are both hidden, in all the images, divided by the
-    original's over the same pairs.
-
-    The prediction itself, not the composite, and only pairs inside the hidden region, so neither
-    the seams between kept and filled pixels nor what a model predicts for the visible pixels
-    (which no loss trains) count as detail; one ratio over the whole set, not a mean of per-image
-    ratios, which flat images (almost no difference in the original) would dominate. 1: as much
-    detail as the original; below 1: blurred; above 1: texture or noise the original does not
-    have. NaN when the original is flat over every hidden pair."""
+    """Detail of the filled-in region: the mean absolute difference between neighbouring hidden
+    pixels of ``predicted`` (clipped to [0, 1]) over all images, divided by the original's (below 1
+    blurred, above 1 noisier); NaN when the original is flat over every hidden pair."""
     _pair(original, predicted)
     hidden = _pixel_mask(mask, patch_size, original)[..., 0]
     pairs = (hidden[:, 1:, :] & hidden[:, :-1, :], hidden[:, :, 1:] & hidden[:, :, :-1])
