@@ -1,25 +1,12 @@
 """Evaluate one predictor on a test set with fixed masks: the logic behind ``python -m helpers
-evaluate``.
+evaluate``, and the comparison of several predictors on the same masks (the notebooks').
 
-- :func:`load_test_images`: the test images of a dataset, float32 in [0, 1]. For ``cifar10`` only
-  the ``test_batch`` file is needed (read with :func:`helpers.data.read_cifar_batch`), so any folder
-  in the CIFAR-10 python-batch format works, with or without ``data_batch_*``; ``sample`` gives the
-  test split of the embedded dataset (seed 0).
-- :func:`load_model`: a saved ``.keras`` model, ``"biharmonic"`` or ``"mean_colour"`` (not learned).
-- :func:`evaluate_predictor`: masks drawn with a fixed seed, the reconstruction, and the summary
-  (mean and standard deviation over the images) of :func:`helpers.metrics.evaluate`.
-- :func:`run_evaluation`: all of the above with the settings recorded next to the numbers;
-  :func:`write_results` writes ``metrics.json`` and ``metrics.csv`` atomically;
-  :func:`format_table` prints them.
-
-Bad settings raise :class:`SettingError`, whose message names the parameter, the value and
-what is allowed; they are checked before the model is loaded whenever possible.
+Bad settings raise :class:`SettingError` naming the parameter, the value and what is allowed,
+checked before the model is loaded whenever possible.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -28,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import SettingError, check_choice, check_patch_size, check_positive_int, check_ratio
-from .._io import write_atomic
+from .._io import write_atomic, write_csv
 from ..data import (
     CIFAR_DIRNAME,
     DATASETS,
@@ -44,10 +31,7 @@ from ..recipes import NON_LEARNED, learns
 
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
-SCORE_CHOICES = (
-    *SCORES,
-    "gradient",
-)  # importance scores: model-free ones, or the model's gradients
+SCORE_CHOICES = (*SCORES, "gradient")  # importance scores: model-free, or the model's gradients
 METRIC_LABELS = (  # (key, label) in table order
     ("psnr_masked", "PSNR masked region (dB)"),
     ("mse_masked", "MSE masked region"),
@@ -57,9 +41,6 @@ METRIC_LABELS = (  # (key, label) in table order
 )
 
 
-# --------------------------------------------------------------------------------------------
-# Checks
-# --------------------------------------------------------------------------------------------
 def check_score(score, strategy: str, model) -> str | None:
     """The importance score name to use (None unless the strategy is ``importance``)."""
     if score is not None and score not in SCORE_CHOICES and not callable(score):
@@ -76,15 +57,6 @@ def check_score(score, strategy: str, model) -> str | None:
     return "variance" if score is None else score
 
 
-def _check_n_test(n_test):
-    if n_test is None:
-        return None
-    return check_positive_int(n_test, "n_test", minimum=0) or None  # 0: all test images
-
-
-# --------------------------------------------------------------------------------------------
-# Inputs
-# --------------------------------------------------------------------------------------------
 def find_test_batch(data_dir) -> Path:
     """``test_batch`` in ``data_dir`` or in its ``cifar-10-batches-py/`` subfolder."""
     folder = Path(data_dir).expanduser()
@@ -107,28 +79,28 @@ def find_test_batch(data_dir) -> Path:
 def load_test_images(
     dataset: str = "cifar10", data_dir=None, n_test: int | None = None, grayscale: bool = False
 ) -> np.ndarray:
-    """Test images (N, 32, 32, 3) float32 in [0, 1]: all, or the first ``n_test``; ``grayscale``:
-    (N, 32, 32, 1), :func:`helpers.data.to_gray`.
+    """Test images (N, 32, 32, 3) float32 in [0, 1], or (N, 32, 32, 1) with ``grayscale``.
 
-    ``cifar10``: ``test_batch`` of ``data_dir`` (default: the Keras cache folder). ``sample``: the
-    test split of the embedded dataset built with seed 0 (``data_dir`` is ignored).
+    Args:
+        dataset: ``cifar10``: the ``test_batch`` of ``data_dir`` (default: the Keras cache
+            folder); ``sample``: the test split of the embedded dataset, seed 0.
+        n_test: the first ``n_test`` images; None or 0: all.
     """
     check_choice(dataset, "dataset", DATASETS)
-
-    n_test = _check_n_test(n_test)
+    if n_test is not None:
+        n_test = check_positive_int(n_test, "n_test", minimum=0) or None
     if dataset == "sample":
         images = load_dataset("sample", seed=0).x_test
     else:
         if data_dir is None:
-            cache = keras_cache_dir() / CIFAR_DIRNAME
-            if not (cache / "test_batch").is_file():
+            path = keras_cache_dir() / CIFAR_DIRNAME / "test_batch"
+            if not path.is_file():
                 raise SettingError(
                     "data_dir",
                     None,
-                    f"not given, and the Keras cache folder {cache} has no test_batch; "
+                    f"not given, and the Keras cache folder {path.parent} has no test_batch; "
                     "allowed: a folder in the CIFAR-10 python-batch format holding test_batch",
                 )
-            path = cache / "test_batch"
         else:
             path = find_test_batch(data_dir)
         try:
@@ -145,14 +117,11 @@ def load_test_images(
                 "all",
             )
         images = images[:n_test]
-    if grayscale:
-        images = to_gray(images)
-    return images
+    return to_gray(images) if grayscale else images
 
 
 def check_model_path(model) -> None:
-    """``model`` must be a name of :data:`NON_LEARNED` or an existing ``.keras`` file (checked
-    without loading)."""
+    """Without loading: ``model`` must be a name of :data:`NON_LEARNED` or a ``.keras`` file."""
     if isinstance(model, str) and not learns(model):
         return
     path = Path(os.fspath(model))
@@ -181,24 +150,28 @@ def load_model(model):
         ) from None
 
 
-# --------------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------------
 def _score_fn(score, predictor):
-    if score is None or callable(score):
-        return score if score is not None else "variance"
     if score == "gradient":
         from ..importance import gradient_score_fn  # lazy: pulls in Keras
 
         return gradient_score_fn(predictor)
-    return score
+    return "variance" if score is None else score
+
+
+def cell_mask(images, strategy, ratio, patch_size, mask_seed, score_fn="variance") -> np.ndarray:
+    """The masks (N, L) of the cell (``strategy``, ``ratio``) for ``mask_seed``: the same in every
+    run and for every predictor (:func:`helpers.masking.cell_seed`)."""
+    seed = cell_seed(mask_seed, strategy, ratio)
+    return make_mask(
+        strategy, ratio, images=images, patch_size=patch_size, score_fn=score_fn, seed=seed
+    )
 
 
 def score_predictor(
     predictor, images: np.ndarray, mask: np.ndarray, *, batch_size: int = 256
 ) -> tuple[dict, np.ndarray]:
-    """Reconstruct ``images`` with ``mask`` hidden and score the composite: returns
-    (mean and std of every metric of :func:`helpers.metrics.evaluate`, the reconstructed images)."""
+    """Reconstruct ``images`` with ``mask`` (N, L) hidden; returns (the mean and std of every
+    metric of :func:`helpers.metrics.evaluate`, the reconstruction)."""
     from ..models import reconstruct  # lazy: pulls in Keras
 
     predicted = reconstruct(predictor, images, mask, batch_size=batch_size)
@@ -217,20 +190,19 @@ def evaluate_predictor(
     batch_size: int = 256,
     untrained=None,
 ) -> dict:
-    """Score ``predictor`` on ``images`` with the masks of the cell (``strategy``, ``ratio``) drawn
-    from ``mask_seed`` (:func:`helpers.masking.cell_seed`: the sweep's masks for the same seed).
+    """Score ``predictor`` on ``images`` with the sweep's masks of (``strategy``, ``ratio``).
 
-    ``score_fn`` (``importance`` only): a name of :data:`helpers.masking.SCORES`, ``"gradient"``
-    (:func:`helpers.importance.gradient_score_fn` of the predictor) or a function
-    ``(images, patch_size) -> (N, L)``; default ``variance``.
+    Args:
+        mask_seed: seeds the masks through :func:`helpers.masking.cell_seed`.
+        score_fn: ``importance`` only: a name of :data:`helpers.masking.SCORES`, ``"gradient"``
+            (the predictor's gradients) or a function ``(images, patch_size) -> (N, L)``; default
+            ``variance``.
+        untrained: the predictor's untrained twin (:func:`helpers.models.untrained_twin`).
 
-    Returns a dict: ``strategy``, ``ratio``, ``patch_size``, ``mask_seed``, ``score`` (None unless
-    ``importance``), ``n_test``, ``n_masked`` (patches hidden per image), ``seconds``, then
-    ``{metric}_mean`` and ``{metric}_std`` for ``mse_masked``, ``psnr_masked``, ``mse``, ``psnr``
-    and ``ssim`` (:func:`helpers.metrics.summarize` of :func:`helpers.metrics.evaluate`), and
-    ``sharpness`` of the filled-in region (:func:`helpers.metrics.sharpness`); with
-    ``untrained`` (the predictor's untrained twin, :func:`helpers.models.untrained_twin`) also
-    ``psnr_masked_untrained`` and ``training_added`` on the same masks.
+    Returns:
+        The settings, ``n_test``, ``n_masked`` (patches hidden per image), ``seconds``, the
+        ``{metric}_mean``/``{metric}_std`` of :func:`score_predictor` and ``sharpness``; with
+        ``untrained`` also ``psnr_masked_untrained`` and ``training_added``.
     """
     from ..models import check_fits  # lazy: pulls in Keras
 
@@ -241,25 +213,18 @@ def evaluate_predictor(
     score = check_score(score_fn, strategy, predictor)
     check_fits(predictor, images.shape[1:], patch_size, ratio=ratio)
     start = time.perf_counter()
-    mask = make_mask(
-        strategy,
-        ratio,
-        images=images,
-        patch_size=patch_size,
-        score_fn=_score_fn(score, predictor),
-        seed=cell_seed(mask_seed, strategy, ratio),
-    )
+    mask = cell_mask(images, strategy, ratio, patch_size, mask_seed, _score_fn(score, predictor))
     summary, predicted = score_predictor(predictor, images, mask, batch_size=batch_size)
     if untrained is not None:
         add_training_added(summary, untrained, images, mask)
+    if not (isinstance(score, str) or score is None):
+        score = getattr(score, "__name__", "custom")
     return {
         "strategy": strategy,
         "ratio": ratio,
         "patch_size": patch_size,
         "mask_seed": mask_seed,
-        "score": score
-        if isinstance(score, str) or score is None
-        else getattr(score, "__name__", "custom"),
+        "score": score,
         "n_test": int(images.shape[0]),
         "n_masked": int(mask.sum(axis=1).max()) if mask.size else 0,
         "seconds": time.perf_counter() - start,
@@ -282,10 +247,9 @@ def run_evaluation(
     batch_size: int = 256,
     grayscale: bool = False,
 ) -> dict:
-    """Check the settings, load the test images (``grayscale``: one channel) and the model,
-    evaluate; the result dict starts
-    with the settings (``model`` and ``data_dir`` as given, ``model_name``, ``dataset``,
-    ``keras_backend``, ``keras_version``) followed by :func:`evaluate_predictor`'s keys."""
+    """Check the settings, load the test images and the model, and evaluate; returns the
+    settings (with ``model_name``, ``keras_backend``, ``keras_version``), then
+    :func:`evaluate_predictor`'s keys."""
     # cheap checks first: a typo should not wait for TensorFlow to start
     check_model_path(model)
     strategy = check_choice(strategy, "strategy", STRATEGIES)
@@ -301,7 +265,6 @@ def run_evaluation(
     from ..models import untrained_twin  # lazy: pulls in Keras
 
     predictor = load_model(model)
-    twin = untrained_twin(predictor, seed=0) if predictor.learned else None
     result = evaluate_predictor(
         predictor,
         images,
@@ -311,7 +274,7 @@ def run_evaluation(
         mask_seed=mask_seed,
         score_fn=score,
         batch_size=batch_size,
-        untrained=twin,
+        untrained=untrained_twin(predictor, seed=0) if predictor.learned else None,
     )
     settings = {
         "model": str(model),
@@ -325,21 +288,14 @@ def run_evaluation(
     return {**settings, **result}
 
 
-# --------------------------------------------------------------------------------------------
-# Output
-# --------------------------------------------------------------------------------------------
 def write_results(output_dir, results: dict) -> tuple[Path, Path]:
-    """Write ``results`` to ``output_dir/metrics.json`` and ``output_dir/metrics.csv`` (one header
-    row, one value row), each through a temporary file and ``os.replace``. Returns both paths."""
+    """Write ``results`` atomically to ``metrics.json`` and ``metrics.csv`` (a header and one row)
+    in ``output_dir``; returns both paths."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out / METRICS_JSON, out / METRICS_CSV
     write_atomic(json_path, json.dumps(results, indent=2, default=str) + "\n")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(results), lineterminator="\n")
-    writer.writeheader()
-    writer.writerow({k: ("" if v is None else v) for k, v in results.items()})
-    write_atomic(csv_path, buf.getvalue())
+    write_csv(csv_path, [results])
     return json_path, csv_path
 
 
@@ -352,21 +308,16 @@ def format_table(results: dict) -> str:
             f"{results.get('keras_backend', '?')})"
         )
     if "dataset" in results:
-        where = (
-            f" from {results['data_dir']}"
-            if results.get("data_dir") and results["dataset"] == "cifar10"
-            else ""
-        )
+        where = results.get("data_dir") and results["dataset"] == "cifar10"
+        where = f" from {results['data_dir']}" if where else ""
         lines.append(f"data     {results['dataset']} test images{where}: {results['n_test']}")
     score = f", score {results['score']}" if results.get("score") else ""
     lines.append(
         f"masks    {results['strategy']} {results['ratio']:.2f} ({results['n_masked']} patches "
-        "hidden per image, "
-        f"patch {results['patch_size']}, mask seed {results['mask_seed']}{score})"
+        f"hidden per image, patch {results['patch_size']}, mask seed {results['mask_seed']}{score})"
     )
     width = max(len(label) for _, label in METRIC_LABELS)
-    lines.append("")
-    lines.append(f"{'metric':<{width}}  {'mean':>10}  {'std':>10}")
+    lines += ["", f"{'metric':<{width}}  {'mean':>10}  {'std':>10}"]
     for key, label in METRIC_LABELS:
         if f"{key}_mean" in results:
             lines.append(
@@ -383,13 +334,9 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------
-# Several predictors on the same masks (the notebooks' comparisons)
-# --------------------------------------------------------------------------------------------
 def add_training_added(summary: dict, twin, images: np.ndarray, mask: np.ndarray) -> dict:
-    """Score ``twin`` (a learned model's untrained twin, :func:`helpers.models.untrained_twin`) on
-    the same images and mask as ``summary`` and add ``psnr_masked_untrained`` and
-    ``training_added`` (dB of masked-region PSNR that training added) to it."""
+    """Score ``twin`` (an untrained twin) on the same images and mask as ``summary`` and add
+    ``psnr_masked_untrained`` and ``training_added`` (dB of masked-region PSNR) to it."""
     scored, _ = score_predictor(twin, images, mask)
     summary["psnr_masked_untrained"] = scored["psnr_masked_mean"]
     summary["training_added"] = summary["psnr_masked_mean"] - scored["psnr_masked_mean"]
@@ -408,18 +355,17 @@ def compare_predictors(
     with_sharpness: bool = False,
     untrained: dict | None = None,
 ) -> tuple[list[dict], dict, np.ndarray]:
-    """Reconstruct ``images`` with every predictor of ``predictors`` (label -> model or
-    :class:`~helpers.models.BiharmonicInpainter`) under one mask, the sweep's for ``mask_seed``
-    (:func:`helpers.masking.cell_seed`).
+    """Reconstruct ``images`` with every predictor under one mask, the sweep's for ``mask_seed``.
 
-    Returns ``(rows, reconstructions, mask)``: one row per predictor (``predictor`` and the
-    mean/std of every metric of :func:`helpers.metrics.evaluate`), label -> reconstructed images,
-    and the boolean mask (N, L) they all had to fill in. ``with_sharpness``: each row also has the
-    ``sharpness`` of its filled-in region (:func:`helpers.metrics.sharpness`), a column of
-    :func:`format_comparison`. ``untrained``: label -> the learned model's untrained twin
-    (:func:`helpers.models.untrained_twin`); the twin is scored on the same masks and the row of
-    that label gets ``psnr_masked_untrained`` and ``training_added`` (dB of masked-region PSNR
-    that training added), a column of :func:`format_comparison`.
+    Args:
+        predictors: label -> model or non-learned predictor.
+        with_sharpness: add the ``sharpness`` of the filled-in region to each row.
+        untrained: label -> that learned model's untrained twin, scored on the same masks; its row
+            gets ``psnr_masked_untrained`` and ``training_added``.
+
+    Returns:
+        ``(rows, reconstructions, mask)``: one row per predictor (``predictor``, the mean/std of
+        every metric, ``seconds``), label -> reconstructed images, and the boolean mask (N, L).
     """
     untrained = untrained or {}
     unknown = [label for label in untrained if label not in predictors]
@@ -430,14 +376,7 @@ def compare_predictors(
     strategy = check_choice(strategy, "strategy", STRATEGIES)
     ratio = check_ratio(ratio)
     patch_size = check_patch_size(patch_size, images.shape[1:3])
-    mask = make_mask(
-        strategy,
-        ratio,
-        images=images,
-        patch_size=patch_size,
-        score_fn=score_fn,
-        seed=cell_seed(mask_seed, strategy, ratio),
-    )
+    mask = cell_mask(images, strategy, ratio, patch_size, mask_seed, score_fn)
     rows, recon = [], {}
     for label, predictor in predictors.items():
         start = time.perf_counter()
@@ -451,8 +390,8 @@ def compare_predictors(
 
 
 def format_comparison(rows: list[dict]) -> str:
-    """A plain-text table of :func:`compare_predictors` rows: mean ± std of each metric, the
-    sharpness and what training added, where the rows have them."""
+    """A plain-text table of :func:`compare_predictors` rows: mean ± std of each PSNR and SSIM,
+    the sharpness and what training added, where the rows have them."""
     keys = [
         (k, label)
         for k, label in METRIC_LABELS

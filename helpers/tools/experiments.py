@@ -1,32 +1,10 @@
 """The experiments: a strategy x ratio x predictor sweep and a cross-strategy matrix.
 
-Every cell of the sweep trains (or reuses) a model, reconstructs the same test images with the
-same masks as every other predictor of that (strategy, ratio), and appends one row of summary
-metrics to ``results/<run name>/metrics.csv``. A sidecar ``provenance.json`` records the dataset,
-sizes, settings, seeds, backend, versions, device and the wall time of every cell. Both files are
-rewritten atomically (temporary file + rename), so a crash never leaves a broken file, and a sweep
-started again skips the cells already in ``metrics.csv``: trained models are kept in
-``models/<predictor>-<strategy>-<ratio>/`` and reused.
-
-Training plans:
-- ``mixed`` (default): one model per predictor, trained on masks of every strategy of
-  :data:`MIXED_STRATEGIES` (one drawn per batch) at ratios drawn in ``ratio_range``, and
-  evaluated on every cell; ``pretrained`` models (e.g. those of notebooks 03 and 04) are used
-  instead of training when given;
-- ``per_cell``: one model per (predictor, strategy, ratio);
-- ``per_strategy``: one model per (predictor, strategy), trained on ratios drawn uniformly in
-  ``ratio_range`` for every batch and evaluated at each ratio.
-
-The ``importance`` strategy ranks patches by the gradients of a trained scorer: the mask-token ViT
-trained on ``random`` masks of the same plan (trained first, whatever the cell order).
-
-With ``probe_epochs`` > 0 the sweep also asks what each model's training taught its encoder: the
-linear probe of :mod:`helpers.tools.probe` (the frozen encoder's features of the unmasked images, a
-linear classifier trained on the labels) runs once per trained model, and every row of a learned
-predictor gets ``probe_accuracy``, ``probe_macro_f1`` and ``probe_kappa`` beside its PSNR. The
-probe's rows, with its two baselines (the raw pixels, once per run; the predictor's encoder with
-random weights, once per predictor), are kept in ``probe.csv``. With plan ``per_cell`` that is
-one encoder per (strategy, ratio): which masking teaches the best features.
+Each cell appends one row to ``results/<run>/metrics.csv`` (written atomically, so a sweep started
+again skips the cells done and reuses the models in ``models/``). Plans: ``mixed``, one model per
+predictor trained on all of :data:`MIXED_STRATEGIES`; ``per_strategy``, one per strategy;
+``per_cell``, one per (strategy, ratio). With ``probe_epochs`` > 0 each learned encoder is also
+scored by the linear probe of :mod:`helpers.tools.probe`.
 """
 
 from __future__ import annotations
@@ -46,49 +24,35 @@ from tqdm import tqdm
 
 from .._checks import PRECISIONS, SettingError, check_choice, check_positive_int, check_ratio
 from .._io import PROJECT_ROOT, project_folder, read_csv, write_atomic, write_csv
-from ..masking import STRATEGIES, cell_seed, make_mask
+from ..masking import STRATEGIES
 from ..recipes import PREDICTORS, RECIPES, learns
-from .evaluation import add_training_added, score_predictor
+from .evaluation import add_training_added, cell_mask, score_predictor
 from .probe import labelled_split, pixel_features, probe_source, random_copy
 
 PLANS = ("mixed", "per_strategy", "per_cell")
 MIXED_STRATEGIES = ("random", "rows", "columns")  # what a ``mixed`` model is trained on
 RESULTS_DIR = project_folder("results")
-METRICS_FILE = "metrics.csv"
-MATRIX_FILE = "matrix.csv"
-PROVENANCE_FILE = "provenance.json"
-PROBE_FILE = "probe.csv"
 PROBE_METRICS = ("accuracy", "macro_f1", "kappa")  # the row's columns: probe_accuracy, ...
 
-
-#: Builder sizes of the sweep's models: ``small`` for CPU runs, ``reference`` = the builders'
-# defaults
-#: (the reference design of notebook 03: tokens of 128, 4 blocks of 4 heads, MLP 256).
+_SMALL_VIT = {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128}
+_SMALL_DECODER = dict(decoder_dim=32, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=64)
+#: Builder sizes of the sweep's models: ``small`` for CPU runs, ``reference`` the builders'
+#: defaults (the reference design of notebook 03).
 MODEL_SIZES = {
     "small": {
-        "vit": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128},
-        "mae": {
-            "embed_dim": 64,
-            "depth": 2,
-            "num_heads": 4,
-            "mlp_dim": 128,
-            "decoder_dim": 32,
-            "decoder_depth": 1,
-            "decoder_num_heads": 2,
-            "decoder_mlp_dim": 64,
-        },
+        "vit": dict(_SMALL_VIT),
+        "mae": {**_SMALL_VIT, **_SMALL_DECODER},
         "cnn": {"filters": (16, 32, 64)},
-        "vit_cnn": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128},
+        "vit_cnn": dict(_SMALL_VIT),
         "aae": {"filters": (16, 32, 64)},
-        "vit_biharmonic": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128},
+        "vit_biharmonic": dict(_SMALL_VIT),
     },
     "reference": {"vit": {}, "mae": {}, "cnn": {}, "vit_cnn": {}, "aae": {}, "vit_biharmonic": {}},
 }
 
 
 def model_sizes(name: str) -> dict:
-    """Builder keyword arguments per model kind for ``small`` or ``reference`` (see
-    :data:`MODEL_SIZES`)."""
+    """Builder keyword arguments per model kind for ``small`` or ``reference``."""
     check_choice(name, "model_size", MODEL_SIZES)
     return {kind: dict(kwargs) for kind, kwargs in MODEL_SIZES[name].items()}
 
@@ -100,8 +64,7 @@ def results_dir() -> Path:
 
 @dataclass
 class SweepConfig:
-    """What a sweep runs. Defaults are the quick CPU settings; a GPU run uses more epochs and
-    images."""
+    """What a sweep runs. Defaults are the quick CPU settings."""
 
     strategies: tuple = STRATEGIES
     ratios: tuple = (0.3, 0.5, 0.7)
@@ -181,9 +144,6 @@ def model_id(predictor: str, strategy: str, train_ratio) -> str:
     return f"{predictor}-{strategy}-{train_ratio:.2f}"
 
 
-# --------------------------------------------------------------------------------------------
-# Files written safely
-# --------------------------------------------------------------------------------------------
 def append_row(path, row: dict) -> None:
     """Append ``row`` to the CSV at ``path`` by rewriting it atomically (new columns allowed)."""
     write_csv(path, read_csv(path) + [row])
@@ -227,21 +187,17 @@ def environment() -> dict:
 
 
 class Run:
-    """A results folder: ``metrics.csv``, ``matrix.csv``, ``provenance.json`` and ``models/``."""
+    """A results folder: ``metrics.csv``, ``matrix.csv``, ``probe.csv``, ``provenance.json`` and
+    ``models/``; a plain name is a folder of :func:`results_dir`."""
 
     def __init__(self, name_or_path):
         path = Path(name_or_path)
         self.path = path if (path.is_absolute() or len(path.parts) > 1) else results_dir() / path
         self.models = self.path / "models"
+        self.metrics_path = self.path / "metrics.csv"
+        self.matrix_path = self.path / "matrix.csv"
+        self.probe_path = self.path / "probe.csv"
         self.loaded: dict = {}  # models loaded or trained in this process, and the scorer
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def matrix_path(self) -> Path:
-        return self.path / MATRIX_FILE
 
     def rows(self) -> list[dict]:
         return read_csv(self.metrics_path)
@@ -249,64 +205,51 @@ class Run:
     def matrix_rows(self) -> list[dict]:
         return read_csv(self.matrix_path)
 
-    @property
-    def probe_path(self) -> Path:
-        return self.path / PROBE_FILE
-
     def probe_rows(self) -> list[dict]:
         """Rows of ``probe.csv``: ``model`` (a model folder's name, ``<predictor>-random`` or
         ``pixels``), ``predictor``, ``features`` and the probe's metrics."""
         return read_csv(self.probe_path)
 
     def provenance(self) -> dict:
-        p = self.path / PROVENANCE_FILE
+        p = self.path / "provenance.json"
         return json.loads(p.read_text()) if p.exists() else {}
 
     def update_provenance(self, **items) -> dict:
+        """Merge ``items`` into ``provenance.json`` (dicts are updated, other values replaced)."""
         prov = self.provenance()
         for key, value in items.items():
             if isinstance(value, dict) and isinstance(prov.get(key), dict):
                 prov[key].update(value)
             else:
                 prov[key] = value
-        write_atomic(
-            self.path / PROVENANCE_FILE,
-            json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n",
-        )
+        text = json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n"
+        write_atomic(self.path / "provenance.json", text)
         return prov
 
 
-# --------------------------------------------------------------------------------------------
-# Models, masks and scores
-# --------------------------------------------------------------------------------------------
-def _image_key(image: np.ndarray) -> bytes:
-    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
-
-
 class CachedScores:
-    """A score function that remembers the scores of every image it has seen.
-
-    Gradient scores of a fixed scorer do not change between epochs, so training on ``importance``
-    masks computes them once per distinct image (flipped copies count as distinct).
-    """
+    """A score function that remembers the scores of every image it has seen (gradient scores of
+    a fixed scorer do not change between epochs; flipped copies count as distinct)."""
 
     def __init__(self, score_fn):
         self.score_fn = score_fn
         self.cache: dict[bytes, np.ndarray] = {}
 
     def __call__(self, images, patch_size):
-        keys = [_image_key(im) for im in images]
+        keys = [
+            hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
+            for im in images
+        ]
         missing = [i for i, k in enumerate(keys) if k not in self.cache]
         if missing:
             fresh = np.asarray(self.score_fn(images[missing], patch_size))
-            for i, s in zip(missing, fresh):
-                self.cache[keys[i]] = s
+            self.cache.update(zip([keys[i] for i in missing], fresh))
         return np.stack([self.cache[k] for k in keys])
 
 
 def shown_path(path) -> str:
-    """``path`` as results files record it: relative to the project's root when it lies inside
-    (a committed checkpoint: ``checkpoints/vit.keras``), so no file names a machine's folders."""
+    """``path`` relative to the project's root when it lies inside, so no file names a machine's
+    folders."""
     try:
         return Path(path).resolve().relative_to(PROJECT_ROOT).as_posix()
     except ValueError:
@@ -314,38 +257,29 @@ def shown_path(path) -> str:
 
 
 def pretrained_training(path, predictor: str | None = None) -> dict:
-    """What the history beside a saved model says of its training: ``epochs`` and ``images_seen``
-    (None where there is no ``history.csv``), the model file it came from and the ``predictor``;
-    for a course checkpoint (a ``NAME.json`` beside it) its name, minutes, epochs and images
-    seen."""
+    """What is known of the training of the saved model ``path``: ``predictor``, ``pretrained``
+    (its path), ``epochs`` and ``images_seen`` (from ``history.csv`` beside it, else None); for a
+    course checkpoint (a ``NAME.json`` beside it) its ``checkpoint`` name and ``minutes``."""
     from ..training import HISTORY, read_history  # lazy: pulls in Keras
 
     path = Path(path)
+    record = {"predictor": predictor, "pretrained": shown_path(path)}
     card = path.with_suffix(".json")  # a course checkpoint's provenance (helpers.checkpoints)
     if card.exists():
-        record = json.loads(card.read_text())
-        return {
-            "predictor": predictor,
-            "pretrained": shown_path(path),
-            "checkpoint": record.get("name"),
-            "minutes": record.get("minutes"),
-            "epochs": record.get("epochs"),
-            "images_seen": record.get("images_seen"),
-        }
+        card = json.loads(card.read_text())
+        record["checkpoint"] = card.get("name")
+        return record | {k: card.get(k) for k in ("minutes", "epochs", "images_seen")}
     history = path.parent / HISTORY
     rows = read_history(history) if history.exists() else []
     seen = rows[-1].get("images_seen") if rows else None
-    return {
-        "predictor": predictor,
-        "pretrained": shown_path(path),
-        "epochs": len(rows) if rows else None,
-        "images_seen": int(float(seen)) if seen not in (None, "") else None,
-    }
+    record["epochs"] = len(rows) if rows else None
+    record["images_seen"] = int(float(seen)) if seen not in (None, "") else None
+    return record
 
 
 def check_pretrained(config: SweepConfig, pretrained: dict | None) -> dict[str, Path]:
     """``pretrained`` (predictor -> saved ``.keras`` model used instead of training one) as paths,
-    refused unless the plan is ``mixed`` (such a model answers every cell) and the files exist."""
+    refused unless the plan is ``mixed`` and the files exist."""
     pretrained = {p: Path(path) for p, path in (pretrained or {}).items()}
     if pretrained and config.plan != "mixed":
         raise SettingError(
@@ -359,18 +293,24 @@ def check_pretrained(config: SweepConfig, pretrained: dict | None) -> dict[str, 
     return pretrained
 
 
+def _dataset_record(dataset) -> dict:
+    return {
+        "name": dataset.name,
+        "source": dataset.source,
+        "train": len(dataset.x_train),
+        "val": len(dataset.x_val),
+        "test": len(dataset.x_test),
+        "image_shape": list(dataset.image_shape),  # colour or grayscale
+    }
+
+
 def check_same_settings(dataset, config: SweepConfig, run: Run) -> None:
     """A run folder holds one experiment: refuse to mix results of other settings into it."""
     before = run.provenance()
     if not before.get("config"):  # nothing recorded yet (or only a model trained before)
         return
-    names = ("name", "train", "test", "image_shape")  # image_shape: colour or grayscale
-    sizes = {
-        "name": dataset.name,
-        "train": len(dataset.x_train),
-        "test": len(dataset.x_test),
-        "image_shape": list(dataset.image_shape),
-    }
+    names = ("name", "train", "test", "image_shape")
+    sizes = {k: v for k, v in _dataset_record(dataset).items() if k in names}
     now = json.loads(json.dumps({"config": asdict(config), "dataset": sizes}, default=str))
     defaults = json.loads(json.dumps(asdict(SweepConfig()), default=str))  # of older settings
     old = {
@@ -398,14 +338,7 @@ def record_start(dataset, config: SweepConfig, run: Run, *, pretrained=None, **e
     settings, the environment, the pretrained models and ``extra`` in its provenance."""
     check_same_settings(dataset, config, run)
     run.update_provenance(
-        dataset={
-            "name": dataset.name,
-            "source": dataset.source,
-            "train": len(dataset.x_train),
-            "val": len(dataset.x_val),
-            "test": len(dataset.x_test),
-            "image_shape": list(dataset.image_shape),
-        },
+        dataset=_dataset_record(dataset),
         config=asdict(config),
         environment=environment(),
         pretrained={
@@ -415,23 +348,17 @@ def record_start(dataset, config: SweepConfig, run: Run, *, pretrained=None, **e
     )
 
 
-# --------------------------------------------------------------------------------------------
-# One cell: its predictor, its masks, its scores
-# --------------------------------------------------------------------------------------------
 def predictor_for(
     dataset, config: SweepConfig, run: Run, predictor: str, strategy: str, ratio: float,
     *, pretrained=None, verbose: int = 0,
 ):  # fmt: skip
-    """The predictor of a cell: a non-learned one (never trained), a ``pretrained`` model, the
-    model already saved in the run folder, or a model trained now and saved there. Models are
-    loaded once per :class:`Run` object (``run.loaded``), so the cells that share a model share
-    it."""
+    """The predictor of a cell: a non-learned one, a ``pretrained`` model, the model saved in the
+    run folder, or one trained now and saved there; loaded once per :class:`Run` object."""
     from ..models import load_predictor  # lazy: pulls in Keras
 
     if not learns(predictor):
         return load_predictor(predictor)
     pretrained = check_pretrained(config, pretrained)
-    train_ratio = config.training_ratio(ratio)
     key = cell_model(config, predictor, strategy, ratio)
     if key in run.loaded:
         return run.loaded[key]
@@ -443,14 +370,14 @@ def predictor_for(
     elif final.exists():
         model = load_predictor(final)
     else:
+        train_ratio = config.training_ratio(ratio)
         model = train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, verbose)
     run.loaded[key] = model
     return model
 
 
 def untrained_for(config: SweepConfig, run: Run, predictor: str, model):
-    """The untrained twin of a cell's model (:func:`helpers.models.untrained_twin`: its
-    architecture, the sweep's seed), built once per model of the run."""
+    """The untrained twin of a cell's model (the sweep's seed), built once per model of the run."""
     from ..models import untrained_twin  # lazy: pulls in Keras
 
     key = ("untrained", id(model))
@@ -466,8 +393,7 @@ def cell_model(config: SweepConfig, predictor: str, strategy: str, ratio: float)
 
 
 def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, verbose=0):
-    """Build and train the model ``key`` of the run's plan into ``run.models / key`` and record
-    its training in the provenance."""
+    """Build and train the model ``key`` into ``run.models / key`` and record its training."""
     from ..models import build_model  # lazy: pulls in Keras
     from ..training import train  # lazy: pulls in Keras
 
@@ -505,8 +431,8 @@ def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, 
 
 
 def importance_scores(dataset, config: SweepConfig, run: Run, *, pretrained=None) -> CachedScores:
-    """Gradient scores of the scorer (the mask-token ViT trained on random masks of this plan),
-    cached on the run (``run.loaded["scorer"]``)."""
+    """Gradient scores of the mask-token ViT trained on random masks of this plan, cached on the
+    run (``run.loaded["scorer"]``)."""
     from ..importance import gradient_score_fn  # lazy: pulls in Keras
 
     if "scorer" not in run.loaded:
@@ -520,28 +446,20 @@ def importance_scores(dataset, config: SweepConfig, run: Run, *, pretrained=None
 def eval_masks(
     dataset, config: SweepConfig, run: Run, strategy: str, ratio: float, *, pretrained=None
 ) -> np.ndarray:
-    """Masks of the test images for (strategy, ratio), from a seed of their own: every predictor
-    of a cell, and every run with the same ``mask_seed``, sees the same masks."""
+    """Masks of the test images for (strategy, ratio), the same for every predictor of a cell and
+    every run with the same ``mask_seed``."""
     score_fn = "variance"
     if strategy == "importance":
         score_fn = importance_scores(dataset, config, run, pretrained=pretrained)
-    seed = cell_seed(config.mask_seed, strategy, ratio)
-    return make_mask(
-        strategy,
-        ratio,
-        images=dataset.x_test,
-        patch_size=config.patch_size,
-        score_fn=score_fn,
-        seed=seed,
-    )
+    return cell_mask(dataset.x_test, strategy, ratio, config.patch_size, config.mask_seed, score_fn)
 
 
 def evaluate_cell(
     dataset, config: SweepConfig, run: Run, strategy: str, ratio: float, predictor: str,
     *, eval_strategy: str | None = None, pretrained=None, verbose: int = 0,
 ) -> dict:  # fmt: skip
-    """Train or load the predictor of a cell and score it on the test set with the cell's masks
-    (``eval_strategy`` masks when given, for the cross-strategy matrix): one row of results."""
+    """Train or load the predictor of a cell and score it with the cell's masks (``eval_strategy``
+    masks when given, for the cross-strategy matrix): one row of results."""
     t0 = time.perf_counter()
     model = predictor_for(
         dataset, config, run, predictor, strategy, ratio, pretrained=pretrained, verbose=verbose
@@ -549,7 +467,7 @@ def evaluate_cell(
     t1 = time.perf_counter()
     mask = eval_masks(dataset, config, run, eval_strategy or strategy, ratio, pretrained=pretrained)
     summary, _ = score_predictor(model, dataset.x_test, mask)
-    if model.learned:  # what training added: the untrained twin on the same masks
+    if model.learned:
         twin = untrained_for(config, run, predictor, model)
         add_training_added(summary, twin, dataset.x_test, mask)
     t2 = time.perf_counter()
@@ -561,18 +479,16 @@ def evaluate_cell(
     row.update({k: round(v, 6) for k, v in summary.items()})
     row.update({"train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)})
     if config.probe_epochs and learns(predictor) and not eval_strategy:
-        probed = probe_model(
-            dataset, config, run, predictor, model, cell_model(config, predictor, strategy, ratio)
-        )
+        key = cell_model(config, predictor, strategy, ratio)
+        probed = probe_model(dataset, config, run, predictor, model, key)
         row.update({f"probe_{k}": probed[k] for k in PROBE_METRICS})
     return row
 
 
 def probe_model(dataset, config: SweepConfig, run: Run, predictor: str, model, key: str) -> dict:
-    """The linear probe's row of the encoder of model ``key`` (``accuracy``, ``macro_f1``,
-    ``kappa``, ...), computed once and kept in the run's ``probe.csv``, with the two baselines of
-    the run (the pixels; the predictor's encoder with random weights) computed first when missing.
-    The probe trains on the training and validation labels and is scored on the test images."""
+    """The linear probe's row of the encoder of model ``key``, computed once and kept in the run's
+    ``probe.csv`` with the run's two baselines (the pixels; the predictor's encoder with random
+    weights), which are computed first when missing."""
     done = {r["model"]: r for r in run.probe_rows()}
     wanted = [("pixels", "", "pixels"), (f"{predictor}-random", predictor, "random_encoder")]
     wanted.append((key, predictor, "encoder"))
@@ -615,9 +531,10 @@ def record_cell(run: Run, row: dict, seconds: float) -> None:
     run.update_provenance(cells={cid: {"seconds": round(seconds, 2), "finished": stamp}})
 
 
-# --------------------------------------------------------------------------------------------
-# The sweep and the matrix
-# --------------------------------------------------------------------------------------------
+def _progress(total: int, todo: int, desc: str, progress: bool):
+    return tqdm(total=total, initial=total - todo, desc=desc, unit="cell", disable=not progress)
+
+
 def run_sweep(
     dataset, config: SweepConfig, run, *, pretrained=None, extra_provenance: dict | None = None,
     progress: bool = True, verbose: int = 0,
@@ -631,10 +548,7 @@ def run_sweep(
     record_start(dataset, config, run, pretrained=pretrained, **(extra_provenance or {}))
     done = {cell_id(r["strategy"], float(r["ratio"]), r["predictor"]) for r in run.rows()}
     todo = [c for c in config.cells() if cell_id(*c) not in done]
-    cells = len(config.cells())
-    bar = tqdm(
-        total=cells, initial=cells - len(todo), desc="sweep", unit="cell", disable=not progress
-    )
+    bar = _progress(len(config.cells()), len(todo), "sweep", progress)
     for strategy, ratio, predictor in todo:
         bar.set_postfix_str(cell_id(strategy, ratio, predictor))
         start = time.perf_counter()
@@ -670,10 +584,7 @@ def run_matrix(
         if float(r["ratio"]) == ratio and r["predictor"] == predictor
     }
     todo = [(a, b) for a in strategies for b in strategies if (a, b) not in done]
-    pairs = len(strategies) ** 2
-    bar = tqdm(
-        total=pairs, initial=pairs - len(todo), desc="matrix", unit="cell", disable=not progress
-    )
+    bar = _progress(len(strategies) ** 2, len(todo), "matrix", progress)
     for a, b in todo:
         bar.set_postfix_str(f"train {a} -> eval {b}")
         row = evaluate_cell(
@@ -691,13 +602,7 @@ def matrix_table(
     """(train strategy, eval strategy) array of ``key`` from matrix rows (NaN where missing)."""
     table = np.full((len(strategies), len(strategies)), np.nan)
     for r in rows:
-        if (
-            r["predictor"] == predictor
-            and float(r["ratio"]) == ratio
-            and r["train_strategy"] in strategies
-            and r["eval_strategy"] in strategies
-        ):
-            table[strategies.index(r["train_strategy"]), strategies.index(r["eval_strategy"])] = (
-                float(r[key])
-            )
+        a, b = r["train_strategy"], r["eval_strategy"]
+        if r["predictor"] == predictor and float(r["ratio"]) == ratio and {a, b} <= set(strategies):
+            table[strategies.index(a), strategies.index(b)] = float(r[key])
     return table

@@ -1,32 +1,11 @@
 """Quality benchmark on a CIFAR-format folder (a benchmark, not a test).
 
-``python -m helpers bench quality --data-dir DIR`` trains each learned predictor of
-``--predictors`` (the ViTs, the CNN, the adversarial autoencoder with ``--latent-weight`` and
-``--image-weight``, the ViT + CNN decoder) on the folder's training batches within a wall-clock
-budget per model, and scores them and the non-learned ones on the folder's ``test_batch`` with the
-same fixed masks (random, rows, columns at 30, 50 and 70 %), in colour or ``--grayscale``. Plans:
-``mixed`` (default) trains one model per predictor on masks of all the strategies (one strategy
-drawn per batch, and a ratio from 30-70 %, as in the notebooks) for the whole budget;
-``per_strategy`` trains one model per strategy, each for an equal share of the budget. It prints
-one table (masked-region PSNR, whole-image PSNR, SSIM, the sharpness of the filled-in region
-(:func:`helpers.metrics.sharpness`), training time) and writes ``quality.json``/``quality.csv``,
-whose rows also record the machine's matmul speed at the start (:func:`matmul_gflops`), since a
-time budget buys more epochs on a faster day.
-
-Training (the same for every model and recipe): Adam, a linear warm-up then a cosine decay of the
-learning rate over the wall-time budget (:class:`helpers.training.TimeBudget`, so a faster or
-slower machine fills its minutes), horizontal flips, loss on the masked patches (the MAE: on every
-patch). The default recipe is ``long``, for these 30-minute budgets: ``tuned`` below, with minus
-each image's PSNR as the CNN's loss too (:mod:`helpers.recipes`). In every recipe a hidden patch
-enters the Transformers as the mask token alone.
-
-Model settings and peak learning rate (``recipe``, :mod:`helpers.recipes`): ``reference`` is the
-seed design (dropout 0.1, position embeddings started from small random values, lr 1e-3);
-``tuned`` (default) changes the Transformers only: position embeddings started from a 2-D
-sine-cosine table (still learned), no dropout, peak learning rate 2e-3 instead of 1e-3. Why: a
-random start leaves a Transformer to find out which patches are neighbours before it can
-interpolate from them, and in short CPU budgets the models underfit. The measurements are in
-``docs/benchmarks.md``.
+``python -m helpers bench quality --data-dir DIR`` trains each learned predictor within a
+wall-clock budget (:class:`helpers.training.TimeBudget`, cosine decay over the budget) and scores
+it and the non-learned ones on the folder's ``test_batch`` with the same fixed masks. Plans:
+``mixed`` trains one model per predictor on all strategies; ``per_strategy`` one model per
+strategy, each for an equal share of the budget. Model settings come from the ``recipe``
+(:mod:`helpers.recipes`); the measurements are in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -55,14 +34,12 @@ from .evaluation import add_training_added, score_predictor
 from .experiments import append_row
 
 QUALITY_STRATEGIES = ("random", "rows", "columns")
-# training ratios drawn per batch, as in the notebooks; the models are scored at 30, 50 and 70 %
-QUALITY_RATIO_RANGE = (0.3, 0.7)
+QUALITY_RATIO_RANGE = (0.3, 0.7)  # training ratios drawn per batch, as in the notebooks
+QUALITY_PLANS = ("mixed", "per_strategy")
 
 
 def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
-    """This machine's speed now: GFLOP/s of NumPy's float32 ``n`` x ``n`` matrix product, best of
-    ``repeat``. A time-budgeted benchmark trains more epochs on a faster day, so each row of
-    ``bench quality`` records it."""
+    """GFLOP/s of NumPy's float32 ``n`` x ``n`` matrix product, best of ``repeat``."""
     from .bench import _timed  # lazy: pulls in Keras
 
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
@@ -85,20 +62,14 @@ def train_within_budget(
     loss: str | None = None,
     verbose=0,
 ) -> tuple:
-    """Build ``name`` with ``recipe`` (``model_kwargs`` override it) and train it for ``seconds`` of
-    wall time (:class:`helpers.training.TimeBudget`: the learning rate decays over the time) with
-    ``loss`` (:func:`helpers.training.train`; None: the recipe's); returns (best model, train
-    result)."""
+    """Build ``name`` with ``recipe`` (``model_kwargs`` override it) and train it for ``seconds``
+    of wall time with ``loss`` (None: the recipe's); returns (best model, the train result)."""
     from ..models import build_model, load_predictor  # lazy: pulls in Keras
     from ..training import train  # lazy: pulls in Keras
 
-    kwargs = {
-        "image_shape": dataset.image_shape,
-        "seed": seed,
-        "patch_size": patch_size,
-        **(model_kwargs or {}),
-    }
-    lowest = ratio if not isinstance(ratio, (tuple, list)) else min(ratio)
+    kwargs = {"image_shape": dataset.image_shape, "seed": seed, "patch_size": patch_size}
+    kwargs.update(model_kwargs or {})
+    lowest = min(ratio) if isinstance(ratio, (tuple, list)) else ratio
     model = build_model(name, recipe=recipe, lowest_ratio=lowest, **kwargs)
     result = train(
         model,
@@ -119,25 +90,20 @@ def train_within_budget(
     return (load_predictor(best) if best.exists() else model), result
 
 
-QUALITY_PLANS = ("mixed", "per_strategy")
-
-
 def recipe_settings(recipe: str, predictor: str, model_kwargs=None) -> tuple[dict, float]:
-    """(builder keyword arguments, peak learning rate) of ``predictor`` under ``recipe``
-    (:mod:`helpers.recipes`); the arguments are updated by ``model_kwargs[predictor]``."""
+    """(builder keyword arguments, peak learning rate) of ``predictor`` under ``recipe``, the
+    arguments updated by ``model_kwargs[predictor]``."""
     kwargs = {**model_settings(recipe, predictor), **(model_kwargs or {}).get(predictor, {})}
     return kwargs, train_settings(recipe, predictor)["lr"]
 
 
 def recipe_loss(recipe: str, predictor: str, loss: str | None = None) -> str:
-    """The training loss of ``predictor``: ``loss`` where given, else ``recipe``'s (``mse`` for
-    the recipes and models that set none)."""
+    """``loss`` where given, else ``recipe``'s training loss of ``predictor`` (default ``mse``)."""
     return loss or train_settings(recipe, predictor).get("loss", "mse")
 
 
 def _train_ratio(ratio) -> tuple:
-    """``(ratio for train, default eval ratios, its record)`` of a ratio or a ``(low, high)``
-    range, checked."""
+    """(ratio for train, default eval ratios, its record) of a ratio or a (low, high) range."""
     if not isinstance(ratio, (tuple, list)):
         ratio = check_ratio(ratio)
         return ratio, (ratio,), ratio
@@ -146,15 +112,13 @@ def _train_ratio(ratio) -> tuple:
 
 
 def _describe(settings: dict, lr) -> str:
-    """``'dropout=0.0, lr=0.002, pos_init=sincos'``; ``'-'`` for biharmonic inpainting."""
+    """``'dropout=0.0, lr=0.002, pos_init=sincos'``; ``'-'`` without ``lr`` (not learned)."""
     if lr is None:
         return "-"
     items = {**{k: v for k, v in settings.items() if k not in ("image_shape", "seed")}, "lr": lr}
     return ", ".join(f"{k}={v}" for k, v in sorted(items.items()))
 
 
-# one loop over (predictor, strategy) cells with its checks, data and files; longer than most
-# because its pieces would pass a dozen settings between them
 def bench_quality(
     data_dir,
     *,
@@ -176,22 +140,18 @@ def bench_quality(
     loss: str | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train and score every predictor on every strategy; returns the rows of the table.
+    """Train and score every predictor on every strategy; writes ``quality.json``/``.csv``.
 
-    ``minutes_per_model`` is the wall-clock training budget of one predictor: one model on all the
-    strategies (``plan="mixed"``), or split evenly over one model per strategy (``per_strategy``).
-    ``recipe`` picks the model settings (see the module docstring; default ``long``, the
-    measured best for 30 minutes, :mod:`helpers.recipes`); ``model_kwargs`` maps a
-    predictor to builder arguments that override them (e.g. tiny sizes in tests, or
-    ``{"aae": {"image_weight": 0.001}}``); ``grayscale`` trains and scores on one-channel images
-    (:func:`helpers.data.load_dataset`); ``loss`` is the learned predictors' training loss
-    (``mse`` or ``psnr``, :func:`helpers.training.train`; None: each model's in ``recipe``),
-    shown in the settings column where it is not ``mse``.
-    The models train on masks of a ratio drawn per batch from a range ``ratio=(low, high)``
-    (default 30-70 %, as in the notebooks), or of one ``ratio``; ``eval_ratios`` (default: the
-    range's low, middle and high, or the one ``ratio``) are the ratios they are scored at, one row
-    per predictor, strategy and ratio (``train_ratio`` records ``ratio``: ``"0.3-0.7"`` or
-    ``0.5``).
+    Args:
+        minutes_per_model: training budget of one predictor, split over the strategies with
+            ``plan="per_strategy"``.
+        ratio: the training ratio, or a ``(low, high)`` range drawn per batch.
+        eval_ratios: the ratios scored, one row each; default the range's low, middle and high.
+        model_kwargs: predictor -> builder arguments overriding the recipe's.
+        loss: the learned predictors' training loss (``mse`` or ``psnr``); None: the recipe's.
+
+    Returns:
+        The rows of the table, one per predictor, strategy and ratio.
     """
     from ..models import load_predictor, untrained_twin  # lazy: pulls in Keras
 
@@ -206,8 +166,7 @@ def bench_quality(
         check_choice(loss, "loss", LOSSES)
     for p in predictors:
         check_choice(p, "predictor", PREDICTORS)
-    learned = [p for p in predictors if learns(p)]
-    settings = {p: recipe_settings(recipe, p, model_kwargs) for p in learned}
+    settings = {p: recipe_settings(recipe, p, model_kwargs) for p in predictors if learns(p)}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(
@@ -238,29 +197,30 @@ def bench_quality(
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
         key = predictor if plan == "mixed" else f"{predictor}-{strategy}"
+        described = _describe(*settings.get(predictor, ({}, None)))
         if not learns(predictor):
             trained[key] = load_predictor(predictor), {"epochs": 0, "seconds": 0.0}
-        elif key not in trained:
-            trained[key] = train_within_budget(
-                predictor,
-                ds,
-                list(strategies) if plan == "mixed" else strategy,
-                ratio,
-                seconds,
-                out / "models" / key,
-                model_kwargs=settings[predictor][0],
-                loss=recipe_loss(recipe, predictor, loss),
-                **train_kw,
-            )
+        else:
+            this_loss = recipe_loss(recipe, predictor, loss)
+            described += "" if this_loss == "mse" else f", loss={this_loss}"
+            if key not in trained:
+                trained[key] = train_within_budget(
+                    predictor,
+                    ds,
+                    list(strategies) if plan == "mixed" else strategy,
+                    ratio,
+                    seconds,
+                    out / "models" / key,
+                    model_kwargs=settings[predictor][0],
+                    loss=this_loss,
+                    **train_kw,
+                )
         model, info = trained[key]
         twin = untrained_twin(model, seed=seed) if model.learned else None
-        described = _describe(*settings.get(predictor, ({}, None)))
-        if learns(predictor) and recipe_loss(recipe, predictor, loss) != "mse":
-            described += f", loss={recipe_loss(recipe, predictor, loss)}"
         for test_ratio in eval_ratios:
             mask = masks[strategy, test_ratio]
             summary, predicted = score_predictor(model, ds.x_test, mask)
-            if twin is not None:  # what training added: the untrained twin on the same masks
+            if twin is not None:
                 add_training_added(summary, twin, ds.x_test, mask)
             row = {"predictor": predictor, "strategy": strategy, "ratio": test_ratio}
             row.update(train_ratio=train_ratio, plan=plan, recipe=recipe, settings=described)
@@ -287,17 +247,12 @@ def format_quality(rows) -> str:
     ]
     for r in rows:
         ratio = f"{r['ratio']:.0%} | " if several else ""
+        added = r.get("training_added")
+        added = "–" if added in (None, "") else f"{float(added):+.2f}"
         lines.append(
             f"| {r['predictor']} | {r['strategy']} | {ratio}{r['psnr_masked_mean']:.2f} ± "
-            f"{r['psnr_masked_std']:.2f} | "
-            + (
-                f"{float(r['training_added']):+.2f} | "
-                if r.get("training_added") not in (None, "")
-                else "– | "
-            )
-            + f"{r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | "
-            f"{r.get('sharpness', float('nan')):.2f} | "
-            f"{int(r['epochs'])} | "
+            f"{r['psnr_masked_std']:.2f} | {added} | {r['psnr_mean']:.2f} | {r['ssim_mean']:.3f} | "
+            f"{r.get('sharpness', float('nan')):.2f} | {int(r['epochs'])} | "
             f"{r['train_minutes']:.1f} |"
         )
     return "\n".join(lines)

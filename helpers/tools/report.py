@@ -1,8 +1,7 @@
 """Tables and findings computed from sweep results, for the report notebook.
 
-Nothing here trains or evaluates: it reads rows of ``metrics.csv``/``matrix.csv`` (see
-:mod:`helpers.tools.experiments`) and turns them into tables and sentences, so every number in the
-report comes from the results files.
+Nothing here trains or evaluates: it reads rows of ``metrics.csv``/``matrix.csv``
+(:mod:`helpers.tools.experiments`), so every number in the report comes from the results files.
 """
 
 from __future__ import annotations
@@ -20,12 +19,8 @@ HIGHER_IS_BETTER = {
     "mse_masked_mean": False,
 }
 FLOOR = "mean_colour"  # what a model that learned nothing scores
-FLOOR_MARGIN_DB = (
-    1.0  # a learned model must beat the floor by this much masked-region PSNR in every cell
-)
-# ... and training must have added this much masked-region PSNR over its untrained twin (the same
-# architecture and seed with its initial weights: ``training_added`` of the sweep's rows)
-TRAINING_MARGIN_DB = 1.0
+FLOOR_MARGIN_DB = 1.0  # masked-region PSNR a learned model must gain over FLOOR in every cell
+TRAINING_MARGIN_DB = 1.0  # ... and over its untrained twin (``training_added``)
 
 
 def _strategies(rows):
@@ -47,6 +42,12 @@ def _value(rows, strategy, ratio, predictor, metric):
     return float("nan")
 
 
+def _margins(rows, strategies, ratios, a, b, metric="psnr_masked_mean") -> np.ndarray:
+    """``metric`` of predictor ``a`` minus that of ``b`` in every (strategy, ratio) cell."""
+    cells = [(s, r) for s in strategies for r in ratios]
+    return np.array([_value(rows, *c, a, metric) - _value(rows, *c, b, metric) for c in cells])
+
+
 def best_predictor(rows, strategy: str, ratio: float, metric: str = "psnr_masked_mean") -> str:
     """The predictor with the best ``metric`` in a cell."""
     values = {p: _value(rows, strategy, ratio, p, metric) for p in _predictors(rows)}
@@ -58,8 +59,7 @@ def best_predictor(rows, strategy: str, ratio: float, metric: str = "psnr_masked
 
 
 def _names(names=None) -> dict:
-    """The predictors' names in tables and sentences: :data:`NAMES`, with ``names`` (predictor ->
-    name, e.g. "mask-token ViT (course checkpoint)") where given."""
+    """:data:`NAMES` updated with ``names`` (predictor -> name in tables and sentences)."""
     return {**NAMES, **(names or {})}
 
 
@@ -67,9 +67,8 @@ def results_table(
     rows, metric: str = "psnr_masked_mean", digits: int = 2, names: dict | None = None
 ) -> str:
     """A Markdown table: one row per (strategy, ratio), one column per predictor, best in bold.
-    ``metric="training_added"``: what training added to each learned predictor over its
-    untrained twin (dB, signed), one column per learned predictor, nothing in bold. ``names``:
-    the predictors' names where they are not :data:`NAMES` (:func:`_names`)."""
+    ``metric="training_added"``: one column per learned predictor (dB, signed), nothing in bold.
+    ``names``: the predictors' names where they are not :data:`NAMES`."""
     nm = _names(names)
     added = metric == "training_added"
     predictors = _predictors(rows)
@@ -99,37 +98,27 @@ def win_counts(rows, metric: str = "psnr_masked_mean") -> dict[str, int]:
     return counts
 
 
+def _below(gains: dict, margin: float) -> dict[str, tuple[int, int]]:
+    """Predictor -> (cells under ``margin``, cells) for the predictors with such cells."""
+    return {p: (int(np.sum(g < margin)), len(g)) for p, g in gains.items() if np.any(g < margin)}
+
+
 def learned_nothing(rows, margin: float = FLOOR_MARGIN_DB) -> dict[str, tuple[int, int]]:
     """Learned predictors that do not beat the mean-colour guess by ``margin`` dB of masked-region
     PSNR in some cells: predictor -> (such cells, cells with both results). Empty without ``FLOOR``
     rows."""
     if FLOOR not in _predictors(rows):
         return {}
-    cells = [(s, r) for s in _strategies(rows) for r in _ratios(rows)]
-    flagged = {}
-    for p in (p for p in _predictors(rows) if learns(p)):
-        gains = np.array(
-            [
-                _value(rows, s, r, p, "psnr_masked_mean")
-                - _value(rows, s, r, FLOOR, "psnr_masked_mean")
-                for s, r in cells
-            ]
-        )
-        gains = gains[np.isfinite(gains)]
-        if np.any(gains < margin):
-            flagged[p] = (int(np.sum(gains < margin)), len(gains))
-    return flagged
+    cells = (_strategies(rows), _ratios(rows))
+    gains = {p: _margins(rows, *cells, p, FLOOR) for p in _predictors(rows) if learns(p)}
+    return _below({p: g[np.isfinite(g)] for p, g in gains.items()}, margin)
 
 
 def learned_little(rows, margin: float = TRAINING_MARGIN_DB) -> dict[str, tuple[int, int]]:
     """Learned predictors whose training added less than ``margin`` dB of masked-region PSNR over
     their untrained twin in some cells: predictor -> (such cells, cells with a twin). Rows without
-    ``training_added`` (older results) flag nothing."""
-    return {
-        p: (int(np.sum(added < margin)), len(added))
-        for p, added in _added_by_predictor(rows).items()
-        if np.any(added < margin)
-    }
+    ``training_added`` flag nothing."""
+    return _below(_added_by_predictor(rows), margin)
 
 
 def _training_added(row) -> float:
@@ -165,25 +154,6 @@ def training_added(rows, names: dict | None = None) -> str:
     )
 
 
-def _little_warnings(flagged, nm) -> list[str]:
-    return [
-        f"Warning: training added less than {TRAINING_MARGIN_DB:g} dB to the {nm.get(p, p)} "
-        f"over its untrained twin in {bad} of {n} cells: what it scores is what it started from, "
-        "not what it learned; no conclusion is drawn from it."
-        for p, (bad, n) in flagged.items()
-    ]
-
-
-def _floor_warnings(flagged, nm) -> list[str]:
-    return [
-        f"Warning: the {nm.get(p, p)} is within {FLOOR_MARGIN_DB:g} dB of the mean-colour guess "
-        "(or below it) "
-        f"in {bad} of {n} cells: it has not learned to use the visible patches; conclusions about "
-        "it are not meaningful."
-        for p, (bad, n) in flagged.items()
-    ]
-
-
 def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str, nm) -> str:
     """How much hiding ``hi`` instead of ``lo`` costs the predictor losing most and the one losing
     least."""
@@ -212,26 +182,31 @@ def findings(
 ) -> list[str]:
     """Sentences stating what the numbers say; each number is computed from ``rows``/``matrix``.
 
-    They start from what training added (:func:`training_added`). A warning follows for every
-    learned predictor of :func:`learned_little` (training added under 1 dB over its untrained
-    twin) and of :func:`learned_nothing` (within 1 dB of the mean-colour guess), and no conclusion
-    is drawn from it: it is left out of the ratio-robustness comparison and of the comparisons of
-    the mask-token ViT. The mean-colour guess itself is no contender in the win counts and
-    strategy averages. ``names``: the predictors' names where they are not :data:`NAMES`.
+    A warning follows what training added for every predictor of :func:`learned_little` and
+    :func:`learned_nothing`; such a predictor is left out of the comparisons that follow. The
+    mean-colour guess is no contender in the win counts and strategy averages.
     """
     nm = _names(names)
     little, nothing = learned_little(rows), learned_nothing(rows)
     flagged = {**nothing, **little}
     out = [s for s in [training_added(rows, names)] if s]
-    out += _little_warnings(little, nm) + _floor_warnings(nothing, nm)
+    out += [
+        f"Warning: training added less than {TRAINING_MARGIN_DB:g} dB to the {nm.get(p, p)} "
+        f"over its untrained twin in {bad} of {n} cells: what it scores is what it started from, "
+        "not what it learned; no conclusion is drawn from it."
+        for p, (bad, n) in little.items()
+    ]
+    out += [
+        f"Warning: the {nm.get(p, p)} is within {FLOOR_MARGIN_DB:g} dB of the mean-colour guess "
+        f"(or below it) in {bad} of {n} cells: it has not learned to use the visible patches; "
+        "conclusions about it are not meaningful."
+        for p, (bad, n) in nothing.items()
+    ]
     base = [r for r in rows if r["predictor"] != FLOOR] or rows
     contenders = [r for r in base if r["predictor"] not in flagged] or base
     left_out = [p for p in _predictors(base) if p not in _predictors(contenders)]
-    strategies, ratios, predictors = (
-        _strategies(contenders),
-        _ratios(contenders),
-        _predictors(contenders),
-    )
+    strategies, ratios = _strategies(contenders), _ratios(contenders)
+    predictors = _predictors(contenders)
     n_cells = len(strategies) * len(ratios)
     wins = win_counts(contenders, metric)
     leader = max(wins, key=wins.get)
@@ -253,14 +228,9 @@ def findings(
         ("cnn", "Against the {cnn} the {vit} wins {} of {} cells"),
     ):
         if "vit" in predictors and other in predictors and not {"vit", other} & set(flagged):
-            margins = [
-                _value(rows, s, r, "vit", metric) - _value(rows, s, r, other, metric)
-                for s in strategies
-                for r in ratios
-            ]
-            beats = int(np.sum(np.array(margins) > 0))
+            margins = _margins(rows, strategies, ratios, "vit", other, metric)
             out.append(
-                sentence.format(beats, n_cells, vit=nm["vit"], cnn=nm["cnn"])
+                sentence.format(int(np.sum(margins > 0)), n_cells, vit=nm["vit"], cnn=nm["cnn"])
                 + f" (mean margin {np.nanmean(margins):+.2f} dB)."
             )
     if matrix is not None and matrix_strategies and np.isfinite(np.asarray(matrix, float)).all():
@@ -268,11 +238,20 @@ def findings(
     return out
 
 
+def _strategy_means(rows, ratio, strategies, predictors, metric="psnr_masked_mean") -> dict:
+    """Strategy -> ``metric`` at ``ratio`` averaged over ``predictors``."""
+    return {
+        s: np.nanmean([_value(rows, s, ratio, p, metric) for p in predictors]) for s in strategies
+    }
+
+
 def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]:
-    """The numbers behind notebook 06's written question, from the run being graded: at
-    ``ratio``, each strategy's masked-region PSNR per learned predictor and averaged over them
-    (hardest and easiest), whether the mask-token ViT beats biharmonic inpainting, and what
-    training added to it. ``rows``: that run's sweep rows (``Run.rows()``)."""
+    """The numbers behind notebook 06's written question, from the sweep rows of the run graded.
+
+    At the ratio nearest ``ratio``: each strategy's masked-region PSNR per learned predictor and
+    averaged over them; over all cells: whether the mask-token ViT beats biharmonic inpainting,
+    and what training added to it.
+    """
     nm = _names(names)
     ratios = _ratios(rows)
     if not ratios:
@@ -282,10 +261,7 @@ def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]
     learned = [p for p in _predictors(rows) if learns(p)]
     out = []
     if learned:
-        mean = {
-            s: np.nanmean([_value(rows, s, ratio, p, "psnr_masked_mean") for p in learned])
-            for s in strategies
-        }
+        mean = _strategy_means(rows, ratio, strategies, learned)
         per = "; ".join(
             f"{nm.get(p, p)}: "
             + ", ".join(
@@ -300,16 +276,10 @@ def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]
             f"{per}."
         )
     if "vit" in _predictors(rows) and "biharmonic" in _predictors(rows):
-        margins = [
-            _value(rows, s, r, "vit", "psnr_masked_mean")
-            - _value(rows, s, r, "biharmonic", "psnr_masked_mean")
-            for s in strategies
-            for r in ratios
-        ]
+        margins = _margins(rows, strategies, ratios, "vit", "biharmonic")
         added = _added_by_predictor(rows).get("vit")
-        wins = int(np.sum(np.array(margins) > 0))
         out.append(
-            f"(c) The {nm['vit']} beats biharmonic inpainting in {wins} "
+            f"(c) The {nm['vit']} beats biharmonic inpainting in {int(np.sum(margins > 0))} "
             f"of {len(margins)} cells (mean margin {np.nanmean(margins):+.2f} dB)"
             + (
                 f"; training added {added.min():+.2f} to {added.max():+.2f} dB over its untrained "
@@ -325,17 +295,12 @@ def _difficulty(rows, strategies, ratios, predictors, metric) -> list[str]:
     """Per ratio, the hardest and the easiest strategy (averaged over the predictors)."""
     out = []
     for ratio in ratios:
-        per_strategy = {
-            s: np.nanmean([_value(rows, s, ratio, p, metric) for p in predictors])
-            for s in strategies
-        }
-        hardest = min(per_strategy, key=per_strategy.get)
-        easiest = max(per_strategy, key=per_strategy.get)
+        means = _strategy_means(rows, ratio, strategies, predictors, metric)
+        hardest, easiest = min(means, key=means.get), max(means, key=means.get)
         if hardest != easiest:
             out.append(
-                f"At {ratio:.0%}, {hardest} masking is the hardest ({per_strategy[hardest]:.2f} dB "
-                f"averaged over predictors) and {easiest} the easiest "
-                f"({per_strategy[easiest]:.2f} dB)."
+                f"At {ratio:.0%}, {hardest} masking is the hardest ({means[hardest]:.2f} dB "
+                f"averaged over predictors) and {easiest} the easiest ({means[easiest]:.2f} dB)."
             )
     return out
 
@@ -362,9 +327,7 @@ def limits(provenance: dict) -> str:
     env = provenance.get("environment", {})
     budget = f"{cfg.get('epochs')} epochs per model"
     trained = provenance.get("training") or {}
-    if (
-        provenance.get("pretrained") and trained
-    ):  # models trained elsewhere (notebooks 03 and 04): their own budgets
+    if provenance.get("pretrained") and trained:  # trained elsewhere: their own budgets
         parts = []
         for key, t in sorted(trained.items()):
             seen = f", {t['images_seen']:,} images seen" if t.get("images_seen") else ""
@@ -377,60 +340,52 @@ def limits(provenance: dict) -> str:
         budget = "models trained " + "; ".join(parts)
     return (
         f"Dataset {ds.get('name')} ({ds.get('source')}): {ds.get('train')} training, "
-        f"{ds.get('val')} validation and "
-        f"{ds.get('test')} test images; {budget}, plan {cfg.get('plan')}, "
-        f"batch size {cfg.get('batch_size')}, seed {cfg.get('seed')}; Keras {env.get('keras')} on "
-        f"{env.get('backend')} ({env.get('device')}). Profile: "
+        f"{ds.get('val')} validation and {ds.get('test')} test images; {budget}, plan "
+        f"{cfg.get('plan')}, batch size {cfg.get('batch_size')}, seed {cfg.get('seed')}; Keras "
+        f"{env.get('keras')} on {env.get('backend')} ({env.get('device')}). Profile: "
         f"{provenance.get('profile', 'not recorded')}."
     )
 
 
-# --------------------------------------------------------------------------------------------
-# What masking teaches: the linear probe of the encoders of a sweep (``probe_epochs`` > 0)
-# --------------------------------------------------------------------------------------------
+# The linear probe of the encoders of a sweep (``probe_epochs`` > 0)
 PROBE_BASELINES = {"random_encoder": "the same encoder with random weights", "pixels": "raw pixels"}
 # A relation between PSNR and probe accuracy is called clear when Spearman's rho is this unlikely
-# under random orderings (two-sided permutation p-value). |rho| alone says little on few encoders:
-# 45 % of the random orderings of 5 reach |rho| >= 0.5.
+# under random orderings (two-sided permutation p-value); |rho| alone says little on few encoders.
 SIGNIFICANCE = 0.05
 MIN_CORRELATION_CELLS = 5  # below it no ordering reaches SIGNIFICANCE (4 cells: p >= 1/12)
 
 
 def probe_cells(rows, predictor: str) -> list[dict]:
     """The sweep rows of ``predictor`` that hold a probe result, with floats for the numbers."""
-    out = []
-    for r in rows:
-        if r["predictor"] == predictor and r.get("probe_accuracy") not in (None, ""):
-            out.append(
-                {
-                    "strategy": r["strategy"],
-                    "ratio": float(r["ratio"]),
-                    "psnr": float(r["psnr_masked_mean"]),
-                    "accuracy": float(r["probe_accuracy"]),
-                    "kappa": float(r["probe_kappa"]),
-                    "training_added": _training_added(r),
-                }
-            )
-    return out
+    return [
+        {
+            "strategy": r["strategy"],
+            "ratio": float(r["ratio"]),
+            "psnr": float(r["psnr_masked_mean"]),
+            "accuracy": float(r["probe_accuracy"]),
+            "kappa": float(r["probe_kappa"]),
+            "training_added": _training_added(r),
+        }
+        for r in rows
+        if r["predictor"] == predictor and r.get("probe_accuracy") not in (None, "")
+    ]
 
 
 def probe_baselines(probe_rows, predictor: str) -> dict[str, float]:
     """The accuracy of the probe's baselines in ``probe.csv``: ``random_encoder`` (of
     ``predictor``) and ``pixels``, where they were run."""
-    out = {}
-    for r in probe_rows:
-        if r["features"] == "pixels" or (
-            r["features"] == "random_encoder" and r["predictor"] == predictor
-        ):
-            out[r["features"]] = float(r["accuracy"])
-    return out
+    return {
+        r["features"]: float(r["accuracy"])
+        for r in probe_rows
+        if r["features"] == "pixels"
+        or (r["features"] == "random_encoder" and r["predictor"] == predictor)
+    }
 
 
 def probe_table(rows, predictor: str, digits: int = 3) -> str:
     """A Markdown table: one row per training strategy, one column per training ratio; each cell
-    the probe's accuracy of the encoder trained there, that model's masked-region PSNR and what
-    training added to it over its untrained twin (where the rows have it); the best accuracy in
-    bold."""
+    the probe's accuracy of the encoder trained there (best in bold), its masked-region PSNR and
+    what training added (where the rows have it)."""
     cells = probe_cells(rows, predictor)
     if not cells:
         raise SettingError("predictor", predictor, "has no probe results in these rows")
@@ -468,9 +423,9 @@ def spearman(x, y) -> float:
 
 
 def spearman_test(x, y, seed: int = 0) -> tuple[float, float]:
-    """(rho, p): Spearman's rho and its two-sided permutation p-value (scipy.stats.permutation_test
-    over the pairings of ``x`` and ``y``): exact up to 8 values, else 20,000 random pairings drawn
-    with ``seed``. (NaN, NaN) where :func:`spearman` is NaN."""
+    """(rho, p): Spearman's rho and its two-sided permutation p-value over the pairings of ``x``
+    and ``y``: exact up to 8 values, else 20,000 pairings drawn with ``seed``. (NaN, NaN) where
+    :func:`spearman` is NaN."""
     from scipy.stats import permutation_test, rankdata  # lazy: slow to import
 
     rho = spearman(x, y)
@@ -522,11 +477,9 @@ def _psnr_and_features(cells, acc) -> str | None:
 
 def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) -> list[str]:
     """Sentences on what the probe says of the encoders of ``predictor`` trained on each
-    (strategy, ratio): the best and worst, the strategy and the ratio that teach most on average,
-    the baselines, and whether better reconstruction went with better features (Spearman's rho
-    between masked PSNR and accuracy over the cells, called clear below :data:`SIGNIFICANCE`; not
-    from fewer than :data:`MIN_CORRELATION_CELLS` cells). With ``n_test``, the test set's standard
-    error of an accuracy, sqrt(p(1-p)/n), says which differences are within its noise."""
+    (strategy, ratio): the best and worst, the strategy and ratio that teach most, the baselines,
+    and whether better reconstruction went with better features. With ``n_test``, the standard
+    error of an accuracy, sqrt(p(1-p)/n), says which differences are within the noise."""
     cells = probe_cells(rows, predictor)
     if not cells:
         raise SettingError("predictor", predictor, "has no probe results in these rows")
@@ -565,9 +518,7 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
             out.append(
                 f"{above} of {len(cells)} encoders beat the probe on {label} ({base[key]:.3f})."
             )
-    sentence = _psnr_and_features(cells, acc)
-    if sentence:
-        out.append(sentence)
+    out += [s for s in [_psnr_and_features(cells, acc)] if s]
     if n_test:
         p = float(np.mean(acc))
         se = float(np.sqrt(p * (1 - p) / n_test))
