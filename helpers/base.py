@@ -1,6 +1,5 @@
-"""The base every learned predictor builds on (:mod:`helpers.vit`, :mod:`helpers.models`,
-:mod:`helpers.pretrained`): :class:`MaskedImageModel`, and what building one takes (the checks,
-dtype policy, seed and inputs; the heads and the gray/colour adapters the Transformers share).
+"""The base of the learned predictors: :class:`MaskedImageModel`, the checks, dtype policy, seed
+and inputs of building one, and the heads and gray/colour adapters the Transformers share.
 """
 
 from __future__ import annotations
@@ -23,43 +22,30 @@ from ._checks import (
 )
 from .devices import check_precision, policy_name
 from .patches import grid_shape
-from .recipes import label
+from .recipes import VIT_FILLS, label
 
 CNN_FILL = 0.5  # grey put in place of the hidden pixels of the CNN input
 RGB_TO_GRAY = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray's weights
 
 
-# --------------------------------------------------------------------------------------------
-# Checks, dtype policy, seed, settings and inputs
-# --------------------------------------------------------------------------------------------
 def check_image_shape(image_shape) -> tuple[int, int, int]:
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
         raise SettingError("image_shape", image_shape, "must be (H, W, C), e.g. (32, 32, 3)")
-    h, w, c = (
-        check_positive_int(v, name)
-        for v, name in zip(image_shape, ("image height", "image width", "channels"))
-    )
-    return h, w, c
+    names = ("image height", "image width", "channels")
+    return tuple(check_positive_int(v, name) for v, name in zip(image_shape, names))
 
 
 def check_heads(width: int, num_heads: int, width_name: str, heads_name: str) -> None:
     if width % num_heads:
-        allowed = [d for d in range(1, width + 1) if width % d == 0]
-        raise SettingError(
-            heads_name,
-            num_heads,
-            f"must divide {width_name}={width}; allowed {heads_name} for {width_name}={width}: "
-            f"{allowed}",
-        )
+        of, allowed = f"{width_name}={width}", [d for d in range(1, width + 1) if width % d == 0]
+        problem = f"must divide {of}; allowed {heads_name} for {of}: {allowed}"
+        raise SettingError(heads_name, num_heads, problem)
 
 
 def check_sincos_width(width: int, name: str, pos_init: str) -> None:
     if pos_init == "sincos" and width % 4:
-        raise SettingError(
-            name,
-            width,
-            "must be divisible by 4 for pos_init='sincos' (a sine and a cosine per axis)",
-        )
+        problem = "must be divisible by 4 for pos_init='sincos' (a sine and a cosine per axis)"
+        raise SettingError(name, width, problem)
 
 
 def check_transformer(
@@ -78,11 +64,21 @@ def check_transformer(
     return image_shape
 
 
+def check_vit(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init,
+              fill, fill_iterations):  # fmt: skip
+    """:func:`check_transformer` plus the ``fill`` settings: ``(image_shape, float(dropout))``."""
+    image_shape = check_transformer(
+        image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
+    )
+    check_choice(fill, "fill", VIT_FILLS)
+    check_positive_int(fill_iterations, "fill_iterations", minimum=0)
+    return image_shape, float(dropout)
+
+
 @contextmanager
 def policy(mixed_precision):
-    """Build under the dtype policy of ``mixed_precision`` (``False``/``"float32"``, ``True``/
-    ``"mixed_float16"``, ``"mixed_bfloat16"``; :mod:`helpers.devices`), then restore the previous
-    policy."""
+    """Build under the dtype policy of ``mixed_precision`` (:mod:`helpers.devices`), then restore
+    the previous policy."""
     name = policy_name(mixed_precision)
     if name == "float32":
         yield
@@ -102,8 +98,8 @@ def seed_weights(value):
 
 
 def settings_of(arguments: dict) -> dict:
-    """A model's settings from its ``__init__``'s ``locals()``: every argument but ``self``,
-    ``name`` and Keras' own ``kwargs``; lists (as JSON gives them back) as tuples."""
+    """A model's settings from its ``__init__``'s ``locals()`` without ``self``, ``name`` and
+    ``kwargs``; lists (as JSON gives them back) as tuples."""
     skip = ("self", "name", "kwargs", "__class__")
     return {
         k: tuple(v) if isinstance(v, list) else v for k, v in arguments.items() if k not in skip
@@ -119,17 +115,16 @@ def model_inputs(image_shape, patch_size):
 class MaskedImageModel(keras.Model):
     """Base of the learned predictors: ``{"images": (N, H, W, C), "mask": (N, L)} -> images``.
 
-    A functional Keras model built by its subclass from its settings (as keras-hub's
-    backbones): ``get_config`` returns those settings, so a saved ``.keras`` file rebuilds the
-    same model, and what a caller needs to know about the inputs is an attribute:
-    ``image_shape``, ``patch_size`` and ``min_masked`` (the fewest patches a mask must hide; 0
-    except for the MAE). ``builder`` names the model in :mod:`helpers.recipes`; ``learned`` (as
-    on the classical fills of :mod:`helpers.models`) says it learns.
+    A functional model built by its subclass from its settings, which ``get_config`` returns, so
+    a saved ``.keras`` file rebuilds the same model. ``min_masked``: the fewest patches a mask
+    must hide; ``builder``: the model's name in :mod:`helpers.recipes`.
     """
 
     builder = ""
     learned = True
     min_masked = 0
+    # the encoder's last layer: tokens (N, L, D) for the Transformers, a map (N, h, w, D) for a CNN
+    feature_layer = "norm"
 
     @property
     def label(self) -> str:
@@ -150,17 +145,12 @@ class MaskedImageModel(keras.Model):
         return cls(**config)
 
     def lr_scales(self) -> dict:
-        """Variable path -> learning-rate multiplier for the variables that learn slower than the
-        rest (:class:`helpers.training.ScaledAdam`); none here."""
+        """Variable path -> learning-rate multiplier (:class:`helpers.training.ScaledAdam`)."""
         return {}
-
-    # the encoder's last layer: tokens (N, L, D) for the Transformers, a map (N, h, w, D) for a CNN
-    feature_layer = "norm"
 
     def feature_model(self) -> keras.Model:
         """``{"images", "mask"} -> (N, D)``: the encoder's output averaged over its tokens (or
-        positions), the features a linear probe reads (:mod:`helpers.tools.probe`); the mask given
-        is all zeros, so nothing is hidden."""
+        positions), the features of a linear probe; the mask given is all zeros."""
         out = self.get_layer(self.feature_layer).output
         pool = (
             layers.GlobalAveragePooling1D if len(out.shape) == 3 else layers.GlobalAveragePooling2D
@@ -168,8 +158,7 @@ class MaskedImageModel(keras.Model):
         return keras.Model(self.input, pool(dtype="float32", name="features")(out))
 
     def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """One feature vector per image (N, D) float32 from :meth:`feature_model`, nothing
-        hidden."""
+        """Feature vectors (N, D) float32 of :meth:`feature_model`, nothing hidden."""
         check_images(images)
         model = self.feature_model()
         n_patches = int(np.prod(grid_shape(images.shape[1:3], self.patch_size)))
@@ -181,17 +170,14 @@ class MaskedImageModel(keras.Model):
         return np.concatenate(out)
 
 
-# --------------------------------------------------------------------------------------------
-# Heads and the gray/colour adapters of the Transformers
-# --------------------------------------------------------------------------------------------
 def head(x, out_dim, name="head"):
     """Dense + sigmoid kept in float32, also under mixed precision."""
     return layers.Dense(out_dim, activation="sigmoid", dtype="float32", name=name)(x)
 
 
 def guess_plus(x, guess, out_dim):
-    """A guess's patches plus a correction that a Dense head started at zero predicts from the
-    tokens ``x``, clipped to [0, 1], in float32: the model starts at the guess."""
+    """A guess's patches plus a correction predicted from the tokens ``x`` by a Dense head started
+    at zero, clipped to [0, 1], in float32."""
     correction = layers.Dense(out_dim, kernel_initializer="zeros", dtype="float32", name="head")(x)
     out = layers.Add(dtype="float32", name="guess_plus")([guess, correction])
     return layers.ReLU(max_value=1.0, dtype="float32", name="clip")(out)
@@ -203,8 +189,7 @@ def colour_shape(image_shape) -> tuple:
 
 
 def gray_adapter():
-    """The learned 1x1 convolution ``gray_to_rgb`` from one channel to three, started as a copy
-    of the gray value into each channel."""
+    """The learned 1x1 convolution ``gray_to_rgb`` from one channel to three, started as a copy."""
     adapter = layers.Conv2D(3, 1, dtype="float32", name="gray_to_rgb")
     adapter.build((None, None, None, 1))
     adapter.set_weights([np.ones((1, 1, 1, 3), np.float32), np.zeros(3, np.float32)])
@@ -213,8 +198,7 @@ def gray_adapter():
 
 def colour_in(images, image_shape, adapter=None):
     """``(images, image_shape)`` with three channels: one-channel images go through ``adapter``
-    (default: a new :func:`gray_adapter`), so that the layers after it are those of a colour
-    model (:func:`helpers.models.gray_variant`)."""
+    (default: a new :func:`gray_adapter`)."""
     if image_shape[2] != 1:
         return images, tuple(image_shape)
     return (adapter or gray_adapter())(images), colour_shape(image_shape)
@@ -222,9 +206,8 @@ def colour_in(images, image_shape, adapter=None):
 
 def colour_patches(patches, image_shape, patch_size, adapter=None):
     """Patches of one-channel images as patches of three channels through :func:`colour_in`'s
-    ``adapter`` (default: a new one; the harmonic fill runs before it, on the gray image: the fill
-    is linear, so that is the same as filling the adapted image, and no gradient has to flow
-    through its loop)."""
+    ``adapter``. The harmonic fill runs before it, on the gray image: the fill is linear, and no
+    gradient has to flow through its loop."""
     if image_shape[2] != 1:
         return patches
     image = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="gray_image")(patches)
@@ -233,9 +216,8 @@ def colour_patches(patches, image_shape, patch_size, adapter=None):
 
 
 def gray_out(images, image_shape):
-    """Back to one channel when the model takes gray images: a learned 1x1 convolution
-    (``rgb_to_gray``) started as ``skimage.color.rgb2gray``'s weights (equal channels give their
-    value back)."""
+    """Back to one channel for gray models: a learned 1x1 convolution ``rgb_to_gray`` started as
+    :data:`RGB_TO_GRAY`."""
     if image_shape[2] != 1:
         return images
     back = layers.Conv2D(1, 1, dtype="float32", name="rgb_to_gray")
@@ -247,9 +229,12 @@ def gray_out(images, image_shape):
 
 
 def build(cls, seed, /, *args, **settings):
-    """``cls(*args, **settings)`` with the initial weights of ``seed`` (None: unseeded); the
-    ``mixed_precision`` this machine cannot run (float16 on a CPU) is refused first, as loading a
-    saved model does not, and so is a setting ``cls`` does not take."""
+    """``cls(*args, **settings)`` with the initial weights of ``seed`` (None: unseeded).
+
+    Raises:
+        TypeError: a setting ``cls`` does not take.
+        SettingError: a ``mixed_precision`` this machine cannot run (float16 on a CPU).
+    """
     unknown = sorted(set(settings) - set(inspect.signature(cls).parameters))
     if unknown:
         raise TypeError(f"{cls.__name__} got unexpected keyword arguments {unknown}")

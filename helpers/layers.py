@@ -1,29 +1,7 @@
-"""Custom Keras layers for the masked-image-modeling models.
+"""Custom Keras layers of the masked-image-modeling models, written with ``keras.ops`` only (any
+backend) and registered for serialization, so saved ``.keras`` models load back.
 
-Each layer does one job, is written with ``keras.ops`` only (so it runs on the TensorFlow, JAX
-and PyTorch backends), has a ``get_config`` and is registered for serialization, so models saved
-as ``.keras`` load back with ``keras.saving.load_model`` once :mod:`helpers.layers` is imported.
-
-A patch mask is a float tensor ``(N, L)`` with 1 for a hidden (masked) patch, 0 for a visible one.
-
-- :class:`Patchify`, :class:`Unpatchify`: images (N, H, W, C) to patches (N, L, p*p*C) and back,
-  inside the model, so that every predictor takes images and returns images.
-- :class:`MaskedImage`: the CNN's input, the image with its hidden pixels set to a grey plus the
-  pixel mask as an extra channel.
-- :class:`PatchEmbedding`: linear projection of flattened patches to tokens; the content of
-  masked patches is replaced by zeros *before* the projection, so it can never reach the model
-  (not even through a NaN).
-- :class:`MaskToken`: a learnable vector put in place of every masked token (or added to it).
-- :class:`HarmonicFill`: a smooth first guess of the hidden patches from the visible pixels.
-- :class:`PositionEmbedding`: learnable position embeddings added to the tokens, started from
-  random values or from a 2-D sine-cosine table.
-- :class:`TransformerBlock`: pre-LayerNorm block, multi-head self-attention and a GELU MLP with
-  dropout and residual connections; optional ``key_mask`` (N, S) to exclude tokens as keys.
-- :class:`TokenSelector`, :class:`GatherTokens`, :class:`ScatterTokens`: the MAE bookkeeping
-  (keep a fixed number of tokens, visible first, and put the decoded tokens back in place).
-- :class:`LatentAdversary`, :class:`ImageAdversary`: the adversarial autoencoder's two
-  discriminators (codes against a prior, filled-in images against real ones), identities at
-  inference; in training each adds its game's loss (:func:`_adversarial_loss`).
+A patch mask is a float tensor ``(N, L)``: 1 for a hidden (masked) patch, 0 for a visible one.
 """
 
 from __future__ import annotations
@@ -41,6 +19,13 @@ PACKAGE = "helpers"
 def _hidden(patch_mask):
     """Boolean (N, L, 1) view of a float patch mask, for ``ops.where`` over tokens."""
     return ops.expand_dims(ops.greater(patch_mask, 0.5), -1)
+
+
+class _SameShape(layers.Layer):
+    """A layer whose output has the shape of its (first) input."""
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -78,11 +63,8 @@ class Unpatchify(layers.Layer):
         return (input_shape[0], *self.image_shape)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "patch_size": self.patch_size,
-            "image_shape": self.image_shape,
-        }
+        config = {"patch_size": self.patch_size, "image_shape": self.image_shape}
+        return {**super().get_config(), **config}
 
 
 def pixel_mask(patch_mask, patch_size: int, image_shape):
@@ -116,7 +98,8 @@ class MaskedImage(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PatchEmbedding(layers.Layer):
-    """Project flattened patches (N, L, D) to tokens (N, L, embed_dim), ignoring masked content."""
+    """Project flattened patches (N, L, D) to tokens (N, L, embed_dim); the content of masked
+    patches is zeroed before the projection, so it never reaches the model (not even a NaN)."""
 
     def __init__(self, embed_dim: int, **kwargs):
         super().__init__(**kwargs)
@@ -142,13 +125,9 @@ MASK_TOKEN_MODES = ("replace", "add")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class MaskToken(layers.Layer):
-    """One learnable vector for the tokens of masked patches.
-
-    ``mode="replace"`` puts it in place of those tokens (their content is unknown);
-    ``mode="add"`` adds it to them, to mark a token whose content is a guess (see
-    :class:`HarmonicFill`) rather than the image.
-    """
+class MaskToken(_SameShape):
+    """One learnable vector put in place of the tokens of masked patches (``mode="replace"``) or
+    added to them (``mode="add"``: their content is a guess, see :class:`HarmonicFill`)."""
 
     def __init__(self, mode: str = "replace", **kwargs):
         super().__init__(**kwargs)
@@ -157,11 +136,8 @@ class MaskToken(layers.Layer):
         self.mode = mode
 
     def build(self, input_shape):
-        self.token = self.add_weight(
-            shape=(1, 1, input_shape[-1]),
-            initializer=keras.initializers.RandomNormal(stddev=0.02),
-            name="token",
-        )
+        init = keras.initializers.RandomNormal(stddev=0.02)
+        self.token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer=init, name="token")
 
     def call(self, tokens, patch_mask):
         token = ops.broadcast_to(ops.cast(self.token, tokens.dtype), ops.shape(tokens))
@@ -169,29 +145,16 @@ class MaskToken(layers.Layer):
             token = tokens + token
         return ops.where(_hidden(patch_mask), token, tokens)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class HarmonicFill(layers.Layer):
-    """Fill the hidden patches (N, L, D) with a smooth guess from the visible pixels.
+class HarmonicFill(_SameShape):
+    """Fill the hidden patches with a smooth guess from the visible pixels (no weights): from the
+    mean visible colour, ``iterations`` Jacobi steps of Laplace's equation on the hidden pixels.
 
-    The guess solves Laplace's equation on the hidden pixels with the visible ones as boundary
-    values (harmonic inpainting, a cousin of scikit-image's biharmonic one): the hidden pixels
-    start at the image's mean visible colour, then ``iterations`` Jacobi steps replace each hidden
-    pixel by the mean of its four neighbours. No weights. The content of hidden patches is zeroed
-    first, so it never reaches the output.
-
-    Args:
-        image_shape: (H, W, C) of the images the patches come from.
-        patch_size: side of a square patch in pixels.
-        iterations: Jacobi steps.
-
-    Call ``(patches, patch_mask)``: patches (N, L, p*p*C) and the patch mask (N, L), 1 = hidden;
+    Call ``(patches (N, L, p*p*C), patch_mask (N, L))`` for patches of images of ``image_shape``;
     returns patches (N, L, p*p*C), the visible ones unchanged.
     """
 
@@ -207,15 +170,10 @@ class HarmonicFill(layers.Layer):
         hidden = _hidden(patch_mask)
         known = ops.where(hidden, ops.zeros_like(patches), patches)
         image = unpatchify_ops(known, self.patch_size, self.image_shape)
-        gap = unpatchify_ops(
-            ops.cast(ops.broadcast_to(hidden, ops.shape(patches)), patches.dtype),
-            self.patch_size,
-            self.image_shape,
-        )
-        seen = 1.0 - gap
-        mean = ops.sum(image, axis=(1, 2), keepdims=True) / ops.maximum(
-            ops.sum(seen, axis=(1, 2), keepdims=True), 1.0
-        )
+        gap = ops.cast(ops.broadcast_to(hidden, ops.shape(patches)), patches.dtype)
+        gap = unpatchify_ops(gap, self.patch_size, self.image_shape)
+        seen = ops.sum(1.0 - gap, axis=(1, 2), keepdims=True)
+        mean = ops.sum(image, axis=(1, 2), keepdims=True) / ops.maximum(seen, 1.0)
 
         def step(_, y):
             y = ops.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
@@ -227,25 +185,14 @@ class HarmonicFill(layers.Layer):
         filled = ops.fori_loop(0, self.iterations, step, image + gap * mean)
         return patchify_ops(filled, self.patch_size)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "image_shape": self.image_shape,
-            "patch_size": self.patch_size,
-            "iterations": self.iterations,
-        }
+        config = {"image_shape": self.image_shape, "patch_size": self.patch_size}
+        return {**super().get_config(), **config, "iterations": self.iterations}
 
 
 def sincos_position_embedding(grid, width: int):
-    """2-D sine-cosine position embedding (as in MAE), shape (gh * gw, width), row-major.
-
-    Half the channels encode the row, half the column, each with ``width / 4`` frequencies
-    ``1 / 10000 ** (k / (width / 4))``; nearby patches get similar vectors, so attention can find
-    a patch's neighbours from the first step instead of learning where they are.
-    """
+    """2-D sine-cosine position embedding (as in MAE) of the patch ``grid``, (gh * gw, width),
+    row-major: half the channels encode the row, half the column."""
     gh, gw = (int(v) for v in grid)
     if width % 4:
         raise SettingError(
@@ -265,13 +212,9 @@ POSITION_INITS = ("random", "sincos")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PositionEmbedding(layers.Layer):
-    """Add a learnable position embedding (1, L, E) to tokens (N, L, E).
-
-    ``init="random"`` starts it from a truncated normal (std 0.02, as in ViT); ``init="sincos"``
-    starts it from :func:`sincos_position_embedding` of the patch ``grid`` (gh, gw), gh * gw = L.
-    Either way it is trained.
-    """
+class PositionEmbedding(_SameShape):
+    """Add a learnable position embedding (1, L, E) to tokens (N, L, E), started from a truncated
+    normal (``init="random"``) or :func:`sincos_position_embedding` of the patch ``grid``."""
 
     def __init__(self, init: str = "random", grid=None, **kwargs):
         super().__init__(**kwargs)
@@ -285,32 +228,24 @@ class PositionEmbedding(layers.Layer):
     def build(self, input_shape):
         length, width = int(input_shape[-2]), int(input_shape[-1])
         if self.init == "sincos":
-            if self.grid[0] * self.grid[1] != length:
-                raise SettingError(
-                    "grid",
-                    self.grid,
-                    f"has {self.grid[0] * self.grid[1]} patches, the tokens {length}",
-                )
+            if (n := self.grid[0] * self.grid[1]) != length:
+                raise SettingError("grid", self.grid, f"has {n} patches, the tokens {length}")
             table = sincos_position_embedding(self.grid, width)[None]
             initializer = keras.initializers.Constant(table)
         else:
             initializer = keras.initializers.TruncatedNormal(stddev=0.02)
-        self.embedding = self.add_weight(
-            shape=(1, length, width), initializer=initializer, name="embedding"
-        )
+        shape = (1, length, width)
+        self.embedding = self.add_weight(shape=shape, initializer=initializer, name="embedding")
 
     def call(self, tokens):
         return tokens + ops.cast(self.embedding, tokens.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         return {**super().get_config(), "init": self.init, "grid": self.grid}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class TransformerBlock(layers.Layer):
+class TransformerBlock(_SameShape):
     """Pre-LayerNorm Transformer block (as in ViT/MAE).
 
     ``x = x + Dropout(MHA(LN(x)))``; ``x = x + Dropout(Dense(Dropout(GELU(Dense(LN(x))))))``.
@@ -325,10 +260,9 @@ class TransformerBlock(layers.Layer):
         policy = self.dtype_policy
         self.norm1 = layers.LayerNormalization(epsilon=1e-6, dtype=policy, name="norm1")
         self.norm2 = layers.LayerNormalization(epsilon=1e-6, dtype=policy, name="norm2")
-        self.attention = None  # needs the width: made in build
         self.fc1 = layers.Dense(self.mlp_dim, activation="gelu", dtype=policy, name="fc1")
-        self.fc2 = None
         self.drop = layers.Dropout(self.dropout, dtype=policy)
+        self.attention = self.fc2 = None  # need the width: made in build
 
     def build(self, input_shape):
         width = int(input_shape[-1])  # divisible by num_heads: checked by the builders
@@ -356,30 +290,16 @@ class TransformerBlock(layers.Layer):
         h = self.fc2(self.drop(h, training=training))
         return x + self.drop(h, training=training)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "num_heads": self.num_heads,
-            "mlp_dim": self.mlp_dim,
-            "dropout": self.dropout,
-        }
+        config = {"num_heads": self.num_heads, "mlp_dim": self.mlp_dim, "dropout": self.dropout}
+        return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TokenSelector(layers.Layer):
-    """Choose the ``n_keep`` tokens the MAE encoder processes, from a patch mask (N, L).
-
-    Visible patches come first, in patch order (a sort on ``hidden * L + position``, whose keys
-    are all distinct, so the order is the same on every backend). Returns
-
-    - ``ids_keep`` (N, n_keep) int: the kept positions;
-    - ``kept_visible`` (N, n_keep) float: 1 where a kept token is a visible patch, 0 where it is
-      a masked one (happens when an image hides more than ``L - n_keep`` patches); used as the
-      attention ``key_mask`` of the encoder.
-    """
+    """Choose the ``n_keep`` tokens the MAE encoder processes from a patch mask (N, L), visible
+    first, in patch order (distinct sort keys: the same order on every backend). Returns
+    ``ids_keep`` (N, n_keep) int and ``kept_visible`` (N, n_keep) float, 1 for a visible patch."""
 
     def __init__(self, n_keep: int, **kwargs):
         super().__init__(**kwargs)
@@ -390,26 +310,15 @@ class TokenSelector(layers.Layer):
         positions = ops.cast(ops.arange(length), "float32")
         keys = ops.cast(ops.greater(patch_mask, 0.5), "float32") * float(length) + positions
         ids_keep = ops.argsort(keys, axis=1)[:, : self.n_keep]
-        kept_visible = ops.cast(
-            ops.less(ops.sort(keys, axis=1)[:, : self.n_keep], float(length)), "float32"
-        )
-        return ids_keep, kept_visible
+        kept_keys = ops.sort(keys, axis=1)[:, : self.n_keep]
+        return ids_keep, ops.cast(ops.less(kept_keys, float(length)), "float32")
 
     def compute_output_spec(self, patch_mask):
-        n = patch_mask.shape[0]
-        return (
-            keras.KerasTensor((n, self.n_keep), dtype="int32"),
-            keras.KerasTensor((n, self.n_keep), dtype="float32"),
-        )
+        shape = (patch_mask.shape[0], self.n_keep)
+        return keras.KerasTensor(shape, dtype="int32"), keras.KerasTensor(shape, dtype="float32")
 
     def get_config(self):
         return {**super().get_config(), "n_keep": self.n_keep}
-
-
-def _one_hot(ids, length, dtype):
-    """(N, K) positions -> (N, K, L) one-hot rows: gathers and scatters become batched matmuls,
-    which XLA compiles well on a CPU, unlike a ``take_along_axis``."""
-    return ops.one_hot(ids, length, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -417,7 +326,9 @@ class GatherTokens(layers.Layer):
     """Tokens (N, L, E) at positions ``ids`` (N, K) -> (N, K, E)."""
 
     def call(self, tokens, ids):
-        return ops.einsum("nkl,nle->nke", _one_hot(ids, tokens.shape[1], tokens.dtype), tokens)
+        # a batched matmul of one-hot rows: XLA compiles it well on a CPU, unlike take_along_axis
+        one_hot = ops.one_hot(ids, tokens.shape[1], dtype=tokens.dtype)
+        return ops.einsum("nkl,nle->nke", one_hot, tokens)
 
     def compute_output_shape(self, tokens_shape, ids_shape):
         return (tokens_shape[0], ids_shape[1], tokens_shape[2])
@@ -433,7 +344,8 @@ class ScatterTokens(layers.Layer):
         self.num_patches = int(num_patches)
 
     def call(self, tokens, ids):
-        return ops.einsum("nkl,nke->nle", _one_hot(ids, self.num_patches, tokens.dtype), tokens)
+        one_hot = ops.one_hot(ids, self.num_patches, dtype=tokens.dtype)
+        return ops.einsum("nkl,nke->nle", one_hot, tokens)
 
     def compute_output_shape(self, tokens_shape, ids_shape):
         return (tokens_shape[0], self.num_patches, tokens_shape[2])
@@ -442,9 +354,6 @@ class ScatterTokens(layers.Layer):
         return {**super().get_config(), "num_patches": self.num_patches}
 
 
-# --------------------------------------------------------------------------------------------
-# Adversarial terms of the adversarial autoencoder (helpers.models.AdversarialAutoencoder)
-# --------------------------------------------------------------------------------------------
 def _bce_with_logits(logits, target: int):
     """Mean binary cross-entropy of ``logits`` against the label ``target`` (0 or 1)."""
     return ops.mean(ops.softplus(-logits) if target else ops.softplus(logits))
@@ -487,11 +396,16 @@ class _Adversary(layers.Layer):
             )
             self.biases.append(self.add_weight(shape=(n_out,), initializer="zeros", name=f"b{i}"))
 
-    def _weights(self, frozen: bool):
-        pairs = zip(self.kernels, self.biases)
-        if frozen:
-            return [(ops.stop_gradient(k), ops.stop_gradient(b)) for k, b in pairs]
-        return list(pairs)
+    def discriminate(self, x, frozen: bool):
+        """Logits of "real" (a prior sample, a real image) for each sample or position of ``x``;
+        ``frozen``: the weights detached."""
+        detach = ops.stop_gradient if frozen else (lambda v: v)
+        for i, (k, b) in enumerate(zip(self.kernels, self.biases)):
+            last = i == len(self.kernels) - 1
+            x = self._linear(x, ops.cast(detach(k), x.dtype), last) + ops.cast(detach(b), x.dtype)
+            if not last:
+                x = ops.leaky_relu(x, 0.2)
+        return x
 
     def compute_output_shape(self, input_shape, *args):
         return input_shape
@@ -503,9 +417,8 @@ class _Adversary(layers.Layer):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LatentAdversary(_Adversary):
     """The adversarial autoencoder's regulariser (Makhzani et al., 2015): a discriminator tells
-    the encoder's codes (N, ..., D) from samples of the prior N(0, I), and the encoder learns to
-    make its codes look like the prior. Each code vector (one per position of the latent map) is
-    one sample. ``loss_weight``: the encoder's adversarial term next to the reconstruction loss."""
+    the codes (N, ..., D), one sample per code vector, from samples of the prior N(0, I).
+    ``loss_weight``: the encoder's adversarial term next to the reconstruction loss."""
 
     def __init__(self, loss_weight: float, hidden: int = 64, seed=None, **kwargs):
         super().__init__(loss_weight, hidden, **kwargs)
@@ -516,15 +429,8 @@ class LatentAdversary(_Adversary):
         d, h = int(input_shape[-1]), self.hidden
         self._dense_weights([((d,), h), ((h,), h), ((h,), 1)])
 
-    def discriminate(self, codes, frozen: bool):
-        """Logits (M, 1): "drawn from the prior" for codes (M, D)."""
-        x = codes
-        weights = self._weights(frozen)
-        for i, (k, b) in enumerate(weights):
-            x = ops.matmul(x, ops.cast(k, x.dtype)) + ops.cast(b, x.dtype)
-            if i < len(weights) - 1:
-                x = ops.leaky_relu(x, 0.2)
-        return x
+    def _linear(self, x, kernel, last):  # codes (M, D) -> logits (M, 1)
+        return ops.matmul(x, kernel)
 
     def call(self, codes, training=None):
         if training:
@@ -539,11 +445,9 @@ class LatentAdversary(_Adversary):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ImageAdversary(_Adversary):
-    """The image discriminator of Context Encoders (Pathak et al., 2016): it tells real images from
-    the model's output composited with the visible pixels (so it judges the filled-in region), and
-    the model learns to fool it, which is what sharpens inpainting. Three stride-2 3x3
-    convolutions with leaky ReLU and a 1x1 convolution give one logit per position (a patch
-    discriminator). Call on ``(output, images, patch_mask)``; returns ``output``."""
+    """The image discriminator of Context Encoders (Pathak et al., 2016): tells real images from
+    the output composited with the visible pixels, one logit per position (three stride-2 3x3
+    convolutions and a 1x1 one). Call on ``(output, images, patch_mask)``; returns ``output``."""
 
     def __init__(self, loss_weight: float, patch_size: int, hidden: int = 32, **kwargs):
         super().__init__(loss_weight, hidden, **kwargs)
@@ -554,17 +458,8 @@ class ImageAdversary(_Adversary):
         self._dense_weights([((3, 3, c), h), ((3, 3, h), 2 * h), ((3, 3, 2 * h), 2 * h)])
         self._dense_weights([((1, 1, 2 * h), 1)])
 
-    def discriminate(self, images, frozen: bool):
-        """Logits (N, h, w, 1): "a real image" at each position of ``images``."""
-        x = images
-        weights = self._weights(frozen)
-        for i, (k, b) in enumerate(weights):
-            last = i == len(weights) - 1
-            x = ops.conv(x, ops.cast(k, x.dtype), strides=1 if last else 2, padding="same")
-            x = x + ops.cast(b, x.dtype)
-            if not last:
-                x = ops.leaky_relu(x, 0.2)
-        return x
+    def _linear(self, x, kernel, last):  # images (N, H, W, C) -> logits (N, h, w, 1)
+        return ops.conv(x, kernel, strides=1 if last else 2, padding="same")
 
     def call(self, output, images, patch_mask, training=None):
         if training:

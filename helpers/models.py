@@ -1,40 +1,11 @@
-"""Predictors of hidden patches: two Transformers, a convolutional autoencoder, a ViT-encoder +
-CNN-decoder hybrid, an adversarial autoencoder, biharmonic inpainting, the mean-colour guess.
+"""Predictors of hidden patches and one interface for all of them.
 
 Every predictor takes ``{"images": (N, H, W, C) float32 in [0, 1], "mask": (N, L) 0/1}`` (1 =
 hidden patch) and returns full images (N, H, W, C); :func:`reconstruct` runs any of them in
-batches, :mod:`helpers.metrics` makes the composite and scores it. The learned ones are Keras
-models (:class:`MaskedImageModel`) that patch the images themselves and know their
-``image_shape``, ``patch_size`` and ``min_masked`` from their saved config; no caller needs to
-know which model it holds.
-
-- ``vit`` (:mod:`helpers.vit`, :func:`build_vit`): mask-token ViT. Patches are projected to
-  tokens; every masked token is replaced by one learnable mask token; pre-LN Transformer blocks; a
-  Dense head predicts every patch.
-- ``vit_biharmonic`` (:func:`build_vit` with ``fill="harmonic"``): "ViT refining biharmonic", the
-  mask-token ViT whose hidden patches enter as the harmonic fill of the visible pixels plus the
-  mask token; its head predicts a correction to that classical fill. Untrained it scores what the
-  fill scores, so it is never a default and never called a plain ViT.
-- ``mae`` (:mod:`helpers.mae`, :func:`build_mae`): MAE-style ViT (He et al., 2022). The encoder
-  runs on the visible tokens only (at least ``L - n_masked(min_mask_ratio, L)`` are hidden:
-  ``model.min_masked``), a light decoder predicts every patch.
-- ``cnn`` (:func:`build_cnn_autoencoder`): strided-convolution encoder, transposed-convolution
-  decoder, batch normalization and dropout; inside it the hidden pixels are set to
-  :data:`CNN_FILL` and the pixel mask is added as an extra channel; output the whole image.
-- ``vit_cnn`` (:func:`build_vit_cnn`): the mask-token ViT's encoder without its head, each token
-  projected to a small latent laid out on the patch grid, and a decoder of stride-2 transposed
-  convolutions and residual blocks up to the image size; tanh output mapped to [0, 1].
-- ``aae`` (:func:`build_aae`): adversarial autoencoder, the CNN's encoder and decoder with a code
-  between them that a discriminator pushes towards N(0, I) (Makhzani et al., 2015), and as an
-  option a discriminator on the filled-in images (Context Encoders, Pathak et al., 2016).
-- ``biharmonic`` (:class:`BiharmonicInpainter`): ``skimage.restoration.inpaint_biharmonic``,
-  not learned.
-- ``mean_colour`` (:class:`MeanColourInpainter`): every hidden pixel gets the mean colour of the
-  image's visible pixels; what a model that learned nothing scores.
-
-The Transformers' defaults are the ``tuned`` recipe of :mod:`helpers.recipes` (learned position
-embeddings started from a 2-D sine-cosine table, no dropout); ``build_model(kind,
-recipe="reference")`` builds the seed design (random start, dropout 0.1).
+batches. The learned ones (:class:`MaskedImageModel`, :func:`build_model`) are ``vit`` and
+``vit_biharmonic`` (:mod:`helpers.vit`), ``mae`` (:mod:`helpers.mae`), ``cnn``, ``vit_cnn``,
+``aae`` and ``pretrained_vit`` (:mod:`helpers.pretrained`); the non-learned ones are
+``biharmonic`` (:class:`BiharmonicInpainter`) and ``mean_colour`` (:class:`MeanColourInpainter`).
 """
 
 from __future__ import annotations
@@ -66,7 +37,7 @@ from .base import (
     MaskedImageModel,
     build,
     check_image_shape,
-    check_transformer,
+    check_vit,
     colour_shape,
     gray_out,
     model_inputs,
@@ -77,16 +48,13 @@ from .base import (
 from .mae import MaeViT, build_mae
 from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels
-from .recipes import BUILDERS, NON_LEARNED, VIT_FILLS, min_hidden_bound, model_settings
+from .recipes import BUILDERS, NON_LEARNED, min_hidden_bound, model_settings
 from .vit import MaskTokenViT, build_vit, vit_encoder  # noqa: F401
 
 
-# --------------------------------------------------------------------------------------------
-# The learned predictors: Keras models that take images and a mask and return images
-# --------------------------------------------------------------------------------------------
 def cnn_encoder(x, filters, dropout):
-    """The CNN autoencoder's encoder on a Keras tensor: ``(bottleneck, stage inputs)``; each stage
-    a stride-2 3x3 convolution, batch normalization, ReLU and dropout."""
+    """The CNN's encoder: ``(bottleneck, stage inputs)``; each stage a stride-2 3x3 convolution,
+    batch normalization, ReLU and dropout."""
     stage_inputs = []
     for i, f in enumerate(filters):
         stage_inputs.append(x)
@@ -99,8 +67,8 @@ def cnn_encoder(x, filters, dropout):
 
 
 def cnn_decoder(x, filters, dropout, skips, stage_inputs, channels):
-    """The mirror of :func:`cnn_encoder`: stride-2 transposed convolutions (with the encoder's
-    stage inputs joined when ``skips``), then a 3x3 convolution with a sigmoid to ``channels``."""
+    """The mirror of :func:`cnn_encoder` (the encoder's stage inputs joined when ``skips``), then
+    a 3x3 convolution with a sigmoid to ``channels``."""
     for i, f in enumerate(reversed(filters)):
         x = layers.Conv2DTranspose(
             f, 3, strides=2, padding="same", use_bias=False, name=f"dec_conv_{i}"
@@ -117,31 +85,20 @@ def cnn_decoder(x, filters, dropout, skips, stage_inputs, channels):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class CnnAutoencoder(MaskedImageModel):
-    """Convolutional autoencoder (:func:`build_cnn_autoencoder` seeds it): images and mask in
-    (the hidden pixels become :data:`CNN_FILL` and the pixel mask an extra channel inside the
-    model), images out.
+    """Convolutional autoencoder: images and mask in (inside, the hidden pixels become
+    :data:`CNN_FILL` and the pixel mask an extra channel), images out.
 
-    Each encoder stage is a 3x3 convolution with stride 2, batch normalization, ReLU and dropout;
-    the decoder mirrors it with stride-2 transposed convolutions; a 3x3 convolution with a sigmoid
-    gives the C output channels. ``skips=True`` concatenates each encoder stage's input to the
-    decoder output of the same size (U-Net style), so the decoder sees the visible pixels at full
-    resolution instead of only through the bottleneck. ``patch_size`` is the size of the mask's
-    patches.
+    Args:
+        filters: the width of each encoder stage; each halves the image.
+        skips: join each encoder stage's input to the decoder output of its size (U-Net style).
     """
 
     builder = "cnn"
 
     def __init__(
-        self,
-        image_shape=(32, 32, 3),
-        patch_size=4,
-        filters=(32, 64, 128),
-        dropout=0.0,
-        skips=True,
-        mixed_precision=False,
-        name="cnn",
-        **kwargs,
-    ):
+        self, image_shape=(32, 32, 3), patch_size=4, filters=(32, 64, 128), dropout=0.0, skips=True,
+        mixed_precision=False, name="cnn", **kwargs,
+    ):  # fmt: skip
         image_shape, filters, dropout = _check_cnn(image_shape, patch_size, filters, dropout)
         skips = bool(skips)
         settings = settings_of(locals())
@@ -156,45 +113,25 @@ class CnnAutoencoder(MaskedImageModel):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class AdversarialAutoencoder(MaskedImageModel):
-    """Adversarial autoencoder (:func:`build_aae` seeds it): the CNN autoencoder's encoder and
-    decoder with a code between them that a discriminator pushes towards the prior N(0, I)
-    (Makhzani et al., 2015), and, with ``image_weight > 0``, a second discriminator on the output
-    composited with the visible pixels (Context Encoders, Pathak et al., 2016, whose weight is
-    0.001).
+    """Adversarial autoencoder: the CNN autoencoder with a code between encoder and decoder that
+    a discriminator pushes towards N(0, I) (Makhzani et al., 2015), and, with ``image_weight >
+    0``, a discriminator on the composited output (Context Encoders, Pathak et al., 2016). The
+    discriminators are layers that learn in the same backward pass and do nothing at inference.
 
-    The code is ``latent_dim`` values per position of the bottleneck (a 1x1 convolution; the
-    decoder starts from it). Training is the usual ``fit``: each batch's single backward pass
-    updates the autoencoder on the reconstruction loss plus ``latent_weight`` (and
-    ``image_weight``) times the non-saturating adversarial loss, and each discriminator on its
-    own classification loss (:mod:`helpers.layers`, ``LatentAdversary`` and ``ImageAdversary``;
-    simultaneous updates, the same on every backend). The discriminators are layers of the model
-    that do nothing at inference. The reported loss is the reconstruction loss alone;
-    :func:`adversary_scores` tells how each game stands. With ``skips`` (the ``tuned`` recipe)
-    the decoder also sees the encoder's stage inputs, so the code carries only part of the image.
-
-    ``latent_weight``: the weight of the code's adversarial loss; ``image_weight``: the image
-    discriminator's (0: no image discriminator). A resumed training draws other prior samples
-    than an uninterrupted one would (Keras keeps no random-number state in a backup); it is
-    otherwise the same run.
+    Args:
+        latent_dim: the code's values per position of the bottleneck.
+        latent_weight: the weight of the code's adversarial loss.
+        image_weight: the image discriminator's (0: none).
+        seed: the seed of the prior samples.
     """
 
     builder = "aae"
 
     def __init__(
-        self,
-        image_shape=(32, 32, 3),
-        patch_size=4,
-        filters=(32, 64, 128),
-        latent_dim=16,
-        latent_weight=1e-4,
-        image_weight=0.0,
-        dropout=0.0,
-        skips=True,
-        seed=0,
-        mixed_precision=False,
-        name="aae",
-        **kwargs,
-    ):
+        self, image_shape=(32, 32, 3), patch_size=4, filters=(32, 64, 128), latent_dim=16,
+        latent_weight=1e-4, image_weight=0.0, dropout=0.0, skips=True, seed=0,
+        mixed_precision=False, name="aae", **kwargs,
+    ):  # fmt: skip
         image_shape, filters, dropout = _check_cnn(image_shape, patch_size, filters, dropout)
         latent_dim = check_positive_int(latent_dim, "latent_dim")
         latent_weight = check_nonnegative_number(latent_weight, "latent_weight")
@@ -205,7 +142,6 @@ class AdversarialAutoencoder(MaskedImageModel):
             images, mask = model_inputs(image_shape, patch_size)
             x = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
             x, stage_inputs = cnn_encoder(x, filters, dropout)
-            # the code: latent_dim values per position of the bottleneck, pushed towards N(0, I)
             z = layers.Conv2D(latent_dim, 1, name="latent")(x)
             z = mim.LatentAdversary(latent_weight, seed=seed, name="latent_adversary")(z)
             out = cnn_decoder(z, filters, dropout, skips, stage_inputs, image_shape[2])
@@ -219,51 +155,31 @@ class AdversarialAutoencoder(MaskedImageModel):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class VitCnnAutoencoder(MaskedImageModel):
-    """ViT encoder + CNN decoder (:func:`build_vit_cnn` seeds it): images and mask in, images out.
+    """ViT encoder + CNN decoder: images and mask in, images out.
 
-    The encoder is the mask-token ViT's (a hidden patch enters as the learned mask token) without
-    its head. Each token is projected to ``latent_dim`` values and the tokens are laid out on the
-    patch grid (H/P x W/P x latent_dim); the decoder doubles that grid back to the image with one
-    stride-2 transposed convolution (ReLU) and one residual block of two 3x3 convolutions per
-    entry of ``decoder_filters`` (default: 64, 32, ... halving, one per doubling, so
-    ``log2(patch_size)`` entries); a 3x3 convolution with tanh gives the image. ``fill="token"``:
-    a hidden patch enters the encoder as the mask token alone and the tanh output, mapped to
-    [0, 1], is the image (every recipe). ``fill="harmonic"`` (as :func:`build_vit`): a hidden
-    patch enters as the harmonic fill of the visible pixels plus the mask token, the decoder's
-    last feature map is joined by the fill image, and the tanh output (started at zero) is the
-    correction added to the fill, clipped to [0, 1].
-    ViT-B/16 sizes (``patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072``) are
-    allowed; the defaults are small for a CPU.
+    The mask-token ViT's encoder; each token projected to ``latent_dim`` values on the patch
+    grid; per doubling, a stride-2 transposed convolution and a residual block; a tanh head gives
+    the image, or with ``fill="harmonic"`` the correction to the fill image the decoder also sees.
+
+    Args:
+        decoder_filters: one width per doubling, ``log2(patch_size)`` of them (None: 64, 32, ...
+            halving, at least 8).
+        others: as :class:`helpers.vit.MaskTokenViT`'s.
     """
 
     builder = "vit_cnn"
 
     def __init__(
-        self,
-        image_shape=(32, 32, 3),
-        patch_size=4,
-        embed_dim=128,
-        depth=4,
-        num_heads=4,
-        mlp_dim=256,
-        latent_dim=32,
-        decoder_filters=None,
-        dropout=0.0,
-        pos_init="sincos",
-        fill="token",
-        fill_iterations=128,
-        mixed_precision=False,
-        name="vit_cnn",
-        **kwargs,
-    ):
-        image_shape = check_transformer(
-            image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
-        )
+        self, image_shape=(32, 32, 3), patch_size=4, embed_dim=128, depth=4, num_heads=4,
+        mlp_dim=256, latent_dim=32, decoder_filters=None, dropout=0.0, pos_init="sincos",
+        fill="token", fill_iterations=128, mixed_precision=False, name="vit_cnn", **kwargs,
+    ):  # fmt: skip
+        image_shape, dropout = check_vit(
+            image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init,
+            fill, fill_iterations,
+        )  # fmt: skip
         check_positive_int(latent_dim, "latent_dim")
-        check_choice(fill, "fill", VIT_FILLS)
-        check_positive_int(fill_iterations, "fill_iterations", minimum=0)
         decoder_filters = _check_decoder_filters(decoder_filters, patch_size)
-        dropout = float(dropout)
         settings = settings_of(locals())
         grid = grid_shape(image_shape[:2], patch_size)
         with policy(mixed_precision):
@@ -273,10 +189,8 @@ class VitCnnAutoencoder(MaskedImageModel):
                 images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
                 dropout, pos_init, fill, fill_iterations,
             )  # fmt: skip
-            # latent: each token projected to latent_dim channels, laid out on the patch grid
             x = layers.Dense(latent_dim, name="to_latent")(x)
             x = layers.Reshape((*grid, latent_dim), name="latent_grid")(x)
-            # decoder: one stride-2 transposed convolution and one residual block per doubling
             for i, f in enumerate(decoder_filters):
                 x = layers.Conv2DTranspose(
                     f, 3, strides=2, padding="same", activation="relu", name=f"up_{i}"
@@ -284,49 +198,41 @@ class VitCnnAutoencoder(MaskedImageModel):
                 y = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"res_{i}_a")(x)
                 y = layers.Conv2D(f, 3, padding="same", name=f"res_{i}_b")(y)
                 x = layers.ReLU(name=f"res_{i}_relu")(layers.Add(name=f"res_{i}")([x, y]))
-            if fill == "harmonic":  # the decoder sees the fill and corrects it (head starts at 0)
+            refine = fill == "harmonic"  # the decoder sees the fill and corrects it (head at 0)
+            if refine:
                 guess = mim.Unpatchify(patch_size, shape, dtype="float32", name="fill_image")(guess)
                 x = layers.Concatenate(name="with_fill")([x, guess])
-                x = layers.Conv2D(
-                    shape[2], 3, padding="same", activation="tanh", dtype="float32",
-                    kernel_initializer="zeros", name="head",
-                )(x)  # fmt: skip
+            x = layers.Conv2D(
+                shape[2], 3, padding="same", activation="tanh", dtype="float32",
+                kernel_initializer="zeros" if refine else "glorot_uniform", name="head",
+            )(x)  # fmt: skip
+            if refine:
                 out = layers.Add(dtype="float32", name="guess_plus")([guess, x])
                 out = layers.ReLU(max_value=1.0, dtype="float32", name="to_unit")(out)
             else:
-                x = layers.Conv2D(
-                    shape[2], 3, padding="same", activation="tanh", dtype="float32",
-                    name="head",
-                )(x)  # fmt: skip
                 out = layers.Rescaling(0.5, offset=0.5, dtype="float32", name="to_unit")(x)
             out = gray_out(out, image_shape)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
 
 
-# --------------------------------------------------------------------------------------------
-# Builders: the models with the initial weights of a seed; the classes check their settings
-# --------------------------------------------------------------------------------------------
 def build_vit_cnn(
     image_shape=(32, 32, 3), patch_size: int = 4, *, seed: int | None = 0, **settings
 ) -> VitCnnAutoencoder:
-    """A :class:`VitCnnAutoencoder` (``settings``: its other arguments, by name) whose initial
-    weights are those of ``seed`` (None: unseeded)."""
+    """A :class:`VitCnnAutoencoder` (``settings``: its other arguments) seeded by ``seed``."""
     return build(VitCnnAutoencoder, seed, image_shape, patch_size, **settings)
 
 
 def build_cnn_autoencoder(
     image_shape=(32, 32, 3), patch_size: int = 4, *, seed: int | None = 0, **settings
 ) -> CnnAutoencoder:
-    """A :class:`CnnAutoencoder` (``settings``: its other arguments, by name) whose initial
-    weights are those of ``seed`` (None: unseeded)."""
+    """A :class:`CnnAutoencoder` (``settings``: its other arguments) seeded by ``seed``."""
     return build(CnnAutoencoder, seed, image_shape, patch_size, **settings)
 
 
 def build_aae(
     image_shape=(32, 32, 3), patch_size: int = 4, *, seed: int | None = 0, **settings
 ) -> AdversarialAutoencoder:
-    """An :class:`AdversarialAutoencoder` (``settings``: its other arguments, by name) whose
-    initial weights and prior samples are those of ``seed`` (None: unseeded)."""
+    """An :class:`AdversarialAutoencoder` whose initial weights and prior samples are seeded."""
     return build(AdversarialAutoencoder, seed, image_shape, patch_size, seed=seed, **settings)
 
 
@@ -343,14 +249,13 @@ def _check_cnn(image_shape, patch_size, filters, dropout) -> tuple[tuple, tuple,
             "filters",
             list(filters),
             f"the image size {h}x{w} must be divisible by 2**len(filters) = {factor} (one halving "
-            f"per stage); use at most {min(_twos(h), _twos(w))} stages",
+            f"per stage); use at most {min(h & -h, w & -w).bit_length() - 1} stages",
         )
     return (h, w, c), filters, check_fraction(dropout, "dropout")
 
 
 def _check_decoder_filters(decoder_filters, patch_size) -> tuple:
-    """The ViT + CNN decoder's widths, one per doubling from the patch grid to the image (None:
-    64, 32, ... halving, at least 8)."""
+    """The ViT + CNN decoder's checked widths, one per doubling (None: the default widths)."""
     doublings = patch_size.bit_length() - 1
     if patch_size != 2**doublings:
         raise SettingError(
@@ -369,10 +274,9 @@ def _check_decoder_filters(decoder_filters, patch_size) -> tuple:
 
 
 def adversary_scores(model, images: np.ndarray, mask: np.ndarray) -> dict:
-    """How the adversarial games of an :class:`AdversarialAutoencoder` stand on ``images`` with
-    ``mask`` hidden: the discriminators' mean probability of "real" for real samples (prior codes,
-    real images) and for the model's (its codes, its composited outputs). At the balance both are
-    near 0.5; a discriminator that wins outright gives ~1 and ~0."""
+    """How the games of an :class:`AdversarialAutoencoder` stand on ``images`` with ``mask``
+    hidden: the discriminators' mean probability of "real" for real samples (``*_real``: prior
+    codes, real images) and the model's (``*_fake``); both near 0.5 at the balance."""
     if not isinstance(model, AdversarialAutoencoder):
         raise SettingError("model", getattr(model, "name", model), "must be an adversarial model")
     inputs = {"images": images.astype(np.float32), "mask": mask.astype(np.float32)}
@@ -381,61 +285,45 @@ def adversary_scores(model, images: np.ndarray, mask: np.ndarray) -> dict:
     latent = model.get_layer("latent_adversary")
     prior = keras.random.normal(ops.shape(codes), seed=0)
     scores = {
-        "latent_real": float(ops.mean(ops.sigmoid(latent.discriminate(prior, True)))),
-        "latent_fake": float(ops.mean(ops.sigmoid(latent.discriminate(codes, True)))),
+        key: float(ops.mean(ops.sigmoid(latent.discriminate(x, True))))
+        for key, x in (("latent_real", prior), ("latent_fake", codes))
     }
     if model.settings["image_weight"] > 0:
         adversary = model.get_layer("image_adversary")
         out = ops.convert_to_tensor(reconstruct(model, images, mask))
         hidden = mim.pixel_mask(inputs["mask"], model.patch_size, images.shape[1:])
         fake = hidden * out + (1.0 - hidden) * inputs["images"]
-        scores["image_real"] = float(
-            ops.mean(ops.sigmoid(adversary.discriminate(inputs["images"], True)))
-        )
-        scores["image_fake"] = float(ops.mean(ops.sigmoid(adversary.discriminate(fake, True))))
+        for key, x in (("image_real", inputs["images"]), ("image_fake", fake)):
+            scores[key] = float(ops.mean(ops.sigmoid(adversary.discriminate(x, True))))
     return scores
 
 
-def _twos(n: int) -> int:
-    k = 0
-    while n % 2 == 0:
-        n //= 2
-        k += 1
-    return k
-
-
 def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None = None, **kwargs):
-    """Build a model by name: ``vit``, ``mae``, ``cnn``, ``vit_cnn``, ``aae``, ``vit_biharmonic``
-    (the mask-token ViT refining the harmonic fill) or ``pretrained_vit``
-    (:mod:`helpers.pretrained`, around a downloaded backbone: ``preset=...``), with the model
-    settings of ``recipe`` (:mod:`helpers.recipes`: ``tuned``, the builders' defaults, or
-    ``reference``); ``kwargs`` go to its builder and override the recipe. ``lowest_ratio``: the
-    lowest ratio the model will be trained or scored at; the MAE is built for it
-    (``min_mask_ratio``) unless told otherwise."""
+    """Build a model by name (``vit``, ``mae``, ``cnn``, ``vit_cnn``, ``aae``, ``vit_biharmonic``
+    or ``pretrained_vit``) with the settings of ``recipe`` (:mod:`helpers.recipes`).
+
+    Args:
+        lowest_ratio: the lowest ratio the model will see; the MAE's default ``min_mask_ratio``.
+        **kwargs: to the model's builder, over the recipe.
+    """
     check_choice(name, "model name", BUILDERS)
     kwargs = {**model_settings(recipe, name), **kwargs}
     if min_hidden_bound(name) and lowest_ratio is not None:
         kwargs.setdefault("min_mask_ratio", lowest_ratio)
-    builders = {"vit": build_vit, "vit_biharmonic": build_vit, "mae": build_mae}
-    builders.update({"cnn": build_cnn_autoencoder, "vit_cnn": build_vit_cnn, "aae": build_aae})
-    builders["pretrained_vit"] = pretrained.build_pretrained_vit
-    return builders[name](**kwargs)
+    builders = {"vit": build_vit, "vit_biharmonic": build_vit, "mae": build_mae, "aae": build_aae}
+    builders.update(cnn=build_cnn_autoencoder, vit_cnn=build_vit_cnn)
+    return {**builders, "pretrained_vit": pretrained.build_pretrained_vit}[name](**kwargs)
 
 
 def untrained_twin(model: keras.Model, seed: int | None = 0) -> keras.Model:
-    """The same architecture as ``model`` with the initial weights of ``seed``: rebuilt from its
-    config (as a saved ``.keras`` file is), nothing copied from its trained weights. A model of
-    :func:`build_model` built with ``seed`` gets back the very weights it started from, so
-    ``score(model) - score(untrained_twin(model, seed))`` is what training added."""
+    """``model`` rebuilt from its config with the initial weights of ``seed``: for a model built
+    with that seed, the weights it started from."""
     config = keras.saving.serialize_keras_object(model)  # the architecture, no weights
     seed_weights(seed)
     # safe mode: an untrusted model's config (a grader's submission) runs no Python code
     return keras.saving.deserialize_keras_object(config, safe_mode=True)
 
 
-# --------------------------------------------------------------------------------------------
-# Biharmonic inpainting
-# --------------------------------------------------------------------------------------------
 class Inpainter:
     """A non-learned predictor: the learned models' interface (``predict_on_batch`` of
     ``{"images", "mask"}``) over :meth:`fill`; any image shape and patch size."""
@@ -481,25 +369,18 @@ class MeanColourInpainter(Inpainter):
     name = "mean_colour"
 
     def fill(self, images: np.ndarray, mask: np.ndarray, patch_size: int) -> np.ndarray:
-        """Full images (N, H, W, C) float32 with the masked patches set to the visible mean
-        colour."""
+        """Full images (N, H, W, C) float32, the masked patches set to the visible mean colour."""
         hidden = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])  # (N, H, W, 1)
         images = images.astype(np.float32, copy=False)
-        weights = np.where(hidden.all(axis=(1, 2, 3), keepdims=True), True, ~hidden).astype(
-            np.float32
-        )
-        mean = (images * weights).sum(axis=(1, 2), keepdims=True) / weights.sum(
-            axis=(1, 2), keepdims=True
-        )
+        visible = ~hidden | hidden.all(axis=(1, 2, 3), keepdims=True)  # all if nothing is visible
+        weights = np.broadcast_to(visible, images.shape).astype(np.float32)
+        mean = np.average(images, axis=(1, 2), weights=weights, keepdims=True)
         return np.where(hidden, mean, images).astype(np.float32)
 
 
 _CLASSICAL = {c.name: c for c in (BiharmonicInpainter, MeanColourInpainter)}  # NON_LEARNED
 
 
-# --------------------------------------------------------------------------------------------
-# One interface for every predictor
-# --------------------------------------------------------------------------------------------
 def mask_patch_size(image_shape, n_patches: int) -> int:
     """The patch size that cuts images of ``image_shape`` (H, W, ...) into ``n_patches`` patches."""
     h, w = int(image_shape[0]), int(image_shape[1])
@@ -524,73 +405,52 @@ def check_fits(
             type(predictor).__name__,
             "must be a model from helpers.models (build_* or load_predictor)",
         )
-    want = predictor.image_shape
+    want, built, model = predictor.image_shape, predictor.patch_size, f"this {predictor.name} model"
     if want is not None and tuple(image_shape) != want:
+        raise SettingError("images", tuple(image_shape), f"{model} takes images of shape {want}")
+    if built is not None and patch_size != built:
         raise SettingError(
-            "images",
-            tuple(image_shape),
-            f"this {predictor.name} model takes images of shape {want}",
-        )
-    if predictor.patch_size is not None and patch_size != predictor.patch_size:
-        raise SettingError(
-            "patch_size",
-            patch_size,
-            f"this {predictor.name} model was built for patch_size {predictor.patch_size}; "
-            f"allowed: {predictor.patch_size}",
+            "patch_size", patch_size, f"{model} was built for patch_size {built}; allowed: {built}"
         )
     gh, gw = grid_shape(image_shape[:2], patch_size)
     if ratio is not None:
         hidden = n_masked(ratio, gh * gw)
     if hidden is not None:
         param, value = ("ratio", ratio) if ratio is not None else ("mask", f"{hidden} hidden")
-        model = f"this {predictor.name} model"
         check_hidden(hidden, predictor.min_masked, gh * gw, param, value, model=model)
 
 
 def reconstruct(
     predictor, images: np.ndarray, mask: np.ndarray, batch_size: int = 256
 ) -> np.ndarray:
-    """Full images (N, H, W, C) float32 predicted by ``predictor`` for ``images`` with ``mask``
-    hidden.
-
-    ``images``: float in [0, 1]; ``mask``: bool (N, L) from :mod:`helpers.masking` (its length
-    gives the patch size). Keras models run in batches of ``batch_size`` without a progress bar.
-    """
+    """Full images (N, H, W, C) float32 predicted by ``predictor`` for ``images`` (float in [0,
+    1]) with ``mask`` hidden (bool (N, L), its length gives the patch size), in batches."""
     check_images(images)
     check_mask(mask, n_images=images.shape[0])
     patch_size = mask_patch_size(images.shape[1:3], mask.shape[1])
-    check_fits(
-        predictor,
-        images.shape[1:],
-        patch_size,
-        hidden=int(mask.sum(axis=1).min()) if mask.size else None,
-    )
+    hidden = int(mask.sum(axis=1).min()) if mask.size else None
+    check_fits(predictor, images.shape[1:], patch_size, hidden=hidden)
     batch_size = check_positive_int(batch_size, "batch_size")
     out = np.empty(images.shape, dtype=np.float32)
     for start in range(0, images.shape[0], batch_size):
         sl = slice(start, start + batch_size)
-        inputs = {
-            "images": images[sl].astype(np.float32, copy=False),
-            "mask": mask[sl].astype(np.float32),
-        }
+        batch = images[sl].astype(np.float32, copy=False)
+        inputs = {"images": batch, "mask": mask[sl].astype(np.float32)}
         out[sl] = np.asarray(predictor.predict_on_batch(inputs), dtype=np.float32)
     return out
 
 
 def stage_shapes(model, images: np.ndarray, mask: np.ndarray, stages) -> list[tuple[str, tuple]]:
     """``(layer name, output shape)`` of each layer named in ``stages`` when ``model`` runs on
-    ``images`` and ``mask``: the shapes a reader checks along the way (patches, tokens, pixels)."""
+    ``images`` and ``mask``."""
     probe = keras.Model(model.input, [model.get_layer(name).output for name in stages])
     outputs = probe({"images": images, "mask": mask.astype(np.float32)}, training=False)
     return [(name, tuple(out.shape)) for name, out in zip(stages, outputs)]
 
 
 def gray_variant(model: MaskedImageModel) -> MaskedImageModel:
-    """The same Transformer for one-channel images: built from ``model``'s settings with one input
-    channel, every weight of ``model`` copied by layer name; only the adapters are new
-    (``gray_to_rgb`` copies the gray value into the three channels, ``rgb_to_gray`` takes
-    ``skimage.color.rgb2gray``'s weights), so a model trained in colour starts on gray images
-    where it stood and can be fine-tuned there."""
+    """The same Transformer for one-channel images, every weight of ``model`` copied by layer
+    name; only the gray adapters are new (:func:`helpers.base.gray_adapter`, ``gray_out``)."""
     if not isinstance(model, (MaskTokenViT, MaeViT, VitCnnAutoencoder)):
         raise SettingError(
             "model",
@@ -612,17 +472,14 @@ def gray_variant(model: MaskedImageModel) -> MaskedImageModel:
 
 
 def load_predictor(path_or_name):
-    """``"biharmonic"`` or ``"mean_colour"`` gives that non-learned predictor; a path loads a saved
-    ``.keras`` model (one written by this version of the package)."""
+    """The non-learned predictor ``"biharmonic"`` or ``"mean_colour"``, or the saved ``.keras``
+    model at a path."""
     if isinstance(path_or_name, str) and path_or_name in _CLASSICAL:
         return _CLASSICAL[path_or_name]()
     path = os.fspath(path_or_name)
     if not path.endswith(".keras"):
-        raise SettingError(
-            "path_or_name",
-            path_or_name,
-            f"must be one of {list(NON_LEARNED)} or a path to a .keras file",
-        )
+        allowed = f"must be one of {list(NON_LEARNED)} or a path to a .keras file"
+        raise SettingError("path_or_name", path_or_name, allowed)
     if not os.path.isfile(path):
         raise FileNotFoundError(errno.ENOENT, "no saved model", path)
     model = keras.saving.load_model(path, compile=False)

@@ -1,26 +1,8 @@
 """Transfer learning: a pretrained Vision Transformer (keras-hub's ``ViTBackbone``, by default
-google/vit-base-patch16-224) fine-tuned to reconstruct masked images.
+google/vit-base-patch16-224) fine-tuned to reconstruct masked images (:class:`PretrainedViT`).
 
-- :func:`load_backbone`: a ``ViTBackbone`` from a Keras preset name (Kaggle, online), a Hugging
-  Face URI (``hf://google/vit-base-patch16-224``, online) or a local folder (a Keras preset
-  written by ``save_to_preset``, or a Hugging Face folder with ``config.json`` +
-  ``model.safetensors``), with an error that lists what it tried when none is reachable.
-- :class:`PretrainedViT` (builder ``pretrained_vit``, :func:`build_pretrained_vit`): the masked
-  image (hidden pixels grey) and the pixel mask as a fourth channel (with ``fill="harmonic"``,
-  never a default, the harmonic fill of the hidden pixels in front), a learned 1x1 convolution to
-  the three channels the backbone expects (started as a copy of the colours, the mask channel at
-  0), resized to the backbone's input size and scaled to its [-1, 1] range; the backbone's patch
-  tokens (class token dropped) laid out on its patch grid, projected, resized back to the image
-  and decoded by a light head of two 3x3 convolutions that also sees the masked image (with the
-  fill: its output, started at 0, corrects the fill).
-  ``fine_tune="head"`` freezes the backbone (only the adapter and the head learn);
-  ``fine_tune="all"`` trains it too, its steps scaled by ``backbone_lr_scale``
-  (:class:`helpers.training.ScaledAdam`).
-- :func:`save_tiny_backbone`: a small randomly initialised ``ViTBackbone`` saved as a local
-  preset, the offline stand-in for the download (tests, the quick profile of notebook 03).
-
-keras-hub is imported inside the functions that need it, not at the top: it is heavy (about a
-second and TensorFlow Text on import) and only this model uses it.
+:func:`load_backbone` finds the backbone; :func:`save_tiny_backbone` saves a small random one as
+the offline stand-in. keras-hub is imported inside the functions that need it: it is heavy.
 """
 
 from __future__ import annotations
@@ -29,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -69,16 +52,12 @@ _HOW_OFFLINE = (
 )
 
 
-# --------------------------------------------------------------------------------------------
-# The backbone
-# --------------------------------------------------------------------------------------------
 def _is_local(preset) -> bool:
     if isinstance(preset, os.PathLike):
         return True
     text = str(preset)
-    if text.startswith(_REMOTE):
-        return False
-    return os.path.exists(text) or text.startswith((".", "~", os.sep)) or os.sep in text
+    local = os.path.exists(text) or text.startswith((".", "~", os.sep)) or os.sep in text
+    return local and not text.startswith(_REMOTE)
 
 
 def _check_folder(folder: Path) -> None:
@@ -87,40 +66,37 @@ def _check_folder(folder: Path) -> None:
         "a Keras preset folder (config.json + model.weights.h5, written by save_to_preset) or a "
         "Hugging Face folder (config.json + model.safetensors)"
     )
+    error = partial(SettingError, "preset", str(folder))
     if not folder.is_dir():
-        raise SettingError("preset", str(folder), f"no such folder; allowed: {allowed}")
+        raise error(f"no such folder; allowed: {allowed}")
     files = sorted(p.name for p in folder.iterdir())
     if "config.json" not in files:
-        raise SettingError("preset", str(folder), f"holds {files[:8]}, not {allowed}")
+        raise error(f"holds {files[:8]}, not {allowed}")
     try:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as exc:
-        raise SettingError("preset", str(folder), f"config.json is not JSON ({exc})") from None
+        raise error(f"config.json is not JSON ({exc})") from None
     if "model_type" in config:  # Hugging Face
         if config["model_type"] != HF_VIT:
-            raise SettingError(
-                "preset", str(folder), f"is a Hugging Face {config['model_type']!r} model; "
-                "allowed: a ViT (model_type 'vit')",
-            )  # fmt: skip
+            kind = config["model_type"]
+            raise error(f"is a Hugging Face {kind!r} model; allowed: a ViT (model_type 'vit')")
         if "model.safetensors" not in files:
-            raise SettingError(
-                "preset", str(folder), "is a Hugging Face folder without model.safetensors"
-            )
+            raise error("is a Hugging Face folder without model.safetensors")
     elif "registered_name" in config:
         if "ViTBackbone" not in str(config["registered_name"]):
-            raise SettingError(
-                "preset", str(folder), f"holds a {config['registered_name']}; allowed: a "
-                "ViTBackbone preset",
-            )  # fmt: skip
+            raise error(f"holds a {config['registered_name']}; allowed: a ViTBackbone preset")
     else:
-        raise SettingError("preset", str(folder), f"config.json is not {allowed}")
+        raise error(f"config.json is not {allowed}")
 
 
 def load_backbone(preset=DEFAULT_PRESET):
-    """A keras-hub ``ViTBackbone`` from ``preset``: a local folder (checked first, so a wrong folder
-    gets a clear error), a ``ViTBackbone`` (returned as is), or a preset name or ``hf://`` URI
-    (downloaded and cached by keras-hub). For the default name the Hugging Face URI is tried
-    next; when none loads, the error lists each try and how to work offline."""
+    """A keras-hub ``ViTBackbone`` from ``preset``: a ``ViTBackbone`` (returned as is), a local
+    folder (checked first), or a preset name or ``hf://`` URI (downloaded by keras-hub; for the
+    default name the Hugging Face URI is tried next).
+
+    Raises:
+        SettingError: a wrong folder, or none could be loaded (each try, how to work offline).
+    """
     import keras_hub  # heavy, optional
 
     if isinstance(preset, keras_hub.models.ViTBackbone):
@@ -140,32 +116,24 @@ def load_backbone(preset=DEFAULT_PRESET):
             return keras_hub.models.ViTBackbone.from_preset(name)
         except Exception as exc:  # network, authentication, unknown name: all end the same way
             failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    raise SettingError(
-        "preset",
-        str(preset),
-        "could not be loaded; tried " + "; ".join(failures) + ". " + _HOW_OFFLINE,
-    )
+    problem = "could not be loaded; tried " + "; ".join(failures) + ". " + _HOW_OFFLINE
+    raise SettingError("preset", str(preset), problem)
 
 
 def save_tiny_backbone(
     folder, image_size: int = 32, patch_size: int = 4, *, num_layers: int = 2, width: int = 32,
     num_heads: int = 2, mlp_dim: int = 64, seed: int = 0,
 ) -> Path:  # fmt: skip
-    """Save a small ``ViTBackbone`` with random weights (seeded) as a Keras preset in ``folder``
-    (written to a temporary folder beside it, then renamed) and return the folder. It is not
-    pretrained: it stands in for the download where there is no network."""
+    """Save a small ``ViTBackbone`` with seeded random weights as a Keras preset in ``folder``
+    (written beside it, then renamed) and return the folder: the download's offline stand-in."""
     import keras_hub  # heavy, optional
 
     folder = Path(folder)
     seed_weights(seed)
     backbone = keras_hub.models.ViTBackbone(
-        image_shape=(image_size, image_size, 3),
-        patch_size=patch_size,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        hidden_dim=width,
-        mlp_dim=mlp_dim,
-    )
+        image_shape=(image_size, image_size, 3), patch_size=patch_size, num_layers=num_layers,
+        num_heads=num_heads, hidden_dim=width, mlp_dim=mlp_dim,
+    )  # fmt: skip
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -179,39 +147,29 @@ def save_tiny_backbone(
 
 
 def _backbone_config(backbone) -> dict:
-    """What rebuilds the backbone's architecture: its config without name, trainable and dtype
-    (the model's dtype policy applies)."""
+    """The backbone's config without name, trainable and dtype (the model's policy applies)."""
     skip = ("name", "trainable", "dtype")
     return {k: v for k, v in backbone.get_config().items() if k not in skip}
 
 
-# --------------------------------------------------------------------------------------------
-# The reconstruction model around it
-# --------------------------------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package="helpers")
 class PretrainedViT(MaskedImageModel):
-    """A pretrained ``ViTBackbone`` with an input adapter and a light decoding head (see the
-    module docstring and :func:`build_pretrained_vit`). ``backbone`` is the backbone's config
-    (its weights come from the preset when built, from the ``.keras`` file when loaded)."""
+    """A pretrained ``ViTBackbone`` with an input adapter and a light decoding head.
+
+    The masked image and pixel mask (with ``fill="harmonic"`` the fill in front) go through a 1x1
+    convolution to three channels, resized to the backbone's input; its patch tokens on their
+    grid are projected, resized back and decoded by two 3x3 convolutions that also see the
+    masked image. Build with :func:`build_pretrained_vit`; ``backbone``: the backbone's config.
+    """
 
     builder = "pretrained_vit"
     feature_layer = "patch_tokens"
 
     def __init__(
-        self,
-        image_shape=(32, 32, 3),
-        patch_size=4,
-        backbone=None,
-        head_dim=64,
-        fine_tune="head",
-        backbone_lr_scale=0.1,
-        fill="grey",
-        fill_iterations=128,
-        preset="",
-        mixed_precision=False,
-        name="pretrained_vit",
-        **kwargs,
-    ):
+        self, image_shape=(32, 32, 3), patch_size=4, backbone=None, head_dim=64, fine_tune="head",
+        backbone_lr_scale=0.1, fill="grey", fill_iterations=128, preset="", mixed_precision=False,
+        name="pretrained_vit", **kwargs,
+    ):  # fmt: skip
         import keras_hub  # heavy, optional
 
         settings = settings_of(locals())
@@ -241,27 +199,23 @@ class PretrainedViT(MaskedImageModel):
             if (bh, bw) != (h, w):
                 x = layers.Resizing(bh, bw, "bilinear", name="to_backbone_size")(x)
             x = layers.Rescaling(2.0, offset=-1.0, name="to_backbone_range")(x)
-            tokens = vit(x)
             if vit.use_class_token:
-                tokens = layers.Cropping1D((1, 0), name="patch_tokens")(tokens)
+                tokens = layers.Cropping1D((1, 0), name="patch_tokens")(vit(x))
             else:
-                tokens = layers.Identity(name="patch_tokens")(tokens)
+                tokens = layers.Identity(name="patch_tokens")(vit(x))
             y = layers.Reshape((bh // ph, bw // pw, vit.hidden_dim), name="token_grid")(tokens)
             y = layers.Dense(head_dim, activation="gelu", name="head_proj")(y)
             if (bh // ph, bw // pw) != (h, w):
                 y = layers.Resizing(h, w, "bilinear", name="to_image_size")(y)
             y = layers.Concatenate(name="with_image")([y, masked])
             y = layers.Conv2D(head_dim, 3, padding="same", activation="gelu", name="head_conv")(y)
-            if guess is None:
-                out = layers.Conv2D(
-                    c, 3, padding="same", activation="sigmoid", dtype="float32", name="head"
-                )(y)
-            else:  # a correction of the fill, started at 0
-                y = layers.Conv2D(
-                    c, 3, padding="same", activation="tanh", dtype="float32",
-                    kernel_initializer="zeros", name="head",
-                )(y)  # fmt: skip
-                out = layers.Add(dtype="float32", name="fill_plus")([guess, y])
+            refine = guess is not None  # the head's output: a correction of the fill, started at 0
+            out = layers.Conv2D(
+                c, 3, padding="same", activation="tanh" if refine else "sigmoid", dtype="float32",
+                kernel_initializer="zeros" if refine else "glorot_uniform", name="head",
+            )(y)  # fmt: skip
+            if refine:
+                out = layers.Add(dtype="float32", name="fill_plus")([guess, out])
                 out = layers.ReLU(max_value=1.0, dtype="float32", name="to_unit")(out)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
         vit.trainable = fine_tune == "all"
@@ -275,29 +229,19 @@ class PretrainedViT(MaskedImageModel):
 
 
 def build_pretrained_vit(
-    image_shape=(32, 32, 3),
-    patch_size: int = 4,
-    *,
-    preset=DEFAULT_PRESET,
-    head_dim: int = 64,
-    fine_tune: str = "head",
-    backbone_lr_scale: float = 0.1,
-    fill: str = "grey",
-    fill_iterations: int = 128,
-    seed: int | None = 0,
-    mixed_precision: bool | str = False,
-) -> PretrainedViT:
-    """A :class:`PretrainedViT` around the backbone of ``preset`` (:func:`load_backbone`) for
-    images of ``image_shape`` and masks of ``patch_size``-pixel patches. The images are resized
-    to the backbone's input size (224 x 224 for ViT-B/16: a 32-pixel CIFAR-10 image becomes 196
-    tokens of 16 x 16 upsampled pixels). ``fine_tune``: ``head`` (the backbone frozen) or
-    ``all`` (the backbone's steps times ``backbone_lr_scale``). ``fill="grey"`` (the default):
-    hidden pixels enter grey and a sigmoid head gives the pixels. ``fill="harmonic"`` (a model
-    that refines a classical fill, as ``vit_biharmonic``): the harmonic fill of the visible
-    pixels (:class:`helpers.layers.HarmonicFill`, ``fill_iterations`` steps) joins the input, and
-    the head's tanh output, started at 0, is a correction added to it, so the model starts at the
-    fill's quality. The new layers are seeded by ``seed``; the backbone's weights are the
-    preset's."""
+    image_shape=(32, 32, 3), patch_size: int = 4, *, preset=DEFAULT_PRESET, head_dim: int = 64,
+    fine_tune: str = "head", backbone_lr_scale: float = 0.1, fill: str = "grey",
+    fill_iterations: int = 128, seed: int | None = 0, mixed_precision: bool | str = False,
+) -> PretrainedViT:  # fmt: skip
+    """A :class:`PretrainedViT` around the backbone of ``preset`` (:func:`load_backbone`), its
+    new layers seeded by ``seed``.
+
+    Args:
+        fine_tune: ``"head"`` (the backbone frozen) or ``"all"`` (its steps times
+            ``backbone_lr_scale``).
+        fill: ``"grey"`` (hidden pixels enter grey, a sigmoid head gives the pixels) or
+            ``"harmonic"`` (the harmonic fill joins the input; the head corrects it).
+    """
     image_shape = check_image_shape(image_shape)
     check_patch_size(patch_size, image_shape)
     check_positive_int(head_dim, "head_dim")
@@ -309,16 +253,9 @@ def build_pretrained_vit(
     backbone = load_backbone(preset)
     seed_weights(seed)
     model = PretrainedViT(
-        image_shape,
-        patch_size,
-        _backbone_config(backbone),
-        head_dim,
-        fine_tune,
-        float(backbone_lr_scale),
-        fill,
-        int(fill_iterations),
-        str(preset) if isinstance(preset, (str, os.PathLike)) else backbone.name,
-        mixed_precision,
-    )
+        image_shape, patch_size, _backbone_config(backbone), head_dim, fine_tune,
+        float(backbone_lr_scale), fill, int(fill_iterations),
+        str(preset) if isinstance(preset, (str, os.PathLike)) else backbone.name, mixed_precision,
+    )  # fmt: skip
     model.get_layer("backbone").set_weights(backbone.get_weights())
     return model
