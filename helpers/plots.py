@@ -615,12 +615,11 @@ def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None, reference
     keys += [("o", c, f"{r:.0%}") for r, c in zip(ratios, colours)]
     handles = [plt.Line2D([], [], marker=m, color=c, ls="", label=t) for m, c, t in keys]
     reference = reference or {}
-    above = dict(xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    above = dict(xycoords=("data", "axes fraction"), xytext=(0, 2), textcoords="offset points")
+    above.update(color="tab:red", ha="center", va="bottom", fontsize=8)
     for name, value in reference.items():
         ax.axvline(value, color="tab:red", linestyle="-.", lw=1)
-        ax.annotate(
-            name, (value, 1.0), xycoords=("data", "axes fraction"), color="tab:red", **above
-        )
+        ax.annotate(name, (value, 1.0), **above)
     if reference:  # an x-range holding the points and the references, with a margin
         values = [float(v) for v in [*(c["psnr"] for c in cells), *reference.values()]]
         pad = max(0.05 * (max(values) - min(values)), 0.3)

@@ -33,40 +33,6 @@ LOSS_ON = ("masked", "all")  # the patches the loss is taken on: the hidden ones
 LOSSES = ("mse", "psnr")  # the training losses: the MSE, or minus each image's PSNR
 
 
-def _model_settings(recipe: str) -> dict:
-    ref = recipe == "reference"
-    vit = {"dropout": 0.1 if ref else 0.0, "pos_init": "random" if ref else "sincos"}
-    cnn = {"dropout": 0.1 if ref else 0.0, "skips": not ref}  # tuned: U-Net skip connections
-    return {
-        **{n: {**vit, "fill": "token"} for n in ("vit", "mae", "vit_cnn")},
-        "vit_biharmonic": {**vit, "fill": "harmonic"},
-        "cnn": cnn,
-        "aae": cnn,  # the CNN's encoder and decoder
-    }
-
-
-def _train_settings(recipe: str, name: str) -> dict:
-    if recipe == "reference":
-        return {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}
-    settings = {
-        # pretrained_vit: the new layers' rate (the backbone's: PretrainedViT's backbone_lr_scale)
-        "lr": 3e-3 if name in ("cnn", "aae") else 2e-3,
-        "lr_schedule": "cosine",
-        "augment": True,
-        # the MAE's decoder learns where each hidden patch is sooner from the loss on every patch
-        "loss_on": "all" if name == "mae" else "masked",
-    }
-    # the mask-token ViT learns faster on minus each image's PSNR than on the MSE
-    if name in ("vit", "vit_biharmonic") or (recipe == "long" and name == "cnn"):
-        settings["loss"] = "psnr"
-    return settings
-
-
-# builder and train() keyword arguments per recipe and model name
-MODEL_SETTINGS = {recipe: _model_settings(recipe) for recipe in RECIPES}
-TRAIN_SETTINGS = {recipe: {n: _train_settings(recipe, n) for n in BUILDERS} for recipe in RECIPES}
-
-
 def learns(predictor) -> bool:
     """Whether ``predictor`` learns: a predictor object says so (``learned``); of names and saved
     models' paths, all but :data:`NON_LEARNED`."""
@@ -91,13 +57,35 @@ def check_recipe(recipe) -> str:
 
 def model_settings(recipe: str, name: str) -> dict:
     """Builder keyword arguments of ``recipe`` for the model ``name``."""
-    return dict(MODEL_SETTINGS[check_recipe(recipe)].get(name, {}))
+    ref = check_recipe(recipe) == "reference"
+    dropout = 0.1 if ref else 0.0
+    if name in ("vit", "mae", "vit_cnn", "vit_biharmonic"):
+        fill = "harmonic" if name == "vit_biharmonic" else "token"
+        return {"dropout": dropout, "pos_init": "random" if ref else "sincos", "fill": fill}
+    # tuned: U-Net skip connections; aae: the CNN's encoder and decoder
+    return {"dropout": dropout, "skips": not ref} if name in ("cnn", "aae") else {}
 
 
 def train_settings(recipe: str, name: str) -> dict:
     """``lr``, ``lr_schedule``, ``augment``, ``loss_on`` and, where the recipe sets it, ``loss``
     of ``recipe`` for the model ``name``."""
-    return dict(TRAIN_SETTINGS[check_recipe(recipe)][name])
+    check_recipe(recipe)
+    if name not in BUILDERS:
+        raise KeyError(name)
+    if recipe == "reference":
+        return {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}
+    settings = {
+        # pretrained_vit: the new layers' rate (the backbone's: PretrainedViT's backbone_lr_scale)
+        "lr": 3e-3 if name in ("cnn", "aae") else 2e-3,
+        "lr_schedule": "cosine",
+        "augment": True,
+        # the MAE's decoder learns where each hidden patch is sooner from the loss on every patch
+        "loss_on": "all" if name == "mae" else "masked",
+    }
+    # the mask-token ViT learns faster on minus each image's PSNR than on the MSE
+    if name in ("vit", "vit_biharmonic") or (recipe == "long" and name == "cnn"):
+        settings["loss"] = "psnr"
+    return settings
 
 
 def resolve(

@@ -348,15 +348,6 @@ def read_history(path) -> list[dict]:
     ]
 
 
-def run_folder(run_dir=None, run_name=None, save_root=SAVE_ROOT) -> Path:
-    """``run_dir`` if given, else ``save_root/run_name``."""
-    if run_dir is not None:
-        return Path(run_dir)
-    if not isinstance(run_name, str) or run_name in ("", ".", "..") or os.sep in run_name:
-        raise SettingError("run_name", run_name, "must be a plain folder name (or pass run_dir)")
-    return Path(save_root) / run_name
-
-
 def _learning_rate(lr, lr_schedule, warmup_epochs, epochs, steps, seconds=None):
     """Adam's learning rate: a number (plateau, or a :class:`TimeBudget` sets it) or a linear
     warm-up and cosine decay over ``epochs`` of ``steps``."""
@@ -553,7 +544,11 @@ def train(
     check_choice(loss, "loss", LOSSES)
     devices = check_devices(devices, batch_size)
     workers = check_positive_int(workers, "workers")
-    folder = run_folder(run_dir, run_name, save_root)
+    if run_dir is None and (
+        not isinstance(run_name, str) or run_name in ("", ".", "..") or os.sep in run_name
+    ):
+        raise SettingError("run_name", run_name, "must be a plain folder name (or pass run_dir)")
+    folder = Path(save_root) / run_name if run_dir is None else Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
