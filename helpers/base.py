@@ -35,17 +35,18 @@ def check_image_shape(image_shape) -> tuple[int, int, int]:
     return tuple(check_positive_int(v, name) for v, name in zip(image_shape, names))
 
 
-def check_heads(width: int, num_heads: int, width_name: str, heads_name: str) -> None:
+def check_blocks(sizes, names, pos_init) -> None:
+    """Check the (width, depth, num_heads, mlp_dim) of Transformer blocks, named ``names``."""
+    for value, name in zip(sizes, names):
+        check_positive_int(value, name)
+    width, num_heads = sizes[0], sizes[2]
     if width % num_heads:
-        of, allowed = f"{width_name}={width}", [d for d in range(1, width + 1) if width % d == 0]
-        problem = f"must divide {of}; allowed {heads_name} for {of}: {allowed}"
-        raise SettingError(heads_name, num_heads, problem)
-
-
-def check_sincos_width(width: int, name: str, pos_init: str) -> None:
+        of, allowed = f"{names[0]}={width}", [d for d in range(1, width + 1) if width % d == 0]
+        problem = f"must divide {of}; allowed {names[2]} for {of}: {allowed}"
+        raise SettingError(names[2], num_heads, problem)
     if pos_init == "sincos" and width % 4:
         problem = "must be divisible by 4 for pos_init='sincos' (a sine and a cosine per axis)"
-        raise SettingError(name, width, problem)
+        raise SettingError(names[0], width, problem)
 
 
 def check_transformer(
@@ -56,10 +57,7 @@ def check_transformer(
     check_choice(pos_init, "pos_init", mim.POSITION_INITS)
     check_patch_size(patch_size, image_shape)
     sizes = (embed_dim, depth, num_heads, mlp_dim)
-    for value, name in zip(sizes, ("embed_dim", "depth", "num_heads", "mlp_dim")):
-        check_positive_int(value, name)
-    check_heads(embed_dim, num_heads, "embed_dim", "num_heads")
-    check_sincos_width(embed_dim, "embed_dim", pos_init)
+    check_blocks(sizes, ("embed_dim", "depth", "num_heads", "mlp_dim"), pos_init)
     check_fraction(dropout, "dropout")
     return image_shape
 
@@ -213,6 +211,19 @@ def colour_patches(patches, image_shape, patch_size, adapter=None):
     image = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="gray_image")(patches)
     rgb, _ = colour_in(image, image_shape, adapter)
     return mim.Patchify(patch_size, dtype="float32", name="rgb_patches")(rgb)
+
+
+def harmonic_guess(images, patches, mask, adapter, patch_size, fill_iterations):
+    """The harmonic fill's patches: of the colour ``patches``, or with a gray ``adapter`` of the
+    gray ``images``, then through that adapter (as :func:`colour_patches`)."""
+    image_shape = tuple(images.shape[1:])
+    fill = mim.HarmonicFill(
+        image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
+    )
+    if adapter is None:
+        return fill(patches, mask)
+    gray = mim.Patchify(patch_size, dtype="float32", name="gray_patches")(images)
+    return colour_patches(fill(gray, mask), image_shape, patch_size, adapter)
 
 
 def gray_out(images, image_shape):

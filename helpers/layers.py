@@ -6,6 +6,8 @@ A patch mask is a float tensor ``(N, L)``: 1 for a hidden (masked) patch, 0 for 
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -21,15 +23,16 @@ def _hidden(patch_mask):
     return ops.expand_dims(ops.greater(patch_mask, 0.5), -1)
 
 
-class _SameShape(layers.Layer):
-    """A layer whose output has the shape of its (first) input."""
+class _Layer(layers.Layer):
+    """A layer whose config holds its ``__init__`` arguments, kept as attributes of their names."""
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def get_config(self):
+        names = list(inspect.signature(type(self).__init__).parameters)[1:-1]  # no self, kwargs
+        return {**super().get_config(), **{k: getattr(self, k) for k in names}}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Patchify(layers.Layer):
+class Patchify(_Layer):
     """Images (N, H, W, C) -> patches (N, L, p*p*C), as :func:`helpers.patches.patchify`."""
 
     def __init__(self, patch_size: int, **kwargs):
@@ -39,16 +42,9 @@ class Patchify(layers.Layer):
     def call(self, images):
         return patchify_ops(images, self.patch_size)
 
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        return (n, (h // self.patch_size) * (w // self.patch_size), self.patch_size**2 * c)
-
-    def get_config(self):
-        return {**super().get_config(), "patch_size": self.patch_size}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Unpatchify(layers.Layer):
+class Unpatchify(_Layer):
     """Patches (N, L, p*p*C) -> images (N, H, W, C) of ``image_shape`` (H, W, C)."""
 
     def __init__(self, patch_size: int, image_shape, **kwargs):
@@ -59,13 +55,6 @@ class Unpatchify(layers.Layer):
     def call(self, patches):
         return unpatchify_ops(patches, self.patch_size, self.image_shape)
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.image_shape)
-
-    def get_config(self):
-        config = {"patch_size": self.patch_size, "image_shape": self.image_shape}
-        return {**super().get_config(), **config}
-
 
 def pixel_mask(patch_mask, patch_size: int, image_shape):
     """Float patch mask (N, L) -> float pixel mask (N, H, W, 1), 1 = hidden pixel."""
@@ -75,7 +64,7 @@ def pixel_mask(patch_mask, patch_size: int, image_shape):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class MaskedImage(layers.Layer):
+class MaskedImage(_Layer):
     """The CNN's input from images (N, H, W, C) and a patch mask (N, L): hidden pixels set to
     ``fill``, then the pixel mask as channel C + 1 -> (N, H, W, C + 1)."""
 
@@ -89,15 +78,9 @@ class MaskedImage(layers.Layer):
         masked = ops.where(pixels > 0.5, ops.full_like(images, self.fill), images)
         return ops.concatenate([masked, pixels], axis=-1)
 
-    def compute_output_shape(self, images_shape, patch_mask_shape):
-        return (*images_shape[:-1], images_shape[-1] + 1)
-
-    def get_config(self):
-        return {**super().get_config(), "patch_size": self.patch_size, "fill": self.fill}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PatchEmbedding(layers.Layer):
+class PatchEmbedding(_Layer):
     """Project flattened patches (N, L, D) to tokens (N, L, embed_dim); the content of masked
     patches is zeroed before the projection, so it never reaches the model (not even a NaN)."""
 
@@ -114,18 +97,12 @@ class PatchEmbedding(layers.Layer):
             patches = ops.where(_hidden(patch_mask), ops.zeros_like(patches), patches)
         return self.projection(patches)
 
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.embed_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim}
-
 
 MASK_TOKEN_MODES = ("replace", "add")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class MaskToken(_SameShape):
+class MaskToken(_Layer):
     """One learnable vector put in place of the tokens of masked patches (``mode="replace"``) or
     added to them (``mode="add"``: their content is a guess, see :class:`HarmonicFill`)."""
 
@@ -145,12 +122,9 @@ class MaskToken(_SameShape):
             token = tokens + token
         return ops.where(_hidden(patch_mask), token, tokens)
 
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class HarmonicFill(_SameShape):
+class HarmonicFill(_Layer):
     """Fill the hidden patches with a smooth guess from the visible pixels (no weights): from the
     mean visible colour, ``iterations`` Jacobi steps of Laplace's equation on the hidden pixels.
 
@@ -185,10 +159,6 @@ class HarmonicFill(_SameShape):
         filled = ops.fori_loop(0, self.iterations, step, image + gap * mean)
         return patchify_ops(filled, self.patch_size)
 
-    def get_config(self):
-        config = {"image_shape": self.image_shape, "patch_size": self.patch_size}
-        return {**super().get_config(), **config, "iterations": self.iterations}
-
 
 def sincos_position_embedding(grid, width: int):
     """2-D sine-cosine position embedding (as in MAE) of the patch ``grid``, (gh * gw, width),
@@ -212,7 +182,7 @@ POSITION_INITS = ("random", "sincos")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PositionEmbedding(_SameShape):
+class PositionEmbedding(_Layer):
     """Add a learnable position embedding (1, L, E) to tokens (N, L, E), started from a truncated
     normal (``init="random"``) or :func:`sincos_position_embedding` of the patch ``grid``."""
 
@@ -240,12 +210,9 @@ class PositionEmbedding(_SameShape):
     def call(self, tokens):
         return tokens + ops.cast(self.embedding, tokens.dtype)
 
-    def get_config(self):
-        return {**super().get_config(), "init": self.init, "grid": self.grid}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class TransformerBlock(_SameShape):
+class TransformerBlock(_Layer):
     """Pre-LayerNorm Transformer block (as in ViT/MAE).
 
     ``x = x + Dropout(MHA(LN(x)))``; ``x = x + Dropout(Dense(Dropout(GELU(Dense(LN(x))))))``.
@@ -290,13 +257,9 @@ class TransformerBlock(_SameShape):
         h = self.fc2(self.drop(h, training=training))
         return x + self.drop(h, training=training)
 
-    def get_config(self):
-        config = {"num_heads": self.num_heads, "mlp_dim": self.mlp_dim, "dropout": self.dropout}
-        return {**super().get_config(), **config}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class TokenSelector(layers.Layer):
+class TokenSelector(_Layer):
     """Choose the ``n_keep`` tokens the MAE encoder processes from a patch mask (N, L), visible
     first, in patch order (distinct sort keys: the same order on every backend). Returns
     ``ids_keep`` (N, n_keep) int and ``kept_visible`` (N, n_keep) float, 1 for a visible patch."""
@@ -317,9 +280,6 @@ class TokenSelector(layers.Layer):
         shape = (patch_mask.shape[0], self.n_keep)
         return keras.KerasTensor(shape, dtype="int32"), keras.KerasTensor(shape, dtype="float32")
 
-    def get_config(self):
-        return {**super().get_config(), "n_keep": self.n_keep}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class GatherTokens(layers.Layer):
@@ -330,12 +290,9 @@ class GatherTokens(layers.Layer):
         one_hot = ops.one_hot(ids, tokens.shape[1], dtype=tokens.dtype)
         return ops.einsum("nkl,nle->nke", one_hot, tokens)
 
-    def compute_output_shape(self, tokens_shape, ids_shape):
-        return (tokens_shape[0], ids_shape[1], tokens_shape[2])
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class ScatterTokens(layers.Layer):
+class ScatterTokens(_Layer):
     """Put kept tokens (N, K, E) back at their positions ``ids`` (N, K) of a length-L sequence;
     the other positions are 0 (a :class:`MaskToken` fills the masked ones afterwards)."""
 
@@ -346,12 +303,6 @@ class ScatterTokens(layers.Layer):
     def call(self, tokens, ids):
         one_hot = ops.one_hot(ids, self.num_patches, dtype=tokens.dtype)
         return ops.einsum("nkl,nke->nle", one_hot, tokens)
-
-    def compute_output_shape(self, tokens_shape, ids_shape):
-        return (tokens_shape[0], self.num_patches, tokens_shape[2])
-
-    def get_config(self):
-        return {**super().get_config(), "num_patches": self.num_patches}
 
 
 def _bce_with_logits(logits, target: int):
@@ -380,7 +331,7 @@ def _adversarial_loss(discriminate, real, fake, loss_weight: float):
     return loss - ops.stop_gradient(loss)
 
 
-class _Adversary(layers.Layer):
+class _Adversary(_Layer):
     """Identity at inference; in training adds the loss of :func:`_adversarial_loss` with a
     discriminator whose weights are this layer's (so the autoencoder's term can detach them)."""
 
@@ -406,12 +357,6 @@ class _Adversary(layers.Layer):
             if not last:
                 x = ops.leaky_relu(x, 0.2)
         return x
-
-    def compute_output_shape(self, input_shape, *args):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "loss_weight": self.loss_weight, "hidden": self.hidden}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -439,9 +384,6 @@ class LatentAdversary(_Adversary):
             self.add_loss(_adversarial_loss(self.discriminate, prior, flat, self.loss_weight))
         return codes
 
-    def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ImageAdversary(_Adversary):
@@ -468,6 +410,3 @@ class ImageAdversary(_Adversary):
             fake = hidden * ops.cast(output, "float32") + (1.0 - hidden) * real
             self.add_loss(_adversarial_loss(self.discriminate, real, fake, self.loss_weight))
         return output
-
-    def get_config(self):
-        return {**super().get_config(), "patch_size": self.patch_size}

@@ -13,30 +13,9 @@ from keras import layers
 
 from . import base
 from . import layers as mim
-from ._checks import check_positive_int, check_ratio
+from ._checks import check_ratio
 from .masking import n_masked
 from .patches import grid_shape
-
-
-def _check_decoder(decoder_dim, decoder_depth, decoder_num_heads, decoder_mlp_dim, pos_init):
-    sizes = (decoder_dim, decoder_depth, decoder_num_heads, decoder_mlp_dim)
-    for value, name in zip(sizes, ("dim", "depth", "num_heads", "mlp_dim")):
-        check_positive_int(value, f"decoder_{name}")
-    base.check_heads(decoder_dim, decoder_num_heads, "decoder_dim", "decoder_num_heads")
-    base.check_sincos_width(decoder_dim, "decoder_dim", pos_init)
-
-
-def _mae_guess(images, patches, mask, adapter, patch_size, fill_iterations):
-    """The harmonic fill's patches: of the colour ``patches``, or with a gray ``adapter`` of the
-    gray ``images``, then through that adapter (as :func:`helpers.base.colour_patches`)."""
-    image_shape = tuple(images.shape[1:])
-    fill = mim.HarmonicFill(
-        image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
-    )
-    if adapter is None:
-        return fill(patches, mask)
-    gray = mim.Patchify(patch_size, dtype="float32", name="gray_patches")(images)
-    return base.colour_patches(fill(gray, mask), image_shape, patch_size, adapter)
 
 
 @keras.saving.register_keras_serializable(package="helpers")
@@ -69,7 +48,11 @@ class MaeViT(base.MaskedImageModel):
             image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init,
             fill, fill_iterations,
         )  # fmt: skip
-        _check_decoder(decoder_dim, decoder_depth, decoder_num_heads, decoder_mlp_dim, pos_init)
+        base.check_blocks(  # not through locals: they become the settings
+            (decoder_dim, decoder_depth, decoder_num_heads, decoder_mlp_dim),
+            ("decoder_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_dim"),
+            pos_init,
+        )
         min_mask_ratio = check_ratio(min_mask_ratio, "min_mask_ratio")
         settings = base.settings_of(locals())
         grid = grid_shape(image_shape[:2], patch_size)
@@ -96,7 +79,9 @@ class MaeViT(base.MaskedImageModel):
             x = mim.MaskToken(name="decoder_mask_token")(x, mask)
             guess = None
             if fill == "harmonic":  # every position also gets the fill's patch (a guess if hidden)
-                guess = _mae_guess(images, patches, mask, adapter, patch_size, fill_iterations)
+                guess = base.harmonic_guess(
+                    images, patches, mask, adapter, patch_size, fill_iterations
+                )
                 fill_tokens = mim.PatchEmbedding(decoder_dim, name="decoder_fill_embed")(guess)
                 x = layers.Add(name="decoder_plus_fill")([x, fill_tokens])
             x = mim.PositionEmbedding(pos_init, grid, name="decoder_pos_embed")(x)

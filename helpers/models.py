@@ -52,9 +52,10 @@ from .recipes import BUILDERS, NON_LEARNED, min_hidden_bound, model_settings
 from .vit import MaskTokenViT, build_vit, vit_encoder  # noqa: F401
 
 
-def cnn_encoder(x, filters, dropout):
-    """The CNN's encoder: ``(bottleneck, stage inputs)``; each stage a stride-2 3x3 convolution,
-    batch normalization, ReLU and dropout."""
+def cnn_encoder(images, mask, patch_size, filters, dropout):
+    """The CNN's encoder of the masked image (:class:`helpers.layers.MaskedImage`): ``(bottleneck,
+    stage inputs)``; each stage a stride-2 3x3 convolution, batch normalization, ReLU, dropout."""
+    x = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
     stage_inputs = []
     for i, f in enumerate(filters):
         stage_inputs.append(x)
@@ -104,8 +105,7 @@ class CnnAutoencoder(MaskedImageModel):
         settings = settings_of(locals())
         with policy(mixed_precision):
             images, mask = model_inputs(image_shape, patch_size)
-            x = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
-            x, stage_inputs = cnn_encoder(x, filters, dropout)
+            x, stage_inputs = cnn_encoder(images, mask, patch_size, filters, dropout)
             out = cnn_decoder(x, filters, dropout, skips, stage_inputs, image_shape[2])
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
         self.feature_layer = f"enc_relu_{len(filters) - 1}"  # the bottleneck
@@ -140,8 +140,7 @@ class AdversarialAutoencoder(MaskedImageModel):
         settings = settings_of(locals())
         with policy(mixed_precision):
             images, mask = model_inputs(image_shape, patch_size)
-            x = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
-            x, stage_inputs = cnn_encoder(x, filters, dropout)
+            x, stage_inputs = cnn_encoder(images, mask, patch_size, filters, dropout)
             z = layers.Conv2D(latent_dim, 1, name="latent")(x)
             z = mim.LatentAdversary(latent_weight, seed=seed, name="latent_adversary")(z)
             out = cnn_decoder(z, filters, dropout, skips, stage_inputs, image_shape[2])
@@ -282,20 +281,17 @@ def adversary_scores(model, images: np.ndarray, mask: np.ndarray) -> dict:
     inputs = {"images": images.astype(np.float32), "mask": mask.astype(np.float32)}
     codes = keras.Model(model.input, model.get_layer("latent").output)(inputs, training=False)
     codes = ops.reshape(codes, (-1, codes.shape[-1]))
-    latent = model.get_layer("latent_adversary")
-    prior = keras.random.normal(ops.shape(codes), seed=0)
-    scores = {
-        key: float(ops.mean(ops.sigmoid(latent.discriminate(x, True))))
-        for key, x in (("latent_real", prior), ("latent_fake", codes))
-    }
+    games = {"latent": ("latent_adversary", keras.random.normal(ops.shape(codes), seed=0), codes)}
     if model.settings["image_weight"] > 0:
-        adversary = model.get_layer("image_adversary")
         out = ops.convert_to_tensor(reconstruct(model, images, mask))
         hidden = mim.pixel_mask(inputs["mask"], model.patch_size, images.shape[1:])
         fake = hidden * out + (1.0 - hidden) * inputs["images"]
-        for key, x in (("image_real", inputs["images"]), ("image_fake", fake)):
-            scores[key] = float(ops.mean(ops.sigmoid(adversary.discriminate(x, True))))
-    return scores
+        games["image"] = ("image_adversary", inputs["images"], fake)
+    return {
+        f"{game}_{side}": float(ops.mean(ops.sigmoid(model.get_layer(name).discriminate(x, True))))
+        for game, (name, real, fake) in games.items()
+        for side, x in (("real", real), ("fake", fake))
+    }
 
 
 def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None = None, **kwargs):

@@ -30,6 +30,7 @@ from .base import (
     CNN_FILL,
     MaskedImageModel,
     check_image_shape,
+    harmonic_guess,
     model_inputs,
     policy,
     seed_weights,
@@ -146,12 +147,6 @@ def save_tiny_backbone(
     return folder
 
 
-def _backbone_config(backbone) -> dict:
-    """The backbone's config without name, trainable and dtype (the model's policy applies)."""
-    skip = ("name", "trainable", "dtype")
-    return {k: v for k, v in backbone.get_config().items() if k not in skip}
-
-
 @keras.saving.register_keras_serializable(package="helpers")
 class PretrainedViT(MaskedImageModel):
     """A pretrained ``ViTBackbone`` with an input adapter and a light decoding head.
@@ -183,9 +178,7 @@ class PretrainedViT(MaskedImageModel):
             guess = None
             if fill == "harmonic":  # the smooth guess joins the input; the head corrects it
                 patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
-                guess = mim.HarmonicFill(
-                    image_shape, patch_size, fill_iterations, dtype="float32", name="harmonic_fill"
-                )(patches, mask)
+                guess = harmonic_guess(images, patches, mask, None, patch_size, fill_iterations)
                 guess = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="fill_image")(
                     guess
                 )
@@ -251,9 +244,11 @@ def build_pretrained_vit(
     check_positive_int(fill_iterations, "fill_iterations", minimum=0)
     mixed_precision = check_precision(mixed_precision)
     backbone = load_backbone(preset)
+    config = backbone.get_config()  # without name, trainable and dtype: the model's policy applies
+    config = {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")}
     seed_weights(seed)
     model = PretrainedViT(
-        image_shape, patch_size, _backbone_config(backbone), head_dim, fine_tune,
+        image_shape, patch_size, config, head_dim, fine_tune,
         float(backbone_lr_scale), fill, int(fill_iterations),
         str(preset) if isinstance(preset, (str, os.PathLike)) else backbone.name, mixed_precision,
     )  # fmt: skip
