@@ -108,15 +108,13 @@ def load_test_images(
         except DatasetError as exc:
             raise SettingError("data_dir", str(data_dir), f"{exc}") from None
         images = raw.astype(np.float32) / np.float32(255.0)
-    if n_test is not None:
-        if n_test > len(images):
-            raise SettingError(
-                "n_test",
-                n_test,
-                f"is more than the {len(images)} test images; allowed: 1..{len(images)} or 0 for "
-                "all",
-            )
-        images = images[:n_test]
+    if n_test is not None and n_test > len(images):
+        raise SettingError(
+            "n_test",
+            n_test,
+            f"is more than the {len(images)} test images; allowed: 1..{len(images)} or 0 for all",
+        )
+    images = images[:n_test]
     return to_gray(images) if grayscale else images
 
 
@@ -148,14 +146,6 @@ def load_model(model):
             str(model),
             f"could not be loaded as a Keras model ({type(exc).__name__}: {exc})",
         ) from None
-
-
-def _score_fn(score, predictor):
-    if score == "gradient":
-        from ..importance import gradient_score_fn  # lazy: pulls in Keras
-
-        return gradient_score_fn(predictor)
-    return "variance" if score is None else score
 
 
 def cell_mask(images, strategy, ratio, patch_size, mask_seed, score_fn="variance") -> np.ndarray:
@@ -204,6 +194,7 @@ def evaluate_predictor(
         ``{metric}_mean``/``{metric}_std`` of :func:`score_predictor` and ``sharpness``; with
         ``untrained`` also ``psnr_masked_untrained`` and ``training_added``.
     """
+    from ..importance import gradient_score_fn  # lazy: pulls in Keras
     from ..models import check_fits  # lazy: pulls in Keras
 
     strategy = check_choice(strategy, "strategy", STRATEGIES)
@@ -213,7 +204,8 @@ def evaluate_predictor(
     score = check_score(score_fn, strategy, predictor)
     check_fits(predictor, images.shape[1:], patch_size, ratio=ratio)
     start = time.perf_counter()
-    mask = cell_mask(images, strategy, ratio, patch_size, mask_seed, _score_fn(score, predictor))
+    score_fn = gradient_score_fn(predictor) if score == "gradient" else score or "variance"
+    mask = cell_mask(images, strategy, ratio, patch_size, mask_seed, score_fn)
     summary, predicted = score_predictor(predictor, images, mask, batch_size=batch_size)
     if untrained is not None:
         add_training_added(summary, untrained, images, mask)

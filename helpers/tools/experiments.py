@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -164,22 +165,16 @@ def environment() -> dict:
     }
     backend = info["backend"]
     try:
+        if backend in ("tensorflow", "jax", "torch"):
+            lib = importlib.import_module(backend)  # that backend only
+            info[backend] = lib.__version__
         if backend == "tensorflow":
-            import tensorflow as tf  # that backend only
-
-            info["tensorflow"] = tf.__version__
-            gpus = tf.config.list_physical_devices("GPU")
+            gpus = lib.config.list_physical_devices("GPU")
             info["device"] = f"GPU x{len(gpus)}" if gpus else "CPU"
         elif backend == "jax":
-            import jax  # that backend only
-
-            info["jax"] = jax.__version__
-            info["device"] = ", ".join(sorted({d.platform for d in jax.devices()}))
+            info["device"] = ", ".join(sorted({d.platform for d in lib.devices()}))
         elif backend == "torch":
-            import torch  # that backend only
-
-            info["torch"] = torch.__version__
-            info["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+            info["device"] = "cuda" if lib.cuda.is_available() else "cpu"
     except Exception as exc:  # a broken backend install should not stop the record
         info["device"] = f"unknown ({type(exc).__name__})"
     info["cpu_count"] = os.cpu_count()
@@ -365,8 +360,7 @@ def predictor_for(
     final = run.models / key / "final.keras"
     if predictor in pretrained:
         model = load_predictor(pretrained[predictor])
-        record = pretrained_training(pretrained[predictor], predictor)
-        run.update_provenance(training={key: record})
+        run.update_provenance(training={key: pretrained_training(pretrained[predictor], predictor)})
     elif final.exists():
         model = load_predictor(final)
     else:
@@ -374,16 +368,6 @@ def predictor_for(
         model = train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, verbose)
     run.loaded[key] = model
     return model
-
-
-def untrained_for(config: SweepConfig, run: Run, predictor: str, model):
-    """The untrained twin of a cell's model (the sweep's seed), built once per model of the run."""
-    from ..models import untrained_twin  # lazy: pulls in Keras
-
-    key = ("untrained", id(model))
-    if key not in run.loaded:
-        run.loaded[key] = untrained_twin(model, seed=config.seed)
-    return run.loaded[key]
 
 
 def cell_model(config: SweepConfig, predictor: str, strategy: str, ratio: float) -> str:
@@ -406,23 +390,17 @@ def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, 
     kwargs.setdefault("mixed_precision", config.precision)
     model = build_model(predictor, recipe=config.recipe, **kwargs)
     per_cell_importance = strategy == "importance" and config.plan != "mixed"
+    names = ("epochs", "batch_size", "seed", "recipe", "lr", "lr_schedule", "augment", "devices")
     result = train(
         model,
         dataset,
         strategy=config.training_strategy(strategy),
         ratio=train_ratio,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        seed=config.seed,
         run_dir=run.models / key,
-        recipe=config.recipe,
-        lr=config.lr,
-        lr_schedule=config.lr_schedule,
         warmup_epochs=config.epochs // 10,  # 5 epochs: none; 50: 5 of warm-up
-        augment=config.augment,
         score_fn=importance_scores(dataset, config, run) if per_cell_importance else "variance",
         verbose=verbose,
-        devices=config.devices,
+        **{name: getattr(config, name) for name in names},  # the settings of the same name
     )
     keep = ("seconds", "epochs", "images_seen")
     record = {k: round(v, 2) if k == "seconds" else v for k, v in result.items() if k in keep}
@@ -460,6 +438,8 @@ def evaluate_cell(
 ) -> dict:  # fmt: skip
     """Train or load the predictor of a cell and score it with the cell's masks (``eval_strategy``
     masks when given, for the cross-strategy matrix): one row of results."""
+    from ..models import untrained_twin  # lazy: pulls in Keras
+
     t0 = time.perf_counter()
     model = predictor_for(
         dataset, config, run, predictor, strategy, ratio, pretrained=pretrained, verbose=verbose
@@ -467,9 +447,11 @@ def evaluate_cell(
     t1 = time.perf_counter()
     mask = eval_masks(dataset, config, run, eval_strategy or strategy, ratio, pretrained=pretrained)
     summary, _ = score_predictor(model, dataset.x_test, mask)
-    if model.learned:
-        twin = untrained_for(config, run, predictor, model)
-        add_training_added(summary, twin, dataset.x_test, mask)
+    if model.learned:  # against its untrained twin, built once per model of the run
+        key = ("untrained", id(model))
+        if key not in run.loaded:
+            run.loaded[key] = untrained_twin(model, seed=config.seed)
+        add_training_added(summary, run.loaded[key], dataset.x_test, mask)
     t2 = time.perf_counter()
     if eval_strategy:
         row = {"predictor": predictor, "train_strategy": strategy, "eval_strategy": eval_strategy}
@@ -531,8 +513,10 @@ def record_cell(run: Run, row: dict, seconds: float) -> None:
     run.update_provenance(cells={cid: {"seconds": round(seconds, 2), "finished": stamp}})
 
 
-def _progress(total: int, todo: int, desc: str, progress: bool):
-    return tqdm(total=total, initial=total - todo, desc=desc, unit="cell", disable=not progress)
+def _progress(todo: list, total: int, desc: str, progress: bool):
+    """A bar over ``todo`` that counts the ``total - len(todo)`` cells done before."""
+    initial = total - len(todo)
+    return tqdm(todo, total=total, initial=initial, desc=desc, unit="cell", disable=not progress)
 
 
 def run_sweep(
@@ -548,16 +532,14 @@ def run_sweep(
     record_start(dataset, config, run, pretrained=pretrained, **(extra_provenance or {}))
     done = {cell_id(r["strategy"], float(r["ratio"]), r["predictor"]) for r in run.rows()}
     todo = [c for c in config.cells() if cell_id(*c) not in done]
-    bar = _progress(len(config.cells()), len(todo), "sweep", progress)
-    for strategy, ratio, predictor in todo:
+    bar = _progress(todo, len(config.cells()), "sweep", progress)
+    for strategy, ratio, predictor in bar:
         bar.set_postfix_str(cell_id(strategy, ratio, predictor))
         start = time.perf_counter()
         row = evaluate_cell(
             dataset, config, run, strategy, ratio, predictor, pretrained=pretrained, verbose=verbose
         )
         record_cell(run, row, time.perf_counter() - start)
-        bar.update(1)
-    bar.close()
     return run.rows()
 
 
@@ -584,15 +566,13 @@ def run_matrix(
         if float(r["ratio"]) == ratio and r["predictor"] == predictor
     }
     todo = [(a, b) for a in strategies for b in strategies if (a, b) not in done]
-    bar = _progress(len(strategies) ** 2, len(todo), "matrix", progress)
-    for a, b in todo:
+    bar = _progress(todo, len(strategies) ** 2, "matrix", progress)
+    for a, b in bar:
         bar.set_postfix_str(f"train {a} -> eval {b}")
         row = evaluate_cell(
             dataset, config, run, a, ratio, predictor, eval_strategy=b, verbose=verbose
         )
         append_row(run.matrix_path, row)
-        bar.update(1)
-    bar.close()
     return matrix_table(run.matrix_rows(), strategies, ratio=ratio, predictor=predictor)
 
 

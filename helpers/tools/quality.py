@@ -1,11 +1,8 @@
-"""Quality benchmark on a CIFAR-format folder (a benchmark, not a test).
+"""Quality benchmark on a CIFAR-format folder: ``python -m helpers bench quality --data-dir DIR``.
 
-``python -m helpers bench quality --data-dir DIR`` trains each learned predictor within a
-wall-clock budget (:class:`helpers.training.TimeBudget`, cosine decay over the budget) and scores
-it and the non-learned ones on the folder's ``test_batch`` with the same fixed masks. Plans:
-``mixed`` trains one model per predictor on all strategies; ``per_strategy`` one model per
-strategy, each for an equal share of the budget. Model settings come from the ``recipe``
-(:mod:`helpers.recipes`); the measurements are in ``docs/benchmarks.md``.
+Each learned predictor trains within a wall-clock budget (plan ``per_strategy``: one model per
+strategy, an equal share each) and is scored with the non-learned ones on the folder's
+``test_batch`` with fixed masks; the measurements are in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -44,50 +41,6 @@ def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
 
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     return 2 * n**3 / _timed(lambda: a @ a, repeat) / 1e9
-
-
-def train_within_budget(
-    name: str,
-    dataset,
-    strategy,
-    ratio,
-    seconds: float,
-    run_dir,
-    *,
-    recipe: str = "tuned",
-    patch_size: int = 4,
-    batch_size: int = 64,
-    seed: int = 0,
-    model_kwargs=None,
-    loss: str | None = None,
-    verbose=0,
-) -> tuple:
-    """Build ``name`` with ``recipe`` (``model_kwargs`` override it) and train it for ``seconds``
-    of wall time with ``loss`` (None: the recipe's); returns (best model, the train result)."""
-    from ..models import build_model, load_predictor  # lazy: pulls in Keras
-    from ..training import train  # lazy: pulls in Keras
-
-    kwargs = {"image_shape": dataset.image_shape, "seed": seed, "patch_size": patch_size}
-    kwargs.update(model_kwargs or {})
-    lowest = min(ratio) if isinstance(ratio, (tuple, list)) else ratio
-    model = build_model(name, recipe=recipe, lowest_ratio=lowest, **kwargs)
-    result = train(
-        model,
-        dataset,
-        strategy=strategy,
-        ratio=ratio,
-        minutes=seconds / 60,
-        batch_size=batch_size,
-        seed=seed,
-        run_dir=run_dir,
-        recipe=recipe,
-        lr_schedule="cosine",
-        augment=True,
-        loss=loss,
-        verbose=verbose,
-    )
-    best = Path(result["best"])
-    return (load_predictor(best) if best.exists() else model), result
 
 
 def recipe_settings(recipe: str, predictor: str, model_kwargs=None) -> tuple[dict, float]:
@@ -153,7 +106,8 @@ def bench_quality(
     Returns:
         The rows of the table, one per predictor, strategy and ratio.
     """
-    from ..models import load_predictor, untrained_twin  # lazy: pulls in Keras
+    from ..models import build_model, load_predictor, untrained_twin  # lazy: pulls in Keras
+    from ..training import train  # lazy: pulls in Keras
 
     ratio, default_eval, train_ratio = _train_ratio(ratio)
     eval_ratios = tuple(check_ratio(r, "eval_ratios") for r in (eval_ratios or default_eval))
@@ -192,7 +146,7 @@ def bench_quality(
     jobs = [(p, s) for p in predictors for s in strategies]
     bar = tqdm(jobs, desc="bench quality", unit="cell", disable=not progress)
     trained: dict[str, tuple] = {}
-    train_kw = dict(patch_size=patch_size, batch_size=batch_size, seed=seed, recipe=recipe)
+    lowest = min(ratio) if isinstance(ratio, tuple) else ratio
     for predictor, strategy in bar:
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
@@ -203,18 +157,27 @@ def bench_quality(
         else:
             this_loss = recipe_loss(recipe, predictor, loss)
             described += "" if this_loss == "mse" else f", loss={this_loss}"
-            if key not in trained:
-                trained[key] = train_within_budget(
-                    predictor,
+            if key not in trained:  # within ``seconds`` of wall time; the best epoch's weights
+                shapes = {"image_shape": ds.image_shape, "seed": seed, "patch_size": patch_size}
+                kwargs = {**shapes, **settings[predictor][0]}
+                model = build_model(predictor, recipe=recipe, lowest_ratio=lowest, **kwargs)
+                result = train(
+                    model,
                     ds,
-                    list(strategies) if plan == "mixed" else strategy,
-                    ratio,
-                    seconds,
-                    out / "models" / key,
-                    model_kwargs=settings[predictor][0],
+                    strategy=list(strategies) if plan == "mixed" else strategy,
+                    ratio=ratio,
+                    minutes=seconds / 60,
+                    batch_size=batch_size,
+                    seed=seed,
+                    run_dir=out / "models" / key,
+                    recipe=recipe,
+                    lr_schedule="cosine",
+                    augment=True,
                     loss=this_loss,
-                    **train_kw,
+                    verbose=0,
                 )
+                best = Path(result["best"])
+                trained[key] = (load_predictor(best) if best.exists() else model), result
         model, info = trained[key]
         twin = untrained_twin(model, seed=seed) if model.learned else None
         for test_ratio in eval_ratios:
@@ -232,7 +195,6 @@ def bench_quality(
             row["sharpness"] = round(sharpness(ds.x_test, predicted, mask), 4)
             rows.append(row)
             append_row(csv_path, row)
-    bar.close()
     write_atomic(out / "quality.json", json.dumps(rows, indent=2) + "\n")
     return rows
 

@@ -23,16 +23,11 @@ FLOOR_MARGIN_DB = 1.0  # masked-region PSNR a learned model must gain over FLOOR
 TRAINING_MARGIN_DB = 1.0  # ... and over its untrained twin (``training_added``)
 
 
-def _strategies(rows):
-    return list(dict.fromkeys(r["strategy"] for r in rows))
-
-
-def _ratios(rows):
-    return sorted({float(r["ratio"]) for r in rows})
-
-
-def _predictors(rows):
-    return list(dict.fromkeys(r["predictor"] for r in rows))
+def _unique(rows, key: str) -> list:
+    """The values of ``key`` in ``rows`` in order of appearance (``ratio``: sorted floats)."""
+    if key == "ratio":
+        return sorted({float(r["ratio"]) for r in rows})
+    return list(dict.fromkeys(r[key] for r in rows))
 
 
 def _value(rows, strategy, ratio, predictor, metric):
@@ -50,7 +45,7 @@ def _margins(rows, strategies, ratios, a, b, metric="psnr_masked_mean") -> np.nd
 
 def best_predictor(rows, strategy: str, ratio: float, metric: str = "psnr_masked_mean") -> str:
     """The predictor with the best ``metric`` in a cell."""
-    values = {p: _value(rows, strategy, ratio, p, metric) for p in _predictors(rows)}
+    values = {p: _value(rows, strategy, ratio, p, metric) for p in _unique(rows, "predictor")}
     values = {p: v for p, v in values.items() if np.isfinite(v)}
     if not values:
         raise SettingError("strategy", strategy, f"has no results at ratio {ratio} in these rows")
@@ -71,14 +66,14 @@ def results_table(
     ``names``: the predictors' names where they are not :data:`NAMES`."""
     nm = _names(names)
     added = metric == "training_added"
-    predictors = _predictors(rows)
+    predictors = _unique(rows, "predictor")
     if added:
         predictors = [p for p in predictors if learns(p)]
         rows = [{**r, metric: _training_added(r)} for r in rows if r["predictor"] in predictors]
     head = "| strategy | ratio | " + " | ".join(nm.get(p, p) for p in predictors) + " |"
     lines = [head, "|" + "---|" * (len(predictors) + 2)]
-    for s in _strategies(rows):
-        for ratio in _ratios(rows):
+    for s in _unique(rows, "strategy"):
+        for ratio in _unique(rows, "ratio"):
             best = None if added else best_predictor(rows, s, ratio, metric)
             cells = []
             for p in predictors:
@@ -91,9 +86,9 @@ def results_table(
 
 def win_counts(rows, metric: str = "psnr_masked_mean") -> dict[str, int]:
     """How many (strategy, ratio) cells each predictor wins."""
-    counts = {p: 0 for p in _predictors(rows)}
-    for s in _strategies(rows):
-        for ratio in _ratios(rows):
+    counts = {p: 0 for p in _unique(rows, "predictor")}
+    for s in _unique(rows, "strategy"):
+        for ratio in _unique(rows, "ratio"):
             counts[best_predictor(rows, s, ratio, metric)] += 1
     return counts
 
@@ -107,10 +102,10 @@ def learned_nothing(rows, margin: float = FLOOR_MARGIN_DB) -> dict[str, tuple[in
     """Learned predictors that do not beat the mean-colour guess by ``margin`` dB of masked-region
     PSNR in some cells: predictor -> (such cells, cells with both results). Empty without ``FLOOR``
     rows."""
-    if FLOOR not in _predictors(rows):
+    if FLOOR not in _unique(rows, "predictor"):
         return {}
-    cells = (_strategies(rows), _ratios(rows))
-    gains = {p: _margins(rows, *cells, p, FLOOR) for p in _predictors(rows) if learns(p)}
+    cells = (_unique(rows, "strategy"), _unique(rows, "ratio"))
+    gains = {p: _margins(rows, *cells, p, FLOOR) for p in _unique(rows, "predictor") if learns(p)}
     return _below({p: g[np.isfinite(g)] for p, g in gains.items()}, margin)
 
 
@@ -129,7 +124,7 @@ def _training_added(row) -> float:
 def _added_by_predictor(rows) -> dict[str, np.ndarray]:
     """Learned predictor -> what training added in each of its cells that has a twin (dB)."""
     out = {}
-    for p in (p for p in _predictors(rows) if learns(p)):
+    for p in (p for p in _unique(rows, "predictor") if learns(p)):
         added = np.array([_training_added(r) for r in rows if r["predictor"] == p])
         if np.isfinite(added).any():
             out[p] = added[np.isfinite(added)]
@@ -204,9 +199,9 @@ def findings(
     ]
     base = [r for r in rows if r["predictor"] != FLOOR] or rows
     contenders = [r for r in base if r["predictor"] not in flagged] or base
-    left_out = [p for p in _predictors(base) if p not in _predictors(contenders)]
-    strategies, ratios = _strategies(contenders), _ratios(contenders)
-    predictors = _predictors(contenders)
+    left_out = [p for p in _unique(base, "predictor") if p not in _unique(contenders, "predictor")]
+    strategies, ratios = _unique(contenders, "strategy"), _unique(contenders, "ratio")
+    predictors = _unique(contenders, "predictor")
     n_cells = len(strategies) * len(ratios)
     wins = win_counts(contenders, metric)
     leader = max(wins, key=wins.get)
@@ -253,12 +248,12 @@ def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]
     and what training added to it.
     """
     nm = _names(names)
-    ratios = _ratios(rows)
+    ratios = _unique(rows, "ratio")
     if not ratios:
         raise SettingError("rows", len(rows), "no sweep rows: run notebook 05 first")
     ratio = min(ratios, key=lambda r: abs(r - ratio))
-    strategies = _strategies(rows)
-    learned = [p for p in _predictors(rows) if learns(p)]
+    strategies = _unique(rows, "strategy")
+    learned = [p for p in _unique(rows, "predictor") if learns(p)]
     out = []
     if learned:
         mean = _strategy_means(rows, ratio, strategies, learned)
@@ -275,7 +270,7 @@ def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]
             f"easiest {max(mean, key=mean.get)} ({max(mean.values()):.2f} dB); per model (dB): "
             f"{per}."
         )
-    if "vit" in _predictors(rows) and "biharmonic" in _predictors(rows):
+    if {"vit", "biharmonic"} <= set(_unique(rows, "predictor")):
         margins = _margins(rows, strategies, ratios, "vit", "biharmonic")
         added = _added_by_predictor(rows).get("vit")
         out.append(
@@ -322,9 +317,7 @@ def _transfer(m: np.ndarray, strategies) -> str:
 
 def limits(provenance: dict) -> str:
     """One sentence on what the run was: dataset, sizes, epochs, plan, backend and device."""
-    ds = provenance.get("dataset", {})
-    cfg = provenance.get("config", {})
-    env = provenance.get("environment", {})
+    ds, cfg, env = (provenance.get(k, {}) for k in ("dataset", "config", "environment"))
     budget = f"{cfg.get('epochs')} epochs per model"
     trained = provenance.get("training") or {}
     if provenance.get("pretrained") and trained:  # trained elsewhere: their own budgets
@@ -496,7 +489,7 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
         ]
     # a mean per strategy is "averaged over the other axis" only where several ratios were probed
     both_axes = all(len({c[k] for c in cells}) > 1 for k in ("strategy", "ratio"))
-    for part, key, fmt in (("strategy", "strategy", str), ("ratio", "ratio", "{:.0%}".format)):
+    for key, fmt in (("strategy", str), ("ratio", "{:.0%}".format)):
         groups = {
             g: [c["accuracy"] for c in cells if c[key] == g]
             for g in dict.fromkeys(c[key] for c in cells)
@@ -508,7 +501,7 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
                 continue
             lead = "Averaged over the other axis, the" if both_axes else "The"
             out.append(
-                f"{lead} training {part} that teaches most is {fmt(top)} ({means[top]:.3f}), the "
+                f"{lead} training {key} that teaches most is {fmt(top)} ({means[top]:.3f}), the "
                 f"one that teaches least {fmt(low)} ({means[low]:.3f})."
             )
     base = probe_baselines(probe_rows, predictor)
