@@ -1,13 +1,12 @@
 """Benchmarks (not tests): speed measured in one run and reported as ratios.
 
-``python -m helpers bench speed`` (:func:`bench_speed`) times mask generation, the metrics
-against a per-image ``skimage`` loop, training throughput of the project's models against a
-plain-Keras ViT, the autoencoders, the pretrained ViT and the input pipeline alone;
-:func:`format_rows` prints the rows.
+``python -m helpers bench speed`` (:func:`bench_speed`): masks, metrics against ``skimage``,
+training throughput against a plain-Keras ViT, the input pipeline.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import time
@@ -56,12 +55,8 @@ def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0)
     t_eval = _timed(lambda: metrics.evaluate(a, b, m, 4), repeat=1)
     t_ssim = _timed(lambda: metrics.ssim(a, b), repeat=1)
     k = min(loop_images, n_images)
-    t_loop = _timed(
-        lambda: [
-            structural_similarity(x, y, data_range=1, channel_axis=-1) for x, y in zip(a[:k], b[:k])
-        ],
-        repeat=1,
-    ) * (n_images / k)
+    ssim_one = functools.partial(structural_similarity, data_range=1, channel_axis=-1)
+    t_loop = _timed(lambda: list(map(ssim_one, a[:k], b[:k])), repeat=1) * (n_images / k)
     return [
         {"what": f"metrics.evaluate, {n_images} images", "seconds": t_eval},
         {"what": f"batched SSIM, {n_images} images", "seconds": t_ssim},
@@ -130,10 +125,15 @@ class _StepClock(keras.callbacks.Callback):
         self.seconds += self._end - self._start
 
 
-def _runner(model, jit_compile="auto", **data):
+def _runner(model, data, *, batch_size: int = 0, jit_compile="auto"):
     """Compile ``model`` (Adam, the masked MSE); ``run(epochs) -> seconds`` of its training steps
-    (:class:`_StepClock`) on ``data``, the keyword arguments of ``fit``."""
+    (:class:`_StepClock`) on ``data``: one in-memory ``(inputs, target, weight)`` set in batches
+    of ``batch_size``, or a :class:`helpers.training.MaskingDataset`."""
     compile_model(model, 1e-3, jit_compile)
+    if isinstance(data, tuple):
+        data = dict(zip(("x", "y", "sample_weight"), data), batch_size=batch_size)
+    else:
+        data = {"x": data}
 
     def run(epochs: int) -> float:
         clock = _StepClock()
@@ -141,20 +141,6 @@ def _runner(model, jit_compile="auto", **data):
         return clock.seconds
 
     return run
-
-
-def _fit_runner(model, batch, *, batch_size: int, jit_compile="auto"):
-    """:func:`_runner` on one in-memory ``(inputs, target, weight)`` set (no mask drawing)."""
-    x, y, weight = batch
-    return _runner(model, jit_compile, x=x, y=y, sample_weight=weight, batch_size=batch_size)
-
-
-def _pipeline_runner(model, images, *, ratio: float, seed: int, batch_size: int):
-    """:func:`_runner` on a :class:`helpers.training.MaskingDataset` (random masks per batch)."""
-    kw = dict(strategy="random", ratio=ratio, batch_size=batch_size, seed=seed)
-    return _runner(
-        model, x=MaskingDataset(images, model.patch_size, min_masked=model.min_masked, **kw)
-    )
 
 
 def _interleaved_speeds(runners: dict, n_images: int, *, epochs: int, repeats: int) -> dict:
@@ -169,12 +155,6 @@ def _interleaved_speeds(runners: dict, n_images: int, *, epochs: int, repeats: i
         for name, run in runners.items():
             seconds[name].append(run(epochs))
     return {name: epochs * n_images / float(np.median(t)) for name, t in seconds.items()}
-
-
-def _fit_speed(model, batch, *, batch_size: int, epochs: int, jit_compile="auto") -> float:
-    """Training images per second of ``model`` on one in-memory set, after a warm-up epoch."""
-    run = _fit_runner(model, batch, batch_size=batch_size, jit_compile=jit_compile)
-    return _interleaved_speeds({"model": run}, len(batch[1]), epochs=epochs, repeats=1)["model"]
 
 
 def bench_training(
@@ -196,7 +176,12 @@ def bench_training(
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs = {"fill": "token", **(vit_kwargs or {})}
     mae_kwargs = {"fill": "token", **(mae_kwargs or {})}
-    names = {**_SPEED_NAMES, "mae": _mae_name(mae_kwargs)}
+    defaults = inspect.signature(MaeViT).parameters
+    width, depth = (
+        mae_kwargs.get(k, defaults[k].default) for k in ("decoder_dim", "decoder_depth")
+    )
+    mae = f"MAE-style ViT (decoder {width} wide, {depth} block{'s' * (depth > 1)})"
+    names = {**_SPEED_NAMES, "mae": mae}
     rounds = f"median of {repeats} x {epochs} epoch{'s' * (epochs > 1)}"
     label = f"{n_images} images, {rounds}, batch {batch_size}"
     rows, ratio_rows = [], []
@@ -227,13 +212,6 @@ _SPEED_NAMES = {
 }
 
 
-def _mae_name(kwargs) -> str:
-    """The MAE's row name, with its decoder's width and depth."""
-    defaults = inspect.signature(MaeViT).parameters
-    width, depth = (kwargs.get(k, defaults[k].default) for k in ("decoder_dim", "decoder_depth"))
-    return f"MAE-style ViT (decoder {width} wide, {depth} block{'s' * (depth > 1)})"
-
-
 _SPEED_RATIOS = (  # (what, numerator, denominator) of bench_training's ratios
     ("mask-token ViT / plain-Keras ViT", "vit", "plain"),
     ("MAE / mask-token ViT", "mae", "vit"),
@@ -260,22 +238,22 @@ def _training_runners(images, ratio, seed, vit_kwargs, mae_kwargs, batch_size, n
     sizes = {
         k: vit_kwargs[k] for k in ("embed_dim", "depth", "num_heads", "mlp_dim") if k in vit_kwargs
     }
+    vit, mae = dict(seed=seed, **vit_kwargs), dict(seed=seed, min_mask_ratio=ratio, **mae_kwargs)
+    harmonic = {"fill": "harmonic"}
     models = {
         "plain": plain_keras_vit(**sizes),
-        "vit": build_model("vit", seed=seed, **vit_kwargs),
-        "mae": build_model("mae", seed=seed, min_mask_ratio=ratio, **mae_kwargs),
-        "fill": build_model("vit", seed=seed, **{**vit_kwargs, "fill": "harmonic"}),
-        "mae_fill": build_model(
-            "mae", seed=seed, min_mask_ratio=ratio, **{**mae_kwargs, "fill": "harmonic"}
-        ),
+        "vit": build_model("vit", **vit),
+        "mae": build_model("mae", **mae),
+        "fill": build_model("vit", **vit | harmonic),
+        "mae_fill": build_model("mae", **mae | harmonic),
     }
-    runners = {name: _fit_runner(model, batch, **fit) for name, model in models.items()}
-    runners["vit_pipeline"] = _pipeline_runner(
-        build_model("vit", seed=seed, **vit_kwargs), images, ratio=ratio, seed=seed, **fit
-    )
+    runners = {name: _runner(model, batch, **fit) for name, model in models.items()}
+    model = build_model("vit", **vit)
+    kw = dict(strategy="random", ratio=ratio, batch_size=batch_size, seed=seed)
+    masks = MaskingDataset(images, model.patch_size, min_masked=model.min_masked, **kw)
+    runners["vit_pipeline"] = _runner(model, masks)
     if no_xla:
-        model = build_model("vit", seed=seed, **vit_kwargs)
-        runners["no_xla"] = _fit_runner(model, batch, jit_compile=False, **fit)
+        runners["no_xla"] = _runner(build_model("vit", **vit), batch, jit_compile=False, **fit)
     return runners
 
 
@@ -293,7 +271,7 @@ def bench_autoencoders(
     for kind, extra in kinds.items():
         keras.utils.set_random_seed(seed)
         model = build_model(kind, seed=seed, **extra, **sizes.get(kind, {}))
-        runners[kind] = _fit_runner(model, batch, batch_size=batch_size)
+        runners[kind] = _runner(model, batch, batch_size=batch_size)
     speed = _interleaved_speeds(runners, n_images, epochs=epochs, repeats=repeats)
     rows = [{"what": f"{names[k]}, 50 % masked", "images_per_s": v} for k, v in speed.items()]
     return rows + [
@@ -315,24 +293,19 @@ def bench_pretrained(
         mlp_dim=3072,
     )  # fmt: skip
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
-    batch, speed = _fit_set(images, 0.5, seed), {}
+    batch, speed, rows = _fit_set(images, 0.5, seed), {}, []
     keras.utils.set_random_seed(seed)
     vit = keras_hub.models.ViTBackbone(**sizes)
     label = f"{sizes['num_layers']} blocks, width {sizes['hidden_dim']}"
     label += f", input {sizes['image_shape'][0]}, batch {batch_size}"
-    for fine_tune in ("head", "all"):
+    for fine_tune, what in (("head", "head only"), ("all", "fine-tuned")):
         model = build_pretrained_vit(preset=vit, fine_tune=fine_tune, seed=seed)
-        speed[fine_tune] = _fit_speed(model, batch, batch_size=batch_size, epochs=epochs)
-        del model
-    ratio = {
-        "what": "ratio: pretrained ViT, head only / fine-tuned",
-        "ratio": speed["head"] / speed["all"],
-    }
-    return [
-        {"what": f"pretrained ViT ({label}), head only", "images_per_s": speed["head"]},
-        {"what": f"pretrained ViT ({label}), fine-tuned", "images_per_s": speed["all"]},
-        ratio,
-    ]
+        run = {"model": _runner(model, batch, batch_size=batch_size)}
+        speed[fine_tune] = _interleaved_speeds(run, n_images, epochs=epochs, repeats=1)["model"]
+        rows.append({"what": f"pretrained ViT ({label}), {what}", "images_per_s": speed[fine_tune]})
+        del model, run
+    ratio = speed["head"] / speed["all"]
+    return rows + [{"what": "ratio: pretrained ViT, head only / fine-tuned", "ratio": ratio}]
 
 
 def bench_pipeline(n_images: int = 4096, batch_size: int = 256, seed: int = 0) -> list[dict]:
@@ -361,6 +334,11 @@ def bench_pipeline(n_images: int = 4096, batch_size: int = 256, seed: int = 0) -
 
 
 _TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}  # a ViT of the quick run
+_TINY_MAE = _TINY | dict(decoder_dim=16, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=32)
+_TINY_SIZES = {"vit": _TINY, "cnn": {"filters": (4, 8)}, "vit_cnn": _TINY}
+_TINY_SIZES["aae"] = {"filters": (4, 8), "latent_dim": 4}
+_TINY_BACKBONE = dict(image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2)
+_TINY_BACKBONE |= dict(hidden_dim=16, mlp_dim=32)
 #: Sizes of :func:`bench_speed`: the default run (a few minutes on 2 CPU cores) and ``quick``.
 SPEED_SETTINGS = {
     False: {
@@ -374,29 +352,11 @@ SPEED_SETTINGS = {
     True: {
         "masks": {"n_images": 5_000},
         "metrics": {"n_images": 500, "loop_images": 50},
-        "training": {
-            "n_images": 64,
-            "epochs": 1,
-            "repeats": 2,
-            "batch_size": 32,
-            "vit_kwargs": _TINY,
-            "mae_kwargs": _TINY
-            | dict(decoder_dim=16, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=32),
-        },
+        "training": dict(n_images=64, epochs=1, repeats=2, batch_size=32, vit_kwargs=_TINY)
+        | {"mae_kwargs": _TINY_MAE},
         "pipeline": {"n_images": 512, "batch_size": 256},
-        "autoencoders": {
-            "n_images": 32,
-            "repeats": 1,
-            "batch_size": 16,
-            "sizes": {"vit": _TINY, "cnn": {"filters": (4, 8)}, "vit_cnn": _TINY}
-            | {"aae": {"filters": (4, 8), "latent_dim": 4}},
-        },
-        "pretrained": {
-            "n_images": 8,
-            "batch_size": 8,
-            "backbone": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2)
-            | dict(hidden_dim=16, mlp_dim=32),
-        },
+        "autoencoders": dict(n_images=32, repeats=1, batch_size=16, sizes=_TINY_SIZES),
+        "pretrained": dict(n_images=8, batch_size=8, backbone=_TINY_BACKBONE),
     },
 }
 
@@ -407,28 +367,25 @@ def bench_speed(quick: bool = False, report=None) -> list[dict]:
     settings = SPEED_SETTINGS[bool(quick)]
     training = "training throughput" + (" (tiny models)" if quick else " (default model sizes)")
     parts = (
-        ("mask generation", lambda: bench_masks(**settings["masks"])),
-        ("metrics", lambda: bench_metrics(**settings["metrics"])),
-        (training, lambda: bench_training(**settings["training"])),
-        ("autoencoders", lambda: bench_autoencoders(**settings["autoencoders"])),
-        ("pretrained ViT", lambda: bench_pretrained(**settings["pretrained"])),
-        ("input pipeline", lambda: _with_ratio(bench_pipeline(**settings["pipeline"]), rows)),
+        ("mask generation", bench_masks, "masks"),
+        ("metrics", bench_metrics, "metrics"),
+        (training, bench_training, "training"),
+        ("autoencoders", bench_autoencoders, "autoencoders"),
+        ("pretrained ViT", bench_pretrained, "pretrained"),
+        ("input pipeline", bench_pipeline, "pipeline"),
     )
     rows = []
-    for title, run in parts:
-        part = run()
+    for title, bench, key in parts:
+        part = bench(**settings[key])
+        if key == "pipeline":  # its slowest images per second over the ViT's training speed
+            vit = next(r["images_per_s"] for r in rows if r["what"].startswith("mask-token ViT, "))
+            slowest = min(r["images_per_s"] for r in part if "images_per_s" in r)
+            what = "ratio: slowest input pipeline / mask-token ViT training, images/s"
+            part.append({"what": what, "ratio": slowest / vit})
         if report is not None:
             report(title, part)
         rows.extend(part)
     return rows
-
-
-def _with_ratio(pipeline: list[dict], rows: list[dict]) -> list[dict]:
-    """``pipeline`` plus its slowest images per second over the mask-token ViT's training speed."""
-    vit = next(r["images_per_s"] for r in rows if r["what"].startswith("mask-token ViT, "))
-    slowest = min(r["images_per_s"] for r in pipeline if "images_per_s" in r)
-    what = "ratio: slowest input pipeline / mask-token ViT training, images/s"
-    return pipeline + [{"what": what, "ratio": slowest / vit}]
 
 
 def format_rows(rows: list[dict]) -> str:

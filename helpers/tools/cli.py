@@ -1,9 +1,8 @@
 """Command line: ``python -m helpers <command> ...`` (docs/cli.md describes every command).
 
-Each command is a handler ``_cmd_<command>(args) -> exit code`` declared by :func:`_command`;
-its docstring is its help. Every option is declared once, in :data:`_OPTIONS`. Exit codes: 0
-success, 1 a notebook failed, 2 a usage or configuration error, 130 interrupted. Handlers import
-Keras lazily, so ``--help`` and usage errors answer at once.
+Each command is a handler ``_cmd_<command>(args) -> exit code`` declared by :func:`_command`, its
+docstring the help; options are declared once, in :data:`_OPTIONS`. Exit codes: 0 success, 1 a
+notebook failed, 2 a usage or configuration error, 130 interrupted. Keras is imported lazily.
 """
 
 from __future__ import annotations
@@ -33,17 +32,24 @@ class _UsageError(Exception):
     """A bad command-line value found by a handler: printed as ``error: ...``, exit code 2."""
 
 
-def _checked(check, convert=float, *args):
-    """An argparse ``type``: ``convert`` the text, then ``check`` it (:mod:`helpers._checks`)."""
+def _checked(check, convert=float, *args, form="{0}: {1}"):
+    """An argparse ``type``: ``convert`` the text, then ``check`` it (:mod:`helpers._checks`); a
+    SettingError is shown as ``form.format(text, problem)``."""
 
     def parse(text: str):
         try:
             return check(convert(text), "value", *args)
         except SettingError as exc:
-            raise argparse.ArgumentTypeError(f"{text}: {exc.problem}") from None
+            raise argparse.ArgumentTypeError(form.format(text, exc.problem)) from None
 
     parse.__name__ = convert.__name__  # argparse's "invalid int value: 'x'"
     return parse
+
+
+def _override(text: str, _name):
+    from .runner import parse_override  # lazy: pulls in papermill
+
+    return parse_override(text)
 
 
 _ratio = _checked(_checks.check_ratio)
@@ -53,24 +59,9 @@ _nonnegative = _checked(_checks.check_nonnegative_number)
 _count = _checked(_checks.check_positive_int, int)  # >= 1
 _seed = _checked(_checks.check_positive_int, int, 0)  # >= 0
 _patch_size = _checked(lambda p, _name: _checks.check_patch_size(p, (32, 32)), int)
-
-
-def _output_dir(value: str) -> Path:
-    """argparse ``type`` of an output folder: checked writable before any work."""
-    try:
-        return writable_dir(value)
-    except SettingError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} {exc.problem}") from None
-
-
-def _param(text: str):
-    """argparse ``type`` of ``-p NAME=VALUE``: ``(name, value)``, the value read as YAML."""
-    from .runner import parse_override
-
-    try:
-        return parse_override(text)
-    except SettingError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc.problem}") from None
+# an output folder, checked writable before any work; -p NAME=VALUE: (name, value text)
+_output_dir = _checked(lambda path, _name: writable_dir(path), str, form="{0!r} {1}")
+_param = _checked(_override, str, form="{0!r}: {1}")
 
 
 def _existing_dir(path) -> None:

@@ -1,16 +1,13 @@
 """Grade every student's submitted model on a hidden test set: ``python -m helpers grade``.
 
-Each submission (one folder per student holding a ``.keras`` model, or several with one named
-``model.keras``) is untrusted: its archive is checked, then it is loaded in safe mode and scored
-in its own process (:func:`run_worker`) under a time and a memory limit. Every model is also
-rebuilt with fresh weights (its untrained twin, seed :data:`TWIN_SEED`) and scored on the same
-masks; biharmonic inpainting and the mean-colour guess are the references. Points per strategy
-follow :data:`RUBRIC`. Writes ``grades.csv``, ``leaderboard.md`` and ``grading.json``.
-:func:`make_course` writes the nbgrader course folder of the notebooks' exercises.
+Each submission (a folder with a ``.keras`` model) is untrusted: its archive is checked, then it
+is loaded in safe mode and scored in its own process under a time and a memory limit, with its
+untrained twin and the references. :func:`make_course` writes the nbgrader course folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -47,14 +44,10 @@ REFERENCES = ("biharmonic", "mean_colour")
 MODEL_NAME = "model.keras"  # the one graded when a folder holds several .keras files
 TWIN_SEED = 0  # the seed of every submission's untrained twin (fresh weights, same architecture)
 MIN_TRAINING_GAIN_DB = 1.0  # masked-region PSNR (dB) training must add over the untrained twin
+_ADDED = f"training added at least {MIN_TRAINING_GAIN_DB:g} dB of masked-region PSNR over its "
 RUBRIC = (  # (criterion, points per strategy, what earns them)
     ("runs", 1, "returns finite images of the right shape"),
-    (
-        "training_added",
-        2,
-        f"training added at least {MIN_TRAINING_GAIN_DB:g} dB of masked-region PSNR over its "
-        "untrained twin (same architecture, fresh weights)",
-    ),
+    ("training_added", 2, _ADDED + "untrained twin (same architecture, fresh weights)"),
     ("beats_biharmonic", 1, "masked-region PSNR at least biharmonic inpainting's"),
 )
 GRADES_CSV = "grades.csv"
@@ -71,22 +64,19 @@ def find_submissions(folder) -> list[tuple[str, Path | None, str | None]]:
         allowed = "allowed: a folder with one sub-folder per student, each holding a .keras model"
         raise SettingError("submissions", str(folder), f"is not a folder; {allowed}")
     found = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
+    for entry in (e for e in sorted(folder.iterdir()) if not e.name.startswith(".")):
+        model, why = None, None
+        models = sorted(p for p in entry.rglob("*.keras") if p.is_file()) if entry.is_dir() else []
         if not entry.is_dir():
-            found.append((entry.name, None, "not a folder: each student's model goes in a folder"))
-            continue
-        models = sorted(p for p in entry.rglob("*.keras") if p.is_file())
-        if not models:
-            found.append((entry.name, None, "no .keras file in the folder"))
+            why = "not a folder: each student's model goes in a folder"
+        elif not models:
+            why = "no .keras file in the folder"
         elif len(models) > 1 and not (entry / MODEL_NAME).is_file():
             names = ", ".join(str(p.relative_to(entry)) for p in models)
-            found.append(
-                (entry.name, None, f"several .keras files ({names}); name one {MODEL_NAME}")
-            )
+            why = f"several .keras files ({names}); name one {MODEL_NAME}"
         else:
-            found.append((entry.name, entry / MODEL_NAME if len(models) > 1 else models[0], None))
+            model = entry / MODEL_NAME if len(models) > 1 else models[0]
+        found.append((entry.name, model, why))
     return found
 
 
@@ -246,13 +236,10 @@ def run_worker(argv) -> int:
 
 def _rss_mb(pid: int) -> float:
     """Resident memory of process ``pid`` in MB (0 where ``/proc`` does not tell)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
     return 0.0
 
 
@@ -355,7 +342,9 @@ def leaderboard(rows: list[dict], settings: dict) -> str:
         cells = [str(rank) if student else "", row["student"] if student else f"*{row['student']}*"]
         cells.append(f"{row['score']} / {row['max_score']}" if student else "")
         cells += [f"{row[f'{s}_psnr_masked']:.2f} / {row[f'{s}_ssim']:.3f}" for s in strategies]
-        cells += [_twin_cell(row, s) for s in strategies]
+        for s in strategies:  # empty for a reference: no twin
+            twin = row.get(f"{s}_psnr_masked_untrained")
+            cells.append("" if twin is None else f"{twin:.2f} / {row[f'{s}_training_added']:+.2f}")
         cells.append(f"{row['seconds']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     failed = [r for r in rows if r["status"] != "graded"]
@@ -366,21 +355,6 @@ def leaderboard(rows: list[dict], settings: dict) -> str:
     lines += [f"- {points}: {what}" for _, points, what in RUBRIC]
     lines.append(f"- {max_score(strategies)} points in all")
     return "\n".join(lines) + "\n"
-
-
-def _twin_cell(row: dict, strategy: str) -> str:
-    """``twin PSNR / +added`` of a student's row; empty for a reference (no twin)."""
-    twin = row.get(f"{strategy}_psnr_masked_untrained")
-    if twin is None:
-        return ""
-    return f"{twin:.2f} / {row[f'{strategy}_training_added']:+.2f}"
-
-
-def check_limits(timeout, memory_mb, max_model_mb) -> None:
-    check_positive_number(timeout, "timeout")
-    if memory_mb is not None:
-        check_positive_number(memory_mb, "memory_mb")
-    check_positive_number(max_model_mb, "max_model_mb")
 
 
 def grade(
@@ -406,7 +380,10 @@ def grade(
     strategies = [
         check_choice(s, "strategies", GRADED_STRATEGIES) for s in dict.fromkeys(strategies)
     ]
-    check_limits(timeout, memory_mb, max_model_mb)
+    check_positive_number(timeout, "timeout")
+    if memory_mb is not None:
+        check_positive_number(memory_mb, "memory_mb")
+    check_positive_number(max_model_mb, "max_model_mb")
     found = find_submissions(submissions)
     mask_seed = secrets.randbelow(2**31) if mask_seed is None else mask_seed
     check_positive_int(mask_seed, "mask_seed", minimum=0)
@@ -545,14 +522,8 @@ def make_course(
     memory_bytes = 0 if memory_mb is None else int(memory_mb * 2**20)
     config = dict(course="masked-image-modeling", timeout=timeout, memory_bytes=memory_bytes)
     write_atomic(folder / "nbgrader_config.py", NBGRADER_CONFIG.format(**config))
-    _student_kit(target)
-    return folder
-
-
-def _student_kit(target: Path) -> None:
-    """Copy the course checkpoints and ``requirements.txt`` (without ``-e`` lines) to ``target``."""
     files = sorted(CHECKPOINT_DIR.glob("*.keras")) + sorted(CHECKPOINT_DIR.glob("*.json"))
-    if files:
+    if files:  # the course checkpoints, and requirements.txt without its -e lines
         (target / "checkpoints").mkdir(exist_ok=True)
     for file in files:
         shutil.copyfile(file, target / "checkpoints" / file.name)
@@ -560,6 +531,7 @@ def _student_kit(target: Path) -> None:
     if source.is_file():
         lines = [ln for ln in source.read_text().splitlines() if not ln.strip().startswith("-e")]
         write_atomic(target / "requirements.txt", "\n".join(lines) + "\n")
+    return folder
 
 
 if __name__ == "__main__":

@@ -1,9 +1,7 @@
 """Linear probe of a trained predictor's frozen encoder: ``python -m helpers probe``.
 
-A BatchNorm (no scale, no shift) + Dense classifier, as in MAE's linear probe, is trained on the
-encoder's features (:meth:`helpers.models.MaskedImageModel.features`) and scored on the test
-images (:func:`probe_metrics`). Baselines in the same call: the raw pixels and the same encoder
-with random weights.
+A BatchNorm (no scale, no shift) + Dense classifier, as in MAE's linear probe, trained on the
+encoder's features; the baselines are the raw pixels and the same encoder with random weights.
 """
 
 from __future__ import annotations
@@ -100,11 +98,9 @@ def score_features(
 def encoder_of(model):
     """``model`` (a predictor or a path) if it learns, an encoder to probe; else a SettingError."""
     if not learns(model):
+        allowed = "allowed: a .keras model saved by train (vit, mae, cnn, vit_cnn, aae)"
         raise SettingError(
-            "model",
-            getattr(model, "name", model),
-            "has no encoder to probe; allowed: a .keras model saved by train (vit, mae, cnn, "
-            "vit_cnn, aae)",
+            "model", getattr(model, "name", model), f"has no encoder to probe; {allowed}"
         )
     return model
 
@@ -126,15 +122,11 @@ def labelled_split(ds, image_shape=None, dataset: str | None = None) -> dict:
     y_train = np.concatenate([ds.y_train, ds.y_val]).astype(np.int64)
     n_classes = len(ds.class_names)
     if n_classes < 2 or len(np.unique(y_train)) < 2:
-        raise SettingError(
-            "dataset", name, "needs labels of at least two classes in its training images"
-        )
+        problem = "needs labels of at least two classes in its training images"
+        raise SettingError("dataset", name, problem)
     if image_shape is not None and tuple(x_train.shape[1:]) != tuple(image_shape):
-        raise SettingError(
-            "dataset",
-            name,
-            f"has images of shape {x_train.shape[1:]}; this model takes {tuple(image_shape)}",
-        )
+        problem = f"has images of shape {x_train.shape[1:]}; this model takes {tuple(image_shape)}"
+        raise SettingError("dataset", name, problem)
     y_test = np.asarray(ds.y_test).astype(np.int64)
     chance = round(float(np.bincount(y_test).max() / len(y_test)), 4)
     split = {"x_train": x_train, "y_train": y_train, "x_test": ds.x_test, "y_test": y_test}
@@ -144,12 +136,6 @@ def labelled_split(ds, image_shape=None, dataset: str | None = None) -> dict:
 def pixel_features(images: np.ndarray) -> np.ndarray:
     """The raw pixels of each image as one vector (the probe's first baseline)."""
     return images.reshape(len(images), -1)
-
-
-def feature_sources(model, seed: int = 0) -> dict:
-    """The probe's inputs (:data:`FEATURES`) as functions of images."""
-    random_encoder = random_copy(model, seed).features
-    return {"encoder": model.features, "random_encoder": random_encoder, "pixels": pixel_features}
 
 
 def probe_source(
@@ -165,13 +151,9 @@ def probe_source(
     kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     train, test = (features[:n], split["y_train"]), (features[n:], split["y_test"])
     metrics, matrix = score_features(*train, *test, split["n_classes"], **kwargs)
-    row = {
-        "features": name,
-        "dim": int(features.shape[1]),
-        **{k: round(v, 4) for k, v in metrics.items()},
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    return row, matrix
+    row = {"features": name, "dim": int(features.shape[1])}
+    row |= {k: round(v, 4) for k, v in metrics.items()}
+    return row | {"seconds": round(time.perf_counter() - start, 2)}, matrix
 
 
 def run_probe(
@@ -197,15 +179,14 @@ def run_probe(
     check_positive_number(lr, "lr")
     model = encoder_of(load_model(model_path))
     data = None if data_dir is None else str(data_dir)
+    sizes = dict(n_train=n_train, n_test=n_test, seed=seed, grayscale=grayscale)
     try:
-        ds = load_dataset(
-            dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed,
-            grayscale=grayscale,
-        )  # fmt: skip
+        ds = load_dataset(dataset, data_dir=data_dir, **sizes)
     except DatasetError as exc:  # missing, corrupt, or without labels
         raise SettingError("data_dir", data, str(exc)) from None
     split = labelled_split(ds, model.image_shape, dataset)
-    sources = feature_sources(model, seed)
+    sources = {"encoder": model.features, "random_encoder": random_copy(model, seed).features}
+    sources["pixels"] = pixel_features
     rows, confusion = [], {}
     kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     for name in tqdm(FEATURES, desc="probe", disable=not progress):
@@ -214,8 +195,7 @@ def run_probe(
         confusion[name] = matrix.tolist()
     settings = {"model": str(model_path), "model_name": model.name, "dataset": dataset}
     settings |= {"data_dir": data, "grayscale": bool(grayscale), "n_train": len(split["x_train"])}
-    settings |= {"n_test": len(split["x_test"]), "n_classes": split["n_classes"], "epochs": epochs}
-    settings |= {"batch_size": batch_size, "lr": lr, "seed": seed}
+    settings |= {"n_test": len(split["x_test"]), "n_classes": split["n_classes"], **kwargs}
     settings["chance_accuracy"] = split["chance_accuracy"]
     return dict(settings=settings, rows=rows, confusion=confusion, class_names=ds.class_names)
 

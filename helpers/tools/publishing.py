@@ -1,14 +1,13 @@
-"""Publish a course checkpoint (:mod:`helpers.checkpoints`) with its provenance:
-``python -m helpers checkpoint --run RUN_DIR --name NAME --data-dir DIR --command "..."``.
+"""Publish a course checkpoint (:mod:`helpers.checkpoints`) with its provenance.
 
-``NAME.json`` records the command, the commit, :func:`data_hash`, the training budget and two
-sets of metrics: :func:`heldout_metrics` on the training folder's ``test_batch`` and
-:func:`reproduce_metrics` on a fixed set that ships with the project (a test recomputes them).
+``NAME.json`` records the command, the commit, :func:`data_hash`, the training budget,
+:func:`heldout_metrics` and :func:`reproduce_metrics` (which a test recomputes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import subprocess
 import time
@@ -63,14 +62,11 @@ def reproduce_set():
 def reproduce_metrics(model) -> dict:
     """``{strategy: {"psnr_masked": dB, "ssim": value}}`` of ``model`` on :func:`reproduce_set`."""
     images, masks = reproduce_set()
-    out = {}
-    for strategy, mask in masks.items():
-        summary, _ = score_predictor(model, images, mask)
-        out[strategy] = {
-            "psnr_masked": round(summary["psnr_masked_mean"], 4),
-            "ssim": round(summary["ssim_mean"], 5),
-        }
-    return out
+    summaries = {s: score_predictor(model, images, mask)[0] for s, mask in masks.items()}
+    return {
+        s: {"psnr_masked": round(v["psnr_masked_mean"], 4), "ssim": round(v["ssim_mean"], 5)}
+        for s, v in summaries.items()
+    }
 
 
 def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
@@ -82,14 +78,12 @@ def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
     predictors = {"model": model, "untrained": untrained_twin(model, seed)}
     predictors.update({name: load_predictor(name) for name in REFERENCES})
     out = {name: {} for name in predictors}
-    for strategy in STRATEGIES:
-        for ratio in RATIOS:
-            mask = make_mask(
-                strategy, ratio, images=images, patch_size=4, seed=cell_seed(seed, strategy, ratio)
-            )
-            for name, predictor in predictors.items():
-                summary, _ = score_predictor(predictor, images, mask)
-                out[name][f"{strategy}@{ratio:g}"] = round(summary["psnr_masked_mean"], 4)
+    for strategy, ratio in itertools.product(STRATEGIES, RATIOS):
+        cell = cell_seed(seed, strategy, ratio)
+        mask = make_mask(strategy, ratio, images=images, patch_size=4, seed=cell)
+        for name, predictor in predictors.items():
+            summary, _ = score_predictor(predictor, images, mask)
+            out[name][f"{strategy}@{ratio:g}"] = round(summary["psnr_masked_mean"], 4)
     return out
 
 

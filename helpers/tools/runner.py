@@ -1,16 +1,14 @@
 """Headless runs of the numbered notebooks with papermill, parameters from a YAML profile.
 
-A profile ``params/<name>.yaml`` has three optional keys: ``description`` (one line),
-``common`` (values for every notebook that declares the parameter) and ``notebooks`` (per
-notebook, by stem or number: ``02``). Names and values are checked against the notebooks'
-``parameters`` cells and :func:`value_checks` before anything runs. Notebooks run in the
-notebooks folder; executed copies go to ``<output>/notebooks/``, figures to ``<output>/figures/``.
-Relative ``*_dir`` parameters are taken from the directory the run was started in.
+A profile ``params/<name>.yaml`` has three optional keys: ``description``, ``common`` (values for
+every notebook that declares them) and ``notebooks`` (per notebook, by stem or number). Executed
+copies go to ``<output>/notebooks/``, figures to ``<output>/figures/``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -238,9 +236,6 @@ def value_checks() -> dict:
     def choice(allowed):
         return lambda value, name: check_choice(value, name, allowed)
 
-    def count(minimum):
-        return lambda value, name: check_positive_int(value, name, minimum)
-
     def each(check):
         return lambda values, name: [check(v, name) for v in values]
 
@@ -248,7 +243,7 @@ def value_checks() -> dict:
         if len(values) != 2 or not check_ratio(values[0], name) <= check_ratio(values[1], name):
             raise SettingError(name, values, "must be [low, high] with 0 < low <= high < 1")
 
-    zero, one = count(0), count(1)  # 0 images: all of them
+    zero, one = functools.partial(check_positive_int, minimum=0), check_positive_int  # 0: all
     strategies = each(choice(STRATEGIES))
     return {
         **dict.fromkeys("n_train n_test seed probe_epochs probe_n_test".split(), zero),
@@ -299,44 +294,24 @@ def _check_value(notebook: str, name: str, value, checks: dict):
         raise RunnerError(message, name, value) from None
 
 
-def _absolute_dirs(params: dict, base: Path) -> dict:
-    """Parameters named ``*_dir`` are paths: make relative ones absolute against ``base``."""
-    out = dict(params)
-    for name, value in params.items():
-        if name.endswith("_dir") and isinstance(value, str) and value:
-            path = Path(value).expanduser()
-            out[name] = str(path if path.is_absolute() else (base / path).resolve())
-    return out
-
-
 def _allowed(declared: dict, stems) -> str:
     return ", ".join(sorted({p for s in stems for p in declared[s]})) or "(none)"
 
 
-def _select_notebooks(notebooks, available: dict, folder: str) -> list[str]:
-    """The stems named by ``notebooks`` (names or numbers) in run order; all when none."""
-    if not notebooks:
-        return list(available)
-    selected = []
-    for key in notebooks:
-        stem = resolve_notebook(key, available)
-        if stem is None:
-            message = f"no notebook {key!r} in {folder}/; available: {', '.join(available)}"
-            raise RunnerError(message, "notebooks", key)
-        if stem not in selected:
-            selected.append(stem)
-    return sorted(selected, key=list(available).index)
+def _stem(key, available: dict, problem: str, param: str, value) -> str:
+    """The stem ``key`` names (:func:`resolve_notebook`), else a RunnerError: ``problem``."""
+    stem = resolve_notebook(key, available)
+    if stem is None:
+        raise RunnerError(f"{problem}; available: {', '.join(available)}", param, value)
+    return stem
 
 
 def _profile_values(profile: str, spec: dict, available: dict, declared: dict) -> dict:
     """The profile's values per notebook stem, each declared by its notebook."""
     per_notebook = {}
     for key, values in spec["notebooks"].items():
-        stem = resolve_notebook(key, available)
-        if stem is None:
-            names = ", ".join(available)
-            missing = f"names notebook {key!r}, which does not exist; available: {names}"
-            raise RunnerError(f"profile {profile!r} {missing}", "profile", profile)
+        missing = f"profile {profile!r} names notebook {key!r}, which does not exist"
+        stem = _stem(key, available, missing, "profile", profile)
         unknown = sorted(set(values) - set(declared[stem]))
         if unknown:
             problem = f"{', '.join(map(repr, unknown))}; it declares: {_allowed(declared, [stem])}"
@@ -365,7 +340,14 @@ def plan_run(
     if not available:
         message = f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}"
         raise RunnerError(message, "notebooks_dir", str(notebooks_dir))
-    selected = _select_notebooks(notebooks, available, Path(notebooks_dir).name)
+    selected = list(available)
+    if notebooks:  # by name or number, in run order
+        folder = Path(notebooks_dir).name
+        keys = {
+            _stem(k, available, f"no notebook {k!r} in {folder}/", "notebooks", k)
+            for k in notebooks
+        }
+        selected = sorted(keys, key=selected.index)
     declared = {stem: declared_parameters(available[stem]) for stem in available}
     per_notebook = _profile_values(profile, spec, available, declared)
     overrides = dict(overrides or {})
@@ -377,12 +359,9 @@ def plan_run(
         unknown = sorted(n for n in names if not any(n in declared[s] for s in stems))
         if unknown:
             prefix = f"profile {profile!r}: " if names is spec["common"] else ""
-            raise RunnerError(
-                f"{prefix}unknown parameter {', '.join(map(repr, unknown))} {where}; "
-                f"allowed: {_allowed(declared, stems)}",
-                unknown[0],
-                names[unknown[0]],
-            )
+            listed, allowed = ", ".join(map(repr, unknown)), _allowed(declared, stems)
+            message = f"{prefix}unknown parameter {listed} {where}; allowed: {allowed}"
+            raise RunnerError(message, unknown[0], names[unknown[0]])
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     checks = value_checks()
     steps = []
@@ -395,7 +374,10 @@ def plan_run(
         for name, value in params.items():
             _check_type(stem, name, value, declared[stem][name])
             _check_value(stem, name, value, checks)
-        steps.append(Step(stem, available[stem], _absolute_dirs(params, base)))
+            if name.endswith("_dir") and isinstance(value, str) and value:  # relative to base
+                path = Path(value).expanduser()
+                params[name] = str(path if path.is_absolute() else (base / path).resolve())
+        steps.append(Step(stem, available[stem], params))
     return steps
 
 
@@ -448,8 +430,8 @@ def run_steps(
         progress_bar = sys.stderr.isatty()
     output_dir = Path(output_dir).resolve()
     out_notebooks, figures = output_dir / "notebooks", output_dir / "figures"
-    out_notebooks.mkdir(parents=True, exist_ok=True)
-    figures.mkdir(parents=True, exist_ok=True)
+    for folder in (out_notebooks, figures):
+        folder.mkdir(parents=True, exist_ok=True)
     results = []
     env = {"HELPERS_FIGURES_DIR": str(figures), "HELPERS_RESULTS_DIR": str(output_dir / "results")}
     env |= {"HELPERS_PROFILE": profile or "", "MPLBACKEND": INLINE_BACKEND}
@@ -509,9 +491,7 @@ def strip_stderr(path) -> int:
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     removed = 0
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
         keep = [
             o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")
         ]
