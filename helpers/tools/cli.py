@@ -2,7 +2,8 @@
 
 Each command is a handler ``_cmd_<command>(args) -> exit code`` declared by :func:`_command`, its
 docstring the help; options are declared once, in :data:`_OPTIONS`. Exit codes: 0 success, 1 a
-notebook failed, 2 a usage or configuration error, 130 interrupted. Keras is imported lazily.
+notebook failed, 2 a usage or configuration error, 130 interrupted. The handlers import Keras
+when they run, so that ``--help`` and usage errors answer without loading it.
 """
 
 from __future__ import annotations
@@ -511,8 +512,8 @@ def _cmd_bench_speed(args) -> int:
     from . import bench
 
     _keras_line(f"bench speed{' --quick' if args.quick else ''}")
-    start, table = time.perf_counter(), bench.format_rows
-    bench.bench_speed(args.quick, lambda t, r: print(f"\n{t}\n{table(r)}", flush=True))
+    start = time.perf_counter()
+    bench.bench_speed(args.quick, lambda t, r: print(f"\n{t}\n{bench.format_rows(r)}", flush=True))
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return 0
 
