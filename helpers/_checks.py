@@ -1,9 +1,6 @@
-"""Input checks, called where a value enters (the command line, builders, ``train``, loaders).
-
-A bad value raises :class:`SettingError` (a ``ValueError``), one of the wrong type
-:class:`SettingTypeError` (also a ``TypeError``); the message reads
-``ratio=1.5: must be strictly between 0 and 1``. For an array, the value is its shape, dtype or
-type."""
+"""Input checks: a bad value raises :class:`SettingError` (a ``ValueError``), one of the wrong
+type :class:`SettingTypeError` (also a ``TypeError``), e.g. ``ratio=1.5: must be strictly between
+0 and 1``; for an array, the value is its shape, dtype or type."""
 
 from __future__ import annotations
 
@@ -42,13 +39,13 @@ def check_hidden(hidden: int, need: int, n_patches: int, param: str, value, **wo
         raise SettingError(param, value, problem.format(hidden, n_patches, need, least, **words))
 
 
-def _check_real(value, name: str, allowed: str, ok, problem: str | None = None) -> float:
-    """``value`` as a float if it is a real number (not a bool) for which ``ok(value)`` holds."""
-    if isinstance(value, bool) or not isinstance(value, Real):
+def _check_real(value, name, allowed, ok, problem=None, kinds=Real, cast=float):
+    """``cast(value)`` if ``value`` is of ``kinds`` (not a bool) and ``ok(value)`` holds."""
+    if isinstance(value, bool) or not isinstance(value, kinds):
         raise SettingTypeError(name, value, f"must be {allowed}, not a {type(value).__name__}")
     if not ok(value):  # NaN fails every comparison
         raise SettingError(name, value, problem or f"must be {allowed}")
-    return float(value)
+    return cast(value)
 
 
 def check_ratio(ratio, name: str = "ratio") -> float:
@@ -86,13 +83,8 @@ def check_fraction(value, name: str) -> float:
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     """Return ``value`` as an int if it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SettingTypeError(
-            name, value, f"must be an integer >= {minimum}, not a {type(value).__name__}"
-        )
-    if value < minimum:
-        raise SettingError(name, value, f"must be an integer >= {minimum}")
-    return int(value)
+    allowed = f"an integer >= {minimum}"
+    return _check_real(value, name, allowed, lambda v: v >= minimum, None, (int, np.integer), int)
 
 
 def check_choice(value, name: str, allowed) -> str:

@@ -38,12 +38,8 @@ def load(name: str, folder=None):
 
     file = path(name, folder)
     if not file.exists():
-        raise SettingError(
-            "checkpoint",
-            name,
-            f"no {file.name} in {file.parent}; the README's 'Course checkpoints' section has the "
-            "command that rebuilds it",
-        )
+        rebuild = "the README's 'Course checkpoints' section has the command that rebuilds it"
+        raise SettingError("checkpoint", name, f"no {file.name} in {file.parent}; {rebuild}")
     return load_predictor(file)
 
 

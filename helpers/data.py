@@ -1,9 +1,6 @@
-"""Datasets: CIFAR-10 (python-batch format) and the embedded offline ``sample`` dataset.
-
-Both give float32 images in [0, 1], channels last, with integer labels (:func:`load_dataset`).
-``cifar10`` is read from ``data_dir``, else the Keras cache, else downloaded through Keras;
-``sample`` is 32x32 crops of scikit-image's photographs, deterministic for a seed, offline.
-"""
+"""Datasets as float32 images in [0, 1] with integer labels (:func:`load_dataset`): CIFAR-10
+(python batches from ``data_dir``, the Keras cache or a download) and the offline ``sample``, 32x32
+crops of scikit-image's photographs."""
 
 from __future__ import annotations
 
@@ -223,12 +220,10 @@ def make_sample_dataset(
 ):
     """Build the embedded dataset: ((x_train, y_train), (x_test, y_test), names), float32 in [0, 1].
 
-    Training crops lie left of ``(1 - TEST_STRIP) * width - GAP`` of every photograph, test crops
-    right of ``(1 - TEST_STRIP) * width``, spread evenly over photographs and scales.
-
-    Args:
-        return_meta: add a fourth item, (train, test) arrays (N, 4) of each crop's photograph
-            index, first column, last column + 1 (in the photograph's pixels) and scale.
+    Test crops lie in the right-most ``TEST_STRIP`` of every photograph, training crops ``GAP``
+    pixels left of it, spread evenly over photographs and scales. ``return_meta``: add (train,
+    test) arrays (N, 4) of each crop's photograph, first and last + 1 column (in the photograph's
+    pixels) and scale.
     """
     from skimage.transform import rescale  # lazy: slow to import
 
@@ -277,11 +272,6 @@ def _subset(x, y, n, rng, name):
 SPLIT_STREAMS = {"train": 0, "test": 1, "val": 2}  # one random stream per split of a seed
 
 
-def _split_rng(seed: int, split: str) -> np.random.Generator:
-    """The generator for one split: subsets and the validation draw never shift one another."""
-    return np.random.default_rng([seed, SPLIT_STREAMS[split]])
-
-
 def load_dataset(
     name: str = "sample",
     *,
@@ -295,12 +285,9 @@ def load_dataset(
 ) -> Dataset:
     """Load ``name`` (``sample`` or ``cifar10``) as float32 splits in [0, 1].
 
-    Args:
-        n_train, n_test: sizes of seeded random subsets (None or 0: all).
-        val_fraction: share of the (subset) training images that become the validation set.
-        seed: each split draws from its own generator, so the test images depend only on
-            (name, n_test, seed).
-        grayscale: one channel, :func:`to_gray` of the colour images.
+    ``n_train``, ``n_test``: sizes of seeded random subsets (None or 0: all); ``val_fraction`` of
+    the training images become the validation set; the test images depend only on (name, n_test,
+    seed); ``grayscale``: one channel, :func:`to_gray`.
     """
     seed = check_positive_int(seed, "seed", minimum=0)
     check_choice(name, "dataset", DATASETS)
@@ -311,27 +298,20 @@ def load_dataset(
     else:
         (x_tr, y_tr), (x_te, y_te), names = load_cifar10(data_dir, download=download)
         source = "CIFAR-10 python batches"
-    x_tr, y_tr = _subset(x_tr, y_tr, n_train, _split_rng(seed, "train"), "n_train")
-    x_te, y_te = _subset(x_te, y_te, n_test, _split_rng(seed, "test"), "n_test")
+    rngs = {split: np.random.default_rng([seed, i]) for split, i in SPLIT_STREAMS.items()}
+    x_tr, y_tr = _subset(x_tr, y_tr, n_train, rngs["train"], "n_train")
+    x_te, y_te = _subset(x_te, y_te, n_test, rngs["test"], "n_test")
     n_val = int(round(len(x_tr) * val_fraction))
-    perm = _split_rng(seed, "val").permutation(len(x_tr))
+    perm = rngs["val"].permutation(len(x_tr))
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
     def convert(x):
         x = x.astype(np.float32, copy=False) * np.float32(1.0 if name == "sample" else 1.0 / 255.0)
         return to_gray(x) if grayscale else x
 
-    return Dataset(
-        name=name,
-        x_train=convert(x_tr[train_idx]),
-        y_train=y_tr[train_idx],
-        x_val=convert(x_tr[val_idx]),
-        y_val=y_tr[val_idx],
-        x_test=convert(x_te),
-        y_test=y_te,
-        class_names=names,
-        source=source + (", grayscale (skimage.color.rgb2gray)" if grayscale else ""),
-    )
+    (x_train, y_train), (x_val, y_val) = ((convert(x_tr[i]), y_tr[i]) for i in (train_idx, val_idx))
+    source += ", grayscale (skimage.color.rgb2gray)" if grayscale else ""
+    return Dataset(name, x_train, y_train, x_val, y_val, convert(x_te), y_te, names, source)
 
 
 def to_gray(images: np.ndarray) -> np.ndarray:

@@ -1,11 +1,6 @@
-"""Where training runs: data parallel on several devices and mixed precision, with Keras' engines.
-
-``devices=N`` replicates the model over the first N local devices (``keras.distribution.
-DataParallel`` on JAX, ``tf.distribute.MirroredStrategy`` on TensorFlow) and splits each global
-batch across them. ``precision`` is a Keras dtype policy of :data:`PRECISIONS`. On a CPU, simulate
-devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (JAX) or
-``tf.config.set_logical_device_configuration`` (TensorFlow).
-"""
+"""Where training runs: data parallel over ``devices`` local devices (``keras.distribution.
+DataParallel`` on JAX, ``tf.distribute.MirroredStrategy`` on TensorFlow), each global batch split
+across them, and the mixed precision policy (:data:`PRECISIONS`)."""
 
 from __future__ import annotations
 
@@ -47,12 +42,9 @@ def check_precision(precision) -> str:
     """The policy name of ``precision``; ``mixed_float16`` on a CPU is refused."""
     name = policy_name(precision)
     if name == "mixed_float16" and accelerator() == "cpu":
-        raise SettingError(
-            "precision",
-            precision,
-            "mixed_float16 needs a GPU (a CPU emulates float16, slowly and with loss scaling for "
-            "nothing); use mixed_bfloat16 or float32 on a CPU",
-        )
+        why = "a CPU emulates float16, slowly and with loss scaling for nothing"
+        problem = f"mixed_float16 needs a GPU ({why}); use mixed_bfloat16 or float32 on a CPU"
+        raise SettingError("precision", precision, problem)
     return name
 
 
@@ -88,11 +80,8 @@ def check_devices(devices, batch_size) -> int:
             "(JAX) or tf.config.set_logical_device_configuration (TensorFlow)",
         )
     if batch_size % n:
-        raise SettingError(
-            "batch_size",
-            batch_size,
-            f"the global batch is split across devices={n}: use a multiple of {n}",
-        )
+        problem = f"the global batch is split across devices={n}: use a multiple of {n}"
+        raise SettingError("batch_size", batch_size, problem)
     return n
 
 

@@ -1,10 +1,5 @@
-"""Gradient-based patch importance: how much a model's reconstruction loss depends on each patch.
-
-The score of a patch is the L2 norm of the gradient, with respect to its input pixels, of the
-loss the model was trained for: the sum over images of the MSE over the hidden values (the target
-held constant). Hidden patches score 0, so by default the patches are split at random into
-``groups`` equal groups and each group is scored in the pass where only it is visible.
-"""
+"""Gradient-based patch importance: the L2 norm of the gradient of the reconstruction loss (the
+MSE over hidden values, target held constant) with respect to each patch's input pixels."""
 
 from __future__ import annotations
 
@@ -86,28 +81,19 @@ def gradient_scores(
     batch_size: int = 128,
     seed: int = 0,
 ) -> np.ndarray:
-    """Patch importance: the gradient norm of the reconstruction loss over each patch's pixels.
+    """Patch importance (N, L) float32 of ``images`` (N, H, W, C) for a
+    :class:`helpers.models.MaskedImageModel`.
 
-    Args:
-        model: a :class:`helpers.models.MaskedImageModel`.
-        images: (N, H, W, C) in [0, 1].
-        mask: bool (N, L) for one pass with that mask; None: the ``groups`` passes.
-        groups: passes when ``mask`` is None; default 2, or enough that each hides
-            ``model.min_masked`` patches.
-        batch_size: images per gradient pass.
-
-    Returns:
-        float32 (N, L).
+    Hidden patches score 0, so with ``mask`` None the patches are split at random into ``groups``
+    (default 2, or enough that each pass hides ``model.min_masked``), each scored in the pass where
+    only it is visible; else one pass with ``mask`` (N, L).
     """
     check_images(images)
     check_patch_size(patch_size, images.shape[1:3])
     batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(model, MaskedImageModel):
-        raise SettingTypeError(
-            "model",
-            type(model).__name__,
-            "gradient_scores needs a Keras model (vit, mae or cnn); this one has no gradients",
-        )
+        problem = "gradient_scores needs a Keras model (vit, mae or cnn); this one has no gradients"
+        raise SettingTypeError("model", type(model).__name__, problem)
     check_fits(model, images.shape[1:], patch_size)
     n_patches = math.prod(grid_shape(images.shape[1:3], patch_size))
     images = images.astype(np.float32, copy=False)
@@ -118,11 +104,8 @@ def gradient_scores(
         need = max(2, math.ceil(n_patches / (n_patches - model.min_masked)))
         groups = need if groups is None else check_positive_int(groups, "groups", minimum=2)
         if groups < need or groups > n_patches:
-            raise SettingError(
-                "groups",
-                groups,
-                f"must be between {need} and {n_patches} for this {model.name} model",
-            )
+            problem = f"must be between {need} and {n_patches} for this {model.name} model"
+            raise SettingError("groups", groups, problem)
         masks = partition_masks(images.shape[0], n_patches, groups, seed=seed)
     for m in masks:
         hidden = int(m.sum(axis=1).min()) if m.size else None

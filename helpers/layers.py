@@ -1,7 +1,5 @@
-"""Custom Keras layers of the masked-image-modeling models, written with ``keras.ops`` only (any
-backend) and registered for serialization, so saved ``.keras`` models load back.
-
-A patch mask is a float tensor ``(N, L)``: 1 for a hidden (masked) patch, 0 for a visible one.
+"""Custom Keras layers of the models, in ``keras.ops`` (any backend), registered so saved models
+load. A patch mask is a float tensor ``(N, L)``: 1 for a hidden (masked) patch, 0 for a visible one.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from ._checks import SettingError
+from ._checks import SettingError, check_choice
 from .patches import patchify_ops, unpatchify_ops
 
 PACKAGE = "helpers"
@@ -49,8 +47,7 @@ class Unpatchify(_Layer):
 
     def __init__(self, patch_size: int, image_shape, **kwargs):
         super().__init__(**kwargs)
-        self.patch_size = int(patch_size)
-        self.image_shape = tuple(int(v) for v in image_shape)
+        self.patch_size, self.image_shape = int(patch_size), tuple(int(v) for v in image_shape)
 
     def call(self, patches):
         return unpatchify_ops(patches, self.patch_size, self.image_shape)
@@ -70,8 +67,7 @@ class MaskedImage(_Layer):
 
     def __init__(self, patch_size: int, fill: float = 0.5, **kwargs):
         super().__init__(**kwargs)
-        self.patch_size = int(patch_size)
-        self.fill = float(fill)
+        self.patch_size, self.fill = int(patch_size), float(fill)
 
     def call(self, images, patch_mask):
         pixels = ops.cast(pixel_mask(patch_mask, self.patch_size, images.shape[1:]), images.dtype)
@@ -125,18 +121,13 @@ class MaskToken(_Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class HarmonicFill(_Layer):
-    """Fill the hidden patches with a smooth guess from the visible pixels (no weights): from the
-    mean visible colour, ``iterations`` Jacobi steps of Laplace's equation on the hidden pixels.
-
-    Call ``(patches (N, L, p*p*C), patch_mask (N, L))`` for patches of images of ``image_shape``;
-    returns patches (N, L, p*p*C), the visible ones unchanged.
-    """
+    """Fill hidden patches (N, L, p*p*C) of images of ``image_shape`` with a smooth guess (no
+    weights): from the mean visible colour, ``iterations`` Jacobi steps of Laplace's equation."""
 
     def __init__(self, image_shape, patch_size: int, iterations: int = 128, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(v) for v in image_shape)
-        self.patch_size = int(patch_size)
-        self.iterations = int(iterations)
+        self.patch_size, self.iterations = int(patch_size), int(iterations)
         if self.iterations < 0:
             raise SettingError("iterations", iterations, "must be >= 0")
 
@@ -151,10 +142,8 @@ class HarmonicFill(_Layer):
 
         def step(_, y):
             y = ops.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
-            neighbours = (
-                y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:]
-            ) * 0.25
-            return image + gap * neighbours
+            total = y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:]
+            return image + gap * (total * 0.25)
 
         filled = ops.fori_loop(0, self.iterations, step, image + gap * mean)
         return patchify_ops(filled, self.patch_size)
@@ -165,9 +154,8 @@ def sincos_position_embedding(grid, width: int):
     row-major: half the channels encode the row, half the column."""
     gh, gw = (int(v) for v in grid)
     if width % 4:
-        raise SettingError(
-            "width", width, "a sine-cosine position embedding needs a token width divisible by 4"
-        )
+        problem = "a sine-cosine position embedding needs a token width divisible by 4"
+        raise SettingError("width", width, problem)
     omega = 1.0 / 10000 ** (np.arange(width // 4, dtype=np.float64) / (width / 4.0))
 
     def encode(pos):  # (L,) -> (L, width / 2)
@@ -188,11 +176,9 @@ class PositionEmbedding(_Layer):
 
     def __init__(self, init: str = "random", grid=None, **kwargs):
         super().__init__(**kwargs)
-        if init not in POSITION_INITS:
-            raise SettingError("init", init, f"must be one of {list(POSITION_INITS)}")
+        self.init = check_choice(init, "init", POSITION_INITS)
         if init == "sincos" and grid is None:
             raise SettingError("grid", grid, "init='sincos' needs the patch grid (rows, columns)")
-        self.init = init
         self.grid = None if grid is None else tuple(int(v) for v in grid)
 
     def build(self, input_shape):
@@ -213,17 +199,12 @@ class PositionEmbedding(_Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TransformerBlock(_Layer):
-    """Pre-LayerNorm Transformer block (as in ViT/MAE).
-
-    ``x = x + Dropout(MHA(LN(x)))``; ``x = x + Dropout(Dense(Dropout(GELU(Dense(LN(x))))))``.
-    ``key_mask`` (N, S), 1 = may be attended to, keeps the other tokens out of every attention.
-    """
+    """Pre-LayerNorm Transformer block (as in ViT/MAE); ``key_mask`` (N, S), 1 = may be attended
+    to, keeps the other tokens out of every attention."""
 
     def __init__(self, num_heads: int, mlp_dim: int, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        self.num_heads = int(num_heads)
-        self.mlp_dim = int(mlp_dim)
-        self.dropout = float(dropout)
+        self.num_heads, self.mlp_dim, self.dropout = int(num_heads), int(mlp_dim), float(dropout)
         policy = self.dtype_policy
         self.norm1 = layers.LayerNormalization(epsilon=1e-6, dtype=policy, name="norm1")
         self.norm2 = layers.LayerNormalization(epsilon=1e-6, dtype=policy, name="norm2")
@@ -260,9 +241,8 @@ class TransformerBlock(_Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TokenSelector(_Layer):
-    """Choose the ``n_keep`` tokens the MAE encoder processes from a patch mask (N, L), visible
-    first, in patch order (distinct sort keys: the same order on every backend). Returns
-    ``ids_keep`` (N, n_keep) int and ``kept_visible`` (N, n_keep) float, 1 for a visible patch."""
+    """The ``n_keep`` tokens the MAE encoder processes, visible first in patch order: ``ids_keep``
+    (N, n_keep) int and ``kept_visible`` (N, n_keep) float, 1 for a visible patch."""
 
     def __init__(self, n_keep: int, **kwargs):
         super().__init__(**kwargs)
@@ -348,8 +328,7 @@ class _Adversary(_Layer):
             self.biases.append(self.add_weight(shape=(n_out,), initializer="zeros", name=f"b{i}"))
 
     def discriminate(self, x, frozen: bool):
-        """Logits of "real" (a prior sample, a real image) for each sample or position of ``x``;
-        ``frozen``: the weights detached."""
+        """Logits of "real" for each sample or position of ``x``; ``frozen``: weights detached."""
         detach = ops.stop_gradient if frozen else (lambda v: v)
         for i, (k, b) in enumerate(zip(self.kernels, self.biases)):
             last = i == len(self.kernels) - 1
@@ -362,8 +341,7 @@ class _Adversary(_Layer):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LatentAdversary(_Adversary):
     """The adversarial autoencoder's regulariser (Makhzani et al., 2015): a discriminator tells
-    the codes (N, ..., D), one sample per code vector, from samples of the prior N(0, I).
-    ``loss_weight``: the encoder's adversarial term next to the reconstruction loss."""
+    each code vector of (N, ..., D) from samples of the prior N(0, I)."""
 
     def __init__(self, loss_weight: float, hidden: int = 64, seed=None, **kwargs):
         super().__init__(loss_weight, hidden, **kwargs)
@@ -387,9 +365,8 @@ class LatentAdversary(_Adversary):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ImageAdversary(_Adversary):
-    """The image discriminator of Context Encoders (Pathak et al., 2016): tells real images from
-    the output composited with the visible pixels, one logit per position (three stride-2 3x3
-    convolutions and a 1x1 one). Call on ``(output, images, patch_mask)``; returns ``output``."""
+    """The image discriminator of Context Encoders (Pathak et al., 2016): real images against the
+    output composited with the visible pixels. Call on ``(output, images, patch_mask)``."""
 
     def __init__(self, loss_weight: float, patch_size: int, hidden: int = 32, **kwargs):
         super().__init__(loss_weight, hidden, **kwargs)

@@ -1,9 +1,7 @@
-"""Masking strategies over the patch grid.
+"""Masking strategies over the patch grid: bool masks (N, L), True = hidden patch.
 
-A mask is a boolean array (N, L), True = hidden patch. Every strategy hides exactly
-``k = n_masked(ratio, L)`` patches per image and differs only in which ones: ``random``,
-``rows``, ``columns`` (whole lines, then a contiguous run in one more line) or ``importance``
-(the k highest scores). Draws are seeded: an int, or a ``numpy.random.Generator`` for fresh masks.
+Every strategy hides exactly ``k = n_masked(ratio, L)`` patches per image; ``seed``: an int, or a
+``numpy.random.Generator`` for fresh masks.
 """
 
 from __future__ import annotations
@@ -42,8 +40,7 @@ def _rng(seed) -> np.random.Generator:
     return np.random.default_rng(int(seed))
 
 
-def _setup(n_images, grid, ratio) -> tuple[int, int, int, int]:
-    """Checked (N, rows, columns, k)."""
+def _setup(n_images, grid, ratio) -> tuple[int, int, int, int]:  # checked (N, rows, columns, k)
     if len(grid) != 2:
         raise SettingError("grid", grid, "must be (rows, columns) of the patch grid")
     gh, gw = check_positive_int(grid[0], "grid rows"), check_positive_int(grid[1], "grid columns")
@@ -51,24 +48,15 @@ def _setup(n_images, grid, ratio) -> tuple[int, int, int, int]:
     return n, gh, gw, n_masked(ratio, gh * gw)
 
 
-def _top_k(order: np.ndarray, k: int) -> np.ndarray:
-    """bool mask of ``order``'s shape, True at the indices ``order[:, :k]``."""
+def _top_k(order: np.ndarray, k: int) -> np.ndarray:  # True at the indices order[:, :k]
     mask = np.zeros(order.shape, dtype=bool)
     np.put_along_axis(mask, order[:, :k], True, axis=1)
     return mask
 
 
 def random_masking(n_images: int, grid, ratio: float, seed=0) -> np.ndarray:
-    """Hide k = :func:`n_masked` (ratio, L) patches per image, uniformly at random.
-
-    Args:
-        n_images: masks to draw (N).
-        grid: (rows, columns) of the patch grid; L = rows * columns.
-        seed: an int or a ``numpy.random.Generator``.
-
-    Returns:
-        bool (N, L), True = hidden patch, row-major over the grid.
-    """
+    """Hide k = :func:`n_masked` (ratio, L) patches per image, uniformly at random; returns bool
+    (N, L), row-major over the (rows, columns) ``grid``."""
     n, gh, gw, k = _setup(n_images, grid, ratio)
     noise = _rng(seed).random((n, gh * gw))
     return _top_k(np.argpartition(noise, k - 1, axis=1), k)  # the k smallest noise values
@@ -120,13 +108,8 @@ def importance_masking(
 ) -> np.ndarray:
     """Hide the k patches with the highest score; ties are broken at random (seeded).
 
-    Args:
-        images: (N, H, W, C) in [0, 1]; ``patch_size`` must divide H and W.
-        score_fn: a name of :data:`SCORES` or a function ``(images, patch_size) -> (N, L)`` of
-            finite scores.
-
-    Returns:
-        bool (N, L), True = hidden patch.
+    ``score_fn``: a name of :data:`SCORES` or a function ``(images, patch_size) -> (N, L)`` of
+    finite scores.
     """
     check_images(images)
     gh, gw = grid_shape(images.shape[1:3], patch_size)
@@ -161,17 +144,9 @@ def make_mask(
     score_fn: ScoreFn | str = "variance",
     seed=0,
 ) -> np.ndarray:
-    """Draw masks for any strategy of :data:`STRATEGIES`.
-
-    Args:
-        n_images, grid: N and the patch grid (rows, columns), or ``images`` and ``patch_size``.
-        images, patch_size: (N, H, W, C) and the patch side; ``importance`` needs them.
-        score_fn: the importance score (:func:`importance_masking`).
-        seed: an int or a ``numpy.random.Generator``.
-
-    Returns:
-        bool (N, L), True = hidden patch.
-    """
+    """Draw masks (N, L) for any strategy of :data:`STRATEGIES`, from ``n_images`` and the patch
+    ``grid`` (rows, columns), or from ``images`` (N, H, W, C) and ``patch_size`` (``importance``
+    needs them; ``score_fn``: see :func:`importance_masking`)."""
     check_choice(strategy, "strategy", STRATEGIES)
     check_ratio(ratio)
     if images is not None:
@@ -187,11 +162,8 @@ def make_mask(
             )
         return importance_masking(images, patch_size, ratio, score_fn=score_fn, seed=seed)
     if n_images is None or grid is None:
-        raise SettingError(
-            "n_images" if n_images is None else "grid",
-            None,
-            f"strategy {strategy!r} needs n_images and grid, or images and patch_size",
-        )
+        problem = f"strategy {strategy!r} needs n_images and grid, or images and patch_size"
+        raise SettingError("n_images" if n_images is None else "grid", None, problem)
     draw = {"random": random_masking, "rows": rows_masking, "columns": columns_masking}[strategy]
     return draw(n_images, grid, ratio, seed=seed)
 

@@ -1,9 +1,6 @@
-"""Cut images into non-overlapping square patches and put them back.
-
-Images (N, H, W, C) become (N, L, p*p*C) with L = (H/p) * (W/p) patches in row-major order over
-the patch grid, each flattened in (row, column, channel) order, as in MAE's ``patchify``. The
-``_ops`` versions use ``keras.ops``, to run inside models on any backend.
-"""
+"""Cut images (N, H, W, C) into square patches (N, L, p*p*C) and back, as MAE's ``patchify``: L =
+(H/p) * (W/p) in row-major order, each patch flattened (row, column, channel). The ``_ops``
+versions use ``keras.ops``, to run inside models on any backend."""
 
 from __future__ import annotations
 
@@ -21,11 +18,7 @@ def grid_shape(image_shape, patch_size: int) -> tuple[int, int]:
 
 
 def patch_size_of(n_patches: int, image_shape) -> int:
-    """The square patch side p with (H // p) * (W // p) == ``n_patches``.
-
-    Raises:
-        SettingError: when no square patch cuts the image into that many.
-    """
+    """The square patch side p with (H // p) * (W // p) == ``n_patches``, else a SettingError."""
     h, w = int(image_shape[0]), int(image_shape[1])
     p = math.isqrt(h * w // n_patches) if 0 < n_patches <= h * w else 0
     if p == 0 or p * p * n_patches != h * w or h % p or w % p:
@@ -75,8 +68,7 @@ def patchify(images: np.ndarray, patch_size: int) -> np.ndarray:
 
 
 def unpatchify(patches: np.ndarray, patch_size: int, image_shape) -> np.ndarray:
-    """Put patches (N, L, p*p*C) back into images (N, *image_shape): the inverse of
-    :func:`patchify`; ``image_shape`` is (H, W, C)."""
+    """Put patches (N, L, p*p*C) back into images (N, H, W, C) of ``image_shape`` (H, W, C)."""
     return _unpatchify(np, np.asarray(patches), patch_size, image_shape)
 
 
