@@ -1,6 +1,5 @@
-"""The base of the learned predictors: :class:`MaskedImageModel`, the checks, dtype policy, seed
-and inputs of building one, and the heads and gray/colour adapters the Transformers share.
-"""
+"""The base of the learned predictors (:class:`MaskedImageModel`), what building one needs, and
+the heads and gray/colour adapters the Transformers share."""
 
 from __future__ import annotations
 
@@ -65,9 +64,8 @@ def check_transformer(
 def check_vit(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init,
               fill, fill_iterations):  # fmt: skip
     """:func:`check_transformer` plus the ``fill`` settings: ``(image_shape, float(dropout))``."""
-    image_shape = check_transformer(
-        image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init
-    )
+    sizes = (embed_dim, depth, num_heads, mlp_dim)
+    image_shape = check_transformer(image_shape, patch_size, *sizes, dropout, pos_init)
     check_choice(fill, "fill", VIT_FILLS)
     check_positive_int(fill_iterations, "fill_iterations", minimum=0)
     return image_shape, float(dropout)
@@ -75,14 +73,10 @@ def check_vit(image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dro
 
 @contextmanager
 def policy(mixed_precision):
-    """Build under the dtype policy of ``mixed_precision`` (:mod:`helpers.devices`), then restore
-    the previous policy."""
+    """Build under the dtype policy of ``mixed_precision`` (:mod:`helpers.devices`)."""
     name = policy_name(mixed_precision)
-    if name == "float32":
-        yield
-        return
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
+    keras.mixed_precision.set_global_policy(previous if name == "float32" else name)
     try:
         yield
     finally:
@@ -96,8 +90,7 @@ def seed_weights(value):
 
 
 def settings_of(arguments: dict) -> dict:
-    """A model's settings from its ``__init__``'s ``locals()`` without ``self``, ``name`` and
-    ``kwargs``; lists (as JSON gives them back) as tuples."""
+    """A model's settings from its ``__init__``'s ``locals()``; lists (from JSON) as tuples."""
     skip = ("self", "name", "kwargs", "__class__")
     return {
         k: tuple(v) if isinstance(v, list) else v for k, v in arguments.items() if k not in skip
@@ -113,9 +106,8 @@ def model_inputs(image_shape, patch_size):
 class MaskedImageModel(keras.Model):
     """Base of the learned predictors: ``{"images": (N, H, W, C), "mask": (N, L)} -> images``.
 
-    A functional model built by its subclass from its settings, which ``get_config`` returns, so
-    a saved ``.keras`` file rebuilds the same model. ``min_masked``: the fewest patches a mask
-    must hide; ``builder``: the model's name in :mod:`helpers.recipes`.
+    Built by its subclass from the settings ``get_config`` returns. ``min_masked``: the fewest
+    patches a mask must hide; ``builder``: the name in :mod:`helpers.recipes`.
     """
 
     builder = ""
@@ -150,9 +142,7 @@ class MaskedImageModel(keras.Model):
         """``{"images", "mask"} -> (N, D)``: the encoder's output averaged over its tokens (or
         positions), the features of a linear probe; the mask given is all zeros."""
         out = self.get_layer(self.feature_layer).output
-        pool = (
-            layers.GlobalAveragePooling1D if len(out.shape) == 3 else layers.GlobalAveragePooling2D
-        )
+        pool = getattr(layers, f"GlobalAveragePooling{len(out.shape) - 2}D")  # tokens or a map
         return keras.Model(self.input, pool(dtype="float32", name="features")(out))
 
     def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -174,8 +164,7 @@ def head(x, out_dim, name="head"):
 
 
 def guess_plus(x, guess, out_dim):
-    """A guess's patches plus a correction predicted from the tokens ``x`` by a Dense head started
-    at zero, clipped to [0, 1], in float32."""
+    """The guess's patches plus a correction by a Dense head started at 0, clipped to [0, 1]."""
     correction = layers.Dense(out_dim, kernel_initializer="zeros", dtype="float32", name="head")(x)
     out = layers.Add(dtype="float32", name="guess_plus")([guess, correction])
     return layers.ReLU(max_value=1.0, dtype="float32", name="clip")(out)
@@ -195,8 +184,7 @@ def gray_adapter():
 
 
 def colour_in(images, image_shape, adapter=None):
-    """``(images, image_shape)`` with three channels: one-channel images go through ``adapter``
-    (default: a new :func:`gray_adapter`)."""
+    """``(images, image_shape)`` with three channels: one-channel images through ``adapter``."""
     if image_shape[2] != 1:
         return images, tuple(image_shape)
     return (adapter or gray_adapter())(images), colour_shape(image_shape)
@@ -204,8 +192,8 @@ def colour_in(images, image_shape, adapter=None):
 
 def colour_patches(patches, image_shape, patch_size, adapter=None):
     """Patches of one-channel images as patches of three channels through :func:`colour_in`'s
-    ``adapter``. The harmonic fill runs before it, on the gray image: the fill is linear, and no
-    gradient has to flow through its loop."""
+    ``adapter`` (the harmonic fill runs before it, on the gray image: no gradient through its
+    loop)."""
     if image_shape[2] != 1:
         return patches
     image = mim.Unpatchify(patch_size, image_shape, dtype="float32", name="gray_image")(patches)
@@ -227,25 +215,20 @@ def harmonic_guess(images, patches, mask, adapter, patch_size, fill_iterations):
 
 
 def gray_out(images, image_shape):
-    """Back to one channel for gray models: a learned 1x1 convolution ``rgb_to_gray`` started as
-    :data:`RGB_TO_GRAY`."""
+    """Back to one channel for gray models: a learned 1x1 convolution started as RGB_TO_GRAY."""
     if image_shape[2] != 1:
         return images
     back = layers.Conv2D(1, 1, dtype="float32", name="rgb_to_gray")
     out = back(images)
-    back.set_weights(
-        [np.array(RGB_TO_GRAY, np.float32).reshape(1, 1, 3, 1), np.zeros(1, np.float32)]
-    )
+    kernel = np.array(RGB_TO_GRAY, np.float32).reshape(1, 1, 3, 1)
+    back.set_weights([kernel, np.zeros(1, np.float32)])
     return out
 
 
 def build(cls, seed, /, *args, **settings):
-    """``cls(*args, **settings)`` with the initial weights of ``seed`` (None: unseeded).
-
-    Raises:
-        TypeError: a setting ``cls`` does not take.
-        SettingError: a ``mixed_precision`` this machine cannot run (float16 on a CPU).
-    """
+    """``cls(*args, **settings)`` with the initial weights of ``seed`` (None: unseeded). Raises
+    TypeError for a setting ``cls`` does not take, SettingError for a ``mixed_precision`` this
+    machine cannot run (float16 on a CPU)."""
     unknown = sorted(set(settings) - set(inspect.signature(cls).parameters))
     if unknown:
         raise TypeError(f"{cls.__name__} got unexpected keyword arguments {unknown}")

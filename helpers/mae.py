@@ -1,10 +1,4 @@
-"""The MAE-style ViT (He et al., 2022): images and a patch mask in, images out.
-
-The encoder runs on a fixed number ``n_keep = L - n_masked(min_mask_ratio, L)`` of tokens (static
-shapes), visible first; when more patches are hidden, the extra kept tokens are zeroed and
-excluded as attention keys. A light decoder predicts every patch. A mask hiding fewer than
-``model.min_masked`` patches cannot be handled.
-"""
+"""The MAE-style ViT (He et al., 2022): images and a patch mask in, images out."""
 
 from __future__ import annotations
 
@@ -14,6 +8,7 @@ from keras import layers
 from . import base
 from . import layers as mim
 from ._checks import check_ratio
+from .base import harmonic_guess
 from .masking import n_masked
 from .patches import grid_shape
 
@@ -22,15 +17,16 @@ from .patches import grid_shape
 class MaeViT(base.MaskedImageModel):
     """MAE-style ViT: ``{"images": (N, H, W, C), "mask": (N, L)} -> images (N, H, W, C)``.
 
-    The defaults are the ``tuned`` recipe of :mod:`helpers.recipes`.
+    The encoder runs on a fixed number ``L - n_masked(min_mask_ratio, L)`` of tokens (static
+    shapes), visible first; when more patches are hidden, the extra kept tokens are zeroed and
+    excluded as attention keys. A light decoder predicts every patch. The defaults are the
+    ``tuned`` recipe of :mod:`helpers.recipes`.
 
     Args:
-        image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init,
-            fill_iterations, mixed_precision: as :class:`helpers.vit.MaskTokenViT`'s.
         decoder_dim, decoder_depth, decoder_num_heads, decoder_mlp_dim: the decoder's width,
-            blocks, heads (a divisor of ``decoder_dim``) and MLP width.
-        min_mask_ratio: the fewest patches (a ratio in (0, 1)) a mask hides; the encoder sees
-            ``L - n_masked(min_mask_ratio, L)`` tokens.
+            blocks, heads (a divisor of ``decoder_dim``) and MLP width; the encoder's settings
+            as :class:`helpers.vit.MaskTokenViT`'s.
+        min_mask_ratio: the fewest patches (a ratio in (0, 1)) a mask hides.
         fill: ``"token"``: the decoder gets the mask token at every hidden position and a sigmoid
             head predicts the pixels. ``"harmonic"``: every decoder position also gets the patch
             of the harmonic fill, and the head (started at zero) predicts its correction.
@@ -69,9 +65,8 @@ class MaeViT(base.MaskedImageModel):
             ids_keep, key_mask = mim.TokenSelector(n_keep, name="select_tokens")(mask)
             x = mim.GatherTokens(name="keep_tokens")(x, ids_keep)
             for i in range(depth):
-                x = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")(
-                    x, key_mask
-                )
+                block = mim.TransformerBlock(num_heads, mlp_dim, dropout, name=f"block_{i}")
+                x = block(x, key_mask)
             x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
             # decoder: all L positions, mask tokens where hidden
             x = layers.Dense(decoder_dim, name="decoder_embed")(x)
@@ -79,9 +74,7 @@ class MaeViT(base.MaskedImageModel):
             x = mim.MaskToken(name="decoder_mask_token")(x, mask)
             guess = None
             if fill == "harmonic":  # every position also gets the fill's patch (a guess if hidden)
-                guess = base.harmonic_guess(
-                    images, patches, mask, adapter, patch_size, fill_iterations
-                )
+                guess = harmonic_guess(images, patches, mask, adapter, patch_size, fill_iterations)
                 fill_tokens = mim.PatchEmbedding(decoder_dim, name="decoder_fill_embed")(guess)
                 x = layers.Add(name="decoder_plus_fill")([x, fill_tokens])
             x = mim.PositionEmbedding(pos_init, grid, name="decoder_pos_embed")(x)

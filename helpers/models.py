@@ -1,11 +1,5 @@
-"""Predictors of hidden patches and one interface for all of them.
-
-Every predictor takes ``{"images": (N, H, W, C) float32 in [0, 1], "mask": (N, L) 0/1}`` (1 =
-hidden patch) and returns full images (N, H, W, C); :func:`reconstruct` runs any of them in
-batches. The learned ones (:class:`MaskedImageModel`, :func:`build_model`) are ``vit`` and
-``vit_biharmonic`` (:mod:`helpers.vit`), ``mae`` (:mod:`helpers.mae`), ``cnn``, ``vit_cnn``,
-``aae`` and ``pretrained_vit`` (:mod:`helpers.pretrained`); the non-learned ones are
-``biharmonic`` (:class:`BiharmonicInpainter`) and ``mean_colour`` (:class:`MeanColourInpainter`).
+"""Predictors of hidden patches: each takes ``{"images": (N, H, W, C) float32 in [0, 1], "mask":
+(N, L) 0/1}`` (1 = hidden) and returns full images; :func:`reconstruct` runs any of them.
 """
 
 from __future__ import annotations
@@ -17,8 +11,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from . import base, pretrained  # pretrained: registers PretrainedViT for load_predictor
 from . import layers as mim
-from . import pretrained  # registers PretrainedViT for load_predictor and safe-mode loads
 from ._checks import (
     SettingError,
     SettingTypeError,
@@ -31,20 +25,7 @@ from ._checks import (
     check_patch_size,
     check_positive_int,
 )
-from .base import (
-    CNN_FILL,
-    RGB_TO_GRAY,  # noqa: F401 (models.RGB_TO_GRAY: gray_variant's start)
-    MaskedImageModel,
-    build,
-    check_image_shape,
-    check_vit,
-    colour_shape,
-    gray_out,
-    model_inputs,
-    policy,
-    seed_weights,
-    settings_of,
-)
+from .base import RGB_TO_GRAY, MaskedImageModel  # noqa: F401 (models.RGB_TO_GRAY: gray_variant's)
 from .mae import MaeViT, build_mae
 from .masking import n_masked
 from .patches import grid_shape, patch_mask_to_pixels
@@ -52,46 +33,41 @@ from .recipes import BUILDERS, NON_LEARNED, min_hidden_bound, model_settings
 from .vit import MaskTokenViT, build_vit, vit_encoder  # noqa: F401
 
 
-def cnn_encoder(images, mask, patch_size, filters, dropout):
-    """The CNN's encoder of the masked image (:class:`helpers.layers.MaskedImage`): ``(bottleneck,
-    stage inputs)``; each stage a stride-2 3x3 convolution, batch normalization, ReLU, dropout."""
-    x = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
+def _cnn(image_shape, patch_size, filters, dropout, skips, latent_dim=0, latent_weight=0, seed=0):
+    """The CNN's inputs and output: the masked image, stages of a stride-2 3x3 convolution, batch
+    normalization, ReLU and dropout, the AAE's code (``latent_dim`` > 0), the mirror stages (with
+    the encoder's stage inputs when ``skips``), a 3x3 convolution with a sigmoid."""
+    images, mask = base.model_inputs(image_shape, patch_size)
+    x = mim.MaskedImage(patch_size, base.CNN_FILL, name="masked_image")(images, mask)
     stage_inputs = []
-    for i, f in enumerate(filters):
-        stage_inputs.append(x)
-        x = layers.Conv2D(f, 3, strides=2, padding="same", use_bias=False, name=f"enc_conv_{i}")(x)
-        # momentum 0.9 (Keras: 0.99): the moving statistics settle within a few hundred steps
-        x = layers.BatchNormalization(momentum=0.9, name=f"enc_bn_{i}")(x)
-        x = layers.Activation("relu", name=f"enc_relu_{i}")(x)
-        x = layers.Dropout(dropout, name=f"enc_drop_{i}")(x)
-    return x, stage_inputs
-
-
-def cnn_decoder(x, filters, dropout, skips, stage_inputs, channels):
-    """The mirror of :func:`cnn_encoder` (the encoder's stage inputs joined when ``skips``), then
-    a 3x3 convolution with a sigmoid to ``channels``."""
-    for i, f in enumerate(reversed(filters)):
-        x = layers.Conv2DTranspose(
-            f, 3, strides=2, padding="same", use_bias=False, name=f"dec_conv_{i}"
-        )(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"dec_bn_{i}")(x)
-        x = layers.Activation("relu", name=f"dec_relu_{i}")(x)
-        x = layers.Dropout(dropout, name=f"dec_drop_{i}")(x)
-        if skips:
-            x = layers.Concatenate(name=f"skip_{i}")([x, stage_inputs[-1 - i]])
-    return layers.Conv2D(
-        channels, 3, padding="same", activation="sigmoid", dtype="float32", name="head"
+    parts = (("enc", layers.Conv2D, filters), ("dec", layers.Conv2DTranspose, filters[::-1]))
+    for part, conv, widths in parts:
+        for i, f in enumerate(widths):
+            if part == "enc":
+                stage_inputs.append(x)
+            x = conv(f, 3, strides=2, padding="same", use_bias=False, name=f"{part}_conv_{i}")(x)
+            # momentum 0.9 (Keras: 0.99): the moving statistics settle within a few hundred steps
+            x = layers.BatchNormalization(momentum=0.9, name=f"{part}_bn_{i}")(x)
+            x = layers.Activation("relu", name=f"{part}_relu_{i}")(x)
+            x = layers.Dropout(dropout, name=f"{part}_drop_{i}")(x)
+            if part == "dec" and skips:
+                x = layers.Concatenate(name=f"skip_{i}")([x, stage_inputs.pop()])
+        if part == "enc" and latent_dim:
+            x = layers.Conv2D(latent_dim, 1, name="latent")(x)
+            x = mim.LatentAdversary(latent_weight, seed=seed, name="latent_adversary")(x)
+    out = layers.Conv2D(
+        image_shape[2], 3, padding="same", activation="sigmoid", dtype="float32", name="head"
     )(x)
+    return {"images": images, "mask": mask}, out
 
 
 @keras.saving.register_keras_serializable(package="helpers")
 class CnnAutoencoder(MaskedImageModel):
-    """Convolutional autoencoder: images and mask in (inside, the hidden pixels become
-    :data:`CNN_FILL` and the pixel mask an extra channel), images out.
+    """Convolutional autoencoder: images and mask in (the hidden pixels become :data:`CNN_FILL`,
+    the pixel mask an extra channel), images out.
 
-    Args:
-        filters: the width of each encoder stage; each halves the image.
-        skips: join each encoder stage's input to the decoder output of its size (U-Net style).
+    ``filters``: the width of each encoder stage, each halving the image; ``skips``: join each
+    encoder stage's input to the decoder output of its size (U-Net style).
     """
 
     builder = "cnn"
@@ -102,12 +78,10 @@ class CnnAutoencoder(MaskedImageModel):
     ):  # fmt: skip
         image_shape, filters, dropout = _check_cnn(image_shape, patch_size, filters, dropout)
         skips = bool(skips)
-        settings = settings_of(locals())
-        with policy(mixed_precision):
-            images, mask = model_inputs(image_shape, patch_size)
-            x, stage_inputs = cnn_encoder(images, mask, patch_size, filters, dropout)
-            out = cnn_decoder(x, filters, dropout, skips, stage_inputs, image_shape[2])
-            super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
+        settings = base.settings_of(locals())
+        with base.policy(mixed_precision):
+            inputs, out = _cnn(image_shape, patch_size, filters, dropout, skips)
+            super().__init__(inputs, out, settings, name=name, **kwargs)
         self.feature_layer = f"enc_relu_{len(filters) - 1}"  # the bottleneck
 
 
@@ -115,14 +89,12 @@ class CnnAutoencoder(MaskedImageModel):
 class AdversarialAutoencoder(MaskedImageModel):
     """Adversarial autoencoder: the CNN autoencoder with a code between encoder and decoder that
     a discriminator pushes towards N(0, I) (Makhzani et al., 2015), and, with ``image_weight >
-    0``, a discriminator on the composited output (Context Encoders, Pathak et al., 2016). The
-    discriminators are layers that learn in the same backward pass and do nothing at inference.
+    0``, a discriminator on the composited output (Pathak et al., 2016); both layers learn in the
+    same backward pass and do nothing at inference.
 
-    Args:
-        latent_dim: the code's values per position of the bottleneck.
-        latent_weight: the weight of the code's adversarial loss.
-        image_weight: the image discriminator's (0: none).
-        seed: the seed of the prior samples.
+    ``latent_dim``: the code's values per position of the bottleneck; ``latent_weight``, and
+    ``image_weight`` (0: no image discriminator): the adversarial losses' weights; ``seed``: the
+    seed of the prior samples.
     """
 
     builder = "aae"
@@ -137,18 +109,16 @@ class AdversarialAutoencoder(MaskedImageModel):
         latent_weight = check_nonnegative_number(latent_weight, "latent_weight")
         image_weight = check_nonnegative_number(image_weight, "image_weight")
         skips = bool(skips)
-        settings = settings_of(locals())
-        with policy(mixed_precision):
-            images, mask = model_inputs(image_shape, patch_size)
-            x, stage_inputs = cnn_encoder(images, mask, patch_size, filters, dropout)
-            z = layers.Conv2D(latent_dim, 1, name="latent")(x)
-            z = mim.LatentAdversary(latent_weight, seed=seed, name="latent_adversary")(z)
-            out = cnn_decoder(z, filters, dropout, skips, stage_inputs, image_shape[2])
+        settings = base.settings_of(locals())
+        with base.policy(mixed_precision):
+            inputs, out = _cnn(
+                image_shape, patch_size, filters, dropout, skips, latent_dim, latent_weight, seed
+            )
             if image_weight > 0:
                 out = mim.ImageAdversary(
                     image_weight, patch_size, dtype="float32", name="image_adversary"
-                )(out, images, mask)
-            super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
+                )(out, inputs["images"], inputs["mask"])
+            super().__init__(inputs, out, settings, name=name, **kwargs)
         self.feature_layer = "latent"
 
 
@@ -157,13 +127,9 @@ class VitCnnAutoencoder(MaskedImageModel):
     """ViT encoder + CNN decoder: images and mask in, images out.
 
     The mask-token ViT's encoder; each token projected to ``latent_dim`` values on the patch
-    grid; per doubling, a stride-2 transposed convolution and a residual block; a tanh head gives
-    the image, or with ``fill="harmonic"`` the correction to the fill image the decoder also sees.
-
-    Args:
-        decoder_filters: one width per doubling, ``log2(patch_size)`` of them (None: 64, 32, ...
-            halving, at least 8).
-        others: as :class:`helpers.vit.MaskTokenViT`'s.
+    grid; per doubling (``decoder_filters`` wide; None: 64, 32, ... halving, at least 8), a
+    stride-2 transposed convolution and a residual block; a tanh head gives the image, or with
+    ``fill="harmonic"`` the correction to the fill image the decoder also sees.
     """
 
     builder = "vit_cnn"
@@ -173,17 +139,17 @@ class VitCnnAutoencoder(MaskedImageModel):
         mlp_dim=256, latent_dim=32, decoder_filters=None, dropout=0.0, pos_init="sincos",
         fill="token", fill_iterations=128, mixed_precision=False, name="vit_cnn", **kwargs,
     ):  # fmt: skip
-        image_shape, dropout = check_vit(
+        image_shape, dropout = base.check_vit(
             image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim, dropout, pos_init,
             fill, fill_iterations,
         )  # fmt: skip
         check_positive_int(latent_dim, "latent_dim")
         decoder_filters = _check_decoder_filters(decoder_filters, patch_size)
-        settings = settings_of(locals())
+        settings = base.settings_of(locals())
         grid = grid_shape(image_shape[:2], patch_size)
-        with policy(mixed_precision):
-            images, mask = model_inputs(image_shape, patch_size)
-            shape = colour_shape(image_shape)
+        with base.policy(mixed_precision):
+            images, mask = base.model_inputs(image_shape, patch_size)
+            shape = base.colour_shape(image_shape)
             x, guess = vit_encoder(  # the mask-token ViT's encoder, without its head
                 images, mask, image_shape, patch_size, embed_dim, depth, num_heads, mlp_dim,
                 dropout, pos_init, fill, fill_iterations,
@@ -210,7 +176,7 @@ class VitCnnAutoencoder(MaskedImageModel):
                 out = layers.ReLU(max_value=1.0, dtype="float32", name="to_unit")(out)
             else:
                 out = layers.Rescaling(0.5, offset=0.5, dtype="float32", name="to_unit")(x)
-            out = gray_out(out, image_shape)
+            out = base.gray_out(out, image_shape)
             super().__init__({"images": images, "mask": mask}, out, settings, name=name, **kwargs)
 
 
@@ -218,38 +184,36 @@ def build_vit_cnn(
     image_shape=(32, 32, 3), patch_size: int = 4, *, seed: int | None = 0, **settings
 ) -> VitCnnAutoencoder:
     """A :class:`VitCnnAutoencoder` (``settings``: its other arguments) seeded by ``seed``."""
-    return build(VitCnnAutoencoder, seed, image_shape, patch_size, **settings)
+    return base.build(VitCnnAutoencoder, seed, image_shape, patch_size, **settings)
 
 
 def build_cnn_autoencoder(
     image_shape=(32, 32, 3), patch_size: int = 4, *, seed: int | None = 0, **settings
 ) -> CnnAutoencoder:
     """A :class:`CnnAutoencoder` (``settings``: its other arguments) seeded by ``seed``."""
-    return build(CnnAutoencoder, seed, image_shape, patch_size, **settings)
+    return base.build(CnnAutoencoder, seed, image_shape, patch_size, **settings)
 
 
 def build_aae(
     image_shape=(32, 32, 3), patch_size: int = 4, *, seed: int | None = 0, **settings
 ) -> AdversarialAutoencoder:
     """An :class:`AdversarialAutoencoder` whose initial weights and prior samples are seeded."""
-    return build(AdversarialAutoencoder, seed, image_shape, patch_size, seed=seed, **settings)
+    return base.build(AdversarialAutoencoder, seed, image_shape, patch_size, seed=seed, **settings)
 
 
 def _check_cnn(image_shape, patch_size, filters, dropout) -> tuple[tuple, tuple, float]:
     """The CNN's checked ``(image_shape, filters, dropout)``; ``filters``: one halving each."""
-    h, w, c = check_image_shape(image_shape)
+    h, w, c = base.check_image_shape(image_shape)
     check_patch_size(patch_size, (h, w))
     if not isinstance(filters, (tuple, list)) or not filters:
         raise SettingError("filters", filters, "must be a non-empty list of positive ints")
     filters = tuple(check_positive_int(f, "filters entries") for f in filters)
     factor = 2 ** len(filters)
     if h % factor or w % factor:
-        raise SettingError(
-            "filters",
-            list(filters),
-            f"the image size {h}x{w} must be divisible by 2**len(filters) = {factor} (one halving "
-            f"per stage); use at most {min(h & -h, w & -w).bit_length() - 1} stages",
-        )
+        most = min(h & -h, w & -w).bit_length() - 1
+        problem = f"the image size {h}x{w} must be divisible by 2**len(filters) = {factor} (one"
+        problem += f" halving per stage); use at most {most} stages"
+        raise SettingError("filters", list(filters), problem)
     return (h, w, c), filters, check_fraction(dropout, "dropout")
 
 
@@ -263,12 +227,8 @@ def _check_decoder_filters(decoder_filters, patch_size) -> tuple:
     if decoder_filters is None:
         decoder_filters = tuple(max(64 >> i, 8) for i in range(doublings))
     if not isinstance(decoder_filters, (tuple, list)) or len(decoder_filters) != doublings:
-        raise SettingError(
-            "decoder_filters",
-            decoder_filters,
-            f"must list {doublings} widths, one per doubling from the {patch_size}-pixel patch "
-            "grid to the image",
-        )
+        problem = f"must list {doublings} widths, one per doubling from the {patch_size}-pixel"
+        raise SettingError("decoder_filters", decoder_filters, problem + " patch grid to the image")
     return tuple(check_positive_int(f, "decoder_filters entries") for f in decoder_filters)
 
 
@@ -295,13 +255,8 @@ def adversary_scores(model, images: np.ndarray, mask: np.ndarray) -> dict:
 
 
 def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None = None, **kwargs):
-    """Build a model by name (``vit``, ``mae``, ``cnn``, ``vit_cnn``, ``aae``, ``vit_biharmonic``
-    or ``pretrained_vit``) with the settings of ``recipe`` (:mod:`helpers.recipes`).
-
-    Args:
-        lowest_ratio: the lowest ratio the model will see; the MAE's default ``min_mask_ratio``.
-        **kwargs: to the model's builder, over the recipe.
-    """
+    """Build a model by name (:data:`helpers.recipes.BUILDERS`) with ``recipe``'s settings, then
+    ``kwargs``; ``lowest_ratio``: the lowest ratio it will see, the MAE's ``min_mask_ratio``."""
     check_choice(name, "model name", BUILDERS)
     kwargs = {**model_settings(recipe, name), **kwargs}
     if min_hidden_bound(name) and lowest_ratio is not None:
@@ -312,10 +267,10 @@ def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None 
 
 
 def untrained_twin(model: keras.Model, seed: int | None = 0) -> keras.Model:
-    """``model`` rebuilt from its config with the initial weights of ``seed``: for a model built
-    with that seed, the weights it started from."""
+    """``model`` rebuilt from its config with the initial weights of ``seed`` (its start if built
+    with it)."""
     config = keras.saving.serialize_keras_object(model)  # the architecture, no weights
-    seed_weights(seed)
+    base.seed_weights(seed)
     # safe mode: an untrusted model's config (a grader's submission) runs no Python code
     return keras.saving.deserialize_keras_object(config, safe_mode=True)
 
@@ -326,8 +281,7 @@ class Inpainter:
 
     name = "inpainter"
     learned = False
-    image_shape = None
-    patch_size = None
+    image_shape = patch_size = None
     min_masked = 0
 
     def predict_on_batch(self, inputs) -> np.ndarray:
@@ -382,11 +336,8 @@ def mask_patch_size(image_shape, n_patches: int) -> int:
     h, w = int(image_shape[0]), int(image_shape[1])
     sizes = {(h // p) * (w // p): p for p in range(min(h, w), 0, -1) if h % p == 0 and w % p == 0}
     if n_patches not in sizes:
-        raise SettingError(
-            "mask",
-            f"{n_patches} patches per image",
-            f"images of {h}x{w} pixels have one of {sorted(sizes)} patches per image",
-        )
+        problem = f"images of {h}x{w} pixels have one of {sorted(sizes)} patches per image"
+        raise SettingError("mask", f"{n_patches} patches per image", problem)
     return sizes[n_patches]
 
 
@@ -396,11 +347,8 @@ def check_fits(
     """Raise :class:`SettingError` unless ``predictor`` takes images of ``image_shape`` with masks
     of ``patch_size`` patches hiding ``hidden`` (the fewest in a batch) or ``ratio`` of them."""
     if not isinstance(predictor, (MaskedImageModel, Inpainter)):
-        raise SettingTypeError(
-            "predictor",
-            type(predictor).__name__,
-            "must be a model from helpers.models (build_* or load_predictor)",
-        )
+        problem = "must be a model from helpers.models (build_* or load_predictor)"
+        raise SettingTypeError("predictor", type(predictor).__name__, problem)
     want, built, model = predictor.image_shape, predictor.patch_size, f"this {predictor.name} model"
     if want is not None and tuple(image_shape) != want:
         raise SettingError("images", tuple(image_shape), f"{model} takes images of shape {want}")
@@ -437,8 +385,7 @@ def reconstruct(
 
 
 def stage_shapes(model, images: np.ndarray, mask: np.ndarray, stages) -> list[tuple[str, tuple]]:
-    """``(layer name, output shape)`` of each layer named in ``stages`` when ``model`` runs on
-    ``images`` and ``mask``."""
+    """``(layer name, output shape)`` of the layers named in ``stages`` on ``images``, ``mask``."""
     probe = keras.Model(model.input, [model.get_layer(name).output for name in stages])
     outputs = probe({"images": images, "mask": mask.astype(np.float32)}, training=False)
     return [(name, tuple(out.shape)) for name, out in zip(stages, outputs)]
@@ -448,17 +395,16 @@ def gray_variant(model: MaskedImageModel) -> MaskedImageModel:
     """The same Transformer for one-channel images, every weight of ``model`` copied by layer
     name; only the gray adapters are new (:func:`helpers.base.gray_adapter`, ``gray_out``)."""
     if not isinstance(model, (MaskTokenViT, MaeViT, VitCnnAutoencoder)):
+        problem = "has no gray variant: the Transformers (vit, mae, vit_cnn) reach three channels "
+        problem += "through a 1x1 adapter; the CNN takes one channel as it is (build it with "
         raise SettingError(
             "model",
             getattr(model, "name", type(model).__name__),
-            "has no gray variant: the Transformers (vit, mae, vit_cnn) reach three channels "
-            "through a 1x1 adapter; the CNN takes one channel as it is (build it with "
-            "image_shape=(H, W, 1))",
+            problem + "image_shape=(H, W, 1))",
         )
     if model.image_shape[2] != 3:
-        raise SettingError(
-            "model", model.name, f"takes {model.image_shape[2]} channels; allowed: a colour model"
-        )
+        problem = f"takes {model.image_shape[2]} channels; allowed: a colour model"
+        raise SettingError("model", model.name, problem)
     config = {**model.get_config(), "image_shape": (*model.image_shape[:2], 1)}
     gray = type(model).from_config(config)
     for layer in model.layers:
@@ -468,8 +414,7 @@ def gray_variant(model: MaskedImageModel) -> MaskedImageModel:
 
 
 def load_predictor(path_or_name):
-    """The non-learned predictor ``"biharmonic"`` or ``"mean_colour"``, or the saved ``.keras``
-    model at a path."""
+    """The non-learned predictor named ``path_or_name``, or the saved ``.keras`` model at it."""
     if isinstance(path_or_name, str) and path_or_name in _CLASSICAL:
         return _CLASSICAL[path_or_name]()
     path = os.fspath(path_or_name)
@@ -480,12 +425,8 @@ def load_predictor(path_or_name):
         raise FileNotFoundError(errno.ENOENT, "no saved model", path)
     model = keras.saving.load_model(path, compile=False)
     if not isinstance(model, MaskedImageModel):
-        raise SettingError(
-            "path_or_name",
-            path,
-            f"holds a {type(model).__name__} with inputs {[t.name for t in model.inputs]}: it was "
-            "written by an older version of this package, whose models took patches or a masked "
-            "image; this version's models take images and a mask. Retrain it (python -m helpers "
-            "train ...).",
-        )
+        problem = f"holds a {type(model).__name__} with inputs {[t.name for t in model.inputs]}: it"
+        problem += " was written by an older version of this package, whose models took patches or"
+        problem += " a masked image; this version's models take images and a mask. Retrain it"
+        raise SettingError("path_or_name", path, problem + " (python -m helpers train ...).")
     return model

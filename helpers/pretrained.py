@@ -1,9 +1,6 @@
 """Transfer learning: a pretrained Vision Transformer (keras-hub's ``ViTBackbone``, by default
 google/vit-base-patch16-224) fine-tuned to reconstruct masked images (:class:`PretrainedViT`).
-
-:func:`load_backbone` finds the backbone; :func:`save_tiny_backbone` saves a small random one as
-the offline stand-in. keras-hub is imported inside the functions that need it: it is heavy.
-"""
+keras-hub is heavy: imported inside the functions that need it."""
 
 from __future__ import annotations
 
@@ -18,6 +15,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from . import base
 from . import layers as mim
 from ._checks import (
     SettingError,
@@ -26,16 +24,7 @@ from ._checks import (
     check_positive_int,
     check_positive_number,
 )
-from .base import (
-    CNN_FILL,
-    MaskedImageModel,
-    check_image_shape,
-    harmonic_guess,
-    model_inputs,
-    policy,
-    seed_weights,
-    settings_of,
-)
+from .base import harmonic_guess
 from .devices import check_precision
 
 DEFAULT_PRESET = "vit_base_patch16_224_imagenet"  # keras-hub's google/vit-base-patch16-224
@@ -63,10 +52,8 @@ def _is_local(preset) -> bool:
 
 def _check_folder(folder: Path) -> None:
     """A SettingError unless ``folder`` holds a ViT preset keras-hub can read."""
-    allowed = (
-        "a Keras preset folder (config.json + model.weights.h5, written by save_to_preset) or a "
-        "Hugging Face folder (config.json + model.safetensors)"
-    )
+    allowed = "a Keras preset folder (config.json + model.weights.h5, written by save_to_preset)"
+    allowed += " or a Hugging Face folder (config.json + model.safetensors)"
     error = partial(SettingError, "preset", str(folder))
     if not folder.is_dir():
         raise error(f"no such folder; allowed: {allowed}")
@@ -78,8 +65,7 @@ def _check_folder(folder: Path) -> None:
     except (OSError, ValueError) as exc:
         raise error(f"config.json is not JSON ({exc})") from None
     if "model_type" in config:  # Hugging Face
-        if config["model_type"] != HF_VIT:
-            kind = config["model_type"]
+        if (kind := config["model_type"]) != HF_VIT:
             raise error(f"is a Hugging Face {kind!r} model; allowed: a ViT (model_type 'vit')")
         if "model.safetensors" not in files:
             raise error("is a Hugging Face folder without model.safetensors")
@@ -93,26 +79,21 @@ def _check_folder(folder: Path) -> None:
 def load_backbone(preset=DEFAULT_PRESET):
     """A keras-hub ``ViTBackbone`` from ``preset``: a ``ViTBackbone`` (returned as is), a local
     folder (checked first), or a preset name or ``hf://`` URI (downloaded by keras-hub; for the
-    default name the Hugging Face URI is tried next).
-
-    Raises:
-        SettingError: a wrong folder, or none could be loaded (each try, how to work offline).
-    """
+    default name the Hugging Face URI is tried next). Raises SettingError for a wrong folder, or
+    if none could be loaded (each try, how to work offline)."""
     import keras_hub  # heavy, optional
 
     if isinstance(preset, keras_hub.models.ViTBackbone):
         return preset
     if not isinstance(preset, (str, os.PathLike)) or not str(preset):
-        raise SettingError(
-            "preset", preset, "allowed: a keras-hub preset name, an hf:// URI or a local folder"
-        )
+        allowed = "allowed: a keras-hub preset name, an hf:// URI or a local folder"
+        raise SettingError("preset", preset, allowed)
     if _is_local(preset):
         folder = Path(preset).expanduser()
         _check_folder(folder)
         return keras_hub.models.ViTBackbone.from_preset(str(folder))
-    tries = [str(preset)] + ([HF_PRESET] if str(preset) == DEFAULT_PRESET else [])
     failures = []
-    for name in tries:
+    for name in [str(preset)] + ([HF_PRESET] if str(preset) == DEFAULT_PRESET else []):
         try:
             return keras_hub.models.ViTBackbone.from_preset(name)
         except Exception as exc:  # network, authentication, unknown name: all end the same way
@@ -130,7 +111,7 @@ def save_tiny_backbone(
     import keras_hub  # heavy, optional
 
     folder = Path(folder)
-    seed_weights(seed)
+    base.seed_weights(seed)
     backbone = keras_hub.models.ViTBackbone(
         image_shape=(image_size, image_size, 3), patch_size=patch_size, num_layers=num_layers,
         num_heads=num_heads, hidden_dim=width, mlp_dim=mlp_dim,
@@ -148,7 +129,7 @@ def save_tiny_backbone(
 
 
 @keras.saving.register_keras_serializable(package="helpers")
-class PretrainedViT(MaskedImageModel):
+class PretrainedViT(base.MaskedImageModel):
     """A pretrained ``ViTBackbone`` with an input adapter and a light decoding head.
 
     The masked image and pixel mask (with ``fill="harmonic"`` the fill in front) go through a 1x1
@@ -167,14 +148,14 @@ class PretrainedViT(MaskedImageModel):
     ):  # fmt: skip
         import keras_hub  # heavy, optional
 
-        settings = settings_of(locals())
+        settings = base.settings_of(locals())
         h, w, c = image_shape
-        with policy(mixed_precision):
+        with base.policy(mixed_precision):
             vit = keras_hub.models.ViTBackbone.from_config({**backbone, "name": "backbone"})
             bh, bw = vit.image_shape[:2]
             ph, pw = vit.patch_size
-            images, mask = model_inputs(image_shape, patch_size)
-            masked = mim.MaskedImage(patch_size, CNN_FILL, name="masked_image")(images, mask)
+            images, mask = base.model_inputs(image_shape, patch_size)
+            masked = mim.MaskedImage(patch_size, base.CNN_FILL, name="masked_image")(images, mask)
             guess = None
             if fill == "harmonic":  # the smooth guess joins the input; the head corrects it
                 patches = mim.Patchify(patch_size, dtype="float32", name="patchify")(images)
@@ -192,10 +173,8 @@ class PretrainedViT(MaskedImageModel):
             if (bh, bw) != (h, w):
                 x = layers.Resizing(bh, bw, "bilinear", name="to_backbone_size")(x)
             x = layers.Rescaling(2.0, offset=-1.0, name="to_backbone_range")(x)
-            if vit.use_class_token:
-                tokens = layers.Cropping1D((1, 0), name="patch_tokens")(vit(x))
-            else:
-                tokens = layers.Identity(name="patch_tokens")(vit(x))
+            crop = partial(layers.Cropping1D, (1, 0)) if vit.use_class_token else layers.Identity
+            tokens = crop(name="patch_tokens")(vit(x))  # without the class token
             y = layers.Reshape((bh // ph, bw // pw, vit.hidden_dim), name="token_grid")(tokens)
             y = layers.Dense(head_dim, activation="gelu", name="head_proj")(y)
             if (bh // ph, bw // pw) != (h, w):
@@ -226,16 +205,14 @@ def build_pretrained_vit(
     fine_tune: str = "head", backbone_lr_scale: float = 0.1, fill: str = "grey",
     fill_iterations: int = 128, seed: int | None = 0, mixed_precision: bool | str = False,
 ) -> PretrainedViT:  # fmt: skip
-    """A :class:`PretrainedViT` around the backbone of ``preset`` (:func:`load_backbone`), its
-    new layers seeded by ``seed``.
+    """A :class:`PretrainedViT` around :func:`load_backbone`'s ``preset``, new layers seeded.
 
     Args:
-        fine_tune: ``"head"`` (the backbone frozen) or ``"all"`` (its steps times
-            ``backbone_lr_scale``).
+        fine_tune: ``"head"`` (the backbone frozen) or ``"all"`` (steps × ``backbone_lr_scale``).
         fill: ``"grey"`` (hidden pixels enter grey, a sigmoid head gives the pixels) or
             ``"harmonic"`` (the harmonic fill joins the input; the head corrects it).
     """
-    image_shape = check_image_shape(image_shape)
+    image_shape = base.check_image_shape(image_shape)
     check_patch_size(patch_size, image_shape)
     check_positive_int(head_dim, "head_dim")
     check_choice(fine_tune, "fine_tune", FINE_TUNE)
@@ -246,7 +223,7 @@ def build_pretrained_vit(
     backbone = load_backbone(preset)
     config = backbone.get_config()  # without name, trainable and dtype: the model's policy applies
     config = {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")}
-    seed_weights(seed)
+    base.seed_weights(seed)
     model = PretrainedViT(
         image_shape, patch_size, config, head_dim, fine_tune,
         float(backbone_lr_scale), fill, int(fill_iterations),
