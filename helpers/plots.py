@@ -1,11 +1,10 @@
-"""Pictures: images and patches, masks, reconstructions, training curves, result tables and
-architecture diagrams; hidden patches are :data:`HIDDEN_COLOUR` in every figure. :func:`save_fig`
-writes PNGs into ``figures/`` at the top of the project, or into ``$HELPERS_FIGURES_DIR``."""
+"""Pictures: images, patches, masks, reconstructions, curves, tables and architecture diagrams."""
 
 from __future__ import annotations
 
 import os
 import textwrap
+from contextlib import suppress
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,7 +21,7 @@ from .recipes import is_vit, min_hidden_bound
 
 FIGURES_DIR = project_folder("figures")
 DPI = 120
-HIDDEN_COLOUR = (1.0, 0.0, 1.0)  # a hidden (masked) patch, RGB in [0, 1]
+HIDDEN_COLOUR = (1.0, 0.0, 1.0)  # a hidden (masked) patch in every figure, RGB in [0, 1]
 
 # metric keys (of results, histories and sweep rows) in words
 METRIC_LABELS = {
@@ -41,16 +40,39 @@ MATRIX_MIN_SPAN = {"psnr_masked": 3.0, "psnr": 3.0, "ssim": 0.05}
 PSNR_CURVE_LABEL = "PSNR (dB): minus the PSNR loss"
 TITLE_WIDTH = 16  # characters a line of a column title of plot_reconstructions
 
+PREDICTOR_STYLE = {
+    "vit": dict(color="tab:blue", marker="o", label="mask-token ViT"),
+    "mae": dict(color="tab:green", marker="s", label="MAE-style ViT"),
+    "cnn": dict(color="tab:orange", marker="^", label="CNN autoencoder"),
+    "vit_cnn": dict(color="tab:purple", marker="D", label="ViT + CNN decoder"),
+    "aae": dict(color="tab:red", marker="P", label="adversarial autoencoder"),
+    "vit_biharmonic": dict(color="tab:cyan", marker="*", label="ViT refining biharmonic"),
+    "biharmonic": dict(color="tab:gray", marker="x", label="biharmonic inpainting"),
+    "mean_colour": dict(
+        color="black", marker="v", linestyle=":", label="mean colour (learned nothing)"
+    ),
+}
+RATIO_DODGE = 0.8  # percentage points between neighbouring predictors in plot_metric_vs_ratio
+STRATEGY_MARKERS = {"random": "o", "rows": "s", "columns": "D", "importance": "^"}
+
+# Architecture diagrams of the two Transformers, drawn from a model's own settings; sizes in inches
+ARCH_BOX_WIDTH = 3.0
+ARCH_FONT = 9  # points: readable at 100 dpi
+ARCH_LINE = 0.19  # a line of box text (9 pt, line spacing 1.3)
+ARCH_GAP = 0.34  # between two boxes: an arrow
+ARCH_WRAP = 36  # characters a line of box text
+ARCH_COLOURS = {"data": "white", "encoder": "#dbe8f6", "decoder": "#dcf0dc"}
+TOKEN_COLOUR = (0.3, 0.5, 0.8)  # a token of a visible patch in the token strips
+TOKEN_EXAMPLE = (0, 1, 0, 0, 1, 1, 0, 1)  # the 8 tokens a strip shows: 1 = hidden patch
+
 
 def metric_label(key: str) -> str:
-    """``key`` in words (``psnr_masked`` -> ``masked-region PSNR (dB)``); ``val_`` becomes
-    "validation", a ``_mean`` suffix is dropped, unknown keys come back unchanged."""
+    """``key`` in words (``val_`` -> "validation", ``_mean`` dropped; unknown keys unchanged)."""
     key = str(key)
-    if key.removesuffix("_mean") in METRIC_LABELS:
-        return METRIC_LABELS[key.removesuffix("_mean")]
-    if key.startswith("val_") and key.removeprefix("val_") in METRIC_LABELS:
-        return f"validation {METRIC_LABELS[key.removeprefix('val_')]}"
-    return key
+    label = METRIC_LABELS.get(key.removesuffix("_mean"))
+    if label is None and key.startswith("val_") and key[4:] in METRIC_LABELS:
+        label = f"validation {METRIC_LABELS[key[4:]]}"
+    return label or key
 
 
 def _curve_label(metric: str, values=None) -> str:
@@ -66,17 +88,12 @@ def _psnr_loss(values) -> bool:
 
 
 def hide_patches(images, mask, patch_size: int) -> np.ndarray:
-    """``images`` (N, H, W, C) as RGB with the hidden patches of ``mask`` (N, L) painted
-    :data:`HIDDEN_COLOUR`."""
-    check_images(images)
-    images = np.asarray(images)
+    """``images`` (N, H, W, C) as RGB, the hidden patches of ``mask`` (N, L) in HIDDEN_COLOUR."""
+    images = np.asarray(check_images(images))
     pixels = patch_mask_to_pixels(mask, patch_size, images.shape[1:3])
-    if pixels.shape[0] != images.shape[0]:
-        raise SettingError(
-            "mask",
-            np.shape(mask),
-            f"has {pixels.shape[0]} rows but there are {images.shape[0]} images",
-        )
+    rows, n = len(pixels), len(images)
+    if rows != n:
+        raise SettingError("mask", np.shape(mask), f"has {rows} rows but there are {n} images")
     rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
     return np.where(pixels, np.asarray(HIDDEN_COLOUR, dtype=rgb.dtype), rgb)
 
@@ -90,12 +107,10 @@ def _swatch_legend(owner, *colours_and_labels, **kwargs):
 
 def _column_colorbar(fig, im, axes, label: str, **kwargs):
     """A colour bar right of a column of axes (after ``tight_layout``), as tall as the column."""
-    top, bottom = axes[0].get_position(), axes[-1].get_position()
-    width = 0.12 / fig.get_figwidth()  # about 0.12 inch
-    cax = fig.add_axes((top.x1 + 0.08 / fig.get_figwidth(), bottom.y0, width, top.y1 - bottom.y0))
-    cbar = fig.colorbar(im, cax=cax, **kwargs)
-    cbar.set_label(label, fontsize=8)
-    cbar.ax.tick_params(labelsize=7)
+    top, bottom, inches = axes[0].get_position(), axes[-1].get_position(), fig.get_figwidth()
+    cax = fig.add_axes((top.x1 + 0.08 / inches, bottom.y0, 0.12 / inches, top.y1 - bottom.y0))
+    fig.colorbar(im, cax=cax, **kwargs).set_label(label, fontsize=8)
+    cax.tick_params(labelsize=7)
 
 
 def _finish(fig, title=None):
@@ -107,22 +122,20 @@ def _finish(fig, title=None):
 
 
 def figures_dir() -> Path:
-    """The folder :func:`save_fig` writes to."""
+    """The folder :func:`save_fig` writes to: ``$HELPERS_FIGURES_DIR``, else ``figures/``."""
     return Path(os.environ.get("HELPERS_FIGURES_DIR") or FIGURES_DIR).resolve()
 
 
 def save_fig(fig, name: str, dpi: int = DPI, folder=None) -> Path:
-    """Write ``fig`` to ``figures/<name>.png`` (or ``folder/<name>.png``) atomically and close
-    it. Returns the path."""
+    """Write ``fig`` atomically to ``figures/<name>.png`` (or ``folder``) and close it."""
     if not name or "/" in name or "\\" in name:
         raise SettingError("name", name, "must be a plain file name without folders")
     folder = figures_dir() if folder is None else Path(folder)
     path = folder / (name if name.endswith(".png") else f"{name}.png")
+    png = dict(format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(
-                tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None}
-            )
+            fig.savefig(tmp, **png)
     finally:
         plt.close(fig)
     return path
@@ -130,21 +143,18 @@ def save_fig(fig, name: str, dpi: int = DPI, folder=None) -> Path:
 
 def show_and_save(fig, name: str, dpi: int = DPI) -> Path:
     """Show ``fig`` in the notebook (once), then :func:`save_fig` it. Returns the path."""
-    try:
+    with suppress(ImportError):
         from IPython import get_ipython  # optional: notebooks only
         from IPython.display import display
 
         if get_ipython() is not None:
             display(fig)
-    except ImportError:
-        pass
     return save_fig(fig, name, dpi=dpi)
 
 
 def _show(ax, img, title=None):
-    ax.imshow(
-        np.clip(img, 0, 1).squeeze(), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1
-    )
+    cmap = "gray" if img.shape[-1] == 1 else None
+    ax.imshow(np.clip(img, 0, 1).squeeze(), cmap=cmap, vmin=0, vmax=1)
     ax.set(xticks=[], yticks=[])
     if title:
         ax.set_title(title, fontsize=9)
@@ -166,10 +176,9 @@ def plot_images(images, labels=None, class_names=None, n: int = 16, cols: int = 
     """A grid of images with their class names."""
     check_images(images)
     n = min(n, len(images))
-    titles = None
-    if labels is not None:
-        titles = [class_names[int(lab)] if class_names else str(lab) for lab in labels[:n]]
-    return _finish(_image_grid(images[:n], cols, (1.4, 1.5), titles), title)
+    if labels is not None:  # the titles
+        labels = [class_names[int(lab)] if class_names else str(lab) for lab in labels[:n]]
+    return _finish(_image_grid(images[:n], cols, (1.4, 1.5), labels), title)
 
 
 def plot_patch_grid(image, patch_size: int, title=None):
@@ -178,10 +187,9 @@ def plot_patch_grid(image, patch_size: int, title=None):
     gh, gw = grid_shape(image.shape[:2], patch_size)
     fig, ax = plt.subplots(figsize=(5, 5))
     _show(ax, image, title)
-    for i in range(1, gh):
-        ax.axhline(i * patch_size - 0.5, color="white", lw=0.8)
-    for j in range(1, gw):
-        ax.axvline(j * patch_size - 0.5, color="white", lw=0.8)
+    for line, count in ((ax.axhline, gh), (ax.axvline, gw)):
+        for i in range(1, count):
+            line(i * patch_size - 0.5, color="white", lw=0.8)
     if gh * gw <= 100:  # white numbers with a black outline: readable on any patch
         outline = [patheffects.withStroke(linewidth=1.5, foreground="black")]
         number = dict(ha="center", va="center", fontsize=8, color="white", path_effects=outline)
@@ -221,24 +229,21 @@ def plot_mask_patterns(masks: dict, grid, title=None):
     """Mask patterns on the patch ``grid`` (gh, gw): ``masks`` maps a row label to a dict of
     column label -> one mask (L,)."""
     gh, gw = int(grid[0]), int(grid[1])
-    cols = list(next(iter(masks.values())))
-    fig, axes = plt.subplots(
-        len(masks), len(cols), figsize=(1.8 * len(cols), 1.9 * len(masks)), squeeze=False
-    )
-    for r, rl in enumerate(masks):
-        for c, cl in enumerate(cols):
-            m = np.asarray(masks[rl][cl], dtype=bool).reshape(gh, gw)
-            ax = axes[r, c]
-            ax.imshow(np.where(m[..., None], np.asarray(HIDDEN_COLOUR), 1.0))  # visible: white
-            ax.set_xticks(np.arange(-0.5, gw), minor=True)
-            ax.set_yticks(np.arange(-0.5, gh), minor=True)
-            ax.grid(which="minor", color="0.8", lw=0.4)
-            ax.tick_params(which="minor", length=0)
-            ax.set(xticks=[], yticks=[])
-            if r == 0:
-                ax.set_title(str(cl), fontsize=9)
-            if c == 0:
-                ax.set_ylabel(str(rl), fontsize=9)
+    rows, cols = list(masks), list(next(iter(masks.values())))
+    nrows, ncols = len(rows), len(cols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 1.9 * nrows), squeeze=False)
+    for (r, c), ax in np.ndenumerate(axes):
+        m = np.asarray(masks[rows[r]][cols[c]], dtype=bool).reshape(gh, gw)
+        ax.imshow(np.where(m[..., None], np.asarray(HIDDEN_COLOUR), 1.0))  # visible: white
+        ax.set_xticks(np.arange(-0.5, gw), minor=True)
+        ax.set_yticks(np.arange(-0.5, gh), minor=True)
+        ax.grid(which="minor", color="0.8", lw=0.4)
+        ax.tick_params(which="minor", length=0)
+        ax.set(xticks=[], yticks=[])
+        if r == 0:
+            ax.set_title(str(cols[c]), fontsize=9)
+        if c == 0:
+            ax.set_ylabel(str(rows[r]), fontsize=9)
     _finish(fig, title)
     _swatch_legend(fig, (HIDDEN_COLOUR, "hidden patch"), ("white", "visible patch"))
     return fig
@@ -257,17 +262,11 @@ def plot_reconstructions(
 ):
     """Rows of original | masked | reconstruction(s) | error map(s) for ``n`` images.
 
-    An error map is |original - reconstruction| averaged over channels; all maps share one colour
-    scale, from 0 to ``error_max`` or :func:`error_limit` of the maps shown.
-
     Args:
-        original: images (N, H, W, C) in [0, 1].
-        mask: patch mask (N, L), 1 = hidden.
-        reconstructions: one array (N, H, W, C) or a dict label -> array (the column titles).
-        error_map: True: the error map of the *first* reconstruction; ``"all"``: one per
-            reconstruction; False: none.
-        composite: show each reconstruction as it is scored: visible pixels from the original,
-            hidden pixels from the prediction.
+        mask: bool (N, L), True = hidden; reconstructions: one array or a dict title -> array.
+        error_map: True: |original - reconstruction| (channel mean) of the first reconstruction,
+            ``"all"``: of each, False: none; one colour scale up to ``error_max`` or error_limit.
+        composite: show reconstructions as scored: hidden pixels predicted, others original.
     """
     check_images(original, "original")
     check_mask(mask, n_images=original.shape[0])
@@ -307,15 +306,13 @@ def plot_reconstructions(
 
 def _wrap(text: str, width: int = TITLE_WIDTH) -> str:
     """``text`` with each of its lines wrapped to ``width`` characters (words are not split)."""
-    return "\n".join(
-        textwrap.fill(line, width, break_long_words=False) or line for line in str(text).split("\n")
-    )
+    lines = str(text).split("\n")
+    return "\n".join(textwrap.fill(line, width, break_long_words=False) or line for line in lines)
 
 
 def error_limit(errors, where=None, percentile: float = 99.0) -> float:
-    """The top of a shared colour scale of error maps: the ``percentile`` of all the ``errors``
-    (arrays of one shape) at the pixels ``where`` is True (all pixels if None or none is True);
-    at least 1e-3."""
+    """The top of a shared colour scale of error maps (arrays of one shape): the ``percentile`` of
+    ``errors`` where ``where`` is True (everywhere if None or nowhere True); at least 1e-3."""
     errors = np.stack([np.asarray(e, dtype=float) for e in errors])
     if where is not None and np.any(where):
         errors = errors[:, np.asarray(where, dtype=bool)]
@@ -345,38 +342,18 @@ def plot_history(history: dict, metrics=("loss",), title=None):
     return _finish(fig, title)
 
 
-PREDICTOR_STYLE = {
-    "vit": dict(color="tab:blue", marker="o", label="mask-token ViT"),
-    "mae": dict(color="tab:green", marker="s", label="MAE-style ViT"),
-    "cnn": dict(color="tab:orange", marker="^", label="CNN autoencoder"),
-    "vit_cnn": dict(color="tab:purple", marker="D", label="ViT + CNN decoder"),
-    "aae": dict(color="tab:red", marker="P", label="adversarial autoencoder"),
-    "vit_biharmonic": dict(color="tab:cyan", marker="*", label="ViT refining biharmonic"),
-    "biharmonic": dict(color="tab:gray", marker="x", label="biharmonic inpainting"),
-    "mean_colour": dict(
-        color="black", marker="v", linestyle=":", label="mean colour (learned nothing)"
-    ),
-}
-RATIO_DODGE = 0.8  # percentage points between neighbouring predictors in plot_metric_vs_ratio
-
-
 def plot_metric_vs_ratio(rows, metric="psnr_masked", strategies=None, title=None, names=None):
-    """One panel per strategy: ``metric`` (``{metric}_mean`` of the sweep ``rows``, with light
-    ``{metric}_std`` bars) against the mask ratio, a line per predictor, labelled ``names[p]`` or
-    :data:`PREDICTOR_STYLE`'s label; points :data:`RATIO_DODGE` apart keep equal scores visible."""
+    """A panel per strategy: ``{metric}_mean`` (``_std`` bars) of the sweep ``rows`` against the
+    mask ratio, a line per predictor (labelled ``names[p]`` or :data:`PREDICTOR_STYLE`'s)."""
     strategies = strategies or list(dict.fromkeys(r["strategy"] for r in rows))
     predictors = list(dict.fromkeys(r["predictor"] for r in rows))
     dodge = {p: (i - (len(predictors) - 1) / 2) * RATIO_DODGE for i, p in enumerate(predictors)}
-    fig, axes = plt.subplots(
-        1, len(strategies), figsize=(3.6 * len(strategies), 3.3), squeeze=False, sharey=True
-    )
+    ncols, keys = len(strategies), ("ratio", f"{metric}_mean", f"{metric}_std")
+    fig, axes = plt.subplots(1, ncols, figsize=(3.6 * ncols, 3.3), squeeze=False, sharey=True)
     for ax, strategy in zip(axes.flat, strategies):
         for p in predictors:
-            pts = sorted(
-                (float(r["ratio"]), float(r[f"{metric}_mean"]), float(r[f"{metric}_std"]))
-                for r in rows
-                if r["strategy"] == strategy and r["predictor"] == p
-            )
+            mine = [r for r in rows if r["strategy"] == strategy and r["predictor"] == p]
+            pts = sorted(tuple(float(r[k]) for k in keys) for r in mine)
             if not pts:
                 continue
             x, y, e = map(np.array, zip(*pts))
@@ -388,18 +365,16 @@ def plot_metric_vs_ratio(rows, metric="psnr_masked", strategies=None, title=None
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(metric_label(metric))
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.08)
-    ).set_frame_on(False)
+    where = dict(loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.08), frameon=False)
+    fig.legend(handles, labels, **where)
     return _finish(fig, title)
 
 
 def plot_matrix(
     table, strategies, title=None, label=None, metric: str = "psnr_masked", min_span=None, fmt=None
 ):
-    """Heat map of a (trained on x evaluated on) strategy table with the values written in; NaN
-    cells are grey and blank. The colour scale (bar ``label``, default :func:`metric_label`) spans
-    at least ``min_span`` (default :data:`MATRIX_MIN_SPAN`), centred on the table's mean."""
+    """Heat map of a (trained on x evaluated on) strategy table, values written in, NaN grey; the
+    colour scale spans at least ``min_span`` (default :data:`MATRIX_MIN_SPAN`) around the mean."""
     table = np.asarray(table, dtype=float)
     label = metric_label(metric) if label is None else label
     min_span = MATRIX_MIN_SPAN.get(metric, 0.0) if min_span is None else float(min_span)
@@ -430,9 +405,8 @@ def plot_matrix(
 
 
 def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale: bool = True):
-    """Training curves of several runs (label -> history dict) on one axis: ``metric`` solid,
-    ``val_{metric}`` dashed, one colour per run. Runs on the PSNR loss (negative) are drawn as
-    PSNR in dB, on a second, linear axis when MSE runs share the figure."""
+    """Runs (label -> history) on one axis, ``metric`` solid, ``val_{metric}`` dashed; PSNR-loss
+    runs (negative) as PSNR in dB, on a second, linear axis when MSE runs share the figure."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     psnr_runs = [k for k, h in histories.items() if metric == "loss" and _psnr_loss(h.get(metric))]
     psnr_ax = None
@@ -461,19 +435,12 @@ def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale:
 def plot_training_curves(
     histories: dict, losses=None, psnr_key="val_psnr_masked", title=None, log_scale: bool = True
 ):
-    """A panel per model of its own loss (training solid, validation dashed), since the models'
-    losses differ, then one panel of the ``psnr_key`` curves of all histories holding it.
-
-    Args:
-        histories: label -> history dict (Keras ``History.history``).
-        losses: label -> the model's loss in words (its panel's y-label); default: MSE or
-            minus the PSNR, told from the values.
-        log_scale: draw a positive loss (an MSE) on a log scale.
-    """
+    """A panel per model (label -> Keras ``History.history``) of its own loss, training solid and
+    validation dashed, then one panel of the ``psnr_key`` curves of all histories holding it.
+    ``losses``: label -> the loss in words (the y-label); ``log_scale``: for positive losses."""
     if not histories:
         raise SettingError("histories", histories, "is empty: no training curves to plot")
-    shared = {k: _curve(h, psnr_key) for k, h in histories.items()}
-    shared = {k: v for k, v in shared.items() if v is not None}
+    shared = {k: v for k, h in histories.items() if (v := _curve(h, psnr_key)) is not None}
     ncols = len(histories) + bool(shared)
     fig, axes = plt.subplots(1, ncols, figsize=(3.6 * ncols, 3.4), squeeze=False)
     for i, (label, history) in enumerate(histories.items()):
@@ -482,15 +449,14 @@ def plot_training_curves(
         for (name, values), style in zip(curves.items(), ("-", "--")):
             if values is not None:
                 _epoch_plot(ax, values, style, color=f"C{i}", label=name)
-                _epoch_axis(ax)
         drawn = [v for v in curves.values() if v is not None]
         loss = (losses or {}).get(label)
-        ax.set_ylabel(
-            _wrap(f"loss: {loss}", 40) if loss else _curve_label("loss", (drawn or [None])[0])
-        )
-        if log_scale and drawn and all(np.nanmin(v) > 0 for v in drawn):
-            ax.set_yscale("log")
+        words = _wrap(f"loss: {loss}", 40) if loss else _curve_label("loss", (drawn or [None])[0])
+        ax.set_ylabel(words)
         if drawn:
+            _epoch_axis(ax)
+            if log_scale and all(np.nanmin(v) > 0 for v in drawn):
+                ax.set_yscale("log")
             ax.legend(fontsize=8)
         ax.set_title(_wrap(label, 40), fontsize=10)
     if shared:
@@ -507,10 +473,7 @@ def plot_training_curves(
 
 def _curve(history: dict, key: str):
     """``history[key]`` as floats, or None when it is missing, empty or all NaN."""
-    values = history.get(key)
-    if values is None or len(values) == 0:
-        return None
-    values = np.asarray(values, dtype=float)
+    values = np.asarray(history.get(key, []), dtype=float)
     return None if np.all(np.isnan(values)) else values
 
 
@@ -527,10 +490,8 @@ def plot_patch_scores(
     check_images(images)
     scores = np.asarray(scores, dtype=float)
     gh, gw = images.shape[1] // patch_size, images.shape[2] // patch_size
-    if scores.shape != (images.shape[0], gh * gw):
-        raise SettingError(
-            "scores", scores.shape, f"must have shape (N, L) = {(images.shape[0], gh * gw)}"
-        )
+    if scores.shape != (shape := (images.shape[0], gh * gw)):
+        raise SettingError("scores", scores.shape, f"must have shape (N, L) = {shape}")
     n = min(n, len(images))
     fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 3.8), squeeze=False)
     for i in range(n):
@@ -538,8 +499,7 @@ def plot_patch_scores(
         ax = axes[1, i]
         im = ax.imshow(relative_scores(scores[i]).reshape(gh, gw), cmap="inferno", vmin=0, vmax=1)
         ax.set(xticks=[], yticks=[])
-        if i == 0:
-            ax.set_ylabel("score per patch", fontsize=9)
+    axes[1, 0].set_ylabel("score per patch", fontsize=9)
     _finish(fig, title)
     _column_colorbar(fig, im, [axes[1, -1]], label)
     return fig
@@ -556,8 +516,7 @@ def relative_scores(scores) -> np.ndarray:
 
 
 def plot_confusion(matrix, class_names, title=None):
-    """Confusion matrix: rows the true class, columns the predicted one, colour the share of the
-    true class, the counts written in."""
+    """Confusion matrix (rows true, columns predicted), coloured by row share, counts written in."""
     matrix = np.asarray(matrix, dtype=float)
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
@@ -575,21 +534,11 @@ def plot_confusion(matrix, class_names, title=None):
     return _finish(fig)
 
 
-STRATEGY_MARKERS = {"random": "o", "rows": "s", "columns": "D", "importance": "^"}
-
-
 def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None, reference=None):
-    """One point per encoder: its masked-region PSNR (x) against its linear probe's accuracy (y),
-    the marker its training strategy, the colour its training ratio.
-
-    Args:
-        cells: dicts with ``strategy``, ``ratio``, ``psnr`` and ``accuracy``
-            (:func:`helpers.tools.report.probe_cells`).
-        baselines: name -> probe accuracy of a baseline (dashed horizontal lines).
-        chance: the accuracy of always guessing the most frequent class (a dotted line).
-        reference: name -> masked-region PSNR (dB) of a non-learned predictor, drawn as named
-            vertical lines that the x-range always holds.
-    """
+    """One point per encoder: masked-region PSNR (x) against linear probe accuracy (y), marker
+    by training strategy, colour by training ratio. ``cells``: dicts with ``strategy``, ``ratio``,
+    ``psnr``, ``accuracy``; ``baselines``: name -> accuracy (dashed lines), ``chance`` dotted;
+    ``reference``: name -> masked-region PSNR of a non-learned predictor (vertical lines)."""
     if not cells:
         raise SettingError("cells", cells, "is empty: no probe results to plot")
     strategies = list(dict.fromkeys(c["strategy"] for c in cells))
@@ -632,52 +581,36 @@ def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None, reference
     return _finish(fig)
 
 
-# Architecture diagrams of the two Transformers, drawn from a model's own settings; sizes in inches
-ARCH_BOX_WIDTH = 3.0
-ARCH_FONT = 9  # points: readable at 100 dpi
-ARCH_LINE = 0.19  # a line of box text (9 pt, line spacing 1.3)
-ARCH_GAP = 0.34  # between two boxes: an arrow
-ARCH_WRAP = 36  # characters a line of box text
-ARCH_COLOURS = {"data": "white", "encoder": "#dbe8f6", "decoder": "#dcf0dc"}
-TOKEN_COLOUR = (0.3, 0.5, 0.8)  # a token of a visible patch in the token strips
-TOKEN_EXAMPLE = (0, 1, 0, 0, 1, 1, 0, 1)  # the 8 tokens a strip shows: 1 = hidden patch
-
-
 def plot_architecture(model, title=None):
-    """A diagram of a mask-token ViT (``build_model("vit")``, ``"vit_biharmonic"``) or an
-    MAE-style ViT (``build_model("mae")``) from its ``get_config``: boxes from the input image to
-    the reconstruction, each with the shape of its output, and strips of 8 example tokens.
-    ``title`` defaults to the model's name and its number of weights."""
+    """A diagram of a mask-token or MAE-style ViT from its ``get_config``: boxes with their output
+    shapes, strips of example tokens; ``title`` defaults to the name and weight count."""
     if not is_vit(getattr(model, "builder", "")):
-        raise SettingError(
-            "model", type(model).__name__, "must be a mask-token ViT or an MAE-style ViT"
-        )
+        allowed = "must be a mask-token ViT or an MAE-style ViT"
+        raise SettingError("model", type(model).__name__, allowed)
     if title is None:
         title = f"{model.label}: {model.count_params():,} weights (N = images in a batch)"
-    # two columns (header, [(kind, text, tokens), ...]); tokens: None, "all" or "visible"
+    # two columns (header, [(kind, text, tokens, height), ...]); tokens: None, "all" or "visible"
     s = model.get_config()
-    h, w, c = (int(v) for v in s["image_shape"])
-    p = int(s["patch_size"])
-    gh, gw = grid_shape((h, w), p)
-    n, P, d, gray = gh * gw, p * p * 3, s["embed_dim"], c == 1  # a gray model works in colour
+    (h, w, c), p = (int(v) for v in s["image_shape"]), int(s["patch_size"])
+    n, P, d = int(np.prod(grid_shape((h, w), p))), p * p * 3, s["embed_dim"]
+    gray = c == 1  # a gray model works in colour
     harmonic, image = s.get("fill") == "harmonic", f"N × {h} × {w} × {c}"
     started = "as sine-cosine" if s.get("pos_init") == "sincos" else "at random"
     pos = f"+ learned position embedding (started {started})"
 
-    def box(kind, tokens, *lines):  # lines that are None are left out
-        return kind, "\n".join(_wrap(t, ARCH_WRAP) for t in lines if t), tokens
+    def box(kind, tokens, *lines):  # lines that are None are left out; last: the height (inches)
+        text = "\n".join(_wrap(t, ARCH_WRAP) for t in lines if t)
+        return kind, text, tokens, 0.16 + ARCH_LINE * (text.count("\n") + 1) + 0.24 * bool(tokens)
 
     def blocks(kind, tokens, name, prefix, width, shape):
         size = f"{s[prefix + 'num_heads']} heads, width {width}, MLP {s[prefix + 'mlp_dim']}"
         return box(kind, tokens, f"{name} × {s[prefix + 'depth']}", size, "then LayerNorm", shape)
 
     def head(width, kind):
-        if harmonic:
-            lines = [f"linear head {width} → {P}: a correction", "+ the guess, clipped to [0, 1]"]
-        else:
-            lines = [f"linear head {width} → {P}, sigmoid"]
+        linear = f"linear head {width} → {P}" + (": a correction" if harmonic else ", sigmoid")
+        guess = "+ the guess, clipped to [0, 1]" if harmonic else None
         return [
-            box(kind, None, *lines, f"N × {n} × {P} reconstructed patches"),
+            box(kind, None, linear, guess, f"N × {n} × {P} reconstructed patches"),
             box("data", None, "unpatchify: reconstructed image",
                 "(a 1 × 1 convolution back to gray)" if gray else None, image),
         ]  # fmt: skip
@@ -702,76 +635,56 @@ def plot_architecture(model, title=None):
         ]
         up = [blocks("encoder", "all", "Transformer block", "", d, tokens), *head(d, "encoder")]
         columns = [(f"tokens: all {n} patches", down), ("Transformer and head", up)]
-        return _draw_architecture(columns, title, n)
-    # MAE-style ViT: the encoder sees the visible tokens only, the decoder all positions
-    dd, keep = s["decoder_dim"], n - int(getattr(model, "min_masked", 0))
-    kept = f"{keep} of {n} (every mask hides ≥ {n - keep})"
-    down = [
-        *patches,
-        box("encoder", None, f"patch embedding: linear {P} → {d}", pos, f"N × {n} × {d}"),
-        box("encoder", "visible", "keep the visible tokens only:", kept, f"N × {keep} × {d}"),
-        blocks("encoder", "visible", "Transformer block", "", d, f"N × {keep} × {d}"),
-    ]
-    restore = "tokens back in place, a learned mask token at each hidden position"
-    fill = "+ the embedded harmonic fill (a smooth guess) of every patch" if harmonic else None
-    up = [
-        box("decoder", "visible", f"linear {d} → {dd}", f"N × {keep} × {dd}"),
-        box("decoder", "all", restore, fill, f"N × {n} × {dd}"),
-        box("decoder", None, pos, f"N × {n} × {dd}"),
-        blocks("decoder", "all", "decoder block", "decoder_", dd, f"N × {n} × {dd}"),
-        *head(dd, "decoder"),
-    ]
-    columns = [("encoder: visible tokens only", down), (f"decoder: all {n} positions", up)]
+    else:  # MAE-style ViT: the encoder sees the visible tokens only, the decoder all positions
+        dd, keep = s["decoder_dim"], n - int(getattr(model, "min_masked", 0))
+        kept = f"{keep} of {n} (every mask hides ≥ {n - keep})"
+        down = [
+            *patches,
+            box("encoder", None, f"patch embedding: linear {P} → {d}", pos, f"N × {n} × {d}"),
+            box("encoder", "visible", "keep the visible tokens only:", kept, f"N × {keep} × {d}"),
+            blocks("encoder", "visible", "Transformer block", "", d, f"N × {keep} × {d}"),
+        ]
+        restore = "tokens back in place, a learned mask token at each hidden position"
+        fill = "+ the embedded harmonic fill (a smooth guess) of every patch" if harmonic else None
+        up = [
+            box("decoder", "visible", f"linear {d} → {dd}", f"N × {keep} × {dd}"),
+            box("decoder", "all", restore, fill, f"N × {n} × {dd}"),
+            box("decoder", None, pos, f"N × {n} × {dd}"),
+            blocks("decoder", "all", "decoder block", "decoder_", dd, f"N × {n} × {dd}"),
+            *head(dd, "decoder"),
+        ]
+        columns = [("encoder: visible tokens only", down), (f"decoder: all {n} positions", up)]
     return _draw_architecture(columns, title, n)
 
 
-def _token_strip(ax, x_centre: float, y: float, tokens: str):
-    """A row of :data:`TOKEN_EXAMPLE`'s tokens: ``all`` with the hidden ones as mask tokens,
-    ``visible`` the visible ones alone."""
-    colours = [
-        HIDDEN_COLOUR if t else TOKEN_COLOUR for t in TOKEN_EXAMPLE if tokens == "all" or not t
-    ]
-    size, step = 0.13, 0.17
-    left = x_centre - (step * len(colours) - (step - size)) / 2
-    for i, colour in enumerate(colours):
-        ax.add_patch(
-            Rectangle((left + i * step, y), size, size, facecolor=colour, edgecolor="0.3", lw=0.5)
-        )
-
-
 def _draw_architecture(columns, title: str, n_tokens: int):
-    """Two columns of boxes on a figure whose data units are inches: the first runs down, the
-    second up, their bottom boxes side by side and joined by an arrow."""
-    heights = [
-        [0.16 + ARCH_LINE * (text.count("\n") + 1) + 0.24 * bool(tok) for _, text, tok in boxes]
-        for _, boxes in columns
-    ]
+    """Two columns of boxes (the first running down, the second up) on axes in inches."""
+    heights = [[b[3] for b in boxes] for _, boxes in columns]
     stacks = [sum(h) + ARCH_GAP * (len(h) - 1) for h in heights]
     title = _wrap(title, 80)
     bottom, top = 0.75, 0.45 + 0.2 * (title.count("\n") + 1)
     width, height = 2 * ARCH_BOX_WIDTH + 1.3, bottom + max(stacks) + top
     fig = plt.figure(figsize=(width, height))
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set(xlim=(0, width), ylim=(0, height))
+    ax = fig.add_axes((0, 0, 1, 1), xlim=(0, width), ylim=(0, height))
     ax.axis("off")
     xs = [0.3, 0.3 + ARCH_BOX_WIDTH + 0.7]
     arrow = dict(arrowprops=dict(arrowstyle="-|>", color="0.3", lw=1.2, shrinkA=0, shrinkB=0))
+    frame = dict(boxstyle="round,pad=0,rounding_size=0.06", edgecolor="0.35", lw=0.8)
     for i, ((header, boxes), hs, x) in enumerate(zip(columns, heights, xs)):
         centre = x + ARCH_BOX_WIDTH / 2
-        upwards = hs[::-1] if i == 0 else hs  # the first column runs down: its first box on top
-        ys = [bottom + sum(upwards[:j]) + ARCH_GAP * j for j in range(len(hs))]
-        ys = ys[::-1] if i == 0 else ys
-        for (kind, text, tokens), y, h in zip(boxes, ys, hs):
-            ax.add_patch(
-                FancyBboxPatch(
-                    (x, y), ARCH_BOX_WIDTH, h, boxstyle="round,pad=0,rounding_size=0.06",
-                    facecolor=ARCH_COLOURS[kind], edgecolor="0.35", lw=0.8,
-                )
-            )  # fmt: skip
+        order = -1 if i == 0 else 1  # the first column runs down: its first box on top
+        ys = [bottom + sum(hs[::order][:j]) + ARCH_GAP * j for j in range(len(hs))][::order]
+        for (kind, text, tokens, _), y, h in zip(boxes, ys, hs):
+            ax.add_patch(FancyBboxPatch((x, y), ARCH_BOX_WIDTH, h, fc=ARCH_COLOURS[kind], **frame))
             ax.text(centre, y + h - 0.08, text, ha="center", va="top", fontsize=ARCH_FONT,
                     linespacing=1.3)  # fmt: skip
-            if tokens:
-                _token_strip(ax, centre, y + 0.08, tokens)
+            if tokens:  # TOKEN_EXAMPLE: all (the hidden ones as mask tokens) or the visible ones
+                strip = [HIDDEN_COLOUR if t else TOKEN_COLOUR for t in TOKEN_EXAMPLE]
+                strip = strip if tokens == "all" else [TOKEN_COLOUR] * TOKEN_EXAMPLE.count(0)
+                left = centre - (0.17 * len(strip) - (0.17 - 0.13)) / 2  # 0.13 inch every 0.17
+                for k, colour in enumerate(strip):
+                    square = (left + k * 0.17, y + 0.08), 0.13, 0.13
+                    ax.add_patch(Rectangle(*square, facecolor=colour, edgecolor="0.3", lw=0.5))
         for j in range(len(hs) - 1):
             start, end = (ys[j], ys[j + 1] + hs[j + 1]) if i == 0 else (ys[j] + hs[j], ys[j + 1])
             ax.annotate("", xy=(centre, end), xytext=(centre, start), **arrow)
@@ -780,14 +693,8 @@ def _draw_architecture(columns, title: str, n_tokens: int):
     join = bottom + min(heights[0][-1], heights[1][0]) / 2
     ax.annotate("", xy=(xs[1], join), xytext=(xs[0] + ARCH_BOX_WIDTH, join), **arrow)
     ax.text(width / 2, height - 0.12, title, ha="center", va="top", fontsize=ARCH_FONT + 2)
-    _swatch_legend(
-        ax,
-        (TOKEN_COLOUR, "token of a visible patch"),
-        (HIDDEN_COLOUR, "mask token (hidden patch)"),
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.01),
-        fontsize=ARCH_FONT,
-        title=f"token strips: 8 of the {n_tokens} tokens",
-        title_fontsize=ARCH_FONT,
-    )
+    keys = (TOKEN_COLOUR, "token of a visible patch"), (HIDDEN_COLOUR, "mask token (hidden patch)")
+    where = dict(loc="lower center", bbox_to_anchor=(0.5, 0.01), fontsize=ARCH_FONT)
+    strips = f"token strips: 8 of the {n_tokens} tokens"
+    _swatch_legend(ax, *keys, **where, title=strips, title_fontsize=ARCH_FONT)
     return fig

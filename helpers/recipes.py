@@ -1,10 +1,5 @@
-"""Training recipes: the model and training settings that decide how well a model learns.
-
-``tuned`` is the default everywhere; ``long`` is ``tuned`` with minus each image's PSNR as the
-CNN's loss too, for budgets of half an hour and more; ``reference`` is the seed design, kept for
-comparison. The Transformers take a hidden patch as the learned mask token alone, except
-``vit_biharmonic``, which predicts a correction to the harmonic fill and is never a default.
-"""
+"""Training recipes: ``tuned`` (the default), ``long`` (``tuned`` with the CNN on minus the PSNR,
+for half an hour and more) and ``reference`` (the seed design, kept for comparison)."""
 
 from __future__ import annotations
 
@@ -16,7 +11,6 @@ BUILDERS = (*LEARNED, *PRETRAINED)  # every name build_model takes
 NON_LEARNED = ("biharmonic", "mean_colour")
 PREDICTORS = (*LEARNED, *NON_LEARNED)
 VIT_FILLS = ("harmonic", "token")  # how a hidden patch enters the mask-token ViT: build_vit
-# what each predictor is called in tables, figures and sentences
 LABELS = {
     "vit": "mask-token ViT",
     "mae": "MAE-style ViT",
@@ -29,13 +23,13 @@ LABELS = {
     "mean_colour": "mean colour",
 }
 RECIPES = ("tuned", "long", "reference")
+LR_SCHEDULES = ("plateau", "cosine")
 LOSS_ON = ("masked", "all")  # the patches the loss is taken on: the hidden ones or every one
 LOSSES = ("mse", "psnr")  # the training losses: the MSE, or minus each image's PSNR
 
 
 def learns(predictor) -> bool:
-    """Whether ``predictor`` learns: a predictor object says so (``learned``); of names and saved
-    models' paths, all but :data:`NON_LEARNED`."""
+    """Whether ``predictor`` learns: its ``learned`` flag; a name or path not in NON_LEARNED."""
     if isinstance(predictor, str):
         return predictor not in NON_LEARNED
     return getattr(predictor, "learned", True)  # a foreign Keras model learns
@@ -67,21 +61,16 @@ def model_settings(recipe: str, name: str) -> dict:
 
 
 def train_settings(recipe: str, name: str) -> dict:
-    """``lr``, ``lr_schedule``, ``augment``, ``loss_on`` and, where the recipe sets it, ``loss``
-    of ``recipe`` for the model ``name``."""
+    """``lr``, ``lr_schedule``, ``augment``, ``loss_on`` (and ``loss``, if set) of ``recipe``."""
     check_recipe(recipe)
     if name not in BUILDERS:
         raise KeyError(name)
     if recipe == "reference":
         return {"lr": 1e-3, "lr_schedule": "plateau", "augment": False, "loss_on": "masked"}
-    settings = {
-        # pretrained_vit: the new layers' rate (the backbone's: PretrainedViT's backbone_lr_scale)
-        "lr": 3e-3 if name in ("cnn", "aae") else 2e-3,
-        "lr_schedule": "cosine",
-        "augment": True,
-        # the MAE's decoder learns where each hidden patch is sooner from the loss on every patch
-        "loss_on": "all" if name == "mae" else "masked",
-    }
+    # pretrained_vit: the new layers' rate (the backbone's: PretrainedViT's backbone_lr_scale);
+    # the MAE's decoder learns where each hidden patch is sooner from the loss on every patch
+    settings = {"lr": 3e-3 if name in ("cnn", "aae") else 2e-3, "lr_schedule": "cosine"}
+    settings.update(augment=True, loss_on="all" if name == "mae" else "masked")
     # the mask-token ViT learns faster on minus each image's PSNR than on the MSE
     if name in ("vit", "vit_biharmonic") or (recipe == "long" and name == "cnn"):
         settings["loss"] = "psnr"
@@ -100,40 +89,27 @@ def resolve(
     loss_on: str | None = None,
     fill: str | None = None,
 ) -> tuple[dict, dict]:
-    """``(builder kwargs, train kwargs)`` of ``recipe`` for ``name``, with the notebooks' overrides.
-
-    Args:
-        recipe: ``"tuned"``, ``"long"`` or ``"reference"``.
-        name: a learned predictor of :data:`LEARNED`.
-        pos_init, dropout, lr, lr_schedule, augment, loss_on, fill: overrides, always checked;
-            ``None`` keeps the recipe's setting. ``pos_init`` (``"random"``, ``"sincos"``) and
-            ``fill`` (:data:`VIT_FILLS`) reach only the models whose recipe has that setting.
-    """
+    """``(builder kwargs, train kwargs)`` of ``recipe`` for ``name``, with overrides (checked;
+    ``None`` keeps the recipe's; ``pos_init``, ``fill`` only where the recipe has them)."""
     model, train = model_settings(recipe, name), train_settings(recipe, name)
-    for key, value, allowed in (
-        ("pos_init", pos_init, ("random", "sincos")),
-        ("fill", fill, VIT_FILLS),
+    for settings, key, value, check, *allowed in (
+        (model, "pos_init", pos_init, check_choice, ("random", "sincos")),
+        (model, "fill", fill, check_choice, VIT_FILLS),
+        (model, "dropout", dropout, check_fraction),
+        (train, "lr", lr, check_positive_number),
+        (train, "lr_schedule", lr_schedule, check_choice, LR_SCHEDULES),
+        (train, "augment", augment, check_choice, (True, False)),
+        (train, "loss_on", loss_on, check_choice, LOSS_ON),
     ):
         if value is not None:
-            check_choice(value, key, allowed)
-            if key in model:
-                model[key] = value
-    if dropout is not None:
-        model["dropout"] = check_fraction(dropout, "dropout")
-    if lr is not None:
-        train["lr"] = check_positive_number(lr, "lr")
-    if lr_schedule is not None:
-        train["lr_schedule"] = check_choice(lr_schedule, "lr_schedule", ("plateau", "cosine"))
-    if augment is not None:
-        train["augment"] = bool(check_choice(augment, "augment", (True, False)))
-    if loss_on is not None:
-        train["loss_on"] = check_choice(loss_on, "loss_on", LOSS_ON)
+            value = check(value, key, *allowed)
+            if key in settings or key == "dropout":  # pos_init, fill: only where the recipe has it
+                settings[key] = bool(value) if key == "augment" else value
     return model, train
 
 
 def label(name: str, fill: str | None = None) -> str:
-    """What the predictor ``name`` is called in tables and figures; a Transformer given
-    ``fill="harmonic"`` is called a refinement of the classical fill."""
+    """What ``name`` is called in tables and figures (``fill="harmonic"``: refining biharmonic)."""
     text = LABELS.get(name, name)
     if fill == "harmonic" and name != "vit_biharmonic":
         text += " refining biharmonic"

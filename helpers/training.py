@@ -1,8 +1,6 @@
 """Training: fresh masks every epoch, masked-patch loss, checkpoints that survive interruptions.
 
-Masks are a pure function of ``(seed, epoch, batch)``, so a resumed run sees the masks it would
-have seen; model files are written atomically, so they are never half written.
-"""
+Masks depend only on ``(seed, epoch, batch)``: a resumed run sees the masks it would have seen."""
 
 from __future__ import annotations
 
@@ -30,9 +28,8 @@ from .masking import STRATEGIES, make_mask, n_masked
 from .metrics import psnr_from_mse
 from .models import MaskedImageModel, check_fits
 from .patches import grid_shape, patch_mask_to_pixels
-from .recipes import LOSS_ON, LOSSES, train_settings
+from .recipes import LOSS_ON, LOSSES, LR_SCHEDULES, train_settings
 
-LR_SCHEDULES = ("plateau", "cosine")
 SAVE_ROOT = "saved_models"
 BEST, FINAL, HISTORY, BACKUP = "best.keras", "final.keras", "history.csv", "backup"
 
@@ -42,20 +39,15 @@ class MaskingDataset(keras.utils.PyDataset):
 
     Args:
         images: float32 (N, H, W, C) in [0, 1].
-        patch_size: side of the square patches.
         strategy: a strategy of :mod:`helpers.masking`, or a list of them: one drawn per batch.
         ratio: masking ratio, or ``(low, high)``: one ratio drawn uniformly per batch.
-        batch_size, seed: batch size; seed of the shuffling, masks and flips.
-        fresh_masks: new masks and order each epoch; ``False`` keeps the epoch-0 masks and order
-            (validation: comparable losses across epochs).
-        shuffle: shuffle the images each epoch (only with ``fresh_masks``).
-        augment: flip half of the images horizontally (before masking).
+        fresh_masks: new masks and order each epoch; ``False`` keeps those of epoch 0 (validation).
+        shuffle, augment: shuffle the images each epoch (only with ``fresh_masks``); flip half of
+            them horizontally.
         loss_on: ``masked`` (weight 1 on the pixels of masked patches, 0 elsewhere) or ``all``.
-        score_fn: score function of the ``importance`` strategy, or a name of
-            ``helpers.masking.SCORES``.
+        score_fn: score function of the ``importance`` strategy, or a name of its ``SCORES``.
         min_masked: fewest patches a mask may hide (an MAE's limit); checked against ``ratio``.
-        pad_to: make every batch a multiple of this many images (data parallel training): a short
-            batch is completed with copies of its first images whose weights are 0.
+        pad_to: pad each batch to a multiple of this many images with copies of weight 0.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of ``PyDataset``.
     """
 
@@ -79,15 +71,11 @@ class MaskingDataset(keras.utils.PyDataset):
     ):
         super().__init__(**kwargs)
         self.images = check_images(images)
-        self.patch_size = patch_size
-        self.grid = grid_shape(images.shape[1:3], patch_size)
+        self.patch_size, self.grid = patch_size, grid_shape(images.shape[1:3], patch_size)
         strategies = [strategy] if isinstance(strategy, str) else strategy
         if not isinstance(strategies, (tuple, list)) or not strategies:
-            raise SettingError(
-                "strategy",
-                strategy,
-                f"must be one of {list(STRATEGIES)} or a non-empty list of them",
-            )
+            problem = f"must be one of {list(STRATEGIES)} or a non-empty list of them"
+            raise SettingError("strategy", strategy, problem)
         self.strategies = tuple(check_choice(s, "strategy", STRATEGIES) for s in strategies)
         self.strategy = strategy if isinstance(strategy, str) else list(self.strategies)
         self.ratio = check_ratio_spec(ratio)
@@ -151,9 +139,8 @@ def masked_mse():
 
 @keras.saving.register_keras_serializable(package="helpers")
 class NegativePSNR(keras.losses.Loss):
-    """Minus the mean over a batch's images of each image's PSNR (dB, peak 1) over its weighted
-    pixels; images whose weights are all 0 (padding) do not count. Unlike the MSE, it weighs each
-    image's error relative to its own. ``floor`` (an MSE) keeps a perfect image from dominating."""
+    """Minus the mean over the images of their PSNR (dB, peak 1) on the weighted pixels, images of
+    weight 0 (padding) left out; ``floor`` (an MSE) keeps a perfect image from dominating."""
 
     def __init__(self, floor: float = 1e-5, name: str = "negative_psnr", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -199,8 +186,7 @@ def save_atomic(model, path) -> Path:
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save the model atomically when ``monitor`` improves (lower is better) on ``initial_best``
-    (a resumed run's best so far)."""
+    """Save the model atomically when ``monitor`` beats its best (``initial_best`` at first)."""
 
     def __init__(
         self, path, monitor: str = "val_loss", initial_best: float = math.inf, verbose: int = 0
@@ -219,49 +205,19 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             print(f"\nEpoch {epoch + 1}: {self.monitor} improved to {value:.5f}, saved {self.path}")
 
 
-class ValidationPSNR(keras.callbacks.Callback):
-    """``val_psnr_masked`` in the logs of every epoch: the mean over the validation images of
-    each image's masked-region PSNR (dB), whatever the loss, so that curves share one axis."""
-
-    def __init__(self, val_ds):
-        super().__init__()
-        self.val_ds = val_ds
-
-    def on_epoch_end(self, epoch, logs=None):
-        psnr = []
-        for index in range(len(self.val_ds)):
-            inputs, images, weight = self.val_ds[index]
-            keep = weight.reshape(len(weight), -1).sum(axis=1) > 0  # not a padding copy
-            # a direct call: under tf.distribute predict_on_batch gathers the replicas' outputs
-            predicted = np.asarray(self.model(inputs, training=False), dtype=np.float64)
-            hidden = patch_mask_to_pixels(
-                inputs["mask"] > 0.5, self.val_ds.patch_size, images.shape[1:3]
-            )
-            error = ((predicted - images) ** 2 * hidden).sum(axis=(1, 2, 3))
-            mse = error / np.maximum(hidden.sum(axis=(1, 2, 3)) * images.shape[-1], 1)
-            psnr.append(psnr_from_mse(mse)[keep])
-        if logs is not None and psnr:
-            logs["val_psnr_masked"] = float(np.mean(np.concatenate(psnr)))
-
-
 class HistoryCSV(keras.callbacks.Callback):
-    """Per-epoch logs in a CSV file (``epoch`` first, then the sorted log keys, ``seconds``),
-    rewritten atomically each epoch. On resuming, rows of this run's first epoch and later (an
-    interrupted attempt's) are dropped."""
+    """Per-epoch logs in a CSV file (``epoch``, the sorted log keys, ``seconds``), rewritten
+    atomically; on resuming, rows from this run's first epoch on (an interrupted attempt's) go."""
 
     def __init__(self, path):
         super().__init__()
-        self.path, self.rows = Path(path), []
-        self._started, self._t0 = False, 0.0
+        self.path, self.rows, self._t0 = Path(path), [], 0.0
 
     def on_train_begin(self, logs=None):
         self.rows = read_history(self.path) if self.path.exists() else []
-        self._started = False
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if not self._started:
-            self.rows = [r for r in self.rows if int(r["epoch"]) < epoch]
-            self._started = True
+    def on_epoch_begin(self, epoch, logs=None):  # drops rows only at a run's first epoch
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch]
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -275,11 +231,13 @@ class HistoryCSV(keras.callbacks.Callback):
 
 
 class _Progress(keras.callbacks.Callback):
-    """Set the training dataset's epoch (also after a resume); log the training images seen."""
+    """Set the training dataset's epoch (also after a resume); log the training images seen and,
+    given ``val_ds``, ``val_psnr_masked``: the mean over the validation images of their
+    masked-region PSNR (dB), whatever the loss, so that curves share one axis."""
 
-    def __init__(self, dataset: MaskingDataset, seen: int = 0):
+    def __init__(self, dataset: MaskingDataset, seen: int = 0, val_ds=None):
         super().__init__()
-        self.dataset, self.seen = dataset, int(seen)
+        self.dataset, self.seen, self.val_ds = dataset, int(seen), val_ds
 
     def on_epoch_begin(self, epoch, logs=None):
         self.dataset.set_epoch(epoch)
@@ -289,16 +247,26 @@ class _Progress(keras.callbacks.Callback):
         self.seen += min(size, len(self.dataset.images) - batch * size)
 
     def on_epoch_end(self, epoch, logs=None):
+        psnr = []
+        for inputs, images, weight in self.val_ds or ():
+            keep = weight.reshape(len(weight), -1).sum(axis=1) > 0  # not a padding copy
+            # a direct call: under tf.distribute predict_on_batch gathers the replicas' outputs
+            predicted = np.asarray(self.model(inputs, training=False), dtype=np.float64)
+            hidden = patch_mask_to_pixels(
+                inputs["mask"] > 0.5, self.val_ds.patch_size, images.shape[1:3]
+            )
+            error = ((predicted - images) ** 2 * hidden).sum(axis=(1, 2, 3))
+            mse = error / np.maximum(hidden.sum(axis=(1, 2, 3)) * images.shape[-1], 1)
+            psnr.append(psnr_from_mse(mse)[keep])
         if logs is not None:
             logs["images_seen"] = self.seen
+            if psnr:
+                logs["val_psnr_masked"] = float(np.mean(np.concatenate(psnr)))
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Train for ``seconds`` of wall time (``spent`` of them already, when resuming).
-
-    With ``schedule="cosine"`` the learning rate, set before every batch, warms up linearly over
-    the first ``warmup_fraction`` of the budget then decays (cosine) to ``alpha * peak_lr``.
-    """
+    """Train for ``seconds`` of wall time (``spent`` already, when resuming); ``cosine``: warm up
+    linearly over ``warmup_fraction`` of the budget, then decay (cosine) to ``alpha * peak_lr``."""
 
     def __init__(
         self,
@@ -343,14 +311,12 @@ class TimeBudget(keras.callbacks.Callback):
 def read_history(path) -> list[dict]:
     """Rows of a history CSV, numbers as floats (``epoch`` as int), empty cells left out."""
     return [
-        {k: (int(v) if k == "epoch" else v) for k, v in r.items() if v != ""}
-        for r in read_csv(path)
+        {k: int(v) if k == "epoch" else v for k, v in r.items() if v != ""} for r in read_csv(path)
     ]
 
 
 def _learning_rate(lr, lr_schedule, warmup_epochs, epochs, steps, seconds=None):
-    """Adam's learning rate: a number (plateau, or a :class:`TimeBudget` sets it) or a linear
-    warm-up and cosine decay over ``epochs`` of ``steps``."""
+    """The learning rate: a number, or a linear warm-up then cosine decay over ``epochs``."""
     check_positive_number(lr, "lr")
     check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
     if lr_schedule == "plateau" or seconds is not None:
@@ -366,9 +332,8 @@ def _learning_rate(lr, lr_schedule, warmup_epochs, epochs, steps, seconds=None):
 
 
 def _has_dropout(model) -> bool:
-    """Whether a Dropout layer or a multi-head attention's dropout inside ``model`` (nested layers
-    included) has a rate above 0. Layers are found through public attributes only: a model's
-    ``layers`` and those a layer holds alone or in a list, tuple or dict."""
+    """Whether a Dropout layer or a multi-head attention in ``model`` (nested layers, found through
+    public attributes, included) has a rate above 0."""
     seen, todo = {id(model)}, [model]
     while todo:
         current = todo.pop()
@@ -381,29 +346,24 @@ def _has_dropout(model) -> bool:
             if isinstance(child, keras.layers.Layer) and id(child) not in seen:
                 seen.add(id(child))
                 todo.append(child)
-                if isinstance(child, keras.layers.Dropout) and float(child.rate) > 0:
-                    return True
                 # a multi-head attention keeps its Dropout layer private
-                if isinstance(child, keras.layers.MultiHeadAttention) and float(child.dropout) > 0:
+                rates = (keras.layers.Dropout, "rate"), (keras.layers.MultiHeadAttention, "dropout")
+                if any(isinstance(child, t) and float(getattr(child, a)) > 0 for t, a in rates):
                     return True
     return False
 
 
 def _jit_compile(value, model=None):
-    """``"auto"``: XLA, except for the TensorFlow backend on a CPU-only machine when ``model`` has
-    dropout (XLA's random numbers make dropout much slower there). Never inside a TensorFlow
-    strategy of several replicas: XLA cannot reach the variables of the other replicas."""
-    if keras.backend.backend() != "tensorflow":
-        return value if value == "auto" else bool(value)
-    import tensorflow as tf  # that backend only
+    """``"auto"``: XLA, except on a CPU-only TensorFlow for a ``model`` with dropout (much slower
+    there). Never across TensorFlow replicas: XLA cannot reach the other replicas' variables."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # that backend only
 
-    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
-        return False
-    if value != "auto":
-        return bool(value)
-    if not tf.config.list_physical_devices("GPU"):
-        return model is not None and not _has_dropout(model)
-    return "auto"
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            return False
+        if value == "auto" and not tf.config.list_physical_devices("GPU"):
+            return model is not None and not _has_dropout(model)
+    return value if value == "auto" else bool(value)
 
 
 def _budget(epochs, images, minutes, n_train: int) -> tuple[int, float | None]:
@@ -411,12 +371,9 @@ def _budget(epochs, images, minutes, n_train: int) -> tuple[int, float | None]:
     values = {"epochs": epochs, "images": images, "minutes": minutes}
     given = [name for name, v in values.items() if v is not None]
     if len(given) > 1 and given != ["epochs", "minutes"]:
-        raise SettingError(  # names the second budget given
-            given[1],
-            values[given[1]],
-            "give one training budget: epochs, images or minutes (minutes may come with epochs as "
-            f"a cap); got {', '.join(given)}",
-        )
+        problem = "give one training budget: epochs, images or minutes (minutes may come with "
+        problem += f"epochs as a cap); got {', '.join(given)}"
+        raise SettingError(given[1], values[given[1]], problem)  # names the second budget given
     seconds = None if minutes is None else 60.0 * check_positive_number(minutes, "minutes")
     if images is not None:
         return math.ceil(check_positive_int(images, "images") / n_train), None
@@ -427,9 +384,8 @@ def _budget(epochs, images, minutes, n_train: int) -> tuple[int, float | None]:
 
 @keras.saving.register_keras_serializable(package="helpers")
 class ScaledAdam(keras.optimizers.Adam):
-    """Adam whose step for a variable is multiplied by ``scales[variable.path]`` (1 for a path
-    not in it): a lower learning rate for a pretrained backbone than for the new layers. Scaling
-    the gradients instead would change nothing: Adam normalises them."""
+    """Adam whose step for a variable is multiplied by ``scales[variable.path]`` (default 1): a
+    lower rate for a pretrained backbone (scaling the gradients would not do: Adam normalises)."""
 
     def __init__(self, learning_rate=1e-3, scales=None, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -444,18 +400,15 @@ class ScaledAdam(keras.optimizers.Adam):
         # On TensorFlow ``variable`` has no path, and no public way leads to its index: private
         # ``_get_variable_index`` (Keras 3.15; tests/test_training.py::test_scaled_adam_*)
         path = self.variable_paths[self._get_variable_index(variable)]
-        if path in self.scales:
-            learning_rate = learning_rate * self.scales[path]
-        super().update_step(gradient, variable, learning_rate)
+        super().update_step(gradient, variable, learning_rate * self.scales.get(path, 1.0))
 
     def get_config(self):
         return {**super().get_config(), "scales": dict(self.scales)}
 
 
 def compile_model(model, learning_rate, jit_compile="auto", loss: str = "mse") -> None:
-    """Compile ``model`` for training: Adam at ``learning_rate`` (a number or a schedule;
-    :class:`ScaledAdam` with the model's ``lr_scales()``), the loss of :func:`training_loss`,
-    XLA as :func:`_jit_compile` decides."""
+    """Compile ``model`` with Adam (:class:`ScaledAdam` with its ``lr_scales()``) at
+    ``learning_rate`` (a number or a schedule) and the loss of :func:`training_loss`."""
     scales = model.lr_scales() if isinstance(model, MaskedImageModel) else {}
     adam = ScaledAdam(learning_rate, scales) if scales else keras.optimizers.Adam(learning_rate)
     jit = _jit_compile(jit_compile, model)
@@ -497,33 +450,25 @@ def train(
     devices: int = 1,
     workers: int = 1,
 ) -> dict:
-    """Train ``model`` (from :mod:`helpers.models`) to predict hidden patches; resume if
-    interrupted.
+    """Train ``model`` (of :mod:`helpers.models`) to predict hidden patches; resume if interrupted.
 
     Args:
-        data: a :class:`helpers.data.Dataset`, an ``(x_train, x_val)`` pair or one array of
-            training images (then ``loss`` is monitored instead of ``val_loss``).
-        strategy, ratio, score_fn: masks, as in :class:`MaskingDataset`; the validation masks are
-            drawn once (seed + 1) and kept.
+        data: a :class:`helpers.data.Dataset`, an ``(x_train, x_val)`` pair or the training images
+            alone (then ``loss`` is monitored instead of ``val_loss``).
+        strategy, ratio, score_fn: as in :class:`MaskingDataset`; the validation masks are drawn
+            once (seed + 1).
         epochs, images, minutes: the budget, one of them (``epochs`` may cap ``minutes``):
             ``epochs`` (default 10), ``images`` seen (rounded up to whole epochs) or ``minutes``
             of wall time (:class:`TimeBudget`, not deterministic).
-        run_dir, run_name: the folder of ``best.keras``, ``final.keras``, ``history.csv`` and
-            ``backup/``: ``run_dir``, else ``save_root/run_name``. Training again in the folder of
-            an interrupted run resumes it.
-        recipe: ``tuned``, ``long`` or ``reference``: the defaults (None) of ``lr``,
-            ``lr_schedule``, ``augment``, ``loss_on`` and ``loss`` (:mod:`helpers.recipes`).
+        run_dir, run_name: the run folder (``best.keras``, ``final.keras``, ``history.csv``,
+            ``backup/``): ``run_dir``, else ``save_root/run_name``; an interrupted run resumes.
+        recipe: the defaults (None) of ``lr``, ``lr_schedule``, ``augment``, ``loss_on``, ``loss``.
         lr_schedule: ``plateau`` halves ``lr`` when the monitored loss stalls for 3 epochs,
             ``cosine`` warms up linearly for ``warmup_epochs`` (or 5 % of ``minutes``) then decays.
         early_stopping, patience: stop after ``patience`` epochs without improvement.
-        augment: random horizontal flips of the training images.
-        loss_on: ``masked`` (the hidden patches) or ``all``.
         loss: ``mse`` or ``psnr`` (:class:`NegativePSNR`: the losses are then minus the mean PSNR).
-        verbose: Keras verbosity: ``"auto"``/1 progress bar, 2 one line per epoch, 0 silent.
         callbacks: extra Keras callbacks (run after the built-in ones).
-        jit_compile: passed to ``compile``; ``"auto"``: see :func:`_jit_compile`.
-        devices: train a copy of ``model`` data parallel on this many local devices
-            (:mod:`helpers.devices`; ``batch_size`` a multiple of it), then copy its weights back.
+        devices: train data parallel on this many local devices (``batch_size`` a multiple of it).
         workers: threads that assemble the batches (their order is kept).
 
     Returns:
@@ -544,9 +489,8 @@ def train(
     check_choice(loss, "loss", LOSSES)
     devices = check_devices(devices, batch_size)
     workers = check_positive_int(workers, "workers")
-    if run_dir is None and (
-        not isinstance(run_name, str) or run_name in ("", ".", "..") or os.sep in run_name
-    ):
+    plain = isinstance(run_name, str) and run_name not in ("", ".", "..") and os.sep not in run_name
+    if run_dir is None and not plain:
         raise SettingError("run_name", run_name, "must be a plain folder name (or pass run_dir)")
     folder = Path(save_root) / run_name if run_dir is None else Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -566,8 +510,7 @@ def train(
     monitor = "val_loss" if val_ds is not None else "loss"
     best = min((r[monitor] for r in previous if monitor in r), default=math.inf)
     cbs = [
-        _Progress(train_ds, seen=seen_before),
-        *([ValidationPSNR(val_ds)] if val_ds is not None else []),
+        _Progress(train_ds, seen=seen_before, val_ds=val_ds),
         keras.callbacks.BackupAndRestore(str(folder / BACKUP), delete_checkpoint=True),
         HistoryCSV(folder / HISTORY),
         AtomicCheckpoint(folder / BEST, monitor=monitor, initial_best=best),
@@ -576,12 +519,10 @@ def train(
         spent = sum(r.get("seconds", 0.0) for r in previous)
         cbs.insert(0, TimeBudget(seconds, lr, schedule=lr_schedule, spent=spent))
     if lr_schedule == "plateau":
-        cbs.append(
-            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=3, min_lr=1e-5)
-        )
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor, factor=0.5, patience=3, min_lr=1e-5))
     if early_stopping:
         patience = check_positive_int(patience, "patience")
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience))
+        cbs.append(keras.callbacks.EarlyStopping(monitor, patience=patience))
     with data_parallel(devices):
         trained = model
         if devices > 1:  # a copy built in the distribution's scope (its variables placed there)
@@ -614,33 +555,24 @@ def train(
 
 
 def describe_loss(settings: dict) -> str:
-    """What a training run minimised, in words, from the ``settings`` :func:`train` returns:
-    ``'MSE on the hidden patches'``, ``'minus the PSNR on every patch'``."""
+    """What a run minimised, from the ``settings`` of :func:`train`: ``'MSE on every patch'``."""
     what = "minus the PSNR" if settings.get("loss", "mse") == "psnr" else "MSE"
     where = "every patch" if settings.get("loss_on", "masked") == "all" else "the hidden patches"
     return f"{what} on {where}"
 
 
 def training_images(model, data) -> tuple[np.ndarray, np.ndarray | None]:
-    """The training and validation images (None if there are none) of ``data`` (see
-    :func:`train`), checked against ``model``."""
+    """The training and validation (or None) images of ``data``, checked against ``model``."""
     if not isinstance(model, MaskedImageModel):
-        raise SettingTypeError(
-            "model",
-            type(model).__name__,
-            "train needs a Keras model from helpers.models (build_vit, build_mae, "
-            "build_cnn_autoencoder)",
-        )
+        problem = "train needs a Keras model from helpers.models (build_vit, build_mae, "
+        raise SettingTypeError("model", type(model).__name__, problem + "build_cnn_autoencoder)")
     if hasattr(data, "x_train") and hasattr(data, "x_val"):
         data = (data.x_train, data.x_val)
     elif not isinstance(data, (tuple, list)):
         data = (data, None)
     if len(data) != 2:
-        raise SettingError(
-            "data",
-            f"a {type(data).__name__} of {len(data)}",
-            "must be a Dataset, an array or an (x_train, x_val) pair",
-        )
+        problem = "must be a Dataset, an array or an (x_train, x_val) pair"
+        raise SettingError("data", f"a {type(data).__name__} of {len(data)}", problem)
     x_train, x_val = data
     if x_val is not None and len(x_val) == 0:
         x_val = None
