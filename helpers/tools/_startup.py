@@ -19,11 +19,8 @@ TF_STARTUP_NOISE = re.compile(
 
 
 def quiet_tensorflow() -> None:
-    """Import Keras (and start TensorFlow's devices) without the lines of :data:`TF_STARTUP_NOISE`.
-
-    Sets TF_CPP_MIN_LOG_LEVEL=2 unless it is set; file descriptor 2 goes to a temporary file during
-    the import, then every other line of it to stderr. With level 0 or 1 nothing is filtered.
-    """
+    """Import Keras (and start TensorFlow's devices) without the lines of :data:`TF_STARTUP_NOISE`;
+    sets TF_CPP_MIN_LOG_LEVEL=2 unless it is set, and filters nothing at level 0 or 1."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() in ("0", "1"):
         return

@@ -1,8 +1,5 @@
-"""Benchmarks (not tests): speed measured in one run and reported as ratios.
-
-``python -m helpers bench speed`` (:func:`bench_speed`): masks, metrics against ``skimage``,
-training throughput against a plain-Keras ViT, the input pipeline.
-"""
+"""``python -m helpers bench speed``: masks, metrics against ``skimage``, training throughput
+against a plain-Keras ViT and the input pipeline, timed in one run and reported as ratios."""
 
 from __future__ import annotations
 
@@ -48,9 +45,7 @@ def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0)
     skimage SSIM loop on ``loop_images`` images scaled to ``n_images``."""
     from skimage.metrics import structural_similarity  # lazy: slow to import
 
-    rng = np.random.default_rng(seed)
-    a = rng.random((n_images, 32, 32, 3), dtype=np.float32)
-    b = rng.random((n_images, 32, 32, 3), dtype=np.float32)
+    a, b = np.random.default_rng(seed).random((2, n_images, 32, 32, 3), dtype=np.float32)
     m = masking.make_mask("random", 0.5, n_images=n_images, grid=(8, 8), seed=seed)
     t_eval = _timed(lambda: metrics.evaluate(a, b, m, 4), repeat=1)
     t_ssim = _timed(lambda: metrics.ssim(a, b), repeat=1)
@@ -111,11 +106,8 @@ class _StepClock(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.seconds = 0.0
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = None
-
     def on_train_batch_begin(self, batch, logs=None):
-        if self._start is None:
+        if batch == 0:  # the epoch's first step
             self._start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -126,14 +118,10 @@ class _StepClock(keras.callbacks.Callback):
 
 
 def _runner(model, data, *, batch_size: int = 0, jit_compile="auto"):
-    """Compile ``model`` (Adam, the masked MSE); ``run(epochs) -> seconds`` of its training steps
-    (:class:`_StepClock`) on ``data``: one in-memory ``(inputs, target, weight)`` set in batches
-    of ``batch_size``, or a :class:`helpers.training.MaskingDataset`."""
+    """Compile ``model`` (Adam, masked MSE); ``run(epochs) -> seconds`` of its training steps on
+    ``data``: :func:`_fit_set` in batches of ``batch_size``, or a ``MaskingDataset``."""
     compile_model(model, 1e-3, jit_compile)
-    if isinstance(data, tuple):
-        data = dict(zip(("x", "y", "sample_weight"), data), batch_size=batch_size)
-    else:
-        data = {"x": data}
+    data = {**data, "batch_size": batch_size} if isinstance(data, dict) else {"x": data}
 
     def run(epochs: int) -> float:
         clock = _StepClock()
@@ -144,9 +132,8 @@ def _runner(model, data, *, batch_size: int = 0, jit_compile="auto"):
 
 
 def _interleaved_speeds(runners: dict, n_images: int, *, epochs: int, repeats: int) -> dict:
-    """Images per second of each of ``runners`` (name -> ``run(epochs) -> seconds``): one warm-up
-    epoch each, then ``repeats`` rounds of ``epochs`` epochs, interleaved so that every model
-    meets the same drift of the machine's load; the median round."""
+    """Images per second of each of ``runners`` (name -> ``run(epochs) -> seconds``) in the median
+    of ``repeats`` rounds after one warm-up epoch, interleaved to share the machine's drift."""
     check_positive_int(repeats, "repeats")
     for run in runners.values():
         run(1)
@@ -168,18 +155,14 @@ def bench_training(
     vit_kwargs: dict | None = None,
     mae_kwargs: dict | None = None,
 ) -> list[dict]:
-    """Training images per second at each ratio, and the ratios of :data:`_SPEED_RATIOS`.
-
-    The models of :func:`_training_runners` are timed interleaved (:func:`_interleaved_speeds`).
-    ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their sizes, the mask token alone).
-    """
+    """Training images per second of the models of :func:`_training_runners` at each ratio, timed
+    interleaved, and the ratios of :data:`_SPEED_RATIOS`; ``vit_kwargs``/``mae_kwargs`` go to the
+    builders (default: their sizes, the mask token alone)."""
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs = {"fill": "token", **(vit_kwargs or {})}
     mae_kwargs = {"fill": "token", **(mae_kwargs or {})}
-    defaults = inspect.signature(MaeViT).parameters
-    width, depth = (
-        mae_kwargs.get(k, defaults[k].default) for k in ("decoder_dim", "decoder_depth")
-    )
+    sizes = {k: p.default for k, p in inspect.signature(MaeViT).parameters.items()} | mae_kwargs
+    width, depth = sizes["decoder_dim"], sizes["decoder_depth"]
     mae = f"MAE-style ViT (decoder {width} wide, {depth} block{'s' * (depth > 1)})"
     names = {**_SPEED_NAMES, "mae": mae}
     rounds = f"median of {repeats} x {epochs} epoch{'s' * (epochs > 1)}"
@@ -190,15 +173,12 @@ def bench_training(
         no_xla = keras.backend.backend() == "tensorflow" and ratio == ratios[0]
         runners = _training_runners(images, ratio, seed, vit_kwargs, mae_kwargs, batch_size, no_xla)
         speed = _interleaved_speeds(runners, n_images, epochs=epochs, repeats=repeats)
-        rows += [
-            {"what": f"{names[k]}, {ratio:.0%} masked, {label}", "images_per_s": v}
-            for k, v in speed.items()
-        ]
-        ratio_rows += [
-            {"what": f"ratio: {what}, {ratio:.0%} masked", "ratio": speed[a] / speed[b]}
-            for what, a, b in _SPEED_RATIOS
-            if a in speed and b in speed
-        ]
+        for k, v in speed.items():
+            rows.append({"what": f"{names[k]}, {ratio:.0%} masked, {label}", "images_per_s": v})
+        for what, a, b in _SPEED_RATIOS:
+            if a in speed and b in speed:
+                what = f"ratio: {what}, {ratio:.0%} masked"
+                ratio_rows.append({"what": what, "ratio": speed[a] / speed[b]})
     return rows + ratio_rows
 
 
@@ -223,29 +203,27 @@ _SPEED_RATIOS = (  # (what, numerator, denominator) of bench_training's ratios
 )
 
 
-def _fit_set(images, ratio, seed):
-    """(inputs, target, weight) of random masks at ``ratio``: what the training pipeline yields."""
+def _fit_set(images, ratio, seed) -> dict:
+    """``x``, ``y`` and ``sample_weight`` of random masks at ``ratio``, as the pipeline yields."""
     mask = masking.make_mask("random", ratio, n_images=len(images), grid=(8, 8), seed=seed)
     weight = patch_mask_to_pixels(mask, 4, (32, 32))[..., 0].astype(np.float32)
-    return {"images": images, "mask": mask.astype(np.float32)}, images, weight
+    inputs = {"images": images, "mask": mask.astype(np.float32)}
+    return dict(x=inputs, y=images, sample_weight=weight)
 
 
 def _training_runners(images, ratio, seed, vit_kwargs, mae_kwargs, batch_size, no_xla) -> dict:
-    """The runners of :func:`bench_training` at ``ratio``: a plain-Keras ViT, the mask-token ViT,
-    the MAE, both with the harmonic fill, the ViT with masks drawn per batch and (``no_xla``)
-    without XLA."""
+    """The runners of :func:`bench_training` at ``ratio``: plain-Keras and mask-token ViTs, MAE,
+    both with harmonic fill, masks drawn per batch and (``no_xla``) without XLA."""
     batch, fit = _fit_set(images, ratio, seed), dict(batch_size=batch_size)
-    sizes = {
-        k: vit_kwargs[k] for k in ("embed_dim", "depth", "num_heads", "mlp_dim") if k in vit_kwargs
-    }
+    keys = ("embed_dim", "depth", "num_heads", "mlp_dim")
+    sizes = {k: v for k, v in vit_kwargs.items() if k in keys}
     vit, mae = dict(seed=seed, **vit_kwargs), dict(seed=seed, min_mask_ratio=ratio, **mae_kwargs)
-    harmonic = {"fill": "harmonic"}
     models = {
         "plain": plain_keras_vit(**sizes),
         "vit": build_model("vit", **vit),
         "mae": build_model("mae", **mae),
-        "fill": build_model("vit", **vit | harmonic),
-        "mae_fill": build_model("mae", **mae | harmonic),
+        "fill": build_model("vit", **vit | {"fill": "harmonic"}),
+        "mae_fill": build_model("mae", **mae | {"fill": "harmonic"}),
     }
     runners = {name: _runner(model, batch, **fit) for name, model in models.items()}
     model = build_model("vit", **vit)
@@ -283,9 +261,8 @@ def bench_autoencoders(
 def bench_pretrained(
     n_images: int = 32, *, batch_size: int = 8, epochs: int = 1, seed: int = 0, backbone=None
 ) -> list[dict]:
-    """Training images per second of :class:`helpers.pretrained.PretrainedViT` at 50 %, head only
-    and fine-tuned. ``backbone``: ``ViTBackbone`` keyword arguments (default: ViT-B/16 at 224,
-    random weights)."""
+    """Training images per second of ``PretrainedViT`` at 50 %, head only and fine-tuned;
+    ``backbone``: ``ViTBackbone`` arguments (default: ViT-B/16 at 224, random weights)."""
     import keras_hub  # heavy, optional
 
     sizes = backbone or dict(
@@ -309,15 +286,11 @@ def bench_pretrained(
 
 
 def bench_pipeline(n_images: int = 4096, batch_size: int = 256, seed: int = 0) -> list[dict]:
-    """Batches per second of :class:`MaskingDataset` alone (no model), for mixed and importance
-    masks, in one thread and in two."""
+    """Batches per second of ``MaskingDataset``: mixed and importance masks, 1 and 2 threads."""
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
-    settings = {
-        "mixed random/rows/columns, 30-70 %, flips": dict(
-            strategy=["random", "rows", "columns"], ratio=(0.3, 0.7), augment=True
-        ),
-        "importance (variance), 50 %": dict(strategy="importance", ratio=0.5),
-    }
+    mixed = dict(strategy=["random", "rows", "columns"], ratio=(0.3, 0.7), augment=True)
+    settings = {"mixed random/rows/columns, 30-70 %, flips": mixed}
+    settings["importance (variance), 50 %"] = dict(strategy="importance", ratio=0.5)
     rows = []
     for what, kw in settings.items():
         ds = MaskingDataset(images, 4, batch_size=batch_size, seed=seed, **kw)
@@ -339,16 +312,9 @@ _TINY_SIZES = {"vit": _TINY, "cnn": {"filters": (4, 8)}, "vit_cnn": _TINY}
 _TINY_SIZES["aae"] = {"filters": (4, 8), "latent_dim": 4}
 _TINY_BACKBONE = dict(image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2)
 _TINY_BACKBONE |= dict(hidden_dim=16, mlp_dim=32)
-#: Sizes of :func:`bench_speed`: the default run (a few minutes on 2 CPU cores) and ``quick``.
+#: Sizes of :func:`bench_speed`'s parts: ``quick`` (True) and the default run (a few minutes on
+#: 2 CPU cores), which takes each benchmark's defaults.
 SPEED_SETTINGS = {
-    False: {
-        "masks": {"n_images": 50_000},
-        "metrics": {"n_images": 10_000, "loop_images": 500},
-        "training": {"n_images": 1024, "epochs": 1, "repeats": 5, "batch_size": 64},
-        "pipeline": {"n_images": 4096, "batch_size": 256},
-        "autoencoders": {"n_images": 512},
-        "pretrained": {"n_images": 32, "batch_size": 8},
-    },
     True: {
         "masks": {"n_images": 5_000},
         "metrics": {"n_images": 500, "loop_images": 50},
@@ -357,13 +323,13 @@ SPEED_SETTINGS = {
         "pipeline": {"n_images": 512, "batch_size": 256},
         "autoencoders": dict(n_images=32, repeats=1, batch_size=16, sizes=_TINY_SIZES),
         "pretrained": dict(n_images=8, batch_size=8, backbone=_TINY_BACKBONE),
-    },
+    }
 }
+SPEED_SETTINGS[False] = {key: {} for key in SPEED_SETTINGS[True]}
 
 
 def bench_speed(quick: bool = False, report=None) -> list[dict]:
-    """Every part in one run (sizes from :data:`SPEED_SETTINGS`); ``report(title, rows)`` is
-    called after each. Returns all rows."""
+    """Every part (sizes of :data:`SPEED_SETTINGS`), calling ``report(title, rows)`` after each."""
     settings = SPEED_SETTINGS[bool(quick)]
     training = "training throughput" + (" (tiny models)" if quick else " (default model sizes)")
     parts = (

@@ -1,9 +1,7 @@
 """Command line: ``python -m helpers <command> ...`` (docs/cli.md describes every command).
 
-Each command is a handler ``_cmd_<command>(args) -> exit code`` declared by :func:`_command`, its
-docstring the help; options are declared once, in :data:`_OPTIONS`. Exit codes: 0 success, 1 a
-notebook failed, 2 a usage or configuration error, 130 interrupted. The handlers import Keras
-when they run, so that ``--help`` and usage errors answer without loading it.
+Exit codes: 0 success, 1 a notebook failed, 2 a usage or configuration error, 130 interrupted.
+Handlers import Keras when they run, so that ``--help`` and usage errors answer without it.
 """
 
 from __future__ import annotations
@@ -34,8 +32,7 @@ class _UsageError(Exception):
 
 
 def _checked(check, convert=float, *args, form="{0}: {1}"):
-    """An argparse ``type``: ``convert`` the text, then ``check`` it (:mod:`helpers._checks`); a
-    SettingError is shown as ``form.format(text, problem)``."""
+    """An argparse ``type``: ``check(convert(text))``; a SettingError is shown as ``form``."""
 
     def parse(text: str):
         try:
@@ -82,7 +79,6 @@ _D = "(default: %(default)s)"
 _ON = {"action": "store_true"}
 _LOSSES, _WHERE, _RANGE, _NV = ("mse", "psnr"), ("masked", "all"), ("LOW", "HIGH"), "NAME=VALUE"
 _OPTIONS = {
-    # data
     "--dataset": _o(f"dataset {_D}", default="sample", choices=DATASETS),
     "--data-dir": _o("CIFAR-10 python-batch folder (default: the Keras cache)", metavar="DIR"),
     "--grayscale": _o("one-channel images (skimage.color.rgb2gray)", **_ON),
@@ -90,7 +86,6 @@ _OPTIONS = {
     "--n-test": _o(f"the first N test images, 0: all {_D}", _seed, 0, "N"),
     "--val-fraction": _o(f"share of the images kept for validation {_D}", _fraction, 0.1, "F"),
     "--seed": _o(f"seed of the data subset, weights and training masks {_D}", _seed, 0, "S"),
-    # masking
     "--strategy": _o("masking strategy", choices=STRATEGIES, required=True),
     "--strategies": _o("masking strategies", None, None, "S", nargs="+", choices=STRATEGIES),
     "--ratio": _o(f"masking ratio in (0, 1) {_D}", _ratio, metavar="R"),
@@ -100,7 +95,6 @@ _OPTIONS = {
     "--score": _o("importance strategy's patch score (default: variance)", choices=SCORE_CHOICES),
     "--patch-size": _o(f"patch side in pixels {_D}", _patch_size, 4, "P"),
     "--mask-seed": _o(f"seed of the masks {_D}", _seed, 0, "S"),
-    # models and training
     "--model": _o("a saved .keras model", metavar="PATH", required=True),
     "--recipe": _o(f"model and training settings (helpers.recipes) {_D}", choices=RECIPES),
     "--predictors": _o("predictors (default: all)", nargs="+", choices=PREDICTORS, metavar="P"),
@@ -144,7 +138,6 @@ _OPTIONS = {
     "--fine-tune": _o("head: the backbone frozen (default); all", choices=("head", "all")),
     "--backbone-lr-scale": _o("the backbone's share of --lr (default 0.1)", _positive, metavar="S"),
     "--head-dim": _o("width of the decoding head (default 64)", _count, metavar="D"),
-    # output and the rest
     "--output": _o("output folder", _output_dir, metavar="DIR", required=True),
     "--run-name": _o("run folder name (default: MODEL-STRATEGY-RATIO-seedS)", metavar="NAME"),
     "--run": _o("a run folder of train", metavar="DIR", required=True),
@@ -169,35 +162,35 @@ _SIZE += " --decoder-num-heads --decoder-mlp-dim --min-mask-ratio --filters --la
 _SIZE += " --latent-weight --image-weight --decoder-filters --dropout"
 _BACKBONE = "--preset --fine-tune --backbone-lr-scale --head-dim"
 _DATA = "--dataset --data-dir --grayscale"
-_NEEDED = {"required": True}
 _CIFAR = {"required": True, "help": "CIFAR-10 python-batch folder (its test_batch: held out)"}
 _MAYBE = {"required": False, "help": "output folder (default: in runs/)"}
 
 
-def _add(p, flags: str, setup=None, **changes):
-    """Add the options ``flags`` (keys of :data:`_OPTIONS`, space separated) to the parser or group
-    ``p``, then those of ``setup(p)``; ``--n-test=200``: a default, read as from the command line;
-    ``changes`` by name (``n_test=[]``): a default, or a dict of add_argument keywords."""
+def _add(p, flags: str, groups=(), **changes):
+    """Add the options ``flags`` (keys of :data:`_OPTIONS`) to the parser ``p``, then ``groups``
+    ((title, flags); title "": mutually exclusive). ``--n-test=200``: a default, read as from the
+    command line; ``changes`` by name (``n_test=[]``): a default or add_argument keywords."""
     for flag, _, default in (f.partition("=") for f in flags.split()):
         change = changes.get(flag[2:].replace("-", "_"), {})
         kwargs = {**_OPTIONS[flag], **(change if isinstance(change, dict) else {})}
         kwargs |= {"default": default} if default else {}
         p.add_argument(*(("-p", flag) if flag == "--param" else (flag,)), **kwargs)
-    if setup:
-        setup(p)
+    for title, names in groups:
+        group = p.add_argument_group(title) if title else p.add_mutually_exclusive_group()
+        _add(group, names, **changes)
     p.set_defaults(**{name: v for name, v in changes.items() if not isinstance(v, dict)})
 
 
-COMMANDS: list = []  # (name, handler, options, changes), in the order of --help
+_ABOUT = "Masked image modeling: run the notebooks headless, train, evaluate, probe, grade, bench."
+COMMANDS: list = []  # (name, handler, options, changes) in --help order; handler: exit code or None
 _GROUPS = {"bench": "benchmarks: speed (masks, metrics, training throughput) and quality"}
 
 
-def _command(name: str, options: str = "", setup=None, **changes):
-    """Make the decorated function, whose docstring is the help, the handler of command ``name``
-    (``bench speed``: of a group in :data:`_GROUPS`) with the options of :func:`_add`."""
+def _command(name: str, options: str = "", groups=(), **changes):
+    """Declare the decorated function (docstring: the help) the handler of command ``name``."""
 
     def declare(func):
-        COMMANDS.append((name, func, options, {"setup": setup, **changes}))
+        COMMANDS.append((name, func, options, {"groups": groups, **changes}))
         return func
 
     return declare
@@ -208,7 +201,7 @@ def _pick(args, names: str) -> dict:
 
 
 @_command("run", "--profile --output --notebooks --param --dry-run --no-progress", output=_MAYBE)
-def _cmd_run(args) -> int:
+def _cmd_run(args):
     """execute the numbered notebooks with papermill, parameters from a profile"""
     from . import runner
 
@@ -230,21 +223,11 @@ def _cmd_run(args) -> int:
         print(exc.report(), file=sys.stderr)
         return 1
     print(f"done: {len(steps)} notebook(s) in {time.perf_counter() - start:.1f} s")
-    return 0
-
-
-def _train_groups(p):
-    _add(p.add_mutually_exclusive_group(), "--ratio --ratio-range")
-    _add(p.add_argument_group("budget (one; default: 10 epochs)"), "--epochs --images --minutes")
-    _add(p.add_argument_group("model size (of the --model kinds whose class takes it)"), _SIZE)
-    _add(p.add_argument_group("pretrained backbone (--model pretrained_vit)"), _BACKBONE)
-    p.set_defaults(ratio=0.5)
 
 
 # the class of each --model (vit_biharmonic: the vit's), whose parameters are its size options
-_CLASSES = {"vit": "MaskTokenViT", "mae": "MaeViT", "cnn": "CnnAutoencoder"}
-_CLASSES |= {"vit_cnn": "VitCnnAutoencoder", "aae": "AdversarialAutoencoder"}
-_CLASSES |= {"pretrained_vit": "PretrainedViT"}
+_CLASSES = dict(vit="MaskTokenViT", mae="MaeViT", cnn="CnnAutoencoder", vit_cnn="VitCnnAutoencoder")
+_CLASSES |= dict(aae="AdversarialAutoencoder", pretrained_vit="PretrainedViT")
 _NOT_OPTIONS = {"pretrained_vit": {"fill"}}  # its fill (grey or harmonic) is not --fill's
 
 
@@ -275,15 +258,37 @@ def _model_kwargs(args, low: float) -> dict:
     return kwargs
 
 
-def _check_train_args(args):
-    """``train``'s checks across options; sets the budget and run name; the ratio and the lowest."""
+@_command(
+    "train",
+    f"--model --strategy --score {_DATA} --n-train --val-fraction --patch-size --batch-size --seed"
+    " --output --run-name --recipe=tuned --lr --lr-schedule --augment --loss-on --loss"
+    " --early-stopping --patience --precision=float32 --devices --workers --quiet",
+    [
+        ("", "--ratio --ratio-range"),
+        ("budget (one; default: 10 epochs)", "--epochs --images --minutes"),
+        ("model size (of the --model kinds whose class takes it)", _SIZE),
+        ("pretrained backbone (--model pretrained_vit)", _BACKBONE),
+    ],
+    ratio=0.5,
+    model={"choices": BUILDERS, "metavar": None, "help": "the model to build"},
+    strategy={"nargs": "+", "required": False, "default": ["random"]},
+    score={"choices": SCORES, "default": "variance"},
+)
+def _cmd_train(args):
+    """train one model to reconstruct masked patches
+
+    example: python -m helpers train --model mae --ratio-range 0.3 0.7 --minutes 30 --output m"""
+    from ..data import DatasetError, load_dataset
+    from ..devices import check_devices
+    from ..models import build_model
+    from ..training import BACKUP, BEST, FINAL, HISTORY, read_history, train
+
     ratio = low = args.ratio
     if args.ratio_range:
         ratio, low = tuple(args.ratio_range), args.ratio_range[0]
         if ratio[0] > ratio[1]:
             raise _UsageError(f"--ratio-range {ratio[0]} {ratio[1]}: LOW must be <= HIGH")
-    given = {"--epochs": args.epochs, "--images": args.images, "--minutes": args.minutes}
-    budgets = [option for option, value in given.items() if value is not None]
+    budgets = [f for f in ("--epochs", "--images", "--minutes") if getattr(args, f[2:]) is not None]
     if len(budgets) > 1 and budgets != ["--epochs", "--minutes"]:
         one = "give one budget (--minutes may come with --epochs as a cap)"
         raise _UsageError(f"{' and '.join(budgets)}: {one}")
@@ -295,29 +300,6 @@ def _check_train_args(args):
     args.run_name = args.run_name or name
     if os.sep in args.run_name or args.run_name in ("", ".", ".."):
         raise SettingError("run_name", args.run_name, "must be a plain folder name")
-    return ratio, low
-
-
-@_command(
-    "train",
-    f"--model --strategy --score {_DATA} --n-train --val-fraction --patch-size --batch-size --seed"
-    " --output --run-name --recipe=tuned --lr --lr-schedule --augment --loss-on --loss"
-    " --early-stopping --patience --precision=float32 --devices --workers --quiet",
-    _train_groups,
-    model={"choices": BUILDERS, "metavar": None, "help": "the model to build"},
-    strategy={"nargs": "+", "required": False, "default": ["random"]},
-    score={"choices": SCORES, "default": "variance"},
-)
-def _cmd_train(args) -> int:
-    """train one model to reconstruct masked patches
-
-    example: python -m helpers train --model mae --ratio-range 0.3 0.7 --minutes 30 --output m"""
-    from ..data import DatasetError, load_dataset
-    from ..devices import check_devices
-    from ..models import build_model
-    from ..training import BACKUP, BEST, FINAL, HISTORY, read_history, train
-
-    ratio, low = _check_train_args(args)
     check_devices(args.devices, args.batch_size)
     kwargs = _model_kwargs(args, low)
     try:
@@ -349,19 +331,17 @@ def _cmd_train(args) -> int:
     except ValueError as exc:  # settings only the training data can check (an MAE's ratio)
         raise _UsageError(str(exc)) from None
     history = result["history"]
-    final = {k: history[k][-1] for k in ("loss", "val_loss") if history.get(k)}
-    losses = ", ".join(f"{k} {v:.5f}" for k, v in final.items())
+    losses = ", ".join(f"{k} {history[k][-1]:.5f}" for k in ("loss", "val_loss") if history.get(k))
     if history.get("val_loss"):
         losses += f", best val_loss {min(history['val_loss']):.5f}"
     print(f"trained {result['epochs']} epoch(s), {result['images_seen']:,} images seen ", end="")
     print(f"({result['seconds']:.1f} s this call, compilation included): {losses}")
     print(f"best model:  {folder / BEST}\nfinal model: {folder / FINAL}")
     print(f"history:     {folder / HISTORY}")
-    return 0
 
 
 @_command("checkpoint", "--run --name --data-dir --command --folder", data_dir=_CIFAR)
-def _cmd_checkpoint(args) -> int:
+def _cmd_checkpoint(args):
     """publish a trained run as a course checkpoint (checkpoints/NAME.keras + NAME.json)"""
     from ..checkpoints import provenance
     from .publishing import heldout_table, publish
@@ -373,7 +353,6 @@ def _cmd_checkpoint(args) -> int:
     for row in heldout_table(record):
         cells = "".join(f"{row[s]:>9.2f}" for s in row if s != "predictor")
         print(f"  {row['predictor']:<20}{cells}")
-    return 0
 
 
 @_command(
@@ -381,9 +360,9 @@ def _cmd_checkpoint(args) -> int:
     "--model --dataset=cifar10 --data-dir --grayscale --strategy --ratio --output --n-test"
     " --mask-seed --patch-size --score --batch-size=256",
     model={"metavar": "PATH|biharmonic|mean_colour", "help": "a .keras model, or not learned"},
-    ratio=_NEEDED,
+    ratio={"required": True},
 )
-def _cmd_evaluate(args) -> int:
+def _cmd_evaluate(args):
     """score a saved model, biharmonic or the mean-colour guess on a test set with fixed masks
 
     example: python -m helpers evaluate --model biharmonic --strategy rows --ratio 0.3 --output e"""
@@ -398,7 +377,6 @@ def _cmd_evaluate(args) -> int:
     json_path, csv_path = evaluation.write_results(args.output, results)
     print(evaluation.format_table(results))
     print(f"\nwritten: {json_path}, {csv_path} ({results['seconds']:.1f} s)")
-    return 0
 
 
 @_command(
@@ -406,7 +384,7 @@ def _cmd_evaluate(args) -> int:
     "--model --dataset=cifar10 --data-dir --grayscale --output --n-train --n-test --epochs=100"
     " --lr=1e-2 --seed",
 )
-def _cmd_probe(args) -> int:
+def _cmd_probe(args):
     """linear probe of a trained model's encoder: accuracy, macro-F1, Cohen's kappa"""
     from . import probe
 
@@ -416,7 +394,6 @@ def _cmd_probe(args) -> int:
     paths = probe.write_probe(args.output, result)
     print(probe.format_probe(result))
     print("written: " + ", ".join(str(p) for p in paths))
-    return 0
 
 
 _S = SweepConfig()  # the sweep's defaults
@@ -430,7 +407,7 @@ _S = SweepConfig()  # the sweep's defaults
     run={"metavar": "NAME|DIR", "help": "the run folder; a plain name: one of results/"},
     **{k: list(getattr(_S, k)) for k in ("strategies", "ratios", "predictors")},
 )
-def _cmd_sweep(args) -> int:
+def _cmd_sweep(args):
     """the strategy x ratio x predictor sweep of notebook 05, headless, with the linear probe"""
     from ..data import DatasetError, load_dataset
     from . import experiments, report
@@ -457,7 +434,6 @@ def _cmd_sweep(args) -> int:
         for sentence in report.probe_findings(rows, run.probe_rows(), predictor, n_test=n_test):
             print(f"- {sentence}")
     print(f"\nwritten: {run.path}")
-    return 0
 
 
 @_command(
@@ -468,7 +444,7 @@ def _cmd_sweep(args) -> int:
     strategies={"choices": GRADED_STRATEGIES, "default": list(GRADED_STRATEGIES)},
     mask_seed={"default": None, "help": "seed of the masks (default: a fresh secret one)"},
 )
-def _cmd_grade(args) -> int:
+def _cmd_grade(args):
     """score every student's submitted model on a hidden test set (grades.csv, leaderboard.md)"""
     from .grading import grade
 
@@ -476,7 +452,6 @@ def _cmd_grade(args) -> int:
     result = grade(args.submissions, args.data_dir, args.output, **_pick(args, names))
     print(result["paths"][1].read_text())  # leaderboard.md
     print("written: " + ", ".join(str(p) for p in result["paths"]))
-    return 0
 
 
 @_command(
@@ -484,50 +459,44 @@ def _cmd_grade(args) -> int:
     "--output --assignment --timeout=1800 --memory-mb=16384",
     timeout={"type": _count, "help": f"longest a notebook cell may run {_D}"},
 )
-def _cmd_course(args) -> int:
+def _cmd_course(args):
     """an nbgrader course folder with the notebooks' exercises"""
     from .grading import make_course
 
     folder = make_course(args.output, args.assignment, **_pick(args, "timeout memory_mb"))
     print(f"course folder: {folder}")
     print(f"next: cd {folder} && nbgrader generate_assignment {args.assignment}")
-    return 0
 
 
-def _quality_ratios(p):
-    ratio = {"help": "one training ratio instead (default: a range, 0.3 0.7)"}
-    _add(p.add_mutually_exclusive_group(), "--ratio-range --ratio", ratio=ratio)
-
-
-def _keras_line(name: str) -> None:
+def _bench_start(name: str) -> float:
     import keras
 
     print(f"{name}: keras {keras.__version__}, backend {keras.backend.backend()}, ", end="")
     print(f"{os.cpu_count()} CPU(s)", flush=True)
+    return time.perf_counter()
 
 
 @_command("bench speed", "--quick")
-def _cmd_bench_speed(args) -> int:
+def _cmd_bench_speed(args):
     """mask generation, metrics vs skimage, ViT vs MAE training throughput"""
     from . import bench
 
-    _keras_line(f"bench speed{' --quick' if args.quick else ''}")
-    start = time.perf_counter()
+    start = _bench_start(f"bench speed{' --quick' if args.quick else ''}")
     bench.bench_speed(args.quick, lambda t, r: print(f"\n{t}\n{bench.format_rows(r)}", flush=True))
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
-    return 0
 
 
 @_command(
     "bench quality",
     "--data-dir --minutes-per-model --output --plan=mixed --predictors --recipe=long --grayscale"
     " --latent-weight --image-weight --loss --seed --eval-ratios",
-    _quality_ratios,
+    [("", "--ratio-range --ratio")],
+    ratio={"help": "one training ratio instead (default: a range, 0.3 0.7)"},
     data_dir=_CIFAR,
     output=_MAYBE,
     plan={"choices": _quality.QUALITY_PLANS},
 )
-def _cmd_bench_quality(args) -> int:
+def _cmd_bench_quality(args):
     """reconstruction quality of each predictor for a fixed training time (CIFAR-10)"""
     _existing_dir(args.data_dir)
     kwargs = _pick(args, "data_dir plan recipe grayscale loss")
@@ -541,32 +510,26 @@ def _cmd_bench_quality(args) -> int:
         optional[name] = tuple(getattr(args, name)) if getattr(args, name) else None
     optional["ratio"] = optional.pop("ratio_range") or args.ratio
     kwargs |= {k: v for k, v in optional.items() if v is not None}
-    _keras_line("bench quality")
-    start = time.perf_counter()
+    start = _bench_start("bench quality")
     rows = _quality.bench_quality(**kwargs)
     print(_quality.format_quality(rows))
     print(f"\nNumPy float32 2048² matmul at the start: {rows[0]['matmul_gflops']:.0f} GFLOP/s")
     print(f"\ndone in {(time.perf_counter() - start) / 60:.1f} min")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    about = (
-        "Masked image modeling: run the notebooks headless, train, evaluate, probe, grade, bench."
-    )
-    parser = argparse.ArgumentParser(prog="python -m helpers", description=about)
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=_ABOUT)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = {"": parser.add_subparsers(dest="command", metavar="COMMAND", required=True)}
     for name, func, options, changes in COMMANDS:
         group, _, leaf = name.rpartition(" ")
         if group and group not in subparsers:  # bench: the parent of its commands
-            about = _GROUPS[group]
-            g = subparsers[""].add_parser(group, help=about, description=about)
+            g = subparsers[""].add_parser(group, help=_GROUPS[group], description=_GROUPS[group])
             subparsers[group] = g.add_subparsers(dest=f"{group}_command", metavar="BENCH")
             subparsers[group].required = True
-        doc, rd = inspect.getdoc(func), argparse.RawDescriptionHelpFormatter
+        doc = inspect.getdoc(func)
         p = subparsers[group].add_parser(leaf, help=doc.split("\n")[0], description=doc)
-        p.formatter_class = rd
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
         _add(p, options, func=func, **changes)
     return parser
 
@@ -575,7 +538,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow()  # every command imports Keras; --help and usage errors have exited before
     try:
-        return args.func(args)
+        return args.func(args) or 0
     except (_UsageError, SettingError) as exc:  # SettingError: found by the package's checks
         print(f"error: {getattr(exc, 'cli_message', exc.__str__)()}", file=sys.stderr)
         return 2

@@ -1,9 +1,5 @@
-"""Evaluate one predictor on a test set with fixed masks: the logic behind ``python -m helpers
-evaluate``, and the comparison of several predictors on the same masks (the notebooks').
-
-Bad settings raise :class:`SettingError` naming the parameter, the value and what is allowed,
-checked before the model is loaded whenever possible.
-"""
+"""Score predictors on test images with fixed masks: ``python -m helpers evaluate`` and the
+notebooks' comparisons; bad settings raise :class:`SettingError`, before the model loads."""
 
 from __future__ import annotations
 
@@ -14,23 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import data
 from .._checks import SettingError, check_choice, check_patch_size, check_positive_int, check_ratio
 from .._io import write_atomic, write_csv
-from ..data import (
-    CIFAR_DIRNAME,
-    DATASETS,
-    DatasetError,
-    keras_cache_dir,
-    load_dataset,
-    read_cifar_batch,
-    to_gray,
-)
 from ..masking import SCORES, STRATEGIES, cell_seed, make_mask
 from ..metrics import evaluate, sharpness, summarize
 from ..recipes import NON_LEARNED, learns
 
-METRICS_JSON = "metrics.json"
-METRICS_CSV = "metrics.csv"
 SCORE_CHOICES = (*SCORES, "gradient")  # importance scores: model-free, or the model's gradients
 METRIC_LABELS = (  # (key, label) in table order
     ("psnr_masked", "PSNR masked region (dB)"),
@@ -39,6 +25,7 @@ METRIC_LABELS = (  # (key, label) in table order
     ("ssim", "SSIM whole image"),
     ("mse", "MSE whole image"),
 )
+_CIFAR_FOLDER = "allowed: a folder in the CIFAR-10 python-batch format holding test_batch"
 
 
 def check_score(score, strategy: str, model) -> str | None:
@@ -46,34 +33,22 @@ def check_score(score, strategy: str, model) -> str | None:
     if score is not None and score not in SCORE_CHOICES and not callable(score):
         check_choice(score, "score", SCORE_CHOICES)
     if score == "gradient" and not learns(model):
-        raise SettingError(
-            "score",
-            score,
-            f"needs a trained Keras model (vit, mae or cnn); {getattr(model, 'name', model)} "
-            f"has no gradients; allowed with it: {', '.join(SCORES)}",
-        )
-    if strategy != "importance":
-        return None
-    return "variance" if score is None else score
+        name = getattr(model, "name", model)
+        problem = f"needs a trained Keras model (vit, mae or cnn); {name} has no gradients"
+        raise SettingError("score", score, f"{problem}; allowed with it: {', '.join(SCORES)}")
+    return ("variance" if score is None else score) if strategy == "importance" else None
 
 
 def find_test_batch(data_dir) -> Path:
     """``test_batch`` in ``data_dir`` or in its ``cifar-10-batches-py/`` subfolder."""
     folder = Path(data_dir).expanduser()
-    for candidate in (folder, folder / CIFAR_DIRNAME):
+    for candidate in (folder, folder / data.CIFAR_DIRNAME):
         if (candidate / "test_batch").is_file():
             return candidate / "test_batch"
-    where = (
-        "the folder does not exist"
-        if not folder.exists()
-        else f"no test_batch in it or in its {CIFAR_DIRNAME}/ subfolder"
-    )
-    raise SettingError(
-        "data_dir",
-        str(data_dir),
-        f"{where}; allowed: a folder in the CIFAR-10 python-batch format holding test_batch "
-        "(data_batch_* are not needed for evaluation)",
-    )
+    where = f"no test_batch in it or in its {data.CIFAR_DIRNAME}/ subfolder"
+    where = where if folder.exists() else "the folder does not exist"
+    problem = f"{where}; {_CIFAR_FOLDER} (data_batch_* are not needed for evaluation)"
+    raise SettingError("data_dir", str(data_dir), problem)
 
 
 def load_test_images(
@@ -86,36 +61,29 @@ def load_test_images(
             folder); ``sample``: the test split of the embedded dataset, seed 0.
         n_test: the first ``n_test`` images; None or 0: all.
     """
-    check_choice(dataset, "dataset", DATASETS)
+    check_choice(dataset, "dataset", data.DATASETS)
     if n_test is not None:
         n_test = check_positive_int(n_test, "n_test", minimum=0) or None
     if dataset == "sample":
-        images = load_dataset("sample", seed=0).x_test
+        images = data.load_dataset("sample", seed=0).x_test
     else:
-        if data_dir is None:
-            path = keras_cache_dir() / CIFAR_DIRNAME / "test_batch"
-            if not path.is_file():
-                raise SettingError(
-                    "data_dir",
-                    None,
-                    f"not given, and the Keras cache folder {path.parent} has no test_batch; "
-                    "allowed: a folder in the CIFAR-10 python-batch format holding test_batch",
-                )
-        else:
+        path = data.keras_cache_dir() / data.CIFAR_DIRNAME / "test_batch"
+        if data_dir is not None:
             path = find_test_batch(data_dir)
+        elif not path.is_file():
+            problem = f"not given, and the Keras cache folder {path.parent} has no test_batch"
+            raise SettingError("data_dir", None, f"{problem}; {_CIFAR_FOLDER}")
         try:
-            raw, _ = read_cifar_batch(path)
-        except DatasetError as exc:
+            raw, _ = data.read_cifar_batch(path)
+        except data.DatasetError as exc:
             raise SettingError("data_dir", str(data_dir), f"{exc}") from None
         images = raw.astype(np.float32) / np.float32(255.0)
     if n_test is not None and n_test > len(images):
-        raise SettingError(
-            "n_test",
-            n_test,
-            f"is more than the {len(images)} test images; allowed: 1..{len(images)} or 0 for all",
-        )
+        n = len(images)
+        problem = f"is more than the {n} test images; allowed: 1..{n} or 0 for all"
+        raise SettingError("n_test", n_test, problem)
     images = images[:n_test]
-    return to_gray(images) if grayscale else images
+    return data.to_gray(images) if grayscale else images
 
 
 def check_model_path(model) -> None:
@@ -125,12 +93,8 @@ def check_model_path(model) -> None:
     path = Path(os.fspath(model))
     if not (str(path).endswith(".keras") and path.is_file()):
         problem = "no such file; give" if str(path).endswith(".keras") else "must be"
-        raise SettingError(
-            "model",
-            str(model),
-            f"{problem} a .keras file saved by train (e.g. RUN/best.keras) or one of "
-            f"{', '.join(NON_LEARNED)}",
-        )
+        allowed = "a .keras file saved by train (e.g. RUN/best.keras) or one of"
+        raise SettingError("model", str(model), f"{problem} {allowed} {', '.join(NON_LEARNED)}")
 
 
 def load_model(model):
@@ -141,27 +105,20 @@ def load_model(model):
     try:
         return load_predictor(model)
     except Exception as exc:  # corrupt or foreign file
-        raise SettingError(
-            "model",
-            str(model),
-            f"could not be loaded as a Keras model ({type(exc).__name__}: {exc})",
-        ) from None
+        problem = f"could not be loaded as a Keras model ({type(exc).__name__}: {exc})"
+        raise SettingError("model", str(model), problem) from None
 
 
 def cell_mask(images, strategy, ratio, patch_size, mask_seed, score_fn="variance") -> np.ndarray:
-    """The masks (N, L) of the cell (``strategy``, ``ratio``) for ``mask_seed``: the same in every
-    run and for every predictor (:func:`helpers.masking.cell_seed`)."""
-    seed = cell_seed(mask_seed, strategy, ratio)
-    return make_mask(
-        strategy, ratio, images=images, patch_size=patch_size, score_fn=score_fn, seed=seed
-    )
+    """The sweep's masks (N, L) of the cell (``strategy``, ``ratio``) for ``mask_seed``."""
+    kwargs = dict(images=images, patch_size=patch_size, score_fn=score_fn)
+    return make_mask(strategy, ratio, seed=cell_seed(mask_seed, strategy, ratio), **kwargs)
 
 
 def score_predictor(
     predictor, images: np.ndarray, mask: np.ndarray, *, batch_size: int = 256
 ) -> tuple[dict, np.ndarray]:
-    """Reconstruct ``images`` with ``mask`` (N, L) hidden; returns (the mean and std of every
-    metric of :func:`helpers.metrics.evaluate`, the reconstruction)."""
+    """Reconstruct ``images`` with ``mask`` (N, L) hidden: (the metrics' mean and std, result)."""
     from ..models import reconstruct  # lazy: pulls in Keras
 
     predicted = reconstruct(predictor, images, mask, batch_size=batch_size)
@@ -183,16 +140,13 @@ def evaluate_predictor(
     """Score ``predictor`` on ``images`` with the sweep's masks of (``strategy``, ``ratio``).
 
     Args:
-        mask_seed: seeds the masks through :func:`helpers.masking.cell_seed`.
-        score_fn: ``importance`` only: a name of :data:`helpers.masking.SCORES`, ``"gradient"``
-            (the predictor's gradients) or a function ``(images, patch_size) -> (N, L)``; default
-            ``variance``.
+        score_fn: ``importance`` only: a name of :data:`helpers.masking.SCORES` (default
+            ``variance``), ``"gradient"`` or a function ``(images, patch_size) -> (N, L)``.
         untrained: the predictor's untrained twin (:func:`helpers.models.untrained_twin`).
 
     Returns:
         The settings, ``n_test``, ``n_masked`` (patches hidden per image), ``seconds``, the
-        ``{metric}_mean``/``{metric}_std`` of :func:`score_predictor` and ``sharpness``; with
-        ``untrained`` also ``psnr_masked_untrained`` and ``training_added``.
+        metrics, ``sharpness``; with ``untrained``, ``psnr_masked_untrained``, ``training_added``.
     """
     from ..importance import gradient_score_fn  # lazy: pulls in Keras
     from ..models import check_fits  # lazy: pulls in Keras
@@ -209,20 +163,12 @@ def evaluate_predictor(
     summary, predicted = score_predictor(predictor, images, mask, batch_size=batch_size)
     if untrained is not None:
         add_training_added(summary, untrained, images, mask)
-    if not (isinstance(score, str) or score is None):
-        score = getattr(score, "__name__", "custom")
-    return {
-        "strategy": strategy,
-        "ratio": ratio,
-        "patch_size": patch_size,
-        "mask_seed": mask_seed,
-        "score": score,
-        "n_test": int(images.shape[0]),
-        "n_masked": int(mask.sum(axis=1).max()) if mask.size else 0,
-        "seconds": time.perf_counter() - start,
-        **summary,
-        "sharpness": sharpness(images, predicted, mask),
-    }
+    score = getattr(score, "__name__", "custom") if callable(score) else score
+    n_masked = int(mask.sum(axis=1).max()) if mask.size else 0
+    row = dict(strategy=strategy, ratio=ratio, patch_size=patch_size, mask_seed=mask_seed)
+    row |= {"score": score, "n_test": int(images.shape[0]), "n_masked": n_masked}
+    row |= {"seconds": time.perf_counter() - start, **summary}
+    return row | {"sharpness": sharpness(images, predicted, mask)}
 
 
 def run_evaluation(
@@ -239,9 +185,8 @@ def run_evaluation(
     batch_size: int = 256,
     grayscale: bool = False,
 ) -> dict:
-    """Check the settings, load the test images and the model, and evaluate; returns the
-    settings (with ``model_name``, ``keras_backend``, ``keras_version``), then
-    :func:`evaluate_predictor`'s keys."""
+    """Check the settings, load the test images and the model, and evaluate: the settings (with
+    ``model_name``, ``keras_backend``, ``keras_version``), then :func:`evaluate_predictor`'s."""
     # cheap checks first: a typo should not wait for TensorFlow to start
     check_model_path(model)
     strategy = check_choice(strategy, "strategy", STRATEGIES)
@@ -257,35 +202,22 @@ def run_evaluation(
     from ..models import untrained_twin  # lazy: pulls in Keras
 
     predictor = load_model(model)
+    cell = dict(strategy=strategy, ratio=ratio, patch_size=patch_size, mask_seed=mask_seed)
+    twin = untrained_twin(predictor, seed=0) if predictor.learned else None
     result = evaluate_predictor(
-        predictor,
-        images,
-        strategy=strategy,
-        ratio=ratio,
-        patch_size=patch_size,
-        mask_seed=mask_seed,
-        score_fn=score,
-        batch_size=batch_size,
-        untrained=untrained_twin(predictor, seed=0) if predictor.learned else None,
+        predictor, images, **cell, score_fn=score, batch_size=batch_size, untrained=twin
     )
-    settings = {
-        "model": str(model),
-        "model_name": predictor.name,
-        "dataset": dataset,
-        "data_dir": None if data_dir is None else str(data_dir),
-        "grayscale": bool(grayscale),
-        "keras_backend": keras.backend.backend(),
-        "keras_version": keras.__version__,
-    }
-    return {**settings, **result}
+    settings = {"model": str(model), "model_name": predictor.name, "dataset": dataset}
+    settings["data_dir"] = None if data_dir is None else str(data_dir)
+    settings |= {"grayscale": bool(grayscale), "keras_backend": keras.backend.backend()}
+    return {**settings, "keras_version": keras.__version__, **result}
 
 
 def write_results(output_dir, results: dict) -> tuple[Path, Path]:
-    """Write ``results`` atomically to ``metrics.json`` and ``metrics.csv`` (a header and one row)
-    in ``output_dir``; returns both paths."""
+    """Write ``results`` atomically to ``metrics.json`` and a one-row ``metrics.csv``; the paths."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path = out / METRICS_JSON, out / METRICS_CSV
+    json_path, csv_path = out / "metrics.json", out / "metrics.csv"
     write_atomic(json_path, json.dumps(results, indent=2, default=str) + "\n")
     write_csv(csv_path, [results])
     return json_path, csv_path
@@ -295,10 +227,8 @@ def format_table(results: dict) -> str:
     """The settings on a few lines, then one row per metric: mean and standard deviation."""
     lines = []
     if "model" in results:
-        lines.append(
-            f"model    {results['model']} ({results.get('model_name', '?')}, keras backend "
-            f"{results.get('keras_backend', '?')})"
-        )
+        name, backend = results.get("model_name", "?"), results.get("keras_backend", "?")
+        lines.append(f"model    {results['model']} ({name}, keras backend {backend})")
     if "dataset" in results:
         where = results.get("data_dir") and results["dataset"] == "cifar10"
         where = f" from {results['data_dir']}" if where else ""
@@ -312,9 +242,8 @@ def format_table(results: dict) -> str:
     lines += ["", f"{'metric':<{width}}  {'mean':>10}  {'std':>10}"]
     for key, label in METRIC_LABELS:
         if f"{key}_mean" in results:
-            lines.append(
-                f"{label:<{width}}  {results[f'{key}_mean']:10.5f}  {results[f'{key}_std']:10.5f}"
-            )
+            mean, std = results[f"{key}_mean"], results[f"{key}_std"]
+            lines.append(f"{label:<{width}}  {mean:10.5f}  {std:10.5f}")
     if "sharpness" in results:  # one ratio for the set (helpers.metrics.sharpness): no std
         lines.append(f"{'sharpness hidden region':<{width}}  {results['sharpness']:10.5f}")
     if "training_added" in results:
@@ -327,8 +256,7 @@ def format_table(results: dict) -> str:
 
 
 def add_training_added(summary: dict, twin, images: np.ndarray, mask: np.ndarray) -> dict:
-    """Score ``twin`` (an untrained twin) on the same images and mask as ``summary`` and add
-    ``psnr_masked_untrained`` and ``training_added`` (dB of masked-region PSNR) to it."""
+    """Score ``twin`` on ``images``/``mask``; add ``psnr_masked_untrained``, ``training_added``."""
     scored, _ = score_predictor(twin, images, mask)
     summary["psnr_masked_untrained"] = scored["psnr_masked_mean"]
     summary["training_added"] = summary["psnr_masked_mean"] - scored["psnr_masked_mean"]
@@ -347,21 +275,17 @@ def compare_predictors(
     with_sharpness: bool = False,
     untrained: dict | None = None,
 ) -> tuple[list[dict], dict, np.ndarray]:
-    """Reconstruct ``images`` with every predictor under one mask, the sweep's for ``mask_seed``.
+    """Reconstruct ``images`` with every predictor (label -> predictor) under the sweep's mask.
 
     Args:
-        predictors: label -> model or non-learned predictor.
-        with_sharpness: add the ``sharpness`` of the filled-in region to each row.
-        untrained: label -> that learned model's untrained twin, scored on the same masks; its row
-            gets ``psnr_masked_untrained`` and ``training_added``.
+        untrained: label -> its untrained twin; adds ``psnr_masked_untrained``, ``training_added``.
 
     Returns:
         ``(rows, reconstructions, mask)``: one row per predictor (``predictor``, the mean/std of
         every metric, ``seconds``), label -> reconstructed images, and the boolean mask (N, L).
     """
     untrained = untrained or {}
-    unknown = [label for label in untrained if label not in predictors]
-    if unknown:
+    if unknown := [label for label in untrained if label not in predictors]:
         raise SettingError("untrained", unknown, f"must name predictors of {list(predictors)}")
     if not isinstance(predictors, dict) or not predictors:
         raise SettingError("predictors", predictors, "must be a non-empty dict label -> predictor")
@@ -384,11 +308,7 @@ def compare_predictors(
 def format_comparison(rows: list[dict]) -> str:
     """A plain-text table of :func:`compare_predictors` rows: mean ± std of each PSNR and SSIM,
     the sharpness and what training added, where the rows have them."""
-    keys = [
-        (k, label)
-        for k, label in METRIC_LABELS
-        if f"{k}_mean" in rows[0] and not k.startswith("mse")
-    ]
+    keys = [(k, lab) for k, lab in METRIC_LABELS if f"{k}_mean" in rows[0] and k[:3] != "mse"]
     width = max(len(r["predictor"]) for r in rows)
     sharp = "sharpness" in rows[0]
     added = any("training_added" in r for r in rows)
@@ -396,11 +316,7 @@ def format_comparison(rows: list[dict]) -> str:
     lines = [head + ("  sharpness" if sharp else "") + ("  training added (dB)" if added else "")]
     for r in rows:
         cells = "".join(f"  {r[f'{k}_mean']:>15.3f} ± {r[f'{k}_std']:<6.3f}" for k, _ in keys)
-        if sharp:
-            cells += f"  {r['sharpness']:9.2f}"
-        if "training_added" in r:
-            cells += f"  {r['training_added']:+20.2f}"
-        elif added:
-            cells += f"  {'-':>20}"
-        lines.append(f"{r['predictor']:<{width}}{cells}")
+        cells += f"  {r['sharpness']:9.2f}" if sharp else ""
+        gain = f"{r['training_added']:+20.2f}" if "training_added" in r else f"{'-':>20}"
+        lines.append(f"{r['predictor']:<{width}}{cells}" + (f"  {gain}" if added else ""))
     return "\n".join(lines)

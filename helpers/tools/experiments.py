@@ -1,11 +1,6 @@
-"""The experiments: a strategy x ratio x predictor sweep and a cross-strategy matrix.
-
-Each cell appends one row to ``results/<run>/metrics.csv`` (written atomically, so a sweep started
-again skips the cells done and reuses the models in ``models/``). Plans: ``mixed``, one model per
-predictor trained on all of :data:`MIXED_STRATEGIES`; ``per_strategy``, one per strategy;
-``per_cell``, one per (strategy, ratio). With ``probe_epochs`` > 0 each learned encoder is also
-scored by the linear probe of :mod:`helpers.tools.probe`.
-"""
+"""The experiments: a strategy x ratio x predictor sweep and a cross-strategy matrix; each cell
+appends a row to ``results/<run>/metrics.csv``, so a sweep started again skips the cells done and
+reuses the models in ``models/``."""
 
 from __future__ import annotations
 
@@ -26,29 +21,23 @@ from tqdm import tqdm
 from .._checks import PRECISIONS, SettingError, check_choice, check_positive_int, check_ratio
 from .._io import PROJECT_ROOT, project_folder, read_csv, write_atomic, write_csv
 from ..masking import STRATEGIES
-from ..recipes import PREDICTORS, RECIPES, learns
+from ..recipes import LEARNED, PREDICTORS, RECIPES, learns
 from .evaluation import add_training_added, cell_mask, score_predictor
 from .probe import labelled_split, pixel_features, probe_source, random_copy
 
-PLANS = ("mixed", "per_strategy", "per_cell")
+PLANS = ("mixed", "per_strategy", "per_cell")  # one model per predictor, + strategy, + ratio
 MIXED_STRATEGIES = ("random", "rows", "columns")  # what a ``mixed`` model is trained on
 RESULTS_DIR = project_folder("results")
 PROBE_METRICS = ("accuracy", "macro_f1", "kappa")  # the row's columns: probe_accuracy, ...
 
 _SMALL_VIT = {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_dim": 128}
 _SMALL_DECODER = dict(decoder_dim=32, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=64)
-#: Builder sizes of the sweep's models: ``small`` for CPU runs, ``reference`` the builders'
-#: defaults (the reference design of notebook 03).
+_SMALL_CNN = {"filters": (16, 32, 64)}
+_SMALL = {"mae": {**_SMALL_VIT, **_SMALL_DECODER}, "cnn": _SMALL_CNN, "aae": _SMALL_CNN}
+#: Builder sizes: ``small`` for CPU runs (the ViT's if not in _SMALL), ``reference`` the defaults.
 MODEL_SIZES = {
-    "small": {
-        "vit": dict(_SMALL_VIT),
-        "mae": {**_SMALL_VIT, **_SMALL_DECODER},
-        "cnn": {"filters": (16, 32, 64)},
-        "vit_cnn": dict(_SMALL_VIT),
-        "aae": {"filters": (16, 32, 64)},
-        "vit_biharmonic": dict(_SMALL_VIT),
-    },
-    "reference": {"vit": {}, "mae": {}, "cnn": {}, "vit_cnn": {}, "aae": {}, "vit_biharmonic": {}},
+    "small": {kind: dict(_SMALL.get(kind, _SMALL_VIT)) for kind in LEARNED},
+    "reference": {kind: {} for kind in LEARNED},
 }
 
 
@@ -96,9 +85,8 @@ class SweepConfig:
         for s in self.strategies:
             check_choice(s, "strategies", STRATEGIES)
         if not self.ratios:
-            raise SettingError(
-                "ratios", (), "must hold at least one ratio strictly between 0 and 1"
-            )
+            need = "must hold at least one ratio strictly between 0 and 1"
+            raise SettingError("ratios", (), need)
         for r in self.ratios:
             check_ratio(r, "ratios")
         if not self.predictors:
@@ -108,15 +96,12 @@ class SweepConfig:
         check_choice(self.plan, "plan", PLANS)
         check_choice(self.recipe, "recipe", RECIPES)
         if len(self.ratio_range) != 2 or not self.ratio_range[0] < self.ratio_range[1]:
-            raise SettingError(
-                "ratio_range", self.ratio_range, "must be (low, high) with low < high"
-            )
+            need = "must be (low, high) with low < high"
+            raise SettingError("ratio_range", self.ratio_range, need)
         for r in self.ratio_range:
             check_ratio(r, "ratio_range")
-        check_positive_int(self.epochs, "epochs")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.seed, "seed", minimum=0)
-        check_positive_int(self.mask_seed, "mask_seed", minimum=0)
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("mask_seed", 0)):
+            check_positive_int(getattr(self, name), name, minimum=minimum)
         check_choice(self.precision, "precision", PRECISIONS)
         check_positive_int(self.devices, "devices")
         check_positive_int(self.probe_epochs, "probe_epochs", minimum=0)
@@ -140,9 +125,8 @@ def cell_id(strategy: str, ratio: float, predictor: str) -> str:
 
 def model_id(predictor: str, strategy: str, train_ratio) -> str:
     """Folder name of a trained model: ``vit-random-0.50`` or ``vit-random-0.30to0.70``."""
-    if isinstance(train_ratio, tuple):
-        return f"{predictor}-{strategy}-{train_ratio[0]:.2f}to{train_ratio[1]:.2f}"
-    return f"{predictor}-{strategy}-{train_ratio:.2f}"
+    ratios = train_ratio if isinstance(train_ratio, tuple) else (train_ratio,)
+    return f"{predictor}-{strategy}-" + "to".join(f"{r:.2f}" for r in ratios)
 
 
 def append_row(path, row: dict) -> None:
@@ -155,15 +139,10 @@ def environment() -> dict:
     import keras  # lazy: Keras is heavy
     import skimage  # lazy: slow to import
 
-    info = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "keras": keras.__version__,
-        "backend": keras.backend.backend(),
-        "numpy": np.__version__,
-        "scikit-image": skimage.__version__,
-    }
-    backend = info["backend"]
+    backend = keras.backend.backend()
+    info = dict(python=platform.python_version(), platform=platform.platform())
+    info |= dict(keras=keras.__version__, backend=backend, numpy=np.__version__)
+    info["scikit-image"] = skimage.__version__
     try:
         if backend in ("tensorflow", "jax", "torch"):
             lib = importlib.import_module(backend)  # that backend only
@@ -182,8 +161,7 @@ def environment() -> dict:
 
 
 class Run:
-    """A results folder: ``metrics.csv``, ``matrix.csv``, ``probe.csv``, ``provenance.json`` and
-    ``models/``; a plain name is a folder of :func:`results_dir`."""
+    """A results folder; a plain name is a folder of :func:`results_dir`."""
 
     def __init__(self, name_or_path):
         path = Path(name_or_path)
@@ -201,8 +179,7 @@ class Run:
         return read_csv(self.matrix_path)
 
     def probe_rows(self) -> list[dict]:
-        """Rows of ``probe.csv``: ``model`` (a model folder's name, ``<predictor>-random`` or
-        ``pixels``), ``predictor``, ``features`` and the probe's metrics."""
+        """Rows of ``probe.csv``: ``model``, ``predictor``, ``features`` and the probe's metrics."""
         return read_csv(self.probe_path)
 
     def provenance(self) -> dict:
@@ -213,28 +190,23 @@ class Run:
         """Merge ``items`` into ``provenance.json`` (dicts are updated, other values replaced)."""
         prov = self.provenance()
         for key, value in items.items():
-            if isinstance(value, dict) and isinstance(prov.get(key), dict):
-                prov[key].update(value)
-            else:
-                prov[key] = value
+            merge = isinstance(value, dict) and isinstance(prov.get(key), dict)
+            prov[key] = {**prov[key], **value} if merge else value
         text = json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n"
         write_atomic(self.path / "provenance.json", text)
         return prov
 
 
 class CachedScores:
-    """A score function that remembers the scores of every image it has seen (gradient scores of
-    a fixed scorer do not change between epochs; flipped copies count as distinct)."""
+    """A score function that remembers the scores of every image it has seen (a fixed scorer's
+    gradient scores do not change between epochs)."""
 
     def __init__(self, score_fn):
         self.score_fn = score_fn
         self.cache: dict[bytes, np.ndarray] = {}
 
     def __call__(self, images, patch_size):
-        keys = [
-            hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
-            for im in images
-        ]
+        keys = [hashlib.blake2b(im.tobytes(), digest_size=16).digest() for im in images]
         missing = [i for i, k in enumerate(keys) if k not in self.cache]
         if missing:
             fresh = np.asarray(self.score_fn(images[missing], patch_size))
@@ -243,8 +215,7 @@ class CachedScores:
 
 
 def shown_path(path) -> str:
-    """``path`` relative to the project's root when it lies inside, so no file names a machine's
-    folders."""
+    """``path`` relative to the project's root when it lies inside (no machine's folders)."""
     try:
         return Path(path).resolve().relative_to(PROJECT_ROOT).as_posix()
     except ValueError:
@@ -252,9 +223,7 @@ def shown_path(path) -> str:
 
 
 def pretrained_training(path, predictor: str | None = None) -> dict:
-    """What is known of the training of the saved model ``path``: ``predictor``, ``pretrained``
-    (its path), ``epochs`` and ``images_seen`` (from ``history.csv`` beside it, else None); for a
-    course checkpoint (a ``NAME.json`` beside it) its ``checkpoint`` name and ``minutes``."""
+    """What is known of the training of the saved model ``path`` (history, checkpoint card)."""
     from ..training import HISTORY, read_history  # lazy: pulls in Keras
 
     path = Path(path)
@@ -273,30 +242,22 @@ def pretrained_training(path, predictor: str | None = None) -> dict:
 
 
 def check_pretrained(config: SweepConfig, pretrained: dict | None) -> dict[str, Path]:
-    """``pretrained`` (predictor -> saved ``.keras`` model used instead of training one) as paths,
-    refused unless the plan is ``mixed`` and the files exist."""
+    """``pretrained`` as paths, refused unless the plan is ``mixed`` and the files exist."""
     pretrained = {p: Path(path) for p, path in (pretrained or {}).items()}
     if pretrained and config.plan != "mixed":
-        raise SettingError(
-            "plan", config.plan, "pretrained models need plan 'mixed' (one model per predictor)"
-        )
-    learned = [k for k in config.predictors if learns(k)]
+        need = "pretrained models need plan 'mixed' (one model per predictor)"
+        raise SettingError("plan", config.plan, need)
     for p, path in pretrained.items():
-        check_choice(p, "pretrained predictor", learned)
+        check_choice(p, "pretrained predictor", [k for k in config.predictors if learns(k)])
         if not path.is_file():
             raise FileNotFoundError(errno.ENOENT, f"pretrained[{p!r}]: no saved model", str(path))
     return pretrained
 
 
 def _dataset_record(dataset) -> dict:
-    return {
-        "name": dataset.name,
-        "source": dataset.source,
-        "train": len(dataset.x_train),
-        "val": len(dataset.x_val),
-        "test": len(dataset.x_test),
-        "image_shape": list(dataset.image_shape),  # colour or grayscale
-    }
+    record = {"name": dataset.name, "source": dataset.source}
+    record |= {part: len(getattr(dataset, f"x_{part}")) for part in ("train", "val", "test")}
+    return record | {"image_shape": list(dataset.image_shape)}  # colour or grayscale
 
 
 def check_same_settings(dataset, config: SweepConfig, run: Run) -> None:
@@ -320,17 +281,13 @@ def check_same_settings(dataset, config: SweepConfig, run: Run) -> None:
         f"{part}.{k}" for part in now for k in now[part] if old[part].get(k) != now[part][k]
     )
     if diff:
-        raise SettingError(
-            "run",
-            str(run.path),
-            f"this run folder holds results of other settings (differs in {', '.join(diff)}); use "
-            "another run name, or delete the folder to start again",
-        )
+        problem = f"this run folder holds results of other settings (differs in {', '.join(diff)})"
+        fix = "use another run name, or delete the folder to start again"
+        raise SettingError("run", str(run.path), f"{problem}; {fix}")
 
 
 def record_start(dataset, config: SweepConfig, run: Run, *, pretrained=None, **extra) -> None:
-    """Check that ``run`` holds no results of other settings, then record the dataset, the
-    settings, the environment, the pretrained models and ``extra`` in its provenance."""
+    """Check the settings of ``run``, then record them (and ``extra``) in its provenance."""
     check_same_settings(dataset, config, run)
     run.update_provenance(
         dataset=_dataset_record(dataset),
@@ -347,8 +304,7 @@ def predictor_for(
     dataset, config: SweepConfig, run: Run, predictor: str, strategy: str, ratio: float,
     *, pretrained=None, verbose: int = 0,
 ):  # fmt: skip
-    """The predictor of a cell: a non-learned one, a ``pretrained`` model, the model saved in the
-    run folder, or one trained now and saved there; loaded once per :class:`Run` object."""
+    """The predictor of a cell (non-learned, ``pretrained``, saved or trained now), once per run."""
     from ..models import load_predictor  # lazy: pulls in Keras
 
     if not learns(predictor):
@@ -409,8 +365,7 @@ def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, 
 
 
 def importance_scores(dataset, config: SweepConfig, run: Run, *, pretrained=None) -> CachedScores:
-    """Gradient scores of the mask-token ViT trained on random masks of this plan, cached on the
-    run (``run.loaded["scorer"]``)."""
+    """Gradient scores of the plan's mask-token ViT trained on random masks, cached on the run."""
     from ..importance import gradient_score_fn  # lazy: pulls in Keras
 
     if "scorer" not in run.loaded:
@@ -424,8 +379,7 @@ def importance_scores(dataset, config: SweepConfig, run: Run, *, pretrained=None
 def eval_masks(
     dataset, config: SweepConfig, run: Run, strategy: str, ratio: float, *, pretrained=None
 ) -> np.ndarray:
-    """Masks of the test images for (strategy, ratio), the same for every predictor of a cell and
-    every run with the same ``mask_seed``."""
+    """Masks of the test images for (strategy, ratio), the same for every predictor and run."""
     score_fn = "variance"
     if strategy == "importance":
         score_fn = importance_scores(dataset, config, run, pretrained=pretrained)
@@ -436,8 +390,7 @@ def evaluate_cell(
     dataset, config: SweepConfig, run: Run, strategy: str, ratio: float, predictor: str,
     *, eval_strategy: str | None = None, pretrained=None, verbose: int = 0,
 ) -> dict:  # fmt: skip
-    """Train or load the predictor of a cell and score it with the cell's masks (``eval_strategy``
-    masks when given, for the cross-strategy matrix): one row of results."""
+    """One row of results: the predictor of a cell scored on its masks (or ``eval_strategy``'s)."""
     from ..models import untrained_twin  # lazy: pulls in Keras
 
     t0 = time.perf_counter()
@@ -453,10 +406,9 @@ def evaluate_cell(
             run.loaded[key] = untrained_twin(model, seed=config.seed)
         add_training_added(summary, run.loaded[key], dataset.x_test, mask)
     t2 = time.perf_counter()
+    row = {"predictor": predictor, "strategy": strategy}
     if eval_strategy:
         row = {"predictor": predictor, "train_strategy": strategy, "eval_strategy": eval_strategy}
-    else:
-        row = {"predictor": predictor, "strategy": strategy}
     row.update({"ratio": ratio, "plan": config.plan, "n_test": len(dataset.x_test)})
     row.update({k: round(v, 6) for k, v in summary.items()})
     row.update({"train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)})
@@ -468,40 +420,28 @@ def evaluate_cell(
 
 
 def probe_model(dataset, config: SweepConfig, run: Run, predictor: str, model, key: str) -> dict:
-    """The linear probe's row of the encoder of model ``key``, computed once and kept in the run's
-    ``probe.csv`` with the run's two baselines (the pixels; the predictor's encoder with random
-    weights), which are computed first when missing."""
+    """The probe's row of model ``key``'s encoder, kept in ``probe.csv`` with its baselines."""
     done = {r["model"]: r for r in run.probe_rows()}
     wanted = [("pixels", "", "pixels"), (f"{predictor}-random", predictor, "random_encoder")]
     wanted.append((key, predictor, "encoder"))
     missing = [w for w in wanted if w[0] not in done]
-    if missing:
-        if "probe_split" not in run.loaded:
-            split = labelled_split(dataset, model.image_shape)
-            run.loaded["probe_split"] = split
-            run.update_provenance(
-                probe={
-                    "epochs": config.probe_epochs,
-                    "n_train": len(split["x_train"]),
-                    "n_test": len(split["x_test"]),
-                    "n_classes": split["n_classes"],
-                    "class_names": list(dataset.class_names),
-                    "chance_accuracy": split["chance_accuracy"],
-                }
-            )
-        split = run.loaded["probe_split"]
-        for name, owner, features in missing:
-            if features == "encoder":
-                features_of = model.features
-            elif features == "random_encoder":  # built only when missing: a model build
-                features_of = random_copy(model, config.seed).features
-            else:
-                features_of = pixel_features
-            row, _ = probe_source(
-                features, features_of, split, epochs=config.probe_epochs, seed=config.seed
-            )
-            done[name] = {"model": name, "predictor": owner, **row}
-            append_row(run.probe_path, done[name])
+    split = run.loaded.get("probe_split")
+    if missing and split is None:
+        split = run.loaded["probe_split"] = labelled_split(dataset, model.image_shape)
+        info = {k: split[k] for k in ("n_classes", "chance_accuracy")}
+        info |= {f"n_{part}": len(split[f"x_{part}"]) for part in ("train", "test")}
+        info |= {"epochs": config.probe_epochs, "class_names": list(dataset.class_names)}
+        run.update_provenance(probe=info)
+    for name, owner, features in missing:
+        if features == "random_encoder":  # built only when missing: a model build
+            features_of = random_copy(model, config.seed).features
+        else:
+            features_of = model.features if features == "encoder" else pixel_features
+        row, _ = probe_source(
+            features, features_of, split, epochs=config.probe_epochs, seed=config.seed
+        )
+        done[name] = {"model": name, "predictor": owner, **row}
+        append_row(run.probe_path, done[name])
     return {k: float(v) if k in PROBE_METRICS else v for k, v in done[key].items()}
 
 
@@ -523,9 +463,8 @@ def run_sweep(
     dataset, config: SweepConfig, run, *, pretrained=None, extra_provenance: dict | None = None,
     progress: bool = True, verbose: int = 0,
 ) -> list[dict]:  # fmt: skip
-    """Every cell of ``config`` not yet in the run's ``metrics.csv``, in order, each row written
-    as soon as it is scored; returns all rows of the run. ``pretrained``: predictor -> saved
-    ``.keras`` model used instead of training one (plan ``mixed`` only)."""
+    """Score every cell of ``config`` not yet in ``metrics.csv``, writing each row at once; returns
+    all rows. ``pretrained``: predictor -> saved ``.keras`` model used instead of training one."""
     run = run if isinstance(run, Run) else Run(run)
     if config.probe_epochs:  # labels the probe can learn, before anything is trained
         labelled_split(dataset)
@@ -547,16 +486,11 @@ def run_matrix(
     dataset, config: SweepConfig, run, ratio: float = 0.5, predictor: str = "vit",
     *, progress: bool = True, verbose: int = 0,
 ) -> np.ndarray:  # fmt: skip
-    """Train on strategy A, evaluate on strategy B, for all pairs (rows written to ``matrix.csv``
-    as they finish): the (A, B) table of masked-region PSNR."""
+    """The cross-strategy matrix: masked-region PSNR of models trained on A, evaluated on B."""
     check_ratio(ratio)
     if config.plan == "mixed":
-        raise SettingError(
-            "plan",
-            config.plan,
-            "the cross-strategy matrix needs one model per training strategy: plan "
-            "'per_strategy' or 'per_cell'",
-        )
+        need = "one model per training strategy: plan 'per_strategy' or 'per_cell'"
+        raise SettingError("plan", config.plan, f"the cross-strategy matrix needs {need}")
     run = run if isinstance(run, Run) else Run(run)
     record_start(dataset, config, run)
     strategies = config.strategies

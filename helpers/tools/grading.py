@@ -1,15 +1,11 @@
-"""Grade every student's submitted model on a hidden test set: ``python -m helpers grade``.
-
-Each submission (a folder with a ``.keras`` model) is untrusted: its archive is checked, then it
-is loaded in safe mode and scored in its own process under a time and a memory limit, with its
-untrained twin and the references. :func:`make_course` writes the nbgrader course folder.
-"""
+"""Grade students' models on a hidden test set (``python -m helpers grade``): each untrusted
+``.keras`` file is checked, loaded in safe mode and scored in its own process under a time and a
+memory limit, with its untrained twin and the references; :func:`make_course` for nbgrader."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import secrets
 import shutil
@@ -50,9 +46,8 @@ RUBRIC = (  # (criterion, points per strategy, what earns them)
     ("training_added", 2, _ADDED + "untrained twin (same architecture, fresh weights)"),
     ("beats_biharmonic", 1, "masked-region PSNR at least biharmonic inpainting's"),
 )
-GRADES_CSV = "grades.csv"
-LEADERBOARD = "leaderboard.md"
-GRADING_JSON = "grading.json"
+_POINTS = sum(p for _, p, _ in RUBRIC)  # per strategy
+GRADES_CSV, LEADERBOARD, GRADING_JSON = "grades.csv", "leaderboard.md", "grading.json"
 METRICS = ("psnr_masked", "ssim")
 TWIN_COLUMNS = ("psnr_masked_untrained", "training_added")  # per strategy, students only
 
@@ -81,8 +76,7 @@ def find_submissions(folder) -> list[tuple[str, Path | None, str | None]]:
 
 
 def check_archive(path: Path, max_mb: float) -> str | None:
-    """Why the file at ``path`` cannot be a model to load (None if it can): larger than ``max_mb``
-    on disk or unpacked, not a zip archive, or a zip without a Keras ``config.json``."""
+    """Why the file at ``path`` is no Keras model of at most ``max_mb`` MB to load, or None."""
     size = path.stat().st_size / 2**20
     if size > max_mb:
         return f"{path.name} is {size:.1f} MB, more than the {max_mb:g} MB allowed"
@@ -98,21 +92,6 @@ def check_archive(path: Path, max_mb: float) -> str | None:
         return f"{path.name} unpacks to {unpacked:.1f} MB, more than the {max_mb:g} MB allowed"
     if "config.json" not in {e.filename for e in entries}:
         return f"{path.name} is a zip archive without config.json: not a saved Keras model"
-    return None
-
-
-def _load_graded(model: str):
-    """A reference by name, or the submitted ``.keras`` file loaded in safe mode."""
-    from ..models import load_predictor  # lazy: pulls in Keras
-
-    if model in REFERENCES:
-        return load_predictor(model)
-    import keras  # lazy: Keras is heavy
-
-    try:
-        return keras.saving.load_model(model, compile=False, safe_mode=True)
-    except Exception as exc:  # untrusted file: any failure is the submission's
-        raise _Refused(f"could not be loaded in safe mode ({_error(exc)})") from None
 
 
 class _Refused(Exception):
@@ -137,34 +116,26 @@ def _untrained_twin(model):
         ) from None
 
 
-def _check_interface(model, mask: np.ndarray) -> None:
-    """Refuse a Keras model whose inputs are not ``images`` and ``mask``, or an MAE built for
-    masks that hide more patches than ``mask`` does."""
+def _scores(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> dict:
+    """The mean :data:`METRICS` of ``model`` on ``images`` with the ``mask`` pixels zeroed, or
+    :class:`_Refused` (a wrong interface, masks it cannot take, an output not finite images)."""
+    from ..models import mask_patch_size  # lazy: pulls in Keras
+
     names = sorted(t.name for t in (getattr(model, "inputs", None) or []))
     if names and names != ["images", "mask"]:
-        raise _Refused(
-            f"wrong interface: its inputs are {names}; a graded model takes 'images' and 'mask'"
-        )
+        takes = "a graded model takes 'images' and 'mask'"
+        raise _Refused(f"wrong interface: its inputs are {names}; {takes}")
     need, hidden = getattr(model, "min_masked", 0), int(mask.sum(axis=1).min())
     try:
         check_hidden(hidden, need, mask.shape[1], "mask", hidden)
     except SettingError as exc:
         raise _Refused(f"the graded masks: {exc.problem}") from None
-
-
-def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:
-    """The model's output for ``images`` with the ``mask`` pixels zeroed, checked."""
-    from ..models import mask_patch_size  # lazy: pulls in Keras
-
-    _check_interface(model, mask)
-    pixels = patch_mask_to_pixels(
-        mask, mask_patch_size(images.shape[1:3], mask.shape[1]), images.shape[1:3]
-    )
-    hidden_zero = np.where(pixels, np.float32(0), images)
+    patch = mask_patch_size(images.shape[1:3], mask.shape[1])
+    zeroed = np.where(patch_mask_to_pixels(mask, patch, images.shape[1:3]), 0, images)
     out = np.empty(images.shape, dtype=np.float32)
     for start in range(0, len(images), batch_size):
         sl = slice(start, start + batch_size)
-        inputs = {"images": hidden_zero[sl], "mask": mask[sl].astype(np.float32)}
+        inputs = {"images": zeroed[sl], "mask": mask[sl].astype(np.float32)}
         try:
             pred = np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
         except Exception as exc:
@@ -181,73 +152,51 @@ def _predict(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> np
         if not np.isfinite(pred).all():
             raise _Refused("returned NaN or infinite values")
         out[sl] = pred
-    return out
+    values = evaluate(images, out, mask, patch)
+    return {metric: round(float(np.mean(values[metric])), 4) for metric in METRICS}
 
 
 def grade_one(model: str, work: Path, strategies, batch_size: int = 256) -> dict:
-    """Score ``model`` on ``work``'s ``images.npy`` and ``mask_<strategy>.npy``: per strategy the
-    mean :data:`METRICS`, the seconds and (None for a reference) the :data:`TWIN_COLUMNS` (dB)."""
-    from ..models import mask_patch_size  # lazy: pulls in Keras
+    """Score ``model`` (a reference or a ``.keras`` file) on ``work``'s ``images.npy`` and
+    ``mask_<strategy>.npy``: per strategy :data:`METRICS`, seconds, :data:`TWIN_COLUMNS` (dB)."""
+    import keras  # lazy: Keras is heavy
+
+    from ..models import load_predictor  # lazy: pulls in Keras
 
     images = np.load(work / "images.npy", allow_pickle=False)
     masks = {s: np.load(work / f"mask_{s}.npy", allow_pickle=False) for s in strategies}
     start = time.perf_counter()
-    predictor = _load_graded(model)
+    if model in REFERENCES:
+        predictor = load_predictor(model)
+    else:
+        try:
+            predictor = keras.saving.load_model(model, compile=False, safe_mode=True)
+        except Exception as exc:  # untrusted file: any failure is the submission's
+            raise _Refused(f"could not be loaded in safe mode ({_error(exc)})") from None
     row = {"load_seconds": round(time.perf_counter() - start, 3)}
-
-    def scored(predictor, strategy):
-        mask = masks[strategy]
-        predicted = _predict(predictor, images, mask, batch_size)
-        patch = mask_patch_size(images.shape[1:3], mask.shape[1])
-        values = evaluate(images, predicted, mask, patch)
-        return {metric: round(float(np.mean(values[metric])), 4) for metric in METRICS}
-
-    for strategy in strategies:
+    for s in strategies:
         start = time.perf_counter()
-        values = scored(predictor, strategy)
-        row[f"{strategy}_seconds"] = round(time.perf_counter() - start, 3)
-        row.update({f"{strategy}_{metric}": v for metric, v in values.items()})
+        values = _scores(predictor, images, masks[s], batch_size)
+        row[f"{s}_seconds"] = round(time.perf_counter() - start, 3)
+        row.update({f"{s}_{metric}": v for metric, v in values.items()})
     if model in REFERENCES:  # no weights, nothing learned: no twin
-        row.update({f"{s}_{c}": None for s in strategies for c in TWIN_COLUMNS})
-        return row
+        return row | {f"{s}_{c}": None for s in strategies for c in TWIN_COLUMNS}
     twin = _untrained_twin(predictor)
     del predictor  # the twin is scored alone, within the same memory limit
-    for strategy in strategies:
+    for s in strategies:
         try:
-            psnr = scored(twin, strategy)["psnr_masked"]
+            psnr = _scores(twin, images, masks[s], batch_size)["psnr_masked"]
         except _Refused as exc:
             raise _Refused(f"its untrained twin (fresh weights) failed: {exc}") from None
-        row[f"{strategy}_psnr_masked_untrained"] = psnr
-        row[f"{strategy}_training_added"] = round(row[f"{strategy}_psnr_masked"] - psnr, 4)
+        row[f"{s}_psnr_masked_untrained"] = psnr
+        row[f"{s}_training_added"] = round(row[f"{s}_psnr_masked"] - psnr, 4)
     return row
-
-
-def run_worker(argv) -> int:
-    """``python -m helpers.tools.grading MODEL WORK OUT STRATEGY...``: write ``{"ok": ...}`` of
-    one model to ``OUT``; exit code 0 either way."""
-    model, work, out, *strategies = argv
-    try:
-        result = {"ok": True, **grade_one(model, Path(work), strategies)}
-    except _Refused as exc:
-        result = {"ok": False, "reason": str(exc)}
-    write_atomic(out, json.dumps(result) + "\n")
-    return 0
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of process ``pid`` in MB (0 where ``/proc`` does not tell)."""
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def run_isolated(
     model: str, work: Path, strategies, *, timeout: float, memory_mb: float | None
 ) -> dict:
-    """Run :func:`run_worker` in a new session, killed past ``timeout`` seconds or ``memory_mb`` MB
-    of resident memory (None: no limit); its result, or ``{"ok": False, "reason": ...}``."""
+    """:func:`grade_one` in a new session, killed past ``timeout`` s or ``memory_mb`` MB of RSS."""
     out = work / f"result-{secrets.token_hex(4)}.json"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
@@ -258,7 +207,8 @@ def run_isolated(
         )
         start, peak, why = time.monotonic(), 0.0, None
         while proc.poll() is None:
-            peak = max(peak, _rss_mb(proc.pid))
+            with contextlib.suppress(OSError), open(f"/proc/{proc.pid}/status") as f:  # VmRSS in kB
+                peak = max([peak, *(int(n.split()[1]) / 1024 for n in f if n.startswith("VmRSS:"))])
             if memory_mb is not None and peak > memory_mb:
                 why = f"used more than the {memory_mb:g} MB of memory allowed (stopped)"
             elif time.monotonic() - start > timeout:
@@ -269,59 +219,33 @@ def run_isolated(
                 break
             time.sleep(0.05)
         log.seek(0)
-        tail = log.read().decode(errors="replace").strip().splitlines()[-1:]
-    wall = time.monotonic() - start
+        tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
     if why is None and proc.returncode == 0 and out.is_file():
         result = json.loads(out.read_text())
         out.unlink()
-        return {**result, "seconds": round(wall, 2), "peak_mb": round(peak)}
-    message = tail[0][:300] if tail else "no message"
-    why = why or f"the grading process failed (exit code {proc.returncode}): {message}"
-    return {"ok": False, "reason": why, "seconds": round(wall, 2), "peak_mb": round(peak)}
+    else:
+        why = why or f"the grading process failed (exit code {proc.returncode}): {tail[0][:300]}"
+        result = {"ok": False, "reason": why}
+    return {**result, "seconds": round(time.monotonic() - start, 2), "peak_mb": round(peak)}
 
 
-def score(row: dict, references: dict, strategies) -> int:
-    """Points of one graded row by :data:`RUBRIC` (0 unless it ran)."""
-    if not row.get("ok"):
+def score(row: dict, biharmonic: dict, strategies) -> int:
+    """Points of one row by :data:`RUBRIC` (0 unless it ran); ``biharmonic``: that reference."""
+    if not row["ok"]:
         return 0
-    points = 0
-    for strategy in strategies:
-        psnr = row[f"{strategy}_psnr_masked"]
-        earned = {
-            "runs": True,
-            "training_added": row[f"{strategy}_training_added"] >= MIN_TRAINING_GAIN_DB,
-            "beats_biharmonic": psnr >= references["biharmonic"][f"{strategy}_psnr_masked"],
-        }
-        points += sum(p for column, p, _ in RUBRIC if earned[column])
-    return points
-
-
-def max_score(strategies) -> int:
-    return len(strategies) * sum(p for _, p, _ in RUBRIC)
-
-
-def _columns(strategies) -> list[str]:
-    per = [f"{s}_{m}" for s in strategies for m in METRICS]
-    per += [f"{s}_{c}" for s in strategies for c in TWIN_COLUMNS]
-    tail = ["load_seconds", *(f"{s}_seconds" for s in strategies), "seconds", "peak_mb", "reason"]
-    return ["student", "kind", "status", "score", "max_score", *per, "model", "size_mb", *tail]
-
-
-def _ranked(rows: list[dict], strategies) -> list[dict]:
-    def key(row):
-        psnr = [row.get(f"{s}_psnr_masked") for s in strategies]
-        mean = np.mean(psnr) if row["status"] == "graded" else -math.inf
-        return (-(row["score"] if row["kind"] == "student" else -1), -mean, row["student"])
-
-    graded = [r for r in rows if r["status"] == "graded"]
-    return sorted(graded, key=key) + [r for r in rows if r["status"] != "graded"]
+    points = {column: p for column, p, _ in RUBRIC}
+    return sum(
+        points["runs"]
+        + points["training_added"] * (row[f"{s}_training_added"] >= MIN_TRAINING_GAIN_DB)
+        + points["beats_biharmonic"] * (row[f"{s}_psnr_masked"] >= biharmonic[f"{s}_psnr_masked"])
+        for s in strategies
+    )
 
 
 def leaderboard(rows: list[dict], settings: dict) -> str:
     """The ranking as Markdown: graded rows by score, the rows not graded, the rubric."""
     strategies = settings["strategies"]
-    head = ["#", "student", "score"]
-    head += [f"{s} PSNR (dB) / SSIM" for s in strategies]
+    head = ["#", "student", "score", *(f"{s} PSNR (dB) / SSIM" for s in strategies)]
     head += [f"{s} untrained twin PSNR / training added (dB)" for s in strategies] + ["seconds"]
     lines = [
         "# Leaderboard",
@@ -338,22 +262,21 @@ def leaderboard(rows: list[dict], settings: dict) -> str:
     rank = 0
     for row in (r for r in rows if r["status"] == "graded"):
         student = row["kind"] == "student"
-        rank += student
+        rank += student  # references are not ranked
         cells = [str(rank) if student else "", row["student"] if student else f"*{row['student']}*"]
         cells.append(f"{row['score']} / {row['max_score']}" if student else "")
         cells += [f"{row[f'{s}_psnr_masked']:.2f} / {row[f'{s}_ssim']:.3f}" for s in strategies]
         for s in strategies:  # empty for a reference: no twin
-            twin = row.get(f"{s}_psnr_masked_untrained")
-            cells.append("" if twin is None else f"{twin:.2f} / {row[f'{s}_training_added']:+.2f}")
-        cells.append(f"{row['seconds']:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
+            twin, added = row[f"{s}_psnr_masked_untrained"], row[f"{s}_training_added"]
+            cells.append("" if twin is None else f"{twin:.2f} / {added:+.2f}")
+        lines.append("| " + " | ".join([*cells, f"{row['seconds']:.1f}"]) + " |")
     failed = [r for r in rows if r["status"] != "graded"]
     if failed:
         lines += ["", "## Not graded", "", "| student | score | reason |", "|---|---|---|"]
         lines += [f"| {r['student']} | 0 / {r['max_score']} | {r['reason']} |" for r in failed]
     lines += ["", "## Rubric (points per strategy)", ""]
     lines += [f"- {points}: {what}" for _, points, what in RUBRIC]
-    lines.append(f"- {max_score(strategies)} points in all")
+    lines.append(f"- {len(strategies) * _POINTS} points in all")
     return "\n".join(lines) + "\n"
 
 
@@ -372,10 +295,8 @@ def grade(
     max_model_mb: float = 200.0,
     progress: bool = True,
 ) -> dict:
-    """Grade every submission on ``data_dir``'s ``test_batch`` and write the files in ``output``.
-
-    ``timeout`` (seconds) and ``memory_mb`` hold for each model's process, ``max_model_mb`` for
-    its file. Returns ``{"rows": [...], "settings": {...}, "paths": [...]}``."""
+    """Grade each submission on ``data_dir``'s ``test_batch``, files in ``output``; ``timeout`` (s)
+    and ``memory_mb`` per model process, ``max_model_mb`` per file: rows, settings and paths."""
     ratio = check_ratio(ratio)
     strategies = [
         check_choice(s, "strategies", GRADED_STRATEGIES) for s in dict.fromkeys(strategies)
@@ -402,39 +323,45 @@ def grade(
         for s in strategies:
             mask = make_mask(s, ratio, images=images, patch_size=patch_size, seed=mask_seed)
             np.save(work / f"mask_{s}.npy", mask)
-        limits = {"timeout": timeout, "memory_mb": memory_mb}
-        jobs = [(name, "reference", name, None) for name in REFERENCES]
+        jobs = [(name, "reference", None, None) for name in REFERENCES]
         jobs += [(student, "student", path, why) for student, path, why in found]
-        jobs = tqdm(jobs, desc="grading", disable=not progress)
-        rows = [_grade_row(*job, work, strategies, limits, max_model_mb) for job in jobs]
-    references = {r["student"]: r for r in rows if r["kind"] == "reference"}
+        rows = []
+        for student, kind, path, why in tqdm(jobs, desc="grading", disable=not progress):
+            row = {"student": student, "kind": kind, "model": None, "size_mb": None}
+            if path is not None:  # a student's model file
+                row["model"] = f"{student}/{path.name}"
+                row["size_mb"] = round(path.stat().st_size / 2**20, 3)
+                why = check_archive(path, max_model_mb)
+            if why is not None:
+                row |= {"ok": False, "reason": why}
+            else:
+                model = student if path is None else str(path.resolve())
+                row |= run_isolated(model, work, strategies, timeout=timeout, memory_mb=memory_mb)
+            rows.append(row)
+    references = dict(zip(REFERENCES, rows))
     broken = [r for r in references.values() if not r["ok"]]
     if broken:
         raise RuntimeError(f"a reference could not be graded: {broken[0]['reason']}")
     for row in rows:
-        row["score"] = score(row, references, strategies) if row["kind"] == "student" else None
-        row["max_score"] = max_score(strategies) if row["kind"] == "student" else None
+        student = row["kind"] == "student"
+        row["score"] = score(row, references["biharmonic"], strategies) if student else None
+        row["max_score"] = len(strategies) * _POINTS if student else None
         row["status"] = "graded" if row.pop("ok") else "not graded"
-    rows = _ranked(rows, strategies)
+
+    def rank(row):  # students by score, then the references; each by mean masked-region PSNR
+        psnr = np.mean([row[f"{s}_psnr_masked"] for s in strategies])
+        return (-(row["score"] if row["kind"] == "student" else -1), -psnr, row["student"])
+
+    graded = sorted((r for r in rows if r["status"] == "graded"), key=rank)
+    rows = graded + [r for r in rows if r["status"] != "graded"]
+    per = [f"{s}_{m}" for group in (METRICS, TWIN_COLUMNS) for s in strategies for m in group]
+    tail = ["load_seconds", *(f"{s}_seconds" for s in strategies), "seconds", "peak_mb", "reason"]
+    columns = ["student", "kind", "status", "score", "max_score", *per, "model", "size_mb", *tail]
     paths = [output / GRADES_CSV, output / LEADERBOARD, output / GRADING_JSON]
-    write_csv(paths[0], rows, _columns(strategies))
+    write_csv(paths[0], rows, columns)
     write_atomic(paths[1], leaderboard(rows, settings))
     write_atomic(paths[2], json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     return {"rows": rows, "settings": settings, "paths": paths}
-
-
-def _grade_row(student, kind, path, why, work, strategies, limits, max_model_mb) -> dict:
-    """One row of ``grades.csv``: the submission's checks, then its isolated run."""
-    row = {"student": student, "kind": kind, "model": None, "size_mb": None}
-    if kind == "student" and path is not None:
-        row["model"] = f"{student}/{path.name}"
-        row["size_mb"] = round(path.stat().st_size / 2**20, 3)
-        why = check_archive(path, max_model_mb)
-    if why is not None:
-        return {**row, "ok": False, "reason": why}
-    model = str(Path(path).resolve()) if kind == "student" else path
-    result = run_isolated(model, work, strategies, **limits)
-    return {**row, **result}
 
 
 EXERCISE_NOTEBOOKS = (  # the committed notebooks that hold nbgrader exercises (solution versions)
@@ -483,18 +410,15 @@ def make_course(
     memory_mb: float | None = 16384,
     parameters: dict | None = None,
 ):
-    """Write an nbgrader course folder: ``nbgrader_config.py`` and ``source/<assignment>/``.
-
-    ``timeout``: seconds a cell may run; ``memory_mb``: each kernel's address space (None: no
-    limit); ``parameters``: notebook stem -> {parameter: value}, injected as papermill does.
-    Returns the folder."""
+    """Write the nbgrader course ``folder`` (``nbgrader_config.py``, ``source/<assignment>/``) and
+    return it. ``timeout``: seconds a cell may run; ``memory_mb``: each kernel's address space
+    (None: no limit); ``parameters``: notebook stem -> {parameter: value}, injected by papermill."""
     import nbformat  # lazy: notebooks only
     from papermill.parameterize import parameterize_notebook  # lazy: notebooks only
 
     if not assignment or not assignment.replace("-", "").replace("_", "").isalnum():
-        raise SettingError(
-            "assignment", assignment, "allowed: letters, digits, - and _ (a folder name)"
-        )
+        allowed = "allowed: letters, digits, - and _ (a folder name)"
+        raise SettingError("assignment", assignment, allowed)
     check_positive_int(timeout, "timeout")
     if memory_mb is not None:
         check_positive_number(memory_mb, "memory_mb")
@@ -522,10 +446,8 @@ def make_course(
     memory_bytes = 0 if memory_mb is None else int(memory_mb * 2**20)
     config = dict(course="masked-image-modeling", timeout=timeout, memory_bytes=memory_bytes)
     write_atomic(folder / "nbgrader_config.py", NBGRADER_CONFIG.format(**config))
-    files = sorted(CHECKPOINT_DIR.glob("*.keras")) + sorted(CHECKPOINT_DIR.glob("*.json"))
-    if files:  # the course checkpoints, and requirements.txt without its -e lines
+    for file in sorted(CHECKPOINT_DIR.glob("*.keras")) + sorted(CHECKPOINT_DIR.glob("*.json")):
         (target / "checkpoints").mkdir(exist_ok=True)
-    for file in files:
         shutil.copyfile(file, target / "checkpoints" / file.name)
     source = CHECKPOINT_DIR.parent / "requirements.txt"
     if source.is_file():
@@ -534,5 +456,10 @@ def make_course(
     return folder
 
 
-if __name__ == "__main__":
-    sys.exit(run_worker(sys.argv[1:]))
+if __name__ == "__main__":  # the worker of run_isolated: MODEL WORK OUT STRATEGY...
+    model, work, out, *strategies = sys.argv[1:]
+    try:
+        result = {"ok": True, **grade_one(model, Path(work), strategies)}
+    except _Refused as exc:
+        result = {"ok": False, "reason": str(exc)}
+    write_atomic(out, json.dumps(result) + "\n")

@@ -1,8 +1,5 @@
-"""Linear probe of a trained predictor's frozen encoder: ``python -m helpers probe``.
-
-A BatchNorm (no scale, no shift) + Dense classifier, as in MAE's linear probe, trained on the
-encoder's features; the baselines are the raw pixels and the same encoder with random weights.
-"""
+"""``python -m helpers probe``: a linear probe (BatchNorm + Dense, as in MAE) of a trained
+encoder's frozen features, against the raw pixels and the same encoder with random weights."""
 
 from __future__ import annotations
 
@@ -77,10 +74,8 @@ def train_probe(x_train, y_train, n_classes: int, *, epochs=100, batch_size=128,
     x = keras.layers.BatchNormalization(center=False, scale=False, name="probe_bn")(inputs)
     logits = keras.layers.Dense(n_classes, name="probe_dense")(x)
     probe = keras.Model(inputs, logits, name="linear_probe")
-    probe.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    probe.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
     probe.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
     return probe
 
@@ -99,9 +94,8 @@ def encoder_of(model):
     """``model`` (a predictor or a path) if it learns, an encoder to probe; else a SettingError."""
     if not learns(model):
         allowed = "allowed: a .keras model saved by train (vit, mae, cnn, vit_cnn, aae)"
-        raise SettingError(
-            "model", getattr(model, "name", model), f"has no encoder to probe; {allowed}"
-        )
+        name = getattr(model, "name", model)
+        raise SettingError("model", name, f"has no encoder to probe; {allowed}")
     return model
 
 
@@ -115,8 +109,7 @@ def random_copy(model, seed: int = 0):
 
 def labelled_split(ds, image_shape=None, dataset: str | None = None) -> dict:
     """The probe's data from a :class:`helpers.data.Dataset`: training and validation images train
-    it, the test images score it. Raises SettingError (naming ``dataset``) for fewer than two
-    classes or images that do not fit ``image_shape``."""
+    it, the test images score it; SettingError for one class or images not of ``image_shape``."""
     name = dataset or ds.name
     x_train = np.concatenate([ds.x_train, ds.x_val])
     y_train = np.concatenate([ds.y_train, ds.y_val]).astype(np.int64)
@@ -141,10 +134,8 @@ def pixel_features(images: np.ndarray) -> np.ndarray:
 def probe_source(
     name: str, features_of, split: dict, *, epochs=100, batch_size=128, lr=1e-2, seed=0
 ) -> tuple[dict, np.ndarray]:
-    """Probe the features ``features_of`` gives for ``split`` (:func:`labelled_split`).
-
-    Returns (row, confusion matrix), the row with ``features`` (= ``name``), ``dim``, the metrics
-    and ``seconds``."""
+    """Probe the features ``features_of`` gives for ``split`` (:func:`labelled_split`): (row,
+    confusion matrix), the row with ``features`` (= ``name``), ``dim``, the metrics, ``seconds``."""
     start = time.perf_counter()
     n = len(split["x_train"])
     features = features_of(np.concatenate([split["x_train"], split["x_test"]]))
@@ -170,9 +161,8 @@ def run_probe(
     progress: bool = True,
     grayscale: bool = False,
 ) -> dict:
-    """Probe the encoder of ``model_path`` and both baselines on ``dataset``.
-
-    Returns ``{"settings", "rows", "confusion", "class_names"}``."""
+    """Probe the encoder of ``model_path`` and both baselines on ``dataset``: ``{"settings",
+    "rows", "confusion", "class_names"}``."""
     encoder_of(model_path)  # a classical fill's name: refused before the data is read
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
@@ -209,11 +199,9 @@ def write_probe(output, result: dict) -> list[Path]:
     paths = [output / PROBE_CSV, output / PROBE_JSON, output / CONFUSION_FIGURE]
     write_csv(paths[0], result["rows"])
     write_atomic(paths[1], json.dumps(result, indent=2) + "\n")
-    fig = plot_confusion(
-        np.asarray(result["confusion"]["encoder"]),
-        result["class_names"],
-        title=f"linear probe on {result['settings']['model_name']}'s encoder",
-    )
+    matrix = np.asarray(result["confusion"]["encoder"])
+    title = f"linear probe on {result['settings']['model_name']}'s encoder"
+    fig = plot_confusion(matrix, result["class_names"], title=title)
     save_fig(fig, CONFUSION_FIGURE, folder=output)
     return paths
 
@@ -228,8 +216,6 @@ def format_probe(result: dict) -> str:
         f"{'features':<16}{'dim':>6}{'accuracy':>10}{'macro-F1':>10}{'kappa':>8}{'s':>7}",
     ]
     for r in result["rows"]:
-        lines.append(
-            f"{r['features']:<16}{r['dim']:>6}{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}"
-            f"{r['kappa']:>8.3f}{r['seconds']:>7.1f}"
-        )
+        scores = f"{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}{r['kappa']:>8.3f}"
+        lines.append(f"{r['features']:<16}{r['dim']:>6}{scores}{r['seconds']:>7.1f}")
     return "\n".join(lines)

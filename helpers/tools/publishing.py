@@ -1,11 +1,9 @@
-"""Publish a course checkpoint (:mod:`helpers.checkpoints`) with its provenance.
-
-``NAME.json`` records the command, the commit, :func:`data_hash`, the training budget,
-:func:`heldout_metrics` and :func:`reproduce_metrics` (which a test recomputes).
-"""
+"""Publish a course checkpoint (:mod:`helpers.checkpoints`) with its provenance in ``NAME.json``:
+command, commit, :func:`data_hash`, training budget, held-out and reproducible metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -40,33 +38,23 @@ def data_hash(data_dir) -> str:
 
 
 def _commit() -> str:
-    try:
-        cmd = ["git", "rev-parse", "HEAD"]
-        out = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
-
-
-def reproduce_set():
-    """Notebook 03's test set and masks: the first :data:`REPRODUCE_N` test images of the sample
-    dataset (seed 0) and, per strategy, their 50 % masks of seed 0."""
-    images = load_dataset("sample", n_test=REPRODUCE_N, seed=0).x_test
-    masks = {
-        s: make_mask(s, 0.5, images=images, patch_size=4, seed=cell_seed(0, s, 0.5))
-        for s in STRATEGIES
-    }
-    return images, masks
+    git = ["git", "rev-parse", "HEAD"]
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        out = subprocess.run(git, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    return "unknown"
 
 
 def reproduce_metrics(model) -> dict:
-    """``{strategy: {"psnr_masked": dB, "ssim": value}}`` of ``model`` on :func:`reproduce_set`."""
-    images, masks = reproduce_set()
-    summaries = {s: score_predictor(model, images, mask)[0] for s, mask in masks.items()}
-    return {
-        s: {"psnr_masked": round(v["psnr_masked_mean"], 4), "ssim": round(v["ssim_mean"], 5)}
-        for s, v in summaries.items()
-    }
+    """``{strategy: {"psnr_masked": dB, "ssim": value}}`` of ``model`` on notebook 03's test set:
+    the first :data:`REPRODUCE_N` test images of the sample dataset (seed 0), 50 % masks, seed 0."""
+    images = load_dataset("sample", n_test=REPRODUCE_N, seed=0).x_test
+    out = {}
+    for s in STRATEGIES:
+        mask = make_mask(s, 0.5, images=images, patch_size=4, seed=cell_seed(0, s, 0.5))
+        v = score_predictor(model, images, mask)[0]
+        out[s] = {"psnr_masked": round(v["psnr_masked_mean"], 4), "ssim": round(v["ssim_mean"], 5)}
+    return out
 
 
 def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
@@ -78,12 +66,11 @@ def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
     predictors = {"model": model, "untrained": untrained_twin(model, seed)}
     predictors.update({name: load_predictor(name) for name in REFERENCES})
     out = {name: {} for name in predictors}
-    for strategy, ratio in itertools.product(STRATEGIES, RATIOS):
-        cell = cell_seed(seed, strategy, ratio)
-        mask = make_mask(strategy, ratio, images=images, patch_size=4, seed=cell)
+    for s, r in itertools.product(STRATEGIES, RATIOS):
+        mask = make_mask(s, r, images=images, patch_size=4, seed=cell_seed(seed, s, r))
         for name, predictor in predictors.items():
             summary, _ = score_predictor(predictor, images, mask)
-            out[name][f"{strategy}@{ratio:g}"] = round(summary["psnr_masked_mean"], 4)
+            out[name][f"{s}@{r:g}"] = round(summary["psnr_masked_mean"], 4)
     return out
 
 
@@ -95,10 +82,9 @@ def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
 
     run_dir = Path(run_dir)
     target = path(name, folder)
-    best = run_dir / BEST
-    if not best.exists():
+    if not (run_dir / BEST).exists():
         raise SettingError("run", str(run_dir), f"holds no {BEST}: train it first")
-    model = load_predictor(best)
+    model = load_predictor(run_dir / BEST)
     if model.builder != name:
         raise SettingError("name", name, f"the run's model is a {model.builder!r}")
     history = read_history(run_dir / "history.csv")
@@ -118,7 +104,6 @@ def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
         "reproduce": reproduce_metrics(model),
     }
     record["scoring_seconds"] = round(time.perf_counter() - start, 1)
-    target.parent.mkdir(parents=True, exist_ok=True)
     save_atomic(model, target)  # loaded uncompiled: the weights without the optimizer's state
     write_atomic(target.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
     return target

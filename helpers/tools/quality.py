@@ -1,9 +1,5 @@
-"""Quality benchmark on a CIFAR-format folder: ``python -m helpers bench quality --data-dir DIR``.
-
-Each learned predictor trains within a wall-clock budget (plan ``per_strategy``: one model per
-strategy, an equal share each) and is scored with the non-learned ones on the folder's
-``test_batch`` with fixed masks; the measurements are in ``docs/benchmarks.md``.
-"""
+"""``python -m helpers bench quality --data-dir DIR``: each learned predictor trains within a
+wall-clock budget and is scored with the non-learned ones on the folder's ``test_batch``."""
 
 from __future__ import annotations
 
@@ -44,8 +40,7 @@ def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
 
 
 def recipe_settings(recipe: str, predictor: str, model_kwargs=None) -> tuple[dict, float]:
-    """(builder keyword arguments, peak learning rate) of ``predictor`` under ``recipe``, the
-    arguments updated by ``model_kwargs[predictor]``."""
+    """(builder kwargs, peak lr) of ``predictor`` in ``recipe``, updated by ``model_kwargs``."""
     kwargs = {**model_settings(recipe, predictor), **(model_kwargs or {}).get(predictor, {})}
     return kwargs, train_settings(recipe, predictor)["lr"]
 
@@ -93,7 +88,8 @@ def bench_quality(
     loss: str | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train and score every predictor on every strategy; writes ``quality.json``/``.csv``.
+    """Train and score every predictor on every strategy; returns the rows (one per predictor,
+    strategy and ratio), also written to ``quality.json``/``.csv``.
 
     Args:
         minutes_per_model: training budget of one predictor, split over the strategies with
@@ -102,9 +98,6 @@ def bench_quality(
         eval_ratios: the ratios scored, one row each; default the range's low, middle and high.
         model_kwargs: predictor -> builder arguments overriding the recipe's.
         loss: the learned predictors' training loss (``mse`` or ``psnr``); None: the recipe's.
-
-    Returns:
-        The rows of the table, one per predictor, strategy and ratio.
     """
     from ..models import build_model, load_predictor, untrained_twin  # lazy: pulls in Keras
     from ..training import train  # lazy: pulls in Keras
@@ -123,14 +116,8 @@ def bench_quality(
     settings = {p: recipe_settings(recipe, p, model_kwargs) for p in predictors if learns(p)}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_dataset(
-        "cifar10",
-        data_dir=data_dir,
-        val_fraction=val_fraction,
-        seed=seed,
-        download=False,
-        grayscale=grayscale,
-    )
+    split = dict(val_fraction=val_fraction, seed=seed, download=False, grayscale=grayscale)
+    ds = load_dataset("cifar10", data_dir=data_dir, **split)
     strategies = tuple(strategies)
     seconds = 60.0 * minutes_per_model / (1 if plan == "mixed" else len(strategies))
     rows = []
@@ -138,15 +125,15 @@ def bench_quality(
     csv_path = out / "quality.csv"
     csv_path.unlink(missing_ok=True)
     grid = grid_shape(ds.image_shape[:2], patch_size)
-    masks = {
-        (s, r): make_mask(s, r, n_images=len(ds.x_test), grid=grid, seed=mask_seed)
-        for s in strategies
-        for r in eval_ratios
-    }
+    cells = [(s, r) for s in strategies for r in eval_ratios]
+    masks = {c: make_mask(*c, n_images=len(ds.x_test), grid=grid, seed=mask_seed) for c in cells}
     jobs = [(p, s) for p in predictors for s in strategies]
     bar = tqdm(jobs, desc="bench quality", unit="cell", disable=not progress)
     trained: dict[str, tuple] = {}
     lowest = min(ratio) if isinstance(ratio, tuple) else ratio
+    shapes = {"image_shape": ds.image_shape, "seed": seed, "patch_size": patch_size}
+    fit = dict(ratio=ratio, minutes=seconds / 60, batch_size=batch_size, seed=seed, recipe=recipe)
+    fit |= dict(lr_schedule="cosine", augment=True, verbose=0)
     for predictor, strategy in bar:
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
@@ -158,24 +145,11 @@ def bench_quality(
             this_loss = recipe_loss(recipe, predictor, loss)
             described += "" if this_loss == "mse" else f", loss={this_loss}"
             if key not in trained:  # within ``seconds`` of wall time; the best epoch's weights
-                shapes = {"image_shape": ds.image_shape, "seed": seed, "patch_size": patch_size}
                 kwargs = {**shapes, **settings[predictor][0]}
                 model = build_model(predictor, recipe=recipe, lowest_ratio=lowest, **kwargs)
-                result = train(
-                    model,
-                    ds,
-                    strategy=list(strategies) if plan == "mixed" else strategy,
-                    ratio=ratio,
-                    minutes=seconds / 60,
-                    batch_size=batch_size,
-                    seed=seed,
-                    run_dir=out / "models" / key,
-                    recipe=recipe,
-                    lr_schedule="cosine",
-                    augment=True,
-                    loss=this_loss,
-                    verbose=0,
-                )
+                tasks = list(strategies) if plan == "mixed" else strategy
+                run_dir = out / "models" / key
+                result = train(model, ds, strategy=tasks, run_dir=run_dir, loss=this_loss, **fit)
                 best = Path(result["best"])
                 trained[key] = (load_predictor(best) if best.exists() else model), result
         model, info = trained[key]

@@ -1,8 +1,5 @@
-"""Tables and findings computed from sweep results, for the report notebook.
-
-Nothing here trains or evaluates: it reads rows of ``metrics.csv``/``matrix.csv``
-(:mod:`helpers.tools.experiments`), so every number in the report comes from the results files.
-"""
+"""Tables and findings of the report notebook, computed from the rows of a sweep's
+``metrics.csv``/``matrix.csv`` (:mod:`helpers.tools.experiments`)."""
 
 from __future__ import annotations
 
@@ -12,12 +9,9 @@ from .._checks import SettingError
 from ..recipes import LABELS, learns
 
 NAMES = LABELS
-HIGHER_IS_BETTER = {
-    "psnr_masked_mean": True,
-    "psnr_mean": True,
-    "ssim_mean": True,
-    "mse_masked_mean": False,
-}
+HIGHER_IS_BETTER = dict(
+    psnr_masked_mean=True, psnr_mean=True, ssim_mean=True, mse_masked_mean=False
+)
 FLOOR = "mean_colour"  # what a model that learned nothing scores
 FLOOR_MARGIN_DB = 1.0  # masked-region PSNR a learned model must gain over FLOOR in every cell
 TRAINING_MARGIN_DB = 1.0  # ... and over its untrained twin (``training_added``)
@@ -30,7 +24,7 @@ def _unique(rows, key: str) -> list:
     return list(dict.fromkeys(r[key] for r in rows))
 
 
-def _value(rows, strategy, ratio, predictor, metric):
+def _value(rows, strategy, ratio, predictor, metric="psnr_masked_mean"):
     for r in rows:
         if r["strategy"] == strategy and float(r["ratio"]) == ratio and r["predictor"] == predictor:
             return float(r[metric])
@@ -53,18 +47,12 @@ def best_predictor(rows, strategy: str, ratio: float, metric: str = "psnr_masked
     return pick(values, key=values.get)
 
 
-def _names(names=None) -> dict:
-    """:data:`NAMES` updated with ``names`` (predictor -> name in tables and sentences)."""
-    return {**NAMES, **(names or {})}
-
-
 def results_table(
     rows, metric: str = "psnr_masked_mean", digits: int = 2, names: dict | None = None
 ) -> str:
-    """A Markdown table: one row per (strategy, ratio), one column per predictor, best in bold.
-    ``metric="training_added"``: one column per learned predictor (dB, signed), nothing in bold.
-    ``names``: the predictors' names where they are not :data:`NAMES`."""
-    nm = _names(names)
+    """A Markdown table: one row per (strategy, ratio), one column per predictor, best in bold
+    (``training_added``: learned predictors only, signed, nothing in bold)."""
+    nm = {**NAMES, **(names or {})}
     added = metric == "training_added"
     predictors = _unique(rows, "predictor")
     if added:
@@ -99,9 +87,7 @@ def _below(gains: dict, margin: float) -> dict[str, tuple[int, int]]:
 
 
 def learned_nothing(rows, margin: float = FLOOR_MARGIN_DB) -> dict[str, tuple[int, int]]:
-    """Learned predictors that do not beat the mean-colour guess by ``margin`` dB of masked-region
-    PSNR in some cells: predictor -> (such cells, cells with both results). Empty without ``FLOOR``
-    rows."""
+    """Learned predictor -> (cells within ``margin`` dB of :data:`FLOOR`, cells with both)."""
     if FLOOR not in _unique(rows, "predictor"):
         return {}
     cells = (_unique(rows, "strategy"), _unique(rows, "ratio"))
@@ -110,9 +96,7 @@ def learned_nothing(rows, margin: float = FLOOR_MARGIN_DB) -> dict[str, tuple[in
 
 
 def learned_little(rows, margin: float = TRAINING_MARGIN_DB) -> dict[str, tuple[int, int]]:
-    """Learned predictors whose training added less than ``margin`` dB of masked-region PSNR over
-    their untrained twin in some cells: predictor -> (such cells, cells with a twin). Rows without
-    ``training_added`` flag nothing."""
+    """Learned predictor -> (cells where training added under ``margin`` dB, cells with a twin)."""
     return _below(_added_by_predictor(rows), margin)
 
 
@@ -132,32 +116,26 @@ def _added_by_predictor(rows) -> dict[str, np.ndarray]:
 
 
 def training_added(rows, names: dict | None = None) -> str:
-    """One sentence: what training added to each learned predictor over its untrained twin, the
-    range over the cells (empty when the rows have no ``training_added``)."""
-    nm = _names(names)
+    """One sentence: the range over the cells of what training added to each learned predictor."""
+    nm = {**NAMES, **(names or {})}
     parts = []
     for p, added in _added_by_predictor(rows).items():
         span = f"{added.min():+.2f}" + (f" to {added.max():+.2f}" if len(added) > 1 else "")
         parts.append(f"{nm.get(p, p)} {span} dB")
-    if not parts:
-        return ""
-    return (
+    intro = (
         "Training added, over each learned model's untrained twin (the same architecture and "
         "seed with its initial weights) on the same masks, in masked-region PSNR over the cells: "
-        + "; ".join(parts)
-        + "."
     )
+    return intro + "; ".join(parts) + "." if parts else ""
 
 
 def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str, nm) -> str:
-    """How much hiding ``hi`` instead of ``lo`` costs the predictor losing most and the one losing
-    least."""
-    drops = {
-        p: np.nanmean(
-            [_value(rows, s, lo, p, metric) - _value(rows, s, hi, p, metric) for s in strategies]
-        )
-        for p in predictors
-    }
+    """What hiding ``hi`` instead of ``lo`` costs the predictors losing most and least."""
+
+    def at(ratio, p):
+        return np.array([_value(rows, s, ratio, p, metric) for s in strategies])
+
+    drops = {p: np.nanmean(at(lo, p) - at(hi, p)) for p in predictors}
     most, least = max(drops, key=drops.get), min(drops, key=drops.get)
     costs = f"{drops[most]:.2f} dB for {nm.get(most, most)}"
     if least != most:
@@ -169,19 +147,12 @@ def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str,
 
 
 def findings(
-    rows,
-    matrix=None,
-    matrix_strategies=None,
-    metric: str = "psnr_masked_mean",
+    rows, matrix=None, matrix_strategies=None, metric: str = "psnr_masked_mean",
     names: dict | None = None,
-) -> list[str]:
-    """Sentences stating what the numbers say; each number is computed from ``rows``/``matrix``.
-
-    A warning follows what training added for every predictor of :func:`learned_little` and
-    :func:`learned_nothing`; such a predictor is left out of the comparisons that follow. The
-    mean-colour guess is no contender in the win counts and strategy averages.
-    """
-    nm = _names(names)
+) -> list[str]:  # fmt: skip
+    """Sentences stating what the numbers say; predictors of :func:`learned_little` and
+    :func:`learned_nothing` get a warning and, like :data:`FLOOR`, no place in the comparisons."""
+    nm = {**NAMES, **(names or {})}
     little, nothing = learned_little(rows), learned_nothing(rows)
     flagged = {**nothing, **little}
     out = [s for s in [training_added(rows, names)] if s]
@@ -212,12 +183,17 @@ def findings(
         + (f"; {', '.join(others)}" if others else "")
         + (f" ({', '.join(nm.get(p, p) for p in left_out)}: flagged above)." if left_out else ".")
     )
-    robust_candidates = [p for p in predictors if p not in flagged]
-    if len(ratios) > 1 and robust_candidates:
-        out.append(
-            _ratio_cost(rows, robust_candidates, strategies, ratios[0], ratios[-1], metric, nm)
-        )
-    out += _difficulty(rows, strategies, ratios, predictors, metric)
+    robust = [p for p in predictors if p not in flagged]
+    if len(ratios) > 1 and robust:
+        out.append(_ratio_cost(rows, robust, strategies, ratios[0], ratios[-1], metric, nm))
+    for ratio in ratios:
+        means = _strategy_means(rows, ratio, strategies, predictors, metric)
+        hardest, easiest = min(means, key=means.get), max(means, key=means.get)
+        if hardest != easiest:
+            out.append(
+                f"At {ratio:.0%}, {hardest} masking is the hardest ({means[hardest]:.2f} dB "
+                f"averaged over predictors) and {easiest} the easiest ({means[easiest]:.2f} dB)."
+            )
     for other, sentence in (
         ("biharmonic", "The {vit} beats biharmonic inpainting in {} of {} cells"),
         ("cnn", "Against the {cnn} the {vit} wins {} of {} cells"),
@@ -241,13 +217,9 @@ def _strategy_means(rows, ratio, strategies, predictors, metric="psnr_masked_mea
 
 
 def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]:
-    """The numbers behind notebook 06's written question, from the sweep rows of the run graded.
-
-    At the ratio nearest ``ratio``: each strategy's masked-region PSNR per learned predictor and
-    averaged over them; over all cells: whether the mask-token ViT beats biharmonic inpainting,
-    and what training added to it.
-    """
-    nm = _names(names)
+    """The numbers behind notebook 06's written question: the learned predictors' PSNR per strategy
+    at the ratio nearest ``ratio``; the ViT against biharmonic and what training added to it."""
+    nm = {**NAMES, **(names or {})}
     ratios = _unique(rows, "ratio")
     if not ratios:
         raise SettingError("rows", len(rows), "no sweep rows: run notebook 05 first")
@@ -259,9 +231,7 @@ def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]
         mean = _strategy_means(rows, ratio, strategies, learned)
         per = "; ".join(
             f"{nm.get(p, p)}: "
-            + ", ".join(
-                f"{s} {_value(rows, s, ratio, p, 'psnr_masked_mean'):.2f}" for s in strategies
-            )
+            + ", ".join(f"{s} {_value(rows, s, ratio, p):.2f}" for s in strategies)
             for p in learned
         )
         out.append(
@@ -272,31 +242,13 @@ def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]
         )
     if {"vit", "biharmonic"} <= set(_unique(rows, "predictor")):
         margins = _margins(rows, strategies, ratios, "vit", "biharmonic")
-        added = _added_by_predictor(rows).get("vit")
+        added = _added_by_predictor(rows).get("vit")  # None, or at least one value
+        twin = "; training added {:+.2f} to {:+.2f} dB over its untrained twin."
         out.append(
             f"(c) The {nm['vit']} beats biharmonic inpainting in {int(np.sum(margins > 0))} "
             f"of {len(margins)} cells (mean margin {np.nanmean(margins):+.2f} dB)"
-            + (
-                f"; training added {added.min():+.2f} to {added.max():+.2f} dB over its untrained "
-                "twin."
-                if added is not None and len(added)
-                else "."
-            )
+            + (twin.format(added.min(), added.max()) if added is not None else ".")
         )
-    return out
-
-
-def _difficulty(rows, strategies, ratios, predictors, metric) -> list[str]:
-    """Per ratio, the hardest and the easiest strategy (averaged over the predictors)."""
-    out = []
-    for ratio in ratios:
-        means = _strategy_means(rows, ratio, strategies, predictors, metric)
-        hardest, easiest = min(means, key=means.get), max(means, key=means.get)
-        if hardest != easiest:
-            out.append(
-                f"At {ratio:.0%}, {hardest} masking is the hardest ({means[hardest]:.2f} dB "
-                f"averaged over predictors) and {easiest} the easiest ({means[easiest]:.2f} dB)."
-            )
     return out
 
 
@@ -319,16 +271,13 @@ def limits(provenance: dict) -> str:
     """One sentence on what the run was: dataset, sizes, epochs, plan, backend and device."""
     ds, cfg, env = (provenance.get(k, {}) for k in ("dataset", "config", "environment"))
     budget = f"{cfg.get('epochs')} epochs per model"
-    trained = provenance.get("training") or {}
-    if provenance.get("pretrained") and trained:  # trained elsewhere: their own budgets
+    if provenance.get("pretrained") and provenance.get("training"):  # their own budgets
         parts = []
-        for key, t in sorted(trained.items()):
+        for key, t in sorted(provenance["training"].items()):
             seen = f", {t['images_seen']:,} images seen" if t.get("images_seen") else ""
-            where = (
-                f" (the course checkpoint: {t['minutes']:g} min on the CIFAR-10 subset)"
-                if t.get("checkpoint")
-                else ""
-            )
+            where = ""
+            if t.get("checkpoint"):
+                where = f" (the course checkpoint: {t['minutes']:g} min on the CIFAR-10 subset)"
             parts.append(f"{t.get('predictor') or key}{where} {t.get('epochs')} epochs{seen}")
         budget = "models trained " + "; ".join(parts)
     return (
@@ -340,11 +289,8 @@ def limits(provenance: dict) -> str:
     )
 
 
-# The linear probe of the encoders of a sweep (``probe_epochs`` > 0)
 PROBE_BASELINES = {"random_encoder": "the same encoder with random weights", "pixels": "raw pixels"}
-# A relation between PSNR and probe accuracy is called clear when Spearman's rho is this unlikely
-# under random orderings (two-sided permutation p-value); |rho| alone says little on few encoders.
-SIGNIFICANCE = 0.05
+SIGNIFICANCE = 0.05  # permutation p-value under which Spearman's rho (PSNR, accuracy) is clear
 MIN_CORRELATION_CELLS = 5  # below it no ordering reaches SIGNIFICANCE (4 cells: p >= 1/12)
 
 
@@ -365,8 +311,7 @@ def probe_cells(rows, predictor: str) -> list[dict]:
 
 
 def probe_baselines(probe_rows, predictor: str) -> dict[str, float]:
-    """The accuracy of the probe's baselines in ``probe.csv``: ``random_encoder`` (of
-    ``predictor``) and ``pixels``, where they were run."""
+    """Baseline -> accuracy in ``probe.csv``: ``pixels`` and ``predictor``'s ``random_encoder``."""
     return {
         r["features"]: float(r["accuracy"])
         for r in probe_rows
@@ -376,18 +321,14 @@ def probe_baselines(probe_rows, predictor: str) -> dict[str, float]:
 
 
 def probe_table(rows, predictor: str, digits: int = 3) -> str:
-    """A Markdown table: one row per training strategy, one column per training ratio; each cell
-    the probe's accuracy of the encoder trained there (best in bold), its masked-region PSNR and
-    what training added (where the rows have it)."""
+    """A Markdown table (training strategy x ratio) of probe accuracy, PSNR and training added."""
     cells = probe_cells(rows, predictor)
     if not cells:
         raise SettingError("predictor", predictor, "has no probe results in these rows")
     ratios = sorted({c["ratio"] for c in cells})
     best = max(c["accuracy"] for c in cells)
-    lines = [
-        "| trained on | " + " | ".join(f"{r:.0%}" for r in ratios) + " |",
-        "|" + "---|" * (len(ratios) + 1),
-    ]
+    head = "| trained on | " + " | ".join(f"{r:.0%}" for r in ratios) + " |"
+    lines = [head, "|" + "---|" * (len(ratios) + 1)]
     for s in dict.fromkeys(c["strategy"] for c in cells):
         texts = []
         for ratio in ratios:
@@ -396,11 +337,10 @@ def probe_table(rows, predictor: str, digits: int = 3) -> str:
                 texts.append("–")
                 continue
             acc = f"{c['accuracy']:.{digits}f}"
+            acc = f"**{acc}**" if c["accuracy"] == best else acc
             added = c["training_added"]
             added = "" if np.isnan(added) else f", training added {added:+.2f} dB"
-            texts.append(
-                f"{f'**{acc}**' if c['accuracy'] == best else acc} ({c['psnr']:.2f} dB{added})"
-            )
+            texts.append(f"{acc} ({c['psnr']:.2f} dB{added})")
         lines.append(f"| {s} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
 
@@ -416,9 +356,8 @@ def spearman(x, y) -> float:
 
 
 def spearman_test(x, y, seed: int = 0) -> tuple[float, float]:
-    """(rho, p): Spearman's rho and its two-sided permutation p-value over the pairings of ``x``
-    and ``y``: exact up to 8 values, else 20,000 pairings drawn with ``seed``. (NaN, NaN) where
-    :func:`spearman` is NaN."""
+    """(rho, two-sided permutation p): exact up to 8 values, else 20,000 draws with ``seed``;
+    (NaN, NaN) where :func:`spearman` is NaN."""
     from scipy.stats import permutation_test, rankdata  # lazy: slow to import
 
     rho = spearman(x, y)
@@ -445,8 +384,7 @@ def spearman_test(x, y, seed: int = 0) -> tuple[float, float]:
 
 
 def _psnr_and_features(cells, acc) -> str | None:
-    """The findings' sentence on whether better reconstruction went with better features; None
-    where the accuracies (or PSNRs) are all equal."""
+    """Whether better reconstruction went with better features; None where nothing varies."""
     if np.ptp(acc) == 0:
         return None
     if len(cells) < MIN_CORRELATION_CELLS:
@@ -458,10 +396,9 @@ def _psnr_and_features(cells, acc) -> str | None:
     rho, p_value = spearman_test([c["psnr"] for c in cells], acc)
     if not np.isfinite(rho):
         return None
+    verdict = f"better reconstruction went with {'better' if rho > 0 else 'worse'} features"
     if p_value >= SIGNIFICANCE:
         verdict = "reconstruction quality did not tell which encoder has the better features"
-    else:
-        verdict = f"better reconstruction went with {'better' if rho > 0 else 'worse'} features"
     return (
         f"Across the {len(cells)} models, {verdict} (Spearman's rho between masked-region PSNR and "
         f"probe accuracy {rho:+.2f}, permutation p = {p_value:.2f})."
@@ -469,19 +406,16 @@ def _psnr_and_features(cells, acc) -> str | None:
 
 
 def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) -> list[str]:
-    """Sentences on what the probe says of the encoders of ``predictor`` trained on each
-    (strategy, ratio): the best and worst, the strategy and ratio that teach most, the baselines,
-    and whether better reconstruction went with better features. With ``n_test``, the standard
-    error of an accuracy, sqrt(p(1-p)/n), says which differences are within the noise."""
+    """Sentences on what the probe says of the encoders of ``predictor``; with ``n_test``, which
+    differences are within the standard error of an accuracy, sqrt(p(1-p)/n)."""
     cells = probe_cells(rows, predictor)
     if not cells:
         raise SettingError("predictor", predictor, "has no probe results in these rows")
     name = NAMES.get(predictor, predictor)
     acc = np.array([c["accuracy"] for c in cells])
     best, worst = cells[int(np.argmax(acc))], cells[int(np.argmin(acc))]
-    if best["accuracy"] == worst["accuracy"]:
-        out = [f"All {len(cells)} {name} encoders have the same probe accuracy ({acc[0]:.3f})."]
-    else:
+    out = [f"All {len(cells)} {name} encoders have the same probe accuracy ({acc[0]:.3f})."]
+    if best["accuracy"] != worst["accuracy"]:
         out = [
             f"The {name} encoder with the best features was trained on {best['strategy']} masks "
             f"at {best['ratio']:.0%} (probe accuracy {best['accuracy']:.3f}); the worst on "
@@ -489,17 +423,12 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
         ]
     # a mean per strategy is "averaged over the other axis" only where several ratios were probed
     both_axes = all(len({c[k] for c in cells}) > 1 for k in ("strategy", "ratio"))
+    lead = "Averaged over the other axis, the" if both_axes else "The"
     for key, fmt in (("strategy", str), ("ratio", "{:.0%}".format)):
-        groups = {
-            g: [c["accuracy"] for c in cells if c[key] == g]
-            for g in dict.fromkeys(c[key] for c in cells)
-        }
-        if len(groups) > 1:
-            means = {g: float(np.mean(v)) for g, v in groups.items()}
-            top, low = max(means, key=means.get), min(means, key=means.get)
-            if means[top] == means[low]:
-                continue
-            lead = "Averaged over the other axis, the" if both_axes else "The"
+        groups = dict.fromkeys(c[key] for c in cells)
+        means = {g: float(np.mean([c["accuracy"] for c in cells if c[key] == g])) for g in groups}
+        top, low = max(means, key=means.get), min(means, key=means.get)
+        if len(means) > 1 and means[top] != means[low]:
             out.append(
                 f"{lead} training {key} that teaches most is {fmt(top)} ({means[top]:.3f}), the "
                 f"one that teaches least {fmt(low)} ({means[low]:.3f})."

@@ -1,8 +1,7 @@
 """Headless runs of the numbered notebooks with papermill, parameters from a YAML profile.
 
-A profile ``params/<name>.yaml`` has three optional keys: ``description``, ``common`` (values for
-every notebook that declares them) and ``notebooks`` (per notebook, by stem or number). Executed
-copies go to ``<output>/notebooks/``, figures to ``<output>/figures/``.
+A profile ``params/<name>.yaml`` has optional keys ``description``, ``common`` (values for every
+notebook that declares them) and ``notebooks`` (per notebook, by stem or number).
 """
 
 from __future__ import annotations
@@ -25,15 +24,8 @@ import yaml
 from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 
-from .._checks import (
-    SettingError,
-    check_choice,
-    check_fraction,
-    check_patch_size,
-    check_positive_int,
-    check_positive_number,
-    check_ratio,
-)
+from .. import _checks
+from .._checks import SettingError, check_choice, check_positive_int, check_ratio
 from .._io import PROJECT_ROOT, atomic_path
 from ..data import DATASETS, IMAGE_SIZE
 from ..masking import SCORES, STRATEGIES
@@ -45,8 +37,6 @@ from .report import HIGHER_IS_BETTER
 ROOT = PROJECT_ROOT
 NOTEBOOKS_DIR = ROOT / "notebooks"
 PARAMS_DIR = ROOT / "params"
-KERNEL_NAME = "python3"
-NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+$")
 PROFILE_KEYS = ("description", "common", "notebooks")
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted
@@ -57,9 +47,8 @@ _TYPES |= {"list": (list, tuple), "dict": (dict,)}
 
 
 class RunnerError(Exception):
-    """A profile, a notebook selection or a parameter is wrong; nothing was run.
-
-    ``param`` and ``value``: what was refused, as in :class:`helpers._checks.SettingError`."""
+    """A profile, notebook selection or parameter is wrong (nothing was run); ``param``, ``value``:
+    what was refused, as in :class:`helpers._checks.SettingError`."""
 
     def __init__(self, message: str, param: str | None = None, value=None):
         super().__init__(message)
@@ -114,33 +103,30 @@ def available_profiles(params_dir=PARAMS_DIR) -> list[str]:
 
 def load_profile(name: str, params_dir=PARAMS_DIR) -> dict:
     """Read ``params/<name>.yaml`` and check its structure; returns dict with the three keys."""
-    names, keys = available_profiles(params_dir), ", ".join(PROFILE_KEYS)
+    names, keys, it = available_profiles(params_dir), ", ".join(PROFILE_KEYS), f"profile {name!r}"
 
     def bad(problem):
         return RunnerError(problem, "profile", name)
 
     if name not in names:
-        raise bad(f"unknown profile {name!r}; available profiles: {', '.join(names) or '(none)'}")
+        raise bad(f"unknown {it}; available profiles: {', '.join(names) or '(none)'}")
     path = Path(params_dir) / f"{name}.yaml"
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise bad(f"profile {name!r} ({path.name}) is not valid YAML: {exc}") from exc
+        raise bad(f"{it} ({path.name}) is not valid YAML: {exc}") from exc
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise bad(f"profile {name!r} must be a mapping with keys {keys}")
+        raise bad(f"{it} must be a mapping with keys {keys}")
     extra = sorted(set(raw) - set(PROFILE_KEYS))
     if extra:
-        raise bad(f"profile {name!r} has unknown keys {extra}; allowed: {keys}")
+        raise bad(f"{it} has unknown keys {extra}; allowed: {keys}")
     common, per_notebook = raw.get("common") or {}, raw.get("notebooks") or {}
     if not isinstance(common, dict):
-        raise bad(f"profile {name!r}: 'common' must map parameter names to values")
-    if not isinstance(per_notebook, dict) or not all(
-        isinstance(v, dict) or v is None for v in per_notebook.values()
-    ):
-        raise bad(
-            f"profile {name!r}: 'notebooks' must map notebook names to mappings of parameters"
-        )
+        raise bad(f"{it}: 'common' must map parameter names to values")
+    mappings = per_notebook.values() if isinstance(per_notebook, dict) else [per_notebook]
+    if not all(isinstance(v, dict) or v is None for v in mappings):
+        raise bad(f"{it}: 'notebooks' must map notebook names to mappings of parameters")
     return {
         "description": str(raw.get("description") or ""),
         "common": dict(common),
@@ -150,22 +136,12 @@ def load_profile(name: str, params_dir=PARAMS_DIR) -> dict:
 
 def find_notebooks(notebooks_dir=NOTEBOOKS_DIR) -> dict[str, Path]:
     """The numbered notebooks (``NN_name.ipynb``) in run order: stem -> path."""
-    found = [p for p in Path(notebooks_dir).glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.stem)]
+    found = [p for p in Path(notebooks_dir).glob("*.ipynb") if re.match(r"\d{2}_\w+$", p.stem)]
     return {p.stem: p for p in sorted(found)}
 
 
-def resolve_notebook(key, available) -> str | None:
-    """The stem that ``key`` names: a stem, a file name or the two-digit number; None if absent."""
-    key = Path(str(key).strip().removesuffix(".ipynb")).name
-    if key in available:
-        return key
-    matches = [s for s in available if key.isdigit() and s.split("_", 1)[0] == f"{int(key):02d}"]
-    return matches[0] if len(matches) == 1 else None
-
-
 def declared_parameters(path) -> dict[str, dict]:
-    """Parameters of the notebook's ``parameters`` cell: name -> {inferred_type_name, default,
-    help}."""
+    """The notebook's ``parameters`` cell: name -> {inferred_type_name, default, help}."""
     logger = logging.getLogger("papermill")
     level = logger.level
     logger.setLevel(logging.ERROR)  # papermill warns about the lines it cannot parse
@@ -176,10 +152,7 @@ def declared_parameters(path) -> dict[str, dict]:
 
 
 def parse_value(text: str):
-    """A ``-p`` value: YAML scalars and lists (``5``, ``0.5``, ``true``, ``[0.3, 0.5]``); else the
-    text."""
-    if text == "":
-        return ""
+    """A ``-p`` value: YAML scalars and lists (``5``, ``true``, ``[0.3, 0.5]``), else the text."""
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -188,23 +161,20 @@ def parse_value(text: str):
 
 
 def parse_override(item: str) -> tuple[str, str]:
-    """``"name=value"`` -> (name, value text); the text is converted once the declared type is
-    known. Raises SettingError with the expected form."""
+    """``"name=value"`` -> (name, value text), else SettingError; the text is converted later."""
     if "=" not in item:
         raise SettingError("item", item, "expected name=value")
     name, text = item.split("=", 1)
-    name = name.strip()
-    if not name.isidentifier():
+    if not name.strip().isidentifier():
         raise SettingError("item", item, "expected name=value with a Python identifier as name")
-    return name, text
+    return name.strip(), text
 
 
 def _declared_type(declared: dict) -> tuple[str, bool]:
     """``"Optional[str]"`` -> ``("str", True)``: the type, and whether ``None`` is allowed."""
     name = declared.get("inferred_type_name", "")
-    if name.startswith("Optional[") and name.endswith("]"):
-        return name[len("Optional[") : -1], True
-    return name, False
+    optional = name.startswith("Optional[") and name.endswith("]")
+    return name.removeprefix("Optional[")[:-1] if optional else name, optional
 
 
 def _coerce(value, declared: dict):
@@ -212,32 +182,22 @@ def _coerce(value, declared: dict):
     type_name, optional = _declared_type(declared)
     if isinstance(value, str) and optional and value in ("null", "None", "~"):
         return None
-    if isinstance(value, str) and type_name != "str":
-        return parse_value(value)
-    return value
-
-
-def _check_type(notebook: str, name: str, value, declared: dict):
-    type_name, optional = _declared_type(declared)
-    expected = _TYPES.get(type_name)
-    if expected is None or (value is None and optional):
-        return
-    if isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected):
-        return
-    got = f"got {value!r} ({type(value).__name__})"
-    problem = f"must be {declared['inferred_type_name']} (default {declared.get('default')}), {got}"
-    raise RunnerError(f"parameter {name!r} of notebook {notebook} {problem}", name, value)
+    return parse_value(value) if isinstance(value, str) and type_name != "str" else value
 
 
 def value_checks() -> dict:
-    """Parameter name -> ``check(value, name)``, run after the type check; each raises ValueError
-    or TypeError naming the parameter, the value and what is allowed."""
+    """Parameter name -> ``check(value, name)``, run after the type check; raises ValueError."""
 
     def choice(allowed):
         return lambda value, name: check_choice(value, name, allowed)
 
     def each(check):
         return lambda values, name: [check(v, name) for v in values]
+
+    def non_negative(value, name):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise SettingError(name, value, "must be a number >= 0 (0: not used)")
+        return value
 
     def ratio_range(values, name):
         if len(values) != 2 or not check_ratio(values[0], name) <= check_ratio(values[1], name):
@@ -253,9 +213,9 @@ def value_checks() -> dict:
         **dict.fromkeys("ratios probe_ratios".split(), each(check_ratio)),
         **dict.fromkeys("strategies probe_strategies train_strategies".split(), strategies),
         **dict.fromkeys("fill probe_fill".split(), choice(VIT_FILLS)),
-        **dict.fromkeys("minutes latent_weight image_weight".split(), _non_negative),
+        **dict.fromkeys("minutes latent_weight image_weight".split(), non_negative),
         "dataset": choice(DATASETS),
-        "patch_size": lambda value, name: check_patch_size(value, (IMAGE_SIZE, IMAGE_SIZE)),
+        "patch_size": lambda value, name: _checks.check_patch_size(value, (IMAGE_SIZE,) * 2),
         "strategy": choice(STRATEGIES),
         "scores": each(choice(SCORES)),
         "predictors": each(choice(PREDICTORS)),
@@ -264,8 +224,8 @@ def value_checks() -> dict:
         "metric": choice(HIGHER_IS_BETTER),
         "recipe": choice(RECIPES),  # None (not given) keeps the recipe's setting
         "pos_init": choice(("random", "sincos")),
-        "dropout": check_fraction,
-        "lr": check_positive_number,
+        "dropout": _checks.check_fraction,
+        "lr": _checks.check_positive_number,
         "lr_schedule": choice(("plateau", "cosine")),
         "loss_on": choice(LOSS_ON),
         "probe_predictors": each(choice(LEARNED)),
@@ -274,14 +234,16 @@ def value_checks() -> dict:
     }
 
 
-def _non_negative(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise SettingError(name, value, "must be a number >= 0 (0: not used)")
-    return value
-
-
-def _check_value(notebook: str, name: str, value, checks: dict):
-    check = checks.get(name)
+def _check(notebook: str, name: str, value, declared: dict, check) -> None:
+    """RunnerError unless ``value`` has the declared type and passes ``check`` (if not None)."""
+    type_name, optional = _declared_type(declared)
+    expected = _TYPES.get(type_name)
+    if expected is not None and not (value is None and optional):
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            got = f"got {value!r} ({type(value).__name__})"
+            default = f"(default {declared.get('default')})"
+            problem = f"must be {declared['inferred_type_name']} {default}, {got}"
+            raise RunnerError(f"parameter {name!r} of notebook {notebook} {problem}", name, value)
     if check is None or value is None:  # None: not given (the type check allowed it)
         return
     try:
@@ -298,27 +260,16 @@ def _allowed(declared: dict, stems) -> str:
     return ", ".join(sorted({p for s in stems for p in declared[s]})) or "(none)"
 
 
-def _stem(key, available: dict, problem: str, param: str, value) -> str:
-    """The stem ``key`` names (:func:`resolve_notebook`), else a RunnerError: ``problem``."""
-    stem = resolve_notebook(key, available)
-    if stem is None:
+def _stem(key, available: dict, problem: str, param="notebooks", value=None) -> str:
+    """The stem ``key`` names (stem, file name or two-digit number), else a RunnerError."""
+    given, key = key, Path(str(key).strip().removesuffix(".ipynb")).name
+    if key in available:
+        return key
+    matches = [s for s in available if key.isdigit() and s.split("_", 1)[0] == f"{int(key):02d}"]
+    if len(matches) != 1:
+        value = given if value is None else value
         raise RunnerError(f"{problem}; available: {', '.join(available)}", param, value)
-    return stem
-
-
-def _profile_values(profile: str, spec: dict, available: dict, declared: dict) -> dict:
-    """The profile's values per notebook stem, each declared by its notebook."""
-    per_notebook = {}
-    for key, values in spec["notebooks"].items():
-        missing = f"profile {profile!r} names notebook {key!r}, which does not exist"
-        stem = _stem(key, available, missing, "profile", profile)
-        unknown = sorted(set(values) - set(declared[stem]))
-        if unknown:
-            problem = f"{', '.join(map(repr, unknown))}; it declares: {_allowed(declared, [stem])}"
-            message = f"profile {profile!r}: notebook {stem} declares no parameter {problem}"
-            raise RunnerError(message, unknown[0], values[unknown[0]])
-        per_notebook.setdefault(stem, {}).update(values)
-    return per_notebook
+    return matches[0]
 
 
 def plan_run(
@@ -333,8 +284,7 @@ def plan_run(
     """Check everything and return the notebooks to run with their parameters; runs nothing.
 
     ``notebooks``: names or numbers (default: all). ``common`` values and ``overrides`` (``-p``)
-    go to every notebook that declares them; at least one (selected, for ``overrides``) must.
-    """
+    go to every notebook that declares them; at least one (selected, for ``overrides``) must."""
     spec = load_profile(profile, params_dir)
     available = find_notebooks(notebooks_dir)
     if not available:
@@ -343,13 +293,19 @@ def plan_run(
     selected = list(available)
     if notebooks:  # by name or number, in run order
         folder = Path(notebooks_dir).name
-        keys = {
-            _stem(k, available, f"no notebook {k!r} in {folder}/", "notebooks", k)
-            for k in notebooks
-        }
+        keys = {_stem(k, available, f"no notebook {k!r} in {folder}/") for k in notebooks}
         selected = sorted(keys, key=selected.index)
     declared = {stem: declared_parameters(available[stem]) for stem in available}
-    per_notebook = _profile_values(profile, spec, available, declared)
+    per_notebook = {}  # the profile's values per stem, each declared by its notebook
+    for key, values in spec["notebooks"].items():
+        missing = f"profile {profile!r} names notebook {key!r}, which does not exist"
+        stem = _stem(key, available, missing, "profile", profile)
+        unknown = sorted(set(values) - set(declared[stem]))
+        if unknown:
+            problem = f"{', '.join(map(repr, unknown))}; it declares: {_allowed(declared, [stem])}"
+            message = f"profile {profile!r}: notebook {stem} declares no parameter {problem}"
+            raise RunnerError(message, unknown[0], values[unknown[0]])
+        per_notebook.setdefault(stem, {}).update(values)
     overrides = dict(overrides or {})
     to_run = f"(-p): declared by none of the notebooks to run ({', '.join(selected)})"
     for where, names, stems in (
@@ -366,14 +322,13 @@ def plan_run(
     checks = value_checks()
     steps = []
     for stem in selected:
-        params = {k: v for k, v in spec["common"].items() if k in declared[stem]}
-        params.update(per_notebook.get(stem, {}))
-        params.update(
-            {k: _coerce(v, declared[stem][k]) for k, v in overrides.items() if k in declared[stem]}
+        names = declared[stem]
+        params = {k: v for k, v in spec["common"].items() if k in names} | per_notebook.get(
+            stem, {}
         )
+        params |= {k: _coerce(v, names[k]) for k, v in overrides.items() if k in names}
         for name, value in params.items():
-            _check_type(stem, name, value, declared[stem][name])
-            _check_value(stem, name, value, checks)
+            _check(stem, name, value, names[name], checks.get(name))
             if name.endswith("_dir") and isinstance(value, str) and value:  # relative to base
                 path = Path(value).expanduser()
                 params[name] = str(path if path.is_absolute() else (base / path).resolve())
@@ -423,11 +378,9 @@ def run_steps(
     """Execute ``steps`` in order; raises :class:`NotebookFailed` at the first failure.
 
     The kernels get ``HELPERS_FIGURES_DIR``, ``HELPERS_RESULTS_DIR`` (under ``output_dir``) and
-    ``HELPERS_PROFILE``. Returns one dict per notebook: name, output path, seconds.
-    """
+    ``HELPERS_PROFILE``. Returns one dict per notebook: name, output path, seconds."""
     log = log or (lambda msg, end="\n": print(msg, end=end, flush=True))
-    if progress_bar is None:
-        progress_bar = sys.stderr.isatty()
+    progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     output_dir = Path(output_dir).resolve()
     out_notebooks, figures = output_dir / "notebooks", output_dir / "figures"
     for folder in (out_notebooks, figures):
@@ -457,22 +410,15 @@ def run_steps(
 def _execute(step: Step, out: Path, notebooks_dir, progress_bar: bool) -> None:
     """Execute one notebook into ``out`` in ``notebooks_dir``; any failure is NotebookFailed."""
     try:
+        options = {"kernel_name": "python3", "log_output": False, "progress_bar": progress_bar}
+        options |= {"cwd": str(Path(notebooks_dir).resolve()), "extra_arguments": list(KERNEL_ARGS)}
         with _kernel_stderr() as manager:
             papermill.execute_notebook(
-                str(step.path),
-                str(out),
-                parameters=step.parameters,
-                kernel_name=KERNEL_NAME,
-                cwd=str(Path(notebooks_dir).resolve()),
-                progress_bar=progress_bar,
-                log_output=False,
-                extra_arguments=list(KERNEL_ARGS),
-                kernel_manager_class=manager,
+                str(step.path), str(out), step.parameters, kernel_manager_class=manager, **options
             )
     except PapermillExecutionError as exc:
-        raise NotebookFailed(
-            step.name, out, exc.cell_index, exc.source, exc.ename, exc.evalue
-        ) from exc
+        cell = (exc.cell_index, exc.source, exc.ename, exc.evalue)
+        raise NotebookFailed(step.name, out, *cell) from exc
     except Exception as exc:  # the kernel died, could not start, timed out...
         raise NotebookFailed(step.name, out, None, "", type(exc).__name__, str(exc)) from exc
 
@@ -486,15 +432,12 @@ def format_plan(steps: list[Step]) -> str:
 
 
 def strip_stderr(path) -> int:
-    """Remove the stderr outputs of an executed notebook, in place, and cut papermill's
-    ``input_path``/``output_path`` to file names. Returns how many outputs were removed."""
-    path = Path(path)
+    """Remove an executed notebook's stderr outputs (returns how many) and cut papermill's
+    ``input_path``/``output_path`` to file names, in place."""
     nb = nbformat.read(path, as_version=4)
     removed = 0
     for cell in (c for c in nb.cells if c.cell_type == "code"):
-        keep = [
-            o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")
-        ]
+        keep = [o for o in cell.outputs if (o.output_type, o.get("name")) != ("stream", "stderr")]
         removed += len(cell.outputs) - len(keep)
         cell.outputs = keep
     meta = nb.metadata.get("papermill", {})
