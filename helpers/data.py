@@ -220,10 +220,12 @@ def make_sample_dataset(
 ):
     """Build the embedded dataset: ((x_train, y_train), (x_test, y_test), names), float32 in [0, 1].
 
-    Test crops lie in the right-most ``TEST_STRIP`` of every photograph, training crops ``GAP``
-    pixels left of it, spread evenly over photographs and scales. ``return_meta``: add (train,
-    test) arrays (N, 4) of each crop's photograph, first and last + 1 column (in the photograph's
-    pixels) and scale.
+    Training crops lie left of ``(1 - TEST_STRIP) * width - GAP`` of every photograph, test crops
+    right of ``(1 - TEST_STRIP) * width``, spread evenly over photographs and scales.
+
+    Args:
+        return_meta: add a fourth item, (train, test) arrays (N, 4) of each crop's photograph
+            index, first column, last column + 1 (in the photograph's pixels) and scale.
     """
     from skimage.transform import rescale  # lazy: slow to import
 
@@ -285,9 +287,12 @@ def load_dataset(
 ) -> Dataset:
     """Load ``name`` (``sample`` or ``cifar10``) as float32 splits in [0, 1].
 
-    ``n_train``, ``n_test``: sizes of seeded random subsets (None or 0: all); ``val_fraction`` of
-    the training images become the validation set; the test images depend only on (name, n_test,
-    seed); ``grayscale``: one channel, :func:`to_gray`.
+    Args:
+        n_train, n_test: sizes of seeded random subsets (None or 0: all).
+        val_fraction: share of the (subset) training images that become the validation set.
+        seed: each split draws from its own generator, so the test images depend only on
+            (name, n_test, seed).
+        grayscale: one channel, :func:`to_gray` of the colour images.
     """
     seed = check_positive_int(seed, "seed", minimum=0)
     check_choice(name, "dataset", DATASETS)

@@ -81,12 +81,18 @@ def gradient_scores(
     batch_size: int = 128,
     seed: int = 0,
 ) -> np.ndarray:
-    """Patch importance (N, L) float32 of ``images`` (N, H, W, C) for a
-    :class:`helpers.models.MaskedImageModel`.
+    """Patch importance: the gradient norm of the reconstruction loss over each patch's pixels.
 
-    Hidden patches score 0, so with ``mask`` None the patches are split at random into ``groups``
-    (default 2, or enough that each pass hides ``model.min_masked``), each scored in the pass where
-    only it is visible; else one pass with ``mask`` (N, L).
+    Args:
+        model: a :class:`helpers.models.MaskedImageModel`.
+        images: (N, H, W, C) in [0, 1].
+        mask: bool (N, L) for one pass with that mask; None: the ``groups`` passes.
+        groups: passes when ``mask`` is None; default 2, or enough that each hides
+            ``model.min_masked`` patches.
+        batch_size: images per gradient pass.
+
+    Returns:
+        float32 (N, L).
     """
     check_images(images)
     check_patch_size(patch_size, images.shape[1:3])

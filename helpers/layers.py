@@ -121,8 +121,12 @@ class MaskToken(_Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class HarmonicFill(_Layer):
-    """Fill hidden patches (N, L, p*p*C) of images of ``image_shape`` with a smooth guess (no
-    weights): from the mean visible colour, ``iterations`` Jacobi steps of Laplace's equation."""
+    """Fill the hidden patches with a smooth guess from the visible pixels (no weights): from the
+    mean visible colour, ``iterations`` Jacobi steps of Laplace's equation on the hidden pixels.
+
+    Call ``(patches (N, L, p*p*C), patch_mask (N, L))`` for patches of images of ``image_shape``;
+    returns patches (N, L, p*p*C), the visible ones unchanged.
+    """
 
     def __init__(self, image_shape, patch_size: int, iterations: int = 128, **kwargs):
         super().__init__(**kwargs)
@@ -199,8 +203,11 @@ class PositionEmbedding(_Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TransformerBlock(_Layer):
-    """Pre-LayerNorm Transformer block (as in ViT/MAE); ``key_mask`` (N, S), 1 = may be attended
-    to, keeps the other tokens out of every attention."""
+    """Pre-LayerNorm Transformer block (as in ViT/MAE).
+
+    ``x = x + Dropout(MHA(LN(x)))``; ``x = x + Dropout(Dense(Dropout(GELU(Dense(LN(x))))))``.
+    ``key_mask`` (N, S), 1 = may be attended to, keeps the other tokens out of every attention.
+    """
 
     def __init__(self, num_heads: int, mlp_dim: int, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
@@ -241,8 +248,9 @@ class TransformerBlock(_Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TokenSelector(_Layer):
-    """The ``n_keep`` tokens the MAE encoder processes, visible first in patch order: ``ids_keep``
-    (N, n_keep) int and ``kept_visible`` (N, n_keep) float, 1 for a visible patch."""
+    """Choose the ``n_keep`` tokens the MAE encoder processes from a patch mask (N, L), visible
+    first, in patch order (distinct sort keys: the same order on every backend). Returns
+    ``ids_keep`` (N, n_keep) int and ``kept_visible`` (N, n_keep) float, 1 for a visible patch."""
 
     def __init__(self, n_keep: int, **kwargs):
         super().__init__(**kwargs)

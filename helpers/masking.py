@@ -55,8 +55,16 @@ def _top_k(order: np.ndarray, k: int) -> np.ndarray:  # True at the indices orde
 
 
 def random_masking(n_images: int, grid, ratio: float, seed=0) -> np.ndarray:
-    """Hide k = :func:`n_masked` (ratio, L) patches per image, uniformly at random; returns bool
-    (N, L), row-major over the (rows, columns) ``grid``."""
+    """Hide k = :func:`n_masked` (ratio, L) patches per image, uniformly at random.
+
+    Args:
+        n_images: masks to draw (N).
+        grid: (rows, columns) of the patch grid; L = rows * columns.
+        seed: an int or a ``numpy.random.Generator``.
+
+    Returns:
+        bool (N, L), True = hidden patch, row-major over the grid.
+    """
     n, gh, gw, k = _setup(n_images, grid, ratio)
     noise = _rng(seed).random((n, gh * gw))
     return _top_k(np.argpartition(noise, k - 1, axis=1), k)  # the k smallest noise values
@@ -108,8 +116,13 @@ def importance_masking(
 ) -> np.ndarray:
     """Hide the k patches with the highest score; ties are broken at random (seeded).
 
-    ``score_fn``: a name of :data:`SCORES` or a function ``(images, patch_size) -> (N, L)`` of
-    finite scores.
+    Args:
+        images: (N, H, W, C) in [0, 1]; ``patch_size`` must divide H and W.
+        score_fn: a name of :data:`SCORES` or a function ``(images, patch_size) -> (N, L)`` of
+            finite scores.
+
+    Returns:
+        bool (N, L), True = hidden patch.
     """
     check_images(images)
     gh, gw = grid_shape(images.shape[1:3], patch_size)
@@ -144,9 +157,17 @@ def make_mask(
     score_fn: ScoreFn | str = "variance",
     seed=0,
 ) -> np.ndarray:
-    """Draw masks (N, L) for any strategy of :data:`STRATEGIES`, from ``n_images`` and the patch
-    ``grid`` (rows, columns), or from ``images`` (N, H, W, C) and ``patch_size`` (``importance``
-    needs them; ``score_fn``: see :func:`importance_masking`)."""
+    """Draw masks for any strategy of :data:`STRATEGIES`.
+
+    Args:
+        n_images, grid: N and the patch grid (rows, columns), or ``images`` and ``patch_size``.
+        images, patch_size: (N, H, W, C) and the patch side; ``importance`` needs them.
+        score_fn: the importance score (:func:`importance_masking`).
+        seed: an int or a ``numpy.random.Generator``.
+
+    Returns:
+        bool (N, L), True = hidden patch.
+    """
     check_choice(strategy, "strategy", STRATEGIES)
     check_ratio(ratio)
     if images is not None:

@@ -34,9 +34,13 @@ def _pixel_mask(mask, patch_size, images):
 def composite(
     original: np.ndarray, predicted: np.ndarray, mask: np.ndarray, patch_size: int | None = None
 ) -> np.ndarray:
-    """Visible pixels from ``original`` (N, H, W, C) in [0, 1], hidden pixels (``mask`` (N, L),
-    True = hidden patch) from ``predicted`` clipped to [0, 1], in ``original``'s dtype.
-    ``patch_size``: here and below, None takes the one the mask's width implies."""
+    """Visible pixels from ``original`` (N, H, W, C) in [0, 1], hidden pixels from ``predicted``
+    (clipped to [0, 1]), in ``original``'s dtype.
+
+    Args:
+        mask: bool (N, L), True = hidden patch.
+        patch_size: here and below, None takes the one the mask's width implies.
+    """
     _pair(original, predicted)
     out = np.where(_pixel_mask(mask, patch_size, original), np.clip(predicted, 0.0, 1.0), original)
     return out.astype(original.dtype, copy=False)
@@ -67,20 +71,27 @@ def psnr_from_mse(mse_values, data_range: float = 1.0) -> np.ndarray:
 
 def _window_means(stack: np.ndarray, win_size: int) -> np.ndarray:
     """Means over every full window of (..., H, W, C): (..., H - win + 1, W - win + 1, C)."""
-    for axis in (-3, -2):  # running sums along H, then W
-        n = stack.shape[axis]
-        c = np.cumsum(stack, axis=axis)
-        c = np.concatenate([np.zeros_like(c.take([0], axis)), c], axis=axis)
-        stack = c.take(range(win_size, n + 1), axis) - c.take(range(n + 1 - win_size), axis)
-    return stack / (win_size * win_size)
+    c = np.cumsum(stack, axis=-3)
+    c = np.concatenate([np.zeros_like(c[..., :1, :, :]), c], axis=-3)
+    rows = c[..., win_size:, :, :] - c[..., :-win_size, :, :]
+    c = np.cumsum(rows, axis=-2)
+    c = np.concatenate([np.zeros_like(c[..., :1, :]), c], axis=-2)
+    return (c[..., win_size:, :] - c[..., :-win_size, :]) / (win_size * win_size)
 
 
 def ssim(
     original: np.ndarray, predicted: np.ndarray, win_size: int = 7, chunk: int = 32
 ) -> np.ndarray:
-    """Per-image SSIM (N,) of images (N, H, W, C) in [0, 1], as ``skimage.metrics.
-    structural_similarity(a, b, data_range=1, channel_axis=-1)``: only full windows, as skimage
-    crops the map's border. ``chunk``: images computed together (the values do not depend on it).
+    """Per-image SSIM, as ``skimage.metrics.structural_similarity(a, b, data_range=1,
+    channel_axis=-1)``; skimage crops the map's border, so only full windows are computed.
+
+    Args:
+        original, predicted: (N, H, W, C) in [0, 1].
+        win_size: odd side of the uniform window, from 3 to the image's shorter side.
+        chunk: images computed together (a memory bound; the values do not depend on it).
+
+    Returns:
+        float64 (N,).
     """
     _pair(original, predicted)
     if min(original.shape[1:3]) < win_size or win_size % 2 == 0 or win_size < 3:
@@ -105,8 +116,15 @@ def ssim(
 
 
 def evaluate(original, predicted, mask, patch_size=None, batch_size=512) -> dict[str, np.ndarray]:
-    """Per-image ``mse_masked``, ``psnr_masked`` (hidden pixels), ``mse``, ``psnr`` and ``ssim``
-    (whole image) of the :func:`composite`, each float64 (N,), ``batch_size`` images at a time."""
+    """Per-image metrics of a prediction, scored on its :func:`composite`.
+
+    Args:
+        batch_size: images scored together (a memory bound; the values do not depend on it).
+
+    Returns:
+        ``mse_masked``, ``psnr_masked`` (hidden pixels), ``mse``, ``psnr`` and ``ssim`` (the
+        whole composite), each float64 (N,).
+    """
     _pair(original, predicted)
     _pixel_mask(mask, patch_size, original)
     patch_size = patch_size or patch_size_of(mask.shape[1], original.shape[1:3])

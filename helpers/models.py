@@ -33,28 +33,32 @@ from .recipes import BUILDERS, NON_LEARNED, min_hidden_bound, model_settings
 from .vit import MaskTokenViT, build_vit, vit_encoder  # noqa: F401
 
 
+def _stage(x, conv, width, dropout, part, i):
+    """A CNN stage: stride-2 3x3 (transposed) convolution, batch normalization, ReLU, dropout."""
+    x = conv(width, 3, strides=2, padding="same", use_bias=False, name=f"{part}_conv_{i}")(x)
+    # momentum 0.9 (Keras: 0.99): the moving statistics settle within a few hundred steps
+    x = layers.BatchNormalization(momentum=0.9, name=f"{part}_bn_{i}")(x)
+    x = layers.Activation("relu", name=f"{part}_relu_{i}")(x)
+    return layers.Dropout(dropout, name=f"{part}_drop_{i}")(x)
+
+
 def _cnn(image_shape, patch_size, filters, dropout, skips, latent_dim=0, latent_weight=0, seed=0):
-    """The CNN's inputs and output: the masked image, stages of a stride-2 3x3 convolution, batch
-    normalization, ReLU and dropout, the AAE's code (``latent_dim`` > 0), the mirror stages (with
-    the encoder's stage inputs when ``skips``), a 3x3 convolution with a sigmoid."""
+    """The CNN's inputs and output: the masked image, the encoder stages, the AAE's code
+    (``latent_dim`` > 0), the mirror stages (joined with the encoder's stage inputs when
+    ``skips``), a 3x3 convolution with a sigmoid."""
     images, mask = base.model_inputs(image_shape, patch_size)
     x = mim.MaskedImage(patch_size, base.CNN_FILL, name="masked_image")(images, mask)
     stage_inputs = []
-    parts = (("enc", layers.Conv2D, filters), ("dec", layers.Conv2DTranspose, filters[::-1]))
-    for part, conv, widths in parts:
-        for i, f in enumerate(widths):
-            if part == "enc":
-                stage_inputs.append(x)
-            x = conv(f, 3, strides=2, padding="same", use_bias=False, name=f"{part}_conv_{i}")(x)
-            # momentum 0.9 (Keras: 0.99): the moving statistics settle within a few hundred steps
-            x = layers.BatchNormalization(momentum=0.9, name=f"{part}_bn_{i}")(x)
-            x = layers.Activation("relu", name=f"{part}_relu_{i}")(x)
-            x = layers.Dropout(dropout, name=f"{part}_drop_{i}")(x)
-            if part == "dec" and skips:
-                x = layers.Concatenate(name=f"skip_{i}")([x, stage_inputs.pop()])
-        if part == "enc" and latent_dim:
-            x = layers.Conv2D(latent_dim, 1, name="latent")(x)
-            x = mim.LatentAdversary(latent_weight, seed=seed, name="latent_adversary")(x)
+    for i, width in enumerate(filters):
+        stage_inputs.append(x)
+        x = _stage(x, layers.Conv2D, width, dropout, "enc", i)
+    if latent_dim:
+        x = layers.Conv2D(latent_dim, 1, name="latent")(x)
+        x = mim.LatentAdversary(latent_weight, seed=seed, name="latent_adversary")(x)
+    for i, width in enumerate(reversed(filters)):
+        x = _stage(x, layers.Conv2DTranspose, width, dropout, "dec", i)
+        if skips:
+            x = layers.Concatenate(name=f"skip_{i}")([x, stage_inputs.pop()])
     out = layers.Conv2D(
         image_shape[2], 3, padding="same", activation="sigmoid", dtype="float32", name="head"
     )(x)
@@ -63,11 +67,12 @@ def _cnn(image_shape, patch_size, filters, dropout, skips, latent_dim=0, latent_
 
 @keras.saving.register_keras_serializable(package="helpers")
 class CnnAutoencoder(MaskedImageModel):
-    """Convolutional autoencoder: images and mask in (the hidden pixels become :data:`CNN_FILL`,
-    the pixel mask an extra channel), images out.
+    """Convolutional autoencoder: images and mask in (inside, the hidden pixels become
+    :data:`CNN_FILL` and the pixel mask an extra channel), images out.
 
-    ``filters``: the width of each encoder stage, each halving the image; ``skips``: join each
-    encoder stage's input to the decoder output of its size (U-Net style).
+    Args:
+        filters: the width of each encoder stage; each halves the image.
+        skips: join each encoder stage's input to the decoder output of its size (U-Net style).
     """
 
     builder = "cnn"
@@ -89,12 +94,14 @@ class CnnAutoencoder(MaskedImageModel):
 class AdversarialAutoencoder(MaskedImageModel):
     """Adversarial autoencoder: the CNN autoencoder with a code between encoder and decoder that
     a discriminator pushes towards N(0, I) (Makhzani et al., 2015), and, with ``image_weight >
-    0``, a discriminator on the composited output (Pathak et al., 2016); both layers learn in the
-    same backward pass and do nothing at inference.
+    0``, a discriminator on the composited output (Context Encoders, Pathak et al., 2016). The
+    discriminators are layers that learn in the same backward pass and do nothing at inference.
 
-    ``latent_dim``: the code's values per position of the bottleneck; ``latent_weight``, and
-    ``image_weight`` (0: no image discriminator): the adversarial losses' weights; ``seed``: the
-    seed of the prior samples.
+    Args:
+        latent_dim: the code's values per position of the bottleneck.
+        latent_weight: the weight of the code's adversarial loss.
+        image_weight: the image discriminator's (0: none).
+        seed: the seed of the prior samples.
     """
 
     builder = "aae"
@@ -127,9 +134,13 @@ class VitCnnAutoencoder(MaskedImageModel):
     """ViT encoder + CNN decoder: images and mask in, images out.
 
     The mask-token ViT's encoder; each token projected to ``latent_dim`` values on the patch
-    grid; per doubling (``decoder_filters`` wide; None: 64, 32, ... halving, at least 8), a
-    stride-2 transposed convolution and a residual block; a tanh head gives the image, or with
-    ``fill="harmonic"`` the correction to the fill image the decoder also sees.
+    grid; per doubling, a stride-2 transposed convolution and a residual block; a tanh head gives
+    the image, or with ``fill="harmonic"`` the correction to the fill image the decoder also sees.
+
+    Args:
+        decoder_filters: one width per doubling, ``log2(patch_size)`` of them (None: 64, 32, ...
+            halving, at least 8).
+        others: as :class:`helpers.vit.MaskTokenViT`'s.
     """
 
     builder = "vit_cnn"
@@ -255,8 +266,13 @@ def adversary_scores(model, images: np.ndarray, mask: np.ndarray) -> dict:
 
 
 def build_model(name: str, recipe: str = "tuned", *, lowest_ratio: float | None = None, **kwargs):
-    """Build a model by name (:data:`helpers.recipes.BUILDERS`) with ``recipe``'s settings, then
-    ``kwargs``; ``lowest_ratio``: the lowest ratio it will see, the MAE's ``min_mask_ratio``."""
+    """Build a model by name (``vit``, ``mae``, ``cnn``, ``vit_cnn``, ``aae``, ``vit_biharmonic``
+    or ``pretrained_vit``) with the settings of ``recipe`` (:mod:`helpers.recipes`).
+
+    Args:
+        lowest_ratio: the lowest ratio the model will see; the MAE's default ``min_mask_ratio``.
+        **kwargs: to the model's builder, over the recipe.
+    """
     check_choice(name, "model name", BUILDERS)
     kwargs = {**model_settings(recipe, name), **kwargs}
     if min_hidden_bound(name) and lowest_ratio is not None:

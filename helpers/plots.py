@@ -435,9 +435,15 @@ def plot_histories(histories: dict, metric: str = "loss", title=None, log_scale:
 def plot_training_curves(
     histories: dict, losses=None, psnr_key="val_psnr_masked", title=None, log_scale: bool = True
 ):
-    """A panel per model (label -> Keras ``History.history``) of its own loss, training solid and
-    validation dashed, then one panel of the ``psnr_key`` curves of all histories holding it.
-    ``losses``: label -> the loss in words (the y-label); ``log_scale``: for positive losses."""
+    """A panel per model of its own loss (training solid, validation dashed), since the models'
+    losses differ, then one panel of the ``psnr_key`` curves of all histories holding it.
+
+    Args:
+        histories: label -> history dict (Keras ``History.history``).
+        losses: label -> the model's loss in words (its panel's y-label); default: MSE or
+            minus the PSNR, told from the values.
+        log_scale: draw a positive loss (an MSE) on a log scale.
+    """
     if not histories:
         raise SettingError("histories", histories, "is empty: no training curves to plot")
     shared = {k: v for k, h in histories.items() if (v := _curve(h, psnr_key)) is not None}
@@ -535,10 +541,17 @@ def plot_confusion(matrix, class_names, title=None):
 
 
 def plot_probe_vs_psnr(cells, baselines=None, chance=None, title=None, reference=None):
-    """One point per encoder: masked-region PSNR (x) against linear probe accuracy (y), marker
-    by training strategy, colour by training ratio. ``cells``: dicts with ``strategy``, ``ratio``,
-    ``psnr``, ``accuracy``; ``baselines``: name -> accuracy (dashed lines), ``chance`` dotted;
-    ``reference``: name -> masked-region PSNR of a non-learned predictor (vertical lines)."""
+    """One point per encoder: its masked-region PSNR (x) against its linear probe's accuracy (y),
+    the marker its training strategy, the colour its training ratio.
+
+    Args:
+        cells: dicts with ``strategy``, ``ratio``, ``psnr`` and ``accuracy``
+            (:func:`helpers.tools.report.probe_cells`).
+        baselines: name -> probe accuracy of a baseline (dashed horizontal lines).
+        chance: the accuracy of always guessing the most frequent class (a dotted line).
+        reference: name -> masked-region PSNR (dB) of a non-learned predictor, drawn as named
+            vertical lines that the x-range always holds.
+    """
     if not cells:
         raise SettingError("cells", cells, "is empty: no probe results to plot")
     strategies = list(dict.fromkeys(c["strategy"] for c in cells))

@@ -89,8 +89,15 @@ def resolve(
     loss_on: str | None = None,
     fill: str | None = None,
 ) -> tuple[dict, dict]:
-    """``(builder kwargs, train kwargs)`` of ``recipe`` for ``name``, with overrides (checked;
-    ``None`` keeps the recipe's; ``pos_init``, ``fill`` only where the recipe has them)."""
+    """``(builder kwargs, train kwargs)`` of ``recipe`` for ``name``, with the notebooks' overrides.
+
+    Args:
+        recipe: ``"tuned"``, ``"long"`` or ``"reference"``.
+        name: a learned predictor of :data:`LEARNED`.
+        pos_init, dropout, lr, lr_schedule, augment, loss_on, fill: overrides, always checked;
+            ``None`` keeps the recipe's setting. ``pos_init`` (``"random"``, ``"sincos"``) and
+            ``fill`` (:data:`VIT_FILLS`) reach only the models whose recipe has that setting.
+    """
     model, train = model_settings(recipe, name), train_settings(recipe, name)
     for settings, key, value, check, *allowed in (
         (model, "pos_init", pos_init, check_choice, ("random", "sincos")),
