@@ -1,5 +1,4 @@
-"""``python -m helpers bench speed``: masks, metrics against ``skimage``, training throughput
-against a plain-Keras ViT and the input pipeline, timed in one run and reported as ratios."""
+"""``python -m helpers bench speed``: timings of masks, metrics, training and input pipeline."""
 
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ from ..training import MaskingDataset, compile_model
 def _timed(fn, repeat: int = 3) -> float:
     """Best of ``repeat`` wall times in seconds."""
     best = np.inf
-    for _ in range(repeat):
+    for _ in range(repeat):  # not timeit: it turns the garbage collector off
         start = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - start)
@@ -41,8 +40,7 @@ def bench_masks(n_images: int = 50_000, grid=(8, 8), ratio: float = 0.5) -> list
 
 
 def bench_metrics(n_images: int = 10_000, loop_images: int = 500, seed: int = 0) -> list[dict]:
-    """Seconds of :func:`metrics.evaluate` and batched SSIM on ``n_images`` images, and of a
-    skimage SSIM loop on ``loop_images`` images scaled to ``n_images``."""
+    """Seconds of :func:`metrics.evaluate`, batched SSIM and a skimage SSIM loop (scaled up)."""
     from skimage.metrics import structural_similarity  # lazy: slow to import
 
     a, b = np.random.default_rng(seed).random((2, n_images, 32, 32, 3), dtype=np.float32)
@@ -69,8 +67,7 @@ def plain_keras_vit(
     num_heads: int = 4,
     mlp_dim: int = 256,
 ):
-    """The speed reference: a mask-token ViT of stock Keras layers only, with the inputs, output
-    and configuration of :func:`helpers.models.build_vit` with ``fill="token"`` (no dropout)."""
+    """The speed reference: :func:`helpers.models.build_vit` (``fill="token"``) in stock Keras."""
 
     class AddPositions(layers.Layer):
         def build(self, shape):
@@ -118,8 +115,7 @@ class _StepClock(keras.callbacks.Callback):
 
 
 def _runner(model, data, *, batch_size: int = 0, jit_compile="auto"):
-    """Compile ``model`` (Adam, masked MSE); ``run(epochs) -> seconds`` of its training steps on
-    ``data``: :func:`_fit_set` in batches of ``batch_size``, or a ``MaskingDataset``."""
+    """Compile ``model``; ``run(epochs) -> seconds`` of training on :func:`_fit_set` ``data``."""
     compile_model(model, 1e-3, jit_compile)
     data = {**data, "batch_size": batch_size} if isinstance(data, dict) else {"x": data}
 
@@ -132,8 +128,7 @@ def _runner(model, data, *, batch_size: int = 0, jit_compile="auto"):
 
 
 def _interleaved_speeds(runners: dict, n_images: int, *, epochs: int, repeats: int) -> dict:
-    """Images per second of each of ``runners`` (name -> ``run(epochs) -> seconds``) in the median
-    of ``repeats`` rounds after one warm-up epoch, interleaved to share the machine's drift."""
+    """Images/s of each ``run(epochs) -> seconds``: median of interleaved rounds after a warm-up."""
     check_positive_int(repeats, "repeats")
     for run in runners.values():
         run(1)
@@ -155,9 +150,8 @@ def bench_training(
     vit_kwargs: dict | None = None,
     mae_kwargs: dict | None = None,
 ) -> list[dict]:
-    """Training images per second of the models of :func:`_training_runners` at each ratio, timed
-    interleaved, and the ratios of :data:`_SPEED_RATIOS`; ``vit_kwargs``/``mae_kwargs`` go to the
-    builders (default: their sizes, the mask token alone)."""
+    """Training images/s of the models of :func:`_training_runners` at each ratio, and their ratios;
+    ``vit_kwargs``/``mae_kwargs`` go to the builders (default: their sizes, the mask token)."""
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     vit_kwargs = {"fill": "token", **(vit_kwargs or {})}
     mae_kwargs = {"fill": "token", **(mae_kwargs or {})}
@@ -212,8 +206,7 @@ def _fit_set(images, ratio, seed) -> dict:
 
 
 def _training_runners(images, ratio, seed, vit_kwargs, mae_kwargs, batch_size, no_xla) -> dict:
-    """The runners of :func:`bench_training` at ``ratio``: plain-Keras and mask-token ViTs, MAE,
-    both with harmonic fill, masks drawn per batch and (``no_xla``) without XLA."""
+    """The runners (name -> ``run``) of :func:`bench_training` at ``ratio``."""
     batch, fit = _fit_set(images, ratio, seed), dict(batch_size=batch_size)
     keys = ("embed_dim", "depth", "num_heads", "mlp_dim")
     sizes = {k: v for k, v in vit_kwargs.items() if k in keys}
@@ -238,8 +231,7 @@ def _training_runners(images, ratio, seed, vit_kwargs, mae_kwargs, batch_size, n
 def bench_autoencoders(
     n_images=512, *, epochs=1, repeats=3, batch_size=64, seed=0, sizes=None
 ) -> list[dict]:
-    """Training images per second of the autoencoders against the mask-token ViT at 50 %, timed
-    interleaved; ``sizes[name]``: a builder's sizes (default: its own)."""
+    """Training images/s of the autoencoders and the mask-token ViT at 50 %; ``sizes[name]``."""
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     batch, sizes = _fit_set(images, 0.5, seed), dict(sizes or {})
     kinds = {"vit": {}, "cnn": {}, "aae": {"image_weight": 1e-3}, "vit_cnn": {}}
@@ -265,10 +257,7 @@ def bench_pretrained(
     ``backbone``: ``ViTBackbone`` arguments (default: ViT-B/16 at 224, random weights)."""
     import keras_hub  # heavy, optional
 
-    sizes = backbone or dict(
-        image_shape=(224, 224, 3), patch_size=16, num_layers=12, num_heads=12, hidden_dim=768,
-        mlp_dim=3072,
-    )  # fmt: skip
+    sizes = backbone or _VIT_B16
     images = np.random.default_rng(seed).random((n_images, 32, 32, 3), dtype=np.float32)
     batch, speed, rows = _fit_set(images, 0.5, seed), {}, []
     keras.utils.set_random_seed(seed)
@@ -312,6 +301,8 @@ _TINY_SIZES = {"vit": _TINY, "cnn": {"filters": (4, 8)}, "vit_cnn": _TINY}
 _TINY_SIZES["aae"] = {"filters": (4, 8), "latent_dim": 4}
 _TINY_BACKBONE = dict(image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2)
 _TINY_BACKBONE |= dict(hidden_dim=16, mlp_dim=32)
+_VIT_B16 = dict(image_shape=(224, 224, 3), patch_size=16, num_layers=12, num_heads=12)
+_VIT_B16 |= dict(hidden_dim=768, mlp_dim=3072)
 #: Sizes of :func:`bench_speed`'s parts: ``quick`` (True) and the default run (a few minutes on
 #: 2 CPU cores), which takes each benchmark's defaults.
 SPEED_SETTINGS = {

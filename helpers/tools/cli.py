@@ -167,9 +167,8 @@ _MAYBE = {"required": False, "help": "output folder (default: in runs/)"}
 
 
 def _add(p, flags: str, groups=(), **changes):
-    """Add the options ``flags`` (keys of :data:`_OPTIONS`) to the parser ``p``, then ``groups``
-    ((title, flags); title "": mutually exclusive). ``--n-test=200``: a default, read as from the
-    command line; ``changes`` by name (``n_test=[]``): a default or add_argument keywords."""
+    """Add the options ``flags`` (:data:`_OPTIONS` keys; ``--n-test=200``: a default) and ``groups``
+    ((title, flags); title "": exclusive) to ``p``; ``changes`` by name: defaults or keywords."""
     for flag, _, default in (f.partition("=") for f in flags.split()):
         change = changes.get(flag[2:].replace("-", "_"), {})
         kwargs = {**_OPTIONS[flag], **(change if isinstance(change, dict) else {})}
@@ -188,9 +187,10 @@ _GROUPS = {"bench": "benchmarks: speed (masks, metrics, training throughput) and
 
 def _command(name: str, options: str = "", groups=(), **changes):
     """Declare the decorated function (docstring: the help) the handler of command ``name``."""
+    entry = {"groups": groups, **changes}
 
     def declare(func):
-        COMMANDS.append((name, func, options, {"groups": groups, **changes}))
+        COMMANDS.append((name, func, options, entry))
         return func
 
     return declare
@@ -243,14 +243,13 @@ def _model_kwargs(args, low: float) -> dict:
     """Builder keyword arguments from the size options; options of another model kind are errors."""
     kwargs = {"image_shape": (32, 32, 1 if args.grayscale else 3), "patch_size": args.patch_size}
     kwargs |= {"seed": args.seed, "mixed_precision": args.precision}
-    for name in (f[2:].replace("-", "_") for f in f"{_SIZE} {_BACKBONE}".split()):
-        value = getattr(args, name)
-        if value is not None and name not in _takes(args.model):
+    options = _pick(args, f"{_SIZE} {_BACKBONE}".replace("--", "").replace("-", "_"))
+    for name, value in ((n, v) for n, v in options.items() if v is not None):
+        if name not in _takes(args.model):
             owners = "/".join(m for m in _CLASSES if name in _takes(m))
             flag = f"--{name.replace('_', '-')} is an option of --model {owners}, not of"
             raise _UsageError(f"{flag} --model {args.model}")
-        if value is not None:
-            kwargs[name] = tuple(value) if isinstance(value, list) else value
+        kwargs[name] = tuple(value) if isinstance(value, list) else value
     if min_hidden_bound(args.model):
         mmr, n = kwargs.setdefault("min_mask_ratio", low), (32 // args.patch_size) ** 2
         words = {"model": "the MAE", "allowed": f"--min-mask-ratio <= {low}, the lowest ratio"}
@@ -295,8 +294,8 @@ def _cmd_train(args):
     args.epochs = args.epochs if budgets else 10
     if args.dataset == "cifar10" and args.data_dir is not None:
         _existing_dir(args.data_dir)
-    shown = "to".join(f"{r:.2f}" for r in ratio) if args.ratio_range else f"{ratio:.2f}"
-    name = f"{args.model}-{'+'.join(args.strategy)}-{shown}-seed{args.seed}"
+    shown = [f"{r:.2f}" for r in (ratio if args.ratio_range else [ratio])]
+    name = f"{args.model}-{'+'.join(args.strategy)}-{'to'.join(shown)}-seed{args.seed}"
     args.run_name = args.run_name or name
     if os.sep in args.run_name or args.run_name in ("", ".", ".."):
         raise SettingError("run_name", args.run_name, "must be a plain folder name")
@@ -314,9 +313,8 @@ def _cmd_train(args):
     except (ValueError, TypeError) as exc:
         raise _UsageError(f"--model {args.model}: {exc}") from None
     folder = args.output / args.run_name
-    shown = "-".join(f"{r:.2f}" for r in ratio) if isinstance(ratio, tuple) else f"{ratio:.2f}"
     print(f"{data.summary()}\n{args.model}: {model.count_params():,} parameters; ", end="")
-    print(f"{'/'.join(args.strategy)} masks, ratio {shown}; run folder {folder}")
+    print(f"{'/'.join(args.strategy)} masks, ratio {'-'.join(shown)}; run folder {folder}")
     if (folder / BACKUP).exists() and (folder / HISTORY).exists():
         done, of = len(read_history(folder / HISTORY)), f" of {args.epochs}" * (not args.minutes)
         print(f"resuming the interrupted run in {folder} ({done}{of} epochs in history.csv)")

@@ -1,5 +1,4 @@
-"""Score predictors on test images with fixed masks: ``python -m helpers evaluate`` and the
-notebooks' comparisons; bad settings raise :class:`SettingError`, before the model loads."""
+"""Score predictors on test images with fixed masks (``python -m helpers evaluate``)."""
 
 from __future__ import annotations
 
@@ -78,8 +77,7 @@ def load_test_images(
         except data.DatasetError as exc:
             raise SettingError("data_dir", str(data_dir), f"{exc}") from None
         images = raw.astype(np.float32) / np.float32(255.0)
-    if n_test is not None and n_test > len(images):
-        n = len(images)
+    if n_test is not None and n_test > (n := len(images)):
         problem = f"is more than the {n} test images; allowed: 1..{n} or 0 for all"
         raise SettingError("n_test", n_test, problem)
     images = images[:n_test]
@@ -185,8 +183,7 @@ def run_evaluation(
     batch_size: int = 256,
     grayscale: bool = False,
 ) -> dict:
-    """Check the settings, load the test images and the model, and evaluate: the settings (with
-    ``model_name``, ``keras_backend``, ``keras_version``), then :func:`evaluate_predictor`'s."""
+    """Check the settings, load the images and the model: settings + :func:`evaluate_predictor`."""
     # cheap checks first: a typo should not wait for TensorFlow to start
     check_model_path(model)
     strategy = check_choice(strategy, "strategy", STRATEGIES)
@@ -306,8 +303,7 @@ def compare_predictors(
 
 
 def format_comparison(rows: list[dict]) -> str:
-    """A plain-text table of :func:`compare_predictors` rows: mean ± std of each PSNR and SSIM,
-    the sharpness and what training added, where the rows have them."""
+    """A plain-text table of :func:`compare_predictors` rows (mean ± std of PSNR and SSIM)."""
     keys = [(k, lab) for k, lab in METRIC_LABELS if f"{k}_mean" in rows[0] and k[:3] != "mse"]
     width = max(len(r["predictor"]) for r in rows)
     sharp = "sharpness" in rows[0]

@@ -1,6 +1,4 @@
-"""The experiments: a strategy x ratio x predictor sweep and a cross-strategy matrix; each cell
-appends a row to ``results/<run>/metrics.csv``, so a sweep started again skips the cells done and
-reuses the models in ``models/``."""
+"""The strategy x ratio x predictor sweep and cross-strategy matrix, resumed from metrics.csv."""
 
 from __future__ import annotations
 
@@ -198,8 +196,7 @@ class Run:
 
 
 class CachedScores:
-    """A score function that remembers the scores of every image it has seen (a fixed scorer's
-    gradient scores do not change between epochs)."""
+    """A score function that remembers the scores of every image it has seen."""
 
     def __init__(self, score_fn):
         self.score_fn = score_fn
@@ -289,15 +286,9 @@ def check_same_settings(dataset, config: SweepConfig, run: Run) -> None:
 def record_start(dataset, config: SweepConfig, run: Run, *, pretrained=None, **extra) -> None:
     """Check the settings of ``run``, then record them (and ``extra``) in its provenance."""
     check_same_settings(dataset, config, run)
-    run.update_provenance(
-        dataset=_dataset_record(dataset),
-        config=asdict(config),
-        environment=environment(),
-        pretrained={
-            p: shown_path(path) for p, path in check_pretrained(config, pretrained).items()
-        },
-        **extra,
-    )
+    shown = {p: shown_path(path) for p, path in check_pretrained(config, pretrained).items()}
+    record = dict(dataset=_dataset_record(dataset), config=asdict(config))
+    run.update_provenance(**record, environment=environment(), pretrained=shown, **extra)
 
 
 def predictor_for(
@@ -337,13 +328,10 @@ def train_for_cell(dataset, config, run, key, predictor, strategy, train_ratio, 
     from ..models import build_model  # lazy: pulls in Keras
     from ..training import train  # lazy: pulls in Keras
 
-    kwargs = dict(config.model_kwargs.get(predictor, {}))
     low = train_ratio[0] if isinstance(train_ratio, tuple) else train_ratio
-    kwargs.setdefault("image_shape", dataset.image_shape)
-    kwargs.setdefault("patch_size", config.patch_size)
-    kwargs.setdefault("lowest_ratio", min(low, *config.ratios))
-    kwargs.setdefault("seed", config.seed)
-    kwargs.setdefault("mixed_precision", config.precision)
+    kwargs = dict(image_shape=dataset.image_shape, patch_size=config.patch_size, seed=config.seed)
+    kwargs |= dict(lowest_ratio=min(low, *config.ratios), mixed_precision=config.precision)
+    kwargs |= config.model_kwargs.get(predictor, {})
     model = build_model(predictor, recipe=config.recipe, **kwargs)
     per_cell_importance = strategy == "importance" and config.plan != "mixed"
     names = ("epochs", "batch_size", "seed", "recipe", "lr", "lr_schedule", "augment", "devices")
@@ -423,8 +411,7 @@ def probe_model(dataset, config: SweepConfig, run: Run, predictor: str, model, k
     """The probe's row of model ``key``'s encoder, kept in ``probe.csv`` with its baselines."""
     done = {r["model"]: r for r in run.probe_rows()}
     wanted = [("pixels", "", "pixels"), (f"{predictor}-random", predictor, "random_encoder")]
-    wanted.append((key, predictor, "encoder"))
-    missing = [w for w in wanted if w[0] not in done]
+    missing = [w for w in [*wanted, (key, predictor, "encoder")] if w[0] not in done]
     split = run.loaded.get("probe_split")
     if missing and split is None:
         split = run.loaded["probe_split"] = labelled_split(dataset, model.image_shape)
@@ -433,10 +420,9 @@ def probe_model(dataset, config: SweepConfig, run: Run, predictor: str, model, k
         info |= {"epochs": config.probe_epochs, "class_names": list(dataset.class_names)}
         run.update_provenance(probe=info)
     for name, owner, features in missing:
+        features_of = model.features if features == "encoder" else pixel_features
         if features == "random_encoder":  # built only when missing: a model build
             features_of = random_copy(model, config.seed).features
-        else:
-            features_of = model.features if features == "encoder" else pixel_features
         row, _ = probe_source(
             features, features_of, split, epochs=config.probe_epochs, seed=config.seed
         )

@@ -1,6 +1,5 @@
 """Grade students' models on a hidden test set (``python -m helpers grade``): each untrusted
-``.keras`` file is checked, loaded in safe mode and scored in its own process under a time and a
-memory limit, with its untrained twin and the references; :func:`make_course` for nbgrader."""
+``.keras`` file is loaded in safe mode and scored in its own process under limits; nbgrader."""
 
 from __future__ import annotations
 
@@ -60,17 +59,16 @@ def find_submissions(folder) -> list[tuple[str, Path | None, str | None]]:
         raise SettingError("submissions", str(folder), f"is not a folder; {allowed}")
     found = []
     for entry in (e for e in sorted(folder.iterdir()) if not e.name.startswith(".")):
-        model, why = None, None
         models = sorted(p for p in entry.rglob("*.keras") if p.is_file()) if entry.is_dir() else []
+        model = (entry / MODEL_NAME if len(models) > 1 else models[0]) if models else None
+        why = None
         if not entry.is_dir():
             why = "not a folder: each student's model goes in a folder"
         elif not models:
             why = "no .keras file in the folder"
         elif len(models) > 1 and not (entry / MODEL_NAME).is_file():
             names = ", ".join(str(p.relative_to(entry)) for p in models)
-            why = f"several .keras files ({names}); name one {MODEL_NAME}"
-        else:
-            model = entry / MODEL_NAME if len(models) > 1 else models[0]
+            model, why = None, f"several .keras files ({names}); name one {MODEL_NAME}"
         found.append((entry.name, model, why))
     return found
 
@@ -117,8 +115,7 @@ def _untrained_twin(model):
 
 
 def _scores(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> dict:
-    """The mean :data:`METRICS` of ``model`` on ``images`` with the ``mask`` pixels zeroed, or
-    :class:`_Refused` (a wrong interface, masks it cannot take, an output not finite images)."""
+    """Mean :data:`METRICS` of ``model`` on ``images``, ``mask`` zeroed; else :class:`_Refused`."""
     from ..models import mask_patch_size  # lazy: pulls in Keras
 
     names = sorted(t.name for t in (getattr(model, "inputs", None) or []))
@@ -157,8 +154,7 @@ def _scores(model, images: np.ndarray, mask: np.ndarray, batch_size: int) -> dic
 
 
 def grade_one(model: str, work: Path, strategies, batch_size: int = 256) -> dict:
-    """Score ``model`` (a reference or a ``.keras`` file) on ``work``'s ``images.npy`` and
-    ``mask_<strategy>.npy``: per strategy :data:`METRICS`, seconds, :data:`TWIN_COLUMNS` (dB)."""
+    """Row of ``model`` (reference or ``.keras`` path) on ``work``'s images: per strategy scores."""
     import keras  # lazy: Keras is heavy
 
     from ..models import load_predictor  # lazy: pulls in Keras
@@ -233,13 +229,10 @@ def score(row: dict, biharmonic: dict, strategies) -> int:
     """Points of one row by :data:`RUBRIC` (0 unless it ran); ``biharmonic``: that reference."""
     if not row["ok"]:
         return 0
-    points = {column: p for column, p, _ in RUBRIC}
-    return sum(
-        points["runs"]
-        + points["training_added"] * (row[f"{s}_training_added"] >= MIN_TRAINING_GAIN_DB)
-        + points["beats_biharmonic"] * (row[f"{s}_psnr_masked"] >= biharmonic[f"{s}_psnr_masked"])
-        for s in strategies
-    )
+    runs, trained, beats = (points for _, points, _ in RUBRIC)
+    earned = [trained * (row[f"{s}_training_added"] >= MIN_TRAINING_GAIN_DB) for s in strategies]
+    earned += [beats * (row[k] >= biharmonic[k]) for k in (f"{s}_psnr_masked" for s in strategies)]
+    return runs * len(strategies) + sum(earned)
 
 
 def leaderboard(rows: list[dict], settings: dict) -> str:
@@ -270,12 +263,10 @@ def leaderboard(rows: list[dict], settings: dict) -> str:
             twin, added = row[f"{s}_psnr_masked_untrained"], row[f"{s}_training_added"]
             cells.append("" if twin is None else f"{twin:.2f} / {added:+.2f}")
         lines.append("| " + " | ".join([*cells, f"{row['seconds']:.1f}"]) + " |")
-    failed = [r for r in rows if r["status"] != "graded"]
-    if failed:
+    if failed := [r for r in rows if r["status"] != "graded"]:
         lines += ["", "## Not graded", "", "| student | score | reason |", "|---|---|---|"]
         lines += [f"| {r['student']} | 0 / {r['max_score']} | {r['reason']} |" for r in failed]
-    lines += ["", "## Rubric (points per strategy)", ""]
-    lines += [f"- {points}: {what}" for _, points, what in RUBRIC]
+    lines += ["", "## Rubric (points per strategy)", "", *(f"- {p}: {w}" for _, p, w in RUBRIC)]
     lines.append(f"- {len(strategies) * _POINTS} points in all")
     return "\n".join(lines) + "\n"
 
@@ -339,8 +330,7 @@ def grade(
                 row |= run_isolated(model, work, strategies, timeout=timeout, memory_mb=memory_mb)
             rows.append(row)
     references = dict(zip(REFERENCES, rows))
-    broken = [r for r in references.values() if not r["ok"]]
-    if broken:
+    if broken := [r for r in references.values() if not r["ok"]]:
         raise RuntimeError(f"a reference could not be graded: {broken[0]['reason']}")
     for row in rows:
         student = row["kind"] == "student"
@@ -372,7 +362,6 @@ EXERCISE_NOTEBOOKS = (  # the committed notebooks that hold nbgrader exercises (
     "05_mask_ratio_experiments.ipynb",
     "06_report.ipynb",
 )
-
 
 NBGRADER_CONFIG = '''\
 """nbgrader settings of this course folder (written by python -m helpers course)."""
@@ -423,15 +412,13 @@ def make_course(
     if memory_mb is not None:
         check_positive_number(memory_mb, "memory_mb")
     source_dir = PROJECT_ROOT / "notebooks"
-    missing = [n for n in notebooks if not (source_dir / n).is_file()]
-    if missing:
+    if missing := [n for n in notebooks if not (source_dir / n).is_file()]:
         raise SettingError("notebooks", missing, f"allowed: notebooks of {source_dir}")
     folder = Path(folder)
     target = folder / "source" / assignment
     target.mkdir(parents=True, exist_ok=True)
     parameters = dict(parameters or {})
-    unknown = sorted(set(parameters) - {Path(n).stem for n in notebooks})
-    if unknown:
+    if unknown := sorted(set(parameters) - {Path(n).stem for n in notebooks}):
         raise SettingError("parameters", unknown, "allowed: the stems of the course's notebooks")
     for name in notebooks:
         nb = nbformat.read(source_dir / name, as_version=4)

@@ -1,5 +1,4 @@
-"""``python -m helpers probe``: a linear probe (BatchNorm + Dense, as in MAE) of a trained
-encoder's frozen features, against the raw pixels and the same encoder with random weights."""
+"""``python -m helpers probe``: a linear probe of an encoder's frozen features and baselines."""
 
 from __future__ import annotations
 
@@ -39,15 +38,13 @@ def _labels(y, n_classes, name) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.integer):
         raise SettingTypeError(name, str(y.dtype), "must be a 1-D array of integer class labels")
     if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise SettingError(
-            name, (int(y.min()), int(y.max())), f"labels (min, max) must lie in [0, {n_classes})"
-        )
+        span = (int(y.min()), int(y.max()))
+        raise SettingError(name, span, f"labels (min, max) must lie in [0, {n_classes})")
     return y.astype(np.int64)
 
 
 def probe_metrics(matrix: np.ndarray) -> dict:
-    """``accuracy``, ``macro_f1`` (over the classes that occur) and Cohen's ``kappa`` (0 when the
-    expected agreement is 1) of a confusion matrix."""
+    """``accuracy``, ``macro_f1`` (classes that occur) and Cohen's ``kappa`` (0 if p_e = 1)."""
     matrix = np.asarray(matrix, dtype=np.float64)
     n = matrix.sum()
     if n == 0:
@@ -63,8 +60,7 @@ def probe_metrics(matrix: np.ndarray) -> dict:
 
 
 def train_probe(x_train, y_train, n_classes: int, *, epochs=100, batch_size=128, lr=1e-2, seed=0):
-    """``BatchNormalization(center=False, scale=False) -> Dense(n_classes)`` trained on the features
-    ``x_train`` (N, D) with Adam and cross-entropy."""
+    """A linear probe (BatchNorm -> Dense) trained with Adam on features ``x_train`` (N, D)."""
     import keras  # lazy: Keras is heavy
 
     check_positive_int(epochs, "epochs")
@@ -134,8 +130,7 @@ def pixel_features(images: np.ndarray) -> np.ndarray:
 def probe_source(
     name: str, features_of, split: dict, *, epochs=100, batch_size=128, lr=1e-2, seed=0
 ) -> tuple[dict, np.ndarray]:
-    """Probe the features ``features_of`` gives for ``split`` (:func:`labelled_split`): (row,
-    confusion matrix), the row with ``features`` (= ``name``), ``dim``, the metrics, ``seconds``."""
+    """Probe ``features_of`` on ``split``: (row: features, dim, metrics, seconds; confusion)."""
     start = time.perf_counter()
     n = len(split["x_train"])
     features = features_of(np.concatenate([split["x_train"], split["x_test"]]))
@@ -161,8 +156,7 @@ def run_probe(
     progress: bool = True,
     grayscale: bool = False,
 ) -> dict:
-    """Probe the encoder of ``model_path`` and both baselines on ``dataset``: ``{"settings",
-    "rows", "confusion", "class_names"}``."""
+    """Probe the encoder and both baselines: ``{"settings", "rows", "confusion", "class_names"}``"""
     encoder_of(model_path)  # a classical fill's name: refused before the data is read
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
@@ -177,12 +171,11 @@ def run_probe(
     split = labelled_split(ds, model.image_shape, dataset)
     sources = {"encoder": model.features, "random_encoder": random_copy(model, seed).features}
     sources["pixels"] = pixel_features
-    rows, confusion = [], {}
     kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    for name in tqdm(FEATURES, desc="probe", disable=not progress):
-        row, matrix = probe_source(name, sources[name], split, **kwargs)
-        rows.append(row)
-        confusion[name] = matrix.tolist()
+    bar = tqdm(FEATURES, desc="probe", disable=not progress)
+    probed = {name: probe_source(name, sources[name], split, **kwargs) for name in bar}
+    rows = [row for row, _ in probed.values()]
+    confusion = {name: matrix.tolist() for name, (_, matrix) in probed.items()}
     settings = {"model": str(model_path), "model_name": model.name, "dataset": dataset}
     settings |= {"data_dir": data, "grayscale": bool(grayscale), "n_train": len(split["x_train"])}
     settings |= {"n_test": len(split["x_test"]), "n_classes": split["n_classes"], **kwargs}
@@ -199,8 +192,8 @@ def write_probe(output, result: dict) -> list[Path]:
     paths = [output / PROBE_CSV, output / PROBE_JSON, output / CONFUSION_FIGURE]
     write_csv(paths[0], result["rows"])
     write_atomic(paths[1], json.dumps(result, indent=2) + "\n")
-    matrix = np.asarray(result["confusion"]["encoder"])
     title = f"linear probe on {result['settings']['model_name']}'s encoder"
+    matrix = np.asarray(result["confusion"]["encoder"])
     fig = plot_confusion(matrix, result["class_names"], title=title)
     save_fig(fig, CONFUSION_FIGURE, folder=output)
     return paths

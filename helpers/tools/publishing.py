@@ -28,11 +28,11 @@ REFERENCES = ("biharmonic", "mean_colour")
 
 def data_hash(data_dir) -> str:
     """SHA-256 of the ``data_batch_*`` files of a CIFAR-10 python-batch folder, in name order."""
-    digest = hashlib.sha256()
     files = sorted(Path(data_dir).glob("data_batch_*"), key=lambda p: (len(p.name), p.name))
     if not files:
         raise SettingError("data_dir", str(data_dir), "holds no data_batch_* files")
-    for file in files:
+    digest = hashlib.sha256()
+    for file in files:  # one file in memory at a time
         digest.update(file.read_bytes())
     return digest.hexdigest()
 
@@ -75,8 +75,7 @@ def heldout_metrics(model, data_dir, seed: int = 0) -> dict:
 
 
 def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
-    """Save ``run_dir/best.keras`` (without the optimizer's state) as the checkpoint ``name`` and
-    write its provenance, both atomically. Returns the ``.keras`` path."""
+    """Atomically save ``run_dir/best.keras`` (no optimizer state) and provenance as ``name``."""
     from ..models import load_predictor  # lazy: pulls in Keras
     from ..training import BEST, read_history, save_atomic  # lazy: pulls in Keras
 
@@ -110,15 +109,11 @@ def publish(run_dir, name: str, data_dir, command: str, folder=None) -> Path:
 
 
 def heldout_table(record: dict, ratio: float = 0.5) -> list[dict]:
-    """Rows of the held-out metrics at ``ratio``: one per predictor, one column per strategy, plus
-    the model's margin over biharmonic inpainting."""
-    cells, heldout = {s: f"{s}@{ratio:g}" for s in STRATEGIES}, record["heldout"]
-    rows = [
-        {"predictor": who, **{s: heldout[who][c] for s, c in cells.items()}}
-        for who in ("model", "untrained", *REFERENCES)
-    ]
-    margin = {s: heldout["model"][c] - heldout["biharmonic"][c] for s, c in cells.items()}
-    return rows + [{"predictor": "model - biharmonic", **margin}]
+    """Held-out metrics at ``ratio``: a row per predictor and the model's margin over biharmonic."""
+    who = ("model", "untrained", *REFERENCES)
+    rows = {w: {s: record["heldout"][w][f"{s}@{ratio:g}"] for s in STRATEGIES} for w in who}
+    rows["model - biharmonic"] = {s: rows["model"][s] - rows["biharmonic"][s] for s in STRATEGIES}
+    return [{"predictor": w, **values} for w, values in rows.items()]
 
 
 def close_enough(a, b, tolerance: float = 0.02) -> bool:

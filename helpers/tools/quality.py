@@ -1,5 +1,4 @@
-"""``python -m helpers bench quality --data-dir DIR``: each learned predictor trains within a
-wall-clock budget and is scored with the non-learned ones on the folder's ``test_batch``."""
+"""``python -m helpers bench quality``: train predictors on a time budget, score on test_batch."""
 
 from __future__ import annotations
 
@@ -59,14 +58,6 @@ def _train_ratio(ratio) -> tuple:
     return (low, high), (low, round((low + high) / 2, 6), high), f"{low:g}-{high:g}"
 
 
-def _describe(settings: dict, lr) -> str:
-    """``'dropout=0.0, lr=0.002, pos_init=sincos'``; ``'-'`` without ``lr`` (not learned)."""
-    if lr is None:
-        return "-"
-    items = {**{k: v for k, v in settings.items() if k not in ("image_shape", "seed")}, "lr": lr}
-    return ", ".join(f"{k}={v}" for k, v in sorted(items.items()))
-
-
 def bench_quality(
     data_dir,
     *,
@@ -88,8 +79,7 @@ def bench_quality(
     loss: str | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train and score every predictor on every strategy; returns the rows (one per predictor,
-    strategy and ratio), also written to ``quality.json``/``.csv``.
+    """Train and score each predictor on each strategy: the rows, also in ``quality.json``/``.csv``.
 
     Args:
         minutes_per_model: training budget of one predictor, split over the strategies with
@@ -138,14 +128,18 @@ def bench_quality(
         bar.set_postfix_str(f"{predictor}/{strategy}")
         start = time.perf_counter()
         key = predictor if plan == "mixed" else f"{predictor}-{strategy}"
-        described = _describe(*settings.get(predictor, ({}, None)))
+        described = "-"
         if not learns(predictor):
             trained[key] = load_predictor(predictor), {"epochs": 0, "seconds": 0.0}
         else:
+            sizes, lr = settings[predictor]
             this_loss = recipe_loss(recipe, predictor, loss)
+            items = {k: v for k, v in sizes.items() if k not in ("image_shape", "seed")}
+            items["lr"] = lr
+            described = ", ".join(f"{k}={v}" for k, v in sorted(items.items()))
             described += "" if this_loss == "mse" else f", loss={this_loss}"
             if key not in trained:  # within ``seconds`` of wall time; the best epoch's weights
-                kwargs = {**shapes, **settings[predictor][0]}
+                kwargs = {**shapes, **sizes}
                 model = build_model(predictor, recipe=recipe, lowest_ratio=lowest, **kwargs)
                 tasks = list(strategies) if plan == "mixed" else strategy
                 run_dir = out / "models" / key

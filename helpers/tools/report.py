@@ -1,5 +1,4 @@
-"""Tables and findings of the report notebook, computed from the rows of a sweep's
-``metrics.csv``/``matrix.csv`` (:mod:`helpers.tools.experiments`)."""
+"""Tables and findings of the report notebook from the rows of a sweep (``metrics.csv``)."""
 
 from __future__ import annotations
 
@@ -9,9 +8,8 @@ from .._checks import SettingError
 from ..recipes import LABELS, learns
 
 NAMES = LABELS
-HIGHER_IS_BETTER = dict(
-    psnr_masked_mean=True, psnr_mean=True, ssim_mean=True, mse_masked_mean=False
-)
+HIGHER_IS_BETTER = dict.fromkeys(("psnr_masked_mean", "psnr_mean", "ssim_mean"), True)
+HIGHER_IS_BETTER["mse_masked_mean"] = False
 FLOOR = "mean_colour"  # what a model that learned nothing scores
 FLOOR_MARGIN_DB = 1.0  # masked-region PSNR a learned model must gain over FLOOR in every cell
 TRAINING_MARGIN_DB = 1.0  # ... and over its untrained twin (``training_added``)
@@ -50,8 +48,7 @@ def best_predictor(rows, strategy: str, ratio: float, metric: str = "psnr_masked
 def results_table(
     rows, metric: str = "psnr_masked_mean", digits: int = 2, names: dict | None = None
 ) -> str:
-    """A Markdown table: one row per (strategy, ratio), one column per predictor, best in bold
-    (``training_added``: learned predictors only, signed, nothing in bold)."""
+    """A (strategy, ratio) x predictor Markdown table, best in bold (training_added: signed)."""
     nm = {**NAMES, **(names or {})}
     added = metric == "training_added"
     predictors = _unique(rows, "predictor")
@@ -129,29 +126,11 @@ def training_added(rows, names: dict | None = None) -> str:
     return intro + "; ".join(parts) + "." if parts else ""
 
 
-def _ratio_cost(rows, predictors, strategies, lo: float, hi: float, metric: str, nm) -> str:
-    """What hiding ``hi`` instead of ``lo`` costs the predictors losing most and least."""
-
-    def at(ratio, p):
-        return np.array([_value(rows, s, ratio, p, metric) for s in strategies])
-
-    drops = {p: np.nanmean(at(lo, p) - at(hi, p)) for p in predictors}
-    most, least = max(drops, key=drops.get), min(drops, key=drops.get)
-    costs = f"{drops[most]:.2f} dB for {nm.get(most, most)}"
-    if least != most:
-        costs += f" and {drops[least]:.2f} dB for {nm.get(least, least)}"
-    return (
-        f"Hiding {hi:.0%} instead of {lo:.0%} of the patches costs {costs} (masked-region "
-        "PSNR, mean over strategies)."
-    )
-
-
 def findings(
     rows, matrix=None, matrix_strategies=None, metric: str = "psnr_masked_mean",
     names: dict | None = None,
 ) -> list[str]:  # fmt: skip
-    """Sentences stating what the numbers say; predictors of :func:`learned_little` and
-    :func:`learned_nothing` get a warning and, like :data:`FLOOR`, no place in the comparisons."""
+    """Sentences on what the numbers say; predictors that learned little or nothing are left out."""
     nm = {**NAMES, **(names or {})}
     little, nothing = learned_little(rows), learned_nothing(rows)
     flagged = {**nothing, **little}
@@ -184,8 +163,21 @@ def findings(
         + (f" ({', '.join(nm.get(p, p) for p in left_out)}: flagged above)." if left_out else ".")
     )
     robust = [p for p in predictors if p not in flagged]
-    if len(ratios) > 1 and robust:
-        out.append(_ratio_cost(rows, robust, strategies, ratios[0], ratios[-1], metric, nm))
+    if len(ratios) > 1 and robust:  # what hiding the most patches costs, most and least
+        lo, hi = ratios[0], ratios[-1]
+        at = {
+            r: np.array([[_value(rows, s, r, p, metric) for s in strategies] for p in robust])
+            for r in (lo, hi)
+        }
+        drops = dict(zip(robust, np.nanmean(at[lo] - at[hi], axis=1)))
+        most, least = max(drops, key=drops.get), min(drops, key=drops.get)
+        costs = f"{drops[most]:.2f} dB for {nm.get(most, most)}"
+        if least != most:
+            costs += f" and {drops[least]:.2f} dB for {nm.get(least, least)}"
+        out.append(
+            f"Hiding {hi:.0%} instead of {lo:.0%} of the patches costs {costs} (masked-region "
+            "PSNR, mean over strategies)."
+        )
     for ratio in ratios:
         means = _strategy_means(rows, ratio, strategies, predictors, metric)
         hardest, easiest = min(means, key=means.get), max(means, key=means.get)
@@ -205,7 +197,19 @@ def findings(
                 + f" (mean margin {np.nanmean(margins):+.2f} dB)."
             )
     if matrix is not None and matrix_strategies and np.isfinite(np.asarray(matrix, float)).all():
-        out.append(_transfer(np.asarray(matrix, dtype=float), matrix_strategies))
+        m = np.asarray(matrix, dtype=float)  # its mean on own masks, on others; the worst pair
+        diag = float(np.mean(np.diag(m)))
+        off = float(np.mean(m[~np.eye(len(m), dtype=bool)]))
+        loss = np.diag(m)[None, :] - m  # how much worse than the model trained on the eval strategy
+        np.fill_diagonal(loss, -np.inf)
+        i, j = np.unravel_index(np.argmax(loss), loss.shape)
+        a, b = matrix_strategies[i], matrix_strategies[j]
+        out.append(
+            "Across strategies, a ViT evaluated on the masks it was trained on scores "
+            f"{diag:.2f} dB on average, against {off:.2f} dB on other masks; the worst transfer is "
+            f"trained on {a}, evaluated on {b}: {m[i, j]:.2f} dB, "
+            f"{loss[i, j]:.2f} dB below the model trained on {b}."
+        )
     return out
 
 
@@ -217,8 +221,7 @@ def _strategy_means(rows, ratio, strategies, predictors, metric="psnr_masked_mea
 
 
 def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]:
-    """The numbers behind notebook 06's written question: the learned predictors' PSNR per strategy
-    at the ratio nearest ``ratio``; the ViT against biharmonic and what training added to it."""
+    """The numbers behind notebook 06's written question, at the ratio nearest ``ratio``."""
     nm = {**NAMES, **(names or {})}
     ratios = _unique(rows, "ratio")
     if not ratios:
@@ -250,21 +253,6 @@ def answer_key(rows, ratio: float = 0.7, names: dict | None = None) -> list[str]
             + (twin.format(added.min(), added.max()) if added is not None else ".")
         )
     return out
-
-
-def _transfer(m: np.ndarray, strategies) -> str:
-    """The cross-strategy matrix in one sentence: on its own masks, on others, the worst pair."""
-    diag = float(np.mean(np.diag(m)))
-    off = float(np.mean(m[~np.eye(len(m), dtype=bool)]))
-    loss = np.diag(m)[None, :] - m  # how much worse than the model trained on the eval strategy
-    np.fill_diagonal(loss, -np.inf)
-    i, j = np.unravel_index(np.argmax(loss), loss.shape)
-    return (
-        "Across strategies, a ViT evaluated on the masks it was trained on scores "
-        f"{diag:.2f} dB on average, against {off:.2f} dB on other masks; the worst transfer is "
-        f"trained on {strategies[i]}, evaluated on {strategies[j]}: {m[i, j]:.2f} dB, "
-        f"{loss[i, j]:.2f} dB below the model trained on {strategies[j]}."
-    )
 
 
 def limits(provenance: dict) -> str:
@@ -383,28 +371,6 @@ def spearman_test(x, y, seed: int = 0) -> tuple[float, float]:
     return rho, float(result.pvalue)
 
 
-def _psnr_and_features(cells, acc) -> str | None:
-    """Whether better reconstruction went with better features; None where nothing varies."""
-    if np.ptp(acc) == 0:
-        return None
-    if len(cells) < MIN_CORRELATION_CELLS:
-        return (
-            f"{len(cells)} encoders are too few to say whether better reconstruction went with "
-            f"better features: a rank correlation needs at least {MIN_CORRELATION_CELLS} (probe "
-            "more training ratios or strategies)."
-        )
-    rho, p_value = spearman_test([c["psnr"] for c in cells], acc)
-    if not np.isfinite(rho):
-        return None
-    verdict = f"better reconstruction went with {'better' if rho > 0 else 'worse'} features"
-    if p_value >= SIGNIFICANCE:
-        verdict = "reconstruction quality did not tell which encoder has the better features"
-    return (
-        f"Across the {len(cells)} models, {verdict} (Spearman's rho between masked-region PSNR and "
-        f"probe accuracy {rho:+.2f}, permutation p = {p_value:.2f})."
-    )
-
-
 def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) -> list[str]:
     """Sentences on what the probe says of the encoders of ``predictor``; with ``n_test``, which
     differences are within the standard error of an accuracy, sqrt(p(1-p)/n)."""
@@ -434,13 +400,29 @@ def probe_findings(rows, probe_rows, predictor: str, n_test: int | None = None) 
                 f"one that teaches least {fmt(low)} ({means[low]:.3f})."
             )
     base = probe_baselines(probe_rows, predictor)
-    for key, label in PROBE_BASELINES.items():
-        if key in base:
-            above = int(np.sum(acc > base[key]))
-            out.append(
-                f"{above} of {len(cells)} encoders beat the probe on {label} ({base[key]:.3f})."
-            )
-    out += [s for s in [_psnr_and_features(cells, acc)] if s]
+    out += [
+        f"{int(np.sum(acc > base[k]))} of {len(cells)} encoders beat the probe on {label} "
+        f"({base[k]:.3f})."
+        for k, label in PROBE_BASELINES.items()
+        if k in base
+    ]
+    rho, p_value = np.nan, np.nan  # did better reconstruction go with better features?
+    if np.ptp(acc) > 0 and len(cells) < MIN_CORRELATION_CELLS:
+        out.append(
+            f"{len(cells)} encoders are too few to say whether better reconstruction went with "
+            f"better features: a rank correlation needs at least {MIN_CORRELATION_CELLS} (probe "
+            "more training ratios or strategies)."
+        )
+    elif np.ptp(acc) > 0:
+        rho, p_value = spearman_test([c["psnr"] for c in cells], acc)
+    if np.isfinite(rho):
+        verdict = f"better reconstruction went with {'better' if rho > 0 else 'worse'} features"
+        if p_value >= SIGNIFICANCE:
+            verdict = "reconstruction quality did not tell which encoder has the better features"
+        out.append(
+            f"Across the {len(cells)} models, {verdict} (Spearman's rho between masked-region "
+            f"PSNR and probe accuracy {rho:+.2f}, permutation p = {p_value:.2f})."
+        )
     if n_test:
         p = float(np.mean(acc))
         se = float(np.sqrt(p * (1 - p) / n_test))

@@ -1,8 +1,7 @@
 """Headless runs of the numbered notebooks with papermill, parameters from a YAML profile.
 
 A profile ``params/<name>.yaml`` has optional keys ``description``, ``common`` (values for every
-notebook that declares them) and ``notebooks`` (per notebook, by stem or number).
-"""
+notebook that declares them) and ``notebooks`` (per notebook, by stem or number)."""
 
 from __future__ import annotations
 
@@ -47,8 +46,7 @@ _TYPES |= {"list": (list, tuple), "dict": (dict,)}
 
 
 class RunnerError(Exception):
-    """A profile, notebook selection or parameter is wrong (nothing was run); ``param``, ``value``:
-    what was refused, as in :class:`helpers._checks.SettingError`."""
+    """A wrong profile, notebook selection or parameter (nothing ran); as SettingError."""
 
     def __init__(self, message: str, param: str | None = None, value=None):
         super().__init__(message)
@@ -68,23 +66,17 @@ class NotebookFailed(Exception):
         lines = [f"FAILED: notebook {self.notebook}"]
         if self.cell_index is not None:
             lines[0] += f", cell {self.cell_index}"
-            original = self._source_index()
-            if original is not None and original != self.cell_index:
-                lines[0] += f" of the executed copy (cell {original} of {self.notebook}.ipynb)"
+            with contextlib.suppress(Exception):  # its index in the source: minus papermill's cell
+                cells = nbformat.read(str(self.output), as_version=4).cells
+                tags = [c.get("metadata", {}).get("tags", []) for c in cells]
+                injected = [i for i, t in enumerate(tags) if "injected-parameters" in t]
+                original = self.cell_index - (bool(injected) and self.cell_index > injected[0])
+                if original != self.cell_index:
+                    lines[0] += f" of the executed copy (cell {original} of {self.notebook}.ipynb)"
         code = [ln for ln in self.source.splitlines() if ln.strip()[:8] not in ("", "# NBVAL_")]
         lines += ["    " + ln for ln in code[:max_lines]] + ["    ..."] * (len(code) > max_lines)
         lines += [f"{self.ename}: {self.evalue}", f"executed copy: {self.output}"]
         return "\n".join(lines)
-
-    def _source_index(self):
-        """The failing cell's index in the source notebook (papermill inserts a parameters cell)."""
-        try:
-            cells = nbformat.read(str(self.output), as_version=4).cells
-        except Exception:
-            return None
-        tags = [c.get("metadata", {}).get("tags", []) for c in cells]
-        injected = [i for i, t in enumerate(tags) if "injected-parameters" in t]
-        return self.cell_index - (bool(injected) and self.cell_index > injected[0])
 
 
 @dataclass
@@ -118,8 +110,7 @@ def load_profile(name: str, params_dir=PARAMS_DIR) -> dict:
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise bad(f"{it} must be a mapping with keys {keys}")
-    extra = sorted(set(raw) - set(PROFILE_KEYS))
-    if extra:
+    if extra := sorted(set(raw) - set(PROFILE_KEYS)):
         raise bad(f"{it} has unknown keys {extra}; allowed: {keys}")
     common, per_notebook = raw.get("common") or {}, raw.get("notebooks") or {}
     if not isinstance(common, dict):
@@ -237,23 +228,20 @@ def value_checks() -> dict:
 def _check(notebook: str, name: str, value, declared: dict, check) -> None:
     """RunnerError unless ``value`` has the declared type and passes ``check`` (if not None)."""
     type_name, optional = _declared_type(declared)
-    expected = _TYPES.get(type_name)
+    expected, where = _TYPES.get(type_name), f"parameter {name!r} of notebook {notebook}"
     if expected is not None and not (value is None and optional):
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
-            got = f"got {value!r} ({type(value).__name__})"
-            default = f"(default {declared.get('default')})"
-            problem = f"must be {declared['inferred_type_name']} {default}, {got}"
-            raise RunnerError(f"parameter {name!r} of notebook {notebook} {problem}", name, value)
+            got = f"(default {declared.get('default')}), got {value!r} ({type(value).__name__})"
+            problem = f"{where} must be {declared['inferred_type_name']} {got}"
+            raise RunnerError(problem, name, value)
     if check is None or value is None:  # None: not given (the type check allowed it)
         return
     try:
         check(value, name)
     except (ValueError, TypeError) as exc:
         # the problem alone when the check names this very value, else which element it was
-        same = isinstance(exc, SettingError) and exc.value == value
-        problem = exc.problem if same else exc
-        message = f"parameter {name!r} of notebook {notebook} is {value!r}: {problem}"
-        raise RunnerError(message, name, value) from None
+        problem = exc.problem if isinstance(exc, SettingError) and exc.value == value else exc
+        raise RunnerError(f"{where} is {value!r}: {problem}", name, value) from None
 
 
 def _allowed(declared: dict, stems) -> str:
@@ -300,8 +288,7 @@ def plan_run(
     for key, values in spec["notebooks"].items():
         missing = f"profile {profile!r} names notebook {key!r}, which does not exist"
         stem = _stem(key, available, missing, "profile", profile)
-        unknown = sorted(set(values) - set(declared[stem]))
-        if unknown:
+        if unknown := sorted(set(values) - set(declared[stem])):
             problem = f"{', '.join(map(repr, unknown))}; it declares: {_allowed(declared, [stem])}"
             message = f"profile {profile!r}: notebook {stem} declares no parameter {problem}"
             raise RunnerError(message, unknown[0], values[unknown[0]])
@@ -312,8 +299,7 @@ def plan_run(
         ("in 'common', declared by no notebook", spec["common"], list(available)),
         (to_run, overrides, selected),
     ):
-        unknown = sorted(n for n in names if not any(n in declared[s] for s in stems))
-        if unknown:
+        if unknown := sorted(n for n in names if not any(n in declared[s] for s in stems)):
             prefix = f"profile {profile!r}: " if names is spec["common"] else ""
             listed, allowed = ", ".join(map(repr, unknown)), _allowed(declared, stems)
             message = f"{prefix}unknown parameter {listed} {where}; allowed: {allowed}"
@@ -323,9 +309,8 @@ def plan_run(
     steps = []
     for stem in selected:
         names = declared[stem]
-        params = {k: v for k, v in spec["common"].items() if k in names} | per_notebook.get(
-            stem, {}
-        )
+        params = {k: v for k, v in spec["common"].items() if k in names}
+        params |= per_notebook.get(stem, {})
         params |= {k: _coerce(v, names[k]) for k, v in overrides.items() if k in names}
         for name, value in params.items():
             _check(stem, name, value, names[name], checks.get(name))
@@ -336,13 +321,11 @@ def plan_run(
     return steps
 
 
-# jupyter_client interrupts every kernel before it shuts it down; a busy kernel logs this line
-_KERNEL_SHUTDOWN_NOISE = re.compile(r"\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel")
-
-
 def kernel_noise(line: str) -> bool:
     """Whether a kernel's stderr line is TensorFlow start-up noise or the shutdown interrupt."""
-    return bool(TF_STARTUP_NOISE.search(line) or _KERNEL_SHUTDOWN_NOISE.search(line))
+    # jupyter_client interrupts every kernel before it shuts it down; a busy kernel logs this line
+    shutdown = "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" in line
+    return bool(TF_STARTUP_NOISE.search(line)) or shutdown
 
 
 @contextlib.contextmanager
@@ -388,6 +371,8 @@ def run_steps(
     results = []
     env = {"HELPERS_FIGURES_DIR": str(figures), "HELPERS_RESULTS_DIR": str(output_dir / "results")}
     env |= {"HELPERS_PROFILE": profile or "", "MPLBACKEND": INLINE_BACKEND}
+    options = {"kernel_name": "python3", "log_output": False, "progress_bar": progress_bar}
+    options |= {"cwd": str(Path(notebooks_dir).resolve()), "extra_arguments": list(KERNEL_ARGS)}
     with mock.patch.dict(os.environ, env):
         for i, step in enumerate(steps, 1):
             out = out_notebooks / step.path.name
@@ -397,30 +382,19 @@ def run_steps(
             again = f"{head} " if progress_bar else " "
             start = time.perf_counter()
             try:
-                _execute(step, out, notebooks_dir, progress_bar)
-            except NotebookFailed:
+                with _kernel_stderr() as manager:
+                    run = dict(options, kernel_manager_class=manager)
+                    papermill.execute_notebook(str(step.path), str(out), step.parameters, **run)
+            except Exception as exc:  # a cell raised; or the kernel died, did not start, timed out
                 log(f"{again}failed after {time.perf_counter() - start:.1f} s")
-                raise
+                cell = (None, "", type(exc).__name__, str(exc))
+                if isinstance(exc, PapermillExecutionError):
+                    cell = (exc.cell_index, exc.source, exc.ename, exc.evalue)
+                raise NotebookFailed(step.name, out, *cell) from exc
             seconds = time.perf_counter() - start
             log(f"{again}ok ({seconds:.1f} s)")
             results.append({"notebook": step.name, "output": out, "seconds": seconds})
     return results
-
-
-def _execute(step: Step, out: Path, notebooks_dir, progress_bar: bool) -> None:
-    """Execute one notebook into ``out`` in ``notebooks_dir``; any failure is NotebookFailed."""
-    try:
-        options = {"kernel_name": "python3", "log_output": False, "progress_bar": progress_bar}
-        options |= {"cwd": str(Path(notebooks_dir).resolve()), "extra_arguments": list(KERNEL_ARGS)}
-        with _kernel_stderr() as manager:
-            papermill.execute_notebook(
-                str(step.path), str(out), step.parameters, kernel_manager_class=manager, **options
-            )
-    except PapermillExecutionError as exc:
-        cell = (exc.cell_index, exc.source, exc.ename, exc.evalue)
-        raise NotebookFailed(step.name, out, *cell) from exc
-    except Exception as exc:  # the kernel died, could not start, timed out...
-        raise NotebookFailed(step.name, out, None, "", type(exc).__name__, str(exc)) from exc
 
 
 def format_plan(steps: list[Step]) -> str:
@@ -432,8 +406,7 @@ def format_plan(steps: list[Step]) -> str:
 
 
 def strip_stderr(path) -> int:
-    """Remove an executed notebook's stderr outputs (returns how many) and cut papermill's
-    ``input_path``/``output_path`` to file names, in place."""
+    """Remove a notebook's stderr outputs (returns how many), cut papermill's paths to names."""
     nb = nbformat.read(path, as_version=4)
     removed = 0
     for cell in (c for c in nb.cells if c.cell_type == "code"):
